@@ -1,0 +1,136 @@
+"""Latent patch grid: overlapping boxes of side ``patch_size`` (p) and ``overlap`` (o).
+
+Boxes cover every latent pixel of any height and width; the last row and column are snapped to the
+edge so that every box has the same size (which lets patches go through the denoiser in batches).
+A per-step ``offset`` (jitter) shifts the interior boxes while keeping full coverage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True, order=True)
+class Box:
+    """A latent rectangle ``[y0, y1) x [x0, x1)``."""
+
+    y0: int
+    x0: int
+    y1: int
+    x1: int
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    def scaled(self, factor: int) -> Box:
+        """The same box in a space ``factor`` times larger (latent → pixels)."""
+        return Box(self.y0 * factor, self.x0 * factor, self.y1 * factor, self.x1 * factor)
+
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+
+def _check_sizes(length: int, patch: int, overlap: int, axis: str) -> None:
+    if length <= 0:
+        raise ValueError(f"latent {axis} must be positive, got {length}")
+    if patch <= 0:
+        raise ValueError(f"patch_size must be positive, got {patch}")
+    if overlap < 0:
+        raise ValueError(f"overlap must be zero or positive, got {overlap}")
+    if overlap >= patch:
+        raise ValueError(f"overlap ({overlap}) must be smaller than patch_size ({patch})")
+    if patch > length:
+        raise ValueError(
+            f"patch_size ({patch}) is larger than the latent {axis} ({length}); "
+            f"use a patch of at most {length} latent pixels or a larger output"
+        )
+
+
+def axis_starts(length: int, patch: int, overlap: int, offset: int = 0) -> list[int]:
+    """Start positions along one axis: stride ``patch - overlap``, last snapped to ``length - patch``.
+
+    ``offset`` shifts the interior starts (jitter); it must lie in :func:`jitter_range` so that
+    coverage is kept. The first box always starts at 0 and the last ends at ``length``.
+    """
+    _check_sizes(length, patch, overlap, "size")
+    stride = patch - overlap
+    low, high = jitter_range(patch, overlap)
+    if not low <= offset <= high:
+        raise ValueError(f"grid offset {offset} outside [{low}, {high}] for patch {patch}, overlap {overlap}")
+    last = length - patch
+    starts = [0]
+    k = 1
+    while (start := k * stride + offset) < last:
+        starts.append(start)
+        k += 1
+    if last > 0:
+        starts.append(last)
+    return starts
+
+
+def jitter_range(patch: int, overlap: int) -> tuple[int, int]:
+    """Offsets ``[low, high]`` that keep full coverage: ``-(stride // 2) .. min(overlap, stride // 2)``.
+
+    A positive offset larger than the overlap would open a gap after the first box.
+    """
+    stride = patch - overlap
+    return -(stride // 2), min(overlap, stride // 2)
+
+
+@dataclass(frozen=True)
+class PatchGrid:
+    """Overlapping latent patches of one size covering a ``height`` x ``width`` latent."""
+
+    height: int
+    width: int
+    patch_size: int
+    overlap: int
+
+    def __post_init__(self) -> None:
+        _check_sizes(self.height, self.patch_size, self.overlap, "height")
+        _check_sizes(self.width, self.patch_size, self.overlap, "width")
+
+    @property
+    def stride(self) -> int:
+        return self.patch_size - self.overlap
+
+    def starts(self, offset: tuple[int, int] = (0, 0)) -> tuple[list[int], list[int]]:
+        """Row and column starts for a grid shifted by ``offset`` = (dy, dx)."""
+        p, o = self.patch_size, self.overlap
+        return axis_starts(self.height, p, o, offset[0]), axis_starts(self.width, p, o, offset[1])
+
+    def boxes(self, offset: tuple[int, int] = (0, 0)) -> list[Box]:
+        """The boxes in raster order for a grid shifted by ``offset`` = (dy, dx)."""
+        p = self.patch_size
+        ys, xs = self.starts(offset)
+        return [Box(y, x, y + p, x + p) for y in ys for x in xs]
+
+    def __len__(self) -> int:
+        return len(self.boxes())
+
+    def random_offset(self, generator: torch.Generator) -> tuple[int, int]:
+        """A seeded jitter offset (dy, dx), drawn from ``generator`` so runs stay deterministic."""
+        low, high = jitter_range(self.patch_size, self.overlap)
+        if high == low:
+            return (0, 0)
+        draw = torch.randint(low, high + 1, (2,), generator=generator)
+        dy = int(draw[0]) if self.height > self.patch_size else 0
+        dx = int(draw[1]) if self.width > self.patch_size else 0
+        return dy, dx
+
+
+def default_patch_size(native: int, latent_height: int, latent_width: int) -> int:
+    """The denoiser's native sample size, clamped to the latent so that small outputs just work."""
+    return max(1, min(native, latent_height, latent_width))
+
+
+def default_overlap(patch_size: int) -> int:
+    """A quarter of the patch: enough for seamless blending (see the overlap table in the docs)."""
+    return patch_size // 4

@@ -1,0 +1,68 @@
+"""The class-conditioned PathUp folder layout (diffusers format, safetensors only).
+
+```
+MODEL/
+  pathup.json                  {"format": "pathup", "version": 1, "classes": [...], "scales": [...],
+                                "label_layout": "scale-major-with-null", ...}
+  denoiser/config.json         UNet2DModel with num_class_embeds = scales * (classes + 1)
+  denoiser/diffusion_pytorch_model.safetensors
+  autoencoder/config.json      AutoencoderKL or AutoencoderTiny
+  autoencoder/diffusion_pytorch_model.safetensors
+  scheduler/scheduler_config.json
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import SchedulerMixin
+
+from napari_pathup.models.conditioning import SCALES, num_class_embeds
+
+PATHUP_JSON = "pathup.json"
+PATHUP_FORMAT = "pathup"
+LABEL_LAYOUT = "scale-major-with-null"
+DENOISER_DIR = "denoiser"
+AUTOENCODER_DIR = "autoencoder"
+SCHEDULER_DIR = "scheduler"
+
+
+def save_pathup_model(
+    folder: str | Path,
+    denoiser: torch.nn.Module,
+    autoencoder: torch.nn.Module,
+    scheduler: SchedulerMixin,
+    classes: Sequence[str],
+    scales: Sequence[str] = SCALES,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a model in the PathUp layout; the engine (and ``pathup``) load it with ``load_model``."""
+    folder = Path(folder)
+    expected = num_class_embeds(len(classes), len(scales))
+    got = getattr(denoiser.config, "num_class_embeds", None)
+    if got != expected:
+        raise ValueError(
+            f"denoiser has num_class_embeds={got}; {len(classes)} classes and {len(scales)} scales need {expected}"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    denoiser.save_pretrained(folder / DENOISER_DIR, safe_serialization=True)
+    autoencoder.save_pretrained(folder / AUTOENCODER_DIR, safe_serialization=True)
+    scheduler.save_pretrained(folder / SCHEDULER_DIR)
+    meta = {
+        "format": PATHUP_FORMAT,
+        "version": 1,
+        "classes": list(classes),
+        "scales": list(scales),
+        "label_layout": LABEL_LAYOUT,
+        **(extra or {}),
+    }
+    tmp = folder / f".{PATHUP_JSON}.partial"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, folder / PATHUP_JSON)
+    return folder

@@ -1,0 +1,238 @@
+"""Load a model folder into a :class:`PathupModel`: safetensors only, no remote code, clear errors.
+
+Every component is checked (config present and valid JSON, known class, safetensors weights)
+before anything is loaded, so a broken folder fails with one message naming the file and nothing
+half-loads. The network is touched only for a hub id with ``allow_download=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from napari_pathup.errors import ModelLoadError
+from napari_pathup.models.base import Autoencoder, PathupModel
+from napari_pathup.models.conditioning import (
+    DEFAULT_PROMPT_TEMPLATE,
+    DEFAULT_SCALE_WORDS,
+    SCALES,
+    ClassConditioner,
+    TextConditioner,
+    num_class_embeds,
+)
+from napari_pathup.models.layout import (
+    AUTOENCODER_DIR,
+    DENOISER_DIR,
+    LABEL_LAYOUT,
+    PATHUP_FORMAT,
+    PATHUP_JSON,
+    SCHEDULER_DIR,
+)
+from napari_pathup.models.schedulers import ALLOWED_SCHEDULER_CLASSES, scheduler_class
+
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
+AUTOENCODER_CLASSES = ("AutoencoderKL", "AutoencoderTiny")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelLoadError(f"missing {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path} must hold a JSON object")
+    return data
+
+
+def _check_component(folder: Path, config_name: str, allowed: tuple[str, ...] | frozenset[str]) -> str:
+    """Check one component folder; return its diffusers/transformers class name."""
+    if not folder.is_dir():
+        raise ModelLoadError(f"missing component folder {folder}")
+    config = _read_json(folder / config_name)
+    class_name = config.get("_class_name") or (config.get("architectures") or [None])[0]
+    if class_name not in allowed:
+        raise ModelLoadError(
+            f"{folder / config_name} names {class_name!r}; expected one of {', '.join(sorted(allowed))}"
+        )
+    if config_name != "scheduler_config.json" and not any(folder.glob("*.safetensors")):
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        hint = f" (found {', '.join(pickles)}: pickle weights are never loaded)" if pickles else ""
+        raise ModelLoadError(f"no .safetensors weights in {folder}{hint}")
+    return class_name
+
+
+def _from_pretrained(cls: Any, folder: Path, **kwargs: Any) -> Any:
+    try:
+        return cls.from_pretrained(folder, use_safetensors=True, local_files_only=True, **kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"cannot load {folder}: {exc}") from exc
+
+
+def _native_size(config: Any) -> int:
+    size = config.sample_size
+    return int(size[0] if isinstance(size, list | tuple) else size)
+
+
+def detect_layout(path: Path) -> str:
+    """``pathup`` or ``stable-diffusion``, from the files at the top of the folder."""
+    if (path / PATHUP_JSON).is_file() and _read_json(path / PATHUP_JSON).get("format") == PATHUP_FORMAT:
+        return "pathup"
+    if (path / "model_index.json").is_file():
+        return "stable-diffusion"
+    raise ModelLoadError(
+        f"{path} is not a model folder: expected {PATHUP_JSON} (PathUp layout) or model_index.json "
+        "(diffusers Stable Diffusion pipeline)"
+    )
+
+
+def resolve_model_path(spec: str | Path, allow_download: bool = False) -> Path:
+    """A local folder as it is; a hub id only when the user allows the download."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return path
+    if HUB_ID.match(str(spec)) and not path.exists():
+        if not allow_download:
+            raise ModelLoadError(
+                f"{spec} is not a local folder; to download the hub model {spec!r} allow it explicitly "
+                "(--allow-download)"
+            )
+        from huggingface_hub import snapshot_download
+
+        patterns = ["*.json", "*.safetensors", "*.txt", "tokenizer/*", "*.model"]
+        return Path(snapshot_download(str(spec), allow_patterns=patterns))
+    raise ModelLoadError(f"model folder {path} does not exist")
+
+
+def load_model(spec: str | Path, allow_download: bool = False) -> PathupModel:
+    """Load a PathUp or Stable Diffusion folder (on the CPU, float32; move it with ``.to``)."""
+    path = resolve_model_path(spec, allow_download)
+    layout = detect_layout(path)
+    model = _load_pathup(path) if layout == "pathup" else _load_stable_diffusion(path)
+    for module in model.modules.values():
+        module.eval().requires_grad_(False)
+    return model
+
+
+def _load_scheduler(folder: Path):
+    class_name = _check_component(folder, "scheduler_config.json", ALLOWED_SCHEDULER_CLASSES)
+    try:
+        return scheduler_class(class_name).from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ModelLoadError(f"cannot load {folder}: {exc}") from exc
+
+
+def _load_pathup(path: Path) -> PathupModel:
+    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DModel
+
+    meta = _read_json(path / PATHUP_JSON)
+    classes, scales = meta.get("classes"), meta.get("scales", list(SCALES))
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise ModelLoadError(f"{path / PATHUP_JSON}: 'classes' must be a non-empty list of names")
+    if meta.get("label_layout", LABEL_LAYOUT) != LABEL_LAYOUT:
+        raise ModelLoadError(f"{path / PATHUP_JSON}: unsupported label_layout {meta.get('label_layout')!r}")
+    missing = [s for s in SCALES if s not in scales]
+    if missing:
+        raise ModelLoadError(f"{path / PATHUP_JSON}: 'scales' must include {', '.join(missing)}")
+    _check_component(path / DENOISER_DIR, "config.json", ("UNet2DModel",))
+    vae_class = _check_component(path / AUTOENCODER_DIR, "config.json", AUTOENCODER_CLASSES)
+    scheduler = _load_scheduler(path / SCHEDULER_DIR)
+    unet = _from_pretrained(UNet2DModel, path / DENOISER_DIR)
+    expected = num_class_embeds(len(classes), len(scales))
+    if unet.config.num_class_embeds != expected:
+        raise ModelLoadError(
+            f"{path / DENOISER_DIR / 'config.json'}: num_class_embeds is {unet.config.num_class_embeds}, "
+            f"but {len(classes)} classes x {len(scales)} scales need {expected}"
+        )
+    vae = _from_pretrained(AutoencoderKL if vae_class == "AutoencoderKL" else AutoencoderTiny, path / AUTOENCODER_DIR)
+
+    def denoiser(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return unet(x, t, class_labels=cond.to(x.device)).sample
+
+    return PathupModel(
+        kind="pathup",
+        path=str(path),
+        denoiser=denoiser,
+        modules={"denoiser": unet, "autoencoder": vae},
+        autoencoder=Autoencoder(vae),
+        scheduler=scheduler,
+        conditioner=ClassConditioner(classes, scales),
+        classes=list(classes),
+        scales=list(scales),
+        native_size=_native_size(unet.config),
+        latent_channels=int(unet.config.in_channels),
+        metadata=meta,
+    )
+
+
+def _load_stable_diffusion(path: Path) -> PathupModel:
+    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    _read_json(path / "model_index.json")
+    meta = _read_json(path / PATHUP_JSON) if (path / PATHUP_JSON).is_file() else {}
+    _check_component(path / "unet", "config.json", ("UNet2DConditionModel",))
+    vae_class = _check_component(path / "vae", "config.json", AUTOENCODER_CLASSES)
+    _check_component(path / "text_encoder", "config.json", ("CLIPTextModel",))
+    tokenizer_dir = path / "tokenizer"
+    if not (tokenizer_dir / "vocab.json").is_file() or not (tokenizer_dir / "merges.txt").is_file():
+        raise ModelLoadError(f"missing {tokenizer_dir / 'vocab.json'} or merges.txt (CLIP tokenizer)")
+    scheduler = _load_scheduler(path / "scheduler")
+    unet = _from_pretrained(UNet2DConditionModel, path / "unet")
+    vae = _from_pretrained(AutoencoderKL if vae_class == "AutoencoderKL" else AutoencoderTiny, path / "vae")
+    text_encoder = _from_pretrained(CLIPTextModel, path / "text_encoder")
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load {tokenizer_dir}: {exc}") from exc
+
+    def denoiser(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return unet(x, t, encoder_hidden_states=cond.to(x.device, x.dtype)).sample
+
+    conditioner = TextConditioner(
+        tokenizer,
+        text_encoder,
+        template=meta.get("prompt_template", DEFAULT_PROMPT_TEMPLATE),
+        scale_words=meta.get("scale_words", DEFAULT_SCALE_WORDS),
+    )
+    return PathupModel(
+        kind="stable-diffusion",
+        path=str(path),
+        denoiser=denoiser,
+        modules={"denoiser": unet, "autoencoder": vae, "text_encoder": text_encoder},
+        autoencoder=Autoencoder(vae),
+        scheduler=scheduler,
+        conditioner=conditioner,
+        classes=list(meta.get("classes", [])),
+        scales=list(SCALES),
+        native_size=_native_size(unet.config),
+        latent_channels=int(unet.config.in_channels),
+        metadata=meta,
+    )
+
+
+def model_hash(path: str | Path) -> str:
+    """sha256 over the folder's files (relative names and contents): identifies the exact weights."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    stamp = tuple((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _hash_files(str(path), stamp)
+
+
+@lru_cache(maxsize=16)
+def _hash_files(root: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for name, _, _ in stamp:
+        digest.update(name.encode() + b"\0")
+        with open(Path(root) / name, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return "sha256:" + digest.hexdigest()

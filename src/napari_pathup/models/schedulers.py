@@ -1,0 +1,42 @@
+"""Named diffusers schedulers; any of them can drive the engine (see docs/architecture.md)."""
+
+from __future__ import annotations
+
+import diffusers
+from diffusers import SchedulerMixin
+
+#: short CLI names → diffusers scheduler classes
+SCHEDULERS: dict[str, str] = {
+    "ddim": "DDIMScheduler",
+    "ddpm": "DDPMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler-a": "EulerAncestralDiscreteScheduler",
+    "dpm++": "DPMSolverMultistepScheduler",
+    "dpm++-sde": "DPMSolverSDEScheduler",
+    "unipc": "UniPCMultistepScheduler",
+    "pndm": "PNDMScheduler",
+    "heun": "HeunDiscreteScheduler",
+    "lms": "LMSDiscreteScheduler",
+}
+
+#: every scheduler class a model folder may name in its scheduler config
+ALLOWED_SCHEDULER_CLASSES: frozenset[str] = frozenset(
+    name
+    for name in dir(diffusers)
+    if name.endswith("Scheduler") and isinstance(getattr(diffusers, name, None), type)
+)
+
+
+def scheduler_class(class_name: str) -> type[SchedulerMixin]:
+    """The diffusers scheduler class of that name; never imports code from a model folder."""
+    if class_name not in ALLOWED_SCHEDULER_CLASSES:
+        raise ValueError(f"unknown scheduler class {class_name!r}")
+    return getattr(diffusers, class_name)
+
+
+def make_scheduler(name: str, base: SchedulerMixin) -> SchedulerMixin:
+    """A fresh scheduler: ``name`` (a short name or a class name) configured from the model's own."""
+    class_name = SCHEDULERS.get(name, name)
+    if class_name not in ALLOWED_SCHEDULER_CLASSES:
+        raise ValueError(f"unknown scheduler {name!r}; expected one of {', '.join(SCHEDULERS)}")
+    return scheduler_class(class_name).from_config(base.config)
