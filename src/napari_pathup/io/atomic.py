@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from napari_pathup.errors import InputError, OutputExistsError, PathupError
+from napari_pathup.errors import InputError, OutputExistsError
 
 # Suffixes made of two parts, kept whole so that format detection by extension works on the temporary.
 _COMPOUND_SUFFIXES = (".ome.zarr", ".ome.tiff", ".ome.tif")
@@ -56,6 +56,8 @@ def _remove(path: Path) -> None:
     """Delete a file, link or directory tree if it exists; never raises for a missing path."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
+        if path.exists():  # a file appeared while deleting: try once more
+            shutil.rmtree(path, ignore_errors=True)
     else:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
@@ -91,7 +93,7 @@ def atomic_output(final: str | Path, overwrite: bool) -> Iterator[Path]:
     try:
         yield temp
         if not (temp.exists() or temp.is_symlink()):
-            raise PathupError(f"nothing was written for {path}")
+            raise RuntimeError(f"the writer returned without creating {temp.name} for {path}")
         _replace(temp, path, overwrite)
     except BaseException:
         _remove(temp)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +90,8 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
         if kind == "pillow":
             with _pil_open(path) as im:
                 text = getattr(im, "text", {}).get(ATTRS_KEY)
-            return json.loads(text) if text else {}
+            value = json.loads(text) if text else {}
+            return value if isinstance(value, dict) else {}
         import tifffile
 
         with tifffile.TiffFile(path) as tif:
@@ -220,7 +223,9 @@ def channels_last(array: np.ndarray, axes: str, source: str) -> np.ndarray:
     array = array[tuple(index)]
     channel = [name for name in kept if name not in "YX"]
     if len(channel) > 1:
-        raise InputError(f"{source}: expected a single RGB plane, found axes {axes!r} and shape {array.shape}")
+        raise InputError(
+            f"{source}: expected a single RGB plane, found axes {axes!r} and shape {array.shape}"
+        )
     order = [kept.index("Y"), kept.index("X")] + [kept.index(c) for c in channel]
     return np.transpose(array, order)
 
@@ -237,7 +242,9 @@ def to_rgb_uint8(array: Any, source: str = "image") -> np.ndarray:
     if a.ndim == 2:
         a = a[..., None]
     if a.ndim != 3 or a.shape[-1] not in (1, 2, 3, 4) or 0 in a.shape:
-        raise InputError(f"{source}: expected a greyscale, RGB or RGBA image, found an array of shape {a.shape}")
+        raise InputError(
+            f"{source}: expected a greyscale, RGB or RGBA image, found an array of shape {a.shape}"
+        )
     a = _to_uint8(a, source)
     if a.shape[-1] in (2, 4):
         colour = a[..., :-1].astype(np.uint32)
@@ -341,9 +348,24 @@ def dask_pyramid(image: Any, n_levels: int, chunk: int) -> list[Any]:
         prev = levels[-1]
         h, w = prev.shape[0] - prev.shape[0] % 2, prev.shape[1] - prev.shape[1] % 2
         prev = prev[:h, :w].rechunk((2 * chunk, 2 * chunk, 3))
-        halved = tuple(tuple(c // 2 for c in chunks) for chunks in prev.chunks[:2]) + (prev.chunks[2],)
+        halved = (*(tuple(c // 2 for c in chunks) for chunks in prev.chunks[:2]), prev.chunks[2])
         levels.append(prev.map_blocks(mean_2x2, chunks=halved, dtype=np.uint8))
     return levels
+
+
+def store_chunkwise(sources: list[Any], targets: list[Any]) -> None:
+    """Compute dask arrays into zarr arrays on a private thread pool.
+
+    The pool is shut down (waiting for running tasks) before an error propagates, so no worker is
+    still writing chunks when :func:`~napari_pathup.io.atomic.atomic_output` deletes the temporary.
+    """
+    import dask.array as da
+
+    pool = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1))
+    try:
+        da.store(sources, targets, lock=False, scheduler="threads", pool=pool)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def numpy_pyramid(image: np.ndarray, n_levels: int) -> list[np.ndarray]:

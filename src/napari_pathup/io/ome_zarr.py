@@ -9,13 +9,14 @@ beside the "ome" key.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from napari_pathup.errors import InputError
-from napari_pathup.io.atomic import atomic_output
+from napari_pathup.io.atomic import atomic_output, split_suffixes
 from napari_pathup.io.images import (
     ATTRS_KEY,
     attrs_json,
@@ -23,6 +24,7 @@ from napari_pathup.io.images import (
     check_rgb_image,
     dask_pyramid,
     pyramid_shapes,
+    store_chunkwise,
     to_rgb_uint8,
 )
 
@@ -63,10 +65,12 @@ def write_ome_zarr(
     Zarr and dask inputs are processed chunk by chunk, never loaded whole. The store appears under
     ``path`` only once complete. Returns the resolved output path.
     """
-    import dask.array as da
     import zarr
     from ome_zarr.format import FormatV05
-    from ome_zarr.writer import write_multiscales_metadata
+
+    with warnings.catch_warnings():  # ome-zarr-py warns about its own deprecated Scaler on import
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from ome_zarr.writer import write_multiscales_metadata
 
     image = check_rgb_image(image, path)
     text = attrs_json(attrs, path)
@@ -87,7 +91,7 @@ def write_ome_zarr(
             )
             for i, level in enumerate(levels)
         ]
-        da.store(levels, targets, lock=False)
+        store_chunkwise(levels, targets)
         datasets = [
             {
                 "path": str(i),
@@ -98,7 +102,7 @@ def write_ome_zarr(
             }
             for i in range(len(levels))
         ]
-        name = Path(path).name.removesuffix(".ome.zarr") or "image"
+        name = split_suffixes(Path(path).name)[0] or "image"
         write_multiscales_metadata(
             root, datasets, fmt=FormatV05(), axes=AXES, name=name, metadata={"omero": json_copy(OMERO)}
         )
@@ -124,12 +128,11 @@ def read_ome_zarr(path: str | Path, level: int = 0) -> np.ndarray:
 def ome_zarr_level_shapes(path: str | Path) -> list[tuple[int, int]]:
     """(H, W) of every pyramid level, largest first, from the metadata alone."""
     group, meta = _open(Path(path))
-    axes = _axes(meta, Path(path))
     shapes = []
     for dataset in meta["datasets"]:
-        shape = group[dataset["path"]].shape
-        axes_here = axes if len(shape) == len(axes) else axes + "S"
-        shapes.append((int(shape[axes_here.index("Y")]), int(shape[axes_here.index("X")])))
+        array = group[dataset["path"]]
+        axes = _array_axes(meta, array, Path(path))
+        shapes.append((int(array.shape[axes.index("Y")]), int(array.shape[axes.index("X")])))
     return shapes
 
 
@@ -168,15 +171,22 @@ def _axes(meta: dict[str, Any], path: Path) -> str:
     return names
 
 
+def _array_axes(meta: dict[str, Any], array: Any, path: Path) -> str:
+    """Axis letters of one pyramid level, allowing for missing axes and interleaved RGB samples."""
+    axes = _axes(meta, path)
+    if meta.get("axes") is None:
+        return axes[-array.ndim :]
+    if array.ndim == len(axes) + 1 and array.shape[-1] in (3, 4):
+        return axes + "S"  # yx image with interleaved RGB(A) samples
+    return axes
+
+
 def _level_array(path: Path, level: int) -> tuple[Any, str]:
     group, meta = _open(path)
     datasets = meta["datasets"]
     if not 0 <= level < len(datasets):
-        raise InputError(f"{path}: pyramid level {level} does not exist; the image has {len(datasets)} level(s)")
+        raise InputError(
+            f"{path}: pyramid level {level} does not exist; the image has {len(datasets)} level(s)"
+        )
     array = group[datasets[level]["path"]]
-    axes = _axes(meta, path)
-    if meta.get("axes") is None:
-        axes = axes[-array.ndim :]
-    elif array.ndim == len(axes) + 1 and array.shape[-1] in (3, 4):
-        axes += "S"  # yx image with interleaved RGB(A) samples
-    return array, axes
+    return array, _array_axes(meta, array, path)

@@ -1,0 +1,114 @@
+"""Tiled pyramidal TIFF output: lossless (deflate), RGB, with sub-resolution levels as SubIFDs.
+
+This is the layout QuPath, OpenSlide-style viewers and tifffile read as a pyramid. Our attributes are
+stored as JSON ``{"pathup": {...}}`` in the ImageDescription tag of the first page (no OME-XML, so the
+file is a plain pyramidal TIFF rather than an OME-TIFF).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_pathup.errors import InputError
+from napari_pathup.io.atomic import atomic_output
+from napari_pathup.io.images import (
+    ATTRS_KEY,
+    attrs_json,
+    check_rgb_image,
+    dask_pyramid,
+    is_in_memory,
+    numpy_pyramid,
+    pyramid_shapes,
+    store_chunkwise,
+)
+
+# Above this many uncompressed bytes use BigTIFF: classic TIFF offsets are 32-bit.
+_BIGTIFF_BYTES = 2**31
+
+
+def write_tiff(
+    path: str | Path,
+    image: Any,
+    *,
+    attrs: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    tile: int = 256,
+    min_level_size: int = 256,
+) -> Path:
+    """Write an (H, W, 3) uint8 array-like as a tiled, pyramidal, deflate-compressed RGB TIFF.
+
+    Tiles are streamed to tifffile, so zarr and dask inputs are never loaded whole (their smaller
+    levels are staged in a temporary zarr store beside the output). Returns the resolved output path.
+    """
+    import tifffile
+
+    image = check_rgb_image(image, path)
+    description = json.dumps({ATTRS_KEY: json.loads(attrs_json(attrs, path))})
+    tile = int(tile)
+    if tile < 16 or tile % 16:
+        raise InputError(f"cannot write {path}: tile must be a multiple of 16, got {tile}")
+    shapes = pyramid_shapes(image.shape[0], image.shape[1], min_level_size)
+    bigtiff = image.shape[0] * image.shape[1] * 3 * 4 // 3 > _BIGTIFF_BYTES
+    options: dict[str, Any] = {
+        "dtype": np.uint8,
+        "tile": (tile, tile),
+        "photometric": "rgb",
+        "planarconfig": "contig",
+        "compression": "zlib",
+        "predictor": True,
+        "metadata": None,
+    }
+    with (
+        atomic_output(path, overwrite) as temp,
+        _levels(image, len(shapes), tile, temp) as levels,
+        tifffile.TiffWriter(temp, bigtiff=bigtiff) as tw,
+    ):
+        tw.write(
+            _tiles(levels[0], tile),
+            shape=(*shapes[0], 3),
+            subifds=len(levels) - 1,
+            description=description,
+            software="napari-pathup",
+            **options,
+        )
+        for level in levels[1:]:
+            tw.write(_tiles(level, tile), shape=tuple(level.shape), subfiletype=1, **options)
+    return Path(path).expanduser().resolve()
+
+
+@contextlib.contextmanager
+def _levels(image: Any, n_levels: int, tile: int, temp: Path) -> Iterator[list[Any]]:
+    """Yield all pyramid levels as sliceable arrays, computing them chunkwise for out-of-core input."""
+    if is_in_memory(image):
+        yield numpy_pyramid(image, n_levels)
+        return
+    import dask.array as da
+    import zarr
+
+    levels = dask_pyramid(image, n_levels, tile)
+    # A dask input is staged whole so that its graph is computed once; other inputs are sliced directly.
+    first = 0 if isinstance(image, da.Array) else 1
+    with tempfile.TemporaryDirectory(prefix=f"{temp.name}.levels-", dir=temp.parent) as staging:
+        group = zarr.open_group(staging, mode="w", zarr_format=3)
+        targets = [
+            group.create_array(str(i), shape=levels[i].shape, chunks=(tile, tile, 3), dtype=np.uint8)
+            for i in range(first, n_levels)
+        ]
+        store_chunkwise(levels[first:], targets)
+        yield ([image] if first else []) + targets
+
+
+def _tiles(array: Any, tile: int) -> Iterator[np.ndarray]:
+    """Row-major tiles of an (H, W, 3) array-like, reading one strip of ``tile`` rows at a time."""
+    height, width = array.shape[:2]
+    for y in range(0, height, tile):
+        strip = np.asarray(array[y : y + tile])
+        for x in range(0, width, tile):
+            yield strip[:, x : x + tile]

@@ -1,0 +1,66 @@
+"""Write an image in the format its file name asks for (OME-Zarr, TIFF or PNG), atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_pathup.errors import InputError
+from napari_pathup.io.atomic import atomic_output
+from napari_pathup.io.images import ATTRS_KEY, attrs_json, check_rgb_image
+from napari_pathup.io.ome_zarr import write_ome_zarr
+from napari_pathup.io.tiff import write_tiff
+
+#: Output extension -> format name. ``.ome.zarr`` must be tested before shorter suffixes.
+OUTPUT_FORMATS: dict[str, str] = {".ome.zarr": "ome-zarr", ".tif": "tiff", ".tiff": "tiff", ".png": "png"}
+
+
+def output_format(path: str | Path) -> str:
+    """Return "ome-zarr", "tiff" or "png" for an output path, or raise :class:`InputError`.
+
+    Cheap: call it to validate an output name before starting long work.
+    """
+    name = Path(path).name.lower()
+    for suffix, kind in OUTPUT_FORMATS.items():
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return kind
+    expected = ", ".join(OUTPUT_FORMATS)
+    raise InputError(f"unsupported output extension for {path}; expected one of {expected}")
+
+
+def write_image(
+    path: str | Path, image: Any, *, attrs: dict[str, Any] | None = None, overwrite: bool = False
+) -> Path:
+    """Write an (H, W, 3) uint8 array-like in the format given by ``path``'s extension.
+
+    ``attrs`` (JSON-serialisable) are stored with the image and read back by
+    :func:`~napari_pathup.io.images.read_attrs`. Returns the resolved output path.
+    """
+    kind = output_format(path)
+    if kind == "ome-zarr":
+        return write_ome_zarr(path, image, attrs=attrs, overwrite=overwrite)
+    if kind == "tiff":
+        return write_tiff(path, image, attrs=attrs, overwrite=overwrite)
+    return write_png(path, image, attrs=attrs, overwrite=overwrite)
+
+
+def write_png(
+    path: str | Path, image: Any, *, attrs: dict[str, Any] | None = None, overwrite: bool = False
+) -> Path:
+    """Write a lossless RGB PNG with ``attrs`` as JSON in an iTXt chunk named "pathup".
+
+    PNG cannot be written in pieces, so zarr/dask input is loaded whole: use OME-Zarr or TIFF for
+    images larger than memory.
+    """
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    image = check_rgb_image(image, path)
+    info = PngInfo()
+    info.add_itxt(ATTRS_KEY, attrs_json(attrs, path))
+    with atomic_output(path, overwrite) as temp:
+        pixels = np.ascontiguousarray(np.asarray(image), dtype=np.uint8)
+        Image.fromarray(pixels).save(temp, format="PNG", pnginfo=info, compress_level=6)
+    return Path(path).expanduser().resolve()

@@ -1,0 +1,131 @@
+"""atomic_output/check_output: an output appears whole under its final name or not at all."""
+
+from pathlib import Path
+
+import pytest
+
+from napari_pathup.errors import InputError, OutputExistsError
+from napari_pathup.io import atomic_output, check_output
+
+
+def entries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_check_output_resolves_and_accepts_a_new_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert check_output("out.png", overwrite=False) == tmp_path.resolve() / "out.png"
+
+
+def test_check_output_refuses_an_existing_path_without_overwrite(tmp_path):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old")
+    with pytest.raises(OutputExistsError, match="--overwrite") as info:
+        check_output(target, overwrite=False)
+    assert str(target) in str(info.value)
+    assert isinstance(info.value, FileExistsError)
+    assert check_output(target, overwrite=True) == target.resolve()
+
+
+def test_check_output_reports_a_missing_folder(tmp_path):
+    with pytest.raises(InputError, match="does not exist") as info:
+        check_output(tmp_path / "missing" / "out.png", overwrite=True)
+    assert str(tmp_path / "missing") in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["out.ome.zarr", "out.tif", "OUT.OME.TIFF", "out.png", "noext"])
+def test_temporary_is_a_hidden_sibling_keeping_the_extension(tmp_path, name):
+    with atomic_output(tmp_path / name, overwrite=False) as temp:
+        assert temp.parent == tmp_path.resolve()
+        assert temp.name.startswith(".") and ".partial-" in temp.name
+        stem, _, suffix = name.partition(".")
+        assert temp.name.startswith(f".{stem}.partial-")
+        assert temp.name.endswith(f".{suffix}" if suffix else "")
+        assert not temp.exists()
+        temp.write_text("data")
+    assert (tmp_path / name).read_text() == "data"
+    assert entries(tmp_path) == [name]
+
+
+def test_directory_output_is_renamed_into_place(tmp_path):
+    with atomic_output(tmp_path / "a.ome.zarr", overwrite=False) as temp:
+        (temp / "0").mkdir(parents=True)
+        (temp / "zarr.json").write_text("{}")
+    assert entries(tmp_path / "a.ome.zarr") == ["0", "zarr.json"]
+    assert entries(tmp_path) == ["a.ome.zarr"]
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"), KeyboardInterrupt()])
+@pytest.mark.parametrize("as_directory", [False, True])
+def test_an_exception_leaves_neither_output_nor_temporary(tmp_path, error, as_directory):
+    with pytest.raises(type(error)), atomic_output(tmp_path / "out.ome.zarr", overwrite=False) as temp:
+        if as_directory:
+            (temp / "0" / "c").mkdir(parents=True)
+            (temp / "0" / "c" / "0").write_bytes(b"half")
+        else:
+            temp.write_bytes(b"half")
+        raise error
+    assert entries(tmp_path) == []
+
+
+def test_a_closed_generator_leaves_nothing(tmp_path):
+    def producer():
+        with atomic_output(tmp_path / "out.tif", overwrite=False) as temp:
+            temp.write_bytes(b"half")
+            yield
+
+    gen = producer()
+    next(gen)
+    gen.close()  # raises GeneratorExit at the yield
+    assert entries(tmp_path) == []
+
+
+def test_an_exception_keeps_the_previous_output(tmp_path):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old")
+    with pytest.raises(ValueError), atomic_output(target, overwrite=True) as temp:
+        temp.write_bytes(b"new")
+        raise ValueError("writer failed")
+    assert target.read_bytes() == b"old"
+    assert entries(tmp_path) == ["out.png"]
+
+
+def test_existing_output_is_not_touched_without_overwrite(tmp_path):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old")
+    with pytest.raises(OutputExistsError), atomic_output(target, overwrite=False):
+        pytest.fail("the body must not run")
+    assert target.read_bytes() == b"old"
+
+
+def test_overwrite_replaces_a_file(tmp_path):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old")
+    with atomic_output(target, overwrite=True) as temp:
+        temp.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
+    assert entries(tmp_path) == ["out.png"]
+
+
+def test_overwrite_replaces_a_directory(tmp_path):
+    target = tmp_path / "out.ome.zarr"
+    (target / "old").mkdir(parents=True)
+    with atomic_output(target, overwrite=True) as temp:
+        (temp / "new").mkdir(parents=True)
+    assert entries(target) == ["new"]
+    assert entries(tmp_path) == ["out.ome.zarr"]
+
+
+def test_output_created_meanwhile_is_kept_without_overwrite(tmp_path):
+    target = tmp_path / "out.png"
+    with pytest.raises(OutputExistsError), atomic_output(target, overwrite=False) as temp:
+        temp.write_bytes(b"ours")
+        target.write_bytes(b"theirs")
+    assert target.read_bytes() == b"theirs"
+    assert entries(tmp_path) == ["out.png"]
+
+
+def test_writing_nothing_is_an_error(tmp_path):
+    with pytest.raises(RuntimeError, match="without creating"), atomic_output(tmp_path / "x.png", False):
+        pass
+    assert entries(tmp_path) == []

@@ -1,0 +1,126 @@
+"""Pyramidal TIFF output: tiled, deflate-compressed, RGB, SubIFD levels, streamed from array-like input."""
+
+import json
+
+import dask.array as da
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from napari_pathup.errors import InputError, OutputExistsError
+from napari_pathup.io import read_attrs, read_image
+from napari_pathup.io.tiff import write_tiff
+
+
+def rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def mean_2x2_reference(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+    a = image[:h, :w].astype(np.int64)
+    return ((a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2] + 2) // 4).astype(np.uint8)
+
+
+class Recording:
+    """Array-like that remembers how much was read from it, to prove that input is read in pieces."""
+
+    def __init__(self, data: np.ndarray, fail_after: int | None = None):
+        self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
+        self.largest = self.total = self.calls = 0
+        self.fail_after = fail_after
+
+    def __getitem__(self, key):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise RuntimeError("source failed")
+        block = self.data[key]
+        self.largest, self.total = max(self.largest, block.size), self.total + block.size
+        return block
+
+
+@pytest.mark.parametrize(("height", "width"), [(300, 517), (1100, 700)])
+def test_round_trip_is_lossless(tmp_path, height, width):
+    image = rgb(height, width)
+    out = write_tiff(tmp_path / "a.tif", image)
+    assert out == (tmp_path / "a.tif").resolve()
+    np.testing.assert_array_equal(read_image(out), image)
+    np.testing.assert_array_equal(tifffile.imread(out), image)  # plain tifffile agrees
+    assert [p.name for p in tmp_path.iterdir()] == ["a.tif"]
+
+
+def test_layout_tiled_deflate_rgb_with_subifd_levels(tmp_path):
+    image = rgb(1100, 700)
+    write_tiff(tmp_path / "a.tiff", image, min_level_size=128)
+    with tifffile.TiffFile(tmp_path / "a.tiff") as tif:
+        assert len(tif.pages) == 1  # sub-resolutions are SubIFDs, not extra pages
+        page = tif.pages.first
+        assert (page.tilelength, page.tilewidth) == (256, 256)
+        assert page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+        assert page.photometric == tifffile.PHOTOMETRIC.RGB
+        assert len(page.subifds) == 2
+        levels = tif.series[0].levels
+        assert [level.shape for level in levels] == [(1100, 700, 3), (550, 350, 3), (275, 175, 3)]
+    level1 = mean_2x2_reference(image)
+    np.testing.assert_array_equal(read_image(tmp_path / "a.tiff", level=1), level1)
+    np.testing.assert_array_equal(read_image(tmp_path / "a.tiff", level=2), mean_2x2_reference(level1))
+    with pytest.raises(InputError, match="level 3 does not exist"):
+        read_image(tmp_path / "a.tiff", level=3)
+
+
+def test_attrs_are_json_in_the_image_description(tmp_path):
+    attrs = {"seed": np.int64(3), "classes": ["tumour"], "scale": 0.5}
+    write_tiff(tmp_path / "a.tif", rgb(40, 30), attrs=attrs)
+    with tifffile.TiffFile(tmp_path / "a.tif") as tif:
+        description = json.loads(tif.pages.first.description)
+    assert description == {"pathup": {"seed": 3, "classes": ["tumour"], "scale": 0.5}}
+    assert read_attrs(tmp_path / "a.tif") == {"seed": 3, "classes": ["tumour"], "scale": 0.5}
+
+
+def test_zarr_and_dask_input_are_streamed(tmp_path):
+    image = rgb(1100, 700)
+    expected_level1 = mean_2x2_reference(image)
+
+    source = zarr.create_array(tmp_path / "src.zarr", shape=image.shape, chunks=(512, 512, 3), dtype=np.uint8)
+    source[:] = image
+    write_tiff(tmp_path / "z.tif", source)
+    np.testing.assert_array_equal(read_image(tmp_path / "z.tif"), image)
+    np.testing.assert_array_equal(read_image(tmp_path / "z.tif", 1), expected_level1)
+
+    write_tiff(tmp_path / "d.tif", da.from_array(image, chunks=(300, 200, 3)))
+    np.testing.assert_array_equal(read_image(tmp_path / "d.tif"), image)
+    np.testing.assert_array_equal(read_image(tmp_path / "d.tif", 1), expected_level1)
+
+    recording = Recording(image)
+    write_tiff(tmp_path / "r.tif", recording)
+    assert recording.largest <= 256 * 700 * 3  # one strip of tiles at most
+    assert recording.total <= 2 * image.size  # level 0 once, the smaller levels from one more pass
+    np.testing.assert_array_equal(read_image(tmp_path / "r.tif", 1), expected_level1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.tif", "r.tif", "src.zarr", "z.tif"]
+
+
+@pytest.mark.parametrize("bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.uint16), [[1, 2]]])
+def test_wrong_input_is_refused_and_leaves_nothing(tmp_path, bad):
+    with pytest.raises(InputError, match=r"a\.tif: expected an \(H, W, 3\) uint8 RGB array"):
+        write_tiff(tmp_path / "a.tif", bad)
+    assert list(tmp_path.iterdir()) == []
+
+
+# 15 chunk reads build the smaller levels, then level 0 is read in 5 strips: fail in either phase.
+@pytest.mark.parametrize("fail_after", [3, 17])
+def test_a_failing_source_leaves_nothing(tmp_path, fail_after):
+    with pytest.raises(RuntimeError, match="source failed"):
+        write_tiff(tmp_path / "a.tif", Recording(rgb(1100, 700), fail_after=fail_after))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_needs_overwrite(tmp_path):
+    first, second = rgb(60, 50, seed=1), rgb(70, 40, seed=2)
+    write_tiff(tmp_path / "a.tif", first)
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        write_tiff(tmp_path / "a.tif", second)
+    np.testing.assert_array_equal(read_image(tmp_path / "a.tif"), first)
+    write_tiff(tmp_path / "a.tif", second, overwrite=True)
+    np.testing.assert_array_equal(read_image(tmp_path / "a.tif"), second)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.tif"]
