@@ -18,7 +18,11 @@ from napari_pathup.engine.grid import Box
 
 @dataclass(frozen=True)
 class StageStarted:
-    """A stage of Algorithm 1 begins (1: reference img2img at 512, 2: patch-wise upscaling)."""
+    """A stage of Algorithm 1 begins (1: reference img2img at 512, 2: patch-wise upscaling).
+
+    ``steps`` is the number of timesteps the stage runs (the tail of the schedule that its
+    strength leaves), so ``steps * patches_per_step`` previews follow.
+    """
 
     stage: int
     steps: int

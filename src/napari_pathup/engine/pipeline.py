@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from napari_pathup.engine.events import Event, Finished, StageStarted
 from napari_pathup.engine.grid import PatchGrid, default_overlap, default_patch_size
 from napari_pathup.engine.preview import LatentPreviewer
-from napari_pathup.engine.sampler import PatchSampling, denoise_patches
+from napari_pathup.engine.sampler import PatchSampling, denoise_patches, img2img_timesteps
 from napari_pathup.engine.vae import crop_source, decode_tiled, encode_tiled, resized_source
 from napari_pathup.engine.weights import WEIGHT_MODES
 from napari_pathup.models.base import PathupModel
@@ -90,7 +90,8 @@ class SynthesisSettings:
 
     def stage_one_shape(self) -> tuple[int, int]:
         """Stage 1 works at ``reference_size`` on the shorter side, with the output's aspect ratio."""
-        r, h, w = self.reference_size, self.height, self.width
+        h, w = self.height, self.width
+        r = min(self.reference_size, h, w)  # never larger than the output: stage 2 only upscales
         if h == w:
             return r, r
         if h < w:
@@ -146,7 +147,8 @@ def synthesize(
         sampling = _stage_sampling(s, model, latent_hw, strength)
         grid = PatchGrid(*latent_hw, sampling.patch_size, sampling.overlap)
         uncond = model.conditioner(None, scale) if sampling.guidance != 1.0 else None
-        yield StageStarted(number, sampling.steps, len(grid), (latent_hw[0] * f, latent_hw[1] * f), latent_hw)
+        steps = len(img2img_timesteps(scheduler, sampling.steps, strength, device))
+        yield StageStarted(number, steps, len(grid), (latent_hw[0] * f, latent_hw[1] * f), latent_hw)
         return (
             yield from denoise_patches(
                 model.denoiser,

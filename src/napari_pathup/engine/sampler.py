@@ -138,6 +138,7 @@ def denoise_patches(
     x = scheduler.add_noise(clean.float(), noise, timesteps[:1])
     step_kwargs = _step_kwargs(scheduler, generator)
     weight_cache: dict[tuple[int, int], BlendWeights] = {}
+    merge_dtype = torch.float32 if device.type == "mps" else torch.float64  # float64: no merge rounding
     batch_size = max(1, sampling.batch_size)
 
     for step, t in enumerate(timesteps):
@@ -149,18 +150,18 @@ def denoise_patches(
         weights = weight_cache[offset]
         boxes = grid.boxes(offset)
         model_input = scheduler.scale_model_input(x, t)
-        merged = torch.zeros_like(model_input)
+        merged = torch.zeros_like(model_input, dtype=merge_dtype)
         for first in range(0, len(boxes), batch_size):
             batch: Sequence[Box] = boxes[first : first + batch_size]
             patches = torch.cat([model_input[..., b.y0 : b.y1, b.x0 : b.x1] for b in batch])
             out = guided_output(denoiser, patches.to(model_dtype), t, cond, uncond, sampling.guidance).float()
             for b, o in zip(batch, out, strict=True):
-                merged[..., b.y0 : b.y1, b.x0 : b.x1] += weights(b, torch.float32).to(device) * o
+                merged[..., b.y0 : b.y1, b.x0 : b.x1] += weights(b, merge_dtype).to(device) * o
             for k, (b, p, o) in enumerate(zip(batch, patches, out, strict=True)):
                 render = _preview_renderer(previewer, scheduler, p, o, t)
                 pixel_box = b.scaled(scale_factor)
                 yield PatchPreview(stage, step, len(timesteps), b, pixel_box, first + k, len(boxes), render)
-        x = scheduler.step(merged, t, x, **step_kwargs).prev_sample
+        x = scheduler.step(merged.float(), t, x, **step_kwargs).prev_sample
     return x
 
 

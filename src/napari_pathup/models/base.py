@@ -110,7 +110,8 @@ class PathupModel:
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> PathupModel:
         for module in self.modules.values():
-            module.to(device=device, dtype=dtype)
+            current = next(module.parameters()).dtype
+            module.to(device=device, dtype=dtype if dtype not in (None, current) else None)
         return self
 
     def parameter_count(self) -> dict[str, int]:

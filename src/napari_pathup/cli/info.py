@@ -1,0 +1,64 @@
+"""``pathup info``: what a model knows, and what a run of a given size costs."""
+
+from __future__ import annotations
+
+import argparse
+
+from napari_pathup.cli._common import add_model_arguments, load_for_run, parse_size
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "info",
+        help="show a model's classes and scales, and estimate time and memory of a run",
+        description="Show the model's classes, scales and parameters, and estimate time and peak memory of a "
+        "run of --size on --device (measured by a short calibration).",
+    )
+    add_model_arguments(p)
+    p.add_argument("--size", type=parse_size, default=(2048, 2048), metavar="N|WxH")
+    p.add_argument("--class", dest="class_name", help="class to estimate with (default: the first)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--patch", type=int)
+    p.add_argument("--overlap", type=int)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--no-calibrate", action="store_true", help="only count the work; measure nothing")
+    p.set_defaults(func=run)
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_pathup.engine.estimate import estimate
+    from napari_pathup.engine.pipeline import SynthesisSettings
+
+    model = load_for_run(args)
+    print(f"model       {model.path}")
+    print(f"kind        {model.kind}")
+    print(f"classes     {', '.join(model.classes) if model.classes else '(any text; prompt-conditioned)'}")
+    print(f"scales      {', '.join(model.scales)}")
+    for name, count in model.parameter_count().items():
+        print(f"parameters  {name}: {count / 1e6:.2f} M")
+    print(f"latent      {model.latent_channels} channels, 1/{model.vae_scale_factor} scale, "
+          f"native patch {model.native_size}")
+    print(f"scheduler   {type(model.scheduler).__name__}")
+    class_name = args.class_name or (model.classes[0] if model.classes else "tumour")
+    height, width = args.size
+    settings = SynthesisSettings(class_name, height=height, width=width, steps=args.steps, patch_size=args.patch,
+                                 overlap=args.overlap, batch_size=args.batch_size)
+    result = estimate(model, settings, calibrate=not args.no_calibrate)
+    print(f"\nrun of {width}x{height} px (WxH) on {result.device}:")
+    print("stage  latent      patch  overlap  patches/step  steps  denoiser calls  patch evals  tiles")
+    for number, st in enumerate(result.stages, start=1):
+        print(f"{number:<6} {st.latent_shape[1]}x{st.latent_shape[0]:<8} {st.patch_size:<6} {st.overlap:<8} "
+              f"{st.patches_per_step:<13} {st.steps:<6} {st.denoiser_calls:<15} {st.patch_evaluations:<12} "
+              f"{st.decode_tiles}")
+    if result.seconds is not None:
+        print(f"estimated time         {result.seconds:.1f} s (measured calibration, scaled by the counts)")
+        print(f"estimated peak memory  {_bytes(result.peak_memory_bytes)}")
+    return 0

@@ -1,0 +1,138 @@
+"""``pathup synthesize``: one synthetic H&E image of a class from a real reference, with progress bars."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import tempfile
+from pathlib import Path
+
+from napari_pathup.cli._common import add_model_arguments, load_for_run, parse_size
+
+#: outputs up to this many pixels are assembled in memory; larger ones in a temporary zarr on disk
+IN_MEMORY_PIXELS = 4096 * 4096
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "synthesize",
+        help="synthesise a large H&E image of a class (PathUp, two stages)",
+        description="Synthesise a large H&E image of CLASS from a real reference RoI with PathUp's two stages. "
+        "The output format follows the extension: .ome.zarr, .tif/.tiff or .png.",
+    )
+    p.add_argument("--class", dest="class_name", required=True, help="tissue class (see `pathup info`)")
+    add_model_arguments(p)
+    p.add_argument("--reference", metavar="IMAGE", help="real reference RoI (default: the model's own for CLASS)")
+    p.add_argument("--out", required=True, metavar="PATH", help="output: .ome.zarr, .tif, .tiff or .png")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--size", type=parse_size, default=(2048, 2048), metavar="N|WxH", help="output size (2048)")
+    p.add_argument("--steps", type=int, help="scheduler steps of the full schedule (model default)")
+    p.add_argument("--strength", type=float, help="stage-1 img2img strength t_i in (0, 1]")
+    p.add_argument("--upscale-strength", type=float, help="stage-2 noise strength in (0, 1]")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (1 = none)")
+    p.add_argument("--patch", type=int, help="latent patch size p (default: the denoiser's native size)")
+    p.add_argument("--overlap", type=int, help="latent patch overlap o (default: p/4)")
+    p.add_argument("--weights", choices=("uniform", "gaussian", "cosine"), help="blend weights w")
+    p.add_argument("--sigma", type=float, default=0.3, help="gaussian weights: sigma relative to the patch")
+    p.add_argument("--jitter", action="store_true", help="shift the patch grid every step (seeded)")
+    p.add_argument("--batch-size", type=int, default=8, help="patches per denoiser call")
+    p.add_argument("--scheduler", help="ddim, ddpm, euler, euler-a, dpm++, unipc, ... (model default)")
+    p.add_argument("--reference-size", type=int, default=512, help="stage-1 size (shorter side), default 512")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _sha256(path: Path) -> str:
+    if path.is_dir():
+        return ""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    import zarr
+    from tqdm import tqdm
+
+    from napari_pathup import __version__
+    from napari_pathup.engine.events import Finished, PatchPreview, StageStarted, TileDecoded
+    from napari_pathup.engine.pipeline import SynthesisSettings, synthesize
+    from napari_pathup.io import check_output, output_format, read_image, write_image
+    from napari_pathup.models.default import reference_for_class
+    from napari_pathup.models.load import model_hash
+
+    out = Path(args.out)
+    output_format(out)  # fail on a bad extension before any long work
+    check_output(out, args.overwrite)
+    model = load_for_run(args)
+    reference_path = Path(args.reference) if args.reference else reference_for_class(model, args.class_name)
+    reference = read_image(reference_path)
+    height, width = args.size
+    settings = SynthesisSettings(
+        class_name=args.class_name,
+        height=height,
+        width=width,
+        reference_size=args.reference_size,
+        steps=args.steps,
+        strength=args.strength,
+        upscale_strength=args.upscale_strength,
+        guidance=args.guidance,
+        patch_size=args.patch,
+        overlap=args.overlap,
+        weights=args.weights,
+        sigma=args.sigma,
+        jitter=args.jitter,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        scheduler=args.scheduler,
+    ).resolve(model)
+
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".pathup-work-") as work:
+        if height * width <= IN_MEMORY_PIXELS:
+            sink = np.zeros((height, width, 3), np.uint8)
+        else:
+            sink = zarr.create_array(
+                store=str(Path(work) / "image.zarr"), shape=(height, width, 3), chunks=(512, 512, 3), dtype="uint8"
+            )
+        bar = None
+        finished = None
+        for event in synthesize(model, reference, settings, sink):
+            if isinstance(event, StageStarted):
+                if bar is not None:
+                    bar.close()
+                total = event.steps * event.patches_per_step
+                bar = tqdm(total=total, desc=f"stage {event.stage}/2 denoise", unit="patch", disable=args.quiet,
+                           file=sys.stderr)
+            elif isinstance(event, PatchPreview):
+                bar.update(1)
+            elif isinstance(event, TileDecoded):
+                if event.tile_index == 0:
+                    bar.close()
+                    bar = tqdm(total=event.tiles, desc=f"stage {event.stage}/2 decode", unit="tile",
+                               disable=args.quiet, file=sys.stderr)
+                bar.update(1)
+            elif isinstance(event, Finished):
+                finished = event
+        if bar is not None:
+            bar.close()
+        attrs = {
+            "generator": f"napari-pathup {__version__}",
+            "method": "PathUp (two-stage latent diffusion with patch-wise timestep tracking)",
+            "class": settings.class_name,
+            "seed": settings.seed,
+            "settings": finished.settings,
+            "model": {"path": str(model.path), "kind": model.kind, "hash": model_hash(model.path)},
+            "reference": {"path": str(reference_path), "sha256": _sha256(reference_path)},
+            "device": str(model.device),
+            "dtype": str(model.dtype).replace("torch.", ""),
+            "torch": torch.__version__,
+        }
+        written = write_image(out, finished.image, attrs=attrs, overwrite=args.overwrite)
+    print(f"wrote {written} ({height}x{width} px, class {settings.class_name}, seed {settings.seed})")
+    return 0

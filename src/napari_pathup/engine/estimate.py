@@ -1,0 +1,118 @@
+"""Work counts and a measured estimate of time and peak memory, before a run starts.
+
+Counts (patch evaluations, tiles) follow from the settings alone. Time and memory come from a
+short calibration on the chosen device: one batched denoiser call and one tile through the
+autoencoder, scaled by the counts. It is an estimate, labelled as one wherever it is shown.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from napari_pathup.engine.grid import PatchGrid
+from napari_pathup.engine.pipeline import SynthesisSettings, _stage_sampling
+from napari_pathup.engine.sampler import guided_output, img2img_timesteps
+from napari_pathup.engine.vae import tile_grid
+from napari_pathup.models.base import PathupModel
+
+
+@dataclass(frozen=True)
+class StageWork:
+    latent_shape: tuple[int, int]
+    patch_size: int
+    overlap: int
+    patches_per_step: int
+    steps: int
+    denoiser_calls: int
+    patch_evaluations: int
+    encode_tiles: int
+    decode_tiles: int
+
+
+@dataclass(frozen=True)
+class Estimate:
+    stages: tuple[StageWork, StageWork]
+    seconds: float | None = None
+    peak_memory_bytes: int | None = None
+    device: str = "cpu"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def count_work(model: PathupModel, settings: SynthesisSettings) -> tuple[StageWork, StageWork]:
+    """Denoiser calls, patch evaluations (doubled by guidance) and autoencoder tiles of both stages."""
+    s = settings.resolve(model)
+    f = model.vae_scale_factor
+    h1, w1 = s.stage_one_shape()
+    scheduler = model.scheduler.from_config(model.scheduler.config)
+    out = []
+    for shape, strength in (((h1 // f, w1 // f), s.strength), ((s.height // f, s.width // f), s.upscale_strength)):
+        sampling = _stage_sampling(s, model, shape, strength)
+        grid = PatchGrid(*shape, sampling.patch_size, sampling.overlap)
+        steps = len(img2img_timesteps(scheduler, sampling.steps, strength, torch.device("cpu")))
+        batches = -(-len(grid) // sampling.batch_size)
+        cfg = 2 if sampling.guidance != 1.0 else 1
+        tiles = len(tile_grid(*shape, s.decode_tile, s.decode_overlap))
+        out.append(
+            StageWork(shape, grid.patch_size, grid.overlap, len(grid), steps, steps * batches,
+                      steps * len(grid) * cfg, tiles, tiles)
+        )
+    return out[0], out[1]
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def estimate(model: PathupModel, settings: SynthesisSettings, calibrate: bool = True) -> Estimate:
+    """Counts, and when ``calibrate`` a measured time and peak-memory estimate on the model's device."""
+    stages = count_work(model, settings)
+    if not calibrate:
+        return Estimate(stages, device=str(model.device))
+    s = settings.resolve(model)
+    device, dtype, f = model.device, model.dtype, model.vae_scale_factor
+    two = stages[1]
+    p = two.patch_size
+    batch = min(s.batch_size, two.patches_per_step)
+    x = torch.zeros(batch, model.latent_channels, p, p, device=device, dtype=dtype)
+    t = torch.tensor(500, device=device)
+    cond = model.conditioner(s.class_name, "native")
+    uncond = model.conditioner(None, "native")
+    tile = min(s.decode_tile, *two.latent_shape)
+    z = torch.zeros(1, model.latent_channels, tile, tile, device=device, dtype=dtype)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    rss_before = _peak_rss()
+
+    def timed(fn, repeat: int = 2) -> float:
+        fn()  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return (time.perf_counter() - start) / repeat
+
+    with torch.inference_mode():
+        t_call = timed(lambda: guided_output(model.denoiser, x, t, cond, uncond, s.guidance))
+        t_decode = timed(lambda: model.autoencoder.decode(z), repeat=1)
+        t_encode = timed(lambda: model.autoencoder.encode(torch.zeros(1, 3, tile * f, tile * f, device=device, dtype=dtype)), repeat=1)
+    seconds = sum(st.denoiser_calls * t_call + st.decode_tiles * t_decode + st.encode_tiles * t_encode for st in stages)
+    params = sum(p.numel() * p.element_size() for m in model.modules.values() for p in m.parameters())
+    lat_h, lat_w = two.latent_shape
+    buffers = 6 * model.latent_channels * lat_h * lat_w * 4 + 2 * 3 * tile * f * s.width * 4
+    if device.type == "cuda":
+        activations = torch.cuda.max_memory_allocated(device)
+        peak = activations + buffers
+    else:
+        peak = max(_peak_rss(), rss_before) + buffers
+    if s.height * s.width * 3 <= 4096 * 4096 * 3:
+        peak += s.height * s.width * 3  # the in-memory result
+    return Estimate(stages, seconds, int(peak + (0 if device.type == "cpu" else params)), str(device))

@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from napari_pathup.engine.grid import PatchGrid
+from napari_pathup.engine.seams import seam_measure
+
+
+def textured(height: int, width: int, seed: int = 0, noise: float = 25) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.normal(150, noise, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+def test_seamless_texture_measures_about_one():
+    assert seam_measure(textured(512, 640), patch_size=16, overlap=4) == pytest.approx(1.0, abs=0.05)
+
+
+def test_patchwise_offsets_are_detected():
+    """Each patch region gets its own brightness, as naive tiling without blending would."""
+    image = textured(512, 512, noise=3).astype(np.int16)
+    grid = PatchGrid(64, 64, 16, 0)
+    rng = np.random.default_rng(1)
+    for box in grid.boxes():
+        px = box.scaled(8)
+        image[px.y0 : px.y1, px.x0 : px.x1] += int(rng.integers(-20, 20))
+    seamy = np.clip(image, 0, 255).astype(np.uint8)
+    assert seam_measure(seamy, patch_size=16, overlap=0) > 1.5
+
+
+def test_works_on_zarr_arrays():
+    zarr = pytest.importorskip("zarr")
+    image = textured(256, 384)
+    z = zarr.create_array(store=zarr.storage.MemoryStore(), shape=image.shape, chunks=(64, 64, 3), dtype="uint8")
+    z[:] = image
+    assert seam_measure(z, 8, 2) == pytest.approx(seam_measure(image, 8, 2))
+
+
+def test_single_patch_has_no_seam_to_measure():
+    assert np.isnan(seam_measure(textured(128, 128), patch_size=16, overlap=4))
