@@ -15,9 +15,13 @@ CLASSES = ("tumour", "stroma", "normal")
 
 def _byte_vocab() -> dict[str, int]:
     """A minimal CLIP byte-level BPE vocabulary: every byte symbol, with and without </w>."""
-    from transformers.models.clip.tokenization_clip import bytes_to_unicode
-
-    symbols = list(bytes_to_unicode().values())
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    extra = [256 + i for i, b in enumerate(b for b in range(256) if b not in printable)]
+    symbols = [chr(c) for c in printable + extra]  # GPT-2's byte → unicode table
     vocab = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
     return {token: i for i, token in enumerate(vocab)}
 
@@ -35,23 +39,42 @@ def build_random_stable_diffusion(folder: Path, seed: int = 0) -> Path:
     vocab_dir.mkdir(exist_ok=True)
     (vocab_dir / "vocab.json").write_text(json.dumps(_byte_vocab()))
     (vocab_dir / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(vocab_dir / "vocab.json"), str(vocab_dir / "merges.txt"), model_max_length=16)
+    (vocab_dir / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 77}))
+    tokenizer = CLIPTokenizer.from_pretrained(vocab_dir, local_files_only=True)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
-            hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-            vocab_size=len(tokenizer), max_position_embeddings=16, bos_token_id=len(tokenizer) - 2,
-            eos_token_id=len(tokenizer) - 1, pad_token_id=len(tokenizer) - 1,
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=77,
+            bos_token_id=len(tokenizer) - 2,
+            eos_token_id=len(tokenizer) - 1,
+            pad_token_id=len(tokenizer) - 1,
         )
     )
     unet = UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, norm_num_groups=8, attention_head_dim=4,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=8,
+        attention_head_dim=4,
     )
     pipe = StableDiffusionPipeline(
-        vae=build_autoencoder("kl"), text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=DDIMScheduler(beta_schedule="scaled_linear", clip_sample=False),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        vae=build_autoencoder("kl"),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DDIMScheduler(beta_schedule="scaled_linear", clip_sample=False, steps_offset=1),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder

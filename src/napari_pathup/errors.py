@@ -15,7 +15,3 @@ class InputError(PathupError, ValueError):
 
 class OutputExistsError(PathupError, FileExistsError):
     """The output exists and ``overwrite`` was not asked for."""
-
-
-class Cancelled(PathupError):
-    """The run was cancelled by the caller; nothing was written under the final name."""

@@ -20,7 +20,7 @@ def coverage(grid: PatchGrid, offset=(0, 0)) -> torch.Tensor:
     count = torch.zeros(grid.height, grid.width, dtype=torch.int32)
     for box in grid.boxes(offset):
         assert (box.height, box.width) == (grid.patch_size, grid.patch_size)
-        assert 0 <= box.y0 and box.y1 <= grid.height and 0 <= box.x0 and box.x1 <= grid.width
+        assert box.y0 >= 0 and box.y1 <= grid.height and box.x0 >= 0 and box.x1 <= grid.width
         count[box.slices()] += 1
     return count
 

@@ -51,7 +51,9 @@ class PixelDenoiser(torch.nn.Module):
         # The 1x1 convolution written as elementwise sums, so that its float rounding cannot depend
         # on the spatial size (BLAS kernels for different shapes may sum in different orders).
         w, b = self.conv.weight[:, :, 0, 0], self.conv.bias
-        out = torch.stack([sum(w[o, c] * x[:, c] for c in range(x.shape[1])) + b[o] for o in range(w.shape[0])], 1)
+        out = torch.stack(
+            [sum(w[o, c] * x[:, c] for c in range(x.shape[1])) + b[o] for o in range(w.shape[0])], 1
+        )
         scale = 1 + float(t) / 1000
         return out * scale + self.label_bias[labels][:, :, None, None]
 
@@ -102,8 +104,9 @@ def test_tiled_equals_whole_latent(name, weights):
     clean = torch.randn(1, 4, 20, 28)
     denoiser = PixelDenoiser()
     cond, uncond = torch.tensor([1]), torch.tensor([3])
-    sampling = PatchSampling(steps=12, strength=0.7, guidance=2.5, patch_size=8, overlap=3, weights=weights,
-                             batch_size=5)
+    sampling = PatchSampling(
+        steps=12, strength=0.7, guidance=2.5, patch_size=8, overlap=3, weights=weights, batch_size=5
+    )
     expected = whole_latent_reference(denoiser, scheduler(name), clean, cond, uncond, 12, 0.7, 2.5, seed=7)
     got, events = tiled(denoiser, scheduler(name), clean, cond, uncond, sampling, seed=7)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
@@ -120,8 +123,16 @@ def test_jitter_keeps_exactness_and_noise_stream(name):
     clean = torch.randn(1, 4, 30, 22)
     denoiser = PixelDenoiser()
     cond = torch.tensor([0])
-    sampling = PatchSampling(steps=10, strength=1.0, guidance=1.0, patch_size=10, overlap=4, weights="gaussian",
-                             jitter=True, batch_size=3)
+    sampling = PatchSampling(
+        steps=10,
+        strength=1.0,
+        guidance=1.0,
+        patch_size=10,
+        overlap=4,
+        weights="gaussian",
+        jitter=True,
+        batch_size=3,
+    )
     expected = whole_latent_reference(denoiser, scheduler(name), clean, cond, None, 10, 1.0, 1.0, seed=3)
     got, events = tiled(denoiser, scheduler(name), clean, cond, None, sampling, seed=3, jitter_seed=11)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
@@ -139,9 +150,13 @@ def test_stochastic_noise_variance_is_kept():
     def zero(x, t, c):
         return torch.zeros_like(x)
 
-    sampling = PatchSampling(steps=4, strength=1.0, guidance=1.0, patch_size=16, overlap=12, weights="uniform")
+    sampling = PatchSampling(
+        steps=4, strength=1.0, guidance=1.0, patch_size=16, overlap=12, weights="uniform"
+    )
     tiled_x, _ = tiled(zero, scheduler("ddpm"), clean, torch.tensor([0]), None, sampling, seed=5)
-    whole = whole_latent_reference(zero, scheduler("ddpm"), clean, torch.tensor([0]), None, 4, 1.0, 1.0, seed=5)
+    whole = whole_latent_reference(
+        zero, scheduler("ddpm"), clean, torch.tensor([0]), None, 4, 1.0, 1.0, seed=5
+    )
     torch.testing.assert_close(tiled_x, whole)
     # and not shrunk: averaging independent noise over 4x4 overlapping patches would cut std by ~4
     assert abs(tiled_x.std().item() / whole.std().item() - 1) < 1e-6
@@ -170,7 +185,9 @@ def test_cancel_between_patch_batches():
 
     sampling = PatchSampling(steps=5, strength=1.0, guidance=1.0, patch_size=8, overlap=0, batch_size=2)
     g = torch.Generator().manual_seed(0)
-    gen = denoise_patches(counting, scheduler("ddim"), torch.zeros(1, 4, 16, 16), torch.tensor([0]), None, sampling, g)
+    gen = denoise_patches(
+        counting, scheduler("ddim"), torch.zeros(1, 4, 16, 16), torch.tensor([0]), None, sampling, g
+    )
     for event in gen:
         if isinstance(event, PatchPreview):
             break

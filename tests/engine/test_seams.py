@@ -29,7 +29,9 @@ def test_patchwise_offsets_are_detected():
 def test_works_on_zarr_arrays():
     zarr = pytest.importorskip("zarr")
     image = textured(256, 384)
-    z = zarr.create_array(store=zarr.storage.MemoryStore(), shape=image.shape, chunks=(64, 64, 3), dtype="uint8")
+    z = zarr.create_array(
+        store=zarr.storage.MemoryStore(), shape=image.shape, chunks=(64, 64, 3), dtype="uint8"
+    )
     z[:] = image
     assert seam_measure(z, 8, 2) == pytest.approx(seam_measure(image, 8, 2))
 

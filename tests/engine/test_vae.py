@@ -71,7 +71,9 @@ def test_zarr_sink_matches_numpy_sink(pathup_model):
     zarr = pytest.importorskip("zarr")
     latent = torch.randn(1, 4, 24, 40, generator=torch.Generator().manual_seed(2))
     a = np.zeros((192, 320, 3), np.uint8)
-    b = zarr.create_array(store=zarr.storage.MemoryStore(), shape=(192, 320, 3), chunks=(64, 64, 3), dtype="uint8")
+    b = zarr.create_array(
+        store=zarr.storage.MemoryStore(), shape=(192, 320, 3), chunks=(64, 64, 3), dtype="uint8"
+    )
     list(decode_tiled(pathup_model.autoencoder, latent, a, tile=16, overlap=4))
     list(decode_tiled(pathup_model.autoencoder, latent, b, tile=16, overlap=4))
     np.testing.assert_array_equal(b[:], a)
@@ -99,4 +101,6 @@ def test_resized_source_matches_interpolate_tile_by_tile():
     from napari_pathup.engine.grid import Box
 
     for box in (Box(0, 0, 64, 64), Box(96, 160, 160, 224), Box(37, 11, 101, 75)):
-        torch.testing.assert_close(source(box), full[..., box.y0 : box.y1, box.x0 : box.x1], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            source(box), full[..., box.y0 : box.y1, box.x0 : box.x1], rtol=1e-4, atol=1e-4
+        )

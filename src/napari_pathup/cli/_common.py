@@ -9,7 +9,10 @@ SIZE = re.compile(r"^(\d+)(?:x(\d+))?$")
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """``2048`` → (2048, 2048); ``3072x2048`` → height 2048, width 3072 (WIDTHxHEIGHT, as image tools write)."""
+    """``2048`` → (2048, 2048); ``3072x2048`` → height 2048, width 3072.
+
+    WIDTHxHEIGHT, as image tools write sizes; the result is (height, width), as arrays are shaped.
+    """
     match = SIZE.match(text.strip().lower())
     if not match:
         raise argparse.ArgumentTypeError(f"size {text!r}: expected N or WIDTHxHEIGHT, e.g. 2048 or 3072x2048")

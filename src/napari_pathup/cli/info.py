@@ -44,20 +44,31 @@ def run(args: argparse.Namespace) -> int:
     print(f"scales      {', '.join(model.scales)}")
     for name, count in model.parameter_count().items():
         print(f"parameters  {name}: {count / 1e6:.2f} M")
-    print(f"latent      {model.latent_channels} channels, 1/{model.vae_scale_factor} scale, "
-          f"native patch {model.native_size}")
+    print(
+        f"latent      {model.latent_channels} channels, 1/{model.vae_scale_factor} scale, "
+        f"native patch {model.native_size}"
+    )
     print(f"scheduler   {type(model.scheduler).__name__}")
     class_name = args.class_name or (model.classes[0] if model.classes else "tumour")
     height, width = args.size
-    settings = SynthesisSettings(class_name, height=height, width=width, steps=args.steps, patch_size=args.patch,
-                                 overlap=args.overlap, batch_size=args.batch_size)
+    settings = SynthesisSettings(
+        class_name,
+        height=height,
+        width=width,
+        steps=args.steps,
+        patch_size=args.patch,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+    )
     result = estimate(model, settings, calibrate=not args.no_calibrate)
     print(f"\nrun of {width}x{height} px (WxH) on {result.device}:")
     print("stage  latent      patch  overlap  patches/step  steps  denoiser calls  patch evals  tiles")
     for number, st in enumerate(result.stages, start=1):
-        print(f"{number:<6} {st.latent_shape[1]}x{st.latent_shape[0]:<8} {st.patch_size:<6} {st.overlap:<8} "
-              f"{st.patches_per_step:<13} {st.steps:<6} {st.denoiser_calls:<15} {st.patch_evaluations:<12} "
-              f"{st.decode_tiles}")
+        print(
+            f"{number:<6} {st.latent_shape[1]}x{st.latent_shape[0]:<8} {st.patch_size:<6} {st.overlap:<8} "
+            f"{st.patches_per_step:<13} {st.steps:<6} {st.denoiser_calls:<15} {st.patch_evaluations:<12} "
+            f"{st.decode_tiles}"
+        )
     if result.seconds is not None:
         print(f"estimated time         {result.seconds:.1f} s (measured calibration, scaled by the counts)")
         print(f"estimated peak memory  {_bytes(result.peak_memory_bytes)}")

@@ -18,15 +18,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "synthesize",
         help="synthesise a large H&E image of a class (PathUp, two stages)",
-        description="Synthesise a large H&E image of CLASS from a real reference RoI with PathUp's two stages. "
+        description="Synthesise a large H&E image of CLASS from a real reference RoI with PathUp's two "
+        "stages. "
         "The output format follows the extension: .ome.zarr, .tif/.tiff or .png.",
     )
     p.add_argument("--class", dest="class_name", required=True, help="tissue class (see `pathup info`)")
     add_model_arguments(p)
-    p.add_argument("--reference", metavar="IMAGE", help="real reference RoI (default: the model's own for CLASS)")
+    p.add_argument(
+        "--reference", metavar="IMAGE", help="real reference RoI (default: the model's own for CLASS)"
+    )
     p.add_argument("--out", required=True, metavar="PATH", help="output: .ome.zarr, .tif, .tiff or .png")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--size", type=parse_size, default=(2048, 2048), metavar="N|WxH", help="output size (2048)")
+    p.add_argument(
+        "--size", type=parse_size, default=(2048, 2048), metavar="N|WxH", help="output size (2048)"
+    )
     p.add_argument("--steps", type=int, help="scheduler steps of the full schedule (model default)")
     p.add_argument("--strength", type=float, help="stage-1 img2img strength t_i in (0, 1]")
     p.add_argument("--upscale-strength", type=float, help="stage-2 noise strength in (0, 1]")
@@ -98,7 +103,10 @@ def run(args: argparse.Namespace) -> int:
             sink = np.zeros((height, width, 3), np.uint8)
         else:
             sink = zarr.create_array(
-                store=str(Path(work) / "image.zarr"), shape=(height, width, 3), chunks=(512, 512, 3), dtype="uint8"
+                store=str(Path(work) / "image.zarr"),
+                shape=(height, width, 3),
+                chunks=(512, 512, 3),
+                dtype="uint8",
             )
         bar = None
         finished = None
@@ -107,15 +115,25 @@ def run(args: argparse.Namespace) -> int:
                 if bar is not None:
                     bar.close()
                 total = event.steps * event.patches_per_step
-                bar = tqdm(total=total, desc=f"stage {event.stage}/2 denoise", unit="patch", disable=args.quiet,
-                           file=sys.stderr)
+                bar = tqdm(
+                    total=total,
+                    desc=f"stage {event.stage}/2 denoise",
+                    unit="patch",
+                    disable=args.quiet,
+                    file=sys.stderr,
+                )
             elif isinstance(event, PatchPreview):
                 bar.update(1)
             elif isinstance(event, TileDecoded):
                 if event.tile_index == 0:
                     bar.close()
-                    bar = tqdm(total=event.tiles, desc=f"stage {event.stage}/2 decode", unit="tile",
-                               disable=args.quiet, file=sys.stderr)
+                    bar = tqdm(
+                        total=event.tiles,
+                        desc=f"stage {event.stage}/2 decode",
+                        unit="tile",
+                        disable=args.quiet,
+                        file=sys.stderr,
+                    )
                 bar.update(1)
             elif isinstance(event, Finished):
                 finished = event

@@ -27,7 +27,9 @@ def select_device(name: str = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise ValueError(f"device {name!r} asked for, but CUDA is not available on this machine")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA device(s)")
+            raise ValueError(
+                f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA device(s)"
+            )
     elif device.type == "mps":
         if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
             raise ValueError("device 'mps' asked for, but MPS is not available on this machine")

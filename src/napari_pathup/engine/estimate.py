@@ -51,7 +51,10 @@ def count_work(model: PathupModel, settings: SynthesisSettings) -> tuple[StageWo
     h1, w1 = s.stage_one_shape()
     scheduler = model.scheduler.from_config(model.scheduler.config)
     out = []
-    for shape, strength in (((h1 // f, w1 // f), s.strength), ((s.height // f, s.width // f), s.upscale_strength)):
+    for shape, strength in (
+        ((h1 // f, w1 // f), s.strength),
+        ((s.height // f, s.width // f), s.upscale_strength),
+    ):
         sampling = _stage_sampling(s, model, shape, strength)
         grid = PatchGrid(*shape, sampling.patch_size, sampling.overlap)
         steps = len(img2img_timesteps(scheduler, sampling.steps, strength, torch.device("cpu")))
@@ -59,8 +62,17 @@ def count_work(model: PathupModel, settings: SynthesisSettings) -> tuple[StageWo
         cfg = 2 if sampling.guidance != 1.0 else 1
         tiles = len(tile_grid(*shape, s.decode_tile, s.decode_overlap))
         out.append(
-            StageWork(shape, grid.patch_size, grid.overlap, len(grid), steps, steps * batches,
-                      steps * len(grid) * cfg, tiles, tiles)
+            StageWork(
+                shape,
+                grid.patch_size,
+                grid.overlap,
+                len(grid),
+                steps,
+                steps * batches,
+                steps * len(grid) * cfg,
+                tiles,
+                tiles,
+            )
         )
     return out[0], out[1]
 
@@ -103,8 +115,15 @@ def estimate(model: PathupModel, settings: SynthesisSettings, calibrate: bool = 
     with torch.inference_mode():
         t_call = timed(lambda: guided_output(model.denoiser, x, t, cond, uncond, s.guidance))
         t_decode = timed(lambda: model.autoencoder.decode(z), repeat=1)
-        t_encode = timed(lambda: model.autoencoder.encode(torch.zeros(1, 3, tile * f, tile * f, device=device, dtype=dtype)), repeat=1)
-    seconds = sum(st.denoiser_calls * t_call + st.decode_tiles * t_decode + st.encode_tiles * t_encode for st in stages)
+        t_encode = timed(
+            lambda: model.autoencoder.encode(
+                torch.zeros(1, 3, tile * f, tile * f, device=device, dtype=dtype)
+            ),
+            repeat=1,
+        )
+    seconds = sum(
+        st.denoiser_calls * t_call + st.decode_tiles * t_decode + st.encode_tiles * t_encode for st in stages
+    )
     params = sum(p.numel() * p.element_size() for m in model.modules.values() for p in m.parameters())
     lat_h, lat_w = two.latent_shape
     buffers = 6 * model.latent_channels * lat_h * lat_w * 4 + 2 * 3 * tile * f * s.width * 4

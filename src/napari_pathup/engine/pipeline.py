@@ -74,14 +74,18 @@ class SynthesisSettings:
         f = model.vae_scale_factor
         for name in ("height", "width", "reference_size"):
             if filled[name] <= 0 or filled[name] % f:
-                raise ValueError(f"{name} must be a positive multiple of {f} (the autoencoder factor), got {filled[name]}")
+                raise ValueError(
+                    f"{name} must be a positive multiple of {f} (the autoencoder factor), got {filled[name]}"
+                )
         latent_h, latent_w = filled["height"] // f, filled["width"] // f
         if filled["patch_size"] is None:
             filled["patch_size"] = default_patch_size(model.native_size, latent_h, latent_w)
         if filled["overlap"] is None:
             filled["overlap"] = default_overlap(filled["patch_size"])
         if filled["weights"] not in WEIGHT_MODES:
-            raise ValueError(f"unknown blend weights {filled['weights']!r}; expected one of {', '.join(WEIGHT_MODES)}")
+            raise ValueError(
+                f"unknown blend weights {filled['weights']!r}; expected one of {', '.join(WEIGHT_MODES)}"
+            )
         if filled["batch_size"] < 1:
             raise ValueError(f"batch_size must be at least 1, got {filled['batch_size']}")
         PatchGrid(latent_h, latent_w, filled["patch_size"], filled["overlap"])  # raises for impossible grids
@@ -105,13 +109,21 @@ class SynthesisSettings:
 def reference_tensor(reference: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 → (3, H, W) float32 in [-1, 1]."""
     if reference.ndim != 3 or reference.shape[2] != 3 or reference.dtype != np.uint8:
-        raise ValueError(f"reference must be an (H, W, 3) uint8 RGB image, got {reference.shape} {reference.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(reference)).permute(2, 0, 1).float() / 127.5 - 1
+        raise ValueError(
+            f"reference must be an (H, W, 3) uint8 RGB image, got {reference.shape} {reference.dtype}"
+        )
+    return torch.from_numpy(np.array(reference, copy=True)).permute(2, 0, 1).float() / 127.5 - 1
 
 
-def _stage_sampling(s: SynthesisSettings, model: PathupModel, latent: tuple[int, int], strength: float) -> PatchSampling:
+def _stage_sampling(
+    s: SynthesisSettings, model: PathupModel, latent: tuple[int, int], strength: float
+) -> PatchSampling:
     """Stage 1 patches default to the model's native size clamped to its (smaller) latent."""
-    patch = min(s.patch_size, *latent) if s.patch_size is not None else default_patch_size(model.native_size, *latent)
+    patch = (
+        min(s.patch_size, *latent)
+        if s.patch_size is not None
+        else default_patch_size(model.native_size, *latent)
+    )
     overlap = min(s.overlap, patch - 1) if patch > 1 else 0
     return PatchSampling(
         steps=s.steps,
@@ -136,8 +148,10 @@ def synthesize(
     """
     s = settings.resolve(model)
     device, dtype, f = model.device, model.dtype, model.vae_scale_factor
-    scheduler = make_scheduler(s.scheduler, model.scheduler) if s.scheduler else model.scheduler.from_config(
-        model.scheduler.config
+    scheduler = (
+        make_scheduler(s.scheduler, model.scheduler)
+        if s.scheduler
+        else model.scheduler.from_config(model.scheduler.config)
     )
     noise_generator = torch.Generator("cpu").manual_seed(s.seed)
     jitter_generator = torch.Generator("cpu").manual_seed(s.seed + 1_000_003)
@@ -169,7 +183,9 @@ def synthesize(
     # Stage 1: shrink the real reference, encode it (x'_0 = E(I'_ref)), noise it to t_i and denoise
     # it under class guidance at the overview scale: I_ref keeps the reference's spatial context.
     h1, w1 = s.stage_one_shape()
-    small = F.interpolate(reference_tensor(reference)[None], size=(h1, w1), mode="bilinear", antialias=True)[0]
+    small = F.interpolate(reference_tensor(reference)[None], size=(h1, w1), mode="bilinear", antialias=True)[
+        0
+    ]
     small = small.clamp(-1, 1)
     x_ref = encode_tiled(model.autoencoder, crop_source(small), h1, w1, s.decode_tile, s.decode_overlap)
     previewer = LatentPreviewer.fit(x_ref[0], small)

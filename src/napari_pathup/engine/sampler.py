@@ -48,7 +48,9 @@ class PatchSampling:
     jitter: bool = False
 
 
-def img2img_timesteps(scheduler: SchedulerMixin, steps: int, strength: float, device: torch.device) -> torch.Tensor:
+def img2img_timesteps(
+    scheduler: SchedulerMixin, steps: int, strength: float, device: torch.device
+) -> torch.Tensor:
     """The tail of a ``steps`` schedule that starts at noise level ``strength`` (as diffusers img2img)."""
     if not 0 < strength <= 1:
         raise ValueError(f"strength must be in (0, 1], got {strength}")
@@ -66,7 +68,7 @@ def img2img_timesteps(scheduler: SchedulerMixin, steps: int, strength: float, de
 
 def _alpha_bar(scheduler: SchedulerMixin, t: torch.Tensor) -> float:
     alphas = scheduler.alphas_cumprod
-    index = int(round(float(t)))
+    index = round(float(t))
     return float(alphas[min(max(index, 0), len(alphas) - 1)])
 
 

@@ -10,6 +10,7 @@ measure works on zarr arrays larger than memory.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -21,11 +22,13 @@ GREY = np.array([0.299, 0.587, 0.114])
 
 def boundary_lines(starts: list[int], patch: int, length: int) -> tuple[list[int], list[int]]:
     """Interior boundaries (in latent pixels) along one axis, and the lines midway between them."""
-    edges = sorted({s for s in starts if 0 < s < length} | {s + patch for s in starts if 0 < s + patch < length})
+    edges = sorted(
+        {s for s in starts if 0 < s < length} | {s + patch for s in starts if 0 < s + patch < length}
+    )
     if not edges:
         return [], []
     points = [0, *edges, length]
-    middles = [(a + b) // 2 for a, b in zip(points[:-1], points[1:], strict=True) if b - a >= 2]
+    middles = [(a + b) // 2 for a, b in pairwise(points) if b - a >= 2]
     middles = [m for m in middles if m not in edges]
     return edges, middles
 
@@ -60,10 +63,22 @@ def seam_measure(image: Any, patch_size: int, overlap: int, scale_factor: int = 
     row_edges, row_mid = boundary_lines(ys, patch_size, grid.height)
     col_edges, col_mid = boundary_lines(xs, patch_size, grid.width)
     f = scale_factor
-    on = [e for e in (_line_energy(image, [r * f for r in row_edges], 0),
-                      _line_energy(image, [c * f for c in col_edges], 1)) if not np.isnan(e)]
-    off = [e for e in (_line_energy(image, [r * f for r in row_mid], 0),
-                       _line_energy(image, [c * f for c in col_mid], 1)) if not np.isnan(e)]
+    on = [
+        e
+        for e in (
+            _line_energy(image, [r * f for r in row_edges], 0),
+            _line_energy(image, [c * f for c in col_edges], 1),
+        )
+        if not np.isnan(e)
+    ]
+    off = [
+        e
+        for e in (
+            _line_energy(image, [r * f for r in row_mid], 0),
+            _line_energy(image, [c * f for c in col_mid], 1),
+        )
+        if not np.isnan(e)
+    ]
     if not on or not off or sum(off) == 0:
         return float("nan")
     return float(np.mean(on) / np.mean(off))

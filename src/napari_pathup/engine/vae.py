@@ -56,7 +56,9 @@ def resized_source(image: torch.Tensor, height: int, width: int, mode: str = "bi
 def encode_tiled(
     autoencoder: Autoencoder, source: PixelSource, height: int, width: int, tile: int = 64, overlap: int = 16
 ) -> torch.Tensor:
-    """E(image) for an image of ``height`` x ``width`` pixels given tile by tile; returns (1, C, h, w) float32.
+    """E(image) for an image of ``height`` x ``width`` pixels given tile by tile.
+
+    Returns the (1, C, h, w) float32 latent.
 
     ``tile`` and ``overlap`` are in latent pixels.
     """

@@ -61,10 +61,8 @@ class Autoencoder:
     @torch.inference_mode()
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         image = image.to(self.device, self.dtype)
-        if self.is_kl:
-            z = self.vae.encode(image).latent_dist.mode()
-        else:
-            z = self.vae.encode(image).latents
+        encoded = self.vae.encode(image)
+        z = encoded.latent_dist.mode() if self.is_kl else encoded.latents
         return (z - self.shift_factor) * self.scaling_factor
 
     @torch.inference_mode()
@@ -121,5 +119,6 @@ class PathupModel:
         """Raise a clear error for a class the model does not know (text models accept any)."""
         if self.classes and class_name not in self.classes:
             raise ValueError(
-                f"unknown class {class_name!r} for model {self.path}; expected one of {', '.join(self.classes)}"
+                f"unknown class {class_name!r} for model {self.path}; "
+                f"expected one of {', '.join(self.classes)}"
             )

@@ -24,7 +24,10 @@ DENOISER_PRESETS: dict[str, dict[str, Any]] = {
 
 
 def denoiser_config(
-    classes: Sequence[str], scales: Sequence[str] = SCALES, preset: str = "tiny", sample_size: int = 16,
+    classes: Sequence[str],
+    scales: Sequence[str] = SCALES,
+    preset: str = "tiny",
+    sample_size: int = 16,
     latent_channels: int = 4,
 ) -> dict[str, Any]:
     p = DENOISER_PRESETS[preset]

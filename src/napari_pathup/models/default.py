@@ -6,8 +6,8 @@ from importlib import resources
 from pathlib import Path
 
 from napari_pathup.errors import InputError, ModelLoadError
-from napari_pathup.models.layout import PATHUP_JSON
 from napari_pathup.models.base import PathupModel
+from napari_pathup.models.layout import PATHUP_JSON
 
 
 def default_model_path() -> Path | None:
@@ -31,7 +31,8 @@ def reference_for_class(model: PathupModel, class_name: str) -> Path:
     references = model.metadata.get("references", {})
     if class_name not in references:
         raise InputError(
-            f"model {model.path} names no reference image for class {class_name!r}; give one with --reference IMAGE"
+            f"model {model.path} names no reference image for class {class_name!r}; "
+            "give one with --reference IMAGE"
         )
     path = Path(model.path) / references[class_name]
     if not path.is_file():

@@ -48,7 +48,8 @@ def save_pathup_model(
     got = getattr(denoiser.config, "num_class_embeds", None)
     if got != expected:
         raise ValueError(
-            f"denoiser has num_class_embeds={got}; {len(classes)} classes and {len(scales)} scales need {expected}"
+            f"denoiser has num_class_embeds={got}; "
+            f"{len(classes)} classes and {len(scales)} scales need {expected}"
         )
     folder.mkdir(parents=True, exist_ok=True)
     denoiser.save_pretrained(folder / DENOISER_DIR, safe_serialization=True)

@@ -152,7 +152,9 @@ def _load_pathup(path: Path) -> PathupModel:
             f"{path / DENOISER_DIR / 'config.json'}: num_class_embeds is {unet.config.num_class_embeds}, "
             f"but {len(classes)} classes x {len(scales)} scales need {expected}"
         )
-    vae = _from_pretrained(AutoencoderKL if vae_class == "AutoencoderKL" else AutoencoderTiny, path / AUTOENCODER_DIR)
+    vae = _from_pretrained(
+        AutoencoderKL if vae_class == "AutoencoderKL" else AutoencoderTiny, path / AUTOENCODER_DIR
+    )
 
     def denoiser(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return unet(x, t, class_labels=cond.to(x.device)).sample
@@ -183,8 +185,12 @@ def _load_stable_diffusion(path: Path) -> PathupModel:
     vae_class = _check_component(path / "vae", "config.json", AUTOENCODER_CLASSES)
     _check_component(path / "text_encoder", "config.json", ("CLIPTextModel",))
     tokenizer_dir = path / "tokenizer"
-    if not (tokenizer_dir / "vocab.json").is_file() or not (tokenizer_dir / "merges.txt").is_file():
-        raise ModelLoadError(f"missing {tokenizer_dir / 'vocab.json'} or merges.txt (CLIP tokenizer)")
+    has_bpe_files = (tokenizer_dir / "vocab.json").is_file() and (tokenizer_dir / "merges.txt").is_file()
+    if not has_bpe_files and not (tokenizer_dir / "tokenizer.json").is_file():
+        raise ModelLoadError(
+            f"missing CLIP tokenizer files in {tokenizer_dir}: "
+            "expected vocab.json and merges.txt, or tokenizer.json"
+        )
     scheduler = _load_scheduler(path / "scheduler")
     unet = _from_pretrained(UNet2DConditionModel, path / "unet")
     vae = _from_pretrained(AutoencoderKL if vae_class == "AutoencoderKL" else AutoencoderTiny, path / "vae")

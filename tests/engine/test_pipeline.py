@@ -1,0 +1,98 @@
+"""Algorithm 1 end to end on a tiny random-weight PathUp model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_pathup.engine.events import Finished, PatchPreview, StageStarted, StepStarted, TileDecoded
+from napari_pathup.engine.pipeline import SynthesisSettings, run, synthesize
+
+SMALL = {"height": 128, "width": 192, "reference_size": 64, "steps": 6, "decode_tile": 8, "decode_overlap": 2}
+
+
+def test_events_stream_both_stages_in_order(pathup_model, reference):
+    events = list(synthesize(pathup_model, reference, SynthesisSettings("tumour", **SMALL)))
+    stages = [e for e in events if isinstance(e, StageStarted)]
+    assert [s.stage for s in stages] == [1, 2]
+    assert stages[0].image_shape == (64, 96) and stages[1].image_shape == (128, 192)
+    for stage in stages:
+        steps = [e for e in events if isinstance(e, StepStarted) and e.stage == stage.stage]
+        previews = [e for e in events if isinstance(e, PatchPreview) and e.stage == stage.stage]
+        assert len(steps) == stage.steps
+        assert len(previews) == stage.steps * stage.patches_per_step
+        p = previews[0]
+        assert p.rgb.dtype == np.uint8 and p.rgb.shape == (p.box.height, p.box.width, 3)
+        assert p.pixel_box == p.box.scaled(8)
+    final = events[-1]
+    assert isinstance(final, Finished)
+    assert final.image.shape == (128, 192, 3) and final.image.dtype == np.uint8
+    assert final.reference.shape == (64, 96, 3)
+    tiles = [e for e in events if isinstance(e, TileDecoded) and e.stage == 2]
+    covered = np.zeros((128, 192), int)
+    for t in tiles:
+        covered[t.box.slices()] += 1
+        np.testing.assert_array_equal(final.image[t.box.slices()], t.rgb)
+    assert (covered == 1).all()
+    assert final.settings["patch_size"] == 16 and final.settings["overlap"] == 4
+
+
+def test_same_seed_same_image_other_seed_other_image(pathup_model, reference):
+    a = run(pathup_model, reference, SynthesisSettings("stroma", seed=3, jitter=True, **SMALL)).image
+    b = run(pathup_model, reference, SynthesisSettings("stroma", seed=3, jitter=True, **SMALL)).image
+    c = run(pathup_model, reference, SynthesisSettings("stroma", seed=4, jitter=True, **SMALL)).image
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_class_changes_the_image(pathup_model, reference):
+    a = run(pathup_model, reference, SynthesisSettings("tumour", **SMALL)).image
+    b = run(pathup_model, reference, SynthesisSettings("normal", **SMALL)).image
+    assert not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("scheduler", ["euler", "dpm++", "unipc", "euler-a", "ddpm"])
+def test_any_scheduler_runs(pathup_model, reference, scheduler):
+    image = run(pathup_model, reference, SynthesisSettings("tumour", scheduler=scheduler, **SMALL)).image
+    assert image.shape == (128, 192, 3) and image.std() > 0
+
+
+def test_cancel_mid_run_stops_without_finishing(pathup_model, reference):
+    gen = synthesize(pathup_model, reference, SynthesisSettings("tumour", **SMALL))
+    seen = []
+    for event in gen:
+        seen.append(event)
+        if isinstance(event, PatchPreview) and event.stage == 2:
+            break
+    gen.close()
+    assert not any(isinstance(e, (Finished, TileDecoded)) and getattr(e, "stage", 2) == 2 for e in seen[-1:])
+    assert not any(isinstance(e, Finished) for e in seen)
+
+
+def test_small_output_uses_a_clamped_default_patch(pathup_model, reference):
+    s = SynthesisSettings("tumour", height=64, width=64, steps=4).resolve(pathup_model)
+    assert s.patch_size == 8 and s.overlap == 2  # latent is 8x8; native patch 16 clamped
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"class_name": "lymphoma"}, "unknown class 'lymphoma'.*tumour, stroma, normal"),
+        ({"height": 100}, "height must be a positive multiple of 8"),
+        ({"patch_size": 64}, "larger than the latent"),
+        ({"patch_size": 8, "overlap": 8}, "overlap"),
+        ({"weights": "box"}, "unknown blend weights"),
+        ({"strength": 1.5}, "strength must be in"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"scheduler": "magic"}, "unknown scheduler 'magic'"),
+    ],
+)
+def test_bad_settings_give_clear_errors(pathup_model, reference, kwargs, message):
+    settings = SynthesisSettings(**{"class_name": "tumour", **SMALL, **kwargs})
+    with pytest.raises(ValueError, match=message):
+        run(pathup_model, reference, settings)
+
+
+def test_bad_reference_is_rejected(pathup_model):
+    with pytest.raises(ValueError, match="reference must be an"):
+        run(pathup_model, np.zeros((32, 32), np.float32), SynthesisSettings("tumour", **SMALL))

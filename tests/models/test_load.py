@@ -1,0 +1,116 @@
+"""Loading both model layouts; every broken folder gives one clear error naming the file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_pathup.engine.pipeline import SynthesisSettings, run
+from napari_pathup.errors import ModelLoadError
+from napari_pathup.models.load import load_model, model_hash
+
+SMALL = {"height": 128, "width": 128, "reference_size": 64, "steps": 4, "decode_tile": 8, "decode_overlap": 2}
+
+
+def test_pathup_layout_loads_with_its_classes(pathup_model):
+    assert pathup_model.kind == "pathup"
+    assert pathup_model.classes == ["tumour", "stroma", "normal"]
+    assert pathup_model.scales == ["overview", "native"]
+    assert pathup_model.vae_scale_factor == 8
+    assert pathup_model.native_size == 16
+
+
+def test_stable_diffusion_layout_runs_end_to_end(sd_model_dir, reference):
+    model = load_model(sd_model_dir)
+    assert model.kind == "stable-diffusion" and "text_encoder" in model.modules
+    prompt = model.conditioner.prompt("ductal_carcinoma", "native")
+    assert "ductal carcinoma" in prompt and "high" in prompt
+    a = run(model, reference, SynthesisSettings("tumour", **SMALL)).image
+    b = run(model, reference, SynthesisSettings("tumour", **SMALL)).image
+    c = run(model, reference, SynthesisSettings("stroma", **SMALL)).image
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)  # the prompt carries the class
+
+
+def test_autoencoder_tiny_is_supported(tmp_path, reference):
+    from napari_pathup.models.build import build_random_pathup_model
+
+    folder = build_random_pathup_model(tmp_path / "m", autoencoder="tiny")
+    model = load_model(folder)
+    assert model.vae_scale_factor == 8
+    assert run(model, reference, SynthesisSettings("normal", **SMALL)).image.shape == (128, 128, 3)
+
+
+def test_model_hash_identifies_the_weights(pathup_model_dir, tmp_path):
+    copy = shutil.copytree(pathup_model_dir, tmp_path / "copy")
+    assert model_hash(copy) == model_hash(pathup_model_dir)
+    weights = copy / "denoiser" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    assert model_hash(copy) != model_hash(pathup_model_dir)
+
+
+def broken(pathup_model_dir: Path, tmp_path: Path, how: str) -> Path:
+    folder = Path(shutil.copytree(pathup_model_dir, tmp_path / "m"))
+    weights = folder / "denoiser" / "diffusion_pytorch_model.safetensors"
+    if how == "no-pathup-json":
+        (folder / "pathup.json").unlink()
+    elif how == "bad-json":
+        (folder / "pathup.json").write_text("{not json")
+    elif how == "no-classes":
+        (folder / "pathup.json").write_text(json.dumps({"format": "pathup", "classes": []}))
+    elif how == "no-denoiser":
+        shutil.rmtree(folder / "denoiser")
+    elif how == "pickle-only":
+        weights.rename(weights.with_suffix(".bin"))
+    elif how == "truncated-weights":
+        weights.write_bytes(weights.read_bytes()[:100])
+    elif how == "unknown-scheduler":
+        cfg = folder / "scheduler" / "scheduler_config.json"
+        cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "_class_name": "os.system"}))
+    elif how == "wrong-class-count":
+        meta = json.loads((folder / "pathup.json").read_text())
+        (folder / "pathup.json").write_text(json.dumps({**meta, "classes": ["a", "b"]}))
+    elif how == "remote-code-class":
+        cfg = folder / "denoiser" / "config.json"
+        cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "_class_name": ["my_module", "Evil"]}))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("no-pathup-json", "not a model folder: expected pathup.json"),
+        ("bad-json", r"pathup.json is not valid JSON"),
+        ("no-classes", r"'classes' must be a non-empty list"),
+        ("no-denoiser", r"missing component folder .*denoiser"),
+        ("pickle-only", r"no .safetensors weights in .*denoiser \(found diffusion_pytorch_model.bin: pickle"),
+        ("truncated-weights", r"cannot load .*denoiser"),
+        ("unknown-scheduler", r"scheduler_config.json names 'os.system'"),
+        ("wrong-class-count", r"num_class_embeds is 8, but 2 classes x 2 scales need 6"),
+        ("remote-code-class", r"config.json names \['my_module', 'Evil'\]"),
+    ],
+)
+def test_broken_folders_fail_with_one_clear_error(pathup_model_dir, tmp_path, how, message):
+    with pytest.raises(ModelLoadError, match=message):
+        load_model(broken(pathup_model_dir, tmp_path, how))
+
+
+def test_missing_folder_and_hub_id_without_permission(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_model(tmp_path / "nowhere")
+    with pytest.raises(ModelLoadError, match="allow it explicitly"):
+        load_model("some-org/some-model")
+
+
+def test_stable_diffusion_missing_tokenizer(sd_model_dir, tmp_path):
+    folder = Path(shutil.copytree(sd_model_dir, tmp_path / "sd"))
+    for name in ("vocab.json", "tokenizer.json"):
+        (folder / "tokenizer" / name).unlink(missing_ok=True)
+    with pytest.raises(ModelLoadError, match="missing CLIP tokenizer files"):
+        load_model(folder)
