@@ -96,3 +96,29 @@ def test_bad_settings_give_clear_errors(pathup_model, reference, kwargs, message
 def test_bad_reference_is_rejected(pathup_model):
     with pytest.raises(ValueError, match="reference must be an"):
         run(pathup_model, np.zeros((32, 32), np.float32), SynthesisSettings("tumour", **SMALL))
+
+
+def test_bfloat16_runs_on_the_cpu(pathup_model_dir, reference):
+    import torch
+
+    from napari_pathup.models.load import load_model
+
+    model = load_model(pathup_model_dir).to("cpu", torch.bfloat16)
+    image = run(model, reference, SynthesisSettings("tumour", **SMALL)).image
+    assert image.shape == (128, 192, 3) and image.std() > 0
+
+
+def test_device_and_dtype_selection_errors():
+    import torch
+
+    from napari_pathup.engine.device import select_device, select_dtype
+
+    assert select_device("cpu") == torch.device("cpu")
+    assert select_dtype("bfloat16") == torch.bfloat16
+    with pytest.raises(ValueError, match="unknown dtype 'float8'"):
+        select_dtype("float8")
+    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+        select_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            select_device("cuda:0")

@@ -1,0 +1,64 @@
+"""Quality metrics for synthetic H&E images: FID/FD, KID/KD, improved precision/recall, density, coverage.
+
+No Qt or napari here. ``compute_metrics`` compares two image sets end to end; the functions of
+:mod:`~napari_pathup.metrics.distances` work from feature arrays. Only the FID Inception-v3 with
+its published weights yields FID/KID; other feature spaces are labelled FD/KD with their name.
+Nothing is downloaded: weights come from local files or from installed packages.
+"""
+
+from napari_pathup.metrics.compute import compute_metrics, set_features
+from napari_pathup.metrics.distances import (
+    FeatureMetrics,
+    GaussianStats,
+    KIDResult,
+    MetricsWarning,
+    PRDCResult,
+    compute_feature_metrics,
+    frechet_distance,
+    gaussian_stats,
+    kid,
+    prdc,
+)
+from napari_pathup.metrics.features import (
+    EXTRACTORS,
+    INCEPTION_ENV,
+    FeatureExtractor,
+    effnet_lite0_extractor,
+    extract_features,
+    get_extractor,
+    inception_extractor,
+    module_extractor,
+    register_extractor,
+    timm_extractor,
+)
+from napari_pathup.metrics.images import RESIZE_METHODS, image_set
+from napari_pathup.metrics.report import MetricsReport, SetSummary
+
+__all__ = [
+    "EXTRACTORS",
+    "INCEPTION_ENV",
+    "RESIZE_METHODS",
+    "FeatureExtractor",
+    "FeatureMetrics",
+    "GaussianStats",
+    "KIDResult",
+    "MetricsReport",
+    "MetricsWarning",
+    "PRDCResult",
+    "SetSummary",
+    "compute_feature_metrics",
+    "compute_metrics",
+    "effnet_lite0_extractor",
+    "extract_features",
+    "frechet_distance",
+    "gaussian_stats",
+    "get_extractor",
+    "image_set",
+    "inception_extractor",
+    "kid",
+    "module_extractor",
+    "prdc",
+    "register_extractor",
+    "set_features",
+    "timm_extractor",
+]

@@ -1,0 +1,29 @@
+"""The package is a valid npe2 plugin from the start (the widgets arrive with the plugin issue)."""
+
+from importlib import resources
+
+import pytest
+
+
+def test_manifest_validates_and_is_registered():
+    npe2 = pytest.importorskip("npe2")
+    path = resources.files("napari_pathup") / "napari.yaml"
+    manifest = npe2.PluginManifest.from_file(str(path))
+    assert manifest.name == "napari-pathup"
+    # the entry point napari uses to discover the plugin points at the same file
+    from importlib.metadata import entry_points
+
+    (entry,) = [e for e in entry_points(group="napari.manifest") if e.name == "napari-pathup"]
+    assert entry.value == "napari_pathup:napari.yaml"
+
+
+def test_core_packages_import_no_qt():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, napari_pathup.engine.pipeline, napari_pathup.models.load, napari_pathup.io, "
+        "napari_pathup.cli; bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'napari')]; print(bad); assert not bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
