@@ -76,12 +76,14 @@ def axis_starts(length: int, patch: int, overlap: int, offset: int = 0) -> list[
 
 
 def jitter_range(patch: int, overlap: int) -> tuple[int, int]:
-    """Offsets ``[low, high]`` that keep full coverage: ``-(stride // 2) .. min(overlap, stride // 2)``.
+    """Offsets ``[low, high]`` = ``-(stride // 2) .. min(overlap // 2, stride // 2)``.
 
-    A positive offset larger than the overlap would open a gap after the first box.
+    A positive offset shrinks the overlap between the first box and the next one by that much, so
+    it is kept to half the overlap: every pair of neighbouring boxes still blends over at least
+    half the overlap (a larger offset would open a gap after the first box).
     """
     stride = patch - overlap
-    return -(stride // 2), min(overlap, stride // 2)
+    return -(stride // 2), min(overlap // 2, stride // 2)
 
 
 @dataclass(frozen=True)

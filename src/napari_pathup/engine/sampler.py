@@ -139,26 +139,29 @@ def denoise_patches(
     noise = randn_tensor(clean.shape, generator=generator, device=device, dtype=torch.float32)
     x = scheduler.add_noise(clean.float(), noise, timesteps[:1])
     step_kwargs = _step_kwargs(scheduler, generator)
-    weight_cache: dict[tuple[int, int], BlendWeights] = {}
+    fixed_weights: torch.Tensor | None = None
     merge_dtype = torch.float32 if device.type == "mps" else torch.float64  # float64: no merge rounding
     batch_size = max(1, sampling.batch_size)
 
     for step, t in enumerate(timesteps):
         yield StepStarted(stage, step, len(timesteps), float(t))
         offset = grid.random_offset(jitter_generator) if sampling.jitter and jitter_generator else (0, 0)
-        if offset not in weight_cache:
-            ys, xs = grid.starts(offset)
-            weight_cache[offset] = BlendWeights.for_grid(ys, xs, h, w, window)
-        weights = weight_cache[offset]
         boxes = grid.boxes(offset)
+        if fixed_weights is not None:
+            box_weights = fixed_weights
+        else:  # every box's weights in one transfer; kept for a fixed grid, rebuilt when it jitters
+            ys, xs = grid.starts(offset)
+            weights = BlendWeights.for_grid(ys, xs, h, w, window)
+            box_weights = torch.stack([weights(b, merge_dtype) for b in boxes]).to(device)
+            fixed_weights = None if sampling.jitter else box_weights
         model_input = scheduler.scale_model_input(x, t)
         merged = torch.zeros_like(model_input, dtype=merge_dtype)
         for first in range(0, len(boxes), batch_size):
             batch: Sequence[Box] = boxes[first : first + batch_size]
             patches = torch.cat([model_input[..., b.y0 : b.y1, b.x0 : b.x1] for b in batch])
             out = guided_output(denoiser, patches.to(model_dtype), t, cond, uncond, sampling.guidance).float()
-            for b, o in zip(batch, out, strict=True):
-                merged[..., b.y0 : b.y1, b.x0 : b.x1] += weights(b, merge_dtype).to(device) * o
+            for k, (b, o) in enumerate(zip(batch, out, strict=True)):
+                merged[..., b.y0 : b.y1, b.x0 : b.x1] += box_weights[first + k] * o
             for k, (b, p, o) in enumerate(zip(batch, patches, out, strict=True)):
                 render = _preview_renderer(previewer, scheduler, p, o, t)
                 pixel_box = b.scaled(scale_factor)
