@@ -1,0 +1,160 @@
+"""``pathup train``: train a class-conditioned PathUp model (autoencoder, then denoiser) from images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+SPLIT_HELP = "BRACS split folder(s) to train on, comma-separated (default: train)"
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. steps=20")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a class-conditioned PathUp model from folders of H&E images",
+        description="Train an 8x autoencoder (unless --autoencoder gives one) and a denoiser conditioned on "
+        "class and scale (overview: whole images shrunk, for stage 1; native: full-magnification crops, for "
+        "the patch stage), then write the model folder that `pathup synthesize --model` loads. DATA holds "
+        "one sub-folder of images per class (png, jpg, tif, svs, ome.zarr), or the BRACS RoI layout "
+        "DATA/<split>/<k>_<CLASS>/*.png. Regions named in a hold-out file (default DATA/holdout.json) are "
+        "never trained on. Checkpoints go to MODEL_DIR/checkpoints; rerun with --resume to continue.",
+    )
+    p.add_argument("data", metavar="DATA", type=Path, help="folder of class folders (or BRACS layout)")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", type=Path, help="model folder to write")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoints in MODEL_DIR")
+    p.add_argument(
+        "--holdout",
+        metavar="FILE.json",
+        help="hold-out regions (default: DATA/holdout.json if present; 'none' for none)",
+    )
+    p.add_argument("--split", default="train", help=SPLIT_HELP)
+    p.add_argument("--max-images-per-class", type=int, metavar="N", help="seeded random subset of each class")
+    p.add_argument("--min-tissue", type=float, default=0.5, help="least tissue fraction of a crop (0.5)")
+    p.add_argument(
+        "--reference-size",
+        type=int,
+        default=512,
+        help="stage-1 size whose shrink factor the overview scale imitates (512, as synthesis)",
+    )
+
+    ae = p.add_argument_group("autoencoder (phase 1)")
+    ae.add_argument(
+        "--autoencoder",
+        metavar="DIR",
+        type=Path,
+        help="use this trained autoencoder (folder or PathUp model) instead of training one",
+    )
+    ae.add_argument("--ae-preset", default="cpu", help="tiny, cpu (default) or cpu-wide")
+    ae.add_argument("--ae-iters", type=int, default=6000, help="iterations (6000)")
+    ae.add_argument("--ae-batch-size", type=int, default=4, help="crops per iteration (4)")
+    ae.add_argument("--ae-crop", type=int, default=64, help="crop side in pixels (64)")
+    ae.add_argument("--ae-lr", type=float, default=2e-3, help="learning rate (2e-3)")
+    ae.add_argument("--latent-channels", type=int, default=4, help="latent channels (4)")
+
+    dn = p.add_argument_group("denoiser (phase 2)")
+    dn.add_argument("--preset", default="cpu", help="denoiser size: tiny, cpu (default), small or base")
+    dn.add_argument("--iters", type=int, default=6000, help="iterations (6000)")
+    dn.add_argument("--batch-size", type=int, default=8, help="latent crops per iteration (8)")
+    dn.add_argument(
+        "--crop",
+        type=int,
+        default=256,
+        help="crop side in pixels, a multiple of 64 (256); the model's native patch is crop/8 latent pixels",
+    )
+    dn.add_argument("--lr", type=float, default=2e-4, help="learning rate (2e-4)")
+    dn.add_argument("--prediction", default="v_prediction", choices=("v_prediction", "epsilon"))
+    dn.add_argument(
+        "--label-dropout", type=float, default=0.1, help="null-label probability for guidance (0.1)"
+    )
+    dn.add_argument(
+        "--overview-fraction", type=float, default=0.3, help="share of overview-scale crops (0.3)"
+    )
+    dn.add_argument(
+        "--set-default",
+        dest="defaults",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="synthesis default written to pathup.json, e.g. steps=20 (repeatable)",
+    )
+
+    run_group = p.add_argument_group("run")
+    run_group.add_argument("--checkpoint-every", type=int, default=500, metavar="N", help="iterations (500)")
+    run_group.add_argument(
+        "--eval-every",
+        type=int,
+        default=250,
+        metavar="N",
+        help="hold-out PSNR / validation loss every N iterations (250; 0: only at the end)",
+    )
+    run_group.add_argument("--seed", type=int, default=0)
+    run_group.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    run_group.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    run_group.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_pathup.training.autoencoder import AUTOENCODER_PRESETS
+    from napari_pathup.training.denoiser import DENOISER_PRESETS
+    from napari_pathup.training.train import TrainConfig, train
+
+    for flag, value, presets in (
+        ("--ae-preset", args.ae_preset, AUTOENCODER_PRESETS),
+        ("--preset", args.preset, DENOISER_PRESETS),
+    ):
+        if value not in presets:
+            raise ValueError(f"{flag} {value!r}: expected one of {', '.join(presets)}")
+    for name in ("ae_iters", "iters", "batch_size", "ae_batch_size", "checkpoint_every"):
+        if getattr(args, name) < (0 if name == "ae_iters" else 1):
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    config = TrainConfig(
+        data=args.data,
+        out=args.out,
+        autoencoder=args.autoencoder,
+        ae_preset=args.ae_preset,
+        ae_iters=args.ae_iters,
+        ae_batch_size=args.ae_batch_size,
+        ae_crop=args.ae_crop,
+        ae_lr=args.ae_lr,
+        preset=args.preset,
+        iters=args.iters,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        lr=args.lr,
+        latent_channels=args.latent_channels,
+        prediction=args.prediction,
+        label_dropout=args.label_dropout,
+        overview_fraction=args.overview_fraction,
+        min_tissue=args.min_tissue,
+        reference_size=args.reference_size,
+        checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every,
+        resume=args.resume,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+        holdout=args.holdout,
+        splits=tuple(s.strip() for s in args.split.split(",") if s.strip()),
+        max_images_per_class=args.max_images_per_class,
+        defaults=dict(args.defaults),
+        progress=not args.quiet,
+    )
+    out = train(config)
+    print(
+        f"pathup train: wrote {out}; synthesise with: "
+        f"pathup synthesize --model {out} --class CLASS --out OUT.png"
+    )
+    return 0

@@ -1,0 +1,5 @@
+"""Training of PathUp models (autoencoder, then class- and scale-conditioned denoiser); no Qt.
+
+``data`` finds and samples the images, ``autoencoder`` and ``denoiser`` are the two training phases,
+``loop`` runs a phase with checkpoints and resumption, ``run`` ties them together for ``pathup train``.
+"""

@@ -1,0 +1,273 @@
+"""Phase 2: a class- and scale-conditioned ``UNet2DModel`` trained on latents of the frozen autoencoder.
+
+Latents of every training region are computed once, in all 8 flips/rotations, with the engine's own
+tiled encoder (:func:`~napari_pathup.engine.vae.encode_tiled`), so the denoiser learns exactly the
+latents that synthesis produces, and a training step costs only the denoiser. Labels come from
+:func:`~napari_pathup.models.conditioning.class_label`; with probability ``label_dropout`` a label is
+replaced by its scale's null label (classifier-free guidance). Noise follows the DDPM schedule of the
+scheduler that is saved with the model; the loss is v- or epsilon-prediction MSE with min-SNR-γ
+weighting (Hang et al. 2023), which speeds up convergence of small models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler, UNet2DModel
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from napari_pathup.engine.vae import crop_source, encode_tiled
+from napari_pathup.models.base import Autoencoder
+from napari_pathup.models.conditioning import SCALES, class_label, num_class_embeds
+from napari_pathup.training.data import (
+    CELL,
+    Crop,
+    CropSampler,
+    TrainingImages,
+    orient,
+    oriented_box,
+    to_tensor,
+)
+from napari_pathup.training.loop import Phase
+
+#: UNet sizes: ``tiny`` for tests, ``cpu`` for the shipped model (a 2048x2048 synthesis on a 2-core
+#: CPU), ``small`` and ``base`` for GPUs
+DENOISER_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"block_out_channels": (16, 32), "layers_per_block": 1, "norm_num_groups": 8},
+    "cpu": {"block_out_channels": (32, 64, 128), "layers_per_block": 1, "norm_num_groups": 8},
+    "small": {"block_out_channels": (64, 128, 128), "layers_per_block": 1, "norm_num_groups": 32},
+    "base": {"block_out_channels": (64, 128, 256, 256), "layers_per_block": 2, "norm_num_groups": 32},
+}
+PREDICTION_TYPES: tuple[str, ...] = ("v_prediction", "epsilon")
+#: latent tiles for encoding training regions: larger than synthesis tiles (less overlap to recompute)
+BANK_TILE, BANK_OVERLAP = 128, 16
+
+
+def unet_config(
+    classes: Sequence[str],
+    preset: str,
+    sample_size: int,
+    latent_channels: int,
+    scales: Sequence[str] = SCALES,
+) -> dict[str, Any]:
+    """A ``UNet2DModel`` config with one class embedding per (scale, class or null)."""
+    if preset not in DENOISER_PRESETS:
+        raise ValueError(f"unknown denoiser preset {preset!r}; expected one of {', '.join(DENOISER_PRESETS)}")
+    p = DENOISER_PRESETS[preset]
+    n = len(p["block_out_channels"])
+    return {
+        "sample_size": sample_size,
+        "in_channels": latent_channels,
+        "out_channels": latent_channels,
+        "layers_per_block": p["layers_per_block"],
+        "block_out_channels": p["block_out_channels"],
+        "norm_num_groups": p["norm_num_groups"],
+        "down_block_types": ("DownBlock2D",) * (n - 1) + ("AttnDownBlock2D",),
+        "up_block_types": ("AttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
+        "num_class_embeds": num_class_embeds(len(classes), len(scales)),
+    }
+
+
+def build_unet(classes: Sequence[str], preset: str, sample_size: int, latent_channels: int) -> UNet2DModel:
+    return UNet2DModel(**unet_config(classes, preset, sample_size, latent_channels))
+
+
+def make_scheduler(prediction_type: str = "v_prediction") -> DDIMScheduler:
+    """The scheduler saved with the model; training noises with its ``alphas_cumprod``."""
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(
+            f"unknown prediction type {prediction_type!r}; expected one of {', '.join(PREDICTION_TYPES)}"
+        )
+    return DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type=prediction_type,
+    )
+
+
+# --------------------------------------------------------------------------------------- latent bank
+
+
+class LatentBank:
+    """Latents of every source in every orientation: ``latents[source][orientation]`` is (C, h, w)."""
+
+    def __init__(self, latents: list[list[torch.Tensor]], key: str) -> None:
+        self.latents = latents
+        self.key = key
+
+    @staticmethod
+    def cache_key(data: TrainingImages, autoencoder_digest: str, tile: int, overlap: int) -> str:
+        parts = [(s.image, s.region.to_json(), s.scale, list(s.pixels.shape)) for s in data.sources]
+        text = json.dumps({"ae": autoencoder_digest, "sources": parts, "tile": tile, "overlap": overlap})
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @classmethod
+    def encode(
+        cls,
+        data: TrainingImages,
+        autoencoder: Autoencoder,
+        key: str,
+        tile: int = BANK_TILE,
+        overlap: int = BANK_OVERLAP,
+        progress: bool = True,
+    ) -> LatentBank:
+        from tqdm import tqdm
+
+        latents = []
+        total = sum(s.pixels.shape[0] * s.pixels.shape[1] for s in data.sources) * 8
+        with tqdm(
+            total=total / 1e6,
+            desc="encode latents",
+            unit="Mpx",
+            disable=not progress,
+            bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} Mpx [{elapsed}<{remaining}]",
+        ) as bar:
+            for source in data.sources:
+                per_orientation = []
+                for o in range(8):
+                    pixels = orient(source.pixels, o)
+                    image = to_tensor([np.ascontiguousarray(pixels)])[0]
+                    h, w = pixels.shape[:2]
+                    side = min(tile, h // CELL, w // CELL)  # a small region: one tile, little overlap
+                    z = encode_tiled(autoencoder, crop_source(image), h, w, side, min(overlap, side // 4))[0]
+                    per_orientation.append(z.contiguous())
+                    bar.update(h * w / 1e6)
+                latents.append(per_orientation)
+        return cls(latents, key)
+
+    def crop(self, crop: Crop, size: int) -> torch.Tensor:
+        """The (C, size, size) latent of a crop sampled in source pixels (``size`` in latent pixels)."""
+        base = self.latents[crop.source][0]
+        h, w = base.shape[-2:]
+        y, x = oriented_box(crop.y // CELL, crop.x // CELL, size, h, w, crop.orientation)
+        return self.latents[crop.source][crop.orientation][:, y : y + size, x : x + size]
+
+    def save(self, path: Path) -> None:
+        tensors = {f"{i}.{o}": z for i, zs in enumerate(self.latents) for o, z in enumerate(zs)}
+        tmp = path.with_name(f".{path.name}.partial")
+        save_file(tensors, tmp, metadata={"key": self.key, "sources": str(len(self.latents))})
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path, key: str) -> LatentBank | None:
+        """The cached bank at ``path`` if it was made for ``key``, else None."""
+        if not path.is_file():
+            return None
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("key") != key:
+                return None
+            n = int(meta["sources"])
+            latents = [[f.get_tensor(f"{i}.{o}") for o in range(8)] for i in range(n)]
+        return cls(latents, key)
+
+
+# ------------------------------------------------------------------------------------------- phase
+
+
+def diffusion_target(
+    x0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(noisy input x_t, regression target) for ``alpha_bar`` of shape (N, 1, 1, 1)."""
+    a, s = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
+    noisy = a * x0 + s * noise
+    return noisy, (a * noise - s * x0 if prediction_type == "v_prediction" else noise)
+
+
+def min_snr_weight(alpha_bar: torch.Tensor, prediction_type: str, gamma: float) -> torch.Tensor:
+    """min(SNR, γ) / SNR for epsilon, min(SNR, γ) / (SNR + 1) for v (both: the x0-loss weight min(SNR, γ))."""
+    snr = alpha_bar / (1 - alpha_bar)
+    clipped = snr.clamp(max=gamma)
+    return clipped / (snr + 1) if prediction_type == "v_prediction" else clipped / snr
+
+
+class DenoiserPhase(Phase):
+    """Train a UNet on latent crops from ``bank``; ``eval_set`` = (hold-out latents, their labels)."""
+
+    def __init__(
+        self,
+        *args: Any,
+        sampler: CropSampler,
+        bank: LatentBank,
+        n_classes: int,
+        batch_size: int,
+        scheduler: DDIMScheduler,
+        label_dropout: float = 0.1,
+        snr_gamma: float = 5.0,
+        eval_set: tuple[torch.Tensor, torch.Tensor] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.sampler = sampler
+        self.bank = bank
+        self.n_classes = n_classes
+        self.batch_size = batch_size
+        self.prediction_type = scheduler.config.prediction_type
+        self.alphas = scheduler.alphas_cumprod.to(torch.float32)
+        self.T = int(scheduler.config.num_train_timesteps)
+        self.label_dropout = label_dropout
+        self.snr_gamma = snr_gamma
+        self.size = sampler.data.crop // CELL
+        self.eval_set = eval_set
+
+    def _label(self, crop: Crop) -> int:
+        drop = self.numpy_rng.random() < self.label_dropout
+        return class_label(None if drop else crop.class_index, crop.scale_index, self.n_classes)
+
+    def loss(self) -> torch.Tensor:
+        crops = [self.sampler.sample(self.numpy_rng) for _ in range(self.batch_size)]
+        x0 = torch.stack([self.bank.crop(c, self.size) for c in crops])
+        labels = torch.tensor([self._label(c) for c in crops], dtype=torch.long)
+        t = torch.randint(0, self.T, (len(crops),), generator=self.torch_rng)
+        noise = torch.randn(x0.shape, generator=self.torch_rng)
+        alpha_bar = self.alphas[t].view(-1, 1, 1, 1)
+        noisy, target = diffusion_target(x0, noise, alpha_bar, self.prediction_type)
+        d = self.device
+        pred = self.model(noisy.to(d), t.to(d), class_labels=labels.to(d)).sample
+        per_sample = (pred.float() - target.to(d)).pow(2).mean(dim=(1, 2, 3))
+        weight = min_snr_weight(alpha_bar.view(-1), self.prediction_type, self.snr_gamma).to(d)
+        return (weight * per_sample).mean()
+
+    def evaluate(self) -> dict[str, float]:
+        """Unweighted MSE on hold-out latents at fixed timesteps and noise (comparable across runs)."""
+        if self.eval_set is None:
+            return {}
+        x0, labels = self.eval_set
+        g = torch.Generator().manual_seed(1234)
+        t = torch.linspace(50, self.T - 50, len(x0)).round().long()
+        noise = torch.randn(x0.shape, generator=g)
+        noisy, target = diffusion_target(x0, noise, self.alphas[t].view(-1, 1, 1, 1), self.prediction_type)
+
+        def run() -> dict[str, float]:
+            d = self.device
+            pred = self.model(noisy.to(d), t.to(d), class_labels=labels.to(d)).sample.float().cpu()
+            return {"val": float((pred - target).pow(2).mean())}
+
+        return self.with_ema_weights(run)
+
+
+def holdout_latents(
+    crops: list[np.ndarray], labels: list[int], autoencoder: Autoencoder
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Latents of hold-out crops with their native-scale labels (validation only)."""
+    if not crops:
+        return None
+    with torch.no_grad():
+        z = torch.cat([autoencoder.encode(to_tensor([c])).float().cpu() for c in crops])
+    return z, torch.tensor(labels, dtype=torch.long)
+
+
+def native_label(class_index: int, n_classes: int) -> int:
+    return class_label(class_index, SCALES.index("native"), n_classes)

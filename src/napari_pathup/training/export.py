@@ -1,0 +1,95 @@
+"""The final model: EMA weights in the class-conditioned PathUp layout, synthesis defaults, one real
+reference image per class (from a training region, never from a hold-out) and a training record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import SchedulerMixin
+
+from napari_pathup.models.layout import save_pathup_model
+from napari_pathup.training.data import CELL, TrainingImages, tissue_cells, training_regions
+
+#: synthesis defaults written to ``pathup.json`` (chosen so that a 2048x2048 synthesis of the ``cpu``
+#: presets stays near a minute on a 2-core CPU; see scripts/train_default_model.sh)
+DEFAULT_SYNTHESIS: dict[str, Any] = {
+    "steps": 20,
+    "strength": 0.6,
+    "upscale_strength": 0.45,
+    "guidance": 2.5,
+    "weights": "cosine",
+}
+REFERENCE_DIR = "references"
+MAX_REFERENCE_SIDE = 1024
+
+
+def choose_references(data: TrainingImages, max_side: int = MAX_REFERENCE_SIDE) -> dict[str, np.ndarray]:
+    """Per class, the window (at most ``max_side`` square) with the most tissue among the training
+    regions of its images; hold-out pixels are never part of a reference."""
+    out = {}
+    for name in data.classes:
+        best: tuple[float, np.ndarray] | None = None
+        for entry, rgb in zip(data.index.images, data.arrays, strict=True):
+            if entry.class_name != name:
+                continue
+            for r in training_regions(*rgb.shape[:2], entry.holdout, CELL):
+                cells = tissue_cells(rgb[r.y0 : r.y1, r.x0 : r.x1])
+                wh, ww = min(cells.shape[0], max_side // CELL), min(cells.shape[1], max_side // CELL)
+                table = np.zeros((cells.shape[0] + 1, cells.shape[1] + 1))
+                table[1:, 1:] = cells.cumsum(0).cumsum(1)
+                sums = table[wh:, ww:] - table[:-wh, ww:] - table[wh:, :-ww] + table[:-wh, :-ww]
+                cy, cx = np.unravel_index(int(np.argmax(sums)), sums.shape)
+                if best is None or sums[cy, cx] > best[0]:
+                    y, x = r.y0 + cy * CELL, r.x0 + cx * CELL
+                    best = (float(sums[cy, cx]), rgb[y : y + wh * CELL, x : x + ww * CELL])
+        if best is not None:
+            out[name] = np.ascontiguousarray(best[1])
+    return out
+
+
+def write_references(folder: Path, references: dict[str, np.ndarray]) -> dict[str, str]:
+    from PIL import Image
+
+    (folder / REFERENCE_DIR).mkdir(parents=True, exist_ok=True)
+    names = {}
+    for class_name, image in references.items():
+        relative = f"{REFERENCE_DIR}/{class_name}.png"
+        Image.fromarray(image).save(folder / relative, optimize=True)
+        names[class_name] = relative
+    return names
+
+
+def export_model(
+    folder: Path,
+    denoiser: torch.nn.Module,
+    autoencoder: torch.nn.Module,
+    scheduler: SchedulerMixin,
+    data: TrainingImages,
+    defaults: dict[str, Any],
+    training: dict[str, Any],
+) -> Path:
+    """Write the model folder that :func:`napari_pathup.models.load.load_model` loads."""
+    references = write_references(folder, choose_references(data))
+    holdout = {e.key: e.holdout.to_json() for e in data.index.images if e.holdout is not None}
+    extra = {
+        "defaults": {**DEFAULT_SYNTHESIS, **defaults},
+        "references": references,
+        "holdout": holdout,
+        "training": training,
+    }
+    return save_pathup_model(folder, denoiser.cpu(), autoencoder.cpu(), scheduler, data.classes, extra=extra)
+
+
+def folder_megabytes(folder: Path, skip: str = "checkpoints") -> float:
+    """Size of a model folder without its checkpoints."""
+    return (
+        sum(
+            p.stat().st_size
+            for p in folder.rglob("*")
+            if p.is_file() and skip not in p.relative_to(folder).parts
+        )
+        / 1e6
+    )

@@ -1,0 +1,152 @@
+"""One training phase run to its last iteration: seeded, with a progress bar, evaluations, checkpoints
+and resumption from the last checkpoint.
+
+A phase (:class:`Phase`) owns its model, optimizer, EMA weights (``diffusers.training_utils.EMAModel``)
+and random generators, and says how to compute one batch loss. Everything random is drawn from
+the phase's own NumPy and torch generators, whose states are checkpointed with the weights, so on
+the CPU a resumed run continues bit for bit like an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers.training_utils import EMAModel
+
+from napari_pathup.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+
+
+@dataclass
+class Phase:
+    """A model being trained; subclasses implement :meth:`loss` (and :meth:`evaluate`)."""
+
+    name: str
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    ema: EMAModel
+    numpy_rng: np.random.Generator
+    torch_rng: torch.Generator
+    lr: float
+    warmup: int = 0
+    grad_clip: float = 1.0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def loss(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def evaluate(self) -> dict[str, float]:
+        """Figures measured with the EMA weights (not used for training)."""
+        return {}
+
+    def learning_rate(self, iteration: int) -> float:
+        """Linear warm-up, then constant (so a run can be extended with --resume and more iterations)."""
+        return self.lr * min(1.0, iteration / self.warmup) if self.warmup else self.lr
+
+    def with_ema_weights(self, fn: Callable[[], Any]) -> Any:
+        """Call ``fn`` with the EMA weights swapped into the model, then put the trained ones back."""
+        params = list(self.model.parameters())
+        self.ema.store(params)
+        self.ema.copy_to(params)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                return fn()
+        finally:
+            self.ema.restore(params)
+            self.model.train(was_training)
+
+
+def make_ema(model: torch.nn.Module, decay: float = 0.999) -> EMAModel:
+    """EMA with warm-up (decay ramps as 1 - (1 + step)^-3/4, capped at ``decay``)."""
+    return EMAModel(model.parameters(), decay=decay, use_ema_warmup=True, power=3 / 4, foreach=True)
+
+
+@dataclass
+class LoopResult:
+    iteration: int
+    seconds: float
+    metrics: dict[str, float]
+
+
+def run_phase(
+    phase: Phase,
+    iterations: int,
+    folder: Path,
+    checkpoint_every: int = 500,
+    eval_every: int = 250,
+    resume: bool = False,
+    progress: bool = True,
+    extra_state: dict[str, Any] | None = None,
+) -> LoopResult:
+    """Train ``phase`` up to ``iterations``, checkpointing into ``folder`` (resumed from its latest one)."""
+    from tqdm import tqdm
+
+    start = 0
+    metrics: dict[str, float] = {}
+    if resume and (path := latest_checkpoint(folder)) is not None:
+        state = load_checkpoint(
+            path, phase.model, phase.ema, phase.optimizer, phase.numpy_rng, phase.torch_rng
+        )
+        start, metrics = int(state["iteration"]), dict(state.get("metrics", {}))
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "log.jsonl"
+    phase.model.train()
+    smoothed = math.nan
+    t0 = time.perf_counter()
+    bar = tqdm(
+        total=iterations, initial=start, desc=phase.name, unit="it", dynamic_ncols=True, disable=not progress
+    )
+    try:
+        for iteration in range(start + 1, iterations + 1):
+            for group in phase.optimizer.param_groups:
+                group["lr"] = phase.learning_rate(iteration)
+            loss = phase.loss()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{phase.name}: loss became {loss.item()} at iteration {iteration}")
+            phase.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if phase.grad_clip:
+                torch.nn.utils.clip_grad_norm_(phase.model.parameters(), phase.grad_clip)
+            phase.optimizer.step()
+            phase.ema.step(phase.model.parameters())
+            value = float(loss.detach())
+            smoothed = value if math.isnan(smoothed) else 0.98 * smoothed + 0.02 * value
+            bar.update(1)
+            bar.set_postfix(loss=f"{smoothed:.4f}", **{k: f"{v:.3g}" for k, v in metrics.items()})
+            is_last = iteration == iterations
+            if eval_every and (iteration % eval_every == 0 or is_last):
+                metrics = phase.evaluate()
+                bar.set_postfix(loss=f"{smoothed:.4f}", **{k: f"{v:.3g}" for k, v in metrics.items()})
+            if (checkpoint_every and iteration % checkpoint_every == 0) or is_last:
+                elapsed = time.perf_counter() - t0
+                record = {
+                    "iteration": iteration,
+                    "loss": smoothed,
+                    **metrics,
+                    "seconds": round(elapsed, 1),
+                    "it_per_s": round((iteration - start) / max(elapsed, 1e-9), 4),
+                }
+                with open(log, "a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                save_checkpoint(
+                    folder,
+                    iteration,
+                    phase.model,
+                    phase.ema,
+                    phase.optimizer,
+                    phase.numpy_rng,
+                    phase.torch_rng,
+                    extra={"metrics": metrics, **(extra_state or {})},
+                )
+    finally:
+        bar.close()
+    return LoopResult(max(start, iterations), time.perf_counter() - t0, metrics)

@@ -1,0 +1,392 @@
+"""``pathup train`` end to end: data → autoencoder (or a given one) → denoiser → model folder.
+
+``MODEL_DIR/checkpoints/`` holds ``config.json`` (the settings a resumed run must share),
+``autoencoder/`` and ``denoiser/`` checkpoints (see :mod:`~napari_pathup.training.checkpoint`),
+the finished autoencoder (``autoencoder/final``) and the cached training latents. Rerunning with
+``--resume`` continues where the run stopped; a finished phase is not trained again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from napari_pathup.errors import InputError, ModelLoadError
+from napari_pathup.models.base import Autoencoder
+from napari_pathup.training.checkpoint import latest_checkpoint
+from napari_pathup.training.data import (
+    CropSampler,
+    DatasetIndex,
+    TrainingImages,
+    build_sources,
+    discover,
+    holdout_crops,
+    load_images,
+    to_tensor,
+)
+from napari_pathup.training.loop import make_ema, run_phase
+
+#: settings a resumed autoencoder phase must share with the checkpoint (``ae_iters`` may grow)
+AE_KEYS = (
+    "autoencoder",
+    "ae_preset",
+    "ae_batch_size",
+    "ae_crop",
+    "ae_lr",
+    "latent_channels",
+    "seed",
+    "min_tissue",
+    "reference_size",
+)
+#: settings a resumed denoiser phase must share (``iters`` may grow)
+DENOISER_KEYS = (
+    *AE_KEYS,
+    "ae_iters",
+    "preset",
+    "batch_size",
+    "crop",
+    "lr",
+    "prediction",
+    "label_dropout",
+    "overview_fraction",
+)
+#: hold-out crops for the autoencoder PSNR (or of the training crop, when no hold-out fits them)
+AE_EVAL_CROP = 128
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``pathup train`` takes; see ``pathup train --help`` for each."""
+
+    data: Path
+    out: Path
+    autoencoder: Path | None = None
+    ae_preset: str = "cpu"
+    ae_iters: int = 6000
+    ae_batch_size: int = 4
+    ae_crop: int = 64
+    ae_lr: float = 2e-3
+    preset: str = "cpu"
+    iters: int = 6000
+    batch_size: int = 8
+    crop: int = 256
+    lr: float = 2e-4
+    latent_channels: int = 4
+    prediction: str = "v_prediction"
+    label_dropout: float = 0.1
+    overview_fraction: float = 0.3
+    min_tissue: float = 0.5
+    reference_size: int = 512
+    checkpoint_every: int = 500
+    eval_every: int = 250
+    resume: bool = False
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    holdout: str | None = None
+    splits: tuple[str, ...] = ("train",)
+    max_images_per_class: int | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+    progress: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {
+            k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+            for k, v in d.items()
+        }
+
+
+def dataset_fingerprint(index: DatasetIndex) -> dict[str, Any]:
+    return {
+        "layout": index.layout,
+        "classes": list(index.classes),
+        "images": {e.key: (e.holdout.to_json() if e.holdout else None) for e in index.images},
+    }
+
+
+def _check_settings(saved: dict[str, Any], current: dict[str, Any], keys: tuple[str, ...], what: str) -> None:
+    changed = [k for k in keys if saved.get(k) != current.get(k)]
+    if changed:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} → {current.get(k)!r}" for k in changed)
+        raise InputError(f"cannot resume: the {what} checkpoint was made with other settings ({detail})")
+
+
+def prepare_output(cfg: TrainConfig, index: DatasetIndex) -> Path:
+    """Check ``--out`` against ``--resume`` and record the settings; returns the checkpoint folder."""
+    out, ckpt = cfg.out, cfg.out / "checkpoints"
+    current = {**cfg.to_json(), "dataset": dataset_fingerprint(index)}
+    saved_path = ckpt / "config.json"
+    if cfg.resume and saved_path.is_file():
+        saved = json.loads(saved_path.read_text())
+        if saved.get("dataset") != current["dataset"]:
+            raise InputError(
+                "cannot resume: the classes, images or hold-out regions differ from the checkpoint's"
+            )
+        if latest_checkpoint(ckpt / "denoiser") is not None:
+            _check_settings(saved, current, DENOISER_KEYS, "denoiser")
+        elif latest_checkpoint(ckpt / "autoencoder") is not None:
+            _check_settings(saved, current, AE_KEYS, "autoencoder")
+    elif out.exists() and any(out.iterdir()):
+        hint = "pass --resume to continue its training" if saved_path.is_file() else "choose an empty folder"
+        raise InputError(f"{out} is not empty; {hint}")
+    ckpt.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt / ".config.json.partial"
+    tmp.write_text(json.dumps(current, indent=1) + "\n")
+    os.replace(tmp, saved_path)
+    return ckpt
+
+
+def state_digest(module: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def load_autoencoder(path: Path) -> torch.nn.Module:
+    """An autoencoder folder (config.json + safetensors) or a PathUp model folder's ``autoencoder/``."""
+    from diffusers import AutoencoderKL, AutoencoderTiny
+
+    path = Path(path).expanduser()
+    folder = path / "autoencoder" if (path / "pathup.json").is_file() else path
+    config = folder / "config.json"
+    if not config.is_file():
+        raise ModelLoadError(f"{path}: expected an autoencoder folder (config.json) or a PathUp model folder")
+    class_name = json.loads(config.read_text()).get("_class_name")
+    classes = {"AutoencoderKL": AutoencoderKL, "AutoencoderTiny": AutoencoderTiny}
+    if class_name not in classes:
+        raise ModelLoadError(f"{config} names {class_name!r}; expected AutoencoderKL or AutoencoderTiny")
+    try:
+        return classes[class_name].from_pretrained(folder, use_safetensors=True, local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"cannot load {folder}: {exc}") from exc
+
+
+def _generators(seed: int, stream: int) -> tuple[np.random.Generator, torch.Generator]:
+    return np.random.default_rng([seed, stream]), torch.Generator().manual_seed(seed * 1000 + stream)
+
+
+def train_autoencoder(
+    cfg: TrainConfig,
+    index: DatasetIndex,
+    arrays: list[np.ndarray],
+    device: torch.device,
+    ckpt: Path,
+    log: Callable[[str], None],
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Phase 1 (or the given ``--autoencoder``); returns the autoencoder with EMA weights and latent scale."""
+    from diffusers import AutoencoderTiny
+
+    from napari_pathup.training.autoencoder import (
+        AutoencoderPhase,
+        build_autoencoder,
+        latent_statistics,
+        reconstruct_psnr,
+        set_latent_scale,
+    )
+
+    if cfg.autoencoder is not None:
+        vae = load_autoencoder(cfg.autoencoder)
+        log(f"autoencoder: {cfg.autoencoder} ({type(vae).__name__}, not trained further)")
+        return vae, {"source": str(cfg.autoencoder)}
+    if cfg.ae_iters < 1:
+        raise InputError("--ae-iters must be at least 1 unless --autoencoder names a trained one")
+    folder, final = ckpt / "autoencoder", ckpt / "autoencoder" / "final"
+    marker = final / "trained.json"
+    if marker.is_file() and json.loads(marker.read_text()).get("iterations") == cfg.ae_iters:
+        info = json.loads(marker.read_text())
+        log(
+            f"autoencoder: finished earlier ({cfg.ae_iters} iterations, "
+            f"hold-out PSNR {info.get('psnr', 'n/a')} dB)"
+        )
+        return AutoencoderTiny.from_pretrained(final, use_safetensors=True, local_files_only=True), info
+
+    data = build_sources(index, arrays, cfg.ae_crop, cfg.min_tissue, cfg.reference_size)
+    sampler = CropSampler(data, overview_fraction=0.2)
+    eval_crops = [
+        c for c, _ in holdout_crops(index, arrays, AE_EVAL_CROP, limit=16, min_tissue=cfg.min_tissue)
+    ]
+    if not eval_crops:  # hold-outs smaller than the usual evaluation crop
+        eval_crops = [
+            c for c, _ in holdout_crops(index, arrays, cfg.ae_crop, limit=16, min_tissue=cfg.min_tissue)
+        ]
+    torch.manual_seed(cfg.seed)
+    vae = build_autoencoder(cfg.ae_preset, cfg.latent_channels).to(device)
+    numpy_rng, torch_rng = _generators(cfg.seed, 1)
+    phase = AutoencoderPhase(
+        "autoencoder",
+        vae,
+        torch.optim.AdamW(vae.parameters(), lr=cfg.ae_lr, weight_decay=1e-4),
+        make_ema(vae),
+        numpy_rng,
+        torch_rng,
+        lr=cfg.ae_lr,
+        warmup=min(200, cfg.ae_iters // 10),
+        device=device,
+        sampler=sampler,
+        batch_size=cfg.ae_batch_size,
+        eval_crops=eval_crops,
+    )
+    n = sum(p.numel() for p in vae.parameters())
+    log(
+        f"autoencoder: {cfg.ae_preset} preset, {n / 1e6:.2f} M parameters, {cfg.ae_iters} iterations of "
+        f"{cfg.ae_batch_size} x {cfg.ae_crop} px; PSNR on {len(eval_crops)} hold-out crops"
+    )
+    result = run_phase(
+        phase, cfg.ae_iters, folder, cfg.checkpoint_every, cfg.eval_every, cfg.resume, cfg.progress
+    )
+
+    phase.ema.copy_to(vae.parameters())
+    vae.eval()
+    stats_rng = np.random.default_rng([cfg.seed, 99])
+    stats = to_tensor([sampler.pixels(sampler.sample(stats_rng)) for _ in range(32)])
+    mean, std = latent_statistics(vae, stats, device)
+    set_latent_scale(vae, mean, std)
+    info = {"iterations": cfg.ae_iters, "latent_mean": mean, "latent_std": std}
+    if eval_crops:
+        info["psnr"] = round(reconstruct_psnr(vae, to_tensor(eval_crops), device), 2)
+    partial = folder / ".final.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    vae.save_pretrained(partial, safe_serialization=True)
+    (partial / "trained.json").write_text(json.dumps(info) + "\n")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)
+    log(
+        f"autoencoder: done in {result.seconds / 60:.1f} min; hold-out PSNR {info.get('psnr', 'n/a')} dB, "
+        f"latent mean {mean:.3f} std {std:.3f}"
+    )
+    return vae, info
+
+
+def train_denoiser(
+    cfg: TrainConfig,
+    index: DatasetIndex,
+    arrays: list[np.ndarray],
+    vae: torch.nn.Module,
+    device: torch.device,
+    ckpt: Path,
+    log: Callable[[str], None],
+) -> tuple[torch.nn.Module, Any, TrainingImages, dict[str, Any]]:
+    """Phase 2; returns the UNet with EMA weights, its scheduler, the data and a summary."""
+    from napari_pathup.training.denoiser import (
+        BANK_OVERLAP,
+        BANK_TILE,
+        DenoiserPhase,
+        LatentBank,
+        build_unet,
+        holdout_latents,
+        make_scheduler,
+        native_label,
+    )
+
+    vae = vae.to(device).eval().requires_grad_(False)
+    autoencoder = Autoencoder(vae)
+    if autoencoder.scale_factor != 8:
+        raise InputError(
+            f"the autoencoder down-samples {autoencoder.scale_factor}x; PathUp training needs 8x"
+        )
+    if cfg.crop % 64:
+        raise InputError(f"--crop must be a multiple of 64 (8 latent pixels per UNet level), got {cfg.crop}")
+    folder = ckpt / "denoiser"
+    folder.mkdir(parents=True, exist_ok=True)
+    data = build_sources(index, arrays, cfg.crop, cfg.min_tissue, cfg.reference_size)
+    key = LatentBank.cache_key(data, state_digest(vae), BANK_TILE, BANK_OVERLAP)
+    bank_path = folder / "latents.safetensors"
+    bank = LatentBank.load(bank_path, key)
+    if bank is None:
+        pixels = sum(s.pixels.shape[0] * s.pixels.shape[1] for s in data.sources)
+        log(
+            f"denoiser: encoding {len(data.sources)} training regions x 8 orientations "
+            f"({8 * pixels / 1e6:.0f} Mpx)"
+        )
+        bank = LatentBank.encode(data, autoencoder, key, progress=cfg.progress)
+        bank.save(bank_path)
+    sampler = CropSampler(data, cfg.overview_fraction)
+    n_classes = len(index.classes)
+    held = holdout_crops(index, arrays, cfg.crop, limit=16, min_tissue=cfg.min_tissue)
+    eval_set = holdout_latents(
+        [c for c, _ in held], [native_label(k, n_classes) for _, k in held], autoencoder
+    )
+    torch.manual_seed(cfg.seed + 2)
+    unet = build_unet(index.classes, cfg.preset, cfg.crop // 8, autoencoder.latent_channels).to(device)
+    scheduler = make_scheduler(cfg.prediction)
+    numpy_rng, torch_rng = _generators(cfg.seed, 2)
+    phase = DenoiserPhase(
+        "denoiser",
+        unet,
+        torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=1e-2),
+        make_ema(unet),
+        numpy_rng,
+        torch_rng,
+        lr=cfg.lr,
+        warmup=min(500, cfg.iters // 10),
+        device=device,
+        sampler=sampler,
+        bank=bank,
+        n_classes=n_classes,
+        batch_size=cfg.batch_size,
+        scheduler=scheduler,
+        label_dropout=cfg.label_dropout,
+        eval_set=eval_set,
+    )
+    n = sum(p.numel() for p in unet.parameters())
+    log(
+        f"denoiser: {cfg.preset} preset, {n / 1e6:.2f} M parameters, {cfg.iters} iterations of "
+        f"{cfg.batch_size} "
+        f"x {cfg.crop // 8}^2 latents ({cfg.prediction}); validation on {len(held)} hold-out crops"
+    )
+    result = run_phase(
+        phase, cfg.iters, folder, cfg.checkpoint_every, cfg.eval_every, cfg.resume, cfg.progress
+    )
+    phase.ema.copy_to(unet.parameters())
+    unet.eval()
+    log(f"denoiser: done in {result.seconds / 60:.1f} min; {result.metrics}")
+    return unet, scheduler, data, {"iterations": result.iteration, **result.metrics}
+
+
+def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
+    """Train both phases and write the model folder ``cfg.out``; returns it."""
+    from napari_pathup import __version__
+    from napari_pathup.engine.device import select_device
+    from napari_pathup.training.export import export_model, folder_megabytes
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = select_device(cfg.device)
+    index = discover(cfg.data, cfg.splits, cfg.holdout, cfg.max_images_per_class, cfg.seed)
+    held = sum(e.holdout is not None for e in index.images)
+    log(
+        f"data: {cfg.data} ({index.layout}), classes {', '.join(index.classes)}; {len(index.images)} images, "
+        f"{held} with a hold-out region" + (f" ({index.holdout_file})" if index.holdout_file else "")
+    )
+    ckpt = prepare_output(cfg, index)
+    arrays = load_images(index)
+    log(f"device: {device}, {torch.get_num_threads()} CPU threads, seed {cfg.seed}")
+    vae, ae_info = train_autoencoder(cfg, index, arrays, device, ckpt, log)
+    unet, scheduler, data, dn_info = train_denoiser(cfg, index, arrays, vae, device, ckpt, log)
+    training = {
+        "pathup_version": __version__,
+        "data": dataset_fingerprint(index),
+        "settings": {
+            k: v for k, v in cfg.to_json().items() if k not in ("resume", "progress", "out", "data")
+        },
+        "autoencoder": ae_info,
+        "denoiser": dn_info,
+    }
+    export_model(cfg.out, unet, vae, scheduler, data, cfg.defaults, training)
+    log(f"model: {cfg.out} ({folder_megabytes(cfg.out):.1f} MB without checkpoints)")
+    return cfg.out

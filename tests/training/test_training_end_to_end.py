@@ -1,0 +1,153 @@
+"""``pathup train`` end to end on tiny presets: the model loads, synthesises, and a resumed run is exact."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from napari_pathup.cli import main
+from napari_pathup.engine.pipeline import SynthesisSettings, run
+from napari_pathup.errors import InputError
+from napari_pathup.io import read_image
+from napari_pathup.models.default import reference_for_class
+from napari_pathup.models.load import load_model
+from napari_pathup.training.train import TrainConfig, train
+
+TINY = {
+    "ae_preset": "tiny",
+    "ae_iters": 3,
+    "ae_batch_size": 2,
+    "ae_crop": 32,
+    "preset": "tiny",
+    "iters": 4,
+    "batch_size": 2,
+    "crop": 64,
+    "checkpoint_every": 2,
+    "eval_every": 2,
+    "reference_size": 128,
+    "progress": False,
+    "threads": 1,
+}
+
+
+def _config(data: Path, out: Path, **changes) -> TrainConfig:
+    return TrainConfig(data=data, out=out, **{**TINY, **changes})
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "denoiser" / "diffusion_pytorch_model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.set_num_threads(1)
+    return train(_config(tiny_dataset, tmp_path_factory.mktemp("train") / "model"), log=lambda _: None)
+
+
+def test_the_exported_model_loads_and_synthesises(trained: Path) -> None:
+    meta = json.loads((trained / "pathup.json").read_text())
+    assert meta["classes"] == ["stroma", "tumour"]
+    assert meta["defaults"]["steps"] == 20 and set(meta["references"]) == {"stroma", "tumour"}
+    assert meta["holdout"]["tumour/a.png"] == {"x": 112, "y": 0, "width": 48, "height": 160}
+    assert meta["training"]["denoiser"]["iterations"] == 4 and "val" in meta["training"]["denoiser"]
+    assert "psnr" in meta["training"]["autoencoder"]
+    model = load_model(trained)
+    assert model.native_size == 8 and model.vae_scale_factor == 8
+    assert model.scheduler.config.prediction_type == "v_prediction"
+    reference = read_image(reference_for_class(model, "tumour"))
+    assert reference.shape[2] == 3 and min(reference.shape[:2]) >= 64
+    settings = SynthesisSettings("tumour", height=96, width=128, reference_size=64, steps=4, batch_size=4)
+    finished = run(model, reference, settings)
+    assert finished.image.shape == (96, 128, 3) and finished.image.dtype == np.uint8
+    assert finished.image.std() > 0
+
+
+def test_references_never_show_holdout_pixels(trained: Path, tiny_dataset: Path) -> None:
+    reference = read_image(trained / "references" / "tumour.png")
+    source = read_image(tiny_dataset / "tumour" / "a.png")
+    hold = source[:, 112:]
+    rows = {bytes(r) for r in hold.reshape(-1, hold.shape[1] * 3)}
+    assert all(bytes(r[: hold.shape[1] * 3]) not in rows for r in reference.reshape(reference.shape[0], -1))
+
+
+def test_resume_gives_the_same_model_as_an_uninterrupted_run(
+    trained: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "model"
+    log: list[str] = []
+    train(_config(tiny_dataset, out, iters=2), log=log.append)
+    assert (out / "checkpoints" / "denoiser" / "step-0000002").is_dir()
+    train(_config(tiny_dataset, out, iters=4, resume=True), log=log.append)
+    assert any("autoencoder: finished earlier" in line for line in log)
+    assert json.loads((out / "checkpoints" / "denoiser" / "latest.json").read_text())["iteration"] == 4
+    whole, resumed = _weights(trained), _weights(out)
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def test_output_folder_rules(trained: Path, tiny_dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not empty; pass --resume"):
+        train(_config(tiny_dataset, trained), log=lambda _: None)
+    with pytest.raises(InputError, match=r"other settings \(crop"):
+        train(_config(tiny_dataset, trained, crop=128, resume=True), log=lambda _: None)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.txt").write_text("x")
+    with pytest.raises(InputError, match="choose an empty folder"):
+        train(_config(tiny_dataset, other), log=lambda _: None)
+
+
+def test_a_given_autoencoder_is_reused(trained: Path, tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "reuse"
+    cfg = dataclasses.replace(_config(tiny_dataset, out, iters=1), autoencoder=trained, ae_iters=0)
+    train(cfg, log=lambda _: None)
+    assert not (out / "checkpoints" / "autoencoder").exists()
+    a = load_file(trained / "autoencoder" / "diffusion_pytorch_model.safetensors")
+    b = load_file(out / "autoencoder" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cli_trains_and_reports_errors(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cli"
+    args = [
+        "train",
+        str(tiny_dataset),
+        "--out",
+        str(out),
+        "--ae-preset",
+        "tiny",
+        "--ae-iters",
+        "1",
+        "--ae-batch-size",
+        "1",
+        "--ae-crop",
+        "32",
+        "--preset",
+        "tiny",
+        "--iters",
+        "1",
+        "--batch-size",
+        "1",
+        "--crop",
+        "64",
+        "--reference-size",
+        "128",
+        "--threads",
+        "1",
+        "--quiet",
+        "--set-default",
+        "steps=12",
+    ]
+    assert main(args) == 0
+    assert json.loads((out / "pathup.json").read_text())["defaults"]["steps"] == 12
+    assert main(args) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "missing"), "--out", str(tmp_path / "m2")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert main(["train", str(tiny_dataset), "--out", str(tmp_path / "m3"), "--preset", "huge"]) == 2
+    assert "expected one of tiny, cpu" in capsys.readouterr().err
