@@ -107,8 +107,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from napari_pathup.models.build import DENOISER_PRESETS
     from napari_pathup.training.autoencoder import AUTOENCODER_PRESETS
-    from napari_pathup.training.denoiser import DENOISER_PRESETS
     from napari_pathup.training.train import TrainConfig, train
 
     for flag, value, presets in (

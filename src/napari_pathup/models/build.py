@@ -16,10 +16,13 @@ from diffusers import AutoencoderKL, AutoencoderTiny, DDIMScheduler, UNet2DModel
 from napari_pathup.models.conditioning import SCALES, num_class_embeds
 from napari_pathup.models.layout import save_pathup_model
 
-#: denoiser presets: ``tiny`` for tests, ``small`` for benchmarks and CPU training
+#: UNet sizes: ``tiny`` for tests, ``cpu`` for the shipped model (a 2048x2048 synthesis on a 2-core
+#: CPU), ``small`` for benchmarks, ``small`` and ``base`` for training on GPUs
 DENOISER_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"block_out_channels": (16, 32), "layers_per_block": 1, "norm_num_groups": 8},
+    "cpu": {"block_out_channels": (32, 64, 128), "layers_per_block": 1, "norm_num_groups": 8},
     "small": {"block_out_channels": (64, 128, 128), "layers_per_block": 1, "norm_num_groups": 32},
+    "base": {"block_out_channels": (64, 128, 256, 256), "layers_per_block": 2, "norm_num_groups": 32},
 }
 
 
@@ -30,6 +33,9 @@ def denoiser_config(
     sample_size: int = 16,
     latent_channels: int = 4,
 ) -> dict[str, Any]:
+    """A ``UNet2DModel`` config with one class embedding per (scale, class or null)."""
+    if preset not in DENOISER_PRESETS:
+        raise ValueError(f"unknown denoiser preset {preset!r}; expected one of {', '.join(DENOISER_PRESETS)}")
     p = DENOISER_PRESETS[preset]
     n = len(p["block_out_channels"])
     return {

@@ -25,7 +25,8 @@ from safetensors.torch import save_file
 
 from napari_pathup.engine.vae import crop_source, encode_tiled
 from napari_pathup.models.base import Autoencoder
-from napari_pathup.models.conditioning import SCALES, class_label, num_class_embeds
+from napari_pathup.models.build import build_denoiser
+from napari_pathup.models.conditioning import SCALES, class_label
 from napari_pathup.training.data import (
     CELL,
     Crop,
@@ -37,46 +38,14 @@ from napari_pathup.training.data import (
 )
 from napari_pathup.training.loop import Phase
 
-#: UNet sizes: ``tiny`` for tests, ``cpu`` for the shipped model (a 2048x2048 synthesis on a 2-core
-#: CPU), ``small`` and ``base`` for GPUs
-DENOISER_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {"block_out_channels": (16, 32), "layers_per_block": 1, "norm_num_groups": 8},
-    "cpu": {"block_out_channels": (32, 64, 128), "layers_per_block": 1, "norm_num_groups": 8},
-    "small": {"block_out_channels": (64, 128, 128), "layers_per_block": 1, "norm_num_groups": 32},
-    "base": {"block_out_channels": (64, 128, 256, 256), "layers_per_block": 2, "norm_num_groups": 32},
-}
 PREDICTION_TYPES: tuple[str, ...] = ("v_prediction", "epsilon")
 #: latent tiles for encoding training regions: larger than synthesis tiles (less overlap to recompute)
 BANK_TILE, BANK_OVERLAP = 128, 16
 
 
-def unet_config(
-    classes: Sequence[str],
-    preset: str,
-    sample_size: int,
-    latent_channels: int,
-    scales: Sequence[str] = SCALES,
-) -> dict[str, Any]:
-    """A ``UNet2DModel`` config with one class embedding per (scale, class or null)."""
-    if preset not in DENOISER_PRESETS:
-        raise ValueError(f"unknown denoiser preset {preset!r}; expected one of {', '.join(DENOISER_PRESETS)}")
-    p = DENOISER_PRESETS[preset]
-    n = len(p["block_out_channels"])
-    return {
-        "sample_size": sample_size,
-        "in_channels": latent_channels,
-        "out_channels": latent_channels,
-        "layers_per_block": p["layers_per_block"],
-        "block_out_channels": p["block_out_channels"],
-        "norm_num_groups": p["norm_num_groups"],
-        "down_block_types": ("DownBlock2D",) * (n - 1) + ("AttnDownBlock2D",),
-        "up_block_types": ("AttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
-        "num_class_embeds": num_class_embeds(len(classes), len(scales)),
-    }
-
-
 def build_unet(classes: Sequence[str], preset: str, sample_size: int, latent_channels: int) -> UNet2DModel:
-    return UNet2DModel(**unet_config(classes, preset, sample_size, latent_channels))
+    """The denoiser of a training run (presets and config in :mod:`napari_pathup.models.build`)."""
+    return build_denoiser(classes, preset=preset, sample_size=sample_size, latent_channels=latent_channels)
 
 
 def make_scheduler(prediction_type: str = "v_prediction") -> DDIMScheduler:
