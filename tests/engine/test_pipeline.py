@@ -122,3 +122,18 @@ def test_device_and_dtype_selection_errors():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             select_device("cuda:0")
+
+
+def test_work_counts_match_a_real_run(pathup_model, reference):
+    """The counts behind `pathup info` and the GUI's estimate are the run's real counts."""
+    from napari_pathup.engine.estimate import count_work
+
+    settings = SynthesisSettings("tumour", **SMALL)
+    events = list(synthesize(pathup_model, reference, settings))
+    for work, number in zip(count_work(pathup_model, settings), (1, 2), strict=True):
+        previews = [e for e in events if isinstance(e, PatchPreview) and e.stage == number]
+        tiles = [e for e in events if isinstance(e, TileDecoded) and e.stage == number]
+        started = next(e for e in events if isinstance(e, StageStarted) and e.stage == number)
+        assert work.steps == started.steps and work.patches_per_step == started.patches_per_step
+        assert work.patch_evaluations == 2 * len(previews)  # guidance doubles every evaluation
+        assert work.decode_tiles == len(tiles)

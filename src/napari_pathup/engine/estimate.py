@@ -101,20 +101,23 @@ def estimate(model: PathupModel, settings: SynthesisSettings, calibrate: bool = 
         torch.cuda.reset_peak_memory_stats(device)
     rss_before = _peak_rss()
 
-    def timed(fn, repeat: int = 2) -> float:
-        fn()  # warm-up
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
+    def timed(fn, repeat: int = 3) -> float:
+        """The fastest of ``repeat`` timed calls after a warm-up: robust to a busy machine."""
+        fn()  # warm-up (first-call allocations and kernel selection)
+        best = float("inf")
         for _ in range(repeat):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
             fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return (time.perf_counter() - start) / repeat
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            best = min(best, time.perf_counter() - start)
+        return best
 
     with torch.inference_mode():
         t_call = timed(lambda: guided_output(model.denoiser, x, t, cond, uncond, s.guidance))
-        t_decode = timed(lambda: model.autoencoder.decode(z), repeat=1)
+        t_decode = timed(lambda: model.autoencoder.decode(z), repeat=2)
         t_encode = timed(
             lambda: model.autoencoder.encode(
                 torch.zeros(1, 3, tile * f, tile * f, device=device, dtype=dtype)
