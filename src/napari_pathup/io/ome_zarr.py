@@ -190,3 +190,24 @@ def _level_array(path: Path, level: int) -> tuple[Any, str]:
         )
     array = group[datasets[level]["path"]]
     return array, _array_axes(meta, array, path)
+
+
+def lazy_rgb_levels(path: str | Path) -> list[Any]:
+    """Every pyramid level as a lazy (H, W, 3) uint8 dask array, largest first.
+
+    Channel-first uint8 images with three channels (what this package writes) stay lazy; other
+    layouts are read level by level through :func:`read_ome_zarr` and wrapped.
+    """
+    import dask.array as da
+
+    path = Path(path)
+    group, meta = _open(path)
+    levels = []
+    for index, dataset in enumerate(meta["datasets"]):
+        array = group[dataset["path"]]
+        axes = _array_axes(meta, array, path)
+        if axes == "CYX" and array.shape[0] == 3 and array.dtype == np.uint8:
+            levels.append(da.moveaxis(da.from_zarr(array), 0, -1))
+        else:
+            levels.append(da.from_array(read_ome_zarr(path, index)))
+    return levels

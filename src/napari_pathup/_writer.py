@@ -1,0 +1,34 @@
+"""npe2 writer: an RGB image layer to OME-Zarr (NGFF 0.5), the same writer `pathup synthesize` uses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from napari_pathup.errors import InputError
+from napari_pathup.io.ome_zarr import write_ome_zarr
+
+
+def _json_safe(value: Any) -> Any:
+    """Layer metadata as JSON (values that JSON cannot hold become their text)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def write_ome_zarr_layer(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """Write one RGB uint8 image layer; its napari-pathup metadata goes into the file's attributes.
+
+    The file appears under ``path`` only when complete (temporary name, then rename); napari's save
+    dialog has already asked before replacing an existing file.
+    """
+    if isinstance(data, list | tuple):  # a multiscale layer: the full-resolution level
+        data = data[0]
+    shape, dtype = tuple(getattr(data, "shape", ())), str(getattr(data, "dtype", ""))
+    if not meta.get("rgb", False) or len(shape) != 3 or shape[-1] != 3 or dtype != "uint8":
+        raise InputError(
+            f"layer {meta.get('name', '')!r}: the OME-Zarr writer saves RGB uint8 images of shape (H, W, 3); "
+            f"got shape {shape}, dtype {dtype or 'unknown'}, rgb={meta.get('rgb', False)}"
+        )
+    metadata = meta.get("metadata") or {}
+    attrs = metadata.get("pathup", {}) if isinstance(metadata.get("pathup"), dict) else {}
+    written = write_ome_zarr(path, data, attrs=_json_safe(attrs), overwrite=True)
+    return [str(written)]
