@@ -15,3 +15,7 @@ class InputError(PathupError, ValueError):
 
 class OutputExistsError(PathupError, FileExistsError):
     """The output exists and ``overwrite`` was not asked for."""
+
+
+class SynthesisError(PathupError):
+    """A synthesis run failed (wraps the engine's exception, e.g. torch's RuntimeError)."""

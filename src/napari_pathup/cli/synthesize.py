@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import tempfile
 from pathlib import Path
@@ -49,28 +48,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _sha256(path: Path) -> str:
-    if path.is_dir():
-        return ""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
     import zarr
     from tqdm import tqdm
 
-    from napari_pathup import __version__
     from napari_pathup.engine.events import Finished, PatchPreview, StageStarted, TileDecoded
     from napari_pathup.engine.pipeline import SynthesisSettings, synthesize
     from napari_pathup.io import check_output, output_format, read_image, write_image
     from napari_pathup.models.default import reference_for_class
-    from napari_pathup.models.load import model_hash
+    from napari_pathup.provenance import run_attributes
 
     out = Path(args.out)
     output_format(out)  # fail on a bad extension before any long work
@@ -139,18 +126,7 @@ def run(args: argparse.Namespace) -> int:
                 finished = event
         if bar is not None:
             bar.close()
-        attrs = {
-            "generator": f"napari-pathup {__version__}",
-            "method": "PathUp (two-stage latent diffusion with patch-wise timestep tracking)",
-            "class": settings.class_name,
-            "seed": settings.seed,
-            "settings": finished.settings,
-            "model": {"path": str(model.path), "kind": model.kind, "hash": model_hash(model.path)},
-            "reference": {"path": str(reference_path), "sha256": _sha256(reference_path)},
-            "device": str(model.device),
-            "dtype": str(model.dtype).replace("torch.", ""),
-            "torch": torch.__version__,
-        }
+        attrs = run_attributes(model, finished.settings, reference_path)
         written = write_image(out, finished.image, attrs=attrs, overwrite=args.overwrite)
     print(f"wrote {written} ({height}x{width} px, class {settings.class_name}, seed {settings.seed})")
     return 0

@@ -1,0 +1,112 @@
+"""The Synthesize dock widget in a real napari viewer, on a tiny random-weight model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import napari_pathup.widgets.synthesize as synth_module
+from napari_pathup.engine.events import PatchPreview
+from napari_pathup.engine.pipeline import SynthesisSettings, run
+from napari_pathup.models.load import load_model, model_hash
+from napari_pathup.widgets.synthesize import SynthesizeWidget
+
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture
+def widget(make_napari_viewer, pathup_model_dir, reference, tmp_path):
+    viewer = make_napari_viewer()
+    w = SynthesizeWidget(viewer)
+    w.model_dir.value = str(pathup_model_dir)
+    w.device.value = "cpu"
+    path = tmp_path / "reference.png"
+    Image.fromarray(reference).save(path)
+    w.reference_file.value = str(path)
+    w.class_name.value = "stroma"
+    w.out_width.value, w.out_height.value = 192, 128
+    w.steps.value, w.seed.value = 4, 11
+    return w
+
+
+def test_layer_appears_at_once_fills_in_and_equals_the_engine(widget, pathup_model_dir, reference, qtbot):
+    filled_while_running = []
+
+    worker = widget.start()
+    assert worker is not None
+    layer = widget.layer
+    assert layer in widget.viewer.layers and layer.data.shape == (128, 192, 3)  # before the run ends
+
+    def watch(event):
+        if isinstance(event, PatchPreview) and event.stage == 2:
+            filled_while_running.append(bool(layer.data.any()))
+
+    worker.yielded.connect(watch)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert filled_while_running and all(filled_while_running)
+
+    expected = run(
+        load_model(pathup_model_dir),
+        reference,
+        SynthesisSettings("stroma", height=128, width=192, steps=4, seed=11),
+    ).image
+    np.testing.assert_array_equal(layer.data, expected)
+    meta = layer.metadata["pathup"]
+    assert meta["status"] == "finished" and meta["seed"] == 11 and meta["class"] == "stroma"
+    assert meta["model"]["hash"] == model_hash(pathup_model_dir)
+    assert meta["settings"]["patch_size"] == 16
+    assert widget.start_button.enabled and not widget.cancel_button.enabled
+
+
+def test_cancel_stops_the_run_and_keeps_the_viewer_usable(widget, qtbot):
+    widget.out_width.value, widget.out_height.value = 512, 512
+    widget.steps.value = 30
+    worker = widget.start()
+    seen = []
+
+    def cancel_on_first_stage_two_preview(event):
+        seen.append(event)
+        if isinstance(event, PatchPreview) and event.stage == 2 and widget.cancel_button.enabled:
+            widget.cancel()
+
+    worker.yielded.connect(cancel_on_first_stage_two_preview)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert widget.layer.metadata["pathup"]["status"] == "cancelled"
+    assert "(cancelled)" in widget.layer.name
+    stage_two = [e for e in seen if isinstance(e, PatchPreview) and e.stage == 2]
+    assert len(stage_two) < 30 * stage_two[0].patches  # stopped long before the end
+    widget.viewer.add_image(np.zeros((8, 8)))  # still usable
+    assert widget.start_button.enabled
+
+
+def test_engine_error_becomes_a_notification(widget, qtbot, monkeypatch):
+    errors = []
+    monkeypatch.setattr(synth_module, "show_error", errors.append)
+
+    def broken(*args, **kwargs):
+        yield from ()
+        raise RuntimeError("denoiser exploded")
+
+    monkeypatch.setattr(synth_module, "synthesize", broken)
+    widget.start()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert any("denoiser exploded" in message for message in errors)
+    assert widget.layer.metadata["pathup"]["status"].startswith("failed")
+
+
+def test_invalid_settings_are_reported_without_a_layer(widget, monkeypatch):
+    errors = []
+    monkeypatch.setattr(synth_module, "show_error", errors.append)
+    widget.patch.value = 64  # larger than the 16 x 24 latent
+    layers = len(widget.viewer.layers)
+    assert widget.start() is None
+    assert len(widget.viewer.layers) == layers
+    assert any("larger than the latent" in message for message in errors)
+    assert "invalid" in widget.estimate_label.value
+
+
+def test_the_manifest_docks_the_widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-pathup", "Synthesize")
+    assert isinstance(widget, SynthesizeWidget)
