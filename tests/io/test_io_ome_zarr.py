@@ -12,6 +12,7 @@ import zarr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import Recording, mean_2x2_reference, rgb
 from napari_pathup.errors import InputError, OutputExistsError
 from napari_pathup.io import (
     ome_zarr_level_shapes,
@@ -21,33 +22,6 @@ from napari_pathup.io import (
     write_ome_zarr,
 )
 from napari_pathup.io.images import pyramid_shapes
-
-
-def rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-
-
-def mean_2x2_reference(image: np.ndarray) -> np.ndarray:
-    h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
-    a = image[:h, :w].astype(np.int64)
-    return ((a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2] + 2) // 4).astype(np.uint8)
-
-
-class Recording:
-    """Array-like that remembers how much was read from it, to prove that input is read chunkwise."""
-
-    def __init__(self, data: np.ndarray, fail_after: int | None = None):
-        self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
-        self.largest = self.total = self.calls = 0
-        self.fail_after = fail_after
-
-    def __getitem__(self, key):
-        self.calls += 1
-        if self.fail_after is not None and self.calls > self.fail_after:
-            raise RuntimeError("source failed")
-        block = self.data[key]
-        self.largest, self.total = max(self.largest, block.size), self.total + block.size
-        return block
 
 
 def ome_ngff_reader_nodes(path: Path):

@@ -5,14 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers import rgb
 from napari_pathup._reader import get_reader, read_ome_zarr_layer
 from napari_pathup._writer import write_ome_zarr_layer
 from napari_pathup.errors import InputError
 from napari_pathup.io import read_image, write_image
-
-
-def rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
 def test_writer_then_reader_is_lossless_and_keeps_the_settings(tmp_path):
