@@ -43,6 +43,10 @@ def test_autoencoder_tiny_is_supported(tmp_path, reference):
     model = load_model(folder)
     assert model.vae_scale_factor == 8
     assert run(model, reference, SynthesisSettings("normal", **SMALL)).image.shape == (128, 128, 3)
+    # diffusers registers block_out_channels itself; saved, it would make every load warn
+    saved = json.loads((folder / "autoencoder" / "config.json").read_text())
+    assert "block_out_channels" not in saved
+    assert list(model.autoencoder.vae.config.block_out_channels) == saved["decoder_block_out_channels"]
 
 
 def test_model_hash_identifies_the_weights(pathup_model_dir, tmp_path):

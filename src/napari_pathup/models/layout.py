@@ -33,6 +33,24 @@ AUTOENCODER_DIR = "autoencoder"
 SCHEDULER_DIR = "scheduler"
 
 
+#: config keys that a diffusers class registers itself in ``__init__`` but does not accept as an
+#: argument: saved, they make every load warn ("... are not expected and will be ignored")
+DERIVED_CONFIG_KEYS: dict[str, tuple[str, ...]] = {"AutoencoderTiny": ("block_out_channels",)}
+
+
+def drop_derived_config_keys(config_path: Path) -> None:
+    """Remove keys the model class derives itself from a saved ``config.json`` (rewritten atomically)."""
+    config = json.loads(config_path.read_text())
+    derived = DERIVED_CONFIG_KEYS.get(config.get("_class_name", ""), ())
+    if not any(key in config for key in derived):
+        return
+    for key in derived:
+        config.pop(key, None)
+    tmp = config_path.with_name(f".{config_path.name}.partial")
+    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, config_path)
+
+
 def save_pathup_model(
     folder: str | Path,
     denoiser: torch.nn.Module,
@@ -54,6 +72,7 @@ def save_pathup_model(
     folder.mkdir(parents=True, exist_ok=True)
     denoiser.save_pretrained(folder / DENOISER_DIR, safe_serialization=True)
     autoencoder.save_pretrained(folder / AUTOENCODER_DIR, safe_serialization=True)
+    drop_derived_config_keys(folder / AUTOENCODER_DIR / "config.json")
     scheduler.save_pretrained(folder / SCHEDULER_DIR)
     meta = {
         "format": PATHUP_FORMAT,
