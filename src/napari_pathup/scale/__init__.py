@@ -1,0 +1,1 @@
+"""Data augmentation at scale (``pathup augment``) and its downstream evaluation (``pathup evaluate``)."""
