@@ -110,3 +110,40 @@ def test_the_manifest_docks_the_widget(make_napari_viewer):
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-pathup", "Synthesize")
     assert isinstance(widget, SynthesizeWidget)
+
+
+def test_the_estimate_counts_follow_the_settings(widget):
+    from napari_pathup.engine.estimate import count_work
+
+    def expected() -> str:
+        one, two = count_work(widget.model(), widget.settings())
+        return (
+            f"{two.patches_per_step} patches/step x {two.steps} steps; "
+            f"{one.patch_evaluations + two.patch_evaluations} denoiser evaluations"
+        )
+
+    small = expected()
+    assert small in widget.estimate_label.value
+    widget.out_width.value, widget.out_height.value = 512, 512
+    assert expected() != small and expected() in widget.estimate_label.value
+    widget.guidance.value = 1.0  # no classifier-free guidance: half the evaluations
+    assert expected() in widget.estimate_label.value
+
+
+def test_the_estimate_button_measures_time_and_memory_in_a_worker(widget, qtbot):
+    import re
+
+    worker = widget.run_estimate()
+    assert worker is not None and not widget.estimate_button.enabled
+    qtbot.waitUntil(lambda: widget.estimate_worker is None, timeout=TIMEOUT_MS)
+    text = widget.estimate_label.value
+    assert re.search(r"about \d+ s, peak memory about \d+(\.\d)? [MG]B on cpu", text), text
+    assert "patches/step" in text and widget.estimate_button.enabled
+
+
+def test_a_late_estimate_does_not_overwrite_newer_settings(widget, qtbot):
+    widget.run_estimate()
+    widget.out_width.value = 256  # changed before the worker's result reaches the GUI thread
+    qtbot.waitUntil(lambda: widget.estimate_worker is None, timeout=TIMEOUT_MS)
+    text = widget.estimate_label.value
+    assert "press Estimate" in text and "peak memory" not in text

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
-from napari.qt.threading import GeneratorWorker, thread_worker
+from napari.qt.threading import FunctionWorker, GeneratorWorker, thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QVBoxLayout, QWidget
@@ -28,6 +28,7 @@ from napari_pathup.widgets._paste import paste_scaled
 if TYPE_CHECKING:
     import napari
 
+    from napari_pathup.engine.estimate import StageWork
     from napari_pathup.models.base import PathupModel
 
 MODEL_REFERENCE = "(the model's own reference)"
@@ -43,6 +44,8 @@ class SynthesizeWidget(QWidget):
         self.viewer = napari_viewer
         self._models: dict[tuple[str, str], PathupModel] = {}
         self.worker: GeneratorWorker | None = None
+        self.estimate_worker: FunctionWorker | None = None
+        self._estimate_generation = 0  # bumped on every settings change: a late estimate is dropped
         self.layer = None
         self._progress: progress | None = None
         self._last_refresh = 0.0
@@ -67,6 +70,9 @@ class SynthesizeWidget(QWidget):
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
         self.estimate_label = Label(label="estimate", value="")
+        self.estimate_button = PushButton(
+            text="Estimate", tooltip="measure a short calibration and predict time and peak memory"
+        )
         self.start_button = PushButton(text="Start")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.form = Container(
@@ -74,7 +80,7 @@ class SynthesizeWidget(QWidget):
                 self.model_dir, self.class_name, self.reference, self.reference_file, self.out_width,
                 self.out_height, self.steps, self.strength, self.upscale_strength, self.guidance, self.patch,
                 self.overlap, self.weights, self.jitter, self.seed, self.device, self.estimate_label,
-                self.start_button, self.cancel_button,
+                self.estimate_button, self.start_button, self.cancel_button,
             ]
         )  # fmt: skip
         layout = QVBoxLayout(self)
@@ -86,10 +92,15 @@ class SynthesizeWidget(QWidget):
             self.out_width,
             self.out_height,
             self.steps,
+            self.strength,
+            self.upscale_strength,
+            self.guidance,
             self.patch,
             self.overlap,
+            self.device,
         ):
             widget.changed.connect(self._update_estimate)
+        self.estimate_button.changed.connect(self.run_estimate)
         self.start_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
         self.viewer.layers.events.inserted.connect(lambda _: self.reference.reset_choices())
@@ -147,16 +158,49 @@ class SynthesizeWidget(QWidget):
         """Work counts for the current settings (cheap; no calibration on the GUI thread)."""
         from napari_pathup.engine.estimate import count_work
 
+        self._estimate_generation += 1
         try:
-            one, two = count_work(self.model(), self.settings())
+            stages = count_work(self.model(), self.settings())
         except (ValueError, OSError) as exc:
             self.estimate_label.value = f"invalid: {exc}"
             return
-        evaluations = one.patch_evaluations + two.patch_evaluations
+        self.estimate_label.value = describe_work(stages) + "\ntime, memory: press Estimate"
+
+    def run_estimate(self) -> FunctionWorker | None:
+        """Calibrate on the chosen device in a thread worker; the label then shows time and memory."""
+        from napari_pathup.engine.estimate import estimate
+
+        try:
+            model, settings = self.model(), self.settings()
+            settings.resolve(model)
+        except (ValueError, OSError) as exc:
+            self.estimate_label.value = f"invalid: {exc}"
+            return None
+        generation = self._estimate_generation
+        self.estimate_button.enabled = False
+        self.estimate_label.value = self.estimate_label.value.split("\n")[0] + "\nmeasuring…"
+        worker = thread_worker(estimate, start_thread=False)(model, settings)
+        worker.returned.connect(lambda result: self._show_estimate(result, generation))
+        worker.errored.connect(lambda exc: self._show_estimate(exc, generation))
+        worker.finished.connect(self._estimate_finished)
+        self.estimate_worker = worker
+        worker.start()
+        return worker
+
+    def _show_estimate(self, result: Any, generation: int) -> None:
+        if generation != self._estimate_generation:
+            return  # the settings changed while it was measuring: the counts shown are newer
+        if isinstance(result, Exception):
+            self.estimate_label.value = f"estimate failed: {type(result).__name__}: {result}"
+            return
         self.estimate_label.value = (
-            f"{two.patches_per_step} patches x {two.steps} steps; {evaluations} denoiser evaluations, "
-            f"{one.decode_tiles + two.decode_tiles} tiles"
+            f"{describe_work(result.stages)}\nabout {format_seconds(result.seconds)}, "
+            f"peak memory about {format_bytes(result.peak_memory_bytes)} on {result.device}"
         )
+
+    def _estimate_finished(self) -> None:
+        self.estimate_worker = None
+        self.estimate_button.enabled = self.worker is None
 
     def reference_image(self) -> tuple[np.ndarray, str | None]:
         """The reference RoI as (H, W, 3) uint8, and its file path when it came from a file."""
@@ -199,6 +243,7 @@ class SynthesizeWidget(QWidget):
         self.worker.errored.connect(self._on_error)  # only for errors outside the engine loop
         self.worker.finished.connect(self._on_finished)
         self.start_button.enabled, self.cancel_button.enabled = False, True
+        self.estimate_button.enabled = False  # a calibration would compete with the run
         self.worker.start()
         return self.worker
 
@@ -258,6 +303,35 @@ class SynthesizeWidget(QWidget):
             self.layer.refresh()
         self.worker = None
         self.start_button.enabled, self.cancel_button.enabled = True, False
+        self.estimate_button.enabled = self.estimate_worker is None
+
+
+def describe_work(stages: tuple[StageWork, StageWork]) -> str:
+    """One line of work counts: stage-2 patches per step and steps, denoiser evaluations, tiles."""
+    one, two = stages
+    evaluations = one.patch_evaluations + two.patch_evaluations
+    return (
+        f"{two.patches_per_step} patches/step x {two.steps} steps; {evaluations} denoiser evaluations; "
+        f"{one.decode_tiles + two.decode_tiles} tiles"
+    )
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``95 s``, ``12.5 min`` or ``2.1 h``."""
+    if seconds is None:
+        return "? s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def format_bytes(n: float | None) -> str:
+    """``512 MB`` or ``1.3 GB`` (binary units)."""
+    if n is None:
+        return "? B"
+    if n < 1024**3:
+        return f"{n / 1024**2:.0f} MB"
+    return f"{n / 1024**3:.1f} GB"
 
 
 @thread_worker
