@@ -1,0 +1,187 @@
+"""``pathup evaluate DATA [--synthetic STORE]``: cross-validated classification, with and without synthetic
+images in the training folds."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+Downstream evaluation of PathUp augmentation, as in the paper: a frozen backbone gives features of
+every real image (or RoI, with --roi-size); a single-instance head (logistic regression on the whole
+image resized to --image-size) and a gated attention MIL head (over --tile-size tiles) are trained
+per fold on the real training images, then on them plus the synthetic images of --synthetic STORE
+(the --out folder of pathup augment: OME-Zarr images and a manifest). Synthetic images only ever
+enter training folds, and a synthetic image whose reference is in the validation fold is left out
+of that fold's training (it would leak the validation image).
+
+Folds are stratified by class and grouped by source image (by slide for BRACS file names, or by
+the groups of --groups FILE.csv), so the RoIs of one image never straddle training and validation.
+Every class needs at least --folds groups. Prints accuracy and weighted F1, mean ± std over folds,
+naming the feature extractor; --json and --plot write them too. Nothing is downloaded.
+
+On the shipped demo data (stroma has one source image): --classes normal,tumour --folds 2 --roi-size 256
+(see docs/evaluate.md).
+"""
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``evaluate`` sub-command."""
+    p = subparsers.add_parser(
+        "evaluate",
+        help="cross-validated classification (single-instance and MIL) with and without synthetic images",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("data", type=Path, metavar="DATA", help="class folders, or the BRACS RoI layout")
+    p.add_argument(
+        "--synthetic", type=Path, metavar="STORE", help="pathup augment output (images + manifest)"
+    )
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (5, as the paper)")
+    p.add_argument(
+        "--backbone",
+        default="effnet-lite0",
+        metavar="NAME",
+        help="frozen feature network: effnet-lite0 (default, bundled), or timm:MODEL with --backbone-weights",
+    )
+    p.add_argument(
+        "--backbone-weights",
+        type=Path,
+        metavar="FILE",
+        help="local .safetensors weights of a timm:MODEL backbone",
+    )
+    p.add_argument(
+        "--backbone-input-size",
+        type=_positive,
+        metavar="PX",
+        help="input size of a timm:MODEL backbone (default: its config, e.g. 224 for ViT-L/16)",
+    )
+    p.add_argument(
+        "--image-size",
+        type=_positive,
+        default=512,
+        metavar="PX",
+        help="single-instance: each image resized to PX x PX (512)",
+    )
+    p.add_argument(
+        "--tile-size",
+        type=_positive,
+        default=512,
+        metavar="PX",
+        help="MIL: tiles of PX x PX (512); smaller images are padded with white",
+    )
+    p.add_argument(
+        "--roi-size",
+        type=_positive,
+        metavar="PX",
+        help="cut every image into PX x PX RoIs (grouped with their source image)",
+    )
+    p.add_argument("--min-tissue", type=float, default=0.5, help="least tissue fraction of a RoI (0.5)")
+    p.add_argument("--split", default="train", help="BRACS split folder(s), comma-separated (train)")
+    p.add_argument("--classes", metavar="A,B,...", help="evaluate these classes only")
+    p.add_argument(
+        "--groups",
+        default="auto",
+        metavar="MODE",
+        help="auto (slide for BRACS_<slide>_ names, else source image), image, slide, or an image,group CSV",
+    )
+    p.add_argument("--seed", type=int, default=0, help="folds and heads (0)")
+    p.add_argument("--mil-epochs", type=_positive, default=40, help="MIL training epochs (40)")
+    p.add_argument("--batch-size", type=_positive, default=16, help="images per backbone batch (16)")
+    p.add_argument("--device", metavar="DEV", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument(
+        "--cache", type=Path, metavar="DIR", help="keep features here and reuse them in later runs"
+    )
+    p.add_argument("--json", type=Path, metavar="OUT", help="write the scores and provenance as JSON")
+    p.add_argument("--plot", type=Path, metavar="OUT.png", help="write a bar plot (PNG)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    from napari_pathup.errors import InputError
+
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path is not None and not path.expanduser().parent.is_dir():
+            raise InputError(f"{flag} {path}: the folder {path.parent} does not exist")
+    if args.plot is not None and args.plot.suffix.lower() != ".png":
+        raise InputError(f"--plot {args.plot}: expected a .png file")
+    if not 0 <= args.min_tissue <= 1:
+        raise InputError(f"--min-tissue must lie in [0, 1], got {args.min_tissue}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check every input, compute, print the table; write JSON/plot last. Returns the exit code."""
+    from napari_pathup.scale.evaluate import EvaluateSettings, check_backbone_weights, evaluate
+    from napari_pathup.scale.evaluation_data import add_synthetic, collect_real
+    from napari_pathup.scale.folds import check_fold_count
+    from napari_pathup.scale.mil import MILSettings
+
+    _check_outputs(args)
+    check_backbone_weights(args.backbone, args.backbone_weights)
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    data = collect_real(
+        args.data,
+        splits=[s.strip() for s in args.split.split(",") if s.strip()],
+        classes=classes,
+        groups=args.groups,
+        roi_size=args.roi_size,
+        min_tissue=args.min_tissue,
+    )
+    check_fold_count(
+        [it.class_index for it in data.real],
+        [it.group for it in data.real],
+        data.classes,
+        args.folds,
+        data.group_kind,
+    )
+    if args.synthetic is not None:
+        add_synthetic(data, args.synthetic, roi_size=args.roi_size, min_tissue=args.min_tissue)
+
+    from napari_pathup.metrics.features import get_extractor
+
+    extractor = get_extractor(
+        args.backbone, weights=args.backbone_weights, input_size=args.backbone_input_size, device=args.device
+    )
+    settings = EvaluateSettings(
+        folds=args.folds,
+        image_size=args.image_size,
+        tile_size=args.tile_size,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        mil=MILSettings(epochs=args.mil_epochs),
+    )
+    print(f"pathup evaluate: feature extractor {extractor.label}", file=sys.stderr)
+    if args.cache is not None:
+        args.cache.mkdir(parents=True, exist_ok=True)
+    report = evaluate(
+        data, extractor, settings, cache_folder=args.cache, progress=None if args.quiet else _bar
+    )
+    print(report.format_table())
+    if args.json is not None:
+        report.write_json(args.json.expanduser())
+    if args.plot is not None:
+        report.write_plot(args.plot.expanduser())
+    return 0
+
+
+def _bar(total: int):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="features", unit="item", file=sys.stderr)
+
+    def tick() -> None:
+        bar.update(1)
+        if bar.n >= total:
+            bar.close()
+
+    return tick
