@@ -291,3 +291,16 @@ def test_synthetic_reference_outside_data_is_refused(real_data: Path, tmp_path: 
     (store / "manifest.csv").write_text(text)
     with pytest.raises(InputError, match=r"elsewhere/x\.png is not an image of"):
         add_synthetic(collect_real(real_data), store)
+
+
+def test_groups_csv_puts_images_of_one_patient_together(real_data: Path, tmp_path: Path):
+    keys = sorted(p.relative_to(real_data).as_posix() for p in real_data.glob("*/*.png"))
+    table = tmp_path / "patients.csv"
+    table.write_text("image,group\n" + "".join(f"{k},patient{i // 2}\n" for i, k in enumerate(keys)))
+    data = collect_real(real_data, groups=str(table), roi_size=48)
+    assert data.group_kind == "group" and len({it.group for it in data.real}) == 6
+    with pytest.raises(InputError, match="largest --folds this data allows is 2"):
+        evaluate(data, tiny_extractor(), EvaluateSettings(folds=3))
+    table.write_text("image,group\n" + f"{keys[0]},p0\n")
+    with pytest.raises(InputError, match="names no group for"):
+        collect_real(real_data, groups=str(table))
