@@ -146,6 +146,11 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.synthetic is not None:
         add_synthetic(data, args.synthetic, roi_size=args.roi_size, min_tissue=args.min_tissue)
+    if data.dropped:
+        print(
+            f"pathup evaluate: left out (no RoI with {args.min_tissue:.0%} tissue) {', '.join(data.dropped)}",
+            file=sys.stderr,
+        )
 
     from napari_pathup.metrics.features import get_extractor
 
