@@ -38,3 +38,26 @@ def test_works_on_zarr_arrays():
 
 def test_single_patch_has_no_seam_to_measure():
     assert np.isnan(seam_measure(textured(128, 128), patch_size=16, overlap=4))
+
+
+def test_seam_grid_comes_from_recorded_settings_else_the_model_defaults(tmp_path):
+    import json
+
+    from napari_pathup.engine.seams import seam_grid
+
+    recorded = seam_grid(512, 512, {"patch_size": 24, "overlap": 6})
+    assert (recorded.patch_size, recorded.overlap, recorded.source) == (24, 6, "recorded settings")
+    model = tmp_path / "model"
+    (model / "denoiser").mkdir(parents=True)
+    (model / "pathup.json").write_text(json.dumps({"format": "pathup", "defaults": {}}))
+    (model / "denoiser" / "config.json").write_text(json.dumps({"sample_size": 32}))
+    grid = seam_grid(1024, 2048, {}, model)
+    assert (grid.patch_size, grid.overlap, grid.scale_factor) == (32, 8, 8)
+    assert seam_grid(128, 2048, None, model).patch_size == 16  # clamped to the 16-pixel latent
+    (model / "pathup.json").write_text(json.dumps({"defaults": {"patch_size": 20, "overlap": 2}}))
+    assert (seam_grid(1024, 1024, None, model).patch_size, seam_grid(1024, 1024, None, model).overlap) == (
+        20,
+        2,
+    )
+    with pytest.raises(ValueError, match="cannot read the default patch grid"):
+        seam_grid(512, 512, None, tmp_path / "missing")

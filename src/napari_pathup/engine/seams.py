@@ -10,12 +10,16 @@ measure works on zarr arrays larger than memory.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from napari_pathup.engine.grid import PatchGrid
+from napari_pathup.engine.grid import PatchGrid, default_overlap, default_patch_size
 
 GREY = np.array([0.299, 0.587, 0.114])
 
@@ -82,3 +86,52 @@ def seam_measure(image: Any, patch_size: int, overlap: int, scale_factor: int = 
     if not on or not off or sum(off) == 0:
         return float("nan")
     return float(np.mean(on) / np.mean(off))
+
+
+@dataclass(frozen=True)
+class SeamGrid:
+    """The latent patch grid an image was made with, and where that grid came from."""
+
+    patch_size: int
+    overlap: int
+    scale_factor: int
+    source: str
+
+
+def seam_grid(
+    height: int,
+    width: int,
+    settings: Mapping[str, Any] | None = None,
+    model_dir: str | Path | None = None,
+    scale_factor: int = 8,
+) -> SeamGrid:
+    """The grid to measure seams on: ``settings`` recorded with the image (its ``patch_size`` and
+    ``overlap``), else the defaults of ``model_dir`` (default: the embedded model) for this size.
+
+    The defaults follow ``SynthesisSettings.resolve``: the model's ``pathup.json`` "defaults", else
+    the denoiser's native sample size clamped to the latent, and a quarter of it as overlap.
+    """
+    if settings and settings.get("patch_size") is not None and settings.get("overlap") is not None:
+        patch, overlap = int(settings["patch_size"]), int(settings["overlap"])
+        return SeamGrid(patch, overlap, scale_factor, "recorded settings")
+    if model_dir is None:
+        from napari_pathup.models.default import default_model_path
+
+        model_dir = default_model_path()
+        if model_dir is None:
+            raise ValueError("the image records no patch grid and this installation ships no default model")
+    folder = Path(model_dir)
+    try:
+        meta = json.loads((folder / "pathup.json").read_text(encoding="utf-8"))
+        config = json.loads((folder / "denoiser" / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read the default patch grid of model {folder}: {exc}") from exc
+    defaults = meta.get("defaults", {})
+    native = config["sample_size"]
+    native = int(native[0] if isinstance(native, list) else native)
+    patch = defaults.get("patch_size") or default_patch_size(
+        native, height // scale_factor, width // scale_factor
+    )
+    overlap = defaults.get("overlap")
+    overlap = default_overlap(patch) if overlap is None else overlap
+    return SeamGrid(int(patch), int(overlap), scale_factor, f"defaults of model {folder.name}")

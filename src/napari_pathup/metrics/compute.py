@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,14 +39,21 @@ def set_features(
     batch_size: int = 32,
     progress: bool = False,
     what: str = "images",
+    on_image: Callable[[str, int, int], None] | None = None,
 ) -> tuple[np.ndarray, SetSummary]:
-    """Features of every image (or every crop) of a set, with its summary."""
+    """Features of every image (or every crop) of a set, with its summary.
+
+    ``on_image(what, done, total)`` is called after each image's crops have been handed to the
+    network (progress for GUIs); an exception it raises stops the computation (cancellation).
+    """
     bar = tqdm(total=len(images), desc=f"{what} features", unit="img", disable=not progress, file=sys.stderr)
 
     def samples():
-        for name, image in images.images():
+        for done, (name, image) in enumerate(images.images(), start=1):
             yield from tiles(image, crops, name)
             bar.update(1)
+            if on_image is not None:
+                on_image(what, done, len(images))
 
     try:
         feats = extract_features(extractor, samples(), batch_size=batch_size)
@@ -72,6 +80,7 @@ def compute_metrics(
     fd_method: FDMethod = "auto",
     device: str | None = None,
     progress: bool = False,
+    on_image: Callable[[str, int, int], None] | None = None,
 ) -> MetricsReport:
     """Compare real and synthetic images (folders, file lists or RGB arrays) in one feature space.
 
@@ -79,7 +88,8 @@ def compute_metrics(
     ``FeatureExtractor``; ``auto`` uses the FID Inception when its weights are given or named by
     ``$PATHUP_INCEPTION_WEIGHTS`` and EfficientNet-Lite0 otherwise. ``crops`` cuts every image into
     non-overlapping tiles of that size before resizing. Errors (missing weights, empty folder,
-    unreadable image) raise ``InputError``; nothing falls back silently.
+    unreadable image) raise ``InputError``; nothing falls back silently. ``on_image`` reports
+    progress per image (see ``set_features``).
     """
     real_set = image_set(real, "real")
     synth_set = image_set(synth, "synthetic")
@@ -95,7 +105,7 @@ def compute_metrics(
         )
     elif resize is not None and resize != extractor.resize:
         raise InputError("pass resize to the FeatureExtractor when giving one, not to compute_metrics")
-    opts = {"crops": crops, "batch_size": batch_size, "progress": progress}
+    opts = {"crops": crops, "batch_size": batch_size, "progress": progress, "on_image": on_image}
     real_feats, real_summary = set_features(extractor, real_set, what="real", **opts)
     synth_feats, synth_summary = set_features(extractor, synth_set, what="synthetic", **opts)
     result = compute_feature_metrics(

@@ -1,0 +1,195 @@
+"""Shared pieces of the Compare and Quality dock widgets: layer choices and work in a thread worker.
+
+``WorkerDock.run_task`` runs a plain function in a napari thread worker. The function gets a
+``TaskContext`` to report progress (shown as a napari progress bar) and to notice Cancel. Every
+exception is caught inside the worker and handed back as an ``Outcome``: superqt's workers treat a
+raised ``RuntimeError`` (torch's usual failure) as a deleted worker in generator workers, so
+nothing is left to chance; an error becomes one napari notification and the widget stays usable.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.layers import Image
+from napari.qt.threading import FunctionWorker, thread_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import QWidget
+
+from napari_pathup.errors import InputError
+
+if TYPE_CHECKING:
+    import napari
+
+
+class TaskCancelledError(Exception):
+    """Raised inside a task (by ``TaskContext``) once the user has pressed Cancel."""
+
+
+@dataclass
+class Outcome:
+    """What a task handed back: its value, or an error message, or that it was cancelled."""
+
+    value: Any = None
+    error: str | None = None
+    cancelled: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Signals(QObject):
+    progress = Signal(int, int, str)
+
+
+class TaskContext:
+    """Given to a task: ``progress`` reports (and checks for Cancel), ``check`` only checks."""
+
+    def __init__(self, signals: _Signals, cancel: threading.Event) -> None:
+        self._signals, self._cancel = signals, cancel
+
+    def check(self) -> None:
+        if self._cancel.is_set():
+            raise TaskCancelledError
+
+    def progress(self, done: int, total: int, description: str) -> None:
+        self.check()
+        self._signals.progress.emit(done, total, description)
+
+
+@thread_worker
+def _guarded(
+    fn: Callable[..., Any], context: TaskContext, args: tuple, surface: tuple[type[Warning], ...]
+) -> Outcome:
+    """Runs in the worker thread: never raises; warnings of the ``surface`` categories are collected."""
+    outcome = Outcome()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            outcome.value = fn(context, *args)
+        except TaskCancelledError:
+            outcome.cancelled = True
+        except Exception as exc:  # every failure becomes a notification, never a stuck worker
+            known = isinstance(exc, InputError | ValueError)
+            outcome.error = str(exc) if known else f"{type(exc).__name__}: {exc}"
+    for warning in caught:
+        if surface and issubclass(warning.category, surface):
+            outcome.warnings.append(str(warning.message))
+    return outcome
+
+
+class WorkerDock(QWidget):
+    """A dock widget that runs one task at a time in a thread worker, with progress and Cancel."""
+
+    #: names the widget in notifications
+    title = "PathUp"
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker: FunctionWorker | None = None
+        self.last_error: str | None = None
+        self._progress: progress | None = None
+        self._cancel = threading.Event()
+        self._signals = _Signals()
+        self._signals.progress.connect(self._on_progress)
+
+    # -- subclasses ---------------------------------------------------------------------------
+    def set_busy(self, busy: bool) -> None:
+        """Enable or disable the controls while a task runs."""
+
+    # -- running ------------------------------------------------------------------------------
+    def run_task(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        on_result: Callable[[Any], None],
+        surface: tuple[type[Warning], ...] = (),
+    ) -> FunctionWorker | None:
+        """Run ``fn(context, *args)`` in a worker; ``on_result(value)`` runs on the GUI thread."""
+        if self.worker is not None:
+            show_info(f"{self.title}: already running")
+            return None
+        self.last_error = None
+        self._cancel = threading.Event()
+        worker = _guarded(fn, TaskContext(self._signals, self._cancel), args, surface)
+        worker.returned.connect(lambda outcome: self._on_outcome(outcome, on_result))
+        worker.errored.connect(lambda exc: self.report_error(f"{type(exc).__name__}: {exc}"))
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.set_busy(True)
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Ask the running task to stop at its next progress report."""
+        if self.worker is not None:
+            self._cancel.set()
+
+    def report_error(self, message: str) -> None:
+        self.last_error = message
+        show_error(f"{self.title}: {message}")
+
+    def _on_progress(self, done: int, total: int, description: str) -> None:
+        if self._progress is None:
+            self._progress = progress(total=total, desc=f"{self.title}: {description}")
+        bar = self._progress
+        if bar.total != total:
+            bar.total = total
+        bar.set_description(f"{self.title}: {description}")
+        if done > bar.n:
+            bar.update(done - bar.n)
+
+    def _on_outcome(self, outcome: Outcome, on_result: Callable[[Any], None]) -> None:
+        for message in outcome.warnings:
+            show_warning(f"{self.title}: {message}")
+        if outcome.cancelled:
+            show_info(f"{self.title}: cancelled")
+        elif outcome.error is not None:
+            self.report_error(outcome.error)
+        else:
+            try:
+                on_result(outcome.value)
+            except Exception as exc:  # a display failure must not escape into Qt's event loop
+                self.report_error(f"cannot show the result: {type(exc).__name__}: {exc}")
+
+    def _on_finished(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        self.worker = None
+        self.set_busy(False)
+
+
+# -- layers ------------------------------------------------------------------------------------
+def image_layer_choices(viewer: napari.viewer.Viewer) -> list[tuple[str, Image]]:
+    """(name, layer) of every image layer, for magicgui choices (the value is the layer itself)."""
+    return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, Image)]
+
+
+def is_synthetic(layer: Image) -> bool:
+    """A layer made by PathUp: its metadata records the synthesis settings."""
+    meta = layer.metadata.get("pathup") if isinstance(layer.metadata, dict) else None
+    return isinstance(meta, dict) and isinstance(meta.get("settings"), dict)
+
+
+def rgb_levels(layer: Image) -> list[Any]:
+    """The layer's pyramid levels (one for a plain layer), checked to be (H, W, 3|4) uint8 RGB; not loaded."""
+    levels = list(layer.data) if layer.multiscale else [layer.data]
+    first = levels[0]
+    if not layer.rgb or len(first.shape) != 3 or np.dtype(first.dtype) != np.uint8:
+        raise InputError(
+            f"layer {layer.name!r} is not an RGB image: expected (H, W, 3) uint8, "
+            f"got {np.dtype(first.dtype)} {tuple(first.shape)}"
+        )
+    return levels
+
+
+def load_rgb(level: Any) -> np.ndarray:
+    """A whole level as an (H, W, 3) uint8 numpy array (alpha dropped); call it in a worker."""
+    return np.ascontiguousarray(np.asarray(level[..., :3]))

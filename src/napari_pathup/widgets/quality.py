@@ -1,0 +1,257 @@
+"""Quality dock widget: FD/FID, KD/KID, precision, recall, density and coverage of synthetic vs real images.
+
+A thin front end of ``metrics.compute_metrics`` (the same function ``pathup metrics`` calls): each
+side is a set of image layers or a folder; the run happens in a thread worker with a napari
+progress bar over the images and can be cancelled between images. The result is shown as a table
+(with the feature extractor named, as the metrics report labels it) and a bar plot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, Select, SpinBox
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem, QVBoxLayout
+
+from napari_pathup.errors import InputError
+from napari_pathup.metrics import (
+    EXTRACTORS,
+    MetricsReport,
+    MetricsWarning,
+    compute_metrics,
+    effnet_lite,  # noqa: F401  (imported here, not in the worker thread)
+    get_extractor,
+)
+from napari_pathup.metrics.images import check_crop_size, image_set
+from napari_pathup.widgets._base import (
+    TaskContext,
+    WorkerDock,
+    image_layer_choices,
+    is_synthetic,
+    load_rgb,
+    rgb_levels,
+)
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image
+
+PLOTTED = ("precision", "recall", "density", "coverage")
+
+
+def _unset(value: Any) -> bool:
+    return str(value) in ("", ".")
+
+
+def quality_task(
+    context: TaskContext,
+    real: list[Any] | Path,
+    synth: list[Any] | Path,
+    options: dict[str, Any],
+    extractors: dict[tuple, Any],
+) -> MetricsReport:
+    """Runs in the worker: load the layers (level 0), then ``compute_metrics`` with progress per image.
+
+    ``real``/``synth`` are a folder or a list of (H, W, 3|4) arrays; ``extractors`` caches feature
+    networks by (name, weights, device) between runs.
+    """
+
+    def load(side: list[Any] | Path) -> list[Any] | Path:
+        return side if isinstance(side, Path) else [load_rgb(level) for level in side]
+
+    context.progress(0, 1, "loading images")
+    real_source, synth_source = load(real), load(synth)
+    real_set, synth_set = image_set(real_source, "real"), image_set(synth_source, "synthetic")
+    check_crop_size(real_set, options["crops"])  # fail before loading a network
+    check_crop_size(synth_set, options["crops"])
+    n_real, total = len(real_set), len(real_set) + len(synth_set) + 1
+
+    def on_image(what: str, done: int, _count: int) -> None:
+        context.progress(done if what == "real" else n_real + done, total, f"{what} features")
+
+    key = (options["extractor"], options["inception_weights"], options["device"])
+    context.progress(0, total, f"loading the {options['extractor']} extractor")
+    if key not in extractors:
+        extractors[key] = get_extractor(key[0], inception_weights=key[1], device=key[2])
+    report = compute_metrics(
+        real_source,
+        synth_source,
+        extractor=extractors[key],
+        crops=options["crops"],
+        k=options["k"],
+        kid_subsets=options["kid_subsets"],
+        kid_subset_size=options["kid_subset_size"],
+        on_image=on_image,
+    )
+    context.progress(total, total, "done")
+    return report
+
+
+class QualityWidget(WorkerDock):
+    """Choose real and synthetic layers or folders; compute the metrics in a worker; table and plot."""
+
+    title = "PathUp Quality"
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__(napari_viewer)
+        self.report: MetricsReport | None = None
+        self._extractors: dict[tuple, Any] = {}
+
+        self.real_layers = Select(label="real layers", choices=self._choices, allow_multiple=True)
+        self.real_folder = FileEdit(label="or real folder", mode="d", value="")
+        self.synth_layers = Select(label="synthetic layers", choices=self._choices, allow_multiple=True)
+        self.synth_folder = FileEdit(label="or synthetic folder", mode="d", value="")
+        self.crops = SpinBox(
+            label="crop size",
+            min=0,
+            max=65536,
+            step=64,
+            value=0,
+            tooltip="0: whole images; e.g. 512 for 2048x2048",
+        )
+        self.extractor = ComboBox(
+            label="extractor",
+            choices=["auto", *EXTRACTORS],
+            value="auto",
+            tooltip="auto: inception when its weights are given, else effnet-lite0; only inception gives FID",
+        )
+        self.inception_weights = FileEdit(label="inception weights", mode="r", value="")
+        self.k = SpinBox(label="k (nearest neighbours)", min=1, max=100, value=3)
+        self.kid_subsets = SpinBox(label="KID subsets", min=1, max=10000, value=100)
+        self.kid_subset_size = SpinBox(label="KID subset size", min=2, max=100000, value=1000)
+        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
+        self.compute_button = PushButton(text="Compute")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.summary = Label(value="")
+        self.k_options = Container(
+            layout="horizontal",
+            label="k, KID subsets, size",
+            widgets=[self.k, self.kid_subsets, self.kid_subset_size],
+            labels=False,
+        )
+        self.k.tooltip, self.kid_subsets.tooltip = "k of the k-NN balls", "number of KID subsets"
+        self.kid_subset_size.tooltip = "samples per KID subset (shrunk with a warning for smaller sets)"
+        buttons = Container(
+            layout="horizontal", widgets=[self.compute_button, self.cancel_button], labels=False
+        )
+        self.form = Container(
+            widgets=[
+                self.real_layers, self.real_folder, self.synth_layers, self.synth_folder, self.crops,
+                self.extractor, self.inception_weights, self.k_options, self.device, buttons,
+            ]
+        )  # fmt: skip
+        for select in (self.real_layers, self.synth_layers):
+            select.native.setMaximumHeight(90)
+        self.summary.native.setWordWrap(True)
+        self.table = QTableWidget(0, 2)
+        self.table.setHorizontalHeaderLabels(["metric", "value"])
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setMinimumHeight(240)
+        self.figure = Figure(figsize=(4, 2.4), layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(200)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.form.native)
+        layout.addWidget(self.summary.native)
+        layout.addWidget(self.table)
+        layout.addWidget(self.canvas)
+
+        self.compute_button.changed.connect(self.compute)
+        self.cancel_button.changed.connect(self.cancel)
+        events = self.viewer.layers.events
+        for event in (events.inserted, events.removed):
+            event.connect(self._layers_changed)
+        self._layers_changed()
+
+    def _choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
+        return image_layer_choices(self.viewer)
+
+    def _layers_changed(self, _event: Any = None) -> None:
+        for select in (self.real_layers, self.synth_layers):
+            select.reset_choices()
+        if not self.real_layers.value and not self.synth_layers.value:
+            layers = [layer for _, layer in self._choices() if layer.rgb]
+            self.synth_layers.value = [layer for layer in layers if is_synthetic(layer)]
+            self.real_layers.value = [layer for layer in layers if not is_synthetic(layer)]
+
+    def set_busy(self, busy: bool) -> None:
+        self.compute_button.enabled, self.cancel_button.enabled = not busy, busy
+
+    def _side(self, layers: list[Image], folder: Any, what: str) -> list[Any] | Path:
+        """A folder when one is given, else the chosen layers' level-0 arrays (not loaded yet)."""
+        if not _unset(folder):
+            return Path(folder)
+        if not layers:
+            raise InputError(f"choose {what} layers or a {what} folder")
+        return [rgb_levels(layer)[0] for layer in layers]
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "crops": int(self.crops.value) or None,
+            "extractor": str(self.extractor.value),
+            "inception_weights": None
+            if _unset(self.inception_weights.value)
+            else str(self.inception_weights.value),
+            "device": None if self.device.value == "auto" else str(self.device.value),
+            "k": int(self.k.value),
+            "kid_subsets": int(self.kid_subsets.value),
+            "kid_subset_size": int(self.kid_subset_size.value),
+        }
+
+    def compute(self, _value: Any = None) -> Any:
+        """Start the metrics in a worker; returns the worker (None when the inputs are invalid)."""
+        try:
+            real = self._side(list(self.real_layers.value), self.real_folder.value, "real")
+            synth = self._side(list(self.synth_layers.value), self.synth_folder.value, "synthetic")
+        except InputError as exc:
+            self.report_error(str(exc))
+            return None
+        return self.run_task(
+            quality_task,
+            real,
+            synth,
+            self.options(),
+            self._extractors,
+            on_result=self.show_report,
+            surface=(MetricsWarning,),
+        )
+
+    def show_report(self, report: MetricsReport) -> None:
+        self.report = report
+        ext = report.extractor
+        crops = f"{report.crops}x{report.crops} crops" if report.crops else "whole images"
+        rows = [
+            ("feature extractor", f"{ext['label']} [{ext['name']}]"),
+            ("samples (real / synthetic)", f"{report.real.n_samples} / {report.synth.n_samples} ({crops})"),
+        ]
+        labels, values = report.labels(), report.values()
+        rows += [(labels[key], f"{value:.6g}") for key, value in values.items()]
+        self.table.setRowCount(len(rows))
+        for row, cells in enumerate(rows):
+            for col, text in enumerate(cells):
+                self.table.setItem(row, col, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+        fd_label = labels[report.fd_key]
+        self.summary.value = f"{fd_label} = {report.frechet_distance:.4g}" + "".join(
+            f"\nnote: {note}" for note in report.notes
+        )
+        self._plot(report)
+
+    def _plot(self, report: MetricsReport) -> None:
+        self.figure.clear()
+        ax = self.figure.subplots()
+        values = report.values()
+        heights = [values[key] for key in PLOTTED]
+        bars = ax.bar(PLOTTED, heights, color=["tab:blue", "tab:orange", "tab:green", "tab:red"])
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_ylim(0, max(1.1, max(heights) * 1.15))
+        ax.set_title(f"k-NN metrics (k={report.prdc.k}), {report.extractor['label']} features", fontsize=9)
+        ax.tick_params(labelsize=8)
+        self.canvas.draw_idle()
