@@ -16,7 +16,7 @@ from napari_pathup import __version__
 from napari_pathup.errors import PathupError
 
 #: sub-command modules, in the order ``pathup --help`` lists them
-COMMANDS: tuple[str, ...] = ("synthesize", "info", "metrics", "train", "evaluate")
+COMMANDS: tuple[str, ...] = ("synthesize", "info", "metrics", "train", "augment", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -42,3 +42,53 @@ def load_for_run(args: argparse.Namespace):
     dtype = select_dtype(args.dtype)
     model = load_model(resolve_model_spec(args.model), allow_download=args.allow_download)
     return model.to(device, dtype)
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser, scheduler_flag: str = "--scheduler") -> None:
+    """The engine's sampling settings (steps, strengths, guidance, patches, blend, sampler, batch).
+
+    ``pathup augment`` names the diffusers scheduler ``--sampler``: there ``--scheduler`` is the Dask
+    scheduler's address.
+    """
+    parser.add_argument("--steps", type=int, help="scheduler steps of the full schedule (model default)")
+    parser.add_argument("--strength", type=float, help="stage-1 img2img strength t_i in (0, 1]")
+    parser.add_argument("--upscale-strength", type=float, help="stage-2 noise strength in (0, 1]")
+    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (1 = none)")
+    parser.add_argument("--patch", type=int, help="latent patch size p (default: the denoiser's native size)")
+    parser.add_argument("--overlap", type=int, help="latent patch overlap o (default: p/4)")
+    parser.add_argument("--weights", choices=("uniform", "gaussian", "cosine"), help="blend weights w")
+    parser.add_argument(
+        "--sigma", type=float, default=0.3, help="gaussian weights: sigma relative to the patch"
+    )
+    parser.add_argument("--jitter", action="store_true", help="shift the patch grid every step (seeded)")
+    parser.add_argument("--batch-size", type=int, default=8, help="patches per denoiser call")
+    parser.add_argument(
+        scheduler_flag,
+        dest="sampler",
+        help="ddim, ddpm, euler, euler-a, dpm++, unipc, ... (model default)",
+    )
+    parser.add_argument(
+        "--reference-size", type=int, default=512, help="stage-1 size (shorter side), default 512"
+    )
+
+
+def sampling_settings(args: argparse.Namespace) -> dict:
+    """The :class:`~napari_pathup.engine.pipeline.SynthesisSettings` fields that
+    :func:`add_sampling_arguments` sets (plus ``--size``), by field name."""
+    height, width = args.size
+    return {
+        "height": height,
+        "width": width,
+        "reference_size": args.reference_size,
+        "steps": args.steps,
+        "strength": args.strength,
+        "upscale_strength": args.upscale_strength,
+        "guidance": args.guidance,
+        "patch_size": args.patch,
+        "overlap": args.overlap,
+        "weights": args.weights,
+        "sigma": args.sigma,
+        "jitter": args.jitter,
+        "batch_size": args.batch_size,
+        "scheduler": args.sampler,
+    }

@@ -7,7 +7,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from napari_pathup.cli._common import add_model_arguments, load_for_run, parse_size
+from napari_pathup.cli._common import (
+    add_model_arguments,
+    add_sampling_arguments,
+    load_for_run,
+    parse_size,
+    sampling_settings,
+)
 
 #: outputs up to this many pixels are assembled in memory; larger ones in a temporary zarr on disk
 IN_MEMORY_PIXELS = 4096 * 4096
@@ -31,18 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--size", type=parse_size, default=(2048, 2048), metavar="N|WxH", help="output size (2048)"
     )
-    p.add_argument("--steps", type=int, help="scheduler steps of the full schedule (model default)")
-    p.add_argument("--strength", type=float, help="stage-1 img2img strength t_i in (0, 1]")
-    p.add_argument("--upscale-strength", type=float, help="stage-2 noise strength in (0, 1]")
-    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (1 = none)")
-    p.add_argument("--patch", type=int, help="latent patch size p (default: the denoiser's native size)")
-    p.add_argument("--overlap", type=int, help="latent patch overlap o (default: p/4)")
-    p.add_argument("--weights", choices=("uniform", "gaussian", "cosine"), help="blend weights w")
-    p.add_argument("--sigma", type=float, default=0.3, help="gaussian weights: sigma relative to the patch")
-    p.add_argument("--jitter", action="store_true", help="shift the patch grid every step (seeded)")
-    p.add_argument("--batch-size", type=int, default=8, help="patches per denoiser call")
-    p.add_argument("--scheduler", help="ddim, ddpm, euler, euler-a, dpm++, unipc, ... (model default)")
-    p.add_argument("--reference-size", type=int, default=512, help="stage-1 size (shorter side), default 512")
+    add_sampling_arguments(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -67,22 +62,7 @@ def run(args: argparse.Namespace) -> int:
     reference = read_image(reference_path)
     height, width = args.size
     settings = SynthesisSettings(
-        class_name=args.class_name,
-        height=height,
-        width=width,
-        reference_size=args.reference_size,
-        steps=args.steps,
-        strength=args.strength,
-        upscale_strength=args.upscale_strength,
-        guidance=args.guidance,
-        patch_size=args.patch,
-        overlap=args.overlap,
-        weights=args.weights,
-        sigma=args.sigma,
-        jitter=args.jitter,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        scheduler=args.scheduler,
+        class_name=args.class_name, seed=args.seed, **sampling_settings(args)
     ).resolve(model)
 
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".pathup-work-") as work:

@@ -1,0 +1,102 @@
+"""``pathup augment``: synthetic images of every real image of DATA, on Dask, exactly once and resumable."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from napari_pathup.cli._common import add_model_arguments, add_sampling_arguments, parse_size
+
+SPLIT_HELP = "BRACS split folder(s) whose RoIs are augmented, comma-separated (default: train)"
+
+
+def _ratio(text: str) -> float:
+    message = f"ratio {text!r}: expected a positive number, e.g. 1 or 0.5"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(message) from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(message)
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "augment",
+        help="synthesise RATIO images per real image of DATA into an OME-Zarr store, on Dask",
+        description="For every real image of DATA (one sub-folder of images per class, or the BRACS RoI "
+        "layout DATA/<split>/<k>_<CLASS>/*.png), synthesise RATIO images of the same class with that image "
+        "as the reference, and write each as STORE/<class>/<name>_syn<k>.ome.zarr, with STORE/manifest.csv "
+        "(output, class, reference, seed, settings, model checksum, status). Runs on a local Dask cluster "
+        "sized to this machine, or on the cluster at --scheduler. Exactly once and resumable: rerun the same "
+        "command after a crash or Ctrl-C to make exactly the missing images; seeds follow from each item, so "
+        "a rerun gives the same images.",
+    )
+    p.add_argument("data", metavar="DATA", type=Path, help="folder of class folders (or BRACS layout)")
+    p.add_argument("--out", required=True, metavar="STORE", type=Path, help="store folder (new or earlier)")
+    p.add_argument(
+        "--ratio",
+        type=_ratio,
+        default=1.0,
+        help="synthetic images per real image (1.0); a fraction picks a fixed, hash-ordered subset of "
+        "each class for the extra copy (0.5: half of each class)",
+    )
+    p.add_argument("--split", default="train", help=SPLIT_HELP)
+    add_model_arguments(p)
+    p.add_argument(
+        "--size",
+        type=parse_size,
+        default=(2048, 2048),
+        metavar="N|WxH",
+        help="output size (2048, the size of the paper's synthetic RoIs)",
+    )
+    add_sampling_arguments(p, scheduler_flag="--sampler")
+    p.add_argument("--seed", type=int, default=0, help="base seed mixed into every item's seed (0)")
+    dask = p.add_argument_group("Dask")
+    dask.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster)",
+    )
+    dask.add_argument(
+        "--workers", type=int, help="local worker processes (default: one per core, fewer if memory is short)"
+    )
+    dask.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch threads per worker (local default: the cores shared out; a cluster's own otherwise)",
+    )
+    dask.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to reach --scheduler (10)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_pathup.cli._common import sampling_settings
+    from napari_pathup.scale.augment import augment
+
+    if args.scheduler and args.workers is not None:
+        raise ValueError("--workers sizes a local cluster; with --scheduler the cluster's workers are used")
+    summary = augment(
+        args.data,
+        args.out,
+        settings=sampling_settings(args),
+        ratio=args.ratio,
+        model=args.model,
+        allow_download=args.allow_download,
+        base_seed=args.seed,
+        splits=[s.strip() for s in args.split.split(",") if s.strip()],
+        scheduler=args.scheduler,
+        workers=args.workers,
+        device=args.device,
+        dtype=args.dtype,
+        torch_threads=args.threads,
+        connect_timeout=args.connect_timeout,
+        progress=not args.quiet,
+    )
+    for line in summary.lines():
+        print(line, file=sys.stdout if line.startswith(str(summary.planned)) else sys.stderr)
+    return 0 if summary.ok else 1

@@ -1,0 +1,278 @@
+"""`augment` on a real LocalCluster of two worker processes: every item once, a killed worker and an
+interrupted client, a rerun that makes exactly the missing items bit for bit, and bad inputs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import rgb
+from napari_pathup.errors import InputError
+from napari_pathup.io.atomic import PARTIAL_MARKER
+from napari_pathup.io.ome_zarr import ome_zarr_level_shapes, read_ome_zarr, read_ome_zarr_attrs
+from napari_pathup.scale.augment import augment, stale_temporaries, wait_for_active
+from napari_pathup.scale.manifest import MANIFEST_NAME, read_manifest
+from napari_pathup.scale.plan import plan_items
+from napari_pathup.scale.worker import model_loads
+from napari_pathup.training.data import discover
+
+# the fault hooks below run inside the worker processes, which cannot import this test module
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+SETTINGS = {"height": 64, "width": 64, "steps": 4, "reference_size": 64}
+IMAGES = {"tumour": 3, "stroma": 2}
+RATIO = 1.5  # tumour 3 + 2, stroma 2 + 1: 8 items, with fractional copies
+
+
+def make_data(root: Path) -> Path:
+    for class_name, n in IMAGES.items():
+        (root / class_name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(rgb(48, 64, seed=100 * len(class_name) + i)).save(root / class_name / f"r{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return make_data(tmp_path_factory.mktemp("augment-data") / "data")
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
+@pytest.fixture(scope="module")
+def clean_store(client, data_dir, pathup_model_dir, tmp_path_factory) -> Path:
+    store = tmp_path_factory.mktemp("clean") / "store"
+    summary = run(client, data_dir, store, pathup_model_dir)
+    assert summary.ok and len(summary.done) == 8 and not summary.skipped
+    return store
+
+
+def run(client, data, store, model, **kw):
+    return augment(
+        data, store, settings=SETTINGS, ratio=RATIO, model=str(model), client=client, progress=False, **kw
+    )
+
+
+def outputs_on_disk(store: Path) -> list[str]:
+    """Every entry of the class folders, as store-relative paths (temporaries included)."""
+    return sorted(
+        f"{d.name}/{p.name}"
+        for d in store.iterdir()
+        if d.is_dir() and not d.name.startswith(".")
+        for p in d.iterdir()
+    )
+
+
+# ------------------------------------------------------------------------------------- worker faults
+
+
+def install_faults(crash: str, hang: str, marks: str) -> None:
+    """In a worker process: the first worker to write ``crash`` dies half-way through writing it; the
+    first to write ``hang`` stops half-way until the file ``marks/release`` appears, then fails.
+    Marker files make each fault happen once."""
+    from napari_pathup.io.atomic import atomic_output
+    from napari_pathup.scale import worker
+
+    real = worker.write_ome_zarr
+
+    def faulty(path, image, **kwargs):
+        for output, fault in ((crash, "crash"), (hang, "hang")):
+            if str(path).endswith(output):
+                try:
+                    open(Path(marks) / fault, "x").close()
+                except FileExistsError:
+                    break
+                with atomic_output(path, overwrite=False) as temp:
+                    temp.mkdir()
+                    (temp / "zarr.json").write_text("{")  # half-written
+                    if fault == "crash":
+                        os._exit(1)
+                    while not (Path(marks) / "release").exists():
+                        time.sleep(0.1)
+                    raise RuntimeError("released")
+        return real(path, image, **kwargs)
+
+    worker.write_ome_zarr = faulty
+
+
+def test_every_item_is_made_once_with_its_seed_and_the_model_loaded_once_per_worker(
+    client, clean_store, data_dir
+):
+    items = plan_items(discover(data_dir, holdout="none"), RATIO)
+    assert outputs_on_disk(clean_store) == sorted(it.output for it in items)
+    rows = {r.output: r for r in read_manifest(clean_store / MANIFEST_NAME)}
+    assert set(rows) == {it.output for it in items}
+    for it in items:
+        row, attrs = rows[it.output], read_ome_zarr_attrs(clean_store / it.output)
+        assert row.status == "done" and row.seed == it.seed == attrs["seed"]
+        assert row.reference == it.key and row.class_name == it.class_name == attrs["class"]
+        assert row.settings == attrs["settings"] and row.settings["height"] == 64
+        assert row.model_checksum == attrs["model"]["hash"] and row.seconds > 0
+        assert ome_zarr_level_shapes(clean_store / it.output) == [(64, 64)]
+    assert len({it.seed for it in items}) == len(items)
+    assert sum(client.run(model_loads).values()) <= 2  # 8 images, 2 worker processes
+
+
+def test_a_rerun_of_a_finished_store_changes_nothing(client, clean_store, data_dir, pathup_model_dir):
+    before = {o: (clean_store / o / "zarr.json").stat().st_mtime_ns for o in outputs_on_disk(clean_store)}
+    summary = run(client, data_dir, clean_store, pathup_model_dir)
+    assert summary.ok and not summary.done and len(summary.skipped) == 8
+    after = {o: (clean_store / o / "zarr.json").stat().st_mtime_ns for o in outputs_on_disk(clean_store)}
+    assert after == before
+
+
+def test_killed_worker_and_interrupted_client_then_rerun_makes_exactly_the_missing_items(
+    client, clean_store, data_dir, pathup_model_dir, tmp_path
+):
+    items = plan_items(discover(data_dir, holdout="none"), RATIO)
+    hang, crash = items[0].output, items[1].output  # submitted first: both start at once
+    store, marks = tmp_path / "store", tmp_path / "marks"
+    marks.mkdir()
+    client.run(install_faults, crash, hang, str(marks))
+
+    def interrupt(result, summary):
+        if (marks / "crash").exists() and (marks / "hang").exists():
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(client, data_dir, store, pathup_model_dir, on_result=interrupt)
+
+    # the crash left a half-written temporary and the worker died; the hanging item is not done
+    assert (marks / "crash").exists() and (marks / "hang").exists()
+    left = outputs_on_disk(store)
+    temporaries = [o for o in left if PARTIAL_MARKER in o]
+    crash_stem = Path(crash).name.removesuffix(".ome.zarr")
+    assert any(Path(t).name.startswith(f".{crash_stem}{PARTIAL_MARKER}") for t in temporaries)
+    assert hang not in left
+    finished = [o for o in left if PARTIAL_MARKER not in o]
+    assert len(finished) < len(items)
+    # the manifest never calls an image done that is not on disk
+    rows = read_manifest(store / MANIFEST_NAME)
+    assert {r.output for r in rows if r.status == "done"} <= set(finished)
+    assert {r.output for r in rows} == {it.output for it in items}
+    # a new client must not clean up under a worker that still writes an item: it waits
+    with pytest.raises(InputError, match="still write"):
+        wait_for_active(client, store, timeout=0.5)
+    (marks / "release").touch()
+    wait_for_active(client, store, timeout=120)
+    finished = sorted(o for o in outputs_on_disk(store) if PARTIAL_MARKER not in o)
+
+    summary = run(client, data_dir, store, pathup_model_dir)
+    assert summary.ok and hang in summary.done
+    assert sorted(summary.skipped) == finished
+    assert sorted(summary.done) == sorted({it.output for it in items} - set(finished))
+    assert outputs_on_disk(store) == outputs_on_disk(clean_store)  # each once, no temporary left
+    assert not stale_temporaries(store)
+    for it in items:
+        np.testing.assert_array_equal(
+            read_ome_zarr(store / it.output), read_ome_zarr(clean_store / it.output)
+        )
+        assert read_ome_zarr_attrs(store / it.output)["seed"] == it.seed
+    assert all(r.status == "done" for r in read_manifest(store / MANIFEST_NAME))
+
+
+# -------------------------------------------------------------------------------------- bad inputs
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_scheduler_fails_fast_and_writes_nothing(data_dir, pathup_model_dir, tmp_path):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    with pytest.raises(InputError, match="cannot reach the Dask scheduler"):
+        augment(
+            data_dir,
+            tmp_path / "store",
+            settings=SETTINGS,
+            model=str(pathup_model_dir),
+            scheduler=address,
+            connect_timeout=1,
+            progress=False,
+        )
+    assert time.monotonic() - start < 60
+    assert not (tmp_path / "store").exists()
+
+
+def loose_images(root: Path) -> None:
+    root.mkdir()
+    Image.fromarray(rgb(8, 8)).save(root / "loose.png")
+
+
+def garbage_png(root: Path) -> Path:
+    make_data(root)
+    (root / "stroma" / "broken.png").write_bytes(b"not a png at all")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda root: root.mkdir(), "holds no class folders"),
+        (
+            lambda root: Image.fromarray(rgb(8, 8)).save(root.mkdir() or root / "loose.png"),
+            "no class folders",
+        ),
+        (lambda root: (root / "tumour").mkdir(parents=True), "holds no images"),
+        (garbage_png, "broken.png cannot be read"),
+        (lambda root: None, "no such folder"),
+    ],
+    ids=["empty", "loose-images", "empty-class", "unreadable-image", "missing"],
+)
+def test_bad_data_gives_a_clear_error_and_writes_nothing(make, message, pathup_model_dir, tmp_path):
+    data = tmp_path / "data"
+    make(data)
+    with pytest.raises(InputError, match=message):
+        augment(data, tmp_path / "store", settings=SETTINGS, model=str(pathup_model_dir), progress=False)
+    assert not (tmp_path / "store").exists()
+
+
+def test_classes_the_model_does_not_know_are_refused(pathup_model_dir, tmp_path):
+    data = tmp_path / "data"
+    (data / "lymphoma").mkdir(parents=True)
+    Image.fromarray(rgb(16, 16)).save(data / "lymphoma" / "a.png")
+    with pytest.raises(InputError, match="lymphoma of DATA are not classes of the model"):
+        augment(data, tmp_path / "store", settings=SETTINGS, model=str(pathup_model_dir), progress=False)
+    assert not (tmp_path / "store").exists()
+
+
+def test_a_store_of_other_settings_is_not_resumed(clean_store, data_dir, pathup_model_dir):
+    before = outputs_on_disk(clean_store)
+    with pytest.raises(InputError, match=r"settings.steps \(4 there, 5 now\)"):
+        augment(
+            data_dir,
+            clean_store,
+            settings={**SETTINGS, "steps": 5},
+            ratio=RATIO,
+            model=str(pathup_model_dir),
+            progress=False,
+        )
+    assert outputs_on_disk(clean_store) == before
+
+
+def test_a_folder_of_other_files_is_not_used_as_a_store(data_dir, pathup_model_dir, tmp_path):
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="holds other files"):
+        augment(data_dir, tmp_path / "store", settings=SETTINGS, model=str(pathup_model_dir), progress=False)
+    assert [p.name for p in (tmp_path / "store").iterdir()] == ["notes.txt"]
