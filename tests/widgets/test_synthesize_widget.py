@@ -147,3 +147,25 @@ def test_a_late_estimate_does_not_overwrite_newer_settings(widget, qtbot):
     qtbot.waitUntil(lambda: widget.estimate_worker is None, timeout=TIMEOUT_MS)
     text = widget.estimate_label.value
     assert "press Estimate" in text and "peak memory" not in text
+
+
+def test_one_progress_bar_counts_every_preview(widget, qtbot, monkeypatch):
+    bars = []
+
+    class Recording(synth_module.progress):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.counted = 0
+            bars.append(self)
+
+        def update(self, n=1):
+            self.counted += n
+            return super().update(n)
+
+    monkeypatch.setattr(synth_module, "progress", Recording)
+    previews = []
+    worker = widget.start()
+    worker.yielded.connect(lambda event: previews.append(event) if isinstance(event, PatchPreview) else None)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert len(bars) == 1 and previews
+    assert bars[0].total == len(previews) == bars[0].counted

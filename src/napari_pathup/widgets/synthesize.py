@@ -49,7 +49,7 @@ class SynthesizeWidget(QWidget):
         self.layer = None
         self._progress: progress | None = None
         self._last_refresh = 0.0
-        self._stage_shapes: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
+        self._pending_progress = 0  # previews not yet counted on the progress bar
 
         self.model_dir = FileEdit(
             label="model", mode="d", value="", tooltip="empty: the embedded default model"
@@ -220,6 +220,8 @@ class SynthesizeWidget(QWidget):
     # -- running ---------------------------------------------------------------------------
     def start(self) -> GeneratorWorker | None:
         """Start a run in a thread worker; returns the worker (None when the inputs are invalid)."""
+        from napari_pathup.engine.estimate import count_work
+
         if self.worker is not None:
             show_info("PathUp: a synthesis is already running")
             return None
@@ -227,18 +229,23 @@ class SynthesizeWidget(QWidget):
             model = self.model()
             settings = self.settings().resolve(model)
             reference, reference_path = self.reference_image()
+            stages = count_work(model, settings)
         except (ValueError, OSError) as exc:
             show_error(f"PathUp: {exc}")
             return None
-        shape = (settings.height, settings.width, 3)
+        canvas = np.zeros((settings.height, settings.width, 3), np.uint8)
         self.layer = self.viewer.add_image(
-            np.zeros(shape, np.uint8),
+            canvas,
             rgb=True,
             name=f"PathUp {settings.class_name} seed {settings.seed}",
             metadata={"pathup": {"status": "running", "settings": settings.to_dict()}},
         )
-        self._stage_shapes = {}
-        self.worker = _synthesis_worker(model, reference, settings, reference_path)
+        # one bar for the run: creating a napari progress bar costs a Qt widget, so not one per stage
+        self._progress = progress(
+            total=sum(st.steps * st.patches_per_step for st in stages), desc="PathUp stage 1/2"
+        )
+        self._pending_progress = 0
+        self.worker = _synthesis_worker(model, reference, settings, reference_path, canvas)
         self.worker.yielded.connect(self._on_event)
         self.worker.errored.connect(self._on_error)  # only for errors outside the engine loop
         self.worker.finished.connect(self._on_finished)
@@ -256,25 +263,16 @@ class SynthesizeWidget(QWidget):
                 self.layer.name = f"{self.layer.name} (cancelled)"
 
     def _on_event(self, event: Any) -> None:
+        """GUI thread: previews and tiles are already in the layer's array (the worker pasted them);
+        here the layer is redrawn and the progress bar advanced, both at most every REFRESH_INTERVAL."""
         layer = self.layer
         if isinstance(event, StageStarted):
-            self._stage_shapes[event.stage] = (event.latent_shape, event.image_shape)
             if self._progress is not None:
-                self._progress.close()
-            self._progress = progress(
-                total=event.steps * event.patches_per_step, desc=f"PathUp stage {event.stage}/2"
-            )
-        elif isinstance(event, PatchPreview) and layer is not None:
-            latent_shape, _ = self._stage_shapes[event.stage]
-            box = event.box
-            paste_scaled(layer.data, event.rgb, (box.y0, box.x0, box.y1, box.x1), latent_shape)
-            if self._progress is not None:
-                self._progress.update(1)
+                self._progress.set_description(f"PathUp stage {event.stage}/2")
+        elif isinstance(event, PatchPreview):
+            self._pending_progress += 1
             self._refresh()
-        elif isinstance(event, TileDecoded) and layer is not None:
-            _, image_shape = self._stage_shapes[event.stage]
-            box = event.box
-            paste_scaled(layer.data, event.rgb, (box.y0, box.x0, box.y1, box.x1), image_shape)
+        elif isinstance(event, TileDecoded):
             self._refresh(force=event.tile_index == event.tiles - 1)
         elif isinstance(event, SynthesisError):
             self._on_error(event)
@@ -284,11 +282,16 @@ class SynthesizeWidget(QWidget):
             layer.metadata["pathup"] = {**attrs, "status": "finished"}
 
     def _refresh(self, force: bool = False) -> None:
+        """Redraw the layer's data (no thumbnail while streaming) and advance the progress bar."""
         now = time.monotonic()
         if force or now - self._last_refresh >= REFRESH_INTERVAL:
             self._last_refresh = now
             if self.layer is not None:
-                self.layer.refresh()
+                self.layer.refresh(thumbnail=False, highlight=False, extent=False)
+            if self._progress is not None and self._pending_progress:
+                # taken before update(): napari's bar processes events inside it, which re-enters here
+                count, self._pending_progress = self._pending_progress, 0
+                self._progress.update(count)
 
     def _on_error(self, exc: Exception) -> None:
         if self.layer is not None:
@@ -335,8 +338,9 @@ def format_bytes(n: float | None) -> str:
 
 
 @thread_worker
-def _synthesis_worker(model, reference, settings, reference_path):
-    """Runs in a worker thread: previews are rendered here, so the GUI thread only pastes them.
+def _synthesis_worker(model, reference, settings, reference_path, canvas):
+    """Runs in a worker thread: previews are rendered and pasted into ``canvas`` (the layer's array)
+    here, so the GUI thread only redraws.
 
     A failure is yielded as a :class:`SynthesisError` rather than raised: superqt's workers treat a
     raised ``RuntimeError`` (which torch raises for most failures, out-of-memory included) as a
@@ -344,10 +348,17 @@ def _synthesis_worker(model, reference, settings, reference_path):
     """
     from napari_pathup.provenance import run_attributes
 
+    shapes: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
     try:
         for event in synthesize(model, reference, settings):
-            if isinstance(event, PatchPreview):
-                _ = event.rgb  # render off the GUI thread
+            if isinstance(event, StageStarted):
+                shapes[event.stage] = (event.latent_shape, event.image_shape)
+            elif isinstance(event, PatchPreview):
+                box = event.box
+                paste_scaled(canvas, event.rgb, (box.y0, box.x0, box.y1, box.x1), shapes[event.stage][0])
+            elif isinstance(event, TileDecoded):
+                box = event.box
+                paste_scaled(canvas, event.rgb, (box.y0, box.x0, box.y1, box.x1), shapes[event.stage][1])
             if isinstance(event, Finished):
                 yield event, run_attributes(model, event.settings, reference_path)
             else:

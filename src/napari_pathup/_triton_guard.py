@@ -4,8 +4,10 @@ napari opens its OpenGL canvas before a plugin's widget is imported. On Linux, M
 (llvmpipe under Xvfb or in a VM, radeonsi on AMD GPUs) load ``libLLVM``; importing torch's
 compiler stack afterwards (diffusers imports ``torch._dynamo``, which imports ``triton``) loads
 Triton's own LLVM into the same process, and the process dies with a segmentation fault. The
-engine never needs Triton (it does not use ``torch.compile``), so in exactly that situation the
-widgets make ``import triton`` fail cleanly: torch then treats Triton as not installed.
+engine never needs Triton (it does not use ``torch.compile``), so in exactly that situation
+importing ``napari_pathup`` (the package, before any of its modules imports torch) makes
+``import triton`` fail cleanly: torch then treats Triton as not installed. Elsewhere (the CLI, a
+script, a process with no OpenGL driver loaded) it changes nothing.
 """
 
 from __future__ import annotations

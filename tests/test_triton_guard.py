@@ -1,4 +1,5 @@
-"""Docking a widget after napari opened its OpenGL canvas must not crash the process."""
+"""Opening the plugin's sample data or docking a widget after napari opened its OpenGL canvas must
+not crash the process."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 import pytest
 
-from napari_pathup.widgets._triton_guard import block_triton_if_llvm_loaded
+from napari_pathup._triton_guard import block_triton_if_llvm_loaded
 
 
 def test_triton_is_blocked_only_when_llvm_is_mapped(tmp_path, monkeypatch):
@@ -26,10 +27,11 @@ def test_triton_is_blocked_only_when_llvm_is_mapped(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs an X server (run under xvfb-run)")
-def test_the_synthesize_widget_imports_after_the_canvas_exists():
+def test_the_plugin_loads_after_the_canvas_exists():
     code = (
         "import napari; viewer = napari.Viewer(show=False); "
-        "import napari_pathup.widgets.synthesize; viewer.close(); print('ok')"
+        "viewer.open_sample('napari-pathup', 'tumour'); "
+        "viewer.window.add_plugin_dock_widget('napari-pathup', 'Synthesize'); viewer.close(); print('ok')"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
