@@ -395,7 +395,7 @@ def _run(
         total=len(items), initial=len(items) - len(todo), unit="image", disable=not progress, file=sys.stderr
     )
     try:
-        for future in as_completed(futures):
+        for future in as_completed(futures) if futures else ():
             result: ItemResult = future.result()
             item = by_output[result.output]
             summary.pending.remove(result.output)

@@ -87,7 +87,7 @@ def open_client(
         n_workers=size.workers,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",  # a free port: no clash with other clusters on 8787
         env={"OMP_NUM_THREADS": str(size.torch_threads), "MKL_NUM_THREADS": str(size.torch_threads)},
     )
     try:
