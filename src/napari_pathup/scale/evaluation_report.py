@@ -178,8 +178,9 @@ class EvaluationReport:
                 )
             ax.set_xticks(np.arange(len(CLASSIFIERS)), ["single-instance", "MIL"])
             ax.set_title(title)
-            ax.set_ylim(0, 1.05)
-        axes[0].legend(loc="lower left", fontsize=8)
+            ax.set_ylim(0, 1.2)
+            ax.set_yticks(np.linspace(0, 1, 6))
+        axes[0].legend(loc="upper left", ncol=len(settings), fontsize=8, frameon=False)
         fig.suptitle(
             f"{self.settings.folds}-fold CV, grouped by {self.data.group_kind}; "
             f"features: {self.backbone_label}",
