@@ -3,7 +3,6 @@ plot, feature cache, the default extractor, and clear errors that write nothing.
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from pathlib import Path
@@ -20,6 +19,7 @@ from napari_pathup.io.ome_zarr import write_ome_zarr
 from napari_pathup.metrics.features import EXTRACTORS, module_extractor
 from napari_pathup.scale.evaluate import EvaluateSettings, evaluate, image_tiles, tile_starts
 from napari_pathup.scale.evaluation_data import add_synthetic, collect_real, read_manifest, roi_boxes
+from napari_pathup.scale.manifest import MANIFEST_NAME, ManifestRow, write_manifest
 from napari_pathup.scale.mil import MILSettings
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "demo"
@@ -35,17 +35,6 @@ CROPS = {
         ("tumour/carcinoma_tia_target.png", [(500, 0), (900, 800)]),
     ],
 }
-MANIFEST_COLUMNS = (
-    "output",
-    "class",
-    "reference",
-    "seed",
-    "settings",
-    "model_checksum",
-    "status",
-    "error",
-    "seconds",
-)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +54,8 @@ def real_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_store(data: Path, store: Path, *, failed: bool = True) -> Path:
-    """A synthetic store as pathup augment writes it: one OME-Zarr per real image plus manifest.csv.
+    """A synthetic store as pathup augment writes it: one OME-Zarr per real image, and its manifest
+    written by the augment module's own writer.
 
     The images are flipped, colour-shifted copies of their reference (the generator is not under test)."""
     store.mkdir(parents=True)
@@ -73,17 +63,16 @@ def make_store(data: Path, store: Path, *, failed: bool = True) -> Path:
     for i, ref in enumerate(sorted(data.glob("*/*.png"))):
         image = read_image(ref)[::-1].astype(np.int16)
         image = np.clip(image + np.array([-6, 4, 6]), 0, 255).astype(np.uint8)
-        out = f"{ref.parent.name}/{ref.stem}_s{i}.ome.zarr"
+        out = f"{ref.parent.name}/{ref.stem}_syn0.ome.zarr"
         (store / ref.parent.name).mkdir(exist_ok=True)
         write_ome_zarr(store / out, image)
         key = ref.relative_to(data).as_posix()
-        rows.append([out, ref.parent.name, key, i, "{}", "abc", "done", "", "1.0"])
+        rows.append(ManifestRow(out, ref.parent.name, key, i, {}, "abc", "done", "", 1.0))
     if failed:
-        rows.append(["tumour/never.ome.zarr", "tumour", rows[-1][2], 99, "{}", "abc", "failed", "oom", ""])
-    with open(store / "manifest.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(MANIFEST_COLUMNS)
-        writer.writerows(rows)
+        rows.append(
+            ManifestRow("tumour/never.ome.zarr", "tumour", rows[-1].reference, 99, {}, "abc", "failed", "oom")
+        )
+    write_manifest(store / MANIFEST_NAME, rows)
     return store
 
 

@@ -18,10 +18,11 @@ import numpy as np
 
 from napari_pathup.errors import InputError
 from napari_pathup.io.images import image_shape, read_image
+from napari_pathup.scale.manifest import MANIFEST_NAME
 from napari_pathup.training.data import discover, tissue_mask
 
 #: manifest file names looked for in a STORE, in order
-MANIFEST_NAMES: tuple[str, ...] = ("manifest.csv", "manifest.parquet")
+MANIFEST_NAMES: tuple[str, ...] = (MANIFEST_NAME, "manifest.parquet")
 #: manifest columns ``pathup evaluate`` needs (the augment manifest has more: seed, settings, checksum)
 MANIFEST_COLUMNS: tuple[str, ...] = ("output", "class", "reference", "status")
 #: BRACS RoI file names start with the slide they were cut from: BRACS_<slide>_<CLASS>_<n>.png
