@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 MODEL_REFERENCE = "(the model's own reference)"
 #: the layer is redrawn at most this often while previews stream in (seconds)
 REFRESH_INTERVAL = 0.1
+#: the progress bar advances at most this often: napari's bar runs a nested processEvents per update
+PROGRESS_INTERVAL = 0.5
 
 
 class SynthesizeWidget(QWidget):
@@ -48,7 +50,7 @@ class SynthesizeWidget(QWidget):
         self._estimate_generation = 0  # bumped on every settings change: a late estimate is dropped
         self.layer = None
         self._progress: progress | None = None
-        self._last_refresh = 0.0
+        self._last_refresh = self._last_progress = 0.0
         self._pending_progress = 0  # previews not yet counted on the progress bar
 
         self.model_dir = FileEdit(
@@ -264,7 +266,7 @@ class SynthesizeWidget(QWidget):
 
     def _on_event(self, event: Any) -> None:
         """GUI thread: previews and tiles are already in the layer's array (the worker pasted them);
-        here the layer is redrawn and the progress bar advanced, both at most every REFRESH_INTERVAL."""
+        here the layer is redrawn and the progress bar advanced, each at most every so often."""
         layer = self.layer
         if isinstance(event, StageStarted):
             if self._progress is not None:
@@ -288,10 +290,15 @@ class SynthesizeWidget(QWidget):
             self._last_refresh = now
             if self.layer is not None:
                 self.layer.refresh(thumbnail=False, highlight=False, extent=False)
-            if self._progress is not None and self._pending_progress:
-                # taken before update(): napari's bar processes events inside it, which re-enters here
-                count, self._pending_progress = self._pending_progress, 0
-                self._progress.update(count)
+        if (
+            self._progress is not None
+            and self._pending_progress
+            and (force or now - self._last_progress >= PROGRESS_INTERVAL)
+        ):
+            self._last_progress = now
+            # taken before update(): napari's bar processes events inside it, which re-enters here
+            count, self._pending_progress = self._pending_progress, 0
+            self._progress.update(count)
 
     def _on_error(self, exc: Exception) -> None:
         if self.layer is not None:
