@@ -48,6 +48,10 @@ export OMP_WAIT_POLICY=PASSIVE  # threads yield instead of spinning when THREADS
 rm -rf "$DEST.partial"
 mkdir -p "$DEST.partial"
 cp -r "$WORK/pathup.json" "$WORK/denoiser" "$WORK/autoencoder" "$WORK/scheduler" "$WORK/references" "$DEST.partial/"
+# the attribution of the reference images (written by hand for data/demo) stays with them
+if [ -f "$DEST/references/SOURCES.md" ] && [ ! -f "$DEST.partial/references/SOURCES.md" ]; then
+    cp "$DEST/references/SOURCES.md" "$DEST.partial/references/"
+fi
 size_kb=$(du -sk "$DEST.partial" | cut -f1)
 if [ "$size_kb" -gt $((MAX_MB * 1024)) ]; then
     echo "error: the model is ${size_kb} kB, more than ${MAX_MB} MB; not copied (see $DEST.partial)" >&2

@@ -36,15 +36,17 @@ SCHEDULER_DIR = "scheduler"
 #: config keys that a diffusers class registers itself in ``__init__`` but does not accept as an
 #: argument: saved, they make every load warn ("... are not expected and will be ignored")
 DERIVED_CONFIG_KEYS: dict[str, tuple[str, ...]] = {"AutoencoderTiny": ("block_out_channels",)}
+#: keys that record where the weights were loaded from (a local path of the machine that saved them)
+LOCAL_CONFIG_KEYS = ("_name_or_path",)
 
 
-def drop_derived_config_keys(config_path: Path) -> None:
-    """Remove keys the model class derives itself from a saved ``config.json`` (rewritten atomically)."""
+def clean_saved_config(config_path: Path) -> None:
+    """Remove derived and machine-local keys from a saved ``config.json`` (rewritten atomically)."""
     config = json.loads(config_path.read_text())
-    derived = DERIVED_CONFIG_KEYS.get(config.get("_class_name", ""), ())
-    if not any(key in config for key in derived):
+    drop = [*DERIVED_CONFIG_KEYS.get(config.get("_class_name", ""), ()), *LOCAL_CONFIG_KEYS]
+    if not any(key in config for key in drop):
         return
-    for key in derived:
+    for key in drop:
         config.pop(key, None)
     tmp = config_path.with_name(f".{config_path.name}.partial")
     tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -72,7 +74,8 @@ def save_pathup_model(
     folder.mkdir(parents=True, exist_ok=True)
     denoiser.save_pretrained(folder / DENOISER_DIR, safe_serialization=True)
     autoencoder.save_pretrained(folder / AUTOENCODER_DIR, safe_serialization=True)
-    drop_derived_config_keys(folder / AUTOENCODER_DIR / "config.json")
+    for part in (DENOISER_DIR, AUTOENCODER_DIR):
+        clean_saved_config(folder / part / "config.json")
     scheduler.save_pretrained(folder / SCHEDULER_DIR)
     meta = {
         "format": PATHUP_FORMAT,
