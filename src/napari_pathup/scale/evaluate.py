@@ -191,6 +191,7 @@ def fit_predict_mil(
     seed: int,
     settings: EvaluateSettings,
 ) -> np.ndarray:
+    """Train a gated attention MIL head on the training bags; predicted labels of the validation bags."""
     clf = train_mil(train_bags, train_y.tolist(), n_classes, seed=seed, settings=settings.mil)
     return clf.predict(val_bags)
 
@@ -243,41 +244,18 @@ def evaluate(
     for fold in folds:
         for setting in settings_names:
             use = fold.synthetic if setting != "real" else np.zeros(0, np.int64)
-            train_x = np.concatenate([single[fold.train], single_synth[use]])
             train_y = np.concatenate([y[fold.train], y_synth[use]])
+            counts = (len(fold.train), len(use), len(fold.val), fold.val_groups)
+            train_x = np.concatenate([single[fold.train], single_synth[use]])
             pred = fit_predict_single(train_x, train_y, single[fold.val], s)
             results.append(
-                FoldResult(
-                    "single-instance",
-                    setting,
-                    fold.index,
-                    *scores(y[fold.val], pred),
-                    len(fold.train),
-                    len(use),
-                    len(fold.val),
-                    fold.val_groups,
-                )
+                FoldResult("single-instance", setting, fold.index, *scores(y[fold.val], pred), *counts)
             )
             bags = [real_f[i].tiles for i in fold.train] + [synth_f[i].tiles for i in use]
-            pred = fit_predict_mil(
-                bags,
-                train_y,
-                [real_f[i].tiles for i in fold.val],
-                len(data.classes),
-                s.seed * 1000 + fold.index,
-                s,
-            )
+            val_bags = [real_f[i].tiles for i in fold.val]
+            pred = fit_predict_mil(bags, train_y, val_bags, len(data.classes), s.seed * 1000 + fold.index, s)
             results.append(
-                FoldResult(
-                    "MIL (gated attention)",
-                    setting,
-                    fold.index,
-                    *scores(y[fold.val], pred),
-                    len(fold.train),
-                    len(use),
-                    len(fold.val),
-                    fold.val_groups,
-                )
+                FoldResult("MIL (gated attention)", setting, fold.index, *scores(y[fold.val], pred), *counts)
             )
     tiles = [len(f.tiles) for f in real_f]
     return EvaluationReport(
