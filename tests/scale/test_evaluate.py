@@ -123,9 +123,14 @@ def test_table_for_both_settings_and_synthetic_only_in_training(real_data: Path,
         assert result.n_train_real == len(data.real) - result.n_val
         expected = sum(it.group not in val for it in data.synthetic) if result.setting != "real" else 0
         assert result.n_train_synthetic == expected > 0 or result.setting == "real"
+        confusion = np.array(result.confusion)
+        assert confusion.shape == (3, 3) and confusion.sum() == result.n_val
+        assert np.trace(confusion) == round(result.accuracy * result.n_val)
     table = report.format_table()
     assert "feature extractor: tiny-test" in table and "real + synthetic" in table
     assert "grouped by source image" in table
+    per_fold = [r.n_train_synthetic for r in report.results if r.setting != "real"][::2]
+    assert f"synthetic RoIs in training, per fold: {per_fold[0]}, {per_fold[1]} (of 48;" in table
 
 
 def test_features_are_computed_once_and_reused_from_the_cache(real_data: Path, tmp_path: Path):

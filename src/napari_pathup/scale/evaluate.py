@@ -196,13 +196,14 @@ def fit_predict_mil(
     return clf.predict(val_bags)
 
 
-def scores(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
-    """(accuracy, weighted F1), the BRACS convention."""
-    from sklearn.metrics import accuracy_score, f1_score
+def scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> tuple[float, float, tuple]:
+    """(accuracy, weighted F1 (the BRACS convention), confusion matrix rows=true, columns=predicted)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-    return float(accuracy_score(y_true, y_pred)), float(
-        f1_score(y_true, y_pred, average="weighted", zero_division=0)
-    )
+    accuracy = float(accuracy_score(y_true, y_pred))
+    f1 = float(f1_score(y_true, y_pred, average="weighted", zero_division=0))
+    matrix = confusion_matrix(y_true, y_pred, labels=list(range(n_classes)))
+    return accuracy, f1, tuple(tuple(int(v) for v in row) for row in matrix)
 
 
 # ---------------------------------------------------------------------------------------- the loop
@@ -247,16 +248,17 @@ def evaluate(
             train_y = np.concatenate([y[fold.train], y_synth[use]])
             counts = (len(fold.train), len(use), len(fold.val), fold.val_groups)
             train_x = np.concatenate([single[fold.train], single_synth[use]])
-            pred = fit_predict_single(train_x, train_y, single[fold.val], s)
-            results.append(
-                FoldResult("single-instance", setting, fold.index, *scores(y[fold.val], pred), *counts)
-            )
             bags = [real_f[i].tiles for i in fold.train] + [synth_f[i].tiles for i in use]
             val_bags = [real_f[i].tiles for i in fold.val]
-            pred = fit_predict_mil(bags, train_y, val_bags, len(data.classes), s.seed * 1000 + fold.index, s)
-            results.append(
-                FoldResult("MIL (gated attention)", setting, fold.index, *scores(y[fold.val], pred), *counts)
-            )
+            predictions = {
+                "single-instance": fit_predict_single(train_x, train_y, single[fold.val], s),
+                "MIL (gated attention)": fit_predict_mil(
+                    bags, train_y, val_bags, len(data.classes), s.seed * 1000 + fold.index, s
+                ),
+            }
+            for name, pred in predictions.items():
+                accuracy, f1, confusion = scores(y[fold.val], pred, len(data.classes))
+                results.append(FoldResult(name, setting, fold.index, accuracy, f1, *counts, confusion))
     tiles = [len(f.tiles) for f in real_f]
     return EvaluationReport(
         data=data,

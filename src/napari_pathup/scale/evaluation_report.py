@@ -29,6 +29,8 @@ class FoldResult:
     n_train_synthetic: int
     n_val: int
     val_groups: tuple[str, ...]
+    #: rows: true class, columns: predicted class (label order of the data's classes)
+    confusion: tuple[tuple[int, ...], ...] = ()
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -76,10 +78,13 @@ class EvaluationReport:
                 )
         return rows
 
+    def unit(self) -> str:
+        return "RoIs" if any(it.box is not None for it in self.data.real) else "images"
+
     def describe_data(self) -> str:
         d = self.data
         n_real = len(d.real)
-        unit = "RoIs" if any(it.box is not None for it in d.real) else "images"
+        unit = self.unit()
         counts = ", ".join(
             f"{c} {sum(it.class_index == i for it in d.real)}" for i, c in enumerate(d.classes)
         )
@@ -100,6 +105,18 @@ class EvaluationReport:
             f"feature extractor: {self.backbone_label} (frozen), whole item at "
             f"{self.extractor['input_size'][0]} px; MIL tiles of {s.tile_size} px at "
             f"{self.tile_extractor['input_size'][0]} px ({lo}-{hi} per item, mean {mean_tiles:.1f})",
+        ]
+        synthetic = [
+            r.n_train_synthetic
+            for r in self.results
+            if r.setting != "real" and r.classifier == CLASSIFIERS[0]
+        ]
+        if synthetic:
+            lines.append(
+                f"synthetic {self.unit()} in training, per fold: {', '.join(map(str, synthetic))} "
+                f"(of {len(self.data.synthetic)}; those whose reference is validated are left out)"
+            )
+        lines += [
             "",
             f"{'classifier':<24}{'training data':<19}{'accuracy':<18}weighted F1",
         ]
@@ -142,7 +159,10 @@ class EvaluationReport:
                 "std": "sample standard deviation over folds (ddof=1)",
             },
             "summary": self.summary(),
-            "folds": [vars(r) | {"val_groups": list(r.val_groups)} for r in self.results],
+            "folds": [
+                vars(r) | {"val_groups": list(r.val_groups), "confusion": [list(c) for c in r.confusion]}
+                for r in self.results
+            ],
         }
 
     def write_json(self, path: Path) -> None:
