@@ -227,6 +227,13 @@ def test_manifest_contract_keeps_done_rows_only(real_data: Path, tmp_path: Path)
     records = read_manifest(store)
     assert len(records) == 12 and all(r.output.exists() for r in records)
     assert {r.class_name for r in records} == {"normal", "stroma", "tumour"}
+    text = (store / MANIFEST_NAME).read_text()
+    (store / MANIFEST_NAME).write_text(text.replace(",failed,", ",done,"))
+    with pytest.raises(InputError, match=r"tumour/never\.ome\.zarr is marked done but does not exist"):
+        read_manifest(store)
+    (store / MANIFEST_NAME).write_text(text.replace(",done,", ",pending,"))
+    with pytest.raises(InputError, match="lists no finished"):
+        read_manifest(store)
 
 
 # ------------------------------------------------------------------------------------------- errors
