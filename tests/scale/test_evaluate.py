@@ -305,3 +305,25 @@ def test_groups_csv_puts_images_of_one_patient_together(real_data: Path, tmp_pat
     table.write_text("image,group\n" + f"{keys[0]},p0\n")
     with pytest.raises(InputError, match="names no group for"):
         collect_real(real_data, groups=str(table))
+
+
+def test_timm_backbone_from_local_safetensors(real_data: Path, tmp_path: Path, capsys):
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_vit", pretrained=False)
+    weights = tmp_path / "test_vit.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    code = main(
+        ["evaluate", str(real_data), "--folds", "2", "--backbone", "timm:test_vit",
+         "--backbone-weights", str(weights), "--mil-epochs", "2", "--tile-size", "48", "--quiet",
+         "--json", str(tmp_path / "r.json")]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((tmp_path / "r.json").read_text())
+    size = model.pretrained_cfg["input_size"][-1]
+    # a fixed-input backbone sees whole images and tiles at its own input size
+    assert result["feature_extractor"]["input_size"] == [size, size]
+    assert result["tile_feature_extractor"]["input_size"] == [size, size]
+    assert result["feature_extractor"]["weights_sha256"] and "timm test_vit" in capsys.readouterr().out
