@@ -78,7 +78,19 @@ def test_side_by_side_shows_only_the_chosen_layers_in_a_grid_and_restores(widget
     assert not viewer.layers["PathUp stroma"].visible and viewer.layers["mask"].visible
 
 
-def test_plot_and_seams_equal_the_core_functions(widget, crops, qtbot, errors):
+def test_plot_and_seams_equal_the_core_functions(widget, crops, qtbot, errors, monkeypatch):
+    import threading
+
+    import napari_pathup.widgets.compare as compare_module
+
+    threads = []
+    render = compare_module.render
+
+    def recorded(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(compare_module, "render", recorded)
     widget.n_pixels.value = 20_000
     assert widget.measure() is not None
     wait(widget, qtbot)
@@ -89,7 +101,9 @@ def test_plot_and_seams_equal_the_core_functions(widget, crops, qtbot, errors):
         got = result.stains[group]
         assert got.mean == pytest.approx(expected.mean) and got.std == pytest.approx(expected.std)
         assert got.n_pixels == expected.n_pixels <= 20_000
-    axes = widget.figure.axes
+    assert threads and threads[0] is not threading.main_thread()  # drawn in the worker
+    assert not widget.plot_view.pixmap().isNull()
+    axes = widget.plot_view.figure.axes
     assert [ax.get_title().split()[0] for ax in axes] == ["Haematoxylin", "Eosin"]
     for ax in axes:
         labels = [line.get_label().split(":")[0] for line in ax.get_lines()]

@@ -81,7 +81,7 @@ def test_layers_give_the_numbers_of_the_metrics_api_and_name_the_extractor(
     assert cells["feature extractor"] == "EfficientNet-Lite0 [effnet-lite0]"
     assert "FD (EfficientNet-Lite0)" in cells and "FID" not in " ".join(cells)
     assert float(cells["Improved recall (k=3)"]) == pytest.approx(expected.prdc.recall, rel=1e-5)
-    (ax,) = widget.figure.axes
+    (ax,) = widget.plot_view.figure.axes
     assert "EfficientNet-Lite0" in ax.get_title()
     assert [t.get_text() for t in ax.get_xticklabels()] == ["precision", "recall", "density", "coverage"]
     assert [bar.get_height() for bar in ax.patches] == pytest.approx(

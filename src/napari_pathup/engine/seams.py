@@ -4,8 +4,9 @@ A seam is a discontinuity along a line where patches meet, so the Laplacian is l
 on comparable lines elsewhere. The measure is the mean |Laplacian| of the grey image on the pixel
 rows and columns adjacent to the interior boundaries of the latent patch grid, divided by the same
 on lines midway between neighbouring boundaries. 1.0 means no seam; 1.2 means boundaries carry 20%
-more high-frequency energy than the image around them. Lines are read one strip at a time, so the
-measure works on zarr arrays larger than memory.
+more high-frequency energy than the image around them. Lines are read in bands of ``BAND`` pixels,
+so the measure works on zarr arrays larger than memory and reads each chunk row (column) at most
+twice per pass.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -37,15 +39,30 @@ def boundary_lines(starts: list[int], patch: int, length: int) -> tuple[list[int
     return edges, middles
 
 
+#: lines are read in bands this many pixels wide, so a chunked (zarr, dask) image is read about once
+BAND = 512
+
+
+def _strips(image: Any, positions: list[int], axis: int) -> Any:
+    """The 4-pixel strip around each position, in order, read through bands of ``BAND`` lines."""
+    length = image.shape[axis]
+    band_lo, band = 0, None
+    for pos in sorted(positions):
+        lo, hi = max(pos - 2, 0), min(pos + 2, length)
+        if band is None or lo < band_lo or hi > band_lo + band.shape[axis]:
+            band_lo = lo // BAND * BAND  # aligned, so bands match chunks of BAND pixels
+            band_hi = min(max(band_lo + BAND, hi), length)
+            band = np.asarray(image[band_lo:band_hi] if axis == 0 else image[:, band_lo:band_hi])
+        yield band[lo - band_lo : hi - band_lo] if axis == 0 else band[:, lo - band_lo : hi - band_lo]
+
+
 def _line_energy(image: Any, positions: list[int], axis: int) -> float:
     """Mean |Laplacian| on the two pixel lines either side of each position (axis 0: rows)."""
     if not positions:
         return float("nan")
-    length = image.shape[axis]
     total, count = 0.0, 0
-    for pos in positions:
-        lo, hi = max(pos - 2, 0), min(pos + 2, length)
-        strip = np.asarray(image[lo:hi] if axis == 0 else image[:, lo:hi], dtype=np.float64) @ GREY
+    for raw in _strips(image, positions, axis):
+        strip = np.asarray(raw, dtype=np.float64) @ GREY
         if axis == 1:
             strip = strip.T
         # 4-neighbour Laplacian on the strip's inner rows (pos - 1 and pos), interior columns only
@@ -115,10 +132,9 @@ def seam_grid(
         patch, overlap = int(settings["patch_size"]), int(settings["overlap"])
         return SeamGrid(patch, overlap, scale_factor, "recorded settings")
     if model_dir is None:
-        from napari_pathup.models.default import default_model_path
-
-        model_dir = default_model_path()
-        if model_dir is None:
+        # the embedded model's folder (as models.default finds it), without importing the model stack
+        model_dir = Path(str(resources.files("napari_pathup"))) / "data" / "default_model"
+        if not (model_dir / "pathup.json").is_file():
             raise ValueError("the image records no patch grid and this installation ships no default model")
     folder = Path(model_dir)
     try:

@@ -20,8 +20,8 @@ from napari.layers import Image
 from napari.qt.threading import FunctionWorker, thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import QWidget
+from qtpy.QtCore import QObject, QSize, Signal
+from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
 from napari_pathup.errors import InputError
 
@@ -98,6 +98,32 @@ class WorkerDock(QWidget):
         self._cancel = threading.Event()
         self._signals = _Signals()
         self._signals.progress.connect(self._on_progress)
+
+    def scrolling_layout(self) -> QVBoxLayout:
+        """The layout to put the controls in: inside a scroll area, so a small window scrolls."""
+        inner = QWidget()
+        area = QScrollArea()
+        area.setWidgetResizable(True)
+        area.setFrameShape(QFrame.Shape.NoFrame)
+        area.setWidget(inner)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(area)
+        self._scroll = area
+        return QVBoxLayout(inner)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        """Once shown (sizes are known only then): never narrower than the controls need."""
+        area = self._scroll
+        area.setMinimumWidth(
+            area.widget().minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width()
+        )
+        super().showEvent(event)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        """As wide and tall as the controls like (the dock area limits it; then it scrolls vertically)."""
+        inner = self._scroll.widget().sizeHint()
+        return QSize(inner.width() + self._scroll.verticalScrollBar().sizeHint().width(), inner.height())
 
     # -- subclasses ---------------------------------------------------------------------------
     def set_busy(self, busy: bool) -> None:

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, Select, SpinBox
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem, QVBoxLayout
+from qtpy.QtWidgets import QAbstractItemView, QSizePolicy, QTableWidget, QTableWidgetItem
 
 from napari_pathup.errors import InputError
 from napari_pathup.metrics import (
@@ -34,6 +33,7 @@ from napari_pathup.widgets._base import (
     load_rgb,
     rgb_levels,
 )
+from napari_pathup.widgets._plot import PlotView, RenderedPlot, render
 
 if TYPE_CHECKING:
     import napari
@@ -52,11 +52,12 @@ def quality_task(
     synth: list[Any] | Path,
     options: dict[str, Any],
     extractors: dict[tuple, Any],
-) -> MetricsReport:
+    ratio: float = 1.0,
+) -> tuple[MetricsReport, RenderedPlot]:
     """Runs in the worker: load the layers (level 0), then ``compute_metrics`` with progress per image.
 
     ``real``/``synth`` are a folder or a list of (H, W, 3|4) arrays; ``extractors`` caches feature
-    networks by (name, weights, device) between runs.
+    networks by (name, weights, device) between runs. The plot is drawn here too (off the GUI thread).
     """
 
     def load(side: list[Any] | Path) -> list[Any] | Path:
@@ -86,8 +87,21 @@ def quality_task(
         kid_subset_size=options["kid_subset_size"],
         on_image=on_image,
     )
-    context.progress(total, total, "done")
-    return report
+    context.progress(total, total, "plotting")
+    return report, render(lambda figure: plot_report(figure, report), size=(420, 260), ratio=ratio)
+
+
+def plot_report(figure: Figure, report: MetricsReport) -> None:
+    """Bars of precision, recall, density and coverage, titled with the feature extractor."""
+    ax = figure.subplots()
+    values = report.values()
+    heights = [values[key] for key in PLOTTED]
+    bars = ax.bar(PLOTTED, heights, color=["tab:blue", "tab:orange", "tab:green", "tab:red"])
+    ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_ylim(0, max(1.1, max(heights) * 1.15))
+    ax.set_title(f"k-NN metrics (k={report.prdc.k}), {report.extractor['label']} features", fontsize=9)
+    ax.tick_params(labelsize=8)
 
 
 class QualityWidget(WorkerDock):
@@ -146,21 +160,20 @@ class QualityWidget(WorkerDock):
         for select in (self.real_layers, self.synth_layers):
             select.native.setMaximumHeight(90)
         self.summary.native.setWordWrap(True)
+        self.summary.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.table = QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(["metric", "value"])
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
-        self.table.setMinimumHeight(240)
-        self.figure = Figure(figsize=(4, 2.4), layout="constrained")
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(200)
+        self.table.setMinimumHeight(200)
+        self.plot_view = PlotView(size=(420, 260))
 
-        layout = QVBoxLayout(self)
+        layout = self.scrolling_layout()
         layout.addWidget(self.form.native)
         layout.addWidget(self.summary.native)
         layout.addWidget(self.table)
-        layout.addWidget(self.canvas)
+        layout.addWidget(self.plot_view)
 
         self.compute_button.changed.connect(self.compute)
         self.cancel_button.changed.connect(self.cancel)
@@ -218,11 +231,13 @@ class QualityWidget(WorkerDock):
             synth,
             self.options(),
             self._extractors,
+            self.plot_view.ratio(),
             on_result=self.show_report,
             surface=(MetricsWarning,),
         )
 
-    def show_report(self, report: MetricsReport) -> None:
+    def show_report(self, result: tuple[MetricsReport, RenderedPlot]) -> None:
+        report, plot = result
         self.report = report
         ext = report.extractor
         crops = f"{report.crops}x{report.crops} crops" if report.crops else "whole images"
@@ -241,17 +256,4 @@ class QualityWidget(WorkerDock):
         self.summary.value = f"{fd_label} = {report.frechet_distance:.4g}" + "".join(
             f"\nnote: {note}" for note in report.notes
         )
-        self._plot(report)
-
-    def _plot(self, report: MetricsReport) -> None:
-        self.figure.clear()
-        ax = self.figure.subplots()
-        values = report.values()
-        heights = [values[key] for key in PLOTTED]
-        bars = ax.bar(PLOTTED, heights, color=["tab:blue", "tab:orange", "tab:green", "tab:red"])
-        ax.bar_label(bars, fmt="%.2f", fontsize=7)
-        ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
-        ax.set_ylim(0, max(1.1, max(heights) * 1.15))
-        ax.set_title(f"k-NN metrics (k={report.prdc.k}), {report.extractor['label']} features", fontsize=9)
-        ax.tick_params(labelsize=8)
-        self.canvas.draw_idle()
+        self.plot_view.show_plot(plot)
