@@ -276,3 +276,22 @@ def test_a_folder_of_other_files_is_not_used_as_a_store(data_dir, pathup_model_d
     with pytest.raises(InputError, match="holds other files"):
         augment(data_dir, tmp_path / "store", settings=SETTINGS, model=str(pathup_model_dir), progress=False)
     assert [p.name for p in (tmp_path / "store").iterdir()] == ["notes.txt"]
+
+
+def test_a_foreign_folder_under_an_output_name_is_a_failure_and_is_left_alone(
+    client, clean_store, data_dir, pathup_model_dir, tmp_path
+):
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(clean_store, store)
+    victim = outputs_on_disk(store)[0]
+    shutil.rmtree(store / victim)
+    (store / victim).mkdir()
+    (store / victim / "mine.txt").write_text("not an image")
+    summary = run(client, data_dir, store, pathup_model_dir)
+    assert not summary.ok and list(summary.failed) == [victim] and len(summary.skipped) == 7
+    assert "is not this item's image" in summary.failed[victim]
+    assert (store / victim / "mine.txt").read_text() == "not an image"
+    rows = {r.output: r for r in read_manifest(store / MANIFEST_NAME)}
+    assert rows[victim].status == "failed" and sum(r.status == "done" for r in rows.values()) == 7

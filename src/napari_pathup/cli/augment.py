@@ -67,7 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads",
         type=int,
         metavar="N",
-        help="torch threads per worker (local default: the cores shared out; a cluster's own otherwise)",
+        help="torch threads per worker (local default 1, so that images do not depend on --workers; "
+        "with --scheduler the workers' own setting unless given)",
     )
     dask.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to reach --scheduler (10)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -209,9 +209,31 @@ def read_done(store: Path, output: str) -> dict[str, Any] | None:
     return attrs if isinstance(info, dict) and info.get("output") == output else None
 
 
+def committed_row(store: Path, output: str, item: Item | None, checksum: str) -> ManifestRow | None:
+    """The ``done`` row of ``output`` when it is committed in the store (and, for a planned item, made
+    with its seed and this model), else None."""
+    attrs = read_done(store, output)
+    if attrs is None:
+        return None
+    if item is not None and (
+        attrs.get("seed") != item.seed or attrs.get("model", {}).get("hash") != checksum
+    ):
+        return None
+    return ManifestRow(
+        output=output,
+        class_name=str(attrs.get("class", "")),
+        reference=str(attrs[AUGMENT_KEY].get("reference", "")),
+        seed=int(attrs.get("seed", 0)),
+        settings=dict(attrs.get("settings", {})),
+        model_checksum=str(attrs.get("model", {}).get("hash", "")),
+        status="done",
+        seconds=attrs[AUGMENT_KEY].get("seconds"),
+    )
+
+
 def scan_store(store: Path, items: Sequence[Item], checksum: str) -> tuple[dict[str, ManifestRow], list[str]]:
     """Manifest rows of every committed output on disk (planned or not) and the planned outputs that
-    are occupied by something else (a foreign folder, or an image with another seed)."""
+    are occupied by something else (a foreign folder, or an image with another seed or model)."""
     planned = {it.output: it for it in items}
     outputs = set(planned)
     for folder in (d for d in store.iterdir() if d.is_dir() and not d.name.startswith(".")):
@@ -222,28 +244,11 @@ def scan_store(store: Path, items: Sequence[Item], checksum: str) -> tuple[dict[
         }
     rows, blocked = {}, []
     for output in sorted(outputs):
-        attrs = read_done(store, output)
-        item = planned.get(output)
-        if attrs is None:
-            if (store / output).exists():
-                blocked.append(output)
-            continue
-        if item is not None and (
-            attrs.get("seed") != item.seed or attrs.get("model", {}).get("hash") != checksum
-        ):
+        row = committed_row(store, output, planned.get(output), checksum)
+        if row is not None:
+            rows[output] = row
+        elif output in planned and (store / output).exists():
             blocked.append(output)
-            continue
-        settings = dict(attrs.get("settings", {}))
-        rows[output] = ManifestRow(
-            output=output,
-            class_name=str(attrs.get("class", "")),
-            reference=str(attrs[AUGMENT_KEY].get("reference", "")),
-            seed=int(attrs.get("seed", 0)),
-            settings=settings,
-            model_checksum=str(attrs.get("model", {}).get("hash", "")),
-            status="done",
-            seconds=attrs[AUGMENT_KEY].get("seconds"),
-        )
     return rows, blocked
 
 
@@ -322,7 +327,7 @@ def augment(
     check_store(store, config)
     size: LocalSize | None = None
     if client is None and scheduler is None:
-        size = local_size(workers, device)
+        size = local_size(workers, device, torch_threads)
     job = Job(
         store=str(store),
         model_path=str(model_path),
@@ -405,7 +410,7 @@ def _run(
                     item, job.settings, job.model_checksum, "failed", result.error
                 )
             else:
-                row = scan_store(store, [item], job.model_checksum)[0].get(result.output)
+                row = committed_row(store, result.output, item, job.model_checksum)
                 if row is None:  # the worker said done but the disk disagrees: never report it done
                     reason = "the worker reported the image written but it is not in the store"
                     summary.failed[result.output] = reason

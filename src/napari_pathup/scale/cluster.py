@@ -1,7 +1,7 @@
 """The Dask cluster ``pathup augment`` runs on: a LocalCluster sized to this machine, or an existing one.
 
 Local default on the CPU: one worker process per core (at most one per :data:`WORKER_MEMORY` of
-memory), one Dask thread each, and the cores shared out as torch threads. On a GPU: one worker (use
+memory), one Dask thread and one torch thread each. On a GPU: one worker (use
 dask-cuda's ``LocalCUDACluster`` and ``--scheduler`` for one worker per GPU). ``--scheduler ADDRESS``
 connects to a running scheduler (e.g. started by dask-jobqueue on a batch system) with a short
 timeout, so an unreachable address fails fast with a clear error.
@@ -35,20 +35,25 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def local_size(workers: int | None, device: str) -> LocalSize:
-    """Workers and torch threads per worker for a LocalCluster on this machine."""
+def local_size(workers: int | None, device: str, torch_threads: int | None = None) -> LocalSize:
+    """Workers and torch threads per worker for a LocalCluster on this machine.
+
+    Torch threads default to 1: images are then bit-identical whatever the number of workers (CPU
+    kernels sum in a thread-dependent order, so the thread count changes the last bits).
+    """
     import psutil
 
-    cores = usable_cores()
+    threads = torch_threads or 1
+    if threads < 1:
+        raise InputError(f"--threads must be at least 1, got {threads}")
     if workers is not None:
         if workers < 1:
             raise InputError(f"--workers must be at least 1, got {workers}")
-        return LocalSize(workers, max(1, cores // workers))
+        return LocalSize(workers, threads)
     if _uses_gpu(device):
-        return LocalSize(1, max(1, cores))
+        return LocalSize(1, threads)
     by_memory = max(1, int(psutil.virtual_memory().total * 0.8 // WORKER_MEMORY))
-    n = max(1, min(cores, by_memory))
-    return LocalSize(n, max(1, cores // n))
+    return LocalSize(max(1, min(usable_cores() // threads, by_memory)), threads)
 
 
 def _uses_gpu(device: str) -> bool:

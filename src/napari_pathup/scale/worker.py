@@ -96,10 +96,13 @@ def active_outputs() -> list[str]:
 
 def item_attributes(model: Any, settings: dict[str, Any], item: Item, seconds: float) -> dict[str, Any]:
     """The provenance written into the output: the run attributes plus where the item comes from."""
+    import torch
+
     from napari_pathup.provenance import run_attributes
 
     attrs = run_attributes(model, settings, item.reference)
     attrs[AUGMENT_KEY] = {
+        "torch_threads": torch.get_num_threads(),
         "output": item.output,
         "reference": item.key,
         "copy": item.copy,
