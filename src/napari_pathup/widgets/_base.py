@@ -66,7 +66,8 @@ class TaskContext:
 def _guarded(
     fn: Callable[..., Any], context: TaskContext, args: tuple, surface: tuple[type[Warning], ...]
 ) -> Outcome:
-    """Runs in the worker thread: never raises; warnings of the ``surface`` categories are collected."""
+    """Runs in the worker thread: never raises; warnings of the ``surface`` categories are collected
+    for the widget to show, others are warned again."""
     outcome = Outcome()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -80,6 +81,8 @@ def _guarded(
     for warning in caught:
         if surface and issubclass(warning.category, surface):
             outcome.warnings.append(str(warning.message))
+        else:  # not ours to show: passed on as if never caught (napari shows worker warnings itself)
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return outcome
 
 
