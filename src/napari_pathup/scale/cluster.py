@@ -94,6 +94,7 @@ def open_client(
         processes=True,
         dashboard_address=":0",  # a free port: no clash with other clusters on 8787
         env={"OMP_NUM_THREADS": str(size.torch_threads), "MKL_NUM_THREADS": str(size.torch_threads)},
+        preload=["napari_pathup.scale.worker"],  # its dask_setup leaves Ctrl-C to the client
     )
     try:
         client = Client(cluster)

@@ -60,6 +60,15 @@ class ItemResult:
     pid: int = 0
 
 
+def dask_setup(worker: Any) -> None:
+    """Dask preload hook of the local cluster's workers: Ctrl-C in a terminal reaches every process
+    of the group; the workers ignore it and the client stops them (no traceback from each worker)."""
+    import signal
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def worker_model(job: Job) -> Any:
     """The job's model, loaded once per process; checks that its checksum is the one the client saw."""
     from napari_pathup.engine.device import select_device, select_dtype
