@@ -4,7 +4,8 @@
 # plugin engine lists and validates the plugin, that the embedded model synthesises an image, and
 # that a headless viewer opens the sample data and docks the Synthesize widget.
 #
-#   bash scripts/check_wheel.sh [WORKDIR]      (default: a new temporary folder; about 10 min)
+#   bash scripts/check_wheel.sh [WORKDIR]      (default: a new temporary folder; 15-30 min, 6.8 GB)
+#   REUSE_VENV=1 bash scripts/check_wheel.sh WORKDIR   (a rerun: reinstalls only the new wheel)
 #
 # Needs: python3 with venv, network access to PyPI (or a pip cache), xvfb-run for the viewer check
 # (skipped with a note when missing). torch is pinned as in .ci/run.
@@ -39,11 +40,15 @@ unzip -p "$WHEEL" '*.dist-info/entry_points.txt' | grep -A1 'napari.manifest'
 unzip -p "$WHEEL" '*.dist-info/METADATA' | grep -E '^(Name|Version|Summary|License-Expression|Project-URL|Classifier: Framework)'
 
 step "fresh virtual environment in $WORK/venv (torch==2.14.1 as in .ci/run, then the wheel, npe2, napari)"
-rm -rf "$WORK/venv"
-python3 -m venv "$WORK/venv"
 PY="$WORK/venv/bin/python"
-"$PY" -m pip install --quiet torch==2.14.1
-"$PY" -m pip install --quiet "$WHEEL" npe2 "napari[pyqt6]" twine
+if [ "${REUSE_VENV:-0}" = 1 ] && [ -x "$PY" ]; then  # a rerun: keep the dependencies, replace the wheel
+    "$PY" -m pip install --quiet --force-reinstall --no-deps "$WHEEL"
+else
+    rm -rf "$WORK/venv"
+    python3 -m venv "$WORK/venv"
+    "$PY" -m pip install --quiet torch==2.14.1
+    "$PY" -m pip install --quiet "$WHEEL" npe2 "napari[pyqt6]" twine
+fi
 du -sh "$WORK/venv"
 
 cd "$WORK"  # away from the checkout: nothing may come from the source tree
@@ -66,7 +71,7 @@ step "npe2 list / npe2 validate"
 "$WORK/venv/bin/npe2" list | grep -E 'name|napari-pathup'
 "$WORK/venv/bin/npe2" validate napari-pathup
 
-step "the embedded default model synthesises a 128x128 image (CPU, 2 steps)"
+step "the embedded default model synthesises a 128x128 image (CPU, 6 steps)"
 OMP_NUM_THREADS=1 "$PY" - <<'EOF'
 import numpy as np
 from napari_pathup.engine.pipeline import SynthesisSettings, run
@@ -78,7 +83,7 @@ folder = default_model_path()
 print("default model at", folder)
 model = load_model(folder)
 reference = read_image(reference_for_class(model, "tumour"))
-result = run(model, reference, SynthesisSettings("tumour", height=128, width=128, steps=2, seed=0))
+result = run(model, reference, SynthesisSettings("tumour", height=128, width=128, steps=6, seed=0))
 image = np.asarray(result.image)
 print("synthesised", image.shape, image.dtype, "mean", round(float(image.mean()), 1))
 assert image.shape == (128, 128, 3) and image.std() > 0
