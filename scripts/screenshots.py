@@ -1,6 +1,9 @@
 """Screenshots of the napari plugin for the user guide, taken headless (re-runnable).
 
-    OMP_NUM_THREADS=1 xvfb-run -a python scripts/screenshots.py [--size 512] [--out docs/images]
+    OMP_NUM_THREADS=1 xvfb-run -a -s "-screen 0 1920x1200x24" python scripts/screenshots.py [--size 512]
+
+(xvfb-run's default screen, 1280x1024, also works: the window is capped to the screen, so the
+pictures are then smaller and more crowded.)
 
 Opens napari, loads the tumour sample (a real H&E RoI shipped with the default model), docks each
 widget of the plugin's manifest and drives it as a user would: the Synthesize widget estimates and
@@ -47,6 +50,7 @@ def save(viewer, path: Path) -> None:
     """The whole window, downscaled to WIDTH, as a PNG under MAX_BYTES (palette if needed)."""
     from napari_pathup.io.atomic import atomic_output
 
+    viewer.reset_view()  # docks change the canvas size after napari framed the layers
     settle()
     rgba = viewer.screenshot(canvas_only=False, flash=False)
     image = Image.fromarray(np.asarray(rgba)[..., :3])
@@ -91,7 +95,6 @@ def synthesize(viewer, out: Path, size: int, real):
     wait_until(lambda: bool(halfway) or widget.worker is None, 1800, "the stage-2 previews")
     save(viewer, out / "synthesize_running.png")
     wait_until(lambda: widget.worker is None, 1800, "the synthesis to finish")
-    viewer.reset_view()
     save(viewer, out / "synthesize_done.png")
     real.visible = True
     return dock, widget.layer
@@ -137,9 +140,12 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     import napari
+    from qtpy.QtWidgets import QApplication
 
     viewer = napari.Viewer(title="napari", show=True)
-    viewer.window._qt_window.resize(1800, 1150)
+    screen = QApplication.primaryScreen().availableGeometry()
+    # a window larger than the (virtual) screen gets a clipped OpenGL canvas: the grab comes out distorted
+    viewer.window._qt_window.resize(min(1800, screen.width()), min(1150, screen.height()))
     (real,) = viewer.open_sample("napari-pathup", "tumour")
     settle(1.0)
     synth_dock, synthetic = synthesize(viewer, args.out, args.size, real)
