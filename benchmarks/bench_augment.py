@@ -13,7 +13,10 @@ default model (copied to a temp folder first, so its checksum cannot change unde
   checking the inputs and the model; "run" is from submitting the items to the last one done
   (each worker imports torch and loads the model on its first item inside it).
 
-Images/min uses "run"; overhead per item = (run x workers x threads - loop) / items, i.e. the core
+Images/min uses "run". "median s/image" is the median time of one image (the loop's own, or the
+manifest's ``seconds``: from the task starting on its worker to its image committed; a worker's first
+image also imports torch and loads the model, hence the median).
+Overhead per item = (run x workers x threads - loop) / items, i.e. the core
 time augment spends per image beyond the plain loop's. Every augment image is compared with the
 loop's image of the same item, pixel for pixel (equal with 1 torch thread; CPU kernels sum in a
 thread-dependent order, so other thread counts change the last bits). Load averages are printed
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -39,6 +43,7 @@ from napari_pathup.io.ome_zarr import read_ome_zarr, write_ome_zarr
 from napari_pathup.models.default import default_model_path
 from napari_pathup.models.load import load_model
 from napari_pathup.scale.augment import augment
+from napari_pathup.scale.manifest import MANIFEST_NAME, read_manifest
 from napari_pathup.scale.plan import plan_items
 from napari_pathup.training.data import discover
 
@@ -47,19 +52,22 @@ def load() -> str:
     return f"{os.getloadavg()[0]:.1f}"
 
 
-def plain_loop(model_dir: Path, data: Path, ratio: float, size: int, out: Path) -> tuple[float, int]:
-    """Seconds for the loop over every item (model already loaded) and the number of items."""
+def plain_loop(model_dir: Path, data: Path, ratio: float, size: int, out: Path) -> tuple[float, list[float]]:
+    """Seconds for the loop over every item (model already loaded), and the seconds of each item."""
     import torch
 
     torch.set_num_threads(1)
     model = load_model(model_dir)
     items = plan_items(discover(data, holdout="none"), ratio)
     start = time.perf_counter()
+    each = []
     for it in items:
+        item_start = time.perf_counter()
         settings = SynthesisSettings(it.class_name, height=size, width=size, seed=it.seed)
         finished = run(model, read_image(it.reference), settings)
         write_ome_zarr(out / it.output.replace("/", "_"), finished.image)
-    return time.perf_counter() - start, len(items)
+        each.append(time.perf_counter() - item_start)
+    return time.perf_counter() - start, each
 
 
 def main() -> None:
@@ -78,11 +86,27 @@ def main() -> None:
         model_dir = Path(work) / "model"
         shutil.copytree(source, model_dir)
         before = load()
-        loop_s, n = plain_loop(model_dir, args.data, args.ratio, args.size, Path(work))
+        loop_s, loop_each = plain_loop(model_dir, args.data, args.ratio, args.size, Path(work))
+        n, loop_median = len(loop_each), statistics.median(loop_each)
         loop_rate = n / loop_s * 60
         after = load()
         loads = f"{before}/{after}"
-        rows.append(["plain loop", 1, 1, n, "", f"{loop_s:.1f}", f"{loop_rate:.2f}", "", "", "", loads])
+        rows.append(
+            [
+                "plain loop",
+                1,
+                1,
+                n,
+                "",
+                f"{loop_s:.1f}",
+                f"{loop_rate:.2f}",
+                "",
+                f"{loop_median:.2f}",
+                "",
+                "",
+                loads,
+            ]
+        )
         print(f"plain loop: {n} items in {loop_s:.1f} s", flush=True)
         one_worker_rate = None
         for config in args.configs.split(","):
@@ -113,6 +137,7 @@ def main() -> None:
                 one_worker_rate = rate
             scaling = f"{rate / one_worker_rate:.2f}" if one_worker_rate else ""
             overhead = (summary.seconds * workers * threads - loop_s) / n
+            item_median = statistics.median(r.seconds for r in read_manifest(store / MANIFEST_NAME))
             rows.append(
                 [
                     "augment",
@@ -123,6 +148,7 @@ def main() -> None:
                     f"{summary.seconds:.1f}",
                     f"{rate:.2f}",
                     scaling,
+                    f"{item_median:.2f}",
                     f"{overhead:+.2f}",
                     f"{equal}/{n}",
                     f"{before}/{load()}",
@@ -145,6 +171,7 @@ def main() -> None:
                 "run s",
                 "images/min",
                 "vs 1 worker",
+                "median s/image on a worker",
                 "overhead s/image (core time vs loop)",
                 "images equal to the loop's",
                 "load avg before/after",
