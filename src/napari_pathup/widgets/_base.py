@@ -201,6 +201,23 @@ def image_layer_choices(viewer: napari.viewer.Viewer) -> list[tuple[str, Image]]
     return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, Image)]
 
 
+def follow_real_and_synthetic(viewer: napari.viewer.Viewer, real: Any, synthetic: Any) -> None:
+    """Keep two multiple-choice layer selects current as layers come and go; while neither has a
+    choice yet, PathUp layers go to ``synthetic`` and the other RGB layers to ``real``."""
+
+    def refresh(_event: Any = None) -> None:
+        for select in (real, synthetic):
+            select.reset_choices()
+        if not real.value and not synthetic.value:
+            layers = [layer for _, layer in image_layer_choices(viewer) if layer.rgb]
+            synthetic.value = [layer for layer in layers if is_synthetic(layer)]
+            real.value = [layer for layer in layers if not is_synthetic(layer)]
+
+    for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+        event.connect(refresh)
+    refresh()
+
+
 def is_synthetic(layer: Image) -> bool:
     """A layer made by PathUp: its metadata records the synthesis settings."""
     meta = layer.metadata.get("pathup") if isinstance(layer.metadata, dict) else None

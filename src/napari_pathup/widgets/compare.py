@@ -34,6 +34,7 @@ from napari_pathup.metrics.stain import (
 from napari_pathup.widgets._base import (
     TaskContext,
     WorkerDock,
+    follow_real_and_synthetic,
     image_layer_choices,
     is_synthetic,
     rgb_levels,
@@ -199,23 +200,11 @@ class CompareWidget(WorkerDock):
         self.side_by_side.toggled.connect(self.show_side_by_side)
         self.measure_button.changed.connect(self.measure)
         self.cancel_button.changed.connect(self.cancel)
-        events = self.viewer.layers.events
-        for event in (events.inserted, events.removed):
-            event.connect(self._layers_changed)
-        self._layers_changed()
+        follow_real_and_synthetic(self.viewer, self.real, self.synthetic)
 
     # -- layer choices ----------------------------------------------------------------------
     def _choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
         return image_layer_choices(self.viewer)
-
-    def _layers_changed(self, _event: Any = None) -> None:
-        """Refresh the choices; if none is made yet, PathUp layers go to "synthetic", others to "real"."""
-        for select in (self.real, self.synthetic):
-            select.reset_choices()
-        if not self.real.value and not self.synthetic.value:
-            layers = [layer for _, layer in self._choices() if layer.rgb]
-            self.synthetic.value = [layer for layer in layers if is_synthetic(layer)]
-            self.real.value = [layer for layer in layers if not is_synthetic(layer)]
 
     def chosen(self) -> dict[str, list[Image]]:
         return {"real": list(self.real.value), "synthetic": list(self.synthetic.value)}

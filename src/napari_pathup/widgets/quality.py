@@ -28,8 +28,8 @@ from napari_pathup.metrics.images import check_crop_size, image_set
 from napari_pathup.widgets._base import (
     TaskContext,
     WorkerDock,
+    follow_real_and_synthetic,
     image_layer_choices,
-    is_synthetic,
     load_rgb,
     rgb_levels,
 )
@@ -177,21 +177,10 @@ class QualityWidget(WorkerDock):
 
         self.compute_button.changed.connect(self.compute)
         self.cancel_button.changed.connect(self.cancel)
-        events = self.viewer.layers.events
-        for event in (events.inserted, events.removed):
-            event.connect(self._layers_changed)
-        self._layers_changed()
+        follow_real_and_synthetic(self.viewer, self.real_layers, self.synth_layers)
 
     def _choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
         return image_layer_choices(self.viewer)
-
-    def _layers_changed(self, _event: Any = None) -> None:
-        for select in (self.real_layers, self.synth_layers):
-            select.reset_choices()
-        if not self.real_layers.value and not self.synth_layers.value:
-            layers = [layer for _, layer in self._choices() if layer.rgb]
-            self.synth_layers.value = [layer for layer in layers if is_synthetic(layer)]
-            self.real_layers.value = [layer for layer in layers if not is_synthetic(layer)]
 
     def set_busy(self, busy: bool) -> None:
         self.compute_button.enabled, self.cancel_button.enabled = not busy, busy
