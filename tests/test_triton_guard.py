@@ -35,3 +35,15 @@ def test_the_plugin_loads_after_the_canvas_exists():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
+
+
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs an X server (run under xvfb-run)")
+def test_a_widget_made_after_the_canvas_keeps_triton_out():
+    """A script that imports the widget module first (the package guard sees no LLVM yet), opens a
+    viewer, then builds the widget: later imports of torch's compiler stack must not crash."""
+    code = (
+        "import napari_pathup.widgets.compare as c; import napari; viewer = napari.Viewer(show=False); "
+        "widget = c.CompareWidget(viewer); import diffusers, torch._dynamo; viewer.close(); print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]

@@ -23,6 +23,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, QSize, Signal
 from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
+from napari_pathup._triton_guard import block_triton_if_llvm_loaded
 from napari_pathup.errors import InputError
 
 if TYPE_CHECKING:
@@ -94,6 +95,9 @@ class WorkerDock(QWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
+        # the viewer's canvas exists now: if its OpenGL driver loaded LLVM after `import
+        # napari_pathup` ran the guard, Triton must not load later (see _triton_guard)
+        block_triton_if_llvm_loaded()
         self.viewer = napari_viewer
         self.worker: FunctionWorker | None = None
         self.last_error: str | None = None

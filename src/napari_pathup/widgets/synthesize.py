@@ -19,6 +19,7 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
+from napari_pathup._triton_guard import block_triton_if_llvm_loaded
 from napari_pathup.engine.events import Finished, PatchPreview, StageStarted, TileDecoded
 from napari_pathup.engine.pipeline import DEFAULTS, SynthesisSettings, synthesize
 from napari_pathup.engine.weights import WEIGHT_MODES
@@ -43,6 +44,7 @@ class SynthesizeWidget(QWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
+        block_triton_if_llvm_loaded()  # the canvas exists now (see _triton_guard and widgets._base)
         self.viewer = napari_viewer
         self._models: dict[tuple[str, str], PathupModel] = {}
         self.worker: GeneratorWorker | None = None
