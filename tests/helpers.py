@@ -32,3 +32,10 @@ class Recording:
         block = self.data[key]
         self.largest, self.total = max(self.largest, block.size), self.total + block.size
         return block
+
+
+def menu_command_ids(menu_id: str) -> list[str]:
+    """The command ids napari's app model lists in a menu (e.g. ``napari/layers/measure``)."""
+    from napari._app_model import get_app_model
+
+    return [item.command.id for item in get_app_model().menus.get_menu(menu_id) if hasattr(item, "command")]

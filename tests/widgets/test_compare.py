@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import napari_pathup.widgets._base as base_module
+from helpers import menu_command_ids
 from napari_pathup.engine.seams import seam_grid, seam_measure
 from napari_pathup.io import read_image
 from napari_pathup.metrics.stain import sample_pixels, stain_distribution
@@ -178,10 +179,7 @@ def test_a_failure_inside_the_worker_is_a_notification(widget, qtbot, errors, mo
 
 
 def test_the_manifest_docks_the_widget_and_puts_it_in_the_layers_menu(make_napari_viewer):
-    from napari._app_model import get_app_model
-
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-pathup", "Compare")
     assert isinstance(widget, CompareWidget)
-    items = get_app_model().menus.get_menu("napari/layers/visualize")
-    assert "napari-pathup.compare" in [item.command.id for item in items if hasattr(item, "command")]
+    assert "napari-pathup.compare" in menu_command_ids("napari/layers/visualize")

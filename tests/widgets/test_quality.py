@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import napari_pathup.widgets._base as base_module
+from helpers import menu_command_ids
 from napari_pathup.io import read_image
 from napari_pathup.metrics import compute_metrics, get_extractor
 from napari_pathup.widgets.quality import QualityWidget
@@ -147,10 +148,7 @@ def test_cancel_stops_the_run_without_a_result(widget, qtbot, messages):
 
 
 def test_the_manifest_docks_the_widget_and_puts_it_in_the_layers_menu(make_napari_viewer):
-    from napari._app_model import get_app_model
-
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-pathup", "Quality")
     assert isinstance(widget, QualityWidget)
-    items = get_app_model().menus.get_menu("napari/layers/measure")
-    assert "napari-pathup.quality" in [item.command.id for item in items if hasattr(item, "command")]
+    assert "napari-pathup.quality" in menu_command_ids("napari/layers/measure")
