@@ -17,9 +17,9 @@
 # With THREADS=2 on an otherwise idle machine the same steps run ~1.6x faster (AE 8.1 it/s,
 # denoiser 2.5 it/s), but when other processes share the two cores two torch threads were 3-10x
 # slower than one (OpenMP threads wait for each other), hence THREADS=1 by default.
-# The resulting model (~15 MB with its three reference images) synthesises 2048x2048 at the default
-# settings (20 DDIM steps, guidance 2.5) in ~52 s with 2 threads (measured with the same
-# architecture, random weights).
+# The resulting model (~17 MB with its three reference images) synthesises 2048x2048 at the default
+# settings (20 DDIM steps, guidance 2.5) in ~57 s with 2 threads on a quiet machine; the README's
+# whole command, with imports, model load and the OME-Zarr write, took 67-71 s (docs/model_card.md).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
