@@ -62,7 +62,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ae.add_argument("--ae-lr", type=float, default=2e-3, help="learning rate (2e-3)")
     ae.add_argument("--latent-channels", type=int, default=4, help="latent channels (4)")
 
+    gan = p.add_argument_group("decoder as a conditional GAN (phase 1b; the encoder stays frozen)")
+    gan.add_argument("--gan-iters", type=int, default=0, help="iterations (0: keep the phase-1 decoder)")
+    gan.add_argument("--gan-batch-size", type=int, default=4, help="crops per iteration (4)")
+    gan.add_argument("--gan-crop", type=int, default=128, help="crop side in pixels (128)")
+    gan.add_argument("--gan-lr", type=float, default=1e-4, help="learning rate, Adam betas (0.9, 0.9) (1e-4)")
+    gan.add_argument(
+        "--gan-weight", type=float, default=0.5, help="adversarial weight against reconstruction 1 (0.5)"
+    )
+    gan.add_argument(
+        "--hed-jitter",
+        type=float,
+        nargs=2,
+        default=(0.0, 0.0),
+        metavar=("SCALE", "SHIFT"),
+        help="H&E stain jitter of training crops: stain scale 1 +- SCALE, shift +- SHIFT optical density "
+        "(0 0: none; e.g. 0.05 0.02)",
+    )
+
     dn = p.add_argument_group("denoiser (phase 2)")
+    dn.add_argument(
+        "--init",
+        metavar="MODEL_DIR",
+        type=Path,
+        help="continue from a trained PathUp model (e.g. the shipped one) when no checkpoint exists: its "
+        "autoencoder, denoiser weights and iteration count (a warm start; the optimizer starts anew)",
+    )
     dn.add_argument("--preset", default="cpu", help="denoiser size: tiny, cpu (default), small or base")
     dn.add_argument("--iters", type=int, default=6000, help="iterations (6000)")
     dn.add_argument("--batch-size", type=int, default=8, help="latent crops per iteration (8)")
@@ -91,6 +116,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
 
     run_group = p.add_argument_group("run")
+    run_group.add_argument(
+        "--phases",
+        default="autoencoder,decoder,denoiser",
+        help="comma-separated subset to run now (default: all, then export); the decoder and the denoiser "
+        "need only the finished autoencoder and can run in two processes at once",
+    )
     run_group.add_argument("--checkpoint-every", type=int, default=500, metavar="N", help="iterations (500)")
     run_group.add_argument(
         "--eval-every",
@@ -117,8 +148,16 @@ def run(args: argparse.Namespace) -> int:
     ):
         if value not in presets:
             raise ValueError(f"{flag} {value!r}: expected one of {', '.join(presets)}")
-    for name in ("ae_iters", "iters", "batch_size", "ae_batch_size", "checkpoint_every"):
-        if getattr(args, name) < (0 if name == "ae_iters" else 1):
+    for name in (
+        "ae_iters",
+        "gan_iters",
+        "iters",
+        "batch_size",
+        "ae_batch_size",
+        "gan_batch_size",
+        "checkpoint_every",
+    ):
+        if getattr(args, name) < (0 if name in ("ae_iters", "gan_iters") else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     config = TrainConfig(
         data=args.data,
@@ -138,6 +177,15 @@ def run(args: argparse.Namespace) -> int:
         prediction=args.prediction,
         label_dropout=args.label_dropout,
         overview_fraction=args.overview_fraction,
+        gan_iters=args.gan_iters,
+        gan_batch_size=args.gan_batch_size,
+        gan_crop=args.gan_crop,
+        gan_lr=args.gan_lr,
+        gan_weight=args.gan_weight,
+        hed_scale=args.hed_jitter[0],
+        hed_shift=args.hed_jitter[1],
+        init=args.init,
+        phases=tuple(s.strip() for s in args.phases.split(",") if s.strip()),
         min_tissue=args.min_tissue,
         reference_size=args.reference_size,
         checkpoint_every=args.checkpoint_every,

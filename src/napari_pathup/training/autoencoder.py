@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderTiny
 
+from napari_pathup.training.augmentation import UNMIX
 from napari_pathup.training.data import CropSampler, to_tensor
 from napari_pathup.training.loop import Phase
 
@@ -32,11 +33,7 @@ AUTOENCODER_PRESETS: dict[str, dict[str, Any]] = {
     "cpu-wide": {"width": 48, "encoder_blocks": (0, 1, 2, 3), "decoder_blocks": (3, 2, 1, 0)},
 }
 
-#: Ruifrok & Johnston optical-density vectors (rows: haematoxylin, eosin, residual), unit length
-_STAINS = np.array([[0.650, 0.704, 0.286], [0.072, 0.990, 0.105], [0.0, 0.0, 0.0]])
-_STAINS[2] = np.cross(_STAINS[0], _STAINS[1])
-_STAINS /= np.linalg.norm(_STAINS, axis=1, keepdims=True)
-_UNMIX = torch.tensor(np.linalg.inv(_STAINS), dtype=torch.float32)  # OD (rgb) @ _UNMIX = densities
+_UNMIX = torch.tensor(UNMIX, dtype=torch.float32)  # optical density (rgb) @ _UNMIX = stain densities
 
 
 def build_autoencoder(preset: str = "cpu", latent_channels: int = 4) -> AutoencoderTiny:

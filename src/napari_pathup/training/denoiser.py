@@ -27,6 +27,7 @@ from napari_pathup.engine.vae import crop_source, encode_tiled
 from napari_pathup.models.base import Autoencoder
 from napari_pathup.models.build import build_denoiser
 from napari_pathup.models.conditioning import SCALES, class_label
+from napari_pathup.training.augmentation import HedJitter, hed_jitter
 from napari_pathup.training.data import (
     CELL,
     Crop,
@@ -77,9 +78,19 @@ class LatentBank:
         self.key = key
 
     @staticmethod
-    def cache_key(data: TrainingImages, autoencoder_digest: str, tile: int, overlap: int) -> str:
+    def cache_key(
+        data: TrainingImages,
+        encoder_digest: str,
+        tile: int,
+        overlap: int,
+        jitter: HedJitter | None = None,
+        seed: int = 0,
+    ) -> str:
         parts = [(s.image, s.region.to_json(), s.scale, list(s.pixels.shape)) for s in data.sources]
-        text = json.dumps({"ae": autoencoder_digest, "sources": parts, "tile": tile, "overlap": overlap})
+        record: dict[str, Any] = {"ae": encoder_digest, "sources": parts, "tile": tile, "overlap": overlap}
+        if jitter is not None and (jitter.scale or jitter.shift):
+            record["hed"] = [jitter.scale, jitter.shift, seed]
+        text = json.dumps(record)
         return hashlib.sha256(text.encode()).hexdigest()
 
     @classmethod
@@ -90,8 +101,13 @@ class LatentBank:
         key: str,
         tile: int = BANK_TILE,
         overlap: int = BANK_OVERLAP,
+        jitter: HedJitter | None = None,
+        seed: int = 0,
         progress: bool = True,
     ) -> LatentBank:
+        """Encode every source in its 8 orientations; with ``jitter``, orientations 1-7 each get their own
+        seeded H&E stain perturbation (orientation 0 keeps the true colours), so colour augmentation
+        costs no encoding at training time."""
         from tqdm import tqdm
 
         latents = []
@@ -103,10 +119,12 @@ class LatentBank:
             disable=not progress,
             bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} Mpx [{elapsed}<{remaining}]",
         ) as bar:
-            for source in data.sources:
+            for i, source in enumerate(data.sources):
                 per_orientation = []
                 for o in range(8):
                     pixels = orient(source.pixels, o)
+                    if jitter is not None and o > 0:
+                        pixels = hed_jitter(pixels, np.random.default_rng([seed, i, o]), jitter)
                     image = to_tensor([np.ascontiguousarray(pixels)])[0]
                     h, w = pixels.shape[:2]
                     side = min(tile, h // CELL, w // CELL)  # a small region: one tile, little overlap

@@ -38,6 +38,7 @@ class Phase:
     warmup: int = 0
     grad_clip: float = 1.0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    iteration: int = 0
 
     def loss(self) -> torch.Tensor:
         raise NotImplementedError
@@ -45,6 +46,19 @@ class Phase:
     def evaluate(self) -> dict[str, float]:
         """Figures measured with the EMA weights (not used for training)."""
         return {}
+
+    def train_step(self) -> float:
+        """One optimisation step on :meth:`loss`; returns the loss (a GAN phase overrides this)."""
+        loss = self.loss()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{self.name}: loss became {loss.item()}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        self.ema.step(self.model.parameters())
+        return float(loss.detach())
 
     def learning_rate(self, iteration: int) -> float:
         """Linear warm-up, then constant (so a run can be extended with --resume and more iterations)."""
@@ -86,11 +100,13 @@ def run_phase(
     resume: bool = False,
     progress: bool = True,
     extra_state: dict[str, Any] | None = None,
+    initial: int = 0,
 ) -> LoopResult:
-    """Train ``phase`` up to ``iterations``, checkpointing into ``folder`` (resumed from its latest one)."""
+    """Train ``phase`` up to ``iterations``, checkpointing into ``folder`` (resumed from its latest one;
+    without a checkpoint, counting from ``initial``: a warm start from weights trained that long)."""
     from tqdm import tqdm
 
-    start = 0
+    start = initial
     metrics: dict[str, float] = {}
     if resume and (path := latest_checkpoint(folder)) is not None:
         state = load_checkpoint(
@@ -107,18 +123,13 @@ def run_phase(
     )
     try:
         for iteration in range(start + 1, iterations + 1):
-            for group in phase.optimizer.param_groups:
-                group["lr"] = phase.learning_rate(iteration)
-            loss = phase.loss()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{phase.name}: loss became {loss.item()} at iteration {iteration}")
-            phase.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if phase.grad_clip:
-                torch.nn.utils.clip_grad_norm_(phase.model.parameters(), phase.grad_clip)
-            phase.optimizer.step()
-            phase.ema.step(phase.model.parameters())
-            value = float(loss.detach())
+            phase.iteration = iteration
+            for group in phase.optimizer.param_groups:  # a group may run at a multiple of the rate
+                group["lr"] = phase.learning_rate(iteration) * group.get("lr_scale", 1.0)
+            try:
+                value = phase.train_step()
+            except FloatingPointError as exc:
+                raise FloatingPointError(f"{exc} at iteration {iteration}") from exc
             smoothed = value if math.isnan(smoothed) else 0.98 * smoothed + 0.02 * value
             bar.update(1)
             bar.set_postfix(loss=f"{smoothed:.4f}", **{k: f"{v:.3g}" for k, v in metrics.items()})

@@ -23,6 +23,7 @@ import torch
 
 from napari_pathup.errors import InputError, ModelLoadError
 from napari_pathup.models.base import Autoencoder
+from napari_pathup.training.augmentation import HedJitter
 from napari_pathup.training.checkpoint import latest_checkpoint
 from napari_pathup.training.data import (
     CropSampler,
@@ -59,7 +60,24 @@ DENOISER_KEYS = (
     "prediction",
     "label_dropout",
     "overview_fraction",
+    "hed_scale",
+    "hed_shift",
+    "init",
 )
+#: settings a resumed decoder (GAN) phase must share (``gan_iters`` may grow)
+DECODER_KEYS = (
+    *AE_KEYS,
+    "ae_iters",
+    "gan_batch_size",
+    "gan_crop",
+    "gan_lr",
+    "gan_weight",
+    "hed_scale",
+    "hed_shift",
+)
+#: the phases of a run, in order; ``--phases`` runs a subset (e.g. the decoder and the denoiser in two
+#: processes at once: both need only the finished autoencoder's encoder)
+PHASES = ("autoencoder", "decoder", "denoiser")
 #: hold-out crops for the autoencoder PSNR (or of the training crop, when no hold-out fits them)
 AE_EVAL_CROP = 128
 
@@ -82,6 +100,15 @@ class TrainConfig:
     crop: int = 256
     lr: float = 2e-4
     latent_channels: int = 4
+    gan_iters: int = 0
+    gan_batch_size: int = 4
+    gan_crop: int = 128
+    gan_lr: float = 1e-4
+    gan_weight: float = 0.5
+    hed_scale: float = 0.0
+    hed_shift: float = 0.0
+    init: Path | None = None
+    phases: tuple[str, ...] = PHASES
     prediction: str = "v_prediction"
     label_dropout: float = 0.1
     overview_fraction: float = 0.3
@@ -135,7 +162,9 @@ def prepare_output(cfg: TrainConfig, index: DatasetIndex) -> Path:
             )
         if latest_checkpoint(ckpt / "denoiser") is not None:
             _check_settings(saved, current, DENOISER_KEYS, "denoiser")
-        elif latest_checkpoint(ckpt / "autoencoder") is not None:
+        if latest_checkpoint(ckpt / "decoder") is not None:
+            _check_settings(saved, current, DECODER_KEYS, "decoder")
+        if latest_checkpoint(ckpt / "autoencoder") is not None:
             _check_settings(saved, current, AE_KEYS, "autoencoder")
     elif out.exists() and any(out.iterdir()):
         hint = "pass --resume to continue its training" if saved_path.is_file() else "choose an empty folder"
@@ -197,10 +226,15 @@ def train_autoencoder(
         set_latent_scale,
     )
 
-    if cfg.autoencoder is not None:
-        vae = load_autoencoder(cfg.autoencoder)
-        log(f"autoencoder: {cfg.autoencoder} ({type(vae).__name__}, not trained further)")
-        return vae, {"source": str(cfg.autoencoder)}
+    given = cfg.autoencoder if cfg.autoencoder is not None else cfg.init
+    if given is not None:
+        vae = load_autoencoder(given)
+        log(f"autoencoder: {given} ({type(vae).__name__}, not trained further)")
+        if cfg.init is not None and cfg.autoencoder is None:
+            return vae, _recorded(cfg.init, "autoencoder") or {"source": str(given)}
+        return vae, {"source": str(given)}
+    if "autoencoder" not in cfg.phases and latest_checkpoint(ckpt / "autoencoder") is None:
+        raise InputError("the autoencoder phase has not run yet; run it first (--phases autoencoder)")
     if cfg.ae_iters < 1:
         raise InputError("--ae-iters must be at least 1 unless --autoencoder names a trained one")
     folder, final = ckpt / "autoencoder", ckpt / "autoencoder" / "final"
@@ -304,7 +338,9 @@ def train_denoiser(
     folder = ckpt / "denoiser"
     folder.mkdir(parents=True, exist_ok=True)
     data = build_sources(index, arrays, cfg.crop, cfg.min_tissue, cfg.reference_size)
-    key = LatentBank.cache_key(data, state_digest(vae), BANK_TILE, BANK_OVERLAP)
+    jitter = HedJitter(cfg.hed_scale, cfg.hed_shift)
+    encoder = getattr(vae, "encoder", vae)  # the latents depend on the encoder only, not the decoder
+    key = LatentBank.cache_key(data, state_digest(encoder), BANK_TILE, BANK_OVERLAP, jitter, cfg.seed)
     bank_path = folder / "latents.safetensors"
     bank = LatentBank.load(bank_path, key)
     if bank is None:
@@ -313,7 +349,7 @@ def train_denoiser(
             f"denoiser: encoding {len(data.sources)} training regions x 8 orientations "
             f"({8 * pixels / 1e6:.0f} Mpx)"
         )
-        bank = LatentBank.encode(data, autoencoder, key, progress=cfg.progress)
+        bank = LatentBank.encode(data, autoencoder, key, jitter=jitter, seed=cfg.seed, progress=cfg.progress)
         bank.save(bank_path)
     sampler = CropSampler(data, cfg.overview_fraction)
     n_classes = len(index.classes)
@@ -322,7 +358,15 @@ def train_denoiser(
         [c for c, _ in held], [native_label(k, n_classes) for _, k in held], autoencoder
     )
     torch.manual_seed(cfg.seed + 2)
-    unet = build_unet(index.classes, cfg.preset, cfg.crop // 8, autoencoder.latent_channels).to(device)
+    initial = 0
+    if cfg.init is not None:  # warm start: the model's denoiser and iteration count, a fresh optimizer
+        unet, initial = load_denoiser(cfg.init)
+        unet = unet.to(device)
+        log(
+            f"denoiser: continuing from {cfg.init} (trained {initial} iterations; a fresh optimizer)"
+        )
+    else:
+        unet = build_unet(index.classes, cfg.preset, cfg.crop // 8, autoencoder.latent_channels).to(device)
     scheduler = make_scheduler(cfg.prediction)
     numpy_rng, torch_rng = _generators(cfg.seed, 2)
     phase = DenoiserPhase(
@@ -350,12 +394,122 @@ def train_denoiser(
         f"x {cfg.crop // 8}^2 latents ({cfg.prediction}); validation on {len(held)} hold-out crops"
     )
     result = run_phase(
-        phase, cfg.iters, folder, cfg.checkpoint_every, cfg.eval_every, cfg.resume, cfg.progress
+        phase,
+        cfg.iters,
+        folder,
+        cfg.checkpoint_every,
+        cfg.eval_every,
+        cfg.resume,
+        cfg.progress,
+        initial=initial,
     )
     phase.ema.copy_to(unet.parameters())
     unet.eval()
     log(f"denoiser: done in {result.seconds / 60:.1f} min; {result.metrics}")
     return unet, scheduler, data, {"iterations": result.iteration, **result.metrics}
+
+
+def _recorded(model: Path, phase: str) -> dict[str, Any]:
+    """What ``pathup.json`` of a trained model records of one training phase (or {})."""
+    meta = json.loads((Path(model) / "pathup.json").read_text())
+    return dict(meta.get("training", {}).get(phase) or {})
+
+
+def load_denoiser(model: Path) -> tuple[torch.nn.Module, int]:
+    """A PathUp model folder's denoiser (``UNet2DModel``, safetensors) and its trained iterations."""
+    from diffusers import UNet2DModel
+
+    folder = Path(model).expanduser() / "denoiser"
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(f"{model}: expected a PathUp model folder with denoiser/config.json")
+    try:
+        unet = UNet2DModel.from_pretrained(folder, use_safetensors=True, local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"cannot load {folder}: {exc}") from exc
+    return unet, int(_recorded(model, "denoiser").get("iterations", 0))
+
+
+def train_decoder(
+    cfg: TrainConfig,
+    index: DatasetIndex,
+    arrays: list[np.ndarray],
+    vae: torch.nn.Module,
+    device: torch.device,
+    ckpt: Path,
+    log: Callable[[str], None],
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Phase 1b: the decoder as a conditional GAN against the frozen encoder (``--gan-iters``, 0: skip)."""
+    from diffusers import AutoencoderTiny
+
+    from napari_pathup.training.decoder_gan import (
+        DecoderGanPhase,
+        GanWeights,
+        PatchDiscriminator,
+        gan_optimizer,
+    )
+
+    if cfg.gan_iters < 1 or cfg.autoencoder is not None or cfg.init is not None:
+        return vae, {}
+    if not isinstance(vae, AutoencoderTiny):
+        raise InputError("the decoder phase trains an AutoencoderTiny decoder")
+    folder, final = ckpt / "decoder", ckpt / "decoder" / "final"
+    marker = final / "trained.json"
+    if marker.is_file() and json.loads(marker.read_text()).get("iterations") == cfg.gan_iters:
+        info = json.loads(marker.read_text())
+        log(f"decoder: finished earlier ({cfg.gan_iters} iterations, {info})")
+        return AutoencoderTiny.from_pretrained(final, use_safetensors=True, local_files_only=True), info
+    if "decoder" not in cfg.phases:
+        if latest_checkpoint(folder) is not None:
+            raise InputError(f"the decoder phase has not finished {cfg.gan_iters} iterations; run it first")
+        return vae, {}
+    data = build_sources(index, arrays, cfg.gan_crop, cfg.min_tissue, cfg.reference_size)
+    sampler = CropSampler(data, overview_fraction=0.2)
+    eval_crops = [
+        c for c, _ in holdout_crops(index, arrays, AE_EVAL_CROP, limit=16, min_tissue=cfg.min_tissue)
+    ]
+    vae = vae.to(device)
+    torch.manual_seed(cfg.seed + 3)
+    discriminator = PatchDiscriminator(vae.config.latent_channels).to(device)
+    model = torch.nn.ModuleDict({"decoder": vae.decoder, "discriminator": discriminator})
+    numpy_rng, torch_rng = _generators(cfg.seed, 3)
+    phase = DecoderGanPhase(
+        "decoder",
+        model,
+        gan_optimizer(vae.decoder, discriminator, cfg.gan_lr),
+        make_ema(model),
+        numpy_rng,
+        torch_rng,
+        lr=cfg.gan_lr,
+        warmup=0,
+        device=device,
+        encoder=vae.encoder,
+        sampler=sampler,
+        batch_size=cfg.gan_batch_size,
+        eval_crops=eval_crops,
+        weights=GanWeights(adversarial=cfg.gan_weight),
+        jitter=HedJitter(cfg.hed_scale, cfg.hed_shift),
+    )
+    n = sum(p.numel() for p in discriminator.parameters())
+    log(
+        f"decoder: conditional GAN, patch discriminator {n / 1e6:.2f} M parameters, {cfg.gan_iters} its "
+        f"of {cfg.gan_batch_size} x {cfg.gan_crop} px, adversarial weight {cfg.gan_weight}"
+    )
+    result = run_phase(
+        phase, cfg.gan_iters, folder, cfg.checkpoint_every, cfg.eval_every, cfg.resume, cfg.progress
+    )
+    phase.ema.copy_to(model.parameters())
+    vae.eval()
+    info = {"iterations": cfg.gan_iters, **{k: round(v, 3) for k, v in phase.evaluate().items()}}
+    partial = folder / ".final.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    vae.save_pretrained(partial, safe_serialization=True)
+    (partial / "trained.json").write_text(json.dumps(info) + "\n")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)
+    log(f"decoder: done in {result.seconds / 60:.1f} min; {info}")
+    return vae, info
 
 
 def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
@@ -376,8 +530,18 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     ckpt = prepare_output(cfg, index)
     arrays = load_images(index)
     log(f"device: {device}, {torch.get_num_threads()} CPU threads, seed {cfg.seed}")
+    unknown = [p for p in cfg.phases if p not in PHASES]
+    if unknown or not cfg.phases:
+        raise InputError(f"--phases {','.join(cfg.phases)}: expected a subset of {','.join(PHASES)}")
     vae, ae_info = train_autoencoder(cfg, index, arrays, device, ckpt, log)
+    vae, gan_info = train_decoder(cfg, index, arrays, vae, device, ckpt, log)
+    if "denoiser" not in cfg.phases:
+        log(f"phases {', '.join(cfg.phases)} done; rerun with all phases to train the rest and export")
+        return cfg.out
     unet, scheduler, data, dn_info = train_denoiser(cfg, index, arrays, vae, device, ckpt, log)
+    if tuple(cfg.phases) != PHASES:
+        log("denoiser done; rerun with all phases to export the model folder")
+        return cfg.out
     training = {
         "pathup_version": __version__,
         "data": dataset_fingerprint(index),
@@ -385,6 +549,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
             k: v for k, v in cfg.to_json().items() if k not in ("resume", "progress", "out", "data")
         },
         "autoencoder": ae_info,
+        "decoder": gan_info,
         "denoiser": dn_info,
     }
     export_model(cfg.out, unet, vae, scheduler, data, cfg.defaults, training)

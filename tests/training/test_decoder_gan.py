@@ -1,0 +1,143 @@
+"""The decoder GAN phase: only the decoder (and its discriminator) learn, resume is exact, export works."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_pathup.training.autoencoder import build_autoencoder
+from napari_pathup.training.data import CropSampler, build_sources, discover, holdout_crops, load_images
+from napari_pathup.training.decoder_gan import (
+    DecoderGanPhase,
+    PatchDiscriminator,
+    gan_optimizer,
+    laplacian_energy,
+)
+from napari_pathup.training.loop import make_ema, run_phase
+from napari_pathup.training.train import TrainConfig, train
+
+
+def _phase(tiny_dataset: Path, seed: int = 0) -> DecoderGanPhase:
+    index = discover(tiny_dataset)
+    arrays = load_images(index)
+    data = build_sources(index, arrays, crop=32, reference_size=128)
+    torch.manual_seed(seed)
+    vae = build_autoencoder("tiny")
+    disc = PatchDiscriminator(vae.config.latent_channels, width=8)
+    model = torch.nn.ModuleDict({"decoder": vae.decoder, "discriminator": disc})
+    return DecoderGanPhase(
+        "decoder",
+        model,
+        gan_optimizer(vae.decoder, disc, lr=1e-3),
+        make_ema(model),
+        np.random.default_rng(seed),
+        torch.Generator().manual_seed(seed),
+        lr=1e-3,
+        encoder=vae.encoder,
+        sampler=CropSampler(data),
+        batch_size=2,
+        eval_crops=[c for c, _ in holdout_crops(index, arrays, 32, limit=4)],
+    )
+
+
+def test_only_the_decoder_and_discriminator_learn(tiny_dataset: Path, tmp_path: Path) -> None:
+    phase = _phase(tiny_dataset)
+    encoder = {k: v.clone() for k, v in phase.encoder.state_dict().items()}
+    decoder = {k: v.clone() for k, v in phase.decoder.state_dict().items()}
+    disc = [p.detach().clone() for p in phase.discriminator.parameters()]
+    result = run_phase(phase, 3, tmp_path, checkpoint_every=3, eval_every=3, progress=False)
+    assert all(torch.equal(v, phase.encoder.state_dict()[k]) for k, v in encoder.items())
+    assert any(not torch.equal(v, phase.decoder.state_dict()[k]) for k, v in decoder.items())
+    assert any(not torch.equal(a, b) for a, b in zip(disc, phase.discriminator.parameters(), strict=True))
+    assert {"psnr", "sharpness"} <= set(result.metrics)
+    assert phase.optimizer.param_groups[1]["lr"] == pytest.approx(2 * phase.optimizer.param_groups[0]["lr"])
+
+
+def test_gan_resume_continues_bit_for_bit(tiny_dataset: Path, tmp_path: Path) -> None:
+    whole = _phase(tiny_dataset)
+    run_phase(whole, 4, tmp_path / "whole", checkpoint_every=2, eval_every=0, progress=False)
+    first = _phase(tiny_dataset)
+    run_phase(first, 2, tmp_path / "split", checkpoint_every=2, eval_every=0, progress=False)
+    second = _phase(tiny_dataset)
+    run_phase(second, 4, tmp_path / "split", checkpoint_every=2, eval_every=0, resume=True, progress=False)
+    for name, value in whole.model.state_dict().items():  # incl. the spectral-norm power-iteration vectors
+        assert torch.equal(value, second.model.state_dict()[name]), name
+
+
+def test_laplacian_energy_ranks_blur_below_sharp() -> None:
+    rng = np.random.default_rng(0)
+    sharp = torch.from_numpy(rng.uniform(-1, 1, (1, 3, 32, 32))).float()
+    blurred = torch.nn.functional.avg_pool2d(sharp, 3, stride=1, padding=1)
+    assert laplacian_energy(blurred).item() < 0.5 * laplacian_energy(sharp).item()
+
+
+def test_train_with_gan_and_jitter_exports_the_gan_decoder(tiny_dataset: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    cfg = TrainConfig(
+        data=tiny_dataset,
+        out=tmp_path / "model",
+        ae_preset="tiny",
+        ae_iters=2,
+        ae_batch_size=2,
+        ae_crop=32,
+        gan_iters=2,
+        gan_batch_size=2,
+        gan_crop=32,
+        hed_scale=0.05,
+        hed_shift=0.02,
+        preset="tiny",
+        iters=2,
+        batch_size=2,
+        crop=64,
+        checkpoint_every=2,
+        eval_every=0,
+        reference_size=128,
+        progress=False,
+    )
+    out = train(cfg, log=lambda _: None)
+    meta = json.loads((out / "pathup.json").read_text())
+    assert meta["training"]["decoder"]["iterations"] == 2
+    from safetensors.torch import load_file
+
+    shipped = load_file(out / "autoencoder" / "diffusion_pytorch_model.safetensors")
+    gan = load_file(out / "checkpoints" / "decoder" / "final" / "diffusion_pytorch_model.safetensors")
+    phase1 = load_file(out / "checkpoints" / "autoencoder" / "final" / "diffusion_pytorch_model.safetensors")
+    dec = [k for k in shipped if k.startswith("decoder.")]
+    enc = [k for k in shipped if k.startswith("encoder.")]
+    assert all(torch.equal(shipped[k], gan[k]) for k in dec)
+    assert any(not torch.equal(shipped[k], phase1[k]) for k in dec)  # the GAN decoder, not phase 1's
+    assert all(torch.equal(shipped[k], phase1[k]) for k in enc)  # same encoder: same latent space
+
+
+def test_warm_start_continues_from_a_model_folder(tiny_dataset: Path, tmp_path: Path) -> None:
+    """A machine without checkpoints continues from the shipped weights and their iteration count."""
+    torch.set_num_threads(1)
+    base = dict(
+        data=tiny_dataset,
+        ae_preset="tiny",
+        ae_iters=2,
+        ae_batch_size=2,
+        ae_crop=32,
+        preset="tiny",
+        batch_size=2,
+        crop=64,
+        checkpoint_every=2,
+        eval_every=0,
+        reference_size=128,
+        progress=False,
+    )
+    first = train(TrainConfig(out=tmp_path / "a", iters=2, **base), log=lambda _: None)
+    second = train(TrainConfig(out=tmp_path / "b", iters=4, init=first, **base), log=lambda _: None)
+    meta = json.loads((second / "pathup.json").read_text())
+    assert meta["training"]["denoiser"]["iterations"] == 4
+    log = [json.loads(x) for x in (second / "checkpoints/denoiser/log.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in log] == [4]  # counted on from 2, not from 0
+    from safetensors.torch import load_file
+
+    a = load_file(first / "autoencoder" / "diffusion_pytorch_model.safetensors")
+    b = load_file(second / "autoencoder" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the same autoencoder, not retrained
