@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
 # Train the shipped default model from data/demo and copy it to src/napari_pathup/data/default_model/.
 #
-#   scripts/train_default_model.sh            # start, or resume after an interruption (same command)
-#   THREADS=2 AE_ITERS=12000 ITERS=6000 scripts/train_default_model.sh   # an idle machine: more work
-# (DATA, WORK and DEST override the data folder, the work folder and where the model is copied.)
+#   scripts/train_default_model.sh                 # start, or resume after an interruption (same command)
+#   ITERS=60000 scripts/train_default_model.sh     # train the denoiser further (resumes, then exports)
+#   EXPORT_ONLY=1 scripts/train_default_model.sh   # stop here: export the latest denoiser checkpoint
+#   INIT=src/napari_pathup/data/default_model scripts/train_default_model.sh
+#                                                  # a machine without the checkpoints: continue from the
+#                                                  # shipped weights (autoencoder as shipped, denoiser warm
+#                                                  # start with a fresh optimizer, iterations counted on)
+# (DATA, WORK and DEST override the data folder, the work folder and where the model is copied;
+#  THREADS the torch threads of each process.)
 #
-# One `pathup train` run does both phases (autoencoder, then denoiser), checkpointing every 250
-# iterations into $WORK/checkpoints; rerunning this script resumes from the latest checkpoint, skips
-# a finished phase and re-uses the cached training latents. Hold-out regions: data/demo/holdout.json.
-#
-# Budget (~70 min on this 2-core CPU with THREADS=1, up to ~90 min when other jobs share it), from
-# speeds measured with the presets below (1 torch thread; machine load ~1):
-#   autoencoder  cpu preset (0.39 M parameters), batch 4 x 64 px:    4.8 it/s  -> 7200 it ~ 25 min
-#   latents      138 Mpx (training bands x 8 orientations, encoded once): 0.47 Mpx/s ~ 5 min
-#   denoiser     cpu preset (2.74 M parameters), batch 8 x 32^2 latents: 1.36 it/s -> 3200 it ~ 39 min
-# With THREADS=2 on an otherwise idle machine the same steps run ~1.6x faster (AE 8.1 it/s,
-# denoiser 2.5 it/s), but when other processes share the two cores two torch threads were 3-10x
-# slower than one (OpenMP threads wait for each other), hence THREADS=1 by default.
-# The resulting model (~17 MB with its three reference images) synthesises 2048x2048 at the default
-# settings (20 DDIM steps, guidance 2.5) in ~57 s with 2 threads on a quiet machine; the README's
-# whole command, with imports, model load and the OME-Zarr write, took 67-71 s (docs/model_card.md).
+# Recipe (docs/model_card.md says why):
+#   1  autoencoder   AutoencoderTiny, cpu preset (32 wide, no normalisation layers), 8 latent channels,
+#                    L1 + gradient + stain-density loss, batch 8 x 64 px, AE_ITERS iterations
+#   1b decoder       the decoder retrained as a conditional GAN against the frozen encoder: patch
+#                    discriminator (trained from scratch; no pretrained feature network anywhere), hinge
+#                    loss, Adam betas (0.9, 0.9), adversarial weight 0.5 ramped over 500 iterations,
+#                    H&E stain jitter, batch 4 x 128 px, GAN_ITERS iterations
+#   2  denoiser      UNet2DModel cpu-large preset (7.2 M parameters), v-prediction, min-SNR-5 weighting,
+#                    EMA, flips/rot90, H&E stain jitter (orientations 1-7 of the latent bank), class
+#                    dropout 0.1 for guidance, batch 8 x 32^2 latents, ITERS iterations
+# Phases 1b and 2 need only the finished encoder, so they run as two processes at once. Every phase
+# checkpoints every 250 iterations into $WORK/checkpoints and resumes exactly from the latest one.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,10 +31,12 @@ PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
 [ -x "$PYTHON" ] || PYTHON=python3
 WORK="${WORK:-$REPO/out/train-default-model}"
 THREADS="${THREADS:-1}"
-AE_ITERS="${AE_ITERS:-7200}"
-ITERS="${ITERS:-3200}"
+AE_ITERS="${AE_ITERS:-8000}"
+GAN_ITERS="${GAN_ITERS:-3000}"
+ITERS="${ITERS:-40000}"
 DATA="${DATA:-data/demo}"
 DEST="${DEST:-$REPO/src/napari_pathup/data/default_model}"
+INIT="${INIT:-}"
 MAX_MB=40
 
 if [ "$DATA" = data/demo ] && [ ! -f data/demo/holdout.json ]; then
@@ -39,10 +44,35 @@ if [ "$DATA" = data/demo ] && [ ! -f data/demo/holdout.json ]; then
 fi
 
 export OMP_WAIT_POLICY=PASSIVE  # threads yield instead of spinning when THREADS > 1
-"$PYTHON" -m napari_pathup train "$DATA" --out "$WORK" --resume --seed 0 --device cpu --threads "$THREADS" \
-    --ae-preset cpu --ae-iters "$AE_ITERS" --ae-batch-size 4 --ae-crop 64 --ae-lr 2e-3 --latent-channels 4 \
-    --preset cpu --iters "$ITERS" --batch-size 8 --crop 256 --lr 2e-4 --prediction v_prediction \
-    --label-dropout 0.1 --overview-fraction 0.3 --checkpoint-every 250 --eval-every 500
+train() {
+    "$PYTHON" -m napari_pathup train "$DATA" --out "$WORK" --resume --seed 0 --device cpu --threads "$THREADS" \
+        --ae-preset cpu --ae-iters "$AE_ITERS" --ae-batch-size 8 --ae-crop 64 --ae-lr 2e-3 --latent-channels 8 \
+        --gan-iters "$GAN_ITERS" --gan-batch-size 4 --gan-crop 128 --gan-lr 1e-4 --gan-weight 0.5 \
+        --hed-jitter 0.05 0.02 \
+        --preset cpu-large --batch-size 8 --crop 256 --lr 2e-4 --prediction v_prediction \
+        --label-dropout 0.1 --overview-fraction 0.3 --checkpoint-every 250 --eval-every 1000 \
+        ${INIT:+--init "$INIT"} "$@"
+}
+
+latest_denoiser_iteration() {
+    "$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["iteration"])' \
+        "$WORK/checkpoints/denoiser/latest.json"
+}
+
+if [ -n "${EXPORT_ONLY:-}" ]; then
+    ITERS="$(latest_denoiser_iteration)"
+    echo "exporting the denoiser checkpoint of iteration $ITERS"
+elif [ -n "$INIT" ]; then
+    train --iters "$ITERS" --phases denoiser
+else
+    train --iters "$ITERS" --phases autoencoder
+    train --iters "$ITERS" --phases decoder > "$WORK.decoder.log" 2>&1 &
+    decoder=$!
+    train --iters "$ITERS" --phases denoiser
+    wait "$decoder"
+fi
+# all phases finished (or stopped at $ITERS): no training happens here, only the export
+train --iters "$ITERS" --quiet
 
 # Copy the model (not its checkpoints) into the package, replacing the previous one only when complete.
 rm -rf "$DEST.partial"

@@ -1,0 +1,110 @@
+"""Autoencoder latent channels: 4 vs 8 vs 16 at equal decode cost (same decoder, same training).
+
+Run: ``python benchmarks/bench_latent_channels.py [--data data/demo] [--iters 2000] [--channels 4 8 16]``.
+
+Each channel count trains the shipped recipe's phase-1 autoencoder (``cpu`` preset, batch 8 of 64-px
+crops, lr 2e-3, seed 0, the training areas of ``--data``) for ``--iters`` iterations, then prints,
+on the held-out 128-px crops: PSNR, sharpness (Laplacian energy of decoded / real; 1 = as sharp as
+real) and the decoder's time per megapixel with one torch thread (the decoder differs only in its
+first convolution, so the decode cost stays equal). The numbers compare latent sizes under one short
+budget; they are not the shipped model's final figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine_info, markdown_table
+from napari_pathup.training.autoencoder import AutoencoderPhase, build_autoencoder, reconstruct_psnr
+from napari_pathup.training.data import (
+    CropSampler,
+    build_sources,
+    discover,
+    holdout_crops,
+    load_images,
+    to_tensor,
+)
+from napari_pathup.training.decoder_gan import laplacian_energy
+from napari_pathup.training.loop import make_ema, run_phase
+
+
+def decode_ms_per_mpx(vae: torch.nn.Module, channels: int, side: int = 64, repeats: int = 3) -> float:
+    z = torch.randn(1, channels, side, side)
+    with torch.no_grad():
+        vae.decoder(z)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            vae.decoder(z)
+    return (time.perf_counter() - t0) / repeats * 1000 / ((8 * side) ** 2 / 1e6)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=Path("data/demo"))
+    p.add_argument("--iters", type=int, default=2000)
+    p.add_argument("--channels", type=int, nargs="+", default=[4, 8, 16])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--work", type=Path, default=Path("out/bench_latent_channels"))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    print(machine_info())
+    index = discover(args.data)
+    arrays = load_images(index)
+    data = build_sources(index, arrays, 64, 0.5, 512)
+    eval_crops = [c for c, _ in holdout_crops(index, arrays, 128, limit=16)]
+    real = to_tensor(eval_crops)
+    rows = []
+    for channels in args.channels:
+        torch.manual_seed(0)
+        vae = build_autoencoder("cpu", channels)
+        phase = AutoencoderPhase(
+            f"autoencoder-{channels}ch",
+            vae,
+            torch.optim.AdamW(vae.parameters(), lr=2e-3, weight_decay=1e-4),
+            make_ema(vae),
+            np.random.default_rng([0, 1]),
+            torch.Generator().manual_seed(1),
+            lr=2e-3,
+            warmup=min(200, args.iters // 10),
+            sampler=CropSampler(data, overview_fraction=0.2),
+            batch_size=8,
+            eval_crops=[],
+        )
+        t0 = time.perf_counter()
+        run_phase(phase, args.iters, args.work / f"{channels}ch", checkpoint_every=args.iters, eval_every=0)
+        minutes = (time.perf_counter() - t0) / 60
+        phase.ema.copy_to(vae.parameters())
+        vae.eval()
+        with torch.no_grad():
+            decoded = torch.cat([vae.decoder(vae.encoder(real[i : i + 4])) for i in range(0, len(real), 4)])
+        sharp = float(laplacian_energy(decoded.clamp(-1, 1)).mean() / laplacian_energy(real).mean())
+        rows.append(
+            [
+                channels,
+                f"{reconstruct_psnr(vae, real, torch.device('cpu')):.2f}",
+                f"{sharp:.3f}",
+                f"{decode_ms_per_mpx(vae, channels):.0f}",
+                f"{sum(q.numel() for q in vae.decoder.parameters()) / 1e3:.0f} k",
+                f"{minutes:.1f}",
+            ]
+        )
+        print(
+            markdown_table(
+                ["latent channels", "PSNR dB", "sharpness", "decode ms/Mpx", "decoder", "train min"], rows
+            )
+        )
+    print(
+        f"{args.iters} iterations each, {len(eval_crops)} held-out 128-px crops, {args.threads} thread(s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
