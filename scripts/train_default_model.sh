@@ -17,7 +17,7 @@
 #   1b decoder       the decoder retrained as a conditional GAN against the frozen encoder: patch
 #                    discriminator (trained from scratch; no pretrained feature network anywhere), hinge
 #                    loss, Adam betas (0.9, 0.9), adversarial weight 0.5 ramped over 500 iterations,
-#                    H&E stain jitter, batch 4 x 128 px, GAN_ITERS iterations
+#                    H&E stain jitter, batch 4 x 96 px, GAN_ITERS iterations
 #   2  denoiser      UNet2DModel cpu-large preset (7.2 M parameters), v-prediction, min-SNR-5 weighting,
 #                    EMA, flips/rot90, H&E stain jitter (orientations 1-7 of the latent bank), class
 #                    dropout 0.1 for guidance, batch 8 x 32^2 latents, ITERS iterations
@@ -32,7 +32,7 @@ PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
 WORK="${WORK:-$REPO/out/train-default-model}"
 THREADS="${THREADS:-1}"
 AE_ITERS="${AE_ITERS:-8000}"
-GAN_ITERS="${GAN_ITERS:-3000}"
+GAN_ITERS="${GAN_ITERS:-2000}"
 ITERS="${ITERS:-40000}"
 DATA="${DATA:-data/demo}"
 DEST="${DEST:-$REPO/src/napari_pathup/data/default_model}"
@@ -47,7 +47,7 @@ export OMP_WAIT_POLICY=PASSIVE  # threads yield instead of spinning when THREADS
 train() {
     "$PYTHON" -m napari_pathup train "$DATA" --out "$WORK" --resume --seed 0 --device cpu --threads "$THREADS" \
         --ae-preset cpu --ae-iters "$AE_ITERS" --ae-batch-size 8 --ae-crop 64 --ae-lr 2e-3 --latent-channels 8 \
-        --gan-iters "$GAN_ITERS" --gan-batch-size 4 --gan-crop 128 --gan-lr 1e-4 --gan-weight 0.5 \
+        --gan-iters "$GAN_ITERS" --gan-batch-size 4 --gan-crop 96 --gan-lr 1e-4 --gan-weight 0.5 \
         --hed-jitter 0.05 0.02 \
         --preset cpu-large --batch-size 8 --crop 256 --lr 2e-4 --prediction v_prediction \
         --label-dropout 0.1 --overview-fraction 0.3 --checkpoint-every 250 --eval-every 1000 \

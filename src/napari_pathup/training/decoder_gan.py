@@ -36,7 +36,7 @@ class PatchDiscriminator(nn.Module):
     Spectral-normalised convolutions without normalisation layers (stable with small batches).
     """
 
-    def __init__(self, latent_channels: int, width: int = 64) -> None:
+    def __init__(self, latent_channels: int, width: int = 32) -> None:
         super().__init__()
 
         def conv(cin: int, cout: int, k: int, s: int) -> nn.Module:
