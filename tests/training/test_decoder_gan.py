@@ -141,3 +141,31 @@ def test_warm_start_continues_from_a_model_folder(tiny_dataset: Path, tmp_path: 
     a = load_file(first / "autoencoder" / "diffusion_pytorch_model.safetensors")
     b = load_file(second / "autoencoder" / "diffusion_pytorch_model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)  # the same autoencoder, not retrained
+
+
+def test_a_resumed_decoder_may_raise_the_adversarial_weight_and_records_it(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    torch.set_num_threads(1)
+    base = dict(
+        data=tiny_dataset,
+        out=tmp_path / "model",
+        ae_preset="tiny",
+        ae_iters=2,
+        ae_batch_size=2,
+        ae_crop=32,
+        gan_batch_size=2,
+        gan_crop=32,
+        checkpoint_every=2,
+        eval_every=0,
+        reference_size=128,
+        progress=False,
+        phases=("autoencoder", "decoder"),
+    )
+    train(TrainConfig(gan_iters=2, gan_weight=0.5, **base), log=lambda _: None)
+    train(TrainConfig(gan_iters=4, gan_weight=2.0, resume=True, **base), log=lambda _: None)
+    info = json.loads((tmp_path / "model/checkpoints/decoder/final/trained.json").read_text())
+    assert info["iterations"] == 4
+    assert info["adversarial_weight_from_iteration"] == {"0": 0.5, "2": 2.0}
+    with pytest.raises(Exception, match="gan_crop"):  # other settings still may not change
+        train(TrainConfig(gan_iters=6, **{**base, "gan_crop": 64}, resume=True), log=lambda _: None)

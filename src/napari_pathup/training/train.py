@@ -64,14 +64,15 @@ DENOISER_KEYS = (
     "hed_shift",
     "init",
 )
-#: settings a resumed decoder (GAN) phase must share (``gan_iters`` may grow)
+#: settings a resumed decoder (GAN) phase must share (``gan_iters`` may grow, and ``gan_weight`` may
+#: change: a run can go on with a heavier adversarial term when its outputs are still too soft; each
+#: checkpoint and the final ``trained.json`` record the weights used)
 DECODER_KEYS = (
     *AE_KEYS,
     "ae_iters",
     "gan_batch_size",
     "gan_crop",
     "gan_lr",
-    "gan_weight",
     "hed_scale",
     "hed_shift",
 )
@@ -362,9 +363,7 @@ def train_denoiser(
     if cfg.init is not None:  # warm start: the model's denoiser and iteration count, a fresh optimizer
         unet, initial = load_denoiser(cfg.init)
         unet = unet.to(device)
-        log(
-            f"denoiser: continuing from {cfg.init} (trained {initial} iterations; a fresh optimizer)"
-        )
+        log(f"denoiser: continuing from {cfg.init} (trained {initial} iterations; a fresh optimizer)")
     else:
         unet = build_unet(index.classes, cfg.preset, cfg.crop // 8, autoencoder.latent_channels).to(device)
     scheduler = make_scheduler(cfg.prediction)
@@ -427,6 +426,28 @@ def load_denoiser(model: Path) -> tuple[torch.nn.Module, int]:
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"cannot load {folder}: {exc}") from exc
     return unet, int(_recorded(model, "denoiser").get("iterations", 0))
+
+
+def latest_iteration(folder: Path) -> int:
+    path = latest_checkpoint(folder)
+    return int(json.loads((path / "state.json").read_text())["iteration"]) if path else 0
+
+
+def _weight_schedule(folder: Path, resume: bool) -> list[list[float]]:
+    """[[first iteration, adversarial weight], ...] recorded by the latest decoder checkpoint."""
+    path = latest_checkpoint(folder) if resume else None
+    if path is None:
+        return []
+    return [list(x) for x in json.loads((path / "state.json").read_text()).get("gan_weight_schedule", [])]
+
+
+def _merge_schedule(schedule: list[list[float]]) -> dict[str, float]:
+    """{"0": 0.5, "2000": 2.0}: the adversarial weight from each iteration on (repeats dropped)."""
+    merged: dict[str, float] = {}
+    for start, weight in schedule:
+        if not merged or list(merged.values())[-1] != weight:
+            merged[str(int(start))] = float(weight)
+    return merged
 
 
 def train_decoder(
@@ -494,12 +515,25 @@ def train_decoder(
         f"decoder: conditional GAN, patch discriminator {n / 1e6:.2f} M parameters, {cfg.gan_iters} its "
         f"of {cfg.gan_batch_size} x {cfg.gan_crop} px, adversarial weight {cfg.gan_weight}"
     )
+    schedule = _weight_schedule(folder, cfg.resume)
+    schedule.append([latest_iteration(folder) if cfg.resume else 0, cfg.gan_weight])
     result = run_phase(
-        phase, cfg.gan_iters, folder, cfg.checkpoint_every, cfg.eval_every, cfg.resume, cfg.progress
+        phase,
+        cfg.gan_iters,
+        folder,
+        cfg.checkpoint_every,
+        cfg.eval_every,
+        cfg.resume,
+        cfg.progress,
+        extra_state={"gan_weight_schedule": schedule},
     )
     phase.ema.copy_to(model.parameters())
     vae.eval()
-    info = {"iterations": cfg.gan_iters, **{k: round(v, 3) for k, v in phase.evaluate().items()}}
+    info = {
+        "iterations": cfg.gan_iters,
+        "adversarial_weight_from_iteration": _merge_schedule(schedule),
+        **{k: round(v, 3) for k, v in phase.evaluate().items()},
+    }
     partial = folder / ".final.partial"
     if partial.exists():
         shutil.rmtree(partial)
