@@ -88,7 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="continue from a trained PathUp model (e.g. the shipped one) when no checkpoint exists: its "
         "autoencoder, denoiser weights and iteration count (a warm start; the optimizer starts anew)",
     )
-    dn.add_argument("--preset", default="cpu", help="denoiser size: tiny, cpu (default), cpu-large, small or base")
+    dn.add_argument(
+        "--preset", default="cpu", help="denoiser size: tiny, cpu (default), cpu-large, small or base"
+    )
     dn.add_argument("--iters", type=int, default=6000, help="iterations (6000)")
     dn.add_argument("--batch-size", type=int, default=8, help="latent crops per iteration (8)")
     dn.add_argument(
