@@ -9,6 +9,7 @@ refused with ``--base``. ``--crop`` and ``--lr`` default to the pipeline's nativ
 from __future__ import annotations
 
 import argparse
+import os
 
 from napari_pathup.training.text_to_image import MIXED_PRECISION
 
@@ -130,8 +131,9 @@ def run_fine_tune(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     out = fine_tune(config)
-    print(
-        f"pathup train: wrote {out}; synthesise with: "
-        f"pathup synthesize --model {out} --class CLASS --out OUT.png"
-    )
+    if int(os.environ.get("RANK", "0")) == 0:  # the main process of a multi-process run speaks
+        print(
+            f"pathup train: wrote {out}; synthesise with: "
+            f"pathup synthesize --model {out} --class CLASS --out OUT.png"
+        )
     return 0
