@@ -168,6 +168,41 @@ def test_lora_changes_only_the_attention_projections(
     load_model(out)
 
 
+def test_text_encoder_fine_tune_with_gradient_checkpointing(
+    real_crops: Path, sd_model_dir: Path, tmp_path: Path
+) -> None:
+    """The text encoder trains too; gradient checkpointing recomputes activations without changing
+    the result; the base's single-file checkpoint and precision variants are not copied."""
+    base = tmp_path / "base"
+    shutil.copytree(sd_model_dir, base)
+    shutil.copy(base / "vae" / "diffusion_pytorch_model.safetensors", base / "v1-5-pruned.safetensors")
+    shutil.copy(
+        base / "vae" / "diffusion_pytorch_model.safetensors",
+        base / "vae" / "diffusion_pytorch_model.fp16.safetensors",
+    )
+    runs = [
+        fine_tune(
+            _config(
+                real_crops,
+                tmp_path / f"te{i}",
+                base,
+                iters=3,
+                train_text_encoder=True,
+                gradient_checkpointing=i,
+            ),
+            log=lambda _: None,
+        )
+        for i in (False, True)
+    ]
+    name = Path("text_encoder") / "model.safetensors"
+    before, plain, checkpointed = (load_file(f / name) for f in (base, *runs))
+    assert any(not torch.equal(before[k], plain[k]) for k in before)
+    assert all(torch.allclose(plain[k], checkpointed[k], atol=1e-6) for k in plain)
+    assert not (runs[0] / "v1-5-pruned.safetensors").exists()
+    assert not (runs[0] / "vae" / "diffusion_pytorch_model.fp16.safetensors").exists()
+    assert load_model(runs[1]).classes == ["stroma", "tumour"]
+
+
 def _write_nothing(out: Path) -> bool:
     return not out.exists() or not any(out.iterdir())
 

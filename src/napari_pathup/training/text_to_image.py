@@ -82,6 +82,8 @@ RESUME_KEYS = (
 #: files copied from the base pipeline (pickle weights never are)
 COPIED_SUFFIXES = (".json", ".safetensors", ".txt", ".model")
 PHASE = "text_to_image"
+#: weight files of other precisions or without EMA that hub pipelines ship beside the main ones
+VARIANTS = (".fp16.", ".bf16.", ".non_ema.", ".ema.")
 
 
 @dataclass
@@ -542,13 +544,17 @@ def export_pipeline(
         shutil.rmtree(staging)
 
     def ignore(folder: str, names: list[str]) -> list[str]:
+        """Copy the component folders and model_index.json; never pickles, precision variants, the
+        base's own single-file checkpoints, references, pathup.json or training checkpoints."""
         here = Path(folder)
+        top = here.resolve() == base.resolve()
         return [
             n
             for n in names
-            if ((here / n).is_file() and not n.endswith(COPIED_SUFFIXES))
-            or (here == base and n in ("checkpoints", "references", PATHUP_JSON))
-            or n.startswith(".")
+            if n.startswith(".")
+            or ((here / n).is_file() and (not n.endswith(COPIED_SUFFIXES) or any(v in n for v in VARIANTS)))
+            or (top and (here / n).is_file() and n != "model_index.json")
+            or (top and n in ("checkpoints", "references"))
         ]
 
     shutil.copytree(base, staging, ignore=ignore)
