@@ -78,7 +78,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=MIXED_PRECISION,
         help="auto (default: bf16 on CUDA when supported, fp16 otherwise; none on CPU), no, fp16, bf16",
     )
-    g.add_argument("--gradient-checkpointing", action="store_true", help="less GPU memory, ~30%% slower")
+    g.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute activations: less memory, more compute",
+    )
     g.add_argument(
         "--prompt-template",
         metavar="TEXT",
