@@ -54,7 +54,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
         "fine-tune a Stable Diffusion pipeline instead (--base; see docs/training.md)",
         "UNet fine-tune (text encoder frozen unless --train-text-encoder) with prompts from class and scale; "
-        "writes a pipeline folder that `pathup synthesize --model` loads with the same prompts",
+        "writes a pipeline folder that `pathup synthesize --model` loads with the same prompts. The data, "
+        "--iters, --batch-size, --label-dropout, --overview-fraction and run options above apply; --crop "
+        "defaults to the pipeline's native size and --lr to 1e-5 (1e-4 with --lora-rank). Under "
+        "`accelerate launch` or torchrun, --batch-size is the batch of all processes together",
     )
     g.add_argument(
         "--base",
