@@ -256,58 +256,33 @@ def test_cli_fine_tunes_and_refuses_pathup_only_options(
 
 
 @pytest.mark.slow
-def test_two_processes_with_accelerate_train_the_same_model_as_one(
+def test_two_processes_with_accelerate_resume_to_the_single_process_model(
     real_crops: Path, sd_model_dir: Path, tmp_path: Path
 ) -> None:
-    """``accelerate launch`` with 2 CPU processes (gloo): each trains on half of every batch, the
-    gradients are averaged, and the result is the single-process one up to float summation order."""
+    """A one-process run stopped at iteration 2, resumed to 4 by ``accelerate launch`` with 2 CPU
+    processes (gloo; each trains on half of every batch, gradients averaged), ends where an
+    uninterrupted one-process run ends, up to float summation order."""
     import os
     import subprocess
     import sys
 
     single = fine_tune(_config(real_crops, tmp_path / "single", sd_model_dir), log=lambda _: None)
     out = tmp_path / "two"
+    fine_tune(_config(real_crops, out, sd_model_dir, iters=2), log=lambda _: None)
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
     command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    command += [
-        "-m",
-        "napari_pathup",
-        "train",
-        str(real_crops),
-        "--out",
-        str(out),
-        "--base",
-        str(sd_model_dir),
-    ]
-    command += [
-        "--iters",
-        "4",
-        "--batch-size",
-        "2",
-        "--crop",
-        "64",
-        "--lr",
-        "1e-3",
-        "--checkpoint-every",
-        "2",
-    ]
-    command += [
-        "--eval-every",
-        "2",
-        "--reference-size",
-        "128",
-        "--threads",
-        "1",
-        "--quiet",
-        "--device",
-        "cpu",
-    ]
+    command += ["-m", "napari_pathup", "train", str(real_crops), "--out", str(out), "--resume"]
+    command += ["--base", str(sd_model_dir), "--iters", "4", "--batch-size", "2", "--crop", "64"]
+    command += ["--lr", "1e-3", "--checkpoint-every", "2", "--eval-every", "2", "--reference-size", "128"]
+    command += ["--threads", "1", "--quiet", "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("pathup train: wrote") == 1  # the main process alone exports
     meta = json.loads((out / "pathup.json").read_text())
-    assert meta["training"]["processes"] == 2
+    assert meta["training"]["processes"] == 2 and meta["training"]["unet"]["iterations"] == 4
+    log = (out / "checkpoints" / "text_to_image" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in log] == [2, 4]  # resumed at 2, not restarted
     a, b = load_file(single / UNET_WEIGHTS), load_file(out / UNET_WEIGHTS)
     base = load_file(sd_model_dir / UNET_WEIGHTS)
     # Adam magnifies summation-order differences of near-zero gradients, so compare each tensor's
