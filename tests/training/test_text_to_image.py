@@ -286,7 +286,8 @@ def test_two_processes_with_accelerate_resume_to_the_single_process_model(
     a, b = load_file(single / UNET_WEIGHTS), load_file(out / UNET_WEIGHTS)
     base = load_file(sd_model_dir / UNET_WEIGHTS)
     # Adam magnifies summation-order differences of near-zero gradients, so compare each tensor's
-    # difference with how far training moved it (measured: at most 2% of it; another batch split: ~100%)
+    # difference with how far training moved it (measured: at most 0.005% of it; with both processes
+    # training on the same half of the batch: up to 53%)
     for k in a:
         moved = float((a[k] - base[k]).abs().max())
-        assert moved > 0 and float((a[k] - b[k]).abs().max()) <= 0.05 * moved, k
+        assert moved > 0 and float((a[k] - b[k]).abs().max()) <= 0.01 * moved, k
