@@ -152,7 +152,7 @@ def test_resume_gives_the_same_pipeline_as_an_uninterrupted_run(
         fine_tune(_config(real_crops, part, sd_model_dir), log=lambda _: None)
 
 
-def test_lora_changes_only_the_attention_projections(
+def test_lora_changes_only_the_attention_projections_and_resumes_exactly(
     real_crops: Path, sd_model_dir: Path, tmp_path: Path
 ) -> None:
     pytest.importorskip("peft")
@@ -166,6 +166,11 @@ def test_lora_changes_only_the_attention_projections(
     stored = load_file(next((out / "checkpoints" / "text_to_image").glob("step-*")) / "model.safetensors")
     assert stored and all("lora" in k for k in stored)  # checkpoints hold the adapters only
     load_model(out)
+    part = tmp_path / "lora-part"
+    fine_tune(_config(real_crops, part, sd_model_dir, lora_rank=4, iters=2), log=lambda _: None)
+    fine_tune(_config(real_crops, part, sd_model_dir, lora_rank=4, resume=True), log=lambda _: None)
+    resumed = load_file(part / UNET_WEIGHTS)
+    assert all(torch.equal(b[k], resumed[k]) for k in b)  # resume is exact with LoRA too
 
 
 def test_text_encoder_fine_tune_with_gradient_checkpointing(
@@ -217,9 +222,13 @@ def test_bad_bases_are_refused_before_anything_is_written(
     no_tokenizer = tmp_path / "no_tokenizer"
     shutil.copytree(sd_model_dir, no_tokenizer)
     shutil.rmtree(no_tokenizer / "tokenizer")
+    no_text_encoder = tmp_path / "no_text_encoder"
+    shutil.copytree(sd_model_dir, no_text_encoder)
+    shutil.rmtree(no_text_encoder / "text_encoder")
     cases = (
         (pickled, ModelLoadError, "pickle weights are never loaded"),
         (no_tokenizer, ModelLoadError, "missing CLIP tokenizer"),
+        (no_text_encoder, ModelLoadError, "missing component folder .*text_encoder"),
         (pathup_model_dir, ModelLoadError, "PathUp-layout model"),
         ("someone/some-model", ModelLoadError, "allow it explicitly"),
     )
