@@ -70,6 +70,8 @@ RESUME_KEYS = (
     "batch_size",
     "crop",
     "lr",
+    "warmup",
+    "snr_gamma",
     "ema_decay",
     "mixed_precision",
     "label_dropout",
