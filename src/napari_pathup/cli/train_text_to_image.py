@@ -75,6 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--train-text-encoder", action="store_true", help="also fine-tune the text encoder")
     g.add_argument("--ema-decay", type=float, default=0.9999, help="EMA decay cap (0.9999)")
+    g.add_argument("--warmup", type=int, default=100, metavar="N", help="linear learning-rate warm-up (100)")
     g.add_argument(
         "--mixed-precision",
         default="auto",
@@ -118,6 +119,7 @@ def run_fine_tune(args: argparse.Namespace) -> int:
         crop=None if isinstance(args.crop, _DefaultInt) else args.crop,
         lr=None if isinstance(args.lr, _DefaultFloat) else args.lr,
         ema_decay=args.ema_decay,
+        warmup=args.warmup,
         mixed_precision=args.mixed_precision,
         gradient_checkpointing=args.gradient_checkpointing,
         prompt_template=args.prompt_template,

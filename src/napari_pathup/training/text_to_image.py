@@ -420,8 +420,8 @@ def resolve_settings(cfg: FineTuneConfig, model: PathupModel, processes: Process
         raise InputError(
             f"--mixed-precision {cfg.mixed_precision!r}: expected one of {', '.join(MIXED_PRECISION)}"
         )
-    if cfg.lora_rank < 0 or cfg.iters < 1 or cfg.batch_size < 1:
-        raise InputError("--lora-rank must be >= 0, --iters and --batch-size >= 1")
+    if cfg.lora_rank < 0 or cfg.warmup < 0 or cfg.iters < 1 or cfg.batch_size < 1:
+        raise InputError("--lora-rank and --warmup must be >= 0, --iters and --batch-size >= 1")
     if cfg.batch_size % processes.world:
         raise InputError(
             f"--batch-size {cfg.batch_size} (the batch of all processes) must divide evenly among "
@@ -696,7 +696,7 @@ def _fine_tune(cfg: FineTuneConfig, log: Callable[[str], None]) -> Path:
         numpy_rng,
         torch_rng,
         lr=cfg.lr,
-        warmup=min(cfg.warmup, cfg.iters // 10),
+        warmup=cfg.warmup,  # not tied to --iters, which may grow on resume
         device=device,
         unet=unet,
         text_encoder=text_encoder,
