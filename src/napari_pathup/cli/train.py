@@ -6,6 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from napari_pathup.cli.train_text_to_image import add_arguments as add_fine_tune_arguments
+from napari_pathup.cli.train_text_to_image import run_fine_tune
+
 SPLIT_HELP = "BRACS split folder(s) to train on, comma-separated (default: train)"
 
 
@@ -136,10 +139,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run_group.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     run_group.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     run_group.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_fine_tune_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.base is not None:
+        return run_fine_tune(args)
     from napari_pathup.models.build import DENOISER_PRESETS
     from napari_pathup.training.autoencoder import AUTOENCODER_PRESETS
     from napari_pathup.training.train import TrainConfig, train

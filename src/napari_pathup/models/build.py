@@ -1,11 +1,14 @@
-"""Build class-conditioned PathUp models from explicit configs (random weights).
+"""Build models from explicit configs (random weights): class-conditioned PathUp models, and tiny
+text-conditioned Stable Diffusion pipelines.
 
-Used by training (which starts from these configs) and by tests and benchmarks, which need real
-diffusers models without downloading weights.
+Used by training (which starts from these configs), by tests and benchmarks, which need real
+diffusers models without downloading weights, and by the CPU rehearsal of docs/reproduce_pathup.md.
 """
 
 from __future__ import annotations
 
+import json
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -97,3 +100,71 @@ def build_random_pathup_model(
     vae = build_autoencoder(autoencoder)
     scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", clip_sample=False)
     return save_pathup_model(folder, denoiser, vae, scheduler, classes, extra=extra)
+
+
+def _byte_vocab() -> dict[str, int]:
+    """A minimal CLIP byte-level BPE vocabulary: every byte symbol, with and without </w>."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    extra = [256 + i for i, b in enumerate(b for b in range(256) if b not in printable)]
+    symbols = [chr(c) for c in printable + extra]  # GPT-2's byte → unicode table
+    vocab = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
+    return {token: i for i, token in enumerate(vocab)}
+
+
+def build_random_stable_diffusion(folder: str | Path, seed: int = 0) -> Path:
+    """Write a tiny random-weight Stable Diffusion pipeline folder (safetensors; a CLIP tokenizer with a
+    byte-level vocabulary, a 2-layer text encoder, a 2-level UNet with native size 16, the ``kl``
+    autoencoder above): the same layout and classes as a real SD 1.x pipeline, for tests and rehearsals."""
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as vocab_dir:
+        vocab = Path(vocab_dir)
+        (vocab / "vocab.json").write_text(json.dumps(_byte_vocab()))
+        (vocab / "merges.txt").write_text("#version: 0.2\n")
+        (vocab / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 77}))
+        tokenizer = CLIPTokenizer.from_pretrained(vocab, local_files_only=True)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=77,
+            bos_token_id=len(tokenizer) - 2,
+            eos_token_id=len(tokenizer) - 1,
+            pad_token_id=len(tokenizer) - 1,
+        )
+    )
+    unet = UNet2DConditionModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=8,
+        attention_head_dim=4,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=build_autoencoder("kl"),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DDIMScheduler(beta_schedule="scaled_linear", clip_sample=False, steps_offset=1),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder

@@ -101,9 +101,13 @@ def run_phase(
     progress: bool = True,
     extra_state: dict[str, Any] | None = None,
     initial: int = 0,
+    write: bool = True,
 ) -> LoopResult:
     """Train ``phase`` up to ``iterations``, checkpointing into ``folder`` (resumed from its latest one;
-    without a checkpoint, counting from ``initial``: a warm start from weights trained that long)."""
+    without a checkpoint, counting from ``initial``: a warm start from weights trained that long).
+
+    ``write=False`` for every process but the main one of a multi-process run: they hold the same
+    weights and resume from the main process's checkpoints, and write no log or checkpoint."""
     from tqdm import tqdm
 
     start = initial
@@ -113,7 +117,8 @@ def run_phase(
             path, phase.model, phase.ema, phase.optimizer, phase.numpy_rng, phase.torch_rng
         )
         start, metrics = int(state["iteration"]), dict(state.get("metrics", {}))
-    folder.mkdir(parents=True, exist_ok=True)
+    if write:
+        folder.mkdir(parents=True, exist_ok=True)
     log = folder / "log.jsonl"
     phase.model.train()
     smoothed = math.nan
@@ -137,7 +142,7 @@ def run_phase(
             if eval_every and (iteration % eval_every == 0 or is_last):
                 metrics = phase.evaluate()
                 bar.set_postfix(loss=f"{smoothed:.4f}", **{k: f"{v:.3g}" for k, v in metrics.items()})
-            if (checkpoint_every and iteration % checkpoint_every == 0) or is_last:
+            if write and ((checkpoint_every and iteration % checkpoint_every == 0) or is_last):
                 elapsed = time.perf_counter() - t0
                 record = {
                     "iteration": iteration,
