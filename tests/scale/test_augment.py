@@ -36,7 +36,8 @@ def make_data(root: Path) -> Path:
     for class_name, n in IMAGES.items():
         (root / class_name).mkdir(parents=True, exist_ok=True)
         for i in range(n):
-            Image.fromarray(rgb(48, 64, seed=100 * len(class_name) + i)).save(root / class_name / f"r{i}.png")
+            image = rgb(128, 160, seed=100 * len(class_name) + i)
+            Image.fromarray(image).save(root / class_name / f"r{i}.png")
     return root
 
 
@@ -206,7 +207,7 @@ def test_an_unreachable_scheduler_fails_fast_and_writes_nothing(data_dir, pathup
             tmp_path / "store",
             settings=SETTINGS,
             model=str(pathup_model_dir),
-            scheduler=address,
+            dask_address=address,
             connect_timeout=1,
             progress=False,
         )
@@ -234,7 +235,7 @@ def garbage_png(root: Path) -> Path:
             "no class folders",
         ),
         (lambda root: (root / "tumour").mkdir(parents=True), "holds no images"),
-        (garbage_png, "broken.png cannot be read"),
+        (garbage_png, "broken.png cannot be used"),
         (lambda root: None, "no such folder"),
     ],
     ids=["empty", "loose-images", "empty-class", "unreadable-image", "missing"],
@@ -250,7 +251,7 @@ def test_bad_data_gives_a_clear_error_and_writes_nothing(make, message, pathup_m
 def test_classes_the_model_does_not_know_are_refused(pathup_model_dir, tmp_path):
     data = tmp_path / "data"
     (data / "lymphoma").mkdir(parents=True)
-    Image.fromarray(rgb(16, 16)).save(data / "lymphoma" / "a.png")
+    Image.fromarray(rgb(128, 128)).save(data / "lymphoma" / "a.png")
     with pytest.raises(InputError, match="lymphoma of DATA are not classes of the model"):
         augment(data, tmp_path / "store", settings=SETTINGS, model=str(pathup_model_dir), progress=False)
     assert not (tmp_path / "store").exists()

@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from napari_pathup.cli._common import number, positive_int, whole
+
 DESCRIPTION = """\
 Downstream evaluation of PathUp augmentation, as in the paper: a frozen backbone gives features of
 every real image (or RoI, with --roi-size); a single-instance head (logistic regression on the whole
@@ -26,13 +28,6 @@ On the shipped demo data (stroma has one source image): --classes normal,tumour 
 """
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``evaluate`` sub-command."""
     p = subparsers.add_parser(
@@ -45,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--synthetic", type=Path, metavar="STORE", help="pathup augment output (images + manifest)"
     )
-    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (5, as the paper)")
+    p.add_argument("--folds", type=whole(2), default=5, help="cross-validation folds (5, as the paper)")
     p.add_argument(
         "--backbone",
         default="effnet-lite0",
@@ -60,31 +55,33 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--backbone-input-size",
-        type=_positive,
+        type=positive_int,
         metavar="PX",
         help="input size of a timm:MODEL backbone (default: its config, e.g. 224 for ViT-L/16)",
     )
     p.add_argument(
         "--image-size",
-        type=_positive,
+        type=positive_int,
         default=512,
         metavar="PX",
         help="single-instance: each image resized to PX x PX (512)",
     )
     p.add_argument(
         "--tile-size",
-        type=_positive,
+        type=positive_int,
         default=512,
         metavar="PX",
         help="MIL: tiles of PX x PX (512); smaller images are padded with white",
     )
     p.add_argument(
         "--roi-size",
-        type=_positive,
+        type=positive_int,
         metavar="PX",
         help="cut every image into PX x PX RoIs (grouped with their source image)",
     )
-    p.add_argument("--min-tissue", type=float, default=0.5, help="least tissue fraction of a RoI (0.5)")
+    p.add_argument(
+        "--min-tissue", type=number(0, 1), default=0.5, help="least tissue fraction of a RoI (0.5)"
+    )
     p.add_argument("--split", default="train", help="BRACS split folder(s), comma-separated (train)")
     p.add_argument("--classes", metavar="A,B,...", help="evaluate these classes only")
     p.add_argument(
@@ -93,9 +90,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="MODE",
         help="auto (slide for BRACS_<slide>_ names, else source image), image, slide, or an image,group CSV",
     )
-    p.add_argument("--seed", type=int, default=0, help="folds and heads (0)")
-    p.add_argument("--mil-epochs", type=_positive, default=40, help="MIL training epochs (40)")
-    p.add_argument("--batch-size", type=_positive, default=16, help="images per backbone batch (16)")
+    p.add_argument("--seed", type=whole(0), default=0, help="folds and heads (0)")
+    p.add_argument("--mil-epochs", type=positive_int, default=40, help="MIL training epochs (40)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="images per backbone batch (16)")
     p.add_argument("--device", metavar="DEV", help="torch device (default: cuda if available, else cpu)")
     p.add_argument(
         "--cache", type=Path, metavar="DIR", help="keep features here and reuse them in later runs"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_pathup.errors import InputError, PathupError
+from napari_pathup.errors import ImageTooLargeError, InputError, PathupError
 from napari_pathup.io.atomic import PARTIAL_MARKER
 
 SUPPORTED_IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".svs", ".ome.zarr")
@@ -30,15 +30,35 @@ _PIL_LOCK = threading.Lock()
 #: Key under which napari-pathup stores its own metadata in every output format.
 ATTRS_KEY = "pathup"
 
+#: Images declaring more pixels than this are refused from their header, before decoding (a 2.6 MB
+#: PNG can declare 30000 x 30000 pixels and take gigabytes to decode). Raise it per call with
+#: ``max_pixels`` or on the command line with ``--max-image-pixels``; pyramid levels below 0 of a
+#: slide are read one at a time, so only the level read counts.
+MAX_IMAGE_PIXELS = 250_000_000
+
+
+def check_pixels(
+    path: str | Path, height: int, width: int, max_pixels: int | None = MAX_IMAGE_PIXELS
+) -> None:
+    """Refuse an image of more than ``max_pixels`` pixels (None: no limit), naming the flag that raises it."""
+    if max_pixels is not None and int(height) * int(width) > max_pixels:
+        raise ImageTooLargeError(
+            f"{path} declares {width}x{height} = {int(height) * int(width):,} pixels, more than the limit of "
+            f"{max_pixels:,}; if the image is genuine, raise the limit with --max-image-pixels N "
+            "(max_pixels=N)"
+        )
+
 
 # --------------------------------------------------------------------------------------------- reading
 
 
-def read_image(path: str | Path, level: int = 0) -> np.ndarray:
+def read_image(path: str | Path, level: int = 0, *, max_pixels: int | None = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Read an image as a C-contiguous (H, W, 3) uint8 RGB array.
 
     ``level`` selects a pyramid level (0 = full resolution) for TIFF/SVS and OME-Zarr; PNG and JPEG
-    only have level 0. Raises :class:`InputError` naming the file when it cannot be used.
+    only have level 0. The level's size is read from the header first and an image of more than
+    ``max_pixels`` pixels is refused (:class:`~napari_pathup.errors.ImageTooLargeError`) before
+    anything is decoded. Raises :class:`InputError` naming the file when it cannot be used.
     """
     path = Path(path).expanduser()
     kind = _kind(path)
@@ -46,6 +66,7 @@ def read_image(path: str | Path, level: int = 0) -> np.ndarray:
         levels = "only level 0" if kind == "pillow" else "levels 0 and above"
         raise InputError(f"{path}: pyramid level {level} does not exist; this file has {levels}")
     with _wrap_errors(path, kind):
+        check_pixels(path, *image_shape(path, level), max_pixels)
         if kind == "pillow":
             return _read_pillow(path)
         if kind == "tiff":
@@ -55,8 +76,8 @@ def read_image(path: str | Path, level: int = 0) -> np.ndarray:
         return read_ome_zarr(path, level)
 
 
-def image_shape(path: str | Path) -> tuple[int, int]:
-    """Return (height, width) of level 0, reading only the header where the format allows."""
+def image_shape(path: str | Path, level: int = 0) -> tuple[int, int]:
+    """Return (height, width) of a pyramid level, reading only the header (never the pixels)."""
     path = Path(path).expanduser()
     kind = _kind(path)
     with _wrap_errors(path, kind):
@@ -68,14 +89,23 @@ def image_shape(path: str | Path) -> tuple[int, int]:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
-                series = tif.series[0].levels[0]
-                axes, shape = series.axes, series.shape
+                levels = tif.series[0].levels
+                if level >= len(levels):
+                    raise InputError(
+                        f"{path}: pyramid level {level} does not exist; the file has {len(levels)} level(s)"
+                    )
+                axes, shape = levels[level].axes, levels[level].shape
             if "Y" not in axes or "X" not in axes:
                 raise InputError(f"{path}: expected a 2-D image, found axes {axes!r}")
             return int(shape[axes.index("Y")]), int(shape[axes.index("X")])
         from napari_pathup.io.ome_zarr import ome_zarr_level_shapes
 
-        return ome_zarr_level_shapes(path)[0]
+        shapes = ome_zarr_level_shapes(path)
+        if level >= len(shapes):
+            raise InputError(
+                f"{path}: pyramid level {level} does not exist; the image has {len(shapes)} level(s)"
+            )
+        return shapes[level]
 
 
 def read_attrs(path: str | Path) -> dict[str, Any]:
@@ -160,7 +190,8 @@ def _wrap_errors(path: Path, kind: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _pil_open(path: Path) -> Iterator[Any]:
-    """Open with Pillow without its decompression-bomb limit: whole-slide crops are legitimately huge."""
+    """Open with Pillow without its own decompression-bomb limit: ours (:func:`check_pixels`, with a
+    flag to raise it) is applied from the header before any decoding, in every format alike."""
     from PIL import Image
 
     with _PIL_LOCK:

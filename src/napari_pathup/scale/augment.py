@@ -9,7 +9,10 @@ same seeds (:mod:`napari_pathup.scale.plan`), removes stale temporaries, skips t
 submits exactly the missing ones. The manifest is rebuilt from the disk at the start of every run
 and rewritten (atomically) as items finish, so it never calls an image done that is not.
 
-Nothing is written before the inputs, the model and the cluster have been checked.
+Nothing is written before the inputs, the model and the cluster have been checked: the settings are
+resolved against the model's configs (no weights load on the client), every reference's header is
+read (pixel limit, smallest reference), the work per image is held to the budget, and a store
+inside DATA is refused (its images would become a class folder of DATA).
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from napari_pathup.engine.plan import RunPlan, SynthesisSettings
 from napari_pathup.errors import InputError, PathupError
-from napari_pathup.io.atomic import PARTIAL_MARKER
+from napari_pathup.io.atomic import OLD_MARKER, PARTIAL_MARKER
+from napari_pathup.io.images import MAX_IMAGE_PIXELS
 from napari_pathup.scale.cluster import LocalSize, local_size, open_client
 from napari_pathup.scale.manifest import MANIFEST_NAME, ManifestRow, write_manifest
 from napari_pathup.scale.plan import OUTPUT_SUFFIX, Item, plan_items
@@ -73,30 +78,32 @@ class Summary:
 # ------------------------------------------------------------------------------------------ checks
 
 
-def check_references(items: Sequence[Item]) -> None:
-    """Read every reference's header once, so an unreadable image fails before anything is written."""
-    from napari_pathup.io.images import image_shape
+def check_references(items: Sequence[Item], plan: RunPlan, max_pixels: int | None = MAX_IMAGE_PIXELS) -> None:
+    """Read every reference's header once (never its pixels), so that an unreadable, oversized
+    (a decompression bomb) or too small image fails before anything is written."""
+    from napari_pathup.io.images import check_pixels, image_shape
 
     for key, path in {it.key: it.reference for it in items}.items():
         try:
-            image_shape(path)
+            shape = image_shape(path)
+            check_pixels(path, *shape, max_pixels)
+            plan.check_reference(shape, f"reference {path}")
         except PathupError as exc:
-            raise InputError(f"reference image {key} cannot be read: {exc}") from exc
+            raise InputError(f"reference image {key} cannot be used: {exc}") from exc
 
 
 def prepare_model(model: str | None, allow_download: bool) -> tuple[Path, str, Any]:
-    """(folder, checksum, loaded model on the CPU) of ``--model`` or the embedded default."""
+    """(folder, checksum, :class:`~napari_pathup.models.spec.ModelSpec`) of ``--model`` or the
+    embedded default; the spec comes from the configs, so no weights load on the client."""
     from napari_pathup.models.default import resolve_model_spec
-    from napari_pathup.models.load import load_model, model_hash, resolve_model_path
+    from napari_pathup.models.load import model_hash, read_model_spec, resolve_model_path
 
     path = resolve_model_path(resolve_model_spec(model), allow_download).resolve()
-    return path, model_hash(path), load_model(path)
+    return path, model_hash(path), read_model_spec(path)
 
 
-def resolve_settings(model: Any, settings: dict[str, Any], classes: Sequence[str]) -> dict[str, Any]:
-    """Settings as the engine resolves them, checked for every class (class and seed left out)."""
-    from napari_pathup.engine.pipeline import SynthesisSettings
-
+def resolve_settings(model: Any, settings: dict[str, Any], classes: Sequence[str]) -> RunPlan:
+    """The run plan of every class (they differ only in the class), checked; returns the last one."""
     known = getattr(model, "classes", None)
     missing = [c for c in classes if known and c not in known]
     if missing:
@@ -104,12 +111,29 @@ def resolve_settings(model: Any, settings: dict[str, Any], classes: Sequence[str
             f"class(es) {', '.join(missing)} of DATA are not classes of the model {model.path} "
             f"({', '.join(known)}); train a model on these classes (pathup train) or pass --model"
         )
-    resolved: dict[str, Any] = {}
+    plan = None
     for name in classes:
-        resolved = SynthesisSettings(**{**settings, "class_name": name}).resolve(model).to_dict()
+        plan = SynthesisSettings(**{**settings, "class_name": name}).resolve(model)
+    assert plan is not None  # discover() refuses data without classes
+    return plan
+
+
+def shared_settings(plan: RunPlan) -> dict[str, Any]:
+    """The resolved settings every image of a store shares: all but the class and the seed."""
+    resolved = plan.to_dict()
     resolved.pop("class_name", None)
     resolved.pop("seed", None)
     return resolved
+
+
+def check_not_inside(data: Path, store: Path) -> None:
+    """The store may not be DATA or lie inside it: its class folders would become DATA's classes."""
+    data = data.expanduser().resolve()
+    if store == data or data in store.parents:
+        raise InputError(
+            f"--out {store} is inside DATA {data}; its images would be read as real images of DATA by the "
+            "next run and by pathup evaluate. Choose a store outside DATA"
+        )
 
 
 def store_config(checksum: str, settings: dict[str, Any], base_seed: int) -> dict[str, Any]:
@@ -182,7 +206,7 @@ def stale_temporaries(store: Path) -> list[Path]:
     for folder in (d for d in store.iterdir() if d.is_dir() and not d.name.startswith(".")):
         for entry in folder.iterdir():
             name = entry.name
-            if name.startswith(".") and (PARTIAL_MARKER in name or ".old-" in name or WORK_PREFIX in name):
+            if name.startswith(".") and (PARTIAL_MARKER in name or OLD_MARKER in name or WORK_PREFIX in name):
                 found.append(entry)
     return sorted(found)
 
@@ -283,6 +307,26 @@ def wait_for_active(client: Any, store: Path, timeout: float = ACTIVE_WAIT_S) ->
         time.sleep(1.0)
 
 
+def recount_from_disk(
+    store: Path,
+    summary: Summary,
+    rows: dict[str, ManifestRow],
+    by_output: dict[str, Item],
+    checksum: str,
+) -> None:
+    """After an interruption: every pending item whose image is committed on disk is done.
+
+    Workers may finish an item between the last result the client saw and the signal; the report and
+    the manifest must say what is on disk at the time, not what the client last heard.
+    """
+    for output in list(summary.pending):
+        row = committed_row(store, output, by_output.get(output), checksum)
+        if row is not None:
+            summary.pending.remove(output)
+            summary.done.append(output)
+            rows[output] = row
+
+
 # --------------------------------------------------------------------------------------------- run
 
 
@@ -296,7 +340,7 @@ def augment(
     allow_download: bool = False,
     base_seed: int = 0,
     splits: Sequence[str] = ("train",),
-    scheduler: str | None = None,
+    dask_address: str | None = None,
     client: Any = None,
     workers: int | None = None,
     device: str = "auto",
@@ -305,43 +349,63 @@ def augment(
     connect_timeout: float = 10.0,
     progress: bool = True,
     on_result: Callable[[ItemResult, Summary], None] | None = None,
+    max_pixels: int | None = MAX_IMAGE_PIXELS,
+    allow_large: bool = False,
 ) -> Summary:
     """Make the missing synthetic images of DATA in ``store`` (see the module docstring).
 
-    ``settings`` are :class:`~napari_pathup.engine.pipeline.SynthesisSettings` fields (no class or
-    seed). Pass ``client`` to run on a Client you hold (it is not closed), else ``scheduler`` (an
-    address) or neither for a LocalCluster sized by ``workers``. ``on_result`` is called in the
-    client after every finished item. Raises :class:`InputError` for bad inputs before writing
-    anything; ``KeyboardInterrupt`` propagates after the manifest has been written.
+    Args:
+        data: the real images (class folders, or the BRACS layout with ``splits``).
+        store: the output folder (new, empty, or an earlier run's store); not inside ``data``.
+        settings: :class:`~napari_pathup.engine.plan.SynthesisSettings` fields (no class or seed).
+        ratio: synthetic images per real image.
+        model: a model folder (default: the embedded model).
+        dask_address: a running Dask scheduler's address; else a LocalCluster sized by ``workers``.
+        client: a distributed Client you hold (it is not closed); overrides ``dask_address``.
+        on_result: called in the client after every finished item.
+        max_pixels: references declaring more pixels are refused from their header.
+        allow_large: start even when one image's work is above the budget.
+
+    Returns:
+        The :class:`Summary` of the run (made, skipped, failed, pending).
+
+    Raises:
+        InputError: bad inputs, settings or store, before anything is written.
+        KeyboardInterrupt: after the manifest and the report were brought up to date from the disk.
     """
+    from napari_pathup.engine.plan import available_memory
     from napari_pathup.training.data import discover
 
+    SynthesisSettings(**{**settings, "class_name": "any"}).check()  # ranges first: milliseconds
     store = Path(store).expanduser().resolve()
+    check_not_inside(Path(data), store)
+    model_path, checksum, spec = prepare_model(model, allow_download)
     index = discover(data, splits=splits, holdout="none")
+    plan = resolve_settings(spec, settings, index.classes)
+    plan.check_budget(allow_large, available_memory() if client is None and dask_address is None else None)
     items = plan_items(index, ratio, base_seed)
-    check_references(items)
-    model_path, checksum, loaded = prepare_model(model, allow_download)
-    resolved = resolve_settings(loaded, settings, index.classes)
-    del loaded
+    check_references(items, plan, max_pixels)
+    resolved = shared_settings(plan)
     config = store_config(checksum, resolved, base_seed)
     check_store(store, config)
     size: LocalSize | None = None
-    if client is None and scheduler is None:
+    if client is None and dask_address is None:
         size = local_size(workers, device, torch_threads)
     job = Job(
         store=str(store),
         model_path=str(model_path),
         model_checksum=checksum,
-        settings=resolved,
+        settings=plan.settings,
         device=device,
         dtype=dtype,
         torch_threads=torch_threads or (size.torch_threads if size else None),
+        max_pixels=max_pixels,
     )
     done_before = scan_store(store, items, checksum)[0] if store.is_dir() else {}
     if client is not None or all(it.output in done_before for it in items):
         clients: Any = contextlib.nullcontext(client)  # nothing to make: no cluster to start
     else:
-        clients = open_client(scheduler, size, connect_timeout)
+        clients = open_client(dask_address, size, connect_timeout)
     with clients as active_client:
         store.mkdir(exist_ok=True)
         with store_lock(store):
@@ -373,18 +437,19 @@ def _run(
     for class_name in sorted({it.class_name for it in items}):
         (store / class_name).mkdir(exist_ok=True)
     rows, blocked = scan_store(store, items, job.model_checksum)
+    shared = config["settings"]
     summary = Summary(store, len(items))
     todo = []
     for item in items:
         if item.output in blocked:
             reason = f"{store / item.output} exists but is not this item's image; move it away and rerun"
             summary.failed[item.output] = reason
-            rows[item.output] = planned_row(item, job.settings, job.model_checksum, "failed", reason)
+            rows[item.output] = planned_row(item, shared, job.model_checksum, "failed", reason)
         elif item.output in rows:
             summary.skipped.append(item.output)
         else:
             todo.append(item)
-            rows[item.output] = planned_row(item, job.settings, job.model_checksum, "pending")
+            rows[item.output] = planned_row(item, shared, job.model_checksum, "pending")
     manifest = store / MANIFEST_NAME
     write_manifest(manifest, rows.values())
     by_output = {it.output: it for it in todo}
@@ -406,15 +471,13 @@ def _run(
             summary.pending.remove(result.output)
             if result.status == "failed":
                 summary.failed[result.output] = result.error
-                rows[result.output] = planned_row(
-                    item, job.settings, job.model_checksum, "failed", result.error
-                )
+                rows[result.output] = planned_row(item, shared, job.model_checksum, "failed", result.error)
             else:
                 row = committed_row(store, result.output, item, job.model_checksum)
                 if row is None:  # the worker said done but the disk disagrees: never report it done
                     reason = "the worker reported the image written but it is not in the store"
                     summary.failed[result.output] = reason
-                    row = planned_row(item, job.settings, job.model_checksum, "failed", reason)
+                    row = planned_row(item, shared, job.model_checksum, "failed", reason)
                 else:
                     summary.done.append(result.output)
                 rows[result.output] = row
@@ -430,6 +493,7 @@ def _run(
     except KeyboardInterrupt:
         summary.interrupted = True
         client.cancel(futures)
+        recount_from_disk(store, summary, rows, by_output, job.model_checksum)
         raise
     finally:
         bar.close()
@@ -438,4 +502,5 @@ def _run(
         if summary.interrupted:
             for line in summary.lines():
                 print(line, file=sys.stderr)
+            print("(interrupted; counts as found on disk now)", file=sys.stderr)
     return summary

@@ -2,7 +2,7 @@
 
 Local default on the CPU: one worker process per core (at most one per :data:`WORKER_MEMORY` of
 memory), one Dask thread and one torch thread each. On a GPU: one worker (use
-dask-cuda's ``LocalCUDACluster`` and ``--scheduler`` for one worker per GPU). ``--scheduler ADDRESS``
+dask-cuda's ``LocalCUDACluster`` and ``--dask-address`` for one worker per GPU). ``--dask-address ADDRESS``
 connects to a running scheduler (e.g. started by dask-jobqueue on a batch system) with a short
 timeout, so an unreachable address fails fast with a clear error.
 """
@@ -68,18 +68,18 @@ def _uses_gpu(device: str) -> bool:
 
 @contextlib.contextmanager
 def open_client(
-    scheduler: str | None, size: LocalSize | None, connect_timeout: float = 10.0
+    dask_address: str | None, size: LocalSize | None, connect_timeout: float = 10.0
 ) -> Iterator[Any]:
-    """A ``distributed.Client`` on ``scheduler`` or on a new LocalCluster of ``size``; closed on exit."""
+    """A ``distributed.Client`` on ``dask_address`` or on a new LocalCluster of ``size``; closed on exit."""
     from distributed import Client, LocalCluster
 
-    if scheduler:
+    if dask_address:
         try:
-            client = Client(scheduler, timeout=connect_timeout)
+            client = Client(dask_address, timeout=connect_timeout)
         except (OSError, TimeoutError, ValueError) as exc:
             raise InputError(
-                f"cannot reach the Dask scheduler at {scheduler} within {connect_timeout:g} s ({exc}); "
-                "start one (dask scheduler, dask-jobqueue, dask-cuda) or leave out --scheduler to run "
+                f"cannot reach the Dask scheduler at {dask_address} within {connect_timeout:g} s ({exc}); "
+                "start one (dask scheduler, dask-jobqueue, dask-cuda) or leave out --dask-address to run "
                 "on a local cluster"
             ) from exc
         try:

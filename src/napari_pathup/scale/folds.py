@@ -41,7 +41,8 @@ def groups_per_class(labels: Sequence[int], groups: Sequence[str], n_classes: in
 def check_fold_count(
     labels: Sequence[int], groups: Sequence[str], class_names: Sequence[str], n_folds: int, group_kind: str
 ) -> None:
-    """Raise :class:`InputError` unless every class has at least ``n_folds`` groups.
+    """Raise :class:`InputError` unless the data has two classes or more and every class has at least
+    ``n_folds`` groups (checked before any feature is computed).
 
     A class with fewer groups than folds would be missing from some validation folds and, with one
     group, from the training of the fold that validates it. The message names the largest
@@ -49,6 +50,13 @@ def check_fold_count(
     """
     if n_folds < 2:
         raise InputError(f"--folds must be at least 2, got {n_folds}")
+    present = sorted({class_names[int(label)] for label in labels})
+    if len(present) < 2:
+        found = present[0] if present else "none"
+        raise InputError(
+            f"classification needs images of at least two classes; the data holds one class ({found}). "
+            "Add a class folder to DATA (or keep two with --classes)"
+        )
     counts = groups_per_class(labels, groups, len(class_names))
     short = [(c, n) for c, n in zip(class_names, counts, strict=True) if n < n_folds]
     if not short:

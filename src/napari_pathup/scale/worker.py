@@ -10,24 +10,22 @@ first) is reported as ``exists``, never written twice.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from napari_pathup.engine.plan import SynthesisSettings
 from napari_pathup.errors import ModelLoadError, OutputExistsError
+from napari_pathup.io.images import MAX_IMAGE_PIXELS
 from napari_pathup.io.ome_zarr import write_ome_zarr
+from napari_pathup.io.sink import WORK_PREFIX, output_sink
 from napari_pathup.scale.plan import Item
 
-#: outputs up to this many pixels are assembled in memory; larger ones in a temporary zarr on disk
-IN_MEMORY_PIXELS = 4096 * 4096
 AUGMENT_KEY = "augment"
-#: hidden folders where large outputs are assembled before they are written
-WORK_PREFIX = ".pathup-work-"
+__all__ = ["AUGMENT_KEY", "WORK_PREFIX", "ItemResult", "Job", "run_item"]
 
 _MODELS: dict[tuple[str, str, str, str], Any] = {}
 _LOCK = threading.Lock()
@@ -39,15 +37,17 @@ _LOADS: list[str] = []
 
 @dataclass(frozen=True)
 class Job:
-    """What every item of a run shares: the store, the model and the settings without class and seed."""
+    """What every item of a run shares: the store, the model and the resolved settings (each item
+    replaces their class and seed)."""
 
     store: str
     model_path: str
     model_checksum: str
-    settings: dict[str, Any]
+    settings: SynthesisSettings
     device: str = "auto"
     dtype: str = "float32"
     torch_threads: int | None = None
+    max_pixels: int | None = MAX_IMAGE_PIXELS
 
 
 @dataclass(frozen=True)
@@ -150,28 +150,17 @@ def run_item(job: Job, item: Item) -> ItemResult:
 def write_item(model: Any, job: Job, item: Item, final: Path, start: float) -> None:
     """Run the engine on the item's reference and write the OME-Zarr (temporary name, then rename).
 
-    Outputs larger than :data:`IN_MEMORY_PIXELS` are assembled in a hidden zarr beside the output.
+    Large outputs are assembled in a hidden zarr beside the output
+    (:func:`~napari_pathup.io.sink.output_sink`).
     """
-    import numpy as np
-    import zarr
+    import dataclasses
 
-    from napari_pathup.engine.pipeline import SynthesisSettings, run
+    from napari_pathup.engine.pipeline import run
     from napari_pathup.io.images import read_image
 
-    reference = read_image(item.reference)
-    settings = SynthesisSettings(**{**job.settings, "class_name": item.class_name, "seed": item.seed})
-    height, width = settings.height, settings.width
-    with contextlib.ExitStack() as stack:
-        if height * width <= IN_MEMORY_PIXELS:
-            sink = np.zeros((height, width, 3), np.uint8)
-        else:
-            work = stack.enter_context(tempfile.TemporaryDirectory(prefix=WORK_PREFIX, dir=final.parent))
-            sink = zarr.create_array(
-                store=str(Path(work) / "image.zarr"),
-                shape=(height, width, 3),
-                chunks=(512, 512, 3),
-                dtype="uint8",
-            )
-        finished = run(model, reference, settings, sink)
+    reference = read_image(item.reference, max_pixels=job.max_pixels)
+    plan = dataclasses.replace(job.settings, class_name=item.class_name, seed=item.seed).resolve(model)
+    with output_sink(final, plan.height, plan.width, plan.in_memory) as sink:
+        finished = run(model, reference, plan, sink)
         attrs = item_attributes(model, finished.settings, item, time.perf_counter() - start)
         write_ome_zarr(final, finished.image, attrs=attrs)
