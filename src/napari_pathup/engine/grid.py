@@ -115,7 +115,8 @@ class PatchGrid:
         return [Box(y, x, y + p, x + p) for y in ys for x in xs]
 
     def __len__(self) -> int:
-        return len(self.boxes())
+        ys, xs = self.starts()
+        return len(ys) * len(xs)
 
     def random_offset(self, generator: torch.Generator) -> tuple[int, int]:
         """A seeded jitter offset (dy, dx), drawn from ``generator`` so runs stay deterministic."""

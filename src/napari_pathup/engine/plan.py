@@ -44,6 +44,9 @@ IN_MEMORY_PIXELS = 4096 * 4096
 WORK_BUDGET = 500_000
 #: the engine offsets the seed for its jitter generator; torch seeds must stay below 2**64
 MAX_SEED = 2**63 - 1_000_004
+#: hard limits that keep planning itself cheap (a 1,000,000 px side is a 3 TB image)
+MAX_SIDE = 1_000_000
+MAX_STEPS = 10_000
 
 
 @dataclass(frozen=True)
@@ -150,12 +153,14 @@ class SynthesisSettings:
         """
         if not isinstance(self.class_name, str) or not self.class_name:
             raise _fail("class_name", "a class name", self.class_name)
-        for name in ("height", "width", "reference_size", "batch_size", "decode_tile"):
-            _int(name, getattr(self, name), 1)
+        for name in ("height", "width", "reference_size"):
+            _int(name, getattr(self, name), 1, MAX_SIDE)
+        for name in ("batch_size", "decode_tile"):
+            _int(name, getattr(self, name), 1, MAX_SIDE)
         _int("seed", self.seed, 0, MAX_SEED)
         _int("decode_overlap", self.decode_overlap, 0, self.decode_tile - 1)
         if self.steps is not None:
-            _int("steps", self.steps, 1)
+            _int("steps", self.steps, 1, MAX_STEPS)
         if self.patch_size is not None:
             _int("patch_size", self.patch_size, 1)
         if self.overlap is not None:
@@ -304,9 +309,9 @@ class RunPlan:
             raise SettingsError(f"{setting_name('scheduler')}: {exc}") from exc
         h1, w1 = s.stage_one_shape()
         stages = []
-        for number, scale, (h, w), strength in (
-            (1, "overview", (h1, w1), s.strength),
-            (2, "native", (s.height, s.width), s.upscale_strength),
+        for number, scale, (h, w), strength, strength_field in (
+            (1, "overview", (h1, w1), s.strength, "strength"),
+            (2, "native", (s.height, s.width), s.upscale_strength, "upscale_strength"),
         ):
             latent = (h // f, w // f)
             m = model.patch_multiple
@@ -328,7 +333,10 @@ class RunPlan:
             try:
                 steps = len(img2img_timesteps(scheduler, s.steps, strength, torch.device("cpu")))
             except ValueError as exc:
-                raise SettingsError(f"{setting_name('steps')} and strength: {exc}") from exc
+                raise SettingsError(
+                    f"{setting_name('steps')} {s.steps} with {setting_name(strength_field)} {strength} "
+                    f"gives no usable schedule for stage {number}: {exc}"
+                ) from exc
             tiles = len(tile_grid(*latent, s.decode_tile, s.decode_overlap))
             stages.append(StagePlan(number, scale, latent, (h, w), sampling, grid, steps, tiles))
         return cls(s, (stages[0], stages[1]), f, model.latent_channels, model.native_size)
