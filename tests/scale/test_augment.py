@@ -296,3 +296,62 @@ def test_a_foreign_folder_under_an_output_name_is_a_failure_and_is_left_alone(
     assert (store / victim / "mine.txt").read_text() == "not an image"
     rows = {r.output: r for r in read_manifest(store / MANIFEST_NAME)}
     assert rows[victim].status == "failed" and sum(r.status == "done" for r in rows.values()) == 7
+
+
+@pytest.mark.parametrize("inside", ["synthetic", ".", "tumour/more"])
+def test_a_store_inside_data_is_refused(inside, pathup_model_dir, tmp_path):
+    data = make_data(tmp_path / "data")
+    before = sorted(p.relative_to(data).as_posix() for p in data.rglob("*"))
+    with pytest.raises(InputError, match=r"is inside DATA .* Choose a store outside DATA"):
+        augment(data, data / inside, settings=SETTINGS, model=str(pathup_model_dir), progress=False)
+    assert sorted(p.relative_to(data).as_posix() for p in data.rglob("*")) == before
+
+
+def test_references_are_checked_from_their_headers_for_size_before_anything_is_written(
+    pathup_model_dir, tmp_path
+):
+    import struct
+    import zlib
+
+    data = make_data(tmp_path / "data")
+    Image.fromarray(rgb(4, 4)).save(data / "tumour" / "tiny.png")
+    with pytest.raises(
+        InputError, match=r"tiny.png cannot be used: .* 4x4 px; this model needs a reference of at least 128"
+    ):
+        augment(data, tmp_path / "store", settings=SETTINGS, model=str(pathup_model_dir), progress=False)
+    (data / "tumour" / "tiny.png").unlink()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
+    (data / "tumour" / "bomb.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    )
+    with pytest.raises(
+        InputError, match=r"bomb.png cannot be used: .*900,000,000 pixels.*--max-image-pixels"
+    ):
+        augment(data, tmp_path / "store", settings=SETTINGS, model=str(pathup_model_dir), progress=False)
+    assert not (tmp_path / "store").exists()
+
+
+def test_non_finite_settings_are_refused_before_the_model_or_the_data_is_read(pathup_model_dir, tmp_path):
+    with pytest.raises(InputError, match=r"guidance \(--guidance\) must be a finite number"):
+        augment(tmp_path / "nowhere", tmp_path / "store", settings={**SETTINGS, "guidance": float("nan")})
+    assert not (tmp_path / "store").exists()
+
+
+def test_an_interruption_report_counts_what_is_on_disk(clean_store, data_dir):
+    """Issue 11, finding 6: an item a worker committed after the client's last result is done, not pending."""
+    from napari_pathup.scale.augment import Summary, planned_row, recount_from_disk, scan_store
+
+    items = plan_items(discover(data_dir, holdout="none"), RATIO)
+    checksum = read_ome_zarr_attrs(clean_store / items[0].output)["model"]["hash"]
+    summary = Summary(clean_store, len(items), pending=[it.output for it in items[:3]], interrupted=True)
+    rows = {it.output: planned_row(it, {}, checksum, "pending") for it in items[:3]}
+    by_output = {it.output: it for it in items}
+    recount_from_disk(clean_store, summary, rows, by_output, checksum)
+    assert summary.pending == [] and sorted(summary.done) == sorted(it.output for it in items[:3])
+    assert all(r.status == "done" for r in rows.values())
+    assert "3 made" in summary.lines()[0] and "0 pending" in summary.lines()[0]
+    assert set(scan_store(clean_store, items, checksum)[0]) >= set(summary.done)

@@ -327,3 +327,24 @@ def test_timm_backbone_from_local_safetensors(real_data: Path, tmp_path: Path, c
     assert result["feature_extractor"]["input_size"] == [size, size]
     assert result["tile_feature_extractor"]["input_size"] == [size, size]
     assert result["feature_extractor"]["weights_sha256"] and "timm test_vit" in capsys.readouterr().out
+
+
+def test_single_class_data_is_refused_before_any_feature_is_computed(
+    real_data: Path, tmp_path: Path, monkeypatch, capsys
+):
+    """Issue 11, finding 8: scikit-learn's "only one class" after all features is now a refusal first."""
+    import shutil
+
+    import napari_pathup.metrics.features as features
+
+    one = tmp_path / "one"
+    shutil.copytree(real_data / "stroma", one / "stroma")
+
+    def no_features(*args, **kwargs):
+        raise AssertionError("features were computed before the data was checked")
+
+    monkeypatch.setattr(features, "get_extractor", no_features)
+    assert main(["evaluate", str(one), "--folds", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "needs images of at least two classes; the data holds one class (stroma)" in err
+    assert "Traceback" not in err

@@ -159,7 +159,13 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, old_scheduler_flag: 
     from napari_pathup.engine.plan import SETTINGS
     from napari_pathup.engine.weights import WEIGHT_MODES
 
-    types = {"strength": float, "upscale_strength": float, "guidance": float, "sigma": float, "scheduler": str}
+    types = {
+        "strength": float,
+        "upscale_strength": float,
+        "guidance": float,
+        "sigma": float,
+        "scheduler": str,
+    }
     group = parser.add_argument_group("sampling (unset: the model's default, else the library's)")
     for setting in SETTINGS:
         if setting.field not in SAMPLING_FIELDS:
