@@ -138,3 +138,20 @@ def test_work_counts_match_a_real_run(pathup_model, reference):
         assert work.steps == started.steps and work.patches_per_step == started.patches_per_step
         assert work.patch_evaluations == 2 * len(previews)  # guidance doubles every evaluation
         assert work.decode_tiles == len(tiles)
+
+
+def test_non_finite_latents_fail_the_run_and_nothing_is_returned(pathup_model_dir, reference):
+    """Issue 11, finding 2: NaN latents decoded to a black image with exit 0; now the run fails."""
+    import dataclasses
+
+    import torch
+
+    from napari_pathup.errors import SynthesisError
+    from napari_pathup.models.load import load_model
+
+    model = load_model(pathup_model_dir)
+    real = model.denoiser
+    broken = dataclasses.replace(model, denoiser=lambda x, t, c: real(x, t, c) * float("nan"))
+    with pytest.raises(SynthesisError, match=r"stage 1 produced non-finite latents .* nothing was written"):
+        run(broken, reference, SynthesisSettings("tumour", **SMALL))
+    assert torch.isfinite(real(torch.zeros(1, 4, 8, 8), torch.tensor(5), torch.tensor([0]))).all()
