@@ -31,7 +31,7 @@ def build_random_stable_diffusion(folder: Path, seed: int = 0) -> Path:
     from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from napari_pathup.models.build import build_autoencoder
+    from napari_pathup.models.build import build_random_autoencoder
 
     torch.manual_seed(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -67,7 +67,7 @@ def build_random_stable_diffusion(folder: Path, seed: int = 0) -> Path:
         attention_head_dim=4,
     )
     pipe = StableDiffusionPipeline(
-        vae=build_autoencoder("kl"),
+        vae=build_random_autoencoder("kl"),
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from helpers import rgb
+from napari_pathup.augmentation.manifest import MANIFEST_NAME, read_manifest
 from napari_pathup.cli import main
-from napari_pathup.scale.manifest import MANIFEST_NAME, read_manifest
 
 
 def args(data, store, model, *extra):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_pathup.models.build import build_autoencoder, build_denoiser
+from napari_pathup.models.build import build_denoiser, build_random_autoencoder
 from napari_pathup.models.load import read_model_spec
 from napari_pathup.models.spec import autoencoder_scale_factor, denoiser_patch_multiple
 
@@ -31,7 +31,7 @@ def test_the_patch_rule_from_the_config_is_the_rule_the_denoiser_obeys(preset):
 def test_the_autoencoder_factor_from_the_config_is_the_measured_one(kind):
     from napari_pathup.models.base import Autoencoder
 
-    vae = build_autoencoder(kind)
+    vae = build_random_autoencoder(kind)
     assert autoencoder_scale_factor(type(vae).__name__, vae.config) == Autoencoder(vae).scale_factor == 8
 
 

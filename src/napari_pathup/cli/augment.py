@@ -79,9 +79,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from napari_pathup.augmentation.run import augment
     from napari_pathup.cli._common import sampling_settings
     from napari_pathup.errors import InputError
-    from napari_pathup.scale.augment import augment
 
     if args.dask_address and args.workers is not None:
         raise InputError(

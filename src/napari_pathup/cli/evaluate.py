@@ -118,10 +118,10 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check every input, compute, print the table; write JSON/plot last. Returns the exit code."""
-    from napari_pathup.scale.evaluate import EvaluateSettings, check_backbone_weights, evaluate
-    from napari_pathup.scale.evaluation_data import add_synthetic, collect_real
-    from napari_pathup.scale.folds import check_fold_count
-    from napari_pathup.scale.mil import MILSettings
+    from napari_pathup.evaluation.data import add_synthetic, collect_real
+    from napari_pathup.evaluation.folds import check_fold_count
+    from napari_pathup.evaluation.mil import MILSettings
+    from napari_pathup.evaluation.run import EvaluateSettings, check_backbone_weights, evaluate
 
     _check_outputs(args)
     check_backbone_weights(args.backbone, args.backbone_weights)

@@ -22,7 +22,7 @@ from napari_pathup.engine.sampler import denoise_patches
 from napari_pathup.engine.vae import crop_source, decode_tiled, encode_tiled, resized_source
 from napari_pathup.errors import InputError, SynthesisError
 from napari_pathup.models.base import PathupModel
-from napari_pathup.models.schedulers import make_scheduler
+from napari_pathup.models.schedulers import scheduler_by_name
 
 __all__ = ["DEFAULTS", "RunPlan", "SynthesisSettings", "plan_for", "reference_tensor", "run", "synthesize"]
 
@@ -69,7 +69,7 @@ def synthesize(
     plan.check_reference(reference.shape)
     device, dtype, f = model.device, model.dtype, model.vae_scale_factor
     scheduler = (
-        make_scheduler(s.scheduler, model.scheduler)
+        scheduler_by_name(s.scheduler, model.scheduler)
         if s.scheduler
         else model.scheduler.from_config(model.scheduler.config)
     )

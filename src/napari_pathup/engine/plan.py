@@ -296,17 +296,14 @@ class RunPlan:
 
         from napari_pathup.engine.sampler import PatchSampling, img2img_timesteps
         from napari_pathup.engine.vae import tile_grid
-        from napari_pathup.models.schedulers import make_scheduler
+        from napari_pathup.models.schedulers import scheduler_by_name
 
         f = model.vae_scale_factor
-        try:
-            scheduler = (
-                make_scheduler(s.scheduler, model.scheduler)
-                if s.scheduler
-                else model.scheduler.from_config(model.scheduler.config)
-            )
-        except ValueError as exc:
-            raise SettingsError(f"{setting_name('scheduler')}: {exc}") from exc
+        scheduler = (
+            scheduler_by_name(s.scheduler, model.scheduler)
+            if s.scheduler
+            else model.scheduler.from_config(model.scheduler.config)
+        )
         h1, w1 = s.stage_one_shape()
         stages = []
         for number, scale, (h, w), strength, strength_field in (

@@ -53,12 +53,20 @@ def check_pixels(
 
 
 def read_image(path: str | Path, level: int = 0, *, max_pixels: int | None = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """Read an image as a C-contiguous (H, W, 3) uint8 RGB array.
+    """Read an image (PNG, JPEG, TIFF, SVS or OME-Zarr) as a C-contiguous (H, W, 3) uint8 RGB array.
 
-    ``level`` selects a pyramid level (0 = full resolution) for TIFF/SVS and OME-Zarr; PNG and JPEG
-    only have level 0. The level's size is read from the header first and an image of more than
-    ``max_pixels`` pixels is refused (:class:`~napari_pathup.errors.ImageTooLargeError`) before
-    anything is decoded. Raises :class:`InputError` naming the file when it cannot be used.
+    Args:
+        path: the image file (or OME-Zarr folder).
+        level: the pyramid level of TIFF/SVS and OME-Zarr (0 = full resolution; PNG/JPEG have only 0).
+        max_pixels: refuse a level of more pixels than this, from its header, before decoding
+            (default :data:`MAX_IMAGE_PIXELS`; None: no limit).
+
+    Returns:
+        The (H, W, 3) uint8 RGB pixels (greyscale repeated, alpha composited on white, 16-bit scaled).
+
+    Raises:
+        ImageTooLargeError: the image declares more than ``max_pixels`` pixels.
+        InputError: the file is missing, of an unsupported type, or unreadable (the message names it).
     """
     path = Path(path).expanduser()
     kind = _kind(path)

@@ -120,9 +120,23 @@ def resolve_model_path(spec: str | Path, allow_download: bool = False) -> Path:
     raise ModelLoadError(f"model folder {path} does not exist")
 
 
-def load_model(spec: str | Path, allow_download: bool = False) -> PathupModel:
-    """Load a PathUp or Stable Diffusion folder (on the CPU, float32; move it with ``.to``)."""
-    path = resolve_model_path(spec, allow_download)
+def load_model(spec: str | Path | None = None, allow_download: bool = False) -> PathupModel:
+    """Load a PathUp or Stable Diffusion model folder (on the CPU, float32; move it with ``.to``).
+
+    Args:
+        spec: a model folder, a hub id (with ``allow_download``), or None for the embedded default model.
+        allow_download: allow ``spec`` to name a hub model and download it (safetensors only).
+
+    Returns:
+        The :class:`~napari_pathup.models.base.PathupModel`.
+
+    Raises:
+        ModelLoadError: the folder is missing, malformed, names an unknown class or holds only pickles;
+            every component is checked before any weights load.
+    """
+    from napari_pathup.models.default import resolve_model_spec
+
+    path = resolve_model_path(resolve_model_spec(spec), allow_download)
     layout = detect_layout(path)
     model = _load_pathup(path) if layout == "pathup" else _load_stable_diffusion(path)
     for module in model.modules.values():
@@ -272,13 +286,23 @@ def _load_stable_diffusion(path: Path) -> PathupModel:
     )
 
 
-def read_model_spec(spec: str | Path, allow_download: bool = False) -> ModelSpec:
+def read_model_spec(spec: str | Path | None = None, allow_download: bool = False) -> ModelSpec:
     """Check a model folder and describe it from its configs alone (milliseconds; no weights load).
 
-    Raises :class:`~napari_pathup.errors.ModelLoadError` for the same problems :func:`load_model`
-    would find before loading weights.
+    Args:
+        spec: as for :func:`load_model` (None: the embedded default model).
+        allow_download: as for :func:`load_model`.
+
+    Returns:
+        The :class:`~napari_pathup.models.spec.ModelSpec`, which
+        :meth:`~napari_pathup.engine.plan.SynthesisSettings.resolve` accepts like a loaded model.
+
+    Raises:
+        ModelLoadError: the same problems :func:`load_model` finds before loading weights.
     """
-    path = resolve_model_path(spec, allow_download)
+    from napari_pathup.models.default import resolve_model_spec
+
+    path = resolve_model_path(resolve_model_spec(spec), allow_download)
     layout = detect_layout(path)
     return (_pathup_spec(path) if layout == "pathup" else _stable_diffusion_spec(path))[0]
 

@@ -15,13 +15,13 @@ import pytest
 from PIL import Image
 
 from helpers import rgb
+from napari_pathup.augmentation.manifest import MANIFEST_NAME, read_manifest
+from napari_pathup.augmentation.plan import plan_items
+from napari_pathup.augmentation.run import augment, stale_temporaries, wait_for_active
+from napari_pathup.augmentation.worker import model_loads
 from napari_pathup.errors import InputError
 from napari_pathup.io.atomic import PARTIAL_MARKER
 from napari_pathup.io.ome_zarr import ome_zarr_level_shapes, read_ome_zarr, read_ome_zarr_attrs
-from napari_pathup.scale.augment import augment, stale_temporaries, wait_for_active
-from napari_pathup.scale.manifest import MANIFEST_NAME, read_manifest
-from napari_pathup.scale.plan import plan_items
-from napari_pathup.scale.worker import model_loads
 from napari_pathup.training.data import discover
 
 # the fault hooks below run inside the worker processes, which cannot import this test module
@@ -88,8 +88,8 @@ def install_faults(crash: str, hang: str, marks: str) -> None:
     """In a worker process: the first worker to write ``crash`` dies half-way through writing it; the
     first to write ``hang`` stops half-way until the file ``marks/release`` appears, then fails.
     Marker files make each fault happen once."""
+    from napari_pathup.augmentation import worker
     from napari_pathup.io.atomic import atomic_output
-    from napari_pathup.scale import worker
 
     real = worker.write_ome_zarr
 
@@ -343,7 +343,7 @@ def test_non_finite_settings_are_refused_before_the_model_or_the_data_is_read(pa
 
 def test_an_interruption_report_counts_what_is_on_disk(clean_store, data_dir):
     """Issue 11, finding 6: an item a worker committed after the client's last result is done, not pending."""
-    from napari_pathup.scale.augment import Summary, planned_row, recount_from_disk, scan_store
+    from napari_pathup.augmentation.run import Summary, planned_row, recount_from_disk, scan_store
 
     items = plan_items(discover(data_dir, holdout="none"), RATIO)
     checksum = read_ome_zarr_attrs(clean_store / items[0].output)["model"]["hash"]

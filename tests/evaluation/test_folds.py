@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from napari_pathup.errors import InputError
-from napari_pathup.scale.folds import check_fold_count, groups_per_class, make_folds
+from napari_pathup.evaluation.folds import check_fold_count, groups_per_class, make_folds
 
 
 @st.composite
