@@ -17,7 +17,7 @@ from napari_pathup.io import (
     read_image,
     write_ome_zarr,
 )
-from napari_pathup.io.images import to_rgb_uint8
+from napari_pathup.io.arrays import to_rgb_uint8
 
 HE_DIR = Path("/work/shared/data/he")
 

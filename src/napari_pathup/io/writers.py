@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from napari_pathup.errors import InputError
+from napari_pathup.io.arrays import ATTRS_KEY, attrs_json, check_rgb_image
 from napari_pathup.io.atomic import atomic_output
-from napari_pathup.io.images import ATTRS_KEY, attrs_json, check_rgb_image
 from napari_pathup.io.ome_zarr import write_ome_zarr
 from napari_pathup.io.tiff import write_tiff
 
