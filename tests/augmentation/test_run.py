@@ -355,3 +355,19 @@ def test_an_interruption_report_counts_what_is_on_disk(clean_store, data_dir):
     assert all(r.status == "done" for r in rows.values())
     assert "3 made" in summary.lines()[0] and "0 pending" in summary.lines()[0]
     assert set(scan_store(clean_store, items, checksum)[0]) >= set(summary.done)
+
+
+def test_a_store_on_a_read_only_file_system_is_one_line_before_the_cluster_starts(
+    data_dir, pathup_model_dir, tmp_path, monkeypatch
+):
+    import errno
+
+    from napari_pathup.errors import OutputError
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(Path, "touch", read_only)
+    with pytest.raises(OutputError, match="the file system is read-only"):
+        augment(data_dir, tmp_path / "store", settings=SETTINGS, model=str(pathup_model_dir), progress=False)
+    assert not (tmp_path / "store").exists()

@@ -40,7 +40,7 @@ from napari_pathup.augmentation.worker import (
 )
 from napari_pathup.engine.plan import RunPlan, SynthesisSettings
 from napari_pathup.errors import InputError, PathupError
-from napari_pathup.io.atomic import OLD_MARKER, PARTIAL_MARKER
+from napari_pathup.io.atomic import OLD_MARKER, PARTIAL_MARKER, check_writable
 from napari_pathup.io.images import MAX_IMAGE_PIXELS
 
 CONFIG_NAME = "augment.json"
@@ -399,6 +399,7 @@ def augment(
     resolved = shared_settings(plan)
     config = store_config(checksum, resolved, base_seed)
     check_store(store, config)
+    check_writable(store if store.is_dir() else store.parent, store)
     size: LocalSize | None = None
     if client is None and dask_address is None:
         size = local_size(workers, device, torch_threads)

@@ -106,10 +106,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def _check_outputs(args: argparse.Namespace) -> None:
     from napari_pathup.errors import InputError
+    from napari_pathup.io.atomic import check_output
 
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path is not None and not path.expanduser().parent.is_dir():
             raise InputError(f"{flag} {path}: the folder {path.parent} does not exist")
+        if path is not None:
+            check_output(path, overwrite=True, probe=True)  # writable, before any feature is computed
     if args.plot is not None and args.plot.suffix.lower() != ".png":
         raise InputError(f"--plot {args.plot}: expected a .png file")
     if not 0 <= args.min_tissue <= 1:

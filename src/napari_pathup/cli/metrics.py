@@ -110,8 +110,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Compute the metrics, print the table, write the JSON; returns the exit code."""
+    from napari_pathup.errors import OutputError
+    from napari_pathup.io.atomic import atomic_output, check_output, os_error_message
     from napari_pathup.metrics import MetricsWarning, compute_metrics, get_extractor
     from napari_pathup.metrics.images import check_crop_size, image_set
+
+    if args.json is not None:
+        try:
+            args.json.expanduser().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(os_error_message(args.json, exc)) from exc
+        check_output(args.json, overwrite=True, probe=True)  # writable, before any feature is computed
 
     # check both sets (and crop sizes, from the headers) before loading a network, so mistakes fail fast
     check_crop_size(image_set(args.real, "real"), args.crops)
@@ -153,8 +162,8 @@ def run(args: argparse.Namespace) -> int:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     print(report.format_table())
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".partial")
-        tmp.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        tmp.replace(args.json)
+        with atomic_output(args.json, overwrite=True) as temp:
+            temp.write_text(
+                json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+            )
     return 0

@@ -166,10 +166,11 @@ class EvaluationReport:
         }
 
     def write_json(self, path: Path) -> None:
-        """Write :meth:`to_dict` under a temporary name, then rename it."""
-        temp = path.with_name(f".{path.name}.partial")
-        temp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        temp.replace(path)
+        """Write :meth:`to_dict` under a temporary name, then rename it (OS errors: one ``OutputError``)."""
+        from napari_pathup.io.atomic import atomic_output
+
+        with atomic_output(path, overwrite=True) as temp:
+            temp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
     def write_plot(self, path: Path) -> None:
         """Bars of accuracy and weighted F1 (mean ± std) per classifier and training data, as PNG."""
@@ -207,6 +208,7 @@ class EvaluationReport:
             fontsize=9,
         )
         fig.tight_layout()
-        temp = path.with_name(f".{path.name}.partial.png")
-        fig.savefig(temp, format="png")
-        temp.replace(path)
+        from napari_pathup.io.atomic import atomic_output
+
+        with atomic_output(path, overwrite=True) as temp:
+            fig.savefig(temp, format="png")

@@ -117,13 +117,19 @@ def check_output(final: str | Path, overwrite: bool, probe: bool = False) -> Pat
     if (path.exists() or path.is_symlink()) and not overwrite:
         raise OutputExistsError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it")
     if probe:
-        probe_path = path.parent / f".pathup-probe-{owner_tag()}-{secrets.token_hex(4)}"
-        try:
-            probe_path.touch(exist_ok=False)
-            probe_path.unlink()
-        except OSError as exc:
-            raise OutputError(os_error_message(path, exc)) from exc
+        check_writable(path.parent, path)
     return path
+
+
+def check_writable(folder: str | Path, output: str | Path) -> None:
+    """Create and remove a hidden probe file in ``folder``; an OS refusal (permissions, read-only file
+    system, full disk) becomes an :class:`~napari_pathup.errors.OutputError` naming ``output``."""
+    probe_path = Path(folder) / f".pathup-probe-{owner_tag()}-{secrets.token_hex(4)}"
+    try:
+        probe_path.touch(exist_ok=False)
+        probe_path.unlink()
+    except OSError as exc:
+        raise OutputError(os_error_message(output, exc)) from exc
 
 
 def free_bytes(folder: str | Path) -> int | None:
