@@ -36,3 +36,13 @@ def test_the_readme_library_example_runs(tmp_path, monkeypatch, capsys):
     exec(compile(code, "README.md (Library)", "exec"), {})
     assert (tmp_path / "tumour.png").is_file()
     assert "(256, 256, 3)" in capsys.readouterr().out
+
+
+def test_the_command_line_parser_builds_without_torch():
+    """``pathup --help`` must stay fast: the settings table and its checks import no torch or diffusers."""
+    code = (
+        "import sys; from napari_pathup.cli import build_parser; build_parser(); "
+        "from napari_pathup.engine.plan import SynthesisSettings; SynthesisSettings('x').check(); "
+        "heavy = [m for m in ('torch', 'diffusers') if m in sys.modules]; assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

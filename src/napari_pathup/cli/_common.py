@@ -156,8 +156,7 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, old_scheduler_flag: 
     ``--scheduler`` still works, with a deprecation message (``pathup augment`` gives
     ``--scheduler`` to the Dask address for one more release instead).
     """
-    from napari_pathup.engine.plan import SETTINGS
-    from napari_pathup.engine.weights import WEIGHT_MODES
+    from napari_pathup.engine.plan import SETTINGS, WEIGHT_MODES
 
     types = {
         "strength": float,

@@ -20,6 +20,7 @@ from napari_pathup.cli._common import (
     read_spec,
     sampling_settings,
 )
+from napari_pathup.engine.plan import SynthesisSettings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_size_argument(p)
     add_sampling_arguments(p)
-    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument("--seed", type=int, help=f"random seed (default: {SynthesisSettings('x').seed})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     from napari_pathup.engine.events import Finished, PatchPreview, StageStarted, TileDecoded
     from napari_pathup.engine.pipeline import synthesize
-    from napari_pathup.engine.plan import SynthesisSettings, available_memory
+    from napari_pathup.engine.plan import available_memory
     from napari_pathup.io import check_output, image_shape, output_format, read_image, write_image
     from napari_pathup.io.atomic import free_bytes
     from napari_pathup.io.images import check_pixels
@@ -63,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     output_format(out)
     out = check_output(out, args.overwrite, probe=True)
     spec = read_spec(args)
-    settings = SynthesisSettings(class_name=args.class_name, seed=args.seed, **sampling_settings(args))
+    seed = {} if args.seed is None else {"seed": args.seed}
+    settings = SynthesisSettings(class_name=args.class_name, **seed, **sampling_settings(args))
     plan = settings.resolve(spec)
     plan.check_budget(args.allow_large_run, available_memory(), free_bytes(out.parent))
     reference_path = Path(args.reference) if args.reference else reference_for_class(spec, args.class_name)

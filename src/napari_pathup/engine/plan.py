@@ -10,8 +10,9 @@ widgets' counts, the seam measure and the metadata written with every output.
 
 ``resolve`` takes a loaded model or a :class:`~napari_pathup.models.spec.ModelSpec` read from the
 model's config files, so the CLI, the widgets and the library refuse bad settings in milliseconds,
-before any weights load. :data:`SETTINGS` is the one table of settings: field, command-line flag,
-help text and default; the CLI builds its sampling flags from it and every message names both.
+before any weights load. :data:`SETTINGS` is the one table of settings (field, command-line flag,
+help); the CLI builds its sampling flags from it and every message names both. Importing this
+module loads neither torch nor diffusers, so ``pathup --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from napari_pathup.engine.grid import PatchGrid, default_overlap, default_patch_size
-from napari_pathup.engine.weights import WEIGHT_MODES
 from napari_pathup.errors import RunTooLargeError, SettingsError
 from napari_pathup.models.spec import ModelInfo
+
+#: the blend weights w (implemented in ``engine.weights``): MultiDiffusion's uniform, Mixture of
+#: Diffusers' gaussian, cosine feather ramps
+WEIGHT_MODES: tuple[str, ...] = ("uniform", "gaussian", "cosine")
 
 #: library defaults of the settings a model's ``pathup.json`` may override under "defaults"
 DEFAULTS: dict[str, Any] = {

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from diffusers import SchedulerMixin
+if TYPE_CHECKING:
+    from diffusers import SchedulerMixin
 
 
 class ModelInfo(Protocol):
