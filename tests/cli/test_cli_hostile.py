@@ -174,18 +174,28 @@ def test_an_unwritable_output_folder_is_one_line_before_the_model_loads(
     refused(synth(pathup_model_dir, reference_file, out_dir / "o.ome.zarr"), capsys, out_dir, reason)
 
 
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".ome.zarr"])
 def test_a_full_disk_while_writing_is_one_line_and_leaves_nothing(
-    pathup_model_dir, reference_file, tmp_path, capsys, monkeypatch
+    pathup_model_dir, reference_file, tmp_path, capsys, monkeypatch, suffix
 ):
     import os
+
+    import tifffile
+
+    import napari_pathup.io.ome_zarr as ome_zarr
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(Image.Image, "save", full)
+    target = {
+        ".png": (Image.Image, "save"),
+        ".tif": (tifffile.TiffWriter, "write"),
+        ".ome.zarr": (ome_zarr, "store_chunkwise"),
+    }[suffix]
+    monkeypatch.setattr(*target, full)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    assert main(synth(pathup_model_dir, reference_file, out_dir / "o.png")) == 2
+    assert main(synth(pathup_model_dir, reference_file, out_dir / f"o{suffix}")) == 2
     err = capsys.readouterr().err
     assert "no space left on the device; nothing was written" in err and "Traceback" not in err
     assert list(out_dir.iterdir()) == []
