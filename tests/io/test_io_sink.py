@@ -24,7 +24,9 @@ def test_small_outputs_are_numpy_and_large_ones_a_zarr_in_a_hidden_work_folder(t
 
 
 def test_a_full_disk_in_the_sink_is_one_line_and_leaves_no_work_folder(tmp_path):
-    with pytest.raises(OutputError, match="no space left on the device"):
-        with output_sink(tmp_path / "o.ome.zarr", 40, 60, in_memory=False):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with (
+        pytest.raises(OutputError, match="no space left on the device"),
+        output_sink(tmp_path / "o.ome.zarr", 40, 60, in_memory=False),
+    ):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     assert list(tmp_path.iterdir()) == []
