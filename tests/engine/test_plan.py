@@ -260,3 +260,15 @@ def test_a_reference_smaller_than_one_native_patch_is_refused_naming_the_minimum
     with pytest.raises(SettingsError, match=r"1x1 px; this model needs a reference of at least 128 px"):
         run(pathup_model, np.full((1, 1, 3), 255, np.uint8), plan)
     plan.check_reference((128, 500))
+
+
+def test_the_plan_reads_like_its_resolved_settings(pathup_model):
+    """Callers of ``resolve(model).patch_size`` (before it returned a plan) keep working."""
+    import pickle
+
+    plan = SynthesisSettings("tumour", **SMALL).resolve(pathup_model)
+    assert (plan.patch_size, plan.overlap, plan.height, plan.seed) == (16, 4, 128, 0)
+    assert plan.steps == plan.settings.steps == 6
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        _ = plan.nonsense
+    assert pickle.loads(pickle.dumps(plan.settings)) == plan.settings

@@ -248,6 +248,9 @@ class SynthesisSettings:
         return dataclasses.asdict(self)
 
 
+_FIELDS = frozenset(f.name for f in dataclasses.fields(SynthesisSettings))
+
+
 def _floor(value: int, multiple: int) -> int:
     return max(multiple, value - value % multiple)
 
@@ -343,21 +346,12 @@ class RunPlan:
         return cls(s, (stages[0], stages[1]), f, model.latent_channels, model.native_size)
 
     # -- what the UIs and the outputs read ------------------------------------------------------
-    @property
-    def height(self) -> int:
-        return self.settings.height
-
-    @property
-    def width(self) -> int:
-        return self.settings.width
-
-    @property
-    def class_name(self) -> str:
-        return self.settings.class_name
-
-    @property
-    def seed(self) -> int:
-        return self.settings.seed
+    def __getattr__(self, name: str) -> Any:
+        """The resolved settings read through the plan (``plan.height``, ``plan.patch_size``, ...), as
+        ``resolve`` returned them before it returned a plan. Only called for names the plan lacks."""
+        if name in _FIELDS:
+            return getattr(self.settings, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved settings as recorded in every output's metadata."""
