@@ -155,3 +155,11 @@ def test_non_finite_latents_fail_the_run_and_nothing_is_returned(pathup_model_di
     with pytest.raises(SynthesisError, match=r"stage 1 produced non-finite latents .* nothing was written"):
         run(broken, reference, SynthesisSettings("tumour", **SMALL))
     assert torch.isfinite(real(torch.zeros(1, 4, 8, 8), torch.tensor(5), torch.tensor([0]))).all()
+
+
+def test_a_sink_of_the_wrong_shape_is_refused_before_any_work(pathup_model, reference):
+    events = synthesize(
+        pathup_model, reference, SynthesisSettings("tumour", **SMALL), np.zeros((8, 8, 3), np.uint8)
+    )
+    with pytest.raises(InputError, match=r"sink has shape \(8, 8, 3\); this run writes \(128, 192, 3\)"):
+        next(events)

@@ -67,6 +67,8 @@ def synthesize(
     s = plan.settings
     source = reference_tensor(reference)  # checks the layout first
     plan.check_reference(reference.shape)
+    if sink is not None and tuple(sink.shape) != (s.height, s.width, 3):
+        raise InputError(f"sink has shape {tuple(sink.shape)}; this run writes {(s.height, s.width, 3)}")
     device, dtype, f = model.device, model.dtype, model.vae_scale_factor
     scheduler = (
         scheduler_by_name(s.scheduler, model.scheduler)
