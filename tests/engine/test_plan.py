@@ -272,3 +272,11 @@ def test_the_plan_reads_like_its_resolved_settings(pathup_model):
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         _ = plan.nonsense
     assert pickle.loads(pickle.dumps(plan.settings)) == plan.settings
+
+
+def test_a_plan_for_another_item_equals_a_fresh_resolution(pathup_model):
+    plan = SynthesisSettings("tumour", **SMALL).resolve(pathup_model)
+    fresh = SynthesisSettings("stroma", seed=42, **SMALL).resolve(pathup_model)
+    assert plan.for_item("stroma", 42) == fresh
+    with pytest.raises(SettingsError, match=r"seed \(--seed\)"):
+        plan.for_item("stroma", -1)

@@ -407,7 +407,7 @@ def augment(
         store=str(store),
         model_path=str(model_path),
         model_checksum=checksum,
-        settings=plan.settings,
+        plan=plan,
         device=device,
         dtype=dtype,
         torch_threads=torch_threads or (size.torch_threads if size else None),

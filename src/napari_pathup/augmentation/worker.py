@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_pathup.augmentation.plan import AugmentItem
-from napari_pathup.engine.plan import SynthesisSettings
+from napari_pathup.engine.plan import RunPlan
 from napari_pathup.errors import ModelLoadError, OutputExistsError
 from napari_pathup.io.images import MAX_IMAGE_PIXELS
 from napari_pathup.io.ome_zarr import write_ome_zarr
@@ -37,13 +37,13 @@ _LOADS: list[str] = []
 
 @dataclass(frozen=True)
 class Job:
-    """What every item of a run shares: the store, the model and the resolved settings (each item
-    replaces their class and seed)."""
+    """What every item of a run shares: the store, the model and the run plan (resolved once by the
+    client; each item takes it with its own class and seed, :meth:`RunPlan.for_item`)."""
 
     store: str
     model_path: str
     model_checksum: str
-    settings: SynthesisSettings
+    plan: RunPlan
     device: str = "auto"
     dtype: str = "float32"
     torch_threads: int | None = None
@@ -155,13 +155,11 @@ def write_item(model: Any, job: Job, item: AugmentItem, final: Path, start: floa
     Large outputs are assembled in a hidden zarr beside the output
     (:func:`~napari_pathup.io.sink.output_sink`).
     """
-    import dataclasses
-
     from napari_pathup.engine.pipeline import run
     from napari_pathup.io.images import read_image
 
     reference = read_image(item.reference, max_pixels=job.max_pixels)
-    plan = dataclasses.replace(job.settings, class_name=item.class_name, seed=item.seed).resolve(model)
+    plan = job.plan.for_item(item.class_name, item.seed)
     with output_sink(final, plan.height, plan.width, plan.in_memory) as sink:
         finished = run(model, reference, plan, sink)
         attrs = item_attributes(model, finished.settings, item, time.perf_counter() - start)

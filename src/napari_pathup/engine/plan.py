@@ -357,6 +357,15 @@ class RunPlan:
         """The resolved settings as recorded in every output's metadata."""
         return self.settings.to_dict()
 
+    def for_item(self, class_name: str, seed: int) -> RunPlan:
+        """The same run for another class and seed (neither changes a grid or a count): how
+        ``pathup augment`` gives every item its plan without resolving again. The class must be one
+        the plan's model knows (the caller checked it when it resolved)."""
+        _int("seed", seed, 0, MAX_SEED)
+        return dataclasses.replace(
+            self, settings=dataclasses.replace(self.settings, class_name=class_name, seed=seed)
+        )
+
     # -- checks and budgets ---------------------------------------------------------------------
     @property
     def min_reference_side(self) -> int:
