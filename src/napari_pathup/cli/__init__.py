@@ -1,7 +1,7 @@
 """The ``pathup`` command line: one sub-command per module, each thin over the core packages.
 
 Every sub-command module exposes ``register(subparsers)``, which adds its parser and sets
-``func`` to a callable taking the parsed namespace and returning an exit code. Heavy imports
+``func`` to its ``execute(args)``, which takes the parsed namespace and returns an exit code. Heavy imports
 (torch, diffusers) happen inside those callables so that ``pathup --help`` stays fast.
 
 Errors: a :class:`~napari_pathup.errors.PathupError` (bad input, settings, output, model folder) is

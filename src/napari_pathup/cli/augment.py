@@ -75,10 +75,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="seconds to reach --dask-address (10)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=execute)
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     from napari_pathup.augmentation.run import augment
     from napari_pathup.cli._common import sampling_settings
     from napari_pathup.errors import InputError

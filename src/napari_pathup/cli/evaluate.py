@@ -100,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, metavar="OUT", help="write the scores and provenance as JSON")
     p.add_argument("--plot", type=Path, metavar="OUT.png", help="write a bar plot (PNG)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=execute)
     return p
 
 
@@ -119,7 +119,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
         raise InputError(f"--min-tissue must lie in [0, 1], got {args.min_tissue}")
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     """Check every input, compute, print the table; write JSON/plot last. Returns the exit code."""
     from napari_pathup.evaluation.data import add_synthetic, collect_real
     from napari_pathup.evaluation.folds import check_fold_count

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--class", dest="class_name", help="class to estimate with (default: the first)")
     add_sampling_arguments(p)
     p.add_argument("--no-calibrate", action="store_true", help="only count the work; measure nothing")
-    p.set_defaults(func=run)
+    p.set_defaults(func=execute)
 
 
 def _bytes(n: float) -> str:
@@ -38,7 +38,7 @@ def _bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     from napari_pathup.engine.estimate import estimate
     from napari_pathup.engine.plan import WORK_BUDGET, SynthesisSettings
 

@@ -104,11 +104,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--json", type=Path, metavar="OUT", help="write values and provenance to this JSON file"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=execute)
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     """Compute the metrics, print the table, write the JSON; returns the exit code."""
     from napari_pathup.errors import OutputError
     from napari_pathup.io.atomic import atomic_output, check_output, os_error_message

@@ -43,10 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_sampling_arguments(p)
     p.add_argument("--seed", type=int, help=f"random seed (default: {SynthesisSettings('x').seed})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
+    p.set_defaults(func=execute)
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from napari_pathup.engine.events import Finished, PatchPreview, StageStarted, TileDecoded

@@ -113,10 +113,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)"
     )
     run_group.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
+    p.set_defaults(func=execute)
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     from napari_pathup.errors import InputError
     from napari_pathup.models.build import DENOISER_PRESETS
     from napari_pathup.training.autoencoder import AUTOENCODER_PRESETS
