@@ -354,3 +354,20 @@ def test_every_numeric_flag_refuses_hostile_values_with_one_line_before_any_work
     assert len(errors) == 1 and (name in errors[0] or name.lstrip("-").replace("-", "_") in errors[0]), err
     assert list((folder / "out").iterdir()) == []
     assert seconds < 5
+
+
+def test_settings_that_need_no_model_are_refused_before_torch_is_even_imported(tmp_path):
+    """NaN, negative and zero values are refused in a fraction of a second, before heavy imports."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from napari_pathup.cli import main; "
+        f"rc = main(['synthesize', '--class', 'tumour', '--out', {str(tmp_path / 'o.png')!r}, "
+        "'--guidance', 'nan']); "
+        "assert rc == 2, rc; heavy = [m for m in ('torch', 'diffusers') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "guidance (--guidance) must be a finite number" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -42,6 +42,7 @@ def execute(args: argparse.Namespace) -> int:
     from napari_pathup.engine.estimate import estimate
     from napari_pathup.engine.plan import WORK_BUDGET, SynthesisSettings
 
+    SynthesisSettings(args.class_name or "any", **sampling_settings(args)).check()  # no torch yet
     spec = read_spec(args)  # settings are checked against the configs before the weights load
     class_name = args.class_name or (spec.classes[0] if spec.classes else "tumour")
     plan = SynthesisSettings(class_name, **sampling_settings(args)).resolve(spec)

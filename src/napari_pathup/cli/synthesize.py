@@ -47,6 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
+    # 1. everything that needs no weights: the settings' own rules (no torch yet), the output, the
+    #    settings against the model's configs, the budget, the reference's header
+    seed = {} if args.seed is None else {"seed": args.seed}
+    settings = SynthesisSettings(class_name=args.class_name, **seed, **sampling_settings(args)).check()
+
     from tqdm import tqdm
 
     from napari_pathup.engine.events import Finished, PatchPreview, StageStarted, TileDecoded
@@ -59,13 +64,10 @@ def execute(args: argparse.Namespace) -> int:
     from napari_pathup.models.default import reference_for_class
     from napari_pathup.provenance import run_attributes
 
-    # 1. everything that needs no weights: output, settings against the model's configs, budget, reference
     out = Path(args.out)
     output_format(out)
     out = check_output(out, args.overwrite, probe=True)
     spec = read_spec(args)
-    seed = {} if args.seed is None else {"seed": args.seed}
-    settings = SynthesisSettings(class_name=args.class_name, **seed, **sampling_settings(args))
     plan = settings.resolve(spec)
     plan.check_budget(args.allow_large_run, available_memory(), free_bytes(out.parent))
     reference_path = Path(args.reference) if args.reference else reference_for_class(spec, args.class_name)
