@@ -113,7 +113,7 @@ def load_for_run(args: argparse.Namespace):
 
 
 def read_spec(args: argparse.Namespace):
-    """The ``--model`` folder described from its configs (milliseconds; no weights load)."""
+    """The ``--model`` folder described from its configs (no weights load)."""
     from napari_pathup.models.default import resolve_model_spec
     from napari_pathup.models.load import read_model_spec
 

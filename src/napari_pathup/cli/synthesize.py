@@ -1,6 +1,6 @@
 """``pathup synthesize``: one synthetic H&E image of a class from a real reference, with progress bars.
 
-Everything that can be refused is refused before the model loads (in milliseconds): the output
+Everything that can be refused is refused before the model loads (no weights read): the output
 name, format and folder (writable), the settings against the model's configs (the run plan), the
 run's work, memory and disk estimate, and the reference's size from its header.
 """

@@ -287,7 +287,7 @@ def _load_stable_diffusion(path: Path) -> PathupModel:
 
 
 def read_model_spec(spec: str | Path | None = None, allow_download: bool = False) -> ModelSpec:
-    """Check a model folder and describe it from its configs alone (milliseconds; no weights load).
+    """Check a model folder and describe it from its configs alone (no weights load).
 
     Args:
         spec: as for :func:`load_model` (None: the embedded default model).
