@@ -9,8 +9,8 @@ engine (:func:`~napari_pathup.engine.pipeline.synthesize`), the estimate (``path
 widgets' counts, the seam measure and the metadata written with every output.
 
 ``resolve`` takes a loaded model or a :class:`~napari_pathup.models.spec.ModelSpec` read from the
-model's config files, so the CLI, the widgets and the library refuse bad settings before any weights load,
-before any weights load. :data:`SETTINGS` is the one table of settings (field, command-line flag,
+model's config files, so the CLI, the widgets and the library refuse bad settings before any weights
+load. :data:`SETTINGS` is the one table of settings (field, command-line flag,
 help); the CLI builds its sampling flags from it and every message names both. Importing this
 module loads neither torch nor diffusers, so ``pathup --help`` stays fast.
 """
