@@ -101,9 +101,7 @@ def main() -> None:
                 ["latent channels", "PSNR dB", "sharpness", "decode ms/Mpx", "decoder", "train min"], rows
             )
         )
-    print(
-        f"{args.iters} iterations each, {len(eval_crops)} held-out 128-px crops, {args.threads} thread(s)"
-    )
+    print(f"{args.iters} iterations each, {len(eval_crops)} held-out 128-px crops, {args.threads} thread(s)")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from helpers import rgb
+from napari_pathup.augmentation.manifest import MANIFEST_NAME, read_manifest
 from napari_pathup.cli import main
-from napari_pathup.scale.manifest import MANIFEST_NAME, read_manifest
 
 
 def args(data, store, model, *extra):
@@ -36,9 +36,9 @@ def args(data, store, model, *extra):
 def test_a_local_run_reports_done_and_failed_items_and_exits_nonzero(pathup_model_dir, tmp_path, capsys):
     data = tmp_path / "data"
     (data / "tumour").mkdir(parents=True)
-    Image.fromarray(rgb(48, 64)).save(data / "tumour" / "good.png")
+    Image.fromarray(rgb(128, 160)).save(data / "tumour" / "good.png")
     buffer = io.BytesIO()
-    Image.fromarray(rgb(48, 64, seed=1)).save(buffer, format="PNG")
+    Image.fromarray(rgb(128, 160, seed=1)).save(buffer, format="PNG")
     (data / "tumour" / "cut.png").write_bytes(buffer.getvalue()[:200])  # header fine, pixels missing
     store = tmp_path / "store"
 
@@ -65,13 +65,13 @@ def test_a_local_run_reports_done_and_failed_items_and_exits_nonzero(pathup_mode
 def test_an_unreachable_scheduler_is_a_clear_error(pathup_model_dir, tmp_path, capsys):
     data = tmp_path / "data"
     (data / "tumour").mkdir(parents=True)
-    Image.fromarray(rgb(16, 16)).save(data / "tumour" / "a.png")
+    Image.fromarray(rgb(128, 128)).save(data / "tumour" / "a.png")
     code = main(
         args(
             data,
             tmp_path / "store",
             pathup_model_dir,
-            "--scheduler",
+            "--dask-address",
             "tcp://127.0.0.1:1",
             "--connect-timeout",
             "1",
@@ -84,7 +84,13 @@ def test_an_unreachable_scheduler_is_a_clear_error(pathup_model_dir, tmp_path, c
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [(["--ratio", "0"], "expected a positive number"), (["--ratio", "x"], "expected a positive number")],
+    [
+        (["--ratio", "0"], "expected a finite number > 0"),
+        (["--ratio", "x"], "expected a finite number > 0"),
+        (["--ratio", "inf"], "expected a finite number > 0"),
+        (["--workers", "0"], "expected a whole number of at least 1"),
+        (["--seed", "-1"], "expected a whole number of at least 0"),
+    ],
 )
 def test_bad_options_are_refused_by_the_parser(pathup_model_dir, tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit) as exc:
@@ -92,8 +98,19 @@ def test_bad_options_are_refused_by_the_parser(pathup_model_dir, tmp_path, capsy
     assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_workers_and_scheduler_together_are_refused(pathup_model_dir, tmp_path, capsys):
+def test_workers_and_a_dask_address_together_are_refused(pathup_model_dir, tmp_path, capsys):
+    code = main(
+        args(tmp_path, tmp_path / "store", pathup_model_dir, "--dask-address", "tcp://x:1", "--workers", "2")
+    )
+    assert code == 2 and "--workers sizes a local cluster" in capsys.readouterr().err
+
+
+def test_the_old_scheduler_flag_still_names_the_dask_address_with_a_deprecation(
+    pathup_model_dir, tmp_path, capsys
+):
     code = main(
         args(tmp_path, tmp_path / "store", pathup_model_dir, "--scheduler", "tcp://x:1", "--workers", "2")
     )
-    assert code == 2 and "--workers sizes a local cluster" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "--workers sizes a local cluster" in err
+    assert "--scheduler is deprecated" in err and "--dask-address" in err

@@ -70,11 +70,11 @@ def test_ome_zarr_output_is_multiscale(pathup_model_dir, reference_file, tmp_pat
 
 
 def test_large_outputs_are_assembled_on_disk(pathup_model_dir, reference_file, tmp_path, monkeypatch):
-    import napari_pathup.cli.synthesize as synth
+    import napari_pathup.engine.plan as plan
 
     in_memory = tmp_path / "memory.png"
     assert main(args(pathup_model_dir, reference_file, in_memory)) == 0
-    monkeypatch.setattr(synth, "IN_MEMORY_PIXELS", 1000)
+    monkeypatch.setattr(plan, "IN_MEMORY_PIXELS", 1000)
     on_disk = tmp_path / "disk.png"
     assert main(args(pathup_model_dir, reference_file, on_disk)) == 0
     np.testing.assert_array_equal(read_image(on_disk), read_image(in_memory))
@@ -112,7 +112,7 @@ def test_interrupted_run_leaves_nothing_behind(pathup_model_dir, reference_file,
         (["--out", "x.jpg"], "unsupported output extension"),
         (["--class", "lymphoma"], "unknown class 'lymphoma'"),
         (["--reference", "missing.png"], "missing.png"),
-        (["--patch", "64"], "larger than the latent"),
+        (["--patch", "64"], "(the output's latent side)"),
         (["--overlap", "16"], "overlap"),
         (["--model", "nowhere"], "does not exist"),
         (["--device", "cuda:3"], "cuda"),

@@ -7,6 +7,7 @@ import pytest
 
 from napari_pathup.engine.events import Finished, PatchPreview, StageStarted, StepStarted, TileDecoded
 from napari_pathup.engine.pipeline import SynthesisSettings, run, synthesize
+from napari_pathup.errors import InputError, SettingsError
 
 SMALL = {"height": 128, "width": 192, "reference_size": 64, "steps": 6, "decode_tile": 8, "decode_overlap": 2}
 
@@ -70,7 +71,7 @@ def test_cancel_mid_run_stops_without_finishing(pathup_model, reference):
 
 
 def test_small_output_uses_a_clamped_default_patch(pathup_model, reference):
-    s = SynthesisSettings("tumour", height=64, width=64, steps=4).resolve(pathup_model)
+    s = SynthesisSettings("tumour", height=64, width=64, steps=4).resolve(pathup_model).settings
     assert s.patch_size == 8 and s.overlap == 2  # latent is 8x8; native patch 16 clamped
 
 
@@ -78,23 +79,23 @@ def test_small_output_uses_a_clamped_default_patch(pathup_model, reference):
     ("kwargs", "message"),
     [
         ({"class_name": "lymphoma"}, "unknown class 'lymphoma'.*tumour, stroma, normal"),
-        ({"height": 100}, "height must be a positive multiple of 8"),
-        ({"patch_size": 64}, "larger than the latent"),
+        ({"height": 100}, r"height \(--size\) must be a multiple of 8"),
+        ({"patch_size": 64}, r"patch_size \(--patch\) must be a multiple of 2 .* between 2 and 16"),
         ({"patch_size": 8, "overlap": 8}, "overlap"),
-        ({"weights": "box"}, "unknown blend weights"),
-        ({"strength": 1.5}, "strength must be in"),
+        ({"weights": "box"}, r"weights \(--weights\) must be one of uniform, gaussian, cosine"),
+        ({"strength": 1.5}, r"strength \(--strength\) must be in \(0, 1\]"),
         ({"batch_size": 0}, "batch_size"),
         ({"scheduler": "magic"}, "unknown scheduler 'magic'"),
     ],
 )
 def test_bad_settings_give_clear_errors(pathup_model, reference, kwargs, message):
     settings = SynthesisSettings(**{"class_name": "tumour", **SMALL, **kwargs})
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(SettingsError, match=message):
         run(pathup_model, reference, settings)
 
 
 def test_bad_reference_is_rejected(pathup_model):
-    with pytest.raises(ValueError, match="reference must be an"):
+    with pytest.raises(InputError, match="reference must be an"):
         run(pathup_model, np.zeros((32, 32), np.float32), SynthesisSettings("tumour", **SMALL))
 
 
@@ -137,3 +138,28 @@ def test_work_counts_match_a_real_run(pathup_model, reference):
         assert work.steps == started.steps and work.patches_per_step == started.patches_per_step
         assert work.patch_evaluations == 2 * len(previews)  # guidance doubles every evaluation
         assert work.decode_tiles == len(tiles)
+
+
+def test_non_finite_latents_fail_the_run_and_nothing_is_returned(pathup_model_dir, reference):
+    """Issue 11, finding 2: NaN latents decoded to a black image with exit 0; now the run fails."""
+    import dataclasses
+
+    import torch
+
+    from napari_pathup.errors import SynthesisError
+    from napari_pathup.models.load import load_model
+
+    model = load_model(pathup_model_dir)
+    real = model.denoiser
+    broken = dataclasses.replace(model, denoiser=lambda x, t, c: real(x, t, c) * float("nan"))
+    with pytest.raises(SynthesisError, match=r"stage 1 produced non-finite latents .* nothing was written"):
+        run(broken, reference, SynthesisSettings("tumour", **SMALL))
+    assert torch.isfinite(real(torch.zeros(1, 4, 8, 8), torch.tensor(5), torch.tensor([0]))).all()
+
+
+def test_a_sink_of_the_wrong_shape_is_refused_before_any_work(pathup_model, reference):
+    events = synthesize(
+        pathup_model, reference, SynthesisSettings("tumour", **SMALL), np.zeros((8, 8, 3), np.uint8)
+    )
+    with pytest.raises(InputError, match=r"sink has shape \(8, 8, 3\); this run writes \(128, 192, 3\)"):
+        next(events)

@@ -40,24 +40,30 @@ def test_single_patch_has_no_seam_to_measure():
     assert np.isnan(seam_measure(textured(128, 128), patch_size=16, overlap=4))
 
 
-def test_seam_grid_comes_from_recorded_settings_else_the_model_defaults(tmp_path):
+def test_seam_grid_comes_from_recorded_settings_else_the_model_run_plan(tmp_path, pathup_model_dir):
     import json
+    import shutil
 
+    from napari_pathup.engine.plan import SynthesisSettings
     from napari_pathup.engine.seams import seam_grid
+    from napari_pathup.errors import ModelLoadError
+    from napari_pathup.models.load import read_model_spec
 
     recorded = seam_grid(512, 512, {"patch_size": 24, "overlap": 6})
     assert (recorded.patch_size, recorded.overlap, recorded.source) == (24, 6, "recorded settings")
+    grid = seam_grid(1024, 2048, {}, pathup_model_dir)  # the tiny model: native patch 16
+    assert (grid.patch_size, grid.overlap, grid.scale_factor) == (16, 4, 8)
+    assert seam_grid(64, 2048, None, pathup_model_dir).patch_size == 8  # clamped to the 8-pixel latent
+    # the same grid the run plan gives synthesize: one source of truth
+    plan = SynthesisSettings("tumour", height=1024, width=2048).resolve(read_model_spec(pathup_model_dir))
+    assert (plan.stages[1].grid.patch_size, plan.stages[1].grid.overlap) == (grid.patch_size, grid.overlap)
     model = tmp_path / "model"
-    (model / "denoiser").mkdir(parents=True)
-    (model / "pathup.json").write_text(json.dumps({"format": "pathup", "defaults": {}}))
-    (model / "denoiser" / "config.json").write_text(json.dumps({"sample_size": 32}))
-    grid = seam_grid(1024, 2048, {}, model)
-    assert (grid.patch_size, grid.overlap, grid.scale_factor) == (32, 8, 8)
-    assert seam_grid(128, 2048, None, model).patch_size == 16  # clamped to the 16-pixel latent
-    (model / "pathup.json").write_text(json.dumps({"defaults": {"patch_size": 20, "overlap": 2}}))
+    shutil.copytree(pathup_model_dir, model)
+    meta = json.loads((model / "pathup.json").read_text())
+    (model / "pathup.json").write_text(json.dumps({**meta, "defaults": {"patch_size": 12, "overlap": 2}}))
     assert (seam_grid(1024, 1024, None, model).patch_size, seam_grid(1024, 1024, None, model).overlap) == (
-        20,
+        12,
         2,
     )
-    with pytest.raises(ValueError, match="cannot read the default patch grid"):
+    with pytest.raises(ModelLoadError, match="does not exist"):
         seam_grid(512, 512, None, tmp_path / "missing")

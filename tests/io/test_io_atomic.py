@@ -129,3 +129,84 @@ def test_writing_nothing_is_an_error(tmp_path):
     with pytest.raises(RuntimeError, match="without creating"), atomic_output(tmp_path / "x.png", False):
         pass
     assert entries(tmp_path) == []
+
+
+# ------------------------------------------------------------------------ operating-system errors
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [(28, "no space left on the device"), (13, "permission denied"), (30, "the file system is read-only")],
+)
+def test_an_os_error_while_writing_is_one_clear_line_and_leaves_nothing(tmp_path, code, words):
+    import os
+
+    from napari_pathup.errors import OutputError
+
+    with (
+        pytest.raises(OutputError, match=f"cannot write .*out.png: {words}.*; nothing was written"),
+        atomic_output(tmp_path / "out.png", overwrite=False) as temp,
+    ):
+        temp.write_bytes(b"half")
+        raise OSError(code, os.strerror(code))
+    assert entries(tmp_path) == []
+
+
+def test_check_output_probes_that_the_folder_is_writable(tmp_path, monkeypatch):
+    import errno
+
+    from napari_pathup.errors import OutputError
+
+    check_output(tmp_path / "out.png", overwrite=False, probe=True)
+    assert entries(tmp_path) == []  # the probe leaves nothing
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(Path, "touch", read_only)
+    with pytest.raises(OutputError, match="the file system is read-only"):
+        check_output(tmp_path / "out.png", overwrite=False, probe=True)
+
+
+# -------------------------------------------------------------------- temporaries of killed runs
+
+
+def dead_pid() -> int:
+    """A process id that no process has now (a child that has exited and been reaped)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_temporaries_of_killed_runs_are_removed_when_the_same_output_is_written_again(tmp_path):
+    from napari_pathup.io.atomic import owner_tag, remove_stale_temporaries
+    from napari_pathup.io.sink import WORK_PREFIX
+
+    host = owner_tag().split("-h")[1]
+    dead, alive = dead_pid(), 1  # pid 1 always runs
+    stale = [
+        tmp_path / f".out.partial-p{dead}-h{host}-0123abcd.ome.zarr",
+        tmp_path / f".out.old-p{dead}-h{host}-0123abcd.ome.zarr",
+        tmp_path / f"{WORK_PREFIX}p{dead}-h{host}-xyz",
+    ]
+    kept = [
+        tmp_path / f".out.partial-p{alive}-h{host}-0123abcd.ome.zarr",  # a live writer
+        tmp_path / f".out.partial-p{dead}-h000000-0123abcd.ome.zarr",  # another machine's
+        tmp_path / f".other.partial-p{dead}-h{host}-0123abcd.ome.zarr",  # another output's
+        tmp_path / ".out.partial-0123abcd.ome.zarr",  # an old name without an owner: unknown
+        tmp_path / f".out.partial-p{dead}-h{host}-0123abcd.png",  # another format of the name
+    ]
+    for path in stale + kept:
+        path.mkdir()
+        (path / "zarr.json").write_text("{")
+    removed = remove_stale_temporaries(tmp_path / "out.ome.zarr", prefixes=(WORK_PREFIX,))
+    assert sorted(removed) == sorted(p.resolve() for p in stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
+    # a new write of the same output removes its own stale temporaries too (not the work folders)
+    (tmp_path / f".out.partial-p{dead}-h{host}-99999999.ome.zarr").mkdir()
+    with atomic_output(tmp_path / "out.ome.zarr", overwrite=False) as temp:
+        temp.mkdir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*(p.name for p in kept), "out.ome.zarr"])

@@ -17,7 +17,7 @@ from napari_pathup.io import (
     read_image,
     write_ome_zarr,
 )
-from napari_pathup.io.images import to_rgb_uint8
+from napari_pathup.io.arrays import to_rgb_uint8
 
 HE_DIR = Path("/work/shared/data/he")
 
@@ -280,3 +280,70 @@ def test_real_svs_has_one_level():
         pytest.skip(f"{path} is not available")
     with pytest.raises(InputError, match="level 1 does not exist"):
         read_image(path, level=1)
+
+
+# ------------------------------------------------------------------------------- decompression bombs
+
+
+def bomb_png(path: Path, width: int, height: int) -> Path:
+    """A tiny valid PNG header that declares ``width`` x ``height`` RGB pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path
+
+
+def test_a_png_declaring_too_many_pixels_is_refused_from_its_header(tmp_path):
+    import resource
+    import time
+
+    from napari_pathup.errors import ImageTooLargeError
+    from napari_pathup.io.images import MAX_IMAGE_PIXELS
+
+    bomb = bomb_png(tmp_path / "bomb.png", 30000, 30000)
+    assert MAX_IMAGE_PIXELS == 250_000_000 and bomb.stat().st_size < 1000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    with pytest.raises(
+        ImageTooLargeError, match=r"declares 30000x30000 = 900,000,000 pixels.*--max-image-pixels"
+    ):
+        read_image(bomb)
+    assert time.perf_counter() - start < 1
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KB: nothing decoded
+    assert image_shape(bomb) == (30000, 30000)  # the header alone is fine to read
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif", ".ome.zarr"])
+def test_the_pixel_limit_holds_for_every_format_and_can_be_raised(tmp_path, suffix):
+    from napari_pathup.errors import ImageTooLargeError
+
+    path = tmp_path / f"image{suffix}"
+    image = rgb(40, 50)
+    if suffix == ".ome.zarr":
+        write_ome_zarr(path, image)
+    elif suffix == ".tif":
+        tifffile.imwrite(path, image)
+    else:
+        Image.fromarray(image).save(path)
+    with pytest.raises(
+        ImageTooLargeError, match="declares 50x40 = 2,000 pixels, more than the limit of 1,999"
+    ):
+        read_image(path, max_pixels=1999)
+    assert read_image(path, max_pixels=2000).shape == (40, 50, 3)
+    assert read_image(path, max_pixels=None).shape == (40, 50, 3)
+
+
+def test_a_tiff_pyramid_level_is_checked_on_its_own_size(tmp_path):
+    path = tmp_path / "pyramid.tif"
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(rgb(64, 64), subifds=1, photometric="rgb")
+        tw.write(rgb(32, 32), subfiletype=1, photometric="rgb")
+    assert read_image(path, level=1, max_pixels=32 * 32).shape == (32, 32, 3)
+    with pytest.raises(InputError, match="declares 64x64"):
+        read_image(path, level=0, max_pixels=32 * 32)

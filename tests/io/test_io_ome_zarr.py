@@ -21,7 +21,7 @@ from napari_pathup.io import (
     read_ome_zarr_attrs,
     write_ome_zarr,
 )
-from napari_pathup.io.images import pyramid_shapes
+from napari_pathup.io.arrays import pyramid_shapes
 
 
 def ome_ngff_reader_nodes(path: Path):

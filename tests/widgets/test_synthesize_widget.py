@@ -102,7 +102,7 @@ def test_invalid_settings_are_reported_without_a_layer(widget, monkeypatch):
     layers = len(widget.viewer.layers)
     assert widget.start() is None
     assert len(widget.viewer.layers) == layers
-    assert any("larger than the latent" in message for message in errors)
+    assert any("patch_size (--patch) must be" in message for message in errors)
     assert "invalid" in widget.estimate_label.value
 
 

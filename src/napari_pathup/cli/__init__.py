@@ -1,8 +1,11 @@
 """The ``pathup`` command line: one sub-command per module, each thin over the core packages.
 
 Every sub-command module exposes ``register(subparsers)``, which adds its parser and sets
-``func`` to a callable taking the parsed namespace and returning an exit code. Heavy imports
+``func`` to its ``execute(args)``, which takes the parsed namespace and returns an exit code. Heavy imports
 (torch, diffusers) happen inside those callables so that ``pathup --help`` stays fast.
+
+Errors: a :class:`~napari_pathup.errors.PathupError` (bad input, settings, output, model folder) is
+printed as one line with exit status 2; any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -39,9 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("pathup: interrupted; nothing was written under the final name", file=sys.stderr)
+        print("pathup: interrupted; no partial output was left under a final name", file=sys.stderr)
         return 130
-    except (PathupError, ValueError, FileNotFoundError) as exc:
+    except PathupError as exc:  # an input error: one line; any other exception is a bug (traceback)
         print(f"pathup {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

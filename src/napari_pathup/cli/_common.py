@@ -1,11 +1,36 @@
-"""Arguments and helpers shared by the sub-commands."""
+"""Arguments and helpers shared by the sub-commands.
+
+The sampling flags are built from one table, :data:`napari_pathup.engine.plan.SETTINGS`, so
+``synthesize``, ``augment`` and ``info`` take the same flags with the same help, and their defaults
+are written once (in :class:`~napari_pathup.engine.plan.SynthesisSettings` and ``DEFAULTS``): an
+unset flag leaves the setting to the library, which fills it from the model.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import re
+import sys
+from typing import Any
 
 SIZE = re.compile(r"^(\d+)(?:x(\d+))?$")
+#: the settings the sampling flags set (``--size``, ``--class`` and ``--seed`` are added per command)
+SAMPLING_FIELDS = (
+    "steps",
+    "strength",
+    "upscale_strength",
+    "guidance",
+    "patch_size",
+    "overlap",
+    "weights",
+    "sigma",
+    "jitter",
+    "batch_size",
+    "scheduler",
+    "reference_size",
+)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -19,6 +44,49 @@ def parse_size(text: str) -> tuple[int, int]:
     width = int(match.group(1))
     height = int(match.group(2) or match.group(1))
     return height, width
+
+
+def whole(low: int = 0):
+    """An argparse type: a whole number of at least ``low`` (the message names the rule)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of at least {low}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of at least {low}")
+        return value
+
+    parse.__name__ = f"whole number >= {low}"
+    return parse
+
+
+positive_int = whole(1)
+
+
+def number(low: float | None = None, high: float | None = None, low_open: bool = False):
+    """An argparse type: a finite number in [low, high] (``low_open``: (low, high]); NaN and inf refused."""
+    rule = "a finite number" + (
+        f" in {'(' if low_open else '['}{low:g}, {high:g}]"
+        if low is not None and high is not None
+        else (f" {'>' if low_open else '>='} {low:g}" if low is not None else "")
+    )
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {rule}") from None
+        ok = math.isfinite(value)
+        ok = ok and (low is None or (value > low if low_open else value >= low))
+        ok = ok and (high is None or value <= high)
+        if not ok:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {rule}")
+        return value
+
+    parse.__name__ = rule
+    return parse
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,51 +112,120 @@ def load_for_run(args: argparse.Namespace):
     return model.to(device, dtype)
 
 
-def add_sampling_arguments(parser: argparse.ArgumentParser, scheduler_flag: str = "--scheduler") -> None:
-    """The engine's sampling settings (steps, strengths, guidance, patches, blend, sampler, batch).
+def read_spec(args: argparse.Namespace):
+    """The ``--model`` folder described from its configs (no weights load)."""
+    from napari_pathup.models.default import resolve_model_spec
+    from napari_pathup.models.load import read_model_spec
 
-    ``pathup augment`` names the diffusers scheduler ``--sampler``: there ``--scheduler`` is the Dask
-    scheduler's address.
+    return read_model_spec(resolve_model_spec(args.model), allow_download=args.allow_download)
+
+
+def _default_text(field: str) -> str:
+    from napari_pathup.engine.plan import DEFAULTS, SynthesisSettings
+
+    if field in DEFAULTS:
+        value = DEFAULTS[field]
+        return "the model's default" + ("" if value is None else f", else {value}")
+    default = {f.name: f.default for f in dataclasses.fields(SynthesisSettings)}[field]
+    if field == "patch_size":
+        return "the denoiser's native size"
+    if field == "overlap":
+        return "a quarter of the patch"
+    return str(default)
+
+
+class _Deprecated(argparse.Action):
+    """An old flag spelling: stores into the new destination and says so once on stderr."""
+
+    def __init__(self, *args: Any, new: str = "", **kwargs: Any) -> None:
+        self.new = new
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(
+            f"pathup: {option_string} is deprecated and will be removed in the next release; use {self.new}",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser, old_scheduler_flag: bool = True) -> None:
+    """The engine's sampling settings, one flag per row of the settings table (no defaults here).
+
+    ``--sampler`` names the diffusers scheduler; with ``old_scheduler_flag`` the old spelling
+    ``--scheduler`` still works, with a deprecation message (``pathup augment`` gives
+    ``--scheduler`` to the Dask address for one more release instead).
     """
-    parser.add_argument("--steps", type=int, help="scheduler steps of the full schedule (model default)")
-    parser.add_argument("--strength", type=float, help="stage-1 img2img strength t_i in (0, 1]")
-    parser.add_argument("--upscale-strength", type=float, help="stage-2 noise strength in (0, 1]")
-    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (1 = none)")
-    parser.add_argument("--patch", type=int, help="latent patch size p (default: the denoiser's native size)")
-    parser.add_argument("--overlap", type=int, help="latent patch overlap o (default: p/4)")
-    parser.add_argument("--weights", choices=("uniform", "gaussian", "cosine"), help="blend weights w")
-    parser.add_argument(
-        "--sigma", type=float, default=0.3, help="gaussian weights: sigma relative to the patch"
-    )
-    parser.add_argument("--jitter", action="store_true", help="shift the patch grid every step (seeded)")
-    parser.add_argument("--batch-size", type=int, default=8, help="patches per denoiser call")
-    parser.add_argument(
-        scheduler_flag,
-        dest="sampler",
-        help="ddim, ddpm, euler, euler-a, dpm++, unipc, ... (model default)",
-    )
-    parser.add_argument(
-        "--reference-size", type=int, default=512, help="stage-1 size (shorter side), default 512"
-    )
+    from napari_pathup.engine.plan import SETTINGS, WEIGHT_MODES
 
-
-def sampling_settings(args: argparse.Namespace) -> dict:
-    """The :class:`~napari_pathup.engine.pipeline.SynthesisSettings` fields that
-    :func:`add_sampling_arguments` sets (plus ``--size``), by field name."""
-    height, width = args.size
-    return {
-        "height": height,
-        "width": width,
-        "reference_size": args.reference_size,
-        "steps": args.steps,
-        "strength": args.strength,
-        "upscale_strength": args.upscale_strength,
-        "guidance": args.guidance,
-        "patch_size": args.patch,
-        "overlap": args.overlap,
-        "weights": args.weights,
-        "sigma": args.sigma,
-        "jitter": args.jitter,
-        "batch_size": args.batch_size,
-        "scheduler": args.sampler,
+    types = {
+        "strength": float,
+        "upscale_strength": float,
+        "guidance": float,
+        "sigma": float,
+        "scheduler": str,
     }
+    group = parser.add_argument_group("sampling (unset: the model's default, else the library's)")
+    for setting in SETTINGS:
+        if setting.field not in SAMPLING_FIELDS:
+            continue
+        help_text = f"{setting.help} (default: {_default_text(setting.field)})"
+        dest = setting.field
+        if setting.field == "jitter":
+            group.add_argument(setting.flag, dest=dest, action="store_true", default=None, help=setting.help)
+        elif setting.field == "weights":
+            group.add_argument(setting.flag, dest=dest, choices=WEIGHT_MODES, help=help_text)
+        else:
+            group.add_argument(
+                setting.flag,
+                dest=dest,
+                type=types.get(setting.field, int),
+                metavar=setting.metavar,
+                help=help_text,
+            )
+    if old_scheduler_flag:
+        group.add_argument(
+            "--scheduler", dest="scheduler", action=_Deprecated, new="--sampler", help=argparse.SUPPRESS
+        )
+    group.add_argument(
+        "--max-image-pixels",
+        type=positive_int,
+        metavar="N",
+        help="refuse input images that declare more pixels than N, checked from the header before "
+        "decoding (default: 250000000)",
+    )
+    group.add_argument(
+        "--allow-large-run",
+        action="store_true",
+        help="start a run whose estimated work (denoiser patch evaluations, budget 500000), memory "
+        "or disk need is above the budget; it is refused otherwise, saying the estimate",
+    )
+
+
+def sampling_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`~napari_pathup.engine.pipeline.SynthesisSettings` fields the user gave (plus
+    ``--size``), by field name; unset flags are left out so that the library's defaults apply."""
+    given = {name: getattr(args, name) for name in SAMPLING_FIELDS if getattr(args, name, None) is not None}
+    size = getattr(args, "size", None)
+    if size is not None:
+        given["height"], given["width"] = size
+    return given
+
+
+def max_image_pixels(args: argparse.Namespace) -> int:
+    from napari_pathup.io.images import MAX_IMAGE_PIXELS
+
+    return args.max_image_pixels or MAX_IMAGE_PIXELS
+
+
+def add_size_argument(parser: argparse.ArgumentParser, help_text: str = "output size") -> None:
+    from napari_pathup.engine.plan import SynthesisSettings
+
+    defaults = SynthesisSettings("x")
+    parser.add_argument(
+        "--size",
+        type=parse_size,
+        metavar="N|WxH",
+        help=f"{help_text}, a multiple of the autoencoder factor "
+        f"(default: {defaults.width}x{defaults.height})",
+    )

@@ -6,20 +6,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from napari_pathup.cli._common import add_model_arguments, add_sampling_arguments, parse_size
+from napari_pathup.cli._common import (
+    _Deprecated,
+    add_model_arguments,
+    add_sampling_arguments,
+    add_size_argument,
+    max_image_pixels,
+    number,
+    positive_int,
+    whole,
+)
 
 SPLIT_HELP = "BRACS split folder(s) whose RoIs are augmented, comma-separated (default: train)"
-
-
-def _ratio(text: str) -> float:
-    message = f"ratio {text!r}: expected a positive number, e.g. 1 or 0.5"
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(message) from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(message)
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "layout DATA/<split>/<k>_<CLASS>/*.png), synthesise RATIO images of the same class with that image "
         "as the reference, and write each as STORE/<class>/<name>_syn<k>.ome.zarr, with STORE/manifest.csv "
         "(output, class, reference, seed, settings, model checksum, status). Runs on a local Dask cluster "
-        "sized to this machine, or on the cluster at --scheduler. Exactly once and resumable: rerun the same "
+        "sized to this machine, or on the cluster at --dask-address. Exactly once and resumable: rerun the "
+        "same "
         "command after a crash or Ctrl-C to make exactly the missing images; seeds follow from each item, so "
         "a rerun gives the same images.",
     )
@@ -38,49 +37,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="STORE", type=Path, help="store folder (new or earlier)")
     p.add_argument(
         "--ratio",
-        type=_ratio,
+        type=number(0, low_open=True),
         default=1.0,
         help="synthetic images per real image (1.0); a fraction picks a fixed, hash-ordered subset of "
         "each class for the extra copy (0.5: half of each class)",
     )
     p.add_argument("--split", default="train", help=SPLIT_HELP)
     add_model_arguments(p)
-    p.add_argument(
-        "--size",
-        type=parse_size,
-        default=(2048, 2048),
-        metavar="N|WxH",
-        help="output size (2048, the size of the paper's synthetic RoIs)",
-    )
-    add_sampling_arguments(p, scheduler_flag="--sampler")
-    p.add_argument("--seed", type=int, default=0, help="base seed mixed into every item's seed (0)")
+    add_size_argument(p, "output size (the paper's synthetic RoIs are 2048)")
+    add_sampling_arguments(p, old_scheduler_flag=False)
+    p.add_argument("--seed", type=whole(0), default=0, help="base seed mixed into every item's seed (0)")
     dask = p.add_argument_group("Dask")
     dask.add_argument(
-        "--scheduler",
+        "--dask-address",
         metavar="ADDRESS",
         help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster)",
     )
     dask.add_argument(
-        "--workers", type=int, help="local worker processes (default: one per core, fewer if memory is short)"
+        "--scheduler", dest="dask_address", action=_Deprecated, new="--dask-address", help=argparse.SUPPRESS
+    )
+    dask.add_argument(
+        "--workers",
+        type=positive_int,
+        help="local worker processes (default: one per core, fewer if memory is short)",
     )
     dask.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="torch threads per worker (local default 1, so that images do not depend on --workers; "
-        "with --scheduler the workers' own setting unless given)",
+        "with --dask-address the workers' own setting unless given)",
     )
-    dask.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to reach --scheduler (10)")
+    dask.add_argument(
+        "--connect-timeout",
+        type=number(0, low_open=True),
+        default=10.0,
+        help="seconds to reach --dask-address (10)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=execute)
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
+    from napari_pathup.augmentation.run import augment
     from napari_pathup.cli._common import sampling_settings
-    from napari_pathup.scale.augment import augment
+    from napari_pathup.errors import InputError
 
-    if args.scheduler and args.workers is not None:
-        raise ValueError("--workers sizes a local cluster; with --scheduler the cluster's workers are used")
+    if args.dask_address and args.workers is not None:
+        raise InputError(
+            "--workers sizes a local cluster; with --dask-address the cluster's workers are used"
+        )
     summary = augment(
         args.data,
         args.out,
@@ -90,13 +96,15 @@ def run(args: argparse.Namespace) -> int:
         allow_download=args.allow_download,
         base_seed=args.seed,
         splits=[s.strip() for s in args.split.split(",") if s.strip()],
-        scheduler=args.scheduler,
+        dask_address=args.dask_address,
         workers=args.workers,
         device=args.device,
         dtype=args.dtype,
         torch_threads=args.threads,
         connect_timeout=args.connect_timeout,
         progress=not args.quiet,
+        max_pixels=max_image_pixels(args),
+        allow_large=args.allow_large_run,
     )
     for line in summary.lines():
         print(line, file=sys.stdout if line.startswith(str(summary.planned)) else sys.stderr)

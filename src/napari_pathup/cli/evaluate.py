@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from napari_pathup.cli._common import number, positive_int, whole
+
 DESCRIPTION = """\
 Downstream evaluation of PathUp augmentation, as in the paper: a frozen backbone gives features of
 every real image (or RoI, with --roi-size); a single-instance head (logistic regression on the whole
@@ -26,13 +28,6 @@ On the shipped demo data (stroma has one source image): --classes normal,tumour 
 """
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``evaluate`` sub-command."""
     p = subparsers.add_parser(
@@ -45,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--synthetic", type=Path, metavar="STORE", help="pathup augment output (images + manifest)"
     )
-    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (5, as the paper)")
+    p.add_argument("--folds", type=whole(2), default=5, help="cross-validation folds (5, as the paper)")
     p.add_argument(
         "--backbone",
         default="effnet-lite0",
@@ -60,31 +55,33 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--backbone-input-size",
-        type=_positive,
+        type=positive_int,
         metavar="PX",
         help="input size of a timm:MODEL backbone (default: its config, e.g. 224 for ViT-L/16)",
     )
     p.add_argument(
         "--image-size",
-        type=_positive,
+        type=positive_int,
         default=512,
         metavar="PX",
         help="single-instance: each image resized to PX x PX (512)",
     )
     p.add_argument(
         "--tile-size",
-        type=_positive,
+        type=positive_int,
         default=512,
         metavar="PX",
         help="MIL: tiles of PX x PX (512); smaller images are padded with white",
     )
     p.add_argument(
         "--roi-size",
-        type=_positive,
+        type=positive_int,
         metavar="PX",
         help="cut every image into PX x PX RoIs (grouped with their source image)",
     )
-    p.add_argument("--min-tissue", type=float, default=0.5, help="least tissue fraction of a RoI (0.5)")
+    p.add_argument(
+        "--min-tissue", type=number(0, 1), default=0.5, help="least tissue fraction of a RoI (0.5)"
+    )
     p.add_argument("--split", default="train", help="BRACS split folder(s), comma-separated (train)")
     p.add_argument("--classes", metavar="A,B,...", help="evaluate these classes only")
     p.add_argument(
@@ -93,9 +90,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="MODE",
         help="auto (slide for BRACS_<slide>_ names, else source image), image, slide, or an image,group CSV",
     )
-    p.add_argument("--seed", type=int, default=0, help="folds and heads (0)")
-    p.add_argument("--mil-epochs", type=_positive, default=40, help="MIL training epochs (40)")
-    p.add_argument("--batch-size", type=_positive, default=16, help="images per backbone batch (16)")
+    p.add_argument("--seed", type=whole(0), default=0, help="folds and heads (0)")
+    p.add_argument("--mil-epochs", type=positive_int, default=40, help="MIL training epochs (40)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="images per backbone batch (16)")
     p.add_argument("--device", metavar="DEV", help="torch device (default: cuda if available, else cpu)")
     p.add_argument(
         "--cache", type=Path, metavar="DIR", help="keep features here and reuse them in later runs"
@@ -103,28 +100,31 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, metavar="OUT", help="write the scores and provenance as JSON")
     p.add_argument("--plot", type=Path, metavar="OUT.png", help="write a bar plot (PNG)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=execute)
     return p
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
     from napari_pathup.errors import InputError
+    from napari_pathup.io.atomic import check_output
 
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path is not None and not path.expanduser().parent.is_dir():
             raise InputError(f"{flag} {path}: the folder {path.parent} does not exist")
+        if path is not None:
+            check_output(path, overwrite=True, probe=True)  # writable, before any feature is computed
     if args.plot is not None and args.plot.suffix.lower() != ".png":
         raise InputError(f"--plot {args.plot}: expected a .png file")
     if not 0 <= args.min_tissue <= 1:
         raise InputError(f"--min-tissue must lie in [0, 1], got {args.min_tissue}")
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     """Check every input, compute, print the table; write JSON/plot last. Returns the exit code."""
-    from napari_pathup.scale.evaluate import EvaluateSettings, check_backbone_weights, evaluate
-    from napari_pathup.scale.evaluation_data import add_synthetic, collect_real
-    from napari_pathup.scale.folds import check_fold_count
-    from napari_pathup.scale.mil import MILSettings
+    from napari_pathup.evaluation.data import add_synthetic, collect_real
+    from napari_pathup.evaluation.folds import check_fold_count
+    from napari_pathup.evaluation.mil import MILSettings
+    from napari_pathup.evaluation.run import EvaluateSettings, check_backbone_weights, evaluate
 
     _check_outputs(args)
     check_backbone_weights(args.backbone, args.backbone_weights)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from napari_pathup.cli._common import add_model_arguments, load_for_run, parse_size
+from napari_pathup.cli._common import (
+    add_model_arguments,
+    add_sampling_arguments,
+    add_size_argument,
+    load_for_run,
+    read_spec,
+    sampling_settings,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -12,17 +19,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "info",
         help="show a model's classes and scales, and estimate time and memory of a run",
         description="Show the model's classes, scales and parameters, and estimate time and peak memory of a "
-        "run of --size on --device (measured by a short calibration).",
+        "run of --size on --device (measured by a short calibration). Takes the same sampling flags as "
+        "`pathup synthesize`, so the estimate is that of the run those flags describe.",
     )
     add_model_arguments(p)
-    p.add_argument("--size", type=parse_size, default=(2048, 2048), metavar="N|WxH")
+    add_size_argument(p)
     p.add_argument("--class", dest="class_name", help="class to estimate with (default: the first)")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--patch", type=int)
-    p.add_argument("--overlap", type=int)
-    p.add_argument("--batch-size", type=int, default=8)
+    add_sampling_arguments(p)
     p.add_argument("--no-calibrate", action="store_true", help="only count the work; measure nothing")
-    p.set_defaults(func=run)
+    p.set_defaults(func=execute)
 
 
 def _bytes(n: float) -> str:
@@ -33,10 +38,14 @@ def _bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     from napari_pathup.engine.estimate import estimate
-    from napari_pathup.engine.pipeline import SynthesisSettings
+    from napari_pathup.engine.plan import WORK_BUDGET, SynthesisSettings
 
+    SynthesisSettings(args.class_name or "any", **sampling_settings(args)).check()  # no torch yet
+    spec = read_spec(args)  # settings are checked against the configs before the weights load
+    class_name = args.class_name or (spec.classes[0] if spec.classes else "tumour")
+    plan = SynthesisSettings(class_name, **sampling_settings(args)).resolve(spec)
     model = load_for_run(args)
     print(f"model       {model.path}")
     print(f"kind        {model.kind}")
@@ -46,22 +55,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"parameters  {name}: {count / 1e6:.2f} M")
     print(
         f"latent      {model.latent_channels} channels, 1/{model.vae_scale_factor} scale, "
-        f"native patch {model.native_size}"
+        f"native patch {model.native_size} (patches: multiples of {model.patch_multiple})"
     )
     print(f"scheduler   {type(model.scheduler).__name__}")
-    class_name = args.class_name or (model.classes[0] if model.classes else "tumour")
-    height, width = args.size
-    settings = SynthesisSettings(
-        class_name,
-        height=height,
-        width=width,
-        steps=args.steps,
-        patch_size=args.patch,
-        overlap=args.overlap,
-        batch_size=args.batch_size,
-    )
-    result = estimate(model, settings, calibrate=not args.no_calibrate)
-    print(f"\nrun of {width}x{height} px (WxH) on {result.device}:")
+    result = estimate(model, plan, calibrate=not args.no_calibrate)
+    print(f"\nrun of {plan.width}x{plan.height} px (WxH) on {result.device}:")
     print("stage  latent      patch  overlap  patches/step  steps  denoiser calls  patch evals  tiles")
     for number, st in enumerate(result.stages, start=1):
         print(
@@ -69,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
             f"{st.patches_per_step:<13} {st.steps:<6} {st.denoiser_calls:<15} {st.patch_evaluations:<12} "
             f"{st.decode_tiles}"
         )
+    over = (
+        " (above the work budget: synthesize needs --allow-large-run)"
+        if plan.patch_evaluations > WORK_BUDGET
+        else ""
+    )
+    print(f"patch evaluations      {plan.patch_evaluations}{over}")
     if result.seconds is not None:
         print(f"estimated time         {result.seconds:.1f} s (measured calibration, scaled by the counts)")
         print(f"estimated peak memory  {_bytes(result.peak_memory_bytes)}")

@@ -8,6 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from napari_pathup.cli._common import positive_int, whole
+
 DESCRIPTION = """\
 Compare a folder of real images with a folder of synthetic ones (images or OME-Zarr stores).
 Prints a table and, with --json, writes the values with their provenance (feature network and
@@ -50,13 +52,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--input-size",
-        type=int,
+        type=positive_int,
         metavar="PX",
         help="input size of a timm:MODEL extractor (default: its config)",
     )
     parser.add_argument(
         "--crops",
-        type=int,
+        type=positive_int,
         metavar="PX",
         help="cut every image into non-overlapping PXxPX tiles before resizing "
         "(e.g. 512 for 2048x2048 images)",
@@ -67,22 +69,26 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="resize to the network input (default: tf1-bilinear for inception, the FID reference; "
         "bilinear-antialias otherwise)",
     )
-    parser.add_argument("-k", "--nearest-k", type=int, default=3, metavar="K", help="k of the k-NN balls (3)")
+    parser.add_argument(
+        "-k", "--nearest-k", type=positive_int, default=3, metavar="K", help="k of the k-NN balls (3)"
+    )
     parser.add_argument(
         "--ball",
         choices=("closed", "open"),
         default="closed",
         help="closed: a point at exactly the k-NN radius is inside (torch-fidelity); open: not (prdc)",
     )
-    parser.add_argument("--kid-subsets", type=int, default=100, metavar="N", help="KID subsets (100)")
+    parser.add_argument(
+        "--kid-subsets", type=positive_int, default=100, metavar="N", help="KID subsets (100)"
+    )
     parser.add_argument(
         "--kid-subset-size",
-        type=int,
+        type=positive_int,
         default=1000,
         metavar="N",
         help="samples per KID subset (1000; shrunk with a warning for smaller sets)",
     )
-    parser.add_argument("--seed", type=int, default=2020, help="seed of the KID subsets (2020)")
+    parser.add_argument("--seed", type=whole(0), default=2020, help="seed of the KID subsets (2020)")
     parser.add_argument(
         "--fd-method",
         choices=("auto", "eigvals", "low-rank"),
@@ -91,29 +97,30 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "samples than feature dimensions); auto picks low-rank only then",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=32, metavar="N", help="images per network batch (32)"
+        "--batch-size", type=positive_int, default=32, metavar="N", help="images per network batch (32)"
     )
     parser.add_argument("--device", metavar="DEV", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument(
         "--json", type=Path, metavar="OUT", help="write values and provenance to this JSON file"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=execute)
     return parser
 
 
-def _positive(name: str, value: int | None) -> None:
-    if value is not None and value < 1:
-        raise ValueError(f"{name} must be positive, got {value}")
-
-
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     """Compute the metrics, print the table, write the JSON; returns the exit code."""
-    for name in ("crops", "nearest_k", "kid_subsets", "kid_subset_size", "batch_size", "input_size"):
-        _positive("--" + name.replace("_", "-"), getattr(args, name))
-
+    from napari_pathup.errors import OutputError
+    from napari_pathup.io.atomic import atomic_output, check_output, os_error_message
     from napari_pathup.metrics import MetricsWarning, compute_metrics, get_extractor
     from napari_pathup.metrics.images import check_crop_size, image_set
+
+    if args.json is not None:
+        try:
+            args.json.expanduser().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(os_error_message(args.json, exc)) from exc
+        check_output(args.json, overwrite=True, probe=True)  # writable, before any feature is computed
 
     # check both sets (and crop sizes, from the headers) before loading a network, so mistakes fail fast
     check_crop_size(image_set(args.real, "real"), args.crops)
@@ -155,8 +162,8 @@ def run(args: argparse.Namespace) -> int:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     print(report.format_table())
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".partial")
-        tmp.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        tmp.replace(args.json)
+        with atomic_output(args.json, overwrite=True) as temp:
+            temp.write_text(
+                json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+            )
     return 0

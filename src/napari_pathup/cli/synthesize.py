@@ -1,22 +1,26 @@
-"""``pathup synthesize``: one synthetic H&E image of a class from a real reference, with progress bars."""
+"""``pathup synthesize``: one synthetic H&E image of a class from a real reference, with progress bars.
+
+Everything that can be refused is refused before the model loads (no weights read): the output
+name, format and folder (writable), the settings against the model's configs (the run plan), the
+run's work, memory and disk estimate, and the reference's size from its header.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 from napari_pathup.cli._common import (
     add_model_arguments,
     add_sampling_arguments,
+    add_size_argument,
     load_for_run,
-    parse_size,
+    max_image_pixels,
+    read_spec,
     sampling_settings,
 )
-
-#: outputs up to this many pixels are assembled in memory; larger ones in a temporary zarr on disk
-IN_MEMORY_PIXELS = 4096 * 4096
+from napari_pathup.engine.plan import SynthesisSettings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,8 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "synthesize",
         help="synthesise a large H&E image of a class (PathUp, two stages)",
         description="Synthesise a large H&E image of CLASS from a real reference RoI with PathUp's two "
-        "stages. "
-        "The output format follows the extension: .ome.zarr, .tif/.tiff or .png.",
+        "stages. The output format follows the extension: .ome.zarr, .tif/.tiff or .png. Settings, the "
+        "output folder, the reference's size and the run's estimated work, memory and disk are checked "
+        "before the model loads; runs above the budget need --allow-large-run.",
     )
     p.add_argument("--class", dest="class_name", required=True, help="tissue class (see `pathup info`)")
     add_model_arguments(p)
@@ -34,56 +39,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, metavar="PATH", help="output: .ome.zarr, .tif, .tiff or .png")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument(
-        "--size", type=parse_size, default=(2048, 2048), metavar="N|WxH", help="output size (2048)"
-    )
+    add_size_argument(p)
     add_sampling_arguments(p)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help=f"random seed (default: {SynthesisSettings('x').seed})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
+    p.set_defaults(func=execute)
 
 
-def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    import zarr
+def execute(args: argparse.Namespace) -> int:
+    # 1. everything that needs no weights: the settings' own rules (no torch yet), the output, the
+    #    settings against the model's configs, the budget, the reference's header
+    seed = {} if args.seed is None else {"seed": args.seed}
+    settings = SynthesisSettings(class_name=args.class_name, **seed, **sampling_settings(args)).check()
+
     from tqdm import tqdm
 
     from napari_pathup.engine.events import Finished, PatchPreview, StageStarted, TileDecoded
-    from napari_pathup.engine.pipeline import SynthesisSettings, synthesize
-    from napari_pathup.io import check_output, output_format, read_image, write_image
+    from napari_pathup.engine.pipeline import synthesize
+    from napari_pathup.engine.plan import available_memory
+    from napari_pathup.io import check_output, image_shape, output_format, read_image, write_image
+    from napari_pathup.io.atomic import free_bytes
+    from napari_pathup.io.images import check_pixels
+    from napari_pathup.io.sink import output_sink
     from napari_pathup.models.default import reference_for_class
     from napari_pathup.provenance import run_attributes
 
     out = Path(args.out)
-    output_format(out)  # fail on a bad extension before any long work
-    check_output(out, args.overwrite)
-    model = load_for_run(args)
-    reference_path = Path(args.reference) if args.reference else reference_for_class(model, args.class_name)
-    reference = read_image(reference_path)
-    height, width = args.size
-    settings = SynthesisSettings(
-        class_name=args.class_name, seed=args.seed, **sampling_settings(args)
-    ).resolve(model)
+    output_format(out)
+    out = check_output(out, args.overwrite, probe=True)
+    spec = read_spec(args)
+    plan = settings.resolve(spec)
+    plan.check_budget(args.allow_large_run, available_memory(), free_bytes(out.parent))
+    reference_path = Path(args.reference) if args.reference else reference_for_class(spec, args.class_name)
+    shape = image_shape(reference_path)
+    check_pixels(reference_path, *shape, max_image_pixels(args))
+    plan.check_reference(shape, f"reference {reference_path}")
 
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".pathup-work-") as work:
-        if height * width <= IN_MEMORY_PIXELS:
-            sink = np.zeros((height, width, 3), np.uint8)
-        else:
-            sink = zarr.create_array(
-                store=str(Path(work) / "image.zarr"),
-                shape=(height, width, 3),
-                chunks=(512, 512, 3),
-                dtype="uint8",
-            )
+    # 2. the model, the reference's pixels, the run
+    model = load_for_run(args)
+    reference = read_image(reference_path, max_pixels=max_image_pixels(args))
+    with output_sink(out, plan.height, plan.width, plan.in_memory) as sink:
         bar = None
         finished = None
-        for event in synthesize(model, reference, settings, sink):
+        for event in synthesize(model, reference, plan, sink):
             if isinstance(event, StageStarted):
                 if bar is not None:
                     bar.close()
-                total = event.steps * event.patches_per_step
                 bar = tqdm(
-                    total=total,
+                    total=event.steps * event.patches_per_step,
                     desc=f"stage {event.stage}/2 denoise",
                     unit="patch",
                     disable=args.quiet,
@@ -108,5 +111,5 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
         attrs = run_attributes(model, finished.settings, reference_path)
         written = write_image(out, finished.image, attrs=attrs, overwrite=args.overwrite)
-    print(f"wrote {written} ({height}x{width} px, class {settings.class_name}, seed {settings.seed})")
+    print(f"wrote {written} ({plan.height}x{plan.width} px, class {plan.class_name}, seed {plan.seed})")
     return 0

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from napari_pathup.cli._common import number, positive_int, whole
 from napari_pathup.cli.train_text_to_image import add_arguments as add_fine_tune_arguments
 from napari_pathup.cli.train_text_to_image import run_fine_tune
 
@@ -42,11 +43,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="hold-out regions (default: DATA/holdout.json if present; 'none' for none)",
     )
     p.add_argument("--split", default="train", help=SPLIT_HELP)
-    p.add_argument("--max-images-per-class", type=int, metavar="N", help="seeded random subset of each class")
-    p.add_argument("--min-tissue", type=float, default=0.5, help="least tissue fraction of a crop (0.5)")
+    p.add_argument(
+        "--max-images-per-class", type=positive_int, metavar="N", help="seeded random subset of each class"
+    )
+    p.add_argument(
+        "--min-tissue", type=number(0, 1), default=0.5, help="least tissue fraction of a crop (0.5)"
+    )
     p.add_argument(
         "--reference-size",
-        type=int,
+        type=positive_int,
         default=512,
         help="stage-1 size whose shrink factor the overview scale imitates (512, as synthesis)",
     )
@@ -59,23 +64,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="use this trained autoencoder (folder or PathUp model) instead of training one",
     )
     ae.add_argument("--ae-preset", default="cpu", help="tiny, cpu (default) or cpu-wide")
-    ae.add_argument("--ae-iters", type=int, default=6000, help="iterations (6000)")
-    ae.add_argument("--ae-batch-size", type=int, default=4, help="crops per iteration (4)")
-    ae.add_argument("--ae-crop", type=int, default=64, help="crop side in pixels (64)")
-    ae.add_argument("--ae-lr", type=float, default=2e-3, help="learning rate (2e-3)")
-    ae.add_argument("--latent-channels", type=int, default=4, help="latent channels (4)")
+    ae.add_argument("--ae-iters", type=whole(0), default=6000, help="iterations (6000)")
+    ae.add_argument("--ae-batch-size", type=positive_int, default=4, help="crops per iteration (4)")
+    ae.add_argument("--ae-crop", type=positive_int, default=64, help="crop side in pixels (64)")
+    ae.add_argument("--ae-lr", type=number(0, low_open=True), default=2e-3, help="learning rate (2e-3)")
+    ae.add_argument("--latent-channels", type=positive_int, default=4, help="latent channels (4)")
 
     gan = p.add_argument_group("decoder as a conditional GAN (phase 1b; the encoder stays frozen)")
-    gan.add_argument("--gan-iters", type=int, default=0, help="iterations (0: keep the phase-1 decoder)")
-    gan.add_argument("--gan-batch-size", type=int, default=4, help="crops per iteration (4)")
-    gan.add_argument("--gan-crop", type=int, default=128, help="crop side in pixels (128)")
-    gan.add_argument("--gan-lr", type=float, default=1e-4, help="learning rate, Adam betas (0.9, 0.9) (1e-4)")
+    gan.add_argument("--gan-iters", type=whole(0), default=0, help="iterations (0: keep the phase-1 decoder)")
+    gan.add_argument("--gan-batch-size", type=positive_int, default=4, help="crops per iteration (4)")
+    gan.add_argument("--gan-crop", type=positive_int, default=128, help="crop side in pixels (128)")
     gan.add_argument(
-        "--gan-weight", type=float, default=0.5, help="adversarial weight against reconstruction 1 (0.5)"
+        "--gan-lr",
+        type=number(0, low_open=True),
+        default=1e-4,
+        help="learning rate, Adam betas (0.9, 0.9) (1e-4)",
+    )
+    gan.add_argument(
+        "--gan-weight",
+        type=number(0),
+        default=0.5,
+        help="adversarial weight against reconstruction 1 (0.5)",
     )
     gan.add_argument(
         "--hed-jitter",
-        type=float,
+        type=number(0),
         nargs=2,
         default=(0.0, 0.0),
         metavar=("SCALE", "SHIFT"),
@@ -94,21 +107,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dn.add_argument(
         "--preset", default="cpu", help="denoiser size: tiny, cpu (default), cpu-large, small or base"
     )
-    dn.add_argument("--iters", type=int, default=6000, help="iterations (6000)")
-    dn.add_argument("--batch-size", type=int, default=8, help="latent crops per iteration (8)")
+    dn.add_argument("--iters", type=positive_int, default=6000, help="iterations (6000)")
+    dn.add_argument("--batch-size", type=positive_int, default=8, help="latent crops per iteration (8)")
     dn.add_argument(
         "--crop",
-        type=int,
+        type=positive_int,
         default=256,
         help="crop side in pixels, a multiple of 64 (256); the model's native patch is crop/8 latent pixels",
     )
-    dn.add_argument("--lr", type=float, default=2e-4, help="learning rate (2e-4)")
+    dn.add_argument("--lr", type=number(0, low_open=True), default=2e-4, help="learning rate (2e-4)")
     dn.add_argument("--prediction", default="v_prediction", choices=("v_prediction", "epsilon"))
     dn.add_argument(
-        "--label-dropout", type=float, default=0.1, help="null-label probability for guidance (0.1)"
+        "--label-dropout", type=number(0, 1), default=0.1, help="null-label probability for guidance (0.1)"
     )
     dn.add_argument(
-        "--overview-fraction", type=float, default=0.3, help="share of overview-scale crops (0.3)"
+        "--overview-fraction", type=number(0, 1), default=0.3, help="share of overview-scale crops (0.3)"
     )
     dn.add_argument(
         "--set-default",
@@ -127,27 +140,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated subset to run now (default: all, then export); the decoder and the denoiser "
         "need only the finished autoencoder and can run in two processes at once",
     )
-    run_group.add_argument("--checkpoint-every", type=int, default=500, metavar="N", help="iterations (500)")
+    run_group.add_argument(
+        "--checkpoint-every", type=positive_int, default=500, metavar="N", help="iterations (500)"
+    )
     run_group.add_argument(
         "--eval-every",
-        type=int,
+        type=whole(0),
         default=250,
         metavar="N",
         help="hold-out PSNR / validation loss every N iterations (250; 0: only at the end)",
     )
-    run_group.add_argument("--seed", type=int, default=0)
+    run_group.add_argument("--seed", type=whole(0), default=0)
     run_group.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    run_group.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    run_group.add_argument(
+        "--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)"
+    )
     run_group.add_argument("--quiet", action="store_true", help="no progress bars")
     add_fine_tune_arguments(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=execute)
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     if args.base is not None:
         return run_fine_tune(args)
+    from napari_pathup.errors import InputError
     from napari_pathup.models.build import DENOISER_PRESETS
     from napari_pathup.training.autoencoder import AUTOENCODER_PRESETS
+    from napari_pathup.training.data import CELL
     from napari_pathup.training.train import TrainConfig, train
 
     for flag, value, presets in (
@@ -155,18 +174,11 @@ def run(args: argparse.Namespace) -> int:
         ("--preset", args.preset, DENOISER_PRESETS),
     ):
         if value not in presets:
-            raise ValueError(f"{flag} {value!r}: expected one of {', '.join(presets)}")
-    for name in (
-        "ae_iters",
-        "gan_iters",
-        "iters",
-        "batch_size",
-        "ae_batch_size",
-        "gan_batch_size",
-        "checkpoint_every",
-    ):
-        if getattr(args, name) < (0 if name in ("ae_iters", "gan_iters") else 1):
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+            raise InputError(f"{flag} {value!r}: expected one of {', '.join(presets)}")
+    if args.ae_crop % CELL:  # (--crop is checked by training.train itself)
+        raise InputError(
+            f"--ae-crop must be a multiple of {CELL} (the autoencoder factor), got {args.ae_crop}"
+        )
     config = TrainConfig(
         data=args.data,
         out=args.out,

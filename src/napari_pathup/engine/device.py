@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from napari_pathup.errors import SettingsError
+
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "float16": torch.float16,
@@ -22,23 +24,23 @@ def select_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise ValueError(f"unknown device {name!r}; expected auto, cpu, cuda, cuda:N or mps") from exc
+        raise SettingsError(f"unknown device {name!r}; expected auto, cpu, cuda, cuda:N or mps") from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} asked for, but CUDA is not available on this machine")
+            raise SettingsError(f"device {name!r} asked for, but CUDA is not available on this machine")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(
+            raise SettingsError(
                 f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA device(s)"
             )
     elif device.type == "mps":
         if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-            raise ValueError("device 'mps' asked for, but MPS is not available on this machine")
+            raise SettingsError("device 'mps' asked for, but MPS is not available on this machine")
     elif device.type != "cpu":
-        raise ValueError(f"unsupported device {name!r}; expected auto, cpu, cuda, cuda:N or mps")
+        raise SettingsError(f"unsupported device {name!r}; expected auto, cpu, cuda, cuda:N or mps")
     return device
 
 
 def select_dtype(name: str = "float32") -> torch.dtype:
     if name not in DTYPES:
-        raise ValueError(f"unknown dtype {name!r}; expected one of {', '.join(DTYPES)}")
+        raise SettingsError(f"unknown dtype {name!r}; expected one of {', '.join(DTYPES)}")
     return DTYPES[name]

@@ -13,11 +13,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from napari_pathup.engine.grid import PatchGrid
-from napari_pathup.engine.pipeline import SynthesisSettings, _stage_sampling
-from napari_pathup.engine.sampler import guided_output, img2img_timesteps
-from napari_pathup.engine.vae import tile_grid
+from napari_pathup.engine.plan import RunPlan, SynthesisSettings
+from napari_pathup.engine.sampler import guided_output
 from napari_pathup.models.base import PathupModel
+from napari_pathup.models.spec import ModelInfo
 
 
 @dataclass(frozen=True)
@@ -44,49 +43,39 @@ class Estimate:
         return asdict(self)
 
 
-def count_work(model: PathupModel, settings: SynthesisSettings) -> tuple[StageWork, StageWork]:
-    """Denoiser calls, patch evaluations (doubled by guidance) and autoencoder tiles of both stages."""
-    s = settings.resolve(model)
-    f = model.vae_scale_factor
-    h1, w1 = s.stage_one_shape()
-    scheduler = model.scheduler.from_config(model.scheduler.config)
-    out = []
-    for shape, strength in (
-        ((h1 // f, w1 // f), s.strength),
-        ((s.height // f, s.width // f), s.upscale_strength),
-    ):
-        sampling = _stage_sampling(s, model, shape, strength)
-        grid = PatchGrid(*shape, sampling.patch_size, sampling.overlap)
-        steps = len(img2img_timesteps(scheduler, sampling.steps, strength, torch.device("cpu")))
-        batches = -(-len(grid) // sampling.batch_size)
-        cfg = 2 if sampling.guidance != 1.0 else 1
-        tiles = len(tile_grid(*shape, s.decode_tile, s.decode_overlap))
-        out.append(
-            StageWork(
-                shape,
-                grid.patch_size,
-                grid.overlap,
-                len(grid),
-                steps,
-                steps * batches,
-                steps * len(grid) * cfg,
-                tiles,
-                tiles,
-            )
+def count_work(model: ModelInfo, settings: SynthesisSettings | RunPlan) -> tuple[StageWork, StageWork]:
+    """Denoiser calls, patch evaluations (doubled by guidance) and autoencoder tiles of both stages.
+
+    ``model`` may be a :class:`~napari_pathup.models.spec.ModelSpec`: counting needs no weights.
+    """
+    plan = settings if isinstance(settings, RunPlan) else settings.resolve(model)
+    return tuple(
+        StageWork(
+            st.latent_shape,
+            st.grid.patch_size,
+            st.grid.overlap,
+            st.patches_per_step,
+            st.steps,
+            st.denoiser_calls,
+            st.patch_evaluations,
+            st.tiles,
+            st.tiles,
         )
-    return out[0], out[1]
+        for st in plan.stages
+    )
 
 
 def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def estimate(model: PathupModel, settings: SynthesisSettings, calibrate: bool = True) -> Estimate:
+def estimate(model: PathupModel, settings: SynthesisSettings | RunPlan, calibrate: bool = True) -> Estimate:
     """Counts, and when ``calibrate`` a measured time and peak-memory estimate on the model's device."""
-    stages = count_work(model, settings)
+    plan = settings if isinstance(settings, RunPlan) else settings.resolve(model)
+    stages = count_work(model, plan)
     if not calibrate:
         return Estimate(stages, device=str(model.device))
-    s = settings.resolve(model)
+    s = plan.settings
     device, dtype, f = model.device, model.dtype, model.vae_scale_factor
     two = stages[1]
     p = two.patch_size
@@ -128,13 +117,9 @@ def estimate(model: PathupModel, settings: SynthesisSettings, calibrate: bool = 
         st.denoiser_calls * t_call + st.decode_tiles * t_decode + st.encode_tiles * t_encode for st in stages
     )
     params = sum(p.numel() * p.element_size() for m in model.modules.values() for p in m.parameters())
-    lat_h, lat_w = two.latent_shape
-    buffers = 6 * model.latent_channels * lat_h * lat_w * 4 + 2 * 3 * tile * f * s.width * 4
+    # the plan's buffers (latents, a decoded tile row, the in-memory result) on top of the measured peak
     if device.type == "cuda":
-        activations = torch.cuda.max_memory_allocated(device)
-        peak = activations + buffers
+        peak = torch.cuda.max_memory_allocated(device) + plan.memory_bytes
     else:
-        peak = max(_peak_rss(), rss_before) + buffers
-    if s.height * s.width * 3 <= 4096 * 4096 * 3:
-        peak += s.height * s.width * 3  # the in-memory result
+        peak = max(_peak_rss(), rss_before) + plan.memory_bytes
     return Estimate(stages, seconds, int(peak + (0 if device.type == "cpu" else params)), str(device))

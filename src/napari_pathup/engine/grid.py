@@ -8,8 +8,10 @@ A per-step ``offset`` (jitter) shifts the interior boxes while keeping full cove
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a grid draws its jitter, so plans stay import-light
+    import torch
 
 
 @dataclass(frozen=True, order=True)
@@ -115,13 +117,16 @@ class PatchGrid:
         return [Box(y, x, y + p, x + p) for y in ys for x in xs]
 
     def __len__(self) -> int:
-        return len(self.boxes())
+        ys, xs = self.starts()
+        return len(ys) * len(xs)
 
     def random_offset(self, generator: torch.Generator) -> tuple[int, int]:
         """A seeded jitter offset (dy, dx), drawn from ``generator`` so runs stay deterministic."""
         low, high = jitter_range(self.patch_size, self.overlap)
         if high == low:
             return (0, 0)
+        import torch
+
         draw = torch.randint(low, high + 1, (2,), generator=generator)
         dy = int(draw[0]) if self.height > self.patch_size else 0
         dx = int(draw[1]) if self.width > self.patch_size else 0

@@ -11,17 +11,15 @@ twice per pass.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from napari_pathup.engine.grid import PatchGrid, default_overlap, default_patch_size
+from napari_pathup.engine.grid import PatchGrid
 
 GREY = np.array([0.299, 0.587, 0.114])
 
@@ -123,31 +121,20 @@ def seam_grid(
     scale_factor: int = 8,
 ) -> SeamGrid:
     """The grid to measure seams on: ``settings`` recorded with the image (its ``patch_size`` and
-    ``overlap``), else the defaults of ``model_dir`` (default: the embedded model) for this size.
-
-    The defaults follow ``SynthesisSettings.resolve``: the model's ``pathup.json`` "defaults", else
-    the denoiser's native sample size clamped to the latent, and a quarter of it as overlap.
+    ``overlap``), else the stage-2 grid of the run plan that ``model_dir`` (default: the embedded
+    model) resolves for this size, read from its configs (no weights load).
     """
     if settings and settings.get("patch_size") is not None and settings.get("overlap") is not None:
         patch, overlap = int(settings["patch_size"]), int(settings["overlap"])
         return SeamGrid(patch, overlap, scale_factor, "recorded settings")
-    if model_dir is None:
-        # the embedded model's folder (as models.default finds it), without importing the model stack
-        model_dir = Path(str(resources.files("napari_pathup"))) / "data" / "default_model"
-        if not (model_dir / "pathup.json").is_file():
-            raise ValueError("the image records no patch grid and this installation ships no default model")
-    folder = Path(model_dir)
-    try:
-        meta = json.loads((folder / "pathup.json").read_text(encoding="utf-8"))
-        config = json.loads((folder / "denoiser" / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read the default patch grid of model {folder}: {exc}") from exc
-    defaults = meta.get("defaults", {})
-    native = config["sample_size"]
-    native = int(native[0] if isinstance(native, list) else native)
-    patch = defaults.get("patch_size") or default_patch_size(
-        native, height // scale_factor, width // scale_factor
+    from napari_pathup.engine.plan import SynthesisSettings
+    from napari_pathup.models.default import resolve_model_spec
+    from napari_pathup.models.load import read_model_spec
+
+    spec = read_model_spec(resolve_model_spec(model_dir))  # configs only: no weights load
+    class_name = spec.classes[0] if spec.classes else "tissue"
+    plan = SynthesisSettings(class_name, height=height, width=width).resolve(spec)
+    grid = plan.stages[1].grid
+    return SeamGrid(
+        grid.patch_size, grid.overlap, plan.scale_factor, f"defaults of model {Path(spec.path).name}"
     )
-    overlap = defaults.get("overlap")
-    overlap = default_overlap(patch) if overlap is None else overlap
-    return SeamGrid(int(patch), int(overlap), scale_factor, f"defaults of model {folder.name}")

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from napari_pathup.engine.grid import Box
-
-WEIGHT_MODES: tuple[str, ...] = ("uniform", "gaussian", "cosine")
+from napari_pathup.engine.plan import WEIGHT_MODES
 
 
 def window_1d(mode: str, patch_size: int, overlap: int, sigma: float = 0.3) -> torch.Tensor:

@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathup.errors import InputError
-from napari_pathup.io.atomic import atomic_output, split_suffixes
-from napari_pathup.io.images import (
+from napari_pathup.io.arrays import (
     ATTRS_KEY,
     attrs_json,
     channels_last,
@@ -27,6 +26,7 @@ from napari_pathup.io.images import (
     store_chunkwise,
     to_rgb_uint8,
 )
+from napari_pathup.io.atomic import atomic_output, split_suffixes
 
 AXES: list[dict[str, str]] = [
     {"name": "c", "type": "channel"},

@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathup.errors import InputError
-from napari_pathup.io.atomic import atomic_output
-from napari_pathup.io.images import (
+from napari_pathup.io.arrays import (
     ATTRS_KEY,
     attrs_json,
     check_rgb_image,
@@ -28,6 +27,7 @@ from napari_pathup.io.images import (
     pyramid_shapes,
     store_chunkwise,
 )
+from napari_pathup.io.atomic import atomic_output
 
 # Above this many uncompressed bytes use BigTIFF: classic TIFF offsets are 32-bit.
 _BIGTIFF_BYTES = 2**31

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from napari_pathup.errors import InputError
+from napari_pathup.io.arrays import ATTRS_KEY, attrs_json, check_rgb_image
 from napari_pathup.io.atomic import atomic_output
-from napari_pathup.io.images import ATTRS_KEY, attrs_json, check_rgb_image
 from napari_pathup.io.ome_zarr import write_ome_zarr
 from napari_pathup.io.tiff import write_tiff
 
@@ -33,10 +33,21 @@ def output_format(path: str | Path) -> str:
 def write_image(
     path: str | Path, image: Any, *, attrs: dict[str, Any] | None = None, overwrite: bool = False
 ) -> Path:
-    """Write an (H, W, 3) uint8 array-like in the format given by ``path``'s extension.
+    """Write an (H, W, 3) uint8 array-like in the format ``path``'s extension names, atomically.
 
-    ``attrs`` (JSON-serialisable) are stored with the image and read back by
-    :func:`~napari_pathup.io.images.read_attrs`. Returns the resolved output path.
+    Args:
+        path: ``.ome.zarr`` (multiscale OME-Zarr), ``.tif``/``.tiff`` (tiled pyramidal TIFF) or ``.png``.
+        image: numpy, zarr or dask array; zarr and dask are written chunk by chunk (not for PNG).
+        attrs: JSON-serialisable metadata, read back by :func:`~napari_pathup.io.images.read_attrs`.
+        overwrite: replace an existing output (the old one is kept until the new one is complete).
+
+    Returns:
+        The resolved output path.
+
+    Raises:
+        InputError: bad extension, image or attributes. OutputExistsError: the output exists.
+        OutputError: the operating system refused the write (permissions, read-only, full disk);
+            nothing is left under the final name, nor a temporary.
     """
     kind = output_format(path)
     if kind == "ome-zarr":

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 import torch
 from diffusers import SchedulerMixin
 
+from napari_pathup.errors import SettingsError
+
 
 class Conditioner(Protocol):
     """Turns a class name and a scale (``overview`` or ``native``) into conditioning for one sample.
@@ -92,6 +94,8 @@ class PathupModel:
     native_size: int
     latent_channels: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: patch sides must be a multiple of this, and at least this (see ``models.spec``)
+    patch_multiple: int = 1
     _hash: str | None = None
 
     @property
@@ -118,7 +122,7 @@ class PathupModel:
     def check_class(self, class_name: str) -> None:
         """Raise a clear error for a class the model does not know (text models accept any)."""
         if self.classes and class_name not in self.classes:
-            raise ValueError(
-                f"unknown class {class_name!r} for model {self.path}; "
+            raise SettingsError(
+                f"unknown class {class_name!r} (--class) for model {self.path}; "
                 f"expected one of {', '.join(self.classes)}"
             )

@@ -60,7 +60,7 @@ def build_denoiser(classes: Sequence[str], **kwargs: Any) -> UNet2DModel:
     return UNet2DModel(**denoiser_config(classes, **kwargs))
 
 
-def build_autoencoder(kind: str = "kl", width: int = 8, latent_channels: int = 4) -> torch.nn.Module:
+def build_random_autoencoder(kind: str = "kl", width: int = 8, latent_channels: int = 4) -> torch.nn.Module:
     """An 8x autoencoder: ``kl`` (AutoencoderKL) or ``tiny`` (AutoencoderTiny)."""
     if kind == "kl":
         return AutoencoderKL(
@@ -97,7 +97,7 @@ def build_random_pathup_model(
     """Write a random-weight PathUp model folder (for tests, benchmarks and smoke runs)."""
     torch.manual_seed(seed)
     denoiser = build_denoiser(classes, preset=preset, sample_size=sample_size)
-    vae = build_autoencoder(autoencoder)
+    vae = build_random_autoencoder(autoencoder)
     scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", clip_sample=False)
     return save_pathup_model(folder, denoiser, vae, scheduler, classes, extra=extra)
 
@@ -157,7 +157,7 @@ def build_random_stable_diffusion(folder: str | Path, seed: int = 0) -> Path:
         attention_head_dim=4,
     )
     pipe = StableDiffusionPipeline(
-        vae=build_autoencoder("kl"),
+        vae=build_random_autoencoder("kl"),
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,

@@ -35,6 +35,12 @@ from napari_pathup.models.layout import (
     SCHEDULER_DIR,
 )
 from napari_pathup.models.schedulers import ALLOWED_SCHEDULER_CLASSES, scheduler_class
+from napari_pathup.models.spec import (
+    ModelSpec,
+    autoencoder_scale_factor,
+    denoiser_patch_multiple,
+    native_sample_size,
+)
 
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 AUTOENCODER_CLASSES = ("AutoencoderKL", "AutoencoderTiny")
@@ -53,8 +59,10 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _check_component(folder: Path, config_name: str, allowed: tuple[str, ...] | frozenset[str]) -> str:
-    """Check one component folder; return its diffusers/transformers class name."""
+def _check_component(
+    folder: Path, config_name: str, allowed: tuple[str, ...] | frozenset[str]
+) -> tuple[str, dict[str, Any]]:
+    """Check one component folder; return its diffusers/transformers class name and its config."""
     if not folder.is_dir():
         raise ModelLoadError(f"missing component folder {folder}")
     config = _read_json(folder / config_name)
@@ -67,7 +75,7 @@ def _check_component(folder: Path, config_name: str, allowed: tuple[str, ...] | 
         pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
         hint = f" (found {', '.join(pickles)}: pickle weights are never loaded)" if pickles else ""
         raise ModelLoadError(f"no .safetensors weights in {folder}{hint}")
-    return class_name
+    return class_name, config
 
 
 def _from_pretrained(cls: Any, folder: Path, **kwargs: Any) -> Any:
@@ -112,9 +120,23 @@ def resolve_model_path(spec: str | Path, allow_download: bool = False) -> Path:
     raise ModelLoadError(f"model folder {path} does not exist")
 
 
-def load_model(spec: str | Path, allow_download: bool = False) -> PathupModel:
-    """Load a PathUp or Stable Diffusion folder (on the CPU, float32; move it with ``.to``)."""
-    path = resolve_model_path(spec, allow_download)
+def load_model(spec: str | Path | None = None, allow_download: bool = False) -> PathupModel:
+    """Load a PathUp or Stable Diffusion model folder (on the CPU, float32; move it with ``.to``).
+
+    Args:
+        spec: a model folder, a hub id (with ``allow_download``), or None for the embedded default model.
+        allow_download: allow ``spec`` to name a hub model and download it (safetensors only).
+
+    Returns:
+        The :class:`~napari_pathup.models.base.PathupModel`.
+
+    Raises:
+        ModelLoadError: the folder is missing, malformed, names an unknown class or holds only pickles;
+            every component is checked before any weights load.
+    """
+    from napari_pathup.models.default import resolve_model_spec
+
+    path = resolve_model_path(resolve_model_spec(spec), allow_download)
     layout = detect_layout(path)
     model = _load_pathup(path) if layout == "pathup" else _load_stable_diffusion(path)
     for module in model.modules.values():
@@ -123,16 +145,15 @@ def load_model(spec: str | Path, allow_download: bool = False) -> PathupModel:
 
 
 def _load_scheduler(folder: Path):
-    class_name = _check_component(folder, "scheduler_config.json", ALLOWED_SCHEDULER_CLASSES)
+    class_name, _ = _check_component(folder, "scheduler_config.json", ALLOWED_SCHEDULER_CLASSES)
     try:
         return scheduler_class(class_name).from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, TypeError) as exc:
         raise ModelLoadError(f"cannot load {folder}: {exc}") from exc
 
 
-def _load_pathup(path: Path) -> PathupModel:
-    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DModel
-
+def _pathup_spec(path: Path) -> tuple[ModelSpec, str]:
+    """Check a PathUp folder's metadata and component configs; the spec and the autoencoder class."""
     meta = _read_json(path / PATHUP_JSON)
     classes, scales = meta.get("classes"), meta.get("scales", list(SCALES))
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
@@ -142,9 +163,29 @@ def _load_pathup(path: Path) -> PathupModel:
     missing = [s for s in SCALES if s not in scales]
     if missing:
         raise ModelLoadError(f"{path / PATHUP_JSON}: 'scales' must include {', '.join(missing)}")
-    _check_component(path / DENOISER_DIR, "config.json", ("UNet2DModel",))
-    vae_class = _check_component(path / AUTOENCODER_DIR, "config.json", AUTOENCODER_CLASSES)
+    unet_class, unet_config = _check_component(path / DENOISER_DIR, "config.json", ("UNet2DModel",))
+    vae_class, vae_config = _check_component(path / AUTOENCODER_DIR, "config.json", AUTOENCODER_CLASSES)
     scheduler = _load_scheduler(path / SCHEDULER_DIR)
+    spec = ModelSpec(
+        kind="pathup",
+        path=str(path),
+        classes=list(classes),
+        scales=list(scales),
+        native_size=native_sample_size(unet_config),
+        scale_factor=autoencoder_scale_factor(vae_class, vae_config),
+        latent_channels=int(unet_config.get("in_channels", 4)),
+        patch_multiple=denoiser_patch_multiple(unet_class, unet_config),
+        scheduler=scheduler,
+        metadata=meta,
+    )
+    return spec, vae_class
+
+
+def _load_pathup(path: Path) -> PathupModel:
+    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DModel
+
+    spec, vae_class = _pathup_spec(path)
+    meta, classes, scales, scheduler = spec.metadata, spec.classes, spec.scales, spec.scheduler
     unet = _from_pretrained(UNet2DModel, path / DENOISER_DIR)
     expected = num_class_embeds(len(classes), len(scales))
     if unet.config.num_class_embeds != expected:
@@ -172,17 +213,16 @@ def _load_pathup(path: Path) -> PathupModel:
         native_size=_native_size(unet.config),
         latent_channels=int(unet.config.in_channels),
         metadata=meta,
+        patch_multiple=spec.patch_multiple,
     )
 
 
-def _load_stable_diffusion(path: Path) -> PathupModel:
-    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
+def _stable_diffusion_spec(path: Path) -> tuple[ModelSpec, str]:
+    """Check a Stable Diffusion folder's component configs; the spec and the autoencoder class."""
     _read_json(path / "model_index.json")
     meta = _read_json(path / PATHUP_JSON) if (path / PATHUP_JSON).is_file() else {}
-    _check_component(path / "unet", "config.json", ("UNet2DConditionModel",))
-    vae_class = _check_component(path / "vae", "config.json", AUTOENCODER_CLASSES)
+    unet_class, unet_config = _check_component(path / "unet", "config.json", ("UNet2DConditionModel",))
+    vae_class, vae_config = _check_component(path / "vae", "config.json", AUTOENCODER_CLASSES)
     _check_component(path / "text_encoder", "config.json", ("CLIPTextModel",))
     tokenizer_dir = path / "tokenizer"
     has_bpe_files = (tokenizer_dir / "vocab.json").is_file() and (tokenizer_dir / "merges.txt").is_file()
@@ -191,7 +231,27 @@ def _load_stable_diffusion(path: Path) -> PathupModel:
             f"missing CLIP tokenizer files in {tokenizer_dir}: "
             "expected vocab.json and merges.txt, or tokenizer.json"
         )
-    scheduler = _load_scheduler(path / "scheduler")
+    spec = ModelSpec(
+        kind="stable-diffusion",
+        path=str(path),
+        classes=list(meta.get("classes", [])),
+        scales=list(SCALES),
+        native_size=native_sample_size(unet_config),
+        scale_factor=autoencoder_scale_factor(vae_class, vae_config),
+        latent_channels=int(unet_config.get("in_channels", 4)),
+        patch_multiple=denoiser_patch_multiple(unet_class, unet_config),
+        scheduler=_load_scheduler(path / "scheduler"),
+        metadata=meta,
+    )
+    return spec, vae_class
+
+
+def _load_stable_diffusion(path: Path) -> PathupModel:
+    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    spec, vae_class = _stable_diffusion_spec(path)
+    meta, scheduler, tokenizer_dir = spec.metadata, spec.scheduler, path / "tokenizer"
     unet = _from_pretrained(UNet2DConditionModel, path / "unet")
     vae = _from_pretrained(AutoencoderKL if vae_class == "AutoencoderKL" else AutoencoderTiny, path / "vae")
     text_encoder = _from_pretrained(CLIPTextModel, path / "text_encoder")
@@ -222,7 +282,29 @@ def _load_stable_diffusion(path: Path) -> PathupModel:
         native_size=_native_size(unet.config),
         latent_channels=int(unet.config.in_channels),
         metadata=meta,
+        patch_multiple=spec.patch_multiple,
     )
+
+
+def read_model_spec(spec: str | Path | None = None, allow_download: bool = False) -> ModelSpec:
+    """Check a model folder and describe it from its configs alone (no weights load).
+
+    Args:
+        spec: as for :func:`load_model` (None: the embedded default model).
+        allow_download: as for :func:`load_model`.
+
+    Returns:
+        The :class:`~napari_pathup.models.spec.ModelSpec`, which
+        :meth:`~napari_pathup.engine.plan.SynthesisSettings.resolve` accepts like a loaded model.
+
+    Raises:
+        ModelLoadError: the same problems :func:`load_model` finds before loading weights.
+    """
+    from napari_pathup.models.default import resolve_model_spec
+
+    path = resolve_model_path(resolve_model_spec(spec), allow_download)
+    layout = detect_layout(path)
+    return (_pathup_spec(path) if layout == "pathup" else _stable_diffusion_spec(path))[0]
 
 
 def model_hash(path: str | Path) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import diffusers
 from diffusers import SchedulerMixin
 
+from napari_pathup.errors import SettingsError
+
 #: short CLI names → diffusers scheduler classes
 SCHEDULERS: dict[str, str] = {
     "ddim": "DDIMScheduler",
@@ -34,9 +36,18 @@ def scheduler_class(class_name: str) -> type[SchedulerMixin]:
     return getattr(diffusers, class_name)
 
 
-def make_scheduler(name: str, base: SchedulerMixin) -> SchedulerMixin:
-    """A fresh scheduler: ``name`` (a short name or a class name) configured from the model's own."""
+def scheduler_by_name(name: str, base: SchedulerMixin) -> SchedulerMixin:
+    """A fresh scheduler: ``name`` (a short name or a class name) configured from the model's own.
+
+    Raises :class:`~napari_pathup.errors.SettingsError` for a name that is not a diffusers scheduler.
+    """
     class_name = SCHEDULERS.get(name, name)
     if class_name not in ALLOWED_SCHEDULER_CLASSES:
-        raise ValueError(f"unknown scheduler {name!r}; expected one of {', '.join(SCHEDULERS)}")
+        raise SettingsError(
+            f"unknown scheduler {name!r} (--sampler); expected one of {', '.join(SCHEDULERS)}"
+        )
     return scheduler_class(class_name).from_config(base.config)
+
+
+#: deprecated spelling of :func:`scheduler_by_name` (``training.denoiser.make_scheduler`` is another thing)
+make_scheduler = scheduler_by_name

@@ -1,1 +1,3 @@
-"""Data augmentation at scale (``pathup augment``) and its downstream evaluation (``pathup evaluate``)."""
+"""Deprecated: ``napari_pathup.scale`` was split into :mod:`napari_pathup.augmentation` (``pathup augment``)
+and :mod:`napari_pathup.evaluation` (``pathup evaluate``). The old module paths still import, as the very
+same module objects, for one release."""

@@ -12,15 +12,16 @@ import pytest
 import torch
 from torch import nn
 
+from napari_pathup.augmentation.manifest import MANIFEST_NAME, ManifestRow, write_manifest
 from napari_pathup.cli import main
+from napari_pathup.engine.grid import Box
 from napari_pathup.errors import InputError
+from napari_pathup.evaluation.data import add_synthetic, collect_real, read_synthetic_records, roi_boxes
+from napari_pathup.evaluation.mil import MILSettings
+from napari_pathup.evaluation.run import EvaluateSettings, evaluate, image_tiles, tile_starts
 from napari_pathup.io.images import read_image
 from napari_pathup.io.ome_zarr import write_ome_zarr
 from napari_pathup.metrics.features import EXTRACTORS, module_extractor
-from napari_pathup.scale.evaluate import EvaluateSettings, evaluate, image_tiles, tile_starts
-from napari_pathup.scale.evaluation_data import add_synthetic, collect_real, read_manifest, roi_boxes
-from napari_pathup.scale.manifest import MANIFEST_NAME, ManifestRow, write_manifest
-from napari_pathup.scale.mil import MILSettings
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "demo"
 #: (class, demo image, top-left corners of 96x96 tissue crops); each crop is one "source image"
@@ -198,7 +199,7 @@ def test_tiles_cover_the_image_and_pad_small_images_with_white():
 def test_rois_skip_glass_and_group_with_their_source(real_data: Path):
     image = np.full((100, 100, 3), 245, np.uint8)
     image[:50, :50] = (150, 60, 120)
-    assert roi_boxes(image, 50, 0.5) == [(0, 0, 50, 50)]
+    assert roi_boxes(image, 50, 0.5) == [Box(0, 0, 50, 50)]
     data = collect_real(real_data, roi_size=48)
     by_group: dict[str, list[str]] = {}
     for it in data.real:
@@ -224,16 +225,16 @@ def test_bracs_names_group_by_slide(tmp_path: Path):
 
 def test_manifest_contract_keeps_done_rows_only(real_data: Path, tmp_path: Path):
     store = make_store(real_data, tmp_path / "store")
-    records = read_manifest(store)
+    records = read_synthetic_records(store)
     assert len(records) == 12 and all(r.output.exists() for r in records)
     assert {r.class_name for r in records} == {"normal", "stroma", "tumour"}
     text = (store / MANIFEST_NAME).read_text()
     (store / MANIFEST_NAME).write_text(text.replace(",failed,", ",done,"))
     with pytest.raises(InputError, match=r"tumour/never\.ome\.zarr is marked done but does not exist"):
-        read_manifest(store)
+        read_synthetic_records(store)
     (store / MANIFEST_NAME).write_text(text.replace(",done,", ",pending,"))
     with pytest.raises(InputError, match="lists no finished"):
-        read_manifest(store)
+        read_synthetic_records(store)
 
 
 # ------------------------------------------------------------------------------------------- errors
@@ -327,3 +328,24 @@ def test_timm_backbone_from_local_safetensors(real_data: Path, tmp_path: Path, c
     assert result["feature_extractor"]["input_size"] == [size, size]
     assert result["tile_feature_extractor"]["input_size"] == [size, size]
     assert result["feature_extractor"]["weights_sha256"] and "timm test_vit" in capsys.readouterr().out
+
+
+def test_single_class_data_is_refused_before_any_feature_is_computed(
+    real_data: Path, tmp_path: Path, monkeypatch, capsys
+):
+    """Issue 11, finding 8: scikit-learn's "only one class" after all features is now a refusal first."""
+    import shutil
+
+    import napari_pathup.metrics.features as features
+
+    one = tmp_path / "one"
+    shutil.copytree(real_data / "stroma", one / "stroma")
+
+    def no_features(*args, **kwargs):
+        raise AssertionError("features were computed before the data was checked")
+
+    monkeypatch.setattr(features, "get_extractor", no_features)
+    assert main(["evaluate", str(one), "--folds", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "needs images of at least two classes; the data holds one class (stroma)" in err
+    assert "Traceback" not in err

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from helpers import rgb
+from napari_pathup.augmentation.manifest import COLUMNS, ManifestRow, read_manifest, write_manifest
+from napari_pathup.augmentation.plan import item_seed, plan_items
 from napari_pathup.errors import InputError
-from napari_pathup.scale.manifest import COLUMNS, ManifestRow, read_manifest, write_manifest
-from napari_pathup.scale.plan import item_seed, plan_items
 from napari_pathup.training.data import discover
 
 

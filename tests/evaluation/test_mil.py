@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from napari_pathup.scale.mil import GatedAttentionMIL, MILSettings, pad_bags, train_mil
+from napari_pathup.evaluation.mil import GatedAttentionMIL, MILSettings, pad_bags, train_mil
 
 
 def _bags(n: int, seed: int) -> tuple[list[np.ndarray], list[int]]:

@@ -15,13 +15,13 @@ import pytest
 from PIL import Image
 
 from helpers import rgb
+from napari_pathup.augmentation.manifest import MANIFEST_NAME, read_manifest
+from napari_pathup.augmentation.plan import plan_items
+from napari_pathup.augmentation.run import augment, stale_temporaries, wait_for_active
+from napari_pathup.augmentation.worker import model_loads
 from napari_pathup.errors import InputError
 from napari_pathup.io.atomic import PARTIAL_MARKER
 from napari_pathup.io.ome_zarr import ome_zarr_level_shapes, read_ome_zarr, read_ome_zarr_attrs
-from napari_pathup.scale.augment import augment, stale_temporaries, wait_for_active
-from napari_pathup.scale.manifest import MANIFEST_NAME, read_manifest
-from napari_pathup.scale.plan import plan_items
-from napari_pathup.scale.worker import model_loads
 from napari_pathup.training.data import discover
 
 # the fault hooks below run inside the worker processes, which cannot import this test module
@@ -36,7 +36,8 @@ def make_data(root: Path) -> Path:
     for class_name, n in IMAGES.items():
         (root / class_name).mkdir(parents=True, exist_ok=True)
         for i in range(n):
-            Image.fromarray(rgb(48, 64, seed=100 * len(class_name) + i)).save(root / class_name / f"r{i}.png")
+            image = rgb(128, 160, seed=100 * len(class_name) + i)
+            Image.fromarray(image).save(root / class_name / f"r{i}.png")
     return root
 
 
@@ -87,8 +88,8 @@ def install_faults(crash: str, hang: str, marks: str) -> None:
     """In a worker process: the first worker to write ``crash`` dies half-way through writing it; the
     first to write ``hang`` stops half-way until the file ``marks/release`` appears, then fails.
     Marker files make each fault happen once."""
+    from napari_pathup.augmentation import worker
     from napari_pathup.io.atomic import atomic_output
-    from napari_pathup.scale import worker
 
     real = worker.write_ome_zarr
 
@@ -206,7 +207,7 @@ def test_an_unreachable_scheduler_fails_fast_and_writes_nothing(data_dir, pathup
             tmp_path / "store",
             settings=SETTINGS,
             model=str(pathup_model_dir),
-            scheduler=address,
+            dask_address=address,
             connect_timeout=1,
             progress=False,
         )
@@ -234,7 +235,7 @@ def garbage_png(root: Path) -> Path:
             "no class folders",
         ),
         (lambda root: (root / "tumour").mkdir(parents=True), "holds no images"),
-        (garbage_png, "broken.png cannot be read"),
+        (garbage_png, "broken.png cannot be used"),
         (lambda root: None, "no such folder"),
     ],
     ids=["empty", "loose-images", "empty-class", "unreadable-image", "missing"],
@@ -250,7 +251,7 @@ def test_bad_data_gives_a_clear_error_and_writes_nothing(make, message, pathup_m
 def test_classes_the_model_does_not_know_are_refused(pathup_model_dir, tmp_path):
     data = tmp_path / "data"
     (data / "lymphoma").mkdir(parents=True)
-    Image.fromarray(rgb(16, 16)).save(data / "lymphoma" / "a.png")
+    Image.fromarray(rgb(128, 128)).save(data / "lymphoma" / "a.png")
     with pytest.raises(InputError, match="lymphoma of DATA are not classes of the model"):
         augment(data, tmp_path / "store", settings=SETTINGS, model=str(pathup_model_dir), progress=False)
     assert not (tmp_path / "store").exists()
@@ -295,3 +296,78 @@ def test_a_foreign_folder_under_an_output_name_is_a_failure_and_is_left_alone(
     assert (store / victim / "mine.txt").read_text() == "not an image"
     rows = {r.output: r for r in read_manifest(store / MANIFEST_NAME)}
     assert rows[victim].status == "failed" and sum(r.status == "done" for r in rows.values()) == 7
+
+
+@pytest.mark.parametrize("inside", ["synthetic", ".", "tumour/more"])
+def test_a_store_inside_data_is_refused(inside, pathup_model_dir, tmp_path):
+    data = make_data(tmp_path / "data")
+    before = sorted(p.relative_to(data).as_posix() for p in data.rglob("*"))
+    with pytest.raises(InputError, match=r"is inside DATA .* Choose a store outside DATA"):
+        augment(data, data / inside, settings=SETTINGS, model=str(pathup_model_dir), progress=False)
+    assert sorted(p.relative_to(data).as_posix() for p in data.rglob("*")) == before
+
+
+def test_references_are_checked_from_their_headers_for_size_before_anything_is_written(
+    pathup_model_dir, tmp_path
+):
+    import struct
+    import zlib
+
+    data = make_data(tmp_path / "data")
+    Image.fromarray(rgb(4, 4)).save(data / "tumour" / "tiny.png")
+    with pytest.raises(
+        InputError, match=r"tiny.png cannot be used: .* 4x4 px; this model needs a reference of at least 128"
+    ):
+        augment(data, tmp_path / "store", settings=SETTINGS, model=str(pathup_model_dir), progress=False)
+    (data / "tumour" / "tiny.png").unlink()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
+    (data / "tumour" / "bomb.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    )
+    with pytest.raises(
+        InputError, match=r"bomb.png cannot be used: .*900,000,000 pixels.*--max-image-pixels"
+    ):
+        augment(data, tmp_path / "store", settings=SETTINGS, model=str(pathup_model_dir), progress=False)
+    assert not (tmp_path / "store").exists()
+
+
+def test_non_finite_settings_are_refused_before_the_model_or_the_data_is_read(pathup_model_dir, tmp_path):
+    with pytest.raises(InputError, match=r"guidance \(--guidance\) must be a finite number"):
+        augment(tmp_path / "nowhere", tmp_path / "store", settings={**SETTINGS, "guidance": float("nan")})
+    assert not (tmp_path / "store").exists()
+
+
+def test_an_interruption_report_counts_what_is_on_disk(clean_store, data_dir):
+    """Issue 11, finding 6: an item a worker committed after the client's last result is done, not pending."""
+    from napari_pathup.augmentation.run import Summary, planned_row, recount_from_disk, scan_store
+
+    items = plan_items(discover(data_dir, holdout="none"), RATIO)
+    checksum = read_ome_zarr_attrs(clean_store / items[0].output)["model"]["hash"]
+    summary = Summary(clean_store, len(items), pending=[it.output for it in items[:3]], interrupted=True)
+    rows = {it.output: planned_row(it, {}, checksum, "pending") for it in items[:3]}
+    by_output = {it.output: it for it in items}
+    recount_from_disk(clean_store, summary, rows, by_output, checksum)
+    assert summary.pending == [] and sorted(summary.done) == sorted(it.output for it in items[:3])
+    assert all(r.status == "done" for r in rows.values())
+    assert "3 made" in summary.lines()[0] and "0 pending" in summary.lines()[0]
+    assert set(scan_store(clean_store, items, checksum)[0]) >= set(summary.done)
+
+
+def test_a_store_on_a_read_only_file_system_is_one_line_before_the_cluster_starts(
+    data_dir, pathup_model_dir, tmp_path, monkeypatch
+):
+    import errno
+
+    from napari_pathup.errors import OutputError
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(Path, "touch", read_only)
+    with pytest.raises(OutputError, match="the file system is read-only"):
+        augment(data_dir, tmp_path / "store", settings=SETTINGS, model=str(pathup_model_dir), progress=False)
+    assert not (tmp_path / "store").exists()

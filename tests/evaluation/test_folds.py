@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from napari_pathup.errors import InputError
-from napari_pathup.scale.folds import check_fold_count, groups_per_class, make_folds
+from napari_pathup.evaluation.folds import check_fold_count, groups_per_class, make_folds
 
 
 @st.composite
@@ -75,3 +75,8 @@ def test_too_few_groups_names_the_class_and_the_largest_fold_count():
     check_fold_count(labels, groups, ("x", "y"), 3, "source image")
     with pytest.raises(InputError, match="at least 2"):
         check_fold_count(labels, groups, ("x", "y"), 1, "source image")
+
+
+def test_a_single_class_is_refused_naming_it():
+    with pytest.raises(InputError, match=r"at least two classes; the data holds one class \(tumour\)"):
+        check_fold_count([0, 0, 0, 0], ["a", "b", "c", "d"], ["tumour"], 2, "source image")

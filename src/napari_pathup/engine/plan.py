@@ -1,0 +1,453 @@
+"""Settings and the resolved run plan: every rule about a run's settings, checked before any work starts.
+
+:class:`SynthesisSettings` is what a user asks for (``None`` = the model's default, else the
+library's). :meth:`SynthesisSettings.check` applies the rules that need no model (types, ranges,
+finiteness); :meth:`SynthesisSettings.resolve` fills the defaults from a model and applies the
+rules that need one, and returns a frozen :class:`RunPlan`: the resolved settings, each stage's
+sampling and patch grid, and the work and memory counts. The plan is the single source for the
+engine (:func:`~napari_pathup.engine.pipeline.synthesize`), the estimate (``pathup info``), the
+widgets' counts, the seam measure and the metadata written with every output.
+
+``resolve`` takes a loaded model or a :class:`~napari_pathup.models.spec.ModelSpec` read from the
+model's config files, so the CLI, the widgets and the library refuse bad settings before any weights
+load. :data:`SETTINGS` is the one table of settings (field, command-line flag,
+help); the CLI builds its sampling flags from it and every message names both. Importing this
+module loads neither torch nor diffusers, so ``pathup --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+from napari_pathup.engine.grid import PatchGrid, default_overlap, default_patch_size
+from napari_pathup.errors import RunTooLargeError, SettingsError
+from napari_pathup.models.spec import ModelInfo
+
+#: the blend weights w (implemented in ``engine.weights``): MultiDiffusion's uniform, Mixture of
+#: Diffusers' gaussian, cosine feather ramps
+WEIGHT_MODES: tuple[str, ...] = ("uniform", "gaussian", "cosine")
+
+#: library defaults of the settings a model's ``pathup.json`` may override under "defaults"
+DEFAULTS: dict[str, Any] = {
+    "steps": 30,
+    "strength": 0.6,
+    "upscale_strength": 0.45,
+    "guidance": 3.0,
+    "weights": "cosine",
+    "scheduler": None,
+}
+
+#: outputs up to this many pixels are assembled in memory; larger ones in a temporary zarr on disk
+IN_MEMORY_PIXELS = 4096 * 4096
+#: runs above this many denoiser patch evaluations are refused unless confirmed (``allow_large``);
+#: about 230 times the default 2048 x 2048 run of the shipped model, a 16k x 16k image
+WORK_BUDGET = 500_000
+#: the engine offsets the seed for its jitter generator; torch seeds must stay below 2**64
+MAX_SEED = 2**63 - 1_000_004
+#: hard limits that keep planning itself cheap (a 1,000,000 px side is a 3 TB image)
+MAX_SIDE = 1_000_000
+MAX_STEPS = 10_000
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table: a :class:`SynthesisSettings` field and how users reach it."""
+
+    field: str
+    flag: str | None  # the command-line flag, None where the CLI does not expose it
+    help: str
+    metavar: str | None = None
+
+
+#: every setting, in the order ``--help`` lists them (``--size`` sets height and width)
+SETTINGS: tuple[Setting, ...] = (
+    Setting("height", "--size", "output height in pixels, a multiple of the autoencoder factor"),
+    Setting("width", "--size", "output width in pixels, a multiple of the autoencoder factor"),
+    Setting("steps", "--steps", "scheduler steps of the full schedule, at least 1", "N"),
+    Setting("strength", "--strength", "stage-1 img2img strength t_i in (0, 1]", "T"),
+    Setting("upscale_strength", "--upscale-strength", "stage-2 noise strength in (0, 1]", "T"),
+    Setting(
+        "guidance", "--guidance", "classifier-free guidance scale, >= 0 (1 = none, 0 = unconditional)", "G"
+    ),
+    Setting("patch_size", "--patch", "latent patch size p (default: the denoiser's native size)", "P"),
+    Setting("overlap", "--overlap", "latent patch overlap o, 0 <= o < p (default: p/4)", "O"),
+    Setting("weights", "--weights", "blend weights w: " + ", ".join(WEIGHT_MODES)),
+    Setting("sigma", "--sigma", "gaussian weights: sigma relative to the patch, > 0", "S"),
+    Setting("jitter", "--jitter", "shift the patch grid every step (seeded)"),
+    Setting("batch_size", "--batch-size", "patches per denoiser call, at least 1", "N"),
+    Setting(
+        "scheduler", "--sampler", "diffusers scheduler: ddim, ddpm, euler, euler-a, dpm++, unipc, ...", "NAME"
+    ),
+    Setting(
+        "reference_size",
+        "--reference-size",
+        "stage-1 size (shorter side), a multiple of the autoencoder factor",
+        "N",
+    ),
+    Setting("seed", "--seed", f"random seed, 0 <= seed <= {MAX_SEED}", "N"),
+    Setting("class_name", "--class", "tissue class (see `pathup info`)", "CLASS"),
+    Setting("decode_tile", None, "latent tile side of the tiled encode and decode"),
+    Setting("decode_overlap", None, "latent overlap of those tiles"),
+)
+_FLAGS = {s.field: s.flag for s in SETTINGS}
+
+
+def setting_name(field: str) -> str:
+    """``upscale_strength (--upscale-strength)``: the field and the flag, for messages."""
+    flag = _FLAGS.get(field)
+    return f"{field} ({flag})" if flag else field
+
+
+def _fail(field: str, rule: str, value: Any) -> SettingsError:
+    return SettingsError(f"{setting_name(field)} must be {rule}, got {value!r}")
+
+
+def _int(field: str, value: Any, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise _fail(field, "a whole number", value)
+    if value < low or (high is not None and value > high):
+        rule = f"at least {low}" if high is None else f"between {low} and {high}"
+        raise _fail(field, rule, value)
+
+
+def _float(field: str, value: Any, rule: str, ok: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise _fail(field, f"a finite number ({rule})", value)
+    if not ok(float(value)):
+        raise _fail(field, rule, value)
+
+
+@dataclass(frozen=True)
+class SynthesisSettings:
+    """Everything that determines a run's output (with the model and the reference image).
+
+    ``None`` means: the model's default (``pathup.json`` "defaults"), else the library default
+    (:data:`DEFAULTS`). Sizes of patches and tiles are in latent pixels; ``height``/``width`` in
+    output pixels. :data:`SETTINGS` documents every field and its rule.
+    """
+
+    class_name: str
+    height: int = 2048
+    width: int = 2048
+    reference_size: int = 512
+    steps: int | None = None
+    strength: float | None = None
+    upscale_strength: float | None = None
+    guidance: float | None = None
+    patch_size: int | None = None
+    overlap: int | None = None
+    weights: str | None = None
+    sigma: float = 0.3
+    jitter: bool = False
+    batch_size: int = 8
+    seed: int = 0
+    scheduler: str | None = None
+    decode_tile: int = 64
+    decode_overlap: int = 16
+
+    def check(self) -> SynthesisSettings:
+        """Apply every rule that needs no model; raises :class:`SettingsError` naming the setting.
+
+        Returns ``self`` so that calls chain. ``None`` fields (model defaults) are checked by
+        :meth:`resolve` once they are filled.
+        """
+        if not isinstance(self.class_name, str) or not self.class_name:
+            raise _fail("class_name", "a class name", self.class_name)
+        for name in ("height", "width", "reference_size"):
+            _int(name, getattr(self, name), 1, MAX_SIDE)
+        for name in ("batch_size", "decode_tile"):
+            _int(name, getattr(self, name), 1, MAX_SIDE)
+        _int("seed", self.seed, 0, MAX_SEED)
+        _int("decode_overlap", self.decode_overlap, 0, self.decode_tile - 1)
+        if self.steps is not None:
+            _int("steps", self.steps, 1, MAX_STEPS)
+        if self.patch_size is not None:
+            _int("patch_size", self.patch_size, 1)
+        if self.overlap is not None:
+            _int("overlap", self.overlap, 0)
+        if self.patch_size is not None and self.overlap is not None and self.overlap >= self.patch_size:
+            raise _fail("overlap", f"smaller than the patch ({self.patch_size})", self.overlap)
+        for name in ("strength", "upscale_strength"):
+            if getattr(self, name) is not None:
+                _float(name, getattr(self, name), "in (0, 1]", lambda v: 0 < v <= 1)
+        if self.guidance is not None:
+            _float("guidance", self.guidance, ">= 0", lambda v: v >= 0)
+        _float("sigma", self.sigma, "> 0", lambda v: v > 0)
+        if self.weights is not None and self.weights not in WEIGHT_MODES:
+            raise _fail("weights", f"one of {', '.join(WEIGHT_MODES)}", self.weights)
+        if not isinstance(self.jitter, bool):
+            raise _fail("jitter", "True or False", self.jitter)
+        if self.scheduler is not None:
+            from napari_pathup.models.schedulers import SCHEDULERS
+
+            if not isinstance(self.scheduler, str) or not self.scheduler:
+                raise _fail("scheduler", f"a scheduler name ({', '.join(SCHEDULERS)})", self.scheduler)
+        return self
+
+    def resolve(self, model: ModelInfo) -> RunPlan:
+        """Fill every ``None`` from the model and the library, check the result against the model,
+        and return the frozen :class:`RunPlan` (settings, per-stage sampling and grids, counts).
+
+        ``model`` is a loaded :class:`~napari_pathup.models.base.PathupModel` or a
+        :class:`~napari_pathup.models.spec.ModelSpec` (configs only, no weights). Raises
+        :class:`SettingsError` naming the setting, its flag and the allowed values.
+        """
+        self.check()
+        defaults = {**DEFAULTS, **model.metadata.get("defaults", {})}
+        filled = {
+            k: (defaults[k] if getattr(self, k) is None and k in defaults else getattr(self, k))
+            for k in (f.name for f in dataclasses.fields(self))
+        }
+        f, m = model.vae_scale_factor, model.patch_multiple
+        smallest = m * f  # one denoiser input of the smallest side, in pixels
+        for name in ("height", "width", "reference_size"):
+            value = filled[name]
+            if value % f or value < smallest:
+                raise _fail(
+                    name,
+                    f"a multiple of {f} (the autoencoder factor) of at least {smallest} "
+                    f"(the denoiser's smallest input, {m} latent pixels)",
+                    value,
+                )
+        latent_h, latent_w = filled["height"] // f, filled["width"] // f
+        patch = filled["patch_size"]
+        if patch is None:
+            patch = _floor(default_patch_size(model.native_size, latent_h, latent_w), m)
+        elif patch % m or patch > min(latent_h, latent_w):
+            largest = _floor(min(latent_h, latent_w), m)
+            rule = (
+                f"a multiple of {m} (the denoiser's input rule) between {m} and {largest} "
+                "(the output's latent side)"
+            )
+            raise _fail("patch_size", rule, patch)
+        filled["patch_size"] = patch
+        if filled["overlap"] is None:
+            filled["overlap"] = default_overlap(patch)
+        elif filled["overlap"] >= patch:
+            raise _fail("overlap", f"smaller than the patch ({patch})", filled["overlap"])
+        settings = SynthesisSettings(**filled)
+        settings.check()  # the model's defaults obey the same rules
+        model.check_class(settings.class_name)
+        return RunPlan.build(settings, model)
+
+    def stage_one_shape(self) -> tuple[int, int]:
+        """Stage 1 works at ``reference_size`` on the shorter side, with the output's aspect ratio."""
+        h, w = self.height, self.width
+        r = min(self.reference_size, h, w)  # never larger than the output: stage 2 only upscales
+        if h == w:
+            return r, r
+        if h < w:
+            return r, max(8, round(r * w / h / 8) * 8)
+        return max(8, round(r * h / w / 8) * 8), r
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(SynthesisSettings))
+
+
+def _floor(value: int, multiple: int) -> int:
+    return max(multiple, value - value % multiple)
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One stage of Algorithm 1 as it will run: its latent, sampling, grid and work counts."""
+
+    number: int
+    scale: str  # the conditioning scale: "overview" (stage 1) or "native" (stage 2)
+    latent_shape: tuple[int, int]
+    pixel_shape: tuple[int, int]
+    sampling: Any  # engine.sampler.PatchSampling (imported lazily: the sampler imports torch)
+    grid: PatchGrid
+    steps: int  # denoising steps actually run (the tail of the schedule that ``strength`` selects)
+    tiles: int  # autoencoder tiles of the tiled encode (and of the decode)
+
+    @property
+    def patches_per_step(self) -> int:
+        return len(self.grid)
+
+    @property
+    def denoiser_calls(self) -> int:
+        return self.steps * -(-len(self.grid) // self.sampling.batch_size)
+
+    @property
+    def patch_evaluations(self) -> int:
+        """Patches through the denoiser, doubled by classifier-free guidance."""
+        return self.steps * len(self.grid) * (2 if self.sampling.guidance != 1.0 else 1)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A run resolved against a model: the only object the engine, the estimate and the UIs read.
+
+    ``settings`` are complete (no ``None``) and checked; ``stages`` hold each stage's sampling
+    and grid. ``to_dict()`` is what every output records as its settings.
+    """
+
+    settings: SynthesisSettings
+    stages: tuple[StagePlan, StagePlan]
+    scale_factor: int
+    latent_channels: int
+    native_size: int
+
+    @classmethod
+    def build(cls, s: SynthesisSettings, model: ModelInfo) -> RunPlan:
+        """The stages of a run of complete, checked settings ``s`` (see :meth:`SynthesisSettings.resolve`)."""
+        import torch
+
+        from napari_pathup.engine.sampler import PatchSampling, img2img_timesteps
+        from napari_pathup.engine.vae import tile_grid
+        from napari_pathup.models.schedulers import scheduler_by_name
+
+        f = model.vae_scale_factor
+        scheduler = (
+            scheduler_by_name(s.scheduler, model.scheduler)
+            if s.scheduler
+            else model.scheduler.from_config(model.scheduler.config)
+        )
+        h1, w1 = s.stage_one_shape()
+        stages = []
+        for number, scale, (h, w), strength, strength_field in (
+            (1, "overview", (h1, w1), s.strength, "strength"),
+            (2, "native", (s.height, s.width), s.upscale_strength, "upscale_strength"),
+        ):
+            latent = (h // f, w // f)
+            m = model.patch_multiple
+            # stage 1 works on the (smaller) reference latent: the patch is clamped to it
+            patch = _floor(min(s.patch_size, *latent), m)
+            overlap = min(s.overlap, patch - 1) if patch > 1 else 0
+            sampling = PatchSampling(
+                steps=s.steps,
+                strength=strength,
+                guidance=s.guidance,
+                patch_size=patch,
+                overlap=overlap,
+                weights=s.weights,
+                sigma=s.sigma,
+                batch_size=s.batch_size,
+                jitter=s.jitter,
+            )
+            grid = PatchGrid(*latent, patch, overlap)
+            try:
+                steps = len(img2img_timesteps(scheduler, s.steps, strength, torch.device("cpu")))
+            except ValueError as exc:
+                raise SettingsError(
+                    f"{setting_name('steps')} {s.steps} with {setting_name(strength_field)} {strength} "
+                    f"gives no usable schedule for stage {number}: {exc}"
+                ) from exc
+            tiles = len(tile_grid(*latent, s.decode_tile, s.decode_overlap))
+            stages.append(StagePlan(number, scale, latent, (h, w), sampling, grid, steps, tiles))
+        return cls(s, (stages[0], stages[1]), f, model.latent_channels, model.native_size)
+
+    # -- what the UIs and the outputs read ------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        """The resolved settings read through the plan (``plan.height``, ``plan.patch_size``, ...), as
+        ``resolve`` returned them before it returned a plan. Only called for names the plan lacks."""
+        if name in _FIELDS:
+            return getattr(self.settings, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved settings as recorded in every output's metadata."""
+        return self.settings.to_dict()
+
+    def for_item(self, class_name: str, seed: int) -> RunPlan:
+        """The same run for another class and seed (neither changes a grid or a count): how
+        ``pathup augment`` gives every item its plan without resolving again. The class must be one
+        the plan's model knows (the caller checked it when it resolved)."""
+        _int("seed", seed, 0, MAX_SEED)
+        return dataclasses.replace(
+            self, settings=dataclasses.replace(self.settings, class_name=class_name, seed=seed)
+        )
+
+    # -- checks and budgets ---------------------------------------------------------------------
+    @property
+    def min_reference_side(self) -> int:
+        """The smallest reference side (pixels) that holds one native patch of the model."""
+        return self.native_size * self.scale_factor
+
+    def check_reference(self, shape: tuple[int, ...], source: str = "the reference") -> None:
+        """Refuse a reference smaller than one native patch (a 1x1 reference gives a blank image)."""
+        height, width = int(shape[0]), int(shape[1])
+        if min(height, width) < self.min_reference_side:
+            raise SettingsError(
+                f"{source} is {width}x{height} px; this model needs a reference of at least "
+                f"{self.min_reference_side} px on its shorter side (one native patch: "
+                f"{self.native_size} latent pixels x {self.scale_factor})"
+            )
+
+    @property
+    def in_memory(self) -> bool:
+        """True when the output is assembled in memory; else in a temporary zarr beside the output."""
+        return self.height * self.width <= IN_MEMORY_PIXELS
+
+    @property
+    def patch_evaluations(self) -> int:
+        return sum(st.patch_evaluations for st in self.stages)
+
+    @property
+    def output_bytes(self) -> int:
+        """Uncompressed bytes of the output image (level 0)."""
+        return self.height * self.width * 3
+
+    @property
+    def memory_bytes(self) -> int:
+        """Estimated memory beyond the model itself: latent buffers, one decoded tile row, the image.
+
+        Counts only; ``engine.estimate.estimate`` measures the model's part on the device.
+        """
+        lat_h, lat_w = self.stages[1].latent_shape
+        latents = 6 * self.latent_channels * lat_h * lat_w * 4  # float32 latent, noise, merge (float64)
+        row = 2 * 3 * self.settings.decode_tile * self.scale_factor * self.width * 4
+        return latents + row + (self.output_bytes if self.in_memory else 0)
+
+    @property
+    def disk_bytes(self) -> int:
+        """Disk needed beside the output (uncompressed worst case): the temporary sink, then the file."""
+        return self.output_bytes * (1 if self.in_memory else 2)
+
+    def check_budget(
+        self,
+        allow_large: bool = False,
+        available_memory: int | None = None,
+        free_disk: int | None = None,
+    ) -> None:
+        """Refuse a run whose work, memory or disk estimate is above the budget, unless ``allow_large``.
+
+        The work budget is :data:`WORK_BUDGET` patch evaluations; memory is compared with
+        ``available_memory`` and disk with ``free_disk`` (bytes; None = not checked).
+        """
+        if allow_large:
+            return
+        over = []
+        if self.patch_evaluations > WORK_BUDGET:
+            over.append(f"{self.patch_evaluations:,} denoiser patch evaluations (budget {WORK_BUDGET:,})")
+        if available_memory is not None and self.memory_bytes > available_memory:
+            over.append(
+                f"about {_gb(self.memory_bytes)} of memory besides the model "
+                f"({_gb(available_memory)} available)"
+            )
+        if free_disk is not None and self.disk_bytes > free_disk:
+            over.append(f"up to {_gb(self.disk_bytes)} of disk at the output ({_gb(free_disk)} free)")
+        if over:
+            raise RunTooLargeError(
+                f"a {self.width}x{self.height} px run needs an estimated {' and '.join(over)}; "
+                "pass --allow-large-run (allow_large=True) to start it anyway"
+            )
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1024**3:.1f} GB"
+
+
+def available_memory() -> int:
+    """Memory available to a new allocation now (bytes), as the operating system reports it."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)

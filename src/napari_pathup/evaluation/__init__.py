@@ -1,0 +1,2 @@
+"""``pathup evaluate``: cross-validated classification with and without synthetic images (data: real and
+synthetic items, RoIs, groups; folds; mil: gated attention MIL; report; run: features and heads)."""

@@ -1,0 +1,100 @@
+"""What a run plan needs to know about a model, read from its config files before any weights load.
+
+Loading a model takes seconds to minutes; checking a run's settings against it must not. A
+:class:`ModelSpec` holds the classes, the denoiser's native sample size and input rule, the
+autoencoder's down-sampling factor, the latent channels, the "defaults" of ``pathup.json`` and the
+scheduler (a config object, no weights). :class:`~napari_pathup.models.base.PathupModel` carries
+the same attributes, so :meth:`~napari_pathup.engine.plan.SynthesisSettings.resolve` accepts either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from diffusers import SchedulerMixin
+
+
+class ModelInfo(Protocol):
+    """The attributes of a model that a run plan uses (a :class:`ModelSpec` or a loaded model)."""
+
+    path: str
+    classes: list[str]
+    native_size: int
+    latent_channels: int
+    patch_multiple: int
+    metadata: dict[str, Any]
+    scheduler: SchedulerMixin
+
+    @property
+    def vae_scale_factor(self) -> int: ...
+
+    def check_class(self, class_name: str) -> None: ...
+
+
+@dataclass
+class ModelSpec:
+    """A model folder as its configs describe it (see the module docstring)."""
+
+    kind: str
+    path: str
+    classes: list[str]
+    scales: list[str]
+    native_size: int
+    scale_factor: int
+    latent_channels: int
+    patch_multiple: int
+    scheduler: SchedulerMixin
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return self.scale_factor
+
+    def check_class(self, class_name: str) -> None:
+        """Raise a clear error for a class the model does not know (text models accept any)."""
+        from napari_pathup.errors import SettingsError
+
+        if self.classes and class_name not in self.classes:
+            raise SettingsError(
+                f"unknown class {class_name!r} (--class) for model {self.path}; "
+                f"expected one of {', '.join(self.classes)}"
+            )
+
+
+def denoiser_patch_multiple(class_name: str, config: Mapping[str, Any]) -> int:
+    """The side a denoiser input must be a multiple of (and at least), from the denoiser's config.
+
+    ``UNet2DModel`` halves its input once per down block but the last, and its skip connections
+    only line up again when every halving was exact: sides must be multiples of 2**(blocks - 1)
+    (patches of 1-3 latent pixels crash the default model inside diffusers). ``UNet2DConditionModel``
+    records the sizes on the way down and up-samples to them, so it takes any side.
+    """
+    if class_name == "UNet2DConditionModel":
+        return 1
+    blocks = len(config.get("down_block_types") or config.get("block_out_channels") or [None])
+    return 2 ** max(0, blocks - 1)
+
+
+def autoencoder_scale_factor(class_name: str, config: Mapping[str, Any]) -> int:
+    """The autoencoder's spatial down-sampling factor from its config (one halving per block but the last).
+
+    :class:`~napari_pathup.models.base.Autoencoder` measures the same factor once the weights load.
+    """
+    key = "encoder_block_out_channels" if class_name == "AutoencoderTiny" else "block_out_channels"
+    blocks = len(config.get(key) or [None])
+    return 2 ** max(0, blocks - 1)
+
+
+def native_sample_size(config: Mapping[str, Any]) -> int:
+    """The denoiser's native latent sample size (the default patch), from its config."""
+    size = config.get("sample_size")
+    if isinstance(size, list | tuple):
+        size = size[0]
+    if not isinstance(size, int) or size < 1:
+        from napari_pathup.errors import ModelLoadError
+
+        raise ModelLoadError(f"the denoiser config has no valid sample_size (found {size!r})")
+    return int(size)

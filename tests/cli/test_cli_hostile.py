@@ -1,0 +1,373 @@
+"""Hostile input to the command line (issue 11): refused before any model loads, one line, exit 2, nothing
+created; and bugs are no longer disguised as input errors."""
+
+from __future__ import annotations
+
+import errno
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from helpers import rgb
+from napari_pathup.cli import main
+
+
+def bomb_png(path: Path, width: int = 30000, height: int = 30000) -> Path:
+    """A small valid PNG header declaring ``width`` x ``height`` RGB pixels (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 1000)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fail loudly (a bug, with traceback) if anything loads weights: refusals must come first."""
+    import napari_pathup.models.load as load
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the input was refused")
+
+    monkeypatch.setattr(load, "load_model", refuse)
+
+
+@pytest.fixture
+def reference_file(tmp_path):
+    path = tmp_path / "in" / "reference.png"
+    path.parent.mkdir()
+    Image.fromarray(rgb(160, 224)).save(path)
+    return path
+
+
+def synth(model, reference, out, *extra):
+    return [
+        "synthesize",
+        "--model",
+        str(model),
+        "--class",
+        "tumour",
+        "--reference",
+        str(reference),
+        "--out",
+        str(out),
+        "--size",
+        "128",
+        "--steps",
+        "4",
+        "--reference-size",
+        "64",
+        "--quiet",
+        "--device",
+        "cpu",
+        *extra,
+    ]
+
+
+def refused(argv, capsys, out_dir: Path, message: str) -> str:
+    """Run ``argv``; assert exit 2, one error line holding ``message``, no traceback, nothing created."""
+    before = sorted(p.name for p in out_dir.iterdir())
+    start = time.perf_counter()
+    assert main(argv) == 2
+    seconds = time.perf_counter() - start
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and "deprecated" not in line]
+    assert len(lines) == 1 and "error:" in lines[0] and message in lines[0], err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in out_dir.iterdir()) == before
+    assert seconds < 5, f"refused only after {seconds:.1f} s"
+    return lines[0]
+
+
+@pytest.mark.usefixtures("no_model_load")
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        # 2: non-finite and negative floats
+        (["--guidance", "nan"], "guidance (--guidance) must be a finite number"),
+        (["--guidance", "inf"], "guidance (--guidance) must be a finite number"),
+        (["--guidance", "-2"], "guidance (--guidance) must be >= 0"),
+        (["--sigma", "nan", "--weights", "gaussian"], "sigma (--sigma) must be a finite number"),
+        # 11: the message names the flag that was given
+        (["--upscale-strength", "nan"], "upscale_strength (--upscale-strength) must be a finite number"),
+        # 5: patches the denoiser cannot take (the tiny model halves once: multiples of 2)
+        (["--patch", "1"], "patch_size (--patch) must be a multiple of 2"),
+        (["--patch", "3"], "patch_size (--patch) must be a multiple of 2"),
+        # 11: sizes refused before the model loads
+        (["--size", "0"], "height (--size) must be between 1 and"),
+        (["--size", "2049"], "height (--size) must be a multiple of 8"),
+        # 3: a run that cannot finish
+        (["--size", "100000"], "run needs an estimated"),
+        (["--seed", "-1"], "seed (--seed) must be between 0 and"),
+        (["--sampler", "magic"], "unknown scheduler 'magic'"),
+    ],
+)
+def test_bad_settings_are_refused_before_the_model_loads(
+    pathup_model_dir, reference_file, tmp_path, capsys, extra, message
+):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    line = refused(
+        synth(pathup_model_dir, reference_file, out_dir / "o.png", *extra), capsys, out_dir, message
+    )
+    if "estimated" in line:
+        assert "--allow-large-run" in line and "patch evaluations" in line
+
+
+@pytest.mark.usefixtures("no_model_load")
+def test_a_decompression_bomb_reference_is_refused_from_its_header(pathup_model_dir, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    bomb = bomb_png(tmp_path / "bomb.png")
+    assert bomb.stat().st_size < 10_000
+    line = refused(
+        synth(pathup_model_dir, bomb, out_dir / "o.png"),
+        capsys,
+        out_dir,
+        "declares 30000x30000 = 900,000,000",
+    )
+    assert "--max-image-pixels" in line
+
+
+@pytest.mark.usefixtures("no_model_load")
+def test_a_tiny_reference_is_refused_naming_the_minimum(pathup_model_dir, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(rgb(1, 1)).save(tiny)
+    refused(
+        synth(pathup_model_dir, tiny, out_dir / "o.png"),
+        capsys,
+        out_dir,
+        "is 1x1 px; this model needs a reference of at least 128 px on its shorter side",
+    )
+
+
+@pytest.mark.usefixtures("no_model_load")
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])
+def test_an_unwritable_output_folder_is_one_line_before_the_model_loads(
+    pathup_model_dir, reference_file, tmp_path, capsys, monkeypatch, code
+):
+    """As root the permission bits do not bite, so the operating system's refusal is simulated."""
+    import os
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    real_touch = Path.touch
+
+    def touch(self, *args, **kwargs):
+        if self.parent == out_dir:
+            raise OSError(code, os.strerror(code), str(self))
+        return real_touch(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "touch", touch)
+    reason = "permission denied" if code == errno.EACCES else "read-only"
+    refused(synth(pathup_model_dir, reference_file, out_dir / "o.ome.zarr"), capsys, out_dir, reason)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".ome.zarr"])
+def test_a_full_disk_while_writing_is_one_line_and_leaves_nothing(
+    pathup_model_dir, reference_file, tmp_path, capsys, monkeypatch, suffix
+):
+    import os
+
+    import tifffile
+
+    import napari_pathup.io.ome_zarr as ome_zarr
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    target = {
+        ".png": (Image.Image, "save"),
+        ".tif": (tifffile.TiffWriter, "write"),
+        ".ome.zarr": (ome_zarr, "store_chunkwise"),
+    }[suffix]
+    monkeypatch.setattr(*target, full)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    assert main(synth(pathup_model_dir, reference_file, out_dir / f"o{suffix}")) == 2
+    err = capsys.readouterr().err
+    assert "no space left on the device; nothing was written" in err and "Traceback" not in err
+    assert list(out_dir.iterdir()) == []
+
+
+def test_the_budget_can_be_confirmed(pathup_model_dir, reference_file, tmp_path, capsys, monkeypatch):
+    import napari_pathup.engine.plan as plan
+
+    monkeypatch.setattr(plan, "WORK_BUDGET", 2)
+    out = tmp_path / "o.png"
+    assert main(synth(pathup_model_dir, reference_file, out)) == 2
+    assert "budget 2)" in capsys.readouterr().err and not out.exists()
+    assert main(synth(pathup_model_dir, reference_file, out, "--allow-large-run")) == 0
+    assert out.is_file()
+
+
+def test_a_bug_shows_its_traceback_instead_of_an_input_error(
+    pathup_model_dir, reference_file, tmp_path, monkeypatch
+):
+    """The CLI catches only PathupError: a ValueError from a bug is not dressed up as bad input."""
+    import napari_pathup.engine.pipeline as pipeline
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug in the engine")
+
+    monkeypatch.setattr(pipeline, "decode_tiled", broken)
+    with pytest.raises(ValueError, match="a bug in the engine"):
+        main(synth(pathup_model_dir, reference_file, tmp_path / "o.png"))
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_the_old_scheduler_flag_of_synthesize_still_works_with_a_deprecation(
+    pathup_model_dir, reference_file, tmp_path, capsys
+):
+    out = tmp_path / "o.png"
+    assert main(synth(pathup_model_dir, reference_file, out, "--scheduler", "euler")) == 0
+    assert "--scheduler is deprecated" in capsys.readouterr().err
+    from napari_pathup.io import read_attrs
+
+    assert read_attrs(out)["settings"]["scheduler"] == "euler"
+
+
+# ----------------------------------------------------------------------- property tests, every command
+
+HOSTILE = st.one_of(
+    st.sampled_from(["nan", "inf", "-inf", "-1", "-0.5", "1e400", "-1e9", "0x10", "", " ", "1,5"]),
+    st.floats(max_value=-1e-9).map(repr),
+    st.integers(max_value=-1).map(str),
+)
+
+#: (command argv before the flag, flag, extra argv after) for every numeric flag of every command
+NUMERIC_FLAGS = {
+    "synthesize": [
+        "--steps",
+        "--strength",
+        "--upscale-strength",
+        "--guidance",
+        "--patch",
+        "--overlap",
+        "--sigma",
+        "--batch-size",
+        "--reference-size",
+        "--seed",
+        "--max-image-pixels",
+    ],
+    "info": [
+        "--steps",
+        "--strength",
+        "--upscale-strength",
+        "--guidance",
+        "--patch",
+        "--sigma",
+        "--batch-size",
+    ],
+    "augment": [
+        "--ratio",
+        "--steps",
+        "--guidance",
+        "--sigma",
+        "--upscale-strength",
+        "--patch",
+        "--seed",
+        "--workers",
+        "--threads",
+        "--connect-timeout",
+        "--max-image-pixels",
+    ],
+    "metrics": [
+        "--crops",
+        "--nearest-k",
+        "--kid-subsets",
+        "--kid-subset-size",
+        "--seed",
+        "--batch-size",
+        "--input-size",
+    ],
+    "evaluate": ["--folds", "--min-tissue", "--seed", "--mil-epochs", "--batch-size"],
+    "train": [
+        "--min-tissue",
+        "--ae-iters",
+        "--ae-batch-size",
+        "--ae-crop",
+        "--ae-lr",
+        "--latent-channels",
+        "--iters",
+        "--batch-size",
+        "--crop",
+        "--lr",
+        "--label-dropout",
+        "--overview-fraction",
+        "--checkpoint-every",
+        "--eval-every",
+        "--seed",
+        "--threads",
+        "--reference-size",
+        "--max-images-per-class",
+    ],
+}
+
+
+def command_argv(command: str, model: Path, folder: Path) -> list[str]:
+    out = folder / "out"
+    return {
+        "synthesize": synth(model, folder / "missing-ref.png", out / "o.png"),
+        "info": ["info", "--model", str(model), "--device", "cpu", "--no-calibrate"],
+        "augment": ["augment", str(folder / "data"), "--out", str(out / "store"), "--model", str(model)],
+        "metrics": ["metrics", str(folder / "data"), str(folder / "data")],
+        "evaluate": ["evaluate", str(folder / "data")],
+        "train": ["train", str(folder / "data"), "--out", str(out / "model")],
+    }[command]
+
+
+@pytest.mark.usefixtures("no_model_load")
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    flag=st.sampled_from([(c, f) for c, flags in NUMERIC_FLAGS.items() for f in flags]),
+    value=HOSTILE,
+)
+def test_every_numeric_flag_refuses_hostile_values_with_one_line_before_any_work(
+    pathup_model_dir, tmp_path_factory, capsys, flag, value
+):
+    command, name = flag
+    folder = tmp_path_factory.mktemp("hostile")
+    (folder / "out").mkdir()
+    argv = [*command_argv(command, pathup_model_dir, folder), f"{name}={value}"]
+    start = time.perf_counter()
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse: usage line + one error line
+        code = exc.code
+    seconds = time.perf_counter() - start
+    err = capsys.readouterr().err
+    assert code == 2, (argv, err)
+    assert "Traceback" not in err and "error:" in err, err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and (name in errors[0] or name.lstrip("-").replace("-", "_") in errors[0]), err
+    assert list((folder / "out").iterdir()) == []
+    assert seconds < 5
+
+
+def test_settings_that_need_no_model_are_refused_before_torch_is_even_imported(tmp_path):
+    """NaN, negative and zero values are refused in a fraction of a second, before heavy imports."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from napari_pathup.cli import main; "
+        f"rc = main(['synthesize', '--class', 'tumour', '--out', {str(tmp_path / 'o.png')!r}, "
+        "'--guidance', 'nan']); "
+        "assert rc == 2, rc; heavy = [m for m in ('torch', 'diffusers') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "guidance (--guidance) must be a finite number" in result.stderr
+    assert list(tmp_path.iterdir()) == []

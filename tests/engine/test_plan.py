@@ -1,0 +1,282 @@
+"""The run plan: one resolution of the settings, validated before any weights load, bit for bit as before."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from napari_pathup.engine.estimate import count_work
+from napari_pathup.engine.pipeline import run
+from napari_pathup.engine.plan import SETTINGS, WORK_BUDGET, RunPlan, SynthesisSettings, setting_name
+from napari_pathup.errors import RunTooLargeError, SettingsError
+
+SMALL = {"height": 128, "width": 192, "reference_size": 64, "steps": 6}
+
+#: images made by the code before the run plan existed (commit 211a654), on the tiny random model of
+#: ``build_random_pathup_model`` (seed 0) with the reference below, under torch 2.14.1 on the CPU
+GOLDEN_TORCH = "2.14.1"
+GOLDEN = {
+    "default": (
+        {"height": 128, "width": 192, "reference_size": 64, "steps": 6},
+        "e2f2c4e115f5011cdbf8efd09e3913d6be51d39d1b8c840d77918900ad1a03fc",
+    ),
+    "jitter-gaussian-euler": (
+        {
+            "height": 192,
+            "width": 128,
+            "reference_size": 64,
+            "steps": 5,
+            "jitter": True,
+            "weights": "gaussian",
+            "sigma": 0.4,
+            "scheduler": "euler",
+            "seed": 7,
+            "patch_size": 8,
+            "overlap": 3,
+        },
+        "b1bf882ec59558a560845e237d1f17e6edda3758dd31ac29d3ee3158457a989b",
+    ),
+    "unguided-uniform": (
+        {
+            "height": 128,
+            "width": 128,
+            "reference_size": 64,
+            "steps": 4,
+            "guidance": 1.0,
+            "weights": "uniform",
+            "batch_size": 3,
+            "seed": 3,
+        },
+        "7b2c3cea1651c18d87d074a974d4fc660d26bb374af65907b91f660c434283a8",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def golden_model(tmp_path_factory):
+    from napari_pathup.models.build import build_random_pathup_model
+    from napari_pathup.models.load import load_model
+
+    folder = build_random_pathup_model(
+        tmp_path_factory.mktemp("golden") / "m", classes=("tumour", "stroma", "normal")
+    )
+    return load_model(folder)
+
+
+@pytest.mark.parametrize("case", sorted(GOLDEN))
+def test_images_are_bit_for_bit_those_of_the_code_before_the_run_plan(golden_model, case):
+    if not torch.__version__.startswith(GOLDEN_TORCH):
+        pytest.skip(f"golden images were made with torch {GOLDEN_TORCH}")
+    rng = np.random.default_rng(0)
+    reference = np.clip(np.array([200, 120, 170.0]) + rng.normal(0, 30, (160, 224, 3)), 0, 255).astype(
+        np.uint8
+    )
+    kwargs, digest = GOLDEN[case]
+    image = run(golden_model, reference, SynthesisSettings("stroma", **kwargs)).image
+    assert hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest() == digest
+
+
+def test_resolve_returns_a_frozen_plan_that_the_configs_and_the_loaded_model_agree_on(
+    pathup_model, pathup_model_dir
+):
+    from napari_pathup.models.load import read_model_spec
+
+    spec = read_model_spec(pathup_model_dir)
+    assert (spec.vae_scale_factor, spec.patch_multiple) == (pathup_model.vae_scale_factor, 2)
+    from_spec = SynthesisSettings("tumour", **SMALL).resolve(spec)
+    from_model = SynthesisSettings("tumour", **SMALL).resolve(pathup_model)
+    assert isinstance(from_spec, RunPlan) and from_spec.settings == from_model.settings
+    assert [s.grid for s in from_spec.stages] == [s.grid for s in from_model.stages]
+    assert [s.steps for s in from_spec.stages] == [s.steps for s in from_model.stages]
+    assert count_work(spec, from_spec) == count_work(pathup_model, from_model)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        from_spec.settings = None  # type: ignore[misc]
+    # complete: no None left, the defaults of the model filled in, recorded as such
+    assert None not in [v for k, v in from_spec.to_dict().items() if k != "scheduler"]
+    stage_one, stage_two = from_spec.stages
+    assert stage_one.scale == "overview" and stage_two.scale == "native"
+    assert stage_two.latent_shape == (16, 24) and stage_two.grid.patch_size == 16
+
+
+def test_a_plan_is_used_as_it_is_by_the_engine(pathup_model, reference):
+    plan = SynthesisSettings("tumour", **SMALL).resolve(pathup_model)
+    from_plan = run(pathup_model, reference, plan)
+    from_settings = run(pathup_model, reference, SynthesisSettings("tumour", **SMALL))
+    np.testing.assert_array_equal(from_plan.image, from_settings.image)
+    assert from_plan.settings == plan.to_dict()
+
+
+def test_every_message_names_the_setting_and_its_flag():
+    flags = {s.field: s.flag for s in SETTINGS}
+    assert flags["upscale_strength"] == "--upscale-strength" and flags["patch_size"] == "--patch"
+    assert setting_name("upscale_strength") == "upscale_strength (--upscale-strength)"
+    with pytest.raises(SettingsError, match=r"^upscale_strength \(--upscale-strength\) must be a finite"):
+        SynthesisSettings("tumour", upscale_strength=float("nan")).check()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("guidance", float("nan"), r"guidance \(--guidance\) must be a finite number \(>= 0\)"),
+        ("guidance", float("inf"), r"guidance \(--guidance\) must be a finite number"),
+        ("guidance", -1.0, r"guidance \(--guidance\) must be >= 0"),
+        ("sigma", float("nan"), r"sigma \(--sigma\) must be a finite number \(> 0\)"),
+        ("sigma", 0.0, r"sigma \(--sigma\) must be > 0"),
+        ("strength", 0.0, r"strength \(--strength\) must be in \(0, 1\]"),
+        ("strength", float("-inf"), r"strength \(--strength\) must be a finite number"),
+        ("steps", 0, r"steps \(--steps\) must be between 1 and 10000"),
+        ("steps", 2.5, r"steps \(--steps\) must be a whole number"),
+        ("batch_size", -3, r"batch_size \(--batch-size\) must be between 1 and"),
+        ("height", 0, r"height \(--size\) must be between 1 and 1000000"),
+        ("seed", -1, r"seed \(--seed\) must be between 0 and"),
+        ("overlap", -1, r"overlap \(--overlap\) must be at least 0"),
+        ("jitter", "yes", r"jitter \(--jitter\) must be True or False"),
+    ],
+)
+def test_bad_values_are_refused_without_a_model(field, value, message):
+    with pytest.raises(SettingsError, match=message):
+        SynthesisSettings("tumour", **{field: value}).check()
+
+
+NUMBERS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([float("nan"), float("inf"), float("-inf"), -0.0, 0, -1]),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    field=st.sampled_from(
+        [
+            "steps",
+            "strength",
+            "upscale_strength",
+            "guidance",
+            "patch_size",
+            "overlap",
+            "sigma",
+            "batch_size",
+            "height",
+            "width",
+            "reference_size",
+            "seed",
+            "decode_tile",
+            "decode_overlap",
+        ]
+    ),
+    value=NUMBERS,
+)
+def test_any_number_is_either_accepted_or_refused_with_a_settings_error(pathup_model_dir, field, value):
+    """Random and non-finite values for every numeric setting: a clean accept or a SettingsError
+    naming the setting; never another exception, never a non-finite value accepted."""
+    from napari_pathup.models.load import read_model_spec
+
+    spec = _spec(pathup_model_dir, read_model_spec)
+    try:
+        plan = SynthesisSettings("tumour", **{**SMALL, field: value}).resolve(spec)
+    except (SettingsError, RunTooLargeError) as exc:
+        assert field in str(exc) or "reference" in str(exc) or "patch_size" in str(exc)
+        return
+    resolved = plan.settings
+    for name in ("strength", "upscale_strength", "guidance", "sigma"):
+        assert math.isfinite(getattr(resolved, name))
+    assert resolved.guidance >= 0 and resolved.sigma > 0 and 0 < resolved.upscale_strength <= 1
+
+
+_SPECS: dict = {}
+
+
+def _spec(folder, reader):
+    if folder not in _SPECS:
+        _SPECS[folder] = reader(folder)
+    return _SPECS[folder]
+
+
+def test_patches_follow_the_denoiser_input_rule_of_the_shipped_model():
+    """The shipped denoiser halves its input twice: patches of 1-3 latent pixels crashed inside
+    diffusers; the rule comes from its config, not a constant."""
+    from napari_pathup.models.default import default_model_path
+    from napari_pathup.models.load import read_model_spec
+
+    spec = read_model_spec(default_model_path())
+    assert spec.patch_multiple == 4 and spec.native_size == 32
+    for patch in (1, 2, 3, 6):
+        with pytest.raises(SettingsError, match=r"patch_size \(--patch\) must be a multiple of 4"):
+            SynthesisSettings("tumour", height=512, width=512, patch_size=patch).resolve(spec)
+    assert (
+        SynthesisSettings("tumour", height=512, width=512, patch_size=4)
+        .resolve(spec)
+        .stages[1]
+        .grid.patch_size
+        == 4
+    )
+    # a default patch clamped to a small latent is rounded down to the rule (latent 10 -> patch 8)
+    assert SynthesisSettings("tumour", height=80, width=512).resolve(spec).stages[1].grid.patch_size == 8
+    with pytest.raises(SettingsError, match=r"height \(--size\) must be a multiple of 8 .* at least 32"):
+        SynthesisSettings("tumour", height=24, width=512).resolve(spec)
+
+
+def test_sizes_are_checked_against_the_model_configs(pathup_model_dir):
+    from napari_pathup.models.load import read_model_spec
+
+    spec = read_model_spec(pathup_model_dir)
+    for size in (0, 2049, 8):
+        with pytest.raises(SettingsError, match=r"height \(--size\)"):
+            SynthesisSettings("tumour", height=size, width=64).resolve(spec)
+
+
+def test_a_run_above_the_budget_is_refused_saying_the_estimate_unless_confirmed(pathup_model_dir):
+    from napari_pathup.models.load import read_model_spec
+
+    spec = read_model_spec(pathup_model_dir)
+    plan = SynthesisSettings("tumour", height=100_000, width=100_000).resolve(spec)
+    assert plan.patch_evaluations > WORK_BUDGET and not plan.in_memory
+    with pytest.raises(
+        RunTooLargeError, match=r"100000x100000 px run needs an estimated .* --allow-large-run"
+    ):
+        plan.check_budget()
+    plan.check_budget(allow_large=True)  # confirmed: no refusal
+    small = SynthesisSettings("tumour", **SMALL).resolve(spec)
+    small.check_budget(available_memory=10**12, free_disk=10**12)
+    with pytest.raises(RunTooLargeError, match="of memory besides the model"):
+        small.check_budget(available_memory=1000)
+    with pytest.raises(RunTooLargeError, match="of disk at the output"):
+        small.check_budget(free_disk=10)
+
+
+def test_a_reference_smaller_than_one_native_patch_is_refused_naming_the_minimum(
+    pathup_model, pathup_model_dir
+):
+    plan = SynthesisSettings("tumour", **SMALL).resolve(pathup_model)
+    assert plan.min_reference_side == 16 * 8
+    with pytest.raises(SettingsError, match=r"1x1 px; this model needs a reference of at least 128 px"):
+        run(pathup_model, np.full((1, 1, 3), 255, np.uint8), plan)
+    plan.check_reference((128, 500))
+
+
+def test_the_plan_reads_like_its_resolved_settings(pathup_model):
+    """Callers of ``resolve(model).patch_size`` (before it returned a plan) keep working."""
+    import pickle
+
+    plan = SynthesisSettings("tumour", **SMALL).resolve(pathup_model)
+    assert (plan.patch_size, plan.overlap, plan.height, plan.seed) == (16, 4, 128, 0)
+    assert plan.steps == plan.settings.steps == 6
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        _ = plan.nonsense
+    assert pickle.loads(pickle.dumps(plan.settings)) == plan.settings
+
+
+def test_a_plan_for_another_item_equals_a_fresh_resolution(pathup_model):
+    plan = SynthesisSettings("tumour", **SMALL).resolve(pathup_model)
+    fresh = SynthesisSettings("stroma", seed=42, **SMALL).resolve(pathup_model)
+    assert plan.for_item("stroma", 42) == fresh
+    with pytest.raises(SettingsError, match=r"seed \(--seed\)"):
+        plan.for_item("stroma", -1)
