@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from napari_pathup.training.text_to_image import MIXED_PRECISION
+from napari_pathup.errors import InputError
+from napari_pathup.training import MIXED_PRECISION
 
 #: ``pathup train`` options that build a PathUp-layout model and mean nothing for a fine-tune
 PATHUP_ONLY = (
@@ -104,7 +105,7 @@ def run_fine_tune(args: argparse.Namespace) -> int:
     ]
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise ValueError(
+        raise InputError(
             f"{flags}: only for a PathUp-layout model, not with --base (see pathup train --help)"
         )
     config = FineTuneConfig(

@@ -3,3 +3,6 @@
 ``data`` finds and samples the images, ``autoencoder`` and ``denoiser`` are the two training phases,
 ``loop`` runs a phase with checkpoints and resumption, ``run`` ties them together for ``pathup train``.
 """
+
+#: ``pathup train --base --mixed-precision`` modes (here, not in text_to_image: the CLI must not import torch)
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")

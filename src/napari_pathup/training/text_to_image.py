@@ -45,6 +45,7 @@ from napari_pathup.errors import InputError, ModelLoadError
 from napari_pathup.models.base import Autoencoder, PathupModel
 from napari_pathup.models.conditioning import SCALES, TextConditioner
 from napari_pathup.models.layout import PATHUP_JSON
+from napari_pathup.training import MIXED_PRECISION
 from napari_pathup.training.checkpoint import latest_checkpoint
 from napari_pathup.training.data import (
     CELL,
@@ -59,7 +60,6 @@ from napari_pathup.training.data import (
 from napari_pathup.training.denoiser import diffusion_target, min_snr_weight
 from napari_pathup.training.loop import Phase, make_ema, run_phase
 
-MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 #: attention projections that LoRA adapts (as diffusers' text-to-image LoRA example)
 LORA_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
 #: settings a resumed run must share with its checkpoint (``iters`` may grow)
