@@ -1,4 +1,4 @@
-"""The sharpness measure ranks blurred below original, reads white noise at its known share and ignores contrast."""
+"""Sharpness ranks blurred below original, reads white noise at its known share and ignores contrast."""
 
 from __future__ import annotations
 

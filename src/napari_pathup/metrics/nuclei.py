@@ -107,7 +107,7 @@ def haematoxylin_components(
     if smooth > 0:
         density = ndimage.gaussian_filter(density, smooth)
     mask = ndimage.binary_fill_holes(density > threshold)
-    labels, n = ndimage.label(mask)
+    labels, _ = ndimage.label(mask)
     areas, solidities = [], []
     h, w = mask.shape
     for k, box in enumerate(ndimage.find_objects(labels), start=1):
