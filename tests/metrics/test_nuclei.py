@@ -85,3 +85,19 @@ def test_bad_input_is_named():
         otsu_threshold(np.ones(10))
     with pytest.raises(InputError, match="at least one image"):
         haematoxylin_threshold([])
+
+
+def test_without_a_threshold_each_image_uses_its_own_otsu_level():
+    strong, faint = canvas(), canvas()
+    strong[30:50, 30:50] = PURPLE
+    faint[30:50, 30:50] = (170, 140, 200)  # weakly stained nucleus: below a strong image's level
+    level = haematoxylin_threshold([strong])
+    assert haematoxylin_components(faint, level, smooth=0).count == 0
+    assert haematoxylin_components(faint, smooth=0).areas.tolist() == [400]
+    assert haematoxylin_components(canvas(), smooth=0).count == 0  # one density only: nothing to split
+
+
+def test_otsu_ignores_a_few_extreme_values():
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.normal(0.02, 0.01, 5000), rng.normal(0.12, 0.02, 2000), [1.8] * 3])
+    assert 0.04 < otsu_threshold(values) < 0.1

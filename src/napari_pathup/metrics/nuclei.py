@@ -48,13 +48,20 @@ class NucleusStats:
         return float(np.median(self.solidities)) if self.count else float("nan")
 
 
-def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold of a 1-D sample: the level that maximises the between-class variance."""
+def otsu_threshold(values: np.ndarray, bins: int = 256, top: float = 0.999) -> float:
+    """Otsu's threshold of a 1-D sample: the level that maximises the between-class variance.
+
+    The histogram spans the minimum to the ``top`` quantile, so that a few extreme values (dust, pen
+    marks: optical densities several times those of nuclei) do not squeeze the bulk into a few bins.
+    """
     values = np.asarray(values, np.float64).ravel()
     values = values[np.isfinite(values)]
     if len(values) < 2 or values.min() == values.max():
         raise InputError("otsu_threshold: expected at least two distinct values")
-    counts, edges = np.histogram(values, bins)
+    low, high = float(values.min()), float(np.quantile(values, top))
+    if high <= low:
+        high = float(values.max())
+    counts, edges = np.histogram(values, bins, range=(low, high))
     centres = (edges[:-1] + edges[1:]) / 2
     weight0 = np.cumsum(counts)
     weight1 = weight0[-1] - weight0
@@ -86,21 +93,29 @@ def _hull_area(rows: np.ndarray, cols: np.ndarray) -> float:
 
 def haematoxylin_components(
     rgb: np.ndarray,
-    threshold: float,
+    threshold: float | None = None,
     min_area: int = DEFAULT_MIN_AREA,
     smooth: float = DEFAULT_SMOOTH,
 ) -> NucleusStats:
     """Area and solidity of every haematoxylin-dense component of an (H, W, 3) uint8 image.
 
     A pixel is dense where the haematoxylin density, Gaussian-smoothed by ``smooth`` pixels, exceeds
-    ``threshold`` (e.g. ``haematoxylin_threshold`` of real crops). Holes are filled; components that
-    touch the border (cut, so of unknown size) or have fewer than ``min_area`` pixels are left out.
+    ``threshold``: a fixed density (e.g. ``haematoxylin_threshold`` of real crops, to hold several
+    images to one level) or, with None, Otsu's threshold of this image's own tissue pixels (which
+    adapts to stain intensity, so that images stained more or less strongly compare by shape). Holes
+    are filled; components that touch the border (cut, so of unknown size) or have fewer than
+    ``min_area`` pixels are left out. An image without two distinct densities has no components.
     """
     from scipy import ndimage
 
     arr = np.asarray(rgb)
     if arr.ndim != 3 or arr.dtype != np.uint8 or arr.shape[2] not in (3, 4):
         raise InputError(f"image: expected an (H, W, 3) uint8 RGB image, got {arr.dtype} {arr.shape}")
+    if threshold is None:
+        tissue_h = rgb_to_hed(tissue_pixels(arr[..., :3]))[:, 0]
+        if len(tissue_h) < 2 or tissue_h.min() == tissue_h.max():
+            return NucleusStats(np.zeros(0), np.zeros(0))
+        threshold = otsu_threshold(tissue_h)
     if not np.isfinite(threshold) or threshold <= 0:
         raise InputError(f"threshold: expected a positive haematoxylin density, got {threshold}")
     density = rgb_to_hed(arr[..., :3])[..., 0]
