@@ -877,7 +877,11 @@ def write_sheet(shared: Shared, benches: list[Bench], path: Path) -> None:
 
     classes = shared.classes
     groups = [("real, held-out", {n: spread(shared.real_of(c)) for c, n in enumerate(classes)})]
-    groups += [(f"synthetic, {b.label}", {n: spread(b.crops[n]["PathUp"]) for n in classes}) for b in benches]
+
+    def tiles(bench: Bench, name: str) -> list[np.ndarray]:  # non-overlapping, of the seed-0 image
+        return spread(with_tissue(grid_tiles(bench.runs[name][0].image, CROP), MIN_TISSUE)[0])
+
+    groups += [(f"synthetic, {b.label}", {n: tiles(b, n) for n in classes}) for b in benches]
     wholes = [(f"{b.label}, seed 0", {n: b.runs[n][0].image for n in classes}) for b in benches]
     image = contact_sheet(classes, groups, wholes, CROP)
     partial = path.with_name(path.stem + ".partial.png")
