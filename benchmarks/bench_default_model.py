@@ -189,7 +189,7 @@ class Bench:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("model", type=Path, help="PathUp model folder")
     p.add_argument(
         "--baseline", type=Path, help="a second model folder, measured the same way (before/after)"
