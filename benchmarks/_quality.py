@@ -1,5 +1,6 @@
 """Helpers of ``bench_default_model.py``: real crops (hold-out and training areas), timed synthesis
-runs, and the quality measures (PSNR, matched Fréchet distances, stain statistics, a linear probe).
+runs, and the quality measures (PSNR, matched Fréchet distances, stain statistics, sharpness, nucleus
+morphology, a linear probe), and the contact sheet.
 
 Everything reads the hold-out rectangles through ``napari_pathup.training.data`` so that the
 benchmark and training agree on which pixels are held out.
@@ -92,13 +93,14 @@ def training_crops(
     return images, np.array(labels, int)
 
 
-def grid_tiles(image: np.ndarray, size: int) -> list[np.ndarray]:
-    """Non-overlapping ``size`` crops of an image, in raster order."""
+def grid_tiles(image: np.ndarray, size: int, stride: int | None = None) -> list[np.ndarray]:
+    """``size`` crops of an image on a ``stride`` grid (default ``size``: non-overlapping), raster order."""
     h, w = image.shape[:2]
+    step = stride or size
     return [
         np.ascontiguousarray(image[y : y + size, x : x + size])
-        for y in range(0, h - size + 1, size)
-        for x in range(0, w - size + 1, size)
+        for y in range(0, h - size + 1, step)
+        for x in range(0, w - size + 1, step)
     ]
 
 
@@ -253,18 +255,47 @@ def matched_fd(
 
 def hed_stats(crops: list[np.ndarray]) -> dict[str, float]:
     """Mean and standard deviation over all pixels of the haematoxylin and eosin optical densities
-    (``skimage.color.rgb2hed``)."""
-    from skimage.color import rgb2hed
+    (colour deconvolution: ``napari_pathup.metrics.stain.rgb_to_hed``, equal to skimage's ``rgb2hed``)."""
+    from napari_pathup.metrics.stain import rgb_to_hed
 
     total, square, count = np.zeros(3), np.zeros(3), 0
     for crop in crops:
-        hed = rgb2hed(crop).reshape(-1, 3)
+        hed = rgb_to_hed(crop).reshape(-1, 3)
         total += hed.sum(0)
         square += (hed**2).sum(0)
         count += len(hed)
     mean = total / count
     std = np.sqrt(np.maximum(square / count - mean**2, 0))
     return {"H mean": mean[0], "H std": std[0], "E mean": mean[1], "E std": std[1]}
+
+
+@dataclass
+class Morphology:
+    """Per-crop summaries of the haematoxylin-dense components (``metrics.nuclei``) of a crop set:
+    components per crop, and the median area (px) and median solidity of each crop with components."""
+
+    count: np.ndarray
+    area: np.ndarray
+    solidity: np.ndarray
+
+    @classmethod
+    def of(cls, crops: list[np.ndarray], threshold: float) -> Morphology:
+        from napari_pathup.metrics.nuclei import haematoxylin_components
+
+        stats = [haematoxylin_components(c, threshold) for c in crops]
+        found = [s for s in stats if s.count]
+        return cls(
+            np.array([s.count for s in stats], float),
+            np.array([s.median_area for s in found], float),
+            np.array([s.median_solidity for s in found], float),
+        )
+
+
+def sharpness_values(crops: list[np.ndarray]) -> np.ndarray:
+    """``high_frequency_share`` of every crop."""
+    from napari_pathup.metrics.sharpness import high_frequency_share
+
+    return np.array([high_frequency_share(c) for c in crops], float)
 
 
 def linear_probe(train_x: np.ndarray, train_y: np.ndarray, seed: int = 0) -> tuple[str, Any]:
@@ -308,36 +339,53 @@ def _torch_probe(x: np.ndarray, y: np.ndarray, seed: int, steps: int = 500) -> A
 
 
 def contact_sheet(
-    rows: list[tuple[str, list[np.ndarray], list[np.ndarray], np.ndarray]], tile: int = 128
+    classes: list[str],
+    groups: list[tuple[str, dict[str, list[np.ndarray]]]],
+    wholes: list[tuple[str, dict[str, np.ndarray]]],
+    crop: int = 256,
 ) -> Any:
-    """A PIL image, one row per class: real crops and synthetic crops (each in two rows) and the
-    whole synthetic image downscaled, under column titles."""
+    """A PIL image, one row per class: each group of crops (e.g. real held-out, then each model's
+    synthetic crops) as a 2-column grid at 1:1 (crops are pasted, never resized; crops of another size
+    are centre-cropped or padded to ``crop``), then each whole image downscaled to fit the row height."""
     from PIL import Image, ImageDraw
 
-    gap, label_w, head = 6, 70, 20
-    whole = 2 * tile + gap
-    cols_real = -(-max(len(r[1]) for r in rows) // 2)
-    cols_syn = -(-max(len(r[2]) for r in rows) // 2)
-    x_real = label_w
-    x_syn = x_real + cols_real * (tile + gap) + 3 * gap
-    x_whole = x_syn + cols_syn * (tile + gap) + 3 * gap
-    sheet = Image.new("RGB", (x_whole + whole + gap, head + len(rows) * (whole + 3 * gap)), "white")
+    gap, label_w, head = 6, 70, 34
+    per_group = max((len(g[1].get(c, [])) for g in groups for c in classes), default=1)
+    rows_per = max(1, -(-per_group // 2))
+    row_h = rows_per * crop + (rows_per - 1) * gap
+    group_w = 2 * crop + gap
+    x = label_w
+    xs_group = []
+    for _ in groups:
+        xs_group.append(x)
+        x += group_w + 4 * gap
+    xs_whole = []
+    for _ in wholes:
+        xs_whole.append(x)
+        x += row_h + 4 * gap
+    sheet = Image.new("RGB", (x, head + len(classes) * (row_h + 4 * gap)), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((x_real, 4), "real, held-out (256 px crops)", fill="black")
-    draw.text((x_syn, 4), "synthetic (256 px crops)", fill="black")
-    draw.text((x_whole, 4), "whole synthetic image, downscaled", fill="black")
+    for (title, _), x0 in zip(groups, xs_group, strict=True):
+        draw.text((x0, 4), f"{title}\n({crop}-px crops, 1:1)", fill="black")
+    for (title, _), x0 in zip(wholes, xs_whole, strict=True):
+        draw.text((x0, 4), f"{title}\n(whole image, downscaled)", fill="black")
 
-    def paste(crops: list[np.ndarray], x0: int, y0: int, cols: int) -> None:
-        for k, crop in enumerate(crops):
-            row, col = divmod(k, cols)
-            sheet.paste(
-                Image.fromarray(crop).resize((tile, tile)), (x0 + col * (tile + gap), y0 + row * (tile + gap))
-            )
+    def fit(tile: np.ndarray) -> Image.Image:
+        canvas = Image.new("RGB", (crop, crop), "white")
+        h, w = tile.shape[:2]
+        y0, x0 = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+        canvas.paste(Image.fromarray(np.ascontiguousarray(tile[y0 : y0 + crop, x0 : x0 + crop, :3])))
+        return canvas
 
-    for r, (name, real, synthetic, image) in enumerate(rows):
-        y = head + r * (whole + 3 * gap)
-        draw.text((4, y + whole // 2 - 6), name, fill="black")
-        paste(real[: 2 * cols_real], x_real, y, cols_real)
-        paste(synthetic[: 2 * cols_syn], x_syn, y, cols_syn)
-        sheet.paste(Image.fromarray(image).resize((whole, whole), Image.Resampling.LANCZOS), (x_whole, y))
+    for r, name in enumerate(classes):
+        y = head + r * (row_h + 4 * gap)
+        draw.text((4, y + row_h // 2 - 6), name, fill="black")
+        for (_, crops), x0 in zip(groups, xs_group, strict=True):
+            for k, tile in enumerate(crops.get(name, [])):
+                row, col = divmod(k, 2)
+                sheet.paste(fit(tile), (x0 + col * (crop + gap), y + row * (crop + gap)))
+        for (_, images), x0 in zip(wholes, xs_whole, strict=True):
+            if name in images:
+                small = Image.fromarray(images[name]).resize((row_h, row_h), Image.Resampling.LANCZOS)
+                sheet.paste(small, (x0, y))
     return sheet

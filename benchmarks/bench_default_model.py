@@ -1,25 +1,52 @@
-"""Quality bars of a trained PathUp model, measured on the held-out regions of its training data.
+"""Quality bars of a trained PathUp model, measured on the held-out regions of its training data, and
+optionally the same measurements on a second model (``--baseline``) for a before/after table.
 
-Run: ``python benchmarks/bench_default_model.py MODEL_DIR [--data data/demo] [--out docs/img] [--quick]``.
-Prints markdown tables and writes them as JSON beside a contact sheet PNG in ``--out``
-(``default_model_quality.json``, ``default_model_contact_sheet.png``; ``--quick`` adds ``_quick``).
+Run: ``python benchmarks/bench_default_model.py MODEL_DIR [--baseline OTHER_MODEL_DIR] [--data data/demo]
+[--out docs/img] [--quick] [--sweep]``. Prints markdown tables and writes them as JSON beside a contact
+sheet PNG in ``--out`` (``default_model_quality.json``, ``default_model_contact_sheet.png``; ``--quick``
+adds ``_quick`` to both names).
 
-1. Autoencoder: PSNR of decode(encode(x)) on held-out 256x256 crops (bar: >= 25 dB).
+1. Autoencoder: decode(encode(x)) of held-out 256x256 crops against the crops: PSNR (bar >= 25 dB),
+   sharpness ratio (bar 0.8-1.25) and the ratios of the mean haematoxylin (H) and eosin (E) optical
+   densities (bar: within 10 %).
 2. Fréchet distance in EfficientNet-Lite0 features to real held-out crops, per class, beside
    colour-matched Gaussian noise, stage 1 alone upsampled bicubically to the output size, and the
    real-vs-real floor. The real crops (a ``--stride`` grid) are split in a checkerboard into halves
-   A and B; every set is compared with A at the size of B (mean over ``--draws`` subsets).
+   A and B; every set is compared with A at the size of B (mean over ``--draws`` subsets). Bar:
+   PathUp's FD <= 2.5x the floor.
 3. Class fidelity: a logistic regression on features of real crops of the training areas (outside
    the hold-outs), applied to synthetic crops (bar: accuracy >= 0.8).
-4. Seams: ``seam_measure`` of every synthetic output at the default settings (bar: <= 1.05), and an
-   overlap sweep (0 to 3/4 of the patch), without and with jitter, for one seed.
-5. Stain colour: haematoxylin and eosin optical densities (``skimage.color.rgb2hed``).
-6. Speed: the last synthesis (warm; default settings) with ``--speed-threads`` torch threads.
+4. Realism without a feature network: sharpness ratio of synthetic over real held-out crops of the
+   class (bar 0.8-1.25), and nucleus morphology: the median area and solidity of the haematoxylin-dense
+   components of each crop (``napari_pathup.metrics.nuclei``; one threshold per class, Otsu's on the
+   real held-out crops' haematoxylin density, used for every set); bar: the median over synthetic crops
+   lies inside the range the real crops of the class span.
+5. Seams: ``seam_measure`` of every synthetic output at the default settings (bar: <= 1.05); with
+   ``--sweep`` also an overlap sweep (0 to 3/4 of the patch, without and with jitter, one seed).
+6. Stain colour: haematoxylin and eosin optical densities (colour deconvolution as skimage's ``rgb2hed``).
+7. Speed: the last synthesis of each model (warm; default settings) with ``--speed-threads`` threads.
+A summary table with every bar ends the output; with ``--baseline`` it has a column per model.
 
-Synthetic images start from the reference images shipped in the model (``pathup.json``
-"references", cut from training areas), else from ``--reference-dir/<class>.png``, else from the
-window with the most tissue in each class's training areas of ``--data`` (as training picks them).
-Everything else uses ``--threads`` torch threads (default 1).
+Sharpness: ``napari_pathup.metrics.sharpness.high_frequency_share``, the share of the luma's spectral
+power (Hann-windowed, mean removed) above a quarter of the Nyquist frequency; a ratio is the mean share
+of one set over that of the other (1: as sharp; a blurry decoder scores below 0.8).
+
+Defaults (a full measurement): ``--images 3`` syntheses of ``--size 2048`` per class (seeds 0, 1, 2),
+cut into non-overlapping 256-px tiles (``--synthetic-stride 256``); ``--train-crops 200`` probe crops
+per class; no overlap sweep. ``--quick`` (a meaningful before/after in about a third of the time):
+one 2048x2048 synthesis per class (seed 0; its 64 tiles still outnumber real half B, so every Fréchet
+distance is taken at the same sample count), 100 probe crops per class. Any option given explicitly
+overrides these (``--synthetic-stride 128`` cuts overlapping crops, as the real crops are cut).
+
+``--baseline`` measures a second model on the same real crops, features, probe, nucleus thresholds,
+references, seeds and settings, and adds its columns to the summary and its crops to the contact sheet.
+
+Synthetic images start from the reference images shipped in MODEL_DIR (``pathup.json`` "references",
+cut from training areas), else from ``--reference-dir/<class>.png``, else from the window with the most
+tissue in each class's training areas of ``--data`` (as training picks them); the baseline model starts
+from the same references. Everything else uses ``--threads`` torch threads (default 1). The feature
+network of the Fréchet distance and the probe is EfficientNet-Lite0 (printed with every table); no
+training loss of the shipped model may use it.
 """
 
 from __future__ import annotations
@@ -30,6 +57,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_info, markdown_table
 from _quality import (
+    Morphology,
     RealCrops,
     TimedRun,
     colour_noise,
@@ -52,6 +81,7 @@ from _quality import (
     matched_fd,
     psnr,
     reconstruct,
+    sharpness_values,
     timed_run,
     training_crops,
     upsample,
@@ -61,6 +91,7 @@ from napari_pathup.engine.pipeline import SynthesisSettings
 from napari_pathup.engine.seams import seam_measure
 from napari_pathup.io.images import read_image
 from napari_pathup.metrics import FeatureExtractor, extract_features, get_extractor
+from napari_pathup.metrics.nuclei import haematoxylin_threshold
 from napari_pathup.models.base import PathupModel
 from napari_pathup.models.load import load_model
 from napari_pathup.training.data import DatasetIndex, TrainingImages, discover, load_images
@@ -68,7 +99,14 @@ from napari_pathup.training.export import choose_references
 
 CROP = 256
 MIN_TISSUE = 0.5  # as training: real crops hold at least half tissue
-BARS = {"psnr": 25.0, "accuracy": 0.8, "seam": 1.05}
+BARS = {
+    "psnr": 25.0,
+    "accuracy": 0.8,
+    "seam": 1.05,
+    "fd_ratio": 2.5,
+    "sharpness": (0.8, 1.25),
+    "stain": 0.10,
+}
 OVERLAPS: tuple[tuple[str, float], ...] = (
     ("0", 0),
     ("1/8", 1 / 8),
@@ -95,27 +133,26 @@ SWEEP_COLUMNS = (
     "all patch evaluations",
     "wall time (s)",
 )
-SHEET_CROPS = 4  # crops per class and kind on the contact sheet
+SHEET_CROPS = 4  # crops per class and set on the contact sheet
 
 
 @dataclass
-class Bench:
-    """What every section reads: the model, the real crops, the syntheses and the compared sets."""
+class Shared:
+    """What every model is measured against: the data, real crops and their features, the references,
+    the class probe, the nucleus thresholds (computed once, so that two models meet the same yardstick)."""
 
     args: argparse.Namespace
-    model: PathupModel
     index: DatasetIndex
     arrays: list[np.ndarray]
     extractor: FeatureExtractor
     real: RealCrops
-    real_feats: np.ndarray
-    recon: list[np.ndarray] = field(default_factory=list)
+    real_feats: np.ndarray = field(default_factory=lambda: np.zeros(0))
     references: dict[str, np.ndarray] = field(default_factory=dict)
-    runs: dict[str, list[TimedRun]] = field(default_factory=dict)
-    crops: dict[str, dict[str, list[np.ndarray]]] = field(default_factory=dict)  # class → kind → crops
-    feats: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    tissue: dict[str, float] = field(default_factory=dict)  # class → share of synthetic tiles kept
-    speed_load: tuple[float, float] = (0.0, 0.0)
+    reference_note: str = ""
+    probe: tuple[str, Callable[[np.ndarray], np.ndarray], np.ndarray] | None = None
+    thresholds: dict[str, float] = field(default_factory=dict)  # class → haematoxylin density
+    real_sharpness: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per real crop
+    real_morphology: dict[str, Morphology] = field(default_factory=dict)
 
     @property
     def classes(self) -> list[str]:
@@ -128,26 +165,58 @@ class Bench:
         return [self.real.images[i] for i in self.real.of(label, half)]
 
 
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+@dataclass
+class Bench:
+    """One model's measurement: the model, its reconstructions, syntheses and compared crop sets."""
+
+    shared: Shared
+    label: str  # "model" or "baseline"
+    model: PathupModel
+    recon: list[np.ndarray] = field(default_factory=list)
+    runs: dict[str, list[TimedRun]] = field(default_factory=dict)
+    crops: dict[str, dict[str, list[np.ndarray]]] = field(default_factory=dict)  # class → kind → crops
+    feats: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    tissue: dict[str, float] = field(default_factory=dict)  # class → share of synthetic tiles kept
+    speed_load: tuple[float, float] = (0.0, 0.0)
+
+    @property
+    def args(self) -> argparse.Namespace:
+        return self.shared.args
+
+    @property
+    def classes(self) -> list[str]:
+        return self.shared.classes
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("model", type=Path, help="PathUp model folder")
+    p.add_argument(
+        "--baseline", type=Path, help="a second model folder, measured the same way (before/after)"
+    )
     p.add_argument("--data", type=Path, default=Path("data/demo"), help="training data with holdout.json")
     p.add_argument("--out", type=Path, default=Path("docs/img"), help="folder for the PNG and the JSON")
-    p.add_argument("--quick", action="store_true", help="smoke run: 1024x1024, one image per class")
+    p.add_argument("--quick", action="store_true", help="one 2048 image per class, 100 probe crops per class")
     p.add_argument("--reference-dir", type=Path, help="<class>.png references (when the model has none)")
     p.add_argument("--images", type=int, help="synthetic images per class (default 3; --quick 1)")
-    p.add_argument("--size", type=int, help="output side in pixels (default 2048; --quick 1024)")
-    p.add_argument("--sweep-size", type=int, help="output side of the overlap sweep (2048; --quick 512)")
+    p.add_argument("--size", type=int, help="output side in pixels (default 2048)")
+    p.add_argument("--synthetic-stride", type=int, default=CROP, help="grid of the synthetic crops")
+    p.add_argument("--sweep", action="store_true", help="also run the overlap sweep (slow)")
+    p.add_argument("--sweep-size", type=int, default=2048, help="output side of the overlap sweep")
     p.add_argument("--stride", type=int, default=128, help="grid stride of the real 256-px crops")
-    p.add_argument("--train-crops", type=int, help="training-area crops per class (200; --quick 60)")
+    p.add_argument("--train-crops", type=int, help="training-area crops per class (200; --quick 100)")
     p.add_argument("--draws", type=int, default=5, help="random subsets averaged per Fréchet distance")
     p.add_argument("--threads", type=int, default=1, help="torch threads (all but the speed run)")
     p.add_argument("--speed-threads", type=int, default=2, help="torch threads of the speed run")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     args.images = args.images or (1 if args.quick else 3)
-    args.size = args.size or (1024 if args.quick else 2048)
-    args.sweep_size = args.sweep_size or (512 if args.quick else 2048)
-    args.train_crops = args.train_crops or (60 if args.quick else 200)
+    args.size = args.size or 2048
+    args.train_crops = args.train_crops or (100 if args.quick else 200)
+    for name in ("images", "size", "synthetic_stride", "sweep_size", "stride", "train_crops", "draws"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
+    if args.size < CROP:
+        p.error(f"--size must be at least the {CROP}-px crop, got {args.size}")
     return args
 
 
@@ -159,23 +228,34 @@ def verdict(ok: bool) -> str:
     return "pass" if ok else "**fail**"
 
 
+def within(value: float, low: float, high: float) -> bool:
+    return not math.isnan(value) and low <= value <= high
+
+
 def section(title: str, *parts: str) -> None:
     print(f"\n## {title}\n")
     print("\n\n".join(parts))
 
 
-def references_for(bench: Bench) -> tuple[dict[str, np.ndarray], str]:
-    model, classes = bench.model, bench.classes
+def ratio(a: float, b: float) -> float:
+    return a / b if b else math.nan
+
+
+def references_for(shared: Shared, model: PathupModel) -> tuple[dict[str, np.ndarray], str]:
+    classes = shared.classes
     shipped = model.metadata.get("references") or {}
     if all(c in shipped for c in classes):
         refs = {c: read_image(Path(model.path) / shipped[c]) for c in classes}
-        return refs, "the model's shipped references (pathup.json 'references', cut from training areas)"
-    if bench.args.reference_dir is not None:
-        folder = bench.args.reference_dir
+        return (
+            refs,
+            f"the shipped references of {model.path} (pathup.json 'references', cut from training areas)",
+        )
+    if shared.args.reference_dir is not None:
+        folder = shared.args.reference_dir
         return {c: read_image(folder / f"{c}.png") for c in classes}, f"{folder}/<class>.png"
-    data = TrainingImages(bench.index, bench.arrays, [], CROP, MIN_TISSUE)
+    data = TrainingImages(shared.index, shared.arrays, [], CROP, MIN_TISSUE)
     return choose_references(data), (
-        f"the window with the most tissue in each class's training areas of {bench.index.root} (the "
+        f"the window with the most tissue in each class's training areas of {shared.index.root} (the "
         "model ships no references; picked as training picks them, never from a hold-out)"
     )
 
@@ -183,27 +263,72 @@ def references_for(bench: Bench) -> tuple[dict[str, np.ndarray], str]:
 # ---------------------------------------------------------------------------------------- sections
 
 
-def autoencoder(bench: Bench) -> dict[str, float]:
-    bench.recon = reconstruct(bench.model, bench.real.images)
+def autoencoder(bench: Bench) -> dict[str, Any]:
+    shared = bench.shared
+    bench.recon = reconstruct(bench.model, shared.real.images)
+    low, high = BARS["sharpness"]
     rows, out = [], {}
-    for c, name in enumerate(bench.classes):
-        ids = bench.real.of(c)
-        out[name] = psnr(bench.real_of(c), [bench.recon[i] for i in ids]) if ids else math.nan
-        rows.append([name, len(ids), fmt(out[name]), verdict(out[name] >= BARS["psnr"])])
-    out["all"] = psnr(bench.real.images, bench.recon)
-    rows.append(["**all**", len(bench.real.images), fmt(out["all"]), verdict(out["all"] >= BARS["psnr"])])
-    header = ["class", "crops", "PSNR (dB)", f"bar >= {BARS['psnr']:.0f} dB"]
-    section("1. Autoencoder reconstruction (held-out crops)", markdown_table(header, rows))
+    groups = [(name, shared.real.of(c)) for c, name in enumerate(bench.classes)]
+    groups.append(("all", list(range(len(shared.real.images)))))
+    for name, ids in groups:
+        if not ids:
+            out[name] = {"crops": 0}
+            rows.append([name, 0, *["n/a"] * 7])
+            continue
+        real = [shared.real.images[i] for i in ids]
+        recon = [bench.recon[i] for i in ids]
+        real_stain, recon_stain = hed_stats(real), hed_stats(recon)
+        entry = {
+            "crops": len(ids),
+            "psnr_db": psnr(real, recon),
+            "sharpness_ratio": ratio(
+                float(np.mean(sharpness_values(recon))), float(shared.real_sharpness[ids].mean())
+            ),
+            "h_ratio": ratio(recon_stain["H mean"], real_stain["H mean"]),
+            "e_ratio": ratio(recon_stain["E mean"], real_stain["E mean"]),
+        }
+        out[name] = entry
+        stain_ok = all(abs(entry[k] - 1) <= BARS["stain"] for k in ("h_ratio", "e_ratio"))
+        rows.append(
+            [
+                "**all**" if name == "all" else name,
+                len(ids),
+                fmt(entry["psnr_db"]),
+                verdict(entry["psnr_db"] >= BARS["psnr"]),
+                fmt(entry["sharpness_ratio"]),
+                verdict(within(entry["sharpness_ratio"], low, high)),
+                fmt(entry["h_ratio"]),
+                fmt(entry["e_ratio"]),
+                verdict(stain_ok),
+            ]
+        )
+    header = [
+        "class",
+        "crops",
+        "PSNR (dB)",
+        f">= {BARS['psnr']:.0f} dB",
+        "sharpness ratio",
+        f"{low}-{high}",
+        "H ratio",
+        "E ratio",
+        f"H, E within {BARS['stain']:.0%}",
+    ]
+    section(
+        f"1. Autoencoder reconstruction (held-out crops) — {bench.label}",
+        "decode(encode(crop)) against the crop. Sharpness ratio: mean high-frequency power share (above "
+        "1/4 Nyquist) of the reconstructions over that of the real crops. H, E ratio: mean haematoxylin "
+        "and eosin optical densities of the reconstructions over those of the real crops.",
+        markdown_table(header, rows),
+    )
     return out
 
 
 def synthesize_all(bench: Bench) -> dict[str, Any]:
     """``--images`` outputs per class (seeds 0, 1, ...) at the default settings; the last is the speed run."""
-    args, classes = bench.args, bench.classes
-    bench.references, note = references_for(bench)
+    args, classes, shared = bench.args, bench.classes, bench.shared
     print(
-        f"\nSynthesis: {args.images} image(s) of {args.size}x{args.size} per class "
-        f"(seeds 0-{args.images - 1}), default settings, from {note}."
+        f"\nSynthesis ({bench.label}): {args.images} image(s) of {args.size}x{args.size} per class "
+        f"(seeds 0-{args.images - 1}), default settings, from {shared.reference_note}."
     )
     for name in classes:
         bench.runs[name] = []
@@ -212,7 +337,7 @@ def synthesize_all(bench: Bench) -> dict[str, Any]:
             torch.set_num_threads(args.speed_threads if speed_run else args.threads)
             load = os.getloadavg()[0]
             settings = SynthesisSettings(name, height=args.size, width=args.size, seed=seed)
-            bench.runs[name].append(timed_run(bench.model, bench.references[name], settings))
+            bench.runs[name].append(timed_run(bench.model, shared.references[name], settings))
             if speed_run:
                 bench.speed_load = (load, os.getloadavg()[0])
             print(f"  {name} seed {seed}: {bench.runs[name][-1].seconds['total']:.1f} s", file=sys.stderr)
@@ -220,29 +345,46 @@ def synthesize_all(bench: Bench) -> dict[str, Any]:
     settings = {k: bench.runs[classes[0]][0].settings[k] for k in SETTING_KEYS}
     print(f"Resolved default settings: {settings}")
 
+    stride = args.synthetic_stride
     for c, name in enumerate(classes):
         synthetic, bench.tissue[name] = with_tissue(
-            [t for r in bench.runs[name] for t in grid_tiles(r.image, CROP)], MIN_TISSUE
+            [t for r in bench.runs[name] for t in grid_tiles(r.image, CROP, stride)], MIN_TISSUE
         )
         upsampled = [upsample(r.stage_one, args.size, args.size) for r in bench.runs[name]]
-        upsampled, _ = with_tissue([t for u in upsampled for t in grid_tiles(u, CROP)], MIN_TISSUE)
-        real = bench.real_of(c)
-        noise = colour_noise(real, max(16, len(bench.real.of(c, 1))), CROP, seed=c) if real else []
+        upsampled, _ = with_tissue([t for u in upsampled for t in grid_tiles(u, CROP, stride)], MIN_TISSUE)
+        real = shared.real_of(c)
+        noise = colour_noise(real, max(16, len(shared.real.of(c, 1))), CROP, seed=c) if real else []
         bench.crops[name] = dict(zip(KINDS, (synthetic, upsampled, noise), strict=True))
-        bench.feats[name] = {k: bench.features(v) for k, v in bench.crops[name].items()}
-    return {"images_per_class": args.images, "size": args.size, "references": note, "settings": settings}
+        bench.feats[name] = {k: shared.features(v) for k, v in bench.crops[name].items()}
+    return {
+        "images_per_class": args.images,
+        "size": args.size,
+        "synthetic_stride": stride,
+        "references": shared.reference_note,
+        "settings": settings,
+    }
 
 
 def frechet(bench: Bench) -> dict[str, Any]:
-    args, real, feats = bench.args, bench.real, bench.real_feats
+    args, shared = bench.args, bench.shared
+    real, feats = shared.real, shared.real_feats
     rows, out = [], {}
     for c, name in enumerate(bench.classes):
         a, b = real.of(c, 0), real.of(c, 1)
         values = {"real B (floor)": matched_fd(feats[a], [feats[b]], [len(b)], 1, 0)}
         values |= {k: matched_fd(feats[a], [bench.feats[name][k]], [len(b)], args.draws, c) for k in KINDS}
         out[name] = {"n_A": len(a), "n_B": len(b), **values}
+        out[name]["PathUp / floor"] = ratio(values["PathUp"], values["real B (floor)"])
         rows.append(
-            [name, len(a), len(b), *(fmt(v, 1) for v in values.values()), f"{bench.tissue[name]:.0%}"]
+            [
+                name,
+                len(a),
+                len(b),
+                *(fmt(v, 1) for v in values.values()),
+                fmt(out[name]["PathUp / floor"]),
+                verdict(out[name]["PathUp / floor"] <= BARS["fd_ratio"]),
+                f"{bench.tissue[name]:.0%}",
+            ]
         )
     a, b = feats[real.half == 0], feats[real.half == 1]
     sizes = [len(real.of(c, 1)) for c in range(len(bench.classes))]
@@ -251,20 +393,32 @@ def frechet(bench: Bench) -> dict[str, Any]:
         k: matched_fd(a, [bench.feats[n][k] for n in bench.classes], sizes, args.draws, 99) for k in KINDS
     }
     out["all"] = {"n_A": len(a), "n_B": len(b), **values}
-    rows.append(["**all**", len(a), len(b), *(fmt(v, 1) for v in values.values()), ""])
+    out["all"]["PathUp / floor"] = ratio(values["PathUp"], values["real B (floor)"])
+    rows.append(
+        [
+            "**all**",
+            len(a),
+            len(b),
+            *(fmt(v, 1) for v in values.values()),
+            fmt(out["all"]["PathUp / floor"]),
+            verdict(out["all"]["PathUp / floor"] <= BARS["fd_ratio"]),
+            "",
+        ]
+    )
     stage_one = bench.runs[bench.classes[0]][0].stage_one.shape[0]
-    label = bench.extractor.metric_label("FD")
+    label = shared.extractor.metric_label("FD")
     section(
-        f"2. {label} to real held-out crops (lower is better)",
-        f"Reference: real held-out half A (n_A crops). Every column is a set of n_B crops (the mean over "
-        f"{args.draws} random subsets when larger): real half B (the floor, what real tissue scores), "
-        f"PathUp ({args.size}x{args.size} outputs cut into {CROP}-px tiles), stage 1 alone (its "
-        f"{stage_one}-px result upsampled bicubically to {args.size}), Gaussian noise with the class's mean "
-        f"colour and RGB covariance. The halves interleave as a checkerboard of the {args.stride}-px crop "
-        "grid, so neighbouring A and B crops overlap and the floor is optimistic. With far fewer crops than "
-        "the 1280 feature dimensions the values are noisy and biased upwards: compare columns within a row, "
-        f"never with published FIDs. 'tissue': share of PathUp tiles with >= {MIN_TISSUE:.0%} tissue (only "
-        "those are compared).",
+        f"2. {label} to real held-out crops (lower is better) — {bench.label}",
+        f"Feature network: {shared.extractor.label}. Reference: real held-out half A (n_A crops). Every "
+        f"column is a set of n_B crops (the mean over {args.draws} random subsets when larger): real half B "
+        f"(the floor, what real tissue scores), PathUp ({args.size}x{args.size} outputs cut into {CROP}-px "
+        f"crops on a {args.synthetic_stride}-px grid), stage 1 alone (its {stage_one}-px result upsampled "
+        f"bicubically to {args.size}), Gaussian noise with the class's mean colour and RGB covariance. The "
+        f"halves interleave as a checkerboard of the {args.stride}-px crop grid, so neighbouring A and B "
+        "crops overlap and the floor is optimistic. With far fewer crops than the 1280 feature dimensions "
+        "the values are noisy and biased upwards: compare columns within a row, never with published FIDs. "
+        f"Bar: PathUp / floor <= {BARS['fd_ratio']}. 'tissue': share of PathUp crops with >= "
+        f"{MIN_TISSUE:.0%} tissue (only those are compared).",
         markdown_table(
             [
                 "class",
@@ -274,27 +428,38 @@ def frechet(bench: Bench) -> dict[str, Any]:
                 "PathUp",
                 "stage 1 upsampled",
                 "colour noise",
+                "PathUp / floor",
+                f"<= {BARS['fd_ratio']}",
                 "tissue",
             ],
             rows,
         ),
     )
-    return {"label": label, "per_class": out}
+    return {"label": label, "extractor": shared.extractor.label, "per_class": out}
+
+
+def probe_of(shared: Shared) -> tuple[str, Callable[[np.ndarray], np.ndarray], np.ndarray]:
+    """The class probe (trained once, then shared by every model measured)."""
+    if shared.probe is None:
+        args = shared.args
+        train_x, train_y = training_crops(
+            shared.index, shared.arrays, CROP, args.stride, MIN_TISSUE, args.train_crops
+        )
+        description, predict = linear_probe(shared.features(train_x), train_y)
+        shared.probe = (description, predict, train_y)
+    return shared.probe
 
 
 def class_fidelity(bench: Bench) -> dict[str, Any]:
-    args, classes = bench.args, bench.classes
-    train_x, train_y = training_crops(
-        bench.index, bench.arrays, CROP, args.stride, MIN_TISSUE, args.train_crops
-    )
-    probe, predict = linear_probe(bench.features(train_x), train_y)
+    args, classes, shared = bench.args, bench.classes, bench.shared
+    probe, predict, train_y = probe_of(shared)
     columns = ("real held-out", *KINDS)
     accuracy: dict[str, dict[str, float]] = {}
     counts: dict[str, list[int]] = {k: [] for k in columns}
     confusion: dict[str, dict[str, int]] = {}  # class asked for → class the probe sees in PathUp crops
     rows = []
     for c, name in enumerate(classes):
-        sets = {"real held-out": bench.real_feats[bench.real.of(c)], **bench.feats[name]}
+        sets = {"real held-out": shared.real_feats[shared.real.of(c)], **bench.feats[name]}
         predicted = {k: predict(v) if len(v) else np.zeros(0, int) for k, v in sets.items()}
         accuracy[name] = {k: float(np.mean(v == c)) if len(v) else math.nan for k, v in predicted.items()}
         confusion[name] = {n: int((predicted["PathUp"] == j).sum()) for j, n in enumerate(classes)}
@@ -307,7 +472,7 @@ def class_fidelity(bench: Bench) -> dict[str, Any]:
     }
     rows.append(["**all**", len(train_y), *(fmt(accuracy["all"][k]) for k in columns), ""])
     section(
-        "3. Class fidelity (linear probe on EfficientNet-Lite0 features)",
+        f"3. Class fidelity (linear probe on {shared.extractor.label} features) — {bench.label}",
         f"Probe: {probe}, trained on {len(train_y)} real {CROP}-px crops of the training areas (outside "
         f"the hold-outs; {args.stride}-px grid, at most {args.train_crops} per class). Accuracy: the share "
         f"of crops assigned to the class they were made for. Bar: PathUp >= {BARS['accuracy']}: "
@@ -316,6 +481,132 @@ def class_fidelity(bench: Bench) -> dict[str, Any]:
         markdown_table(["class", "training crops", *columns, "PathUp crops assigned to"], rows),
     )
     return {"probe": probe, "training_crops": len(train_y), "accuracy": accuracy, "confusion": confusion}
+
+
+def prepare_realism(shared: Shared) -> None:
+    """Per class: the nucleus threshold and the real crops' morphology; the real crops' sharpness."""
+    shared.real_sharpness = sharpness_values(shared.real.images)
+    for c, name in enumerate(shared.classes):
+        real = shared.real_of(c)
+        if real:
+            shared.thresholds[name] = haematoxylin_threshold(real)
+            shared.real_morphology[name] = Morphology.of(real, shared.thresholds[name])
+
+
+def span(values: np.ndarray) -> tuple[float, float]:
+    return (float(values.min()), float(values.max())) if len(values) else (math.nan, math.nan)
+
+
+def realism(bench: Bench) -> dict[str, Any]:
+    """Sharpness and nucleus morphology of the synthetic crops against the real held-out crops."""
+    shared = bench.shared
+    low, high = BARS["sharpness"]
+    sharp_rows, morph_rows, out = [], [], {}
+    kinds = ("PathUp", "stage-1 upsampled")
+    for c, name in enumerate(bench.classes):
+        ids = shared.real.of(c)
+        if not ids or name not in shared.thresholds:
+            out[name] = {}
+            continue
+        real_share = float(shared.real_sharpness[ids].mean())
+        real_m = shared.real_morphology[name]
+        entry: dict[str, Any] = {
+            "threshold_h": shared.thresholds[name],
+            "real": {
+                "sharpness": real_share,
+                "components_per_crop": span(real_m.count),
+                "median_area_px": span(real_m.area),
+                "median_solidity": span(real_m.solidity),
+                "crops_with_components": len(real_m.area),
+            },
+        }
+        morph_rows.append(
+            [
+                name,
+                "real held-out (range over crops)",
+                len(ids),
+                "{:.0f}-{:.0f}".format(*span(real_m.count)),
+                "{:.0f}-{:.0f}".format(*span(real_m.area)),
+                "{:.2f}-{:.2f}".format(*span(real_m.solidity)),
+                "",
+            ]
+        )
+        for kind in kinds:
+            crops = bench.crops[name][kind]
+            shares = sharpness_values(crops)
+            m = Morphology.of(crops, shared.thresholds[name])
+            area = float(np.median(m.area)) if len(m.area) else math.nan
+            solidity = float(np.median(m.solidity)) if len(m.solidity) else math.nan
+            area_ok = within(area, *entry["real"]["median_area_px"])
+            solidity_ok = within(solidity, *entry["real"]["median_solidity"])
+            entry[kind] = {
+                "crops": len(crops),
+                "sharpness": float(shares.mean()),
+                "sharpness_ratio": ratio(float(shares.mean()), real_share),
+                "components_per_crop": float(np.median(m.count)),
+                "median_area_px": area,
+                "median_solidity": solidity,
+                "area_in_real_range": area_ok,
+                "solidity_in_real_range": solidity_ok,
+                # crops without components count as outside
+                "crops_in_real_range": sum(
+                    within(a, *entry["real"]["median_area_px"])
+                    and within(s, *entry["real"]["median_solidity"])
+                    for a, s in zip(m.area, m.solidity, strict=True)
+                )
+                / max(len(crops), 1),
+            }
+            e = entry[kind]
+            sharp_rows.append(
+                [
+                    name,
+                    kind,
+                    len(crops),
+                    fmt(e["sharpness"], 3),
+                    fmt(real_share, 3),
+                    fmt(e["sharpness_ratio"]),
+                    verdict(within(e["sharpness_ratio"], low, high)) if kind == "PathUp" else "",
+                ]
+            )
+            morph_rows.append(
+                [
+                    name,
+                    f"{kind} (median over crops)",
+                    len(crops),
+                    f"{e['components_per_crop']:.0f}",
+                    f"{fmt(area, 0)} ({'in' if area_ok else 'out'})",
+                    f"{fmt(solidity)} ({'in' if solidity_ok else 'out'})",
+                    f"{e['crops_in_real_range']:.0%}"
+                    + (f" {verdict(area_ok and solidity_ok)}" if kind == "PathUp" else ""),
+                ]
+            )
+        out[name] = entry
+    section(
+        f"4. Sharpness and nucleus morphology (no feature network) — {bench.label}",
+        "Sharpness: mean share of the luma's spectral power above 1/4 Nyquist (Hann window, mean removed) "
+        f"over the crops; ratio: over that of the real held-out crops of the class (bar {low}-{high} for "
+        "PathUp).",
+        markdown_table(["class", "set", "crops", "sharpness", "real", "ratio", f"{low}-{high}"], sharp_rows),
+        "Nucleus morphology: haematoxylin-dense components (haematoxylin density Gaussian-smoothed by 1 px, "
+        "above the class's threshold: Otsu's on the pooled tissue pixels of its real held-out crops; holes "
+        "filled; at least 12 px; not touching the crop border). Per crop: the number of components, their "
+        "median area (px) and median solidity (area / convex hull). Real rows give the range over the real "
+        "crops; synthetic rows the median over their crops, 'in' when inside the real range (the bar, for "
+        "PathUp: area and solidity in), and the share of crops whose own area and solidity both are.",
+        markdown_table(
+            [
+                "class",
+                "set",
+                "crops",
+                "components per crop",
+                "median area (px)",
+                "median solidity",
+                "crops in real range",
+            ],
+            morph_rows,
+        ),
+    )
+    return out
 
 
 def seams(bench: Bench) -> dict[str, Any]:
@@ -329,20 +620,37 @@ def seams(bench: Bench) -> dict[str, Any]:
     worst = max(measured) if measured else math.nan
     rows = [[n, ", ".join(fmt(v, 3) for v in vs)] for n, vs in default.items()]
     rows.append(["**max**", f"{fmt(worst, 3)} ({verdict(worst <= BARS['seam'])})"])
-    size = args.sweep_size
+    first_run = bench.runs[first][0].settings
+    parts = [
+        f"Seam measure (1.0: no seam; bar <= {BARS['seam']}) of every {args.size}x{args.size} output at the "
+        f"default settings (patch {first_run['patch_size']}, overlap {first_run['overlap']} latent px):",
+        markdown_table(["class", "seam measure per seed"], rows),
+    ]
+    out: dict[str, Any] = {"default": default, "max": worst}
+    if args.sweep:
+        out |= sweep(bench, parts)
+    else:
+        parts.append("Overlap sweep: not run (`--sweep` runs it).")
+    section(f"5. Seams — {bench.label}", *parts)
+    return out
+
+
+def sweep(bench: Bench, parts: list[str]) -> dict[str, Any]:
+    args, model, first = bench.args, bench.model, bench.classes[0]
+    f, size = model.vae_scale_factor, args.sweep_size
     patch = SynthesisSettings(first, height=size, width=size).resolve(model).patch_size
-    sweep, sweep_rows = [], []
+    results, rows = [], []
     for label, fraction in OVERLAPS:
         overlap = min(round(patch * fraction), patch - 1)
         for jitter in (False, True):
             s = SynthesisSettings(first, height=size, width=size, seed=0, overlap=overlap, jitter=jitter)
-            run = timed_run(model, bench.references[first], s)
+            run = timed_run(model, bench.shared.references[first], s)
             value = seam_measure(run.image, patch, overlap, f)
-            sweep.append(
+            results.append(
                 {"overlap": overlap, "fraction": label, "jitter": jitter, "seam": value}
                 | {"evaluations": run.evaluations, "seconds": run.seconds["total"]}
             )
-            sweep_rows.append(
+            rows.append(
                 [
                     f"{overlap} ({label})",
                     "yes" if jitter else "no",
@@ -352,43 +660,40 @@ def seams(bench: Bench) -> dict[str, Any]:
                     fmt(run.seconds["total"], 1),
                 ]
             )
-    first_run = bench.runs[first][0].settings
-    section(
-        "4. Seams",
-        f"Seam measure (1.0: no seam; bar <= {BARS['seam']}) of every {args.size}x{args.size} output at the "
-        f"default settings (patch {first_run['patch_size']}, overlap {first_run['overlap']} latent px):",
-        markdown_table(["class", "seam measure per seed"], rows),
+    parts += [
         f"Overlap sweep: class {first}, seed 0, {size}x{size}, patch {patch} latent px, other settings "
         f"default, {args.threads} torch thread(s). Patch evaluations count the denoiser's batch rows "
         "(guidance doubles them). With jitter the patch borders move every step; the measure reads the "
         "unjittered grid.",
-        markdown_table(SWEEP_COLUMNS, sweep_rows),
-    )
-    return {"default": default, "max": worst, "sweep_size": size, "sweep": sweep}
+        markdown_table(SWEEP_COLUMNS, rows),
+    ]
+    return {"sweep_size": size, "sweep": results}
 
 
 def stain(bench: Bench) -> dict[str, Any]:
+    shared = bench.shared
     rows, out = [], {}
     for c, name in enumerate(bench.classes):
         groups = {
-            "real held-out": bench.real_of(c),
-            "reconstruction": [bench.recon[i] for i in bench.real.of(c)],
+            "real held-out": shared.real_of(c),
+            "reconstruction": [bench.recon[i] for i in shared.real.of(c)],
             "PathUp": bench.crops[name]["PathUp"],
             "stage-1 upsampled": bench.crops[name]["stage-1 upsampled"],
         }
         stats = {k: hed_stats(v) for k, v in groups.items() if v}
-        eosin = stats.get("real held-out", {}).get("E mean", math.nan)
+        real = stats.get("real held-out", {})
         for k, st in stats.items():
-            st["E ratio"] = st["E mean"] / eosin
+            st["H ratio"] = ratio(st["H mean"], real.get("H mean", math.nan))
+            st["E ratio"] = ratio(st["E mean"], real.get("E mean", math.nan))
             h, e = f"{st['H mean']:.4f} ± {st['H std']:.4f}", f"{st['E mean']:.4f} ± {st['E std']:.4f}"
-            rows.append([name, k, h, e, fmt(st["E ratio"])])
+            rows.append([name, k, h, e, fmt(st["H ratio"]), fmt(st["E ratio"])])
         out[name] = stats
     section(
-        "5. Stain colour (colour deconvolution, skimage rgb2hed)",
+        f"6. Stain colour (colour deconvolution, as skimage rgb2hed) — {bench.label}",
         "Mean ± standard deviation over all pixels of the haematoxylin (H) and eosin (E) optical "
-        "densities. E ratio: mean E over that of the real held-out crops of the class (eosin washing out "
-        "shows as a ratio well below 1).",
-        markdown_table(["class", "set", "H", "E", "E ratio"], rows),
+        "densities. H, E ratio: mean over that of the real held-out crops of the class (eosin washing out "
+        "shows as an E ratio well below 1).",
+        markdown_table(["class", "set", "H", "E", "H ratio", "E ratio"], rows),
     )
     return out
 
@@ -397,7 +702,7 @@ def speed(bench: Bench) -> dict[str, Any]:
     args, name = bench.args, bench.classes[-1]
     run = bench.runs[name][-1]
     section(
-        "6. Speed",
+        f"7. Speed — {bench.label}",
         f"One {args.size}x{args.size} synthesis (class {name}, seed {args.images - 1}, default settings, not "
         f"the process's first run), CPU, {args.speed_threads} torch thread(s); load average "
         f"{bench.speed_load[0]:.2f} before and {bench.speed_load[1]:.2f} after (other jobs share the cores). "
@@ -415,20 +720,181 @@ def speed(bench: Bench) -> dict[str, Any]:
     }
 
 
-def sheet(bench: Bench, path: Path) -> None:
+def measure(bench: Bench) -> dict[str, Any]:
+    """Every section for one model, in order; the report of that model."""
+    model = bench.model
+    print(f"\n# {bench.label}: {model.path} ({model.kind}, {model.parameter_count()} parameters)")
+    report: dict[str, Any] = {
+        "model": {"path": str(model.path), "parameters": model.parameter_count()},
+        "training": model.metadata.get("training"),
+    }
+    steps: tuple[tuple[str, Callable[[Bench], dict[str, Any]]], ...] = (
+        ("autoencoder", autoencoder),
+        ("synthesis", synthesize_all),
+        ("frechet_distance", frechet),
+        ("class_fidelity", class_fidelity),
+        ("realism", realism),
+        ("seams", seams),
+        ("stain", stain),
+        ("speed", speed),
+    )
+    seconds = {}
+    for key, run in steps:
+        start = time.perf_counter()
+        report[key] = run(bench)
+        seconds[key] = time.perf_counter() - start
+        print(f"  [{bench.label}] {key}: {seconds[key]:.0f} s", file=sys.stderr)
+    report["section_seconds"] = seconds
+    return report
+
+
+# ----------------------------------------------------------------------------------------- summary
+
+
+def summary_rows(report: dict[str, Any], classes: list[str]) -> list[tuple[str, str, str]]:
+    """(measure, bar, "value (pass|fail)") for every bar of one model's report."""
+    low, high = BARS["sharpness"]
+    ae, fd = report["autoencoder"]["all"], report["frechet_distance"]["per_class"]
+    out = [
+        ("Autoencoder PSNR, all held-out crops", f">= {BARS['psnr']:.0f} dB", ae.get("psnr_db", math.nan), 2),
+        (
+            "Autoencoder sharpness ratio (decoded / real)",
+            f"{low}-{high}",
+            ae.get("sharpness_ratio", math.nan),
+            2,
+        ),
+        (
+            "Autoencoder H density ratio (decoded / real)",
+            f"within {BARS['stain']:.0%}",
+            ae.get("h_ratio", math.nan),
+            3,
+        ),
+        (
+            "Autoencoder E density ratio (decoded / real)",
+            f"within {BARS['stain']:.0%}",
+            ae.get("e_ratio", math.nan),
+            3,
+        ),
+    ]
+    rows: list[tuple[str, str, str]] = []
+    checks = {
+        0: lambda v: v >= BARS["psnr"],
+        1: lambda v: within(v, low, high),
+        2: lambda v: abs(v - 1) <= BARS["stain"],
+        3: lambda v: abs(v - 1) <= BARS["stain"],
+    }
+    for k, (measure_name, bar, value, digits) in enumerate(out):
+        rows.append((measure_name, bar, f"{fmt(value, digits)} ({'pass' if checks[k](value) else 'fail'})"))
+    for name in [*classes, "all"]:
+        r = fd.get(name, {}).get("PathUp / floor", math.nan)
+        floor, ours = (
+            fd.get(name, {}).get("real B (floor)", math.nan),
+            fd.get(name, {}).get("PathUp", math.nan),
+        )
+        rows.append(
+            (
+                f"FD / floor, {name} (FD; floor)",
+                f"<= {BARS['fd_ratio']}",
+                f"{fmt(r)} ({'pass' if r <= BARS['fd_ratio'] else 'fail'}; {fmt(ours, 1)}; {fmt(floor, 1)})",
+            )
+        )
+    accuracy = report["class_fidelity"]["accuracy"]
+    per_class = ", ".join(f"{n} {fmt(accuracy[n]['PathUp'])}" for n in classes)
+    value = accuracy["all"]["PathUp"]
+    rows.append(
+        (
+            "Class fidelity, PathUp crops",
+            f">= {BARS['accuracy']}",
+            f"{fmt(value)} ({'pass' if value >= BARS['accuracy'] else 'fail'}; {per_class})",
+        )
+    )
+    realism_report = report["realism"]
+    for name in classes:
+        e = realism_report.get(name, {}).get("PathUp")
+        if not e:
+            continue
+        r = e["sharpness_ratio"]
+        rows.append(
+            (
+                f"Sharpness ratio synthetic / real, {name}",
+                f"{low}-{high}",
+                f"{fmt(r)} ({'pass' if within(r, low, high) else 'fail'})",
+            )
+        )
+    for name in classes:
+        e = realism_report.get(name, {}).get("PathUp")
+        if not e:
+            continue
+        real = realism_report[name]["real"]
+        ok = e["area_in_real_range"] and e["solidity_in_real_range"]
+        rows.append(
+            (
+                f"Nucleus area / solidity, {name} (real range)",
+                "inside real range",
+                f"{fmt(e['median_area_px'], 0)} / {fmt(e['median_solidity'])} ({'pass' if ok else 'fail'}; "
+                "real {:.0f}-{:.0f}".format(*real["median_area_px"])
+                + " / {:.2f}-{:.2f})".format(*real["median_solidity"]),
+            )
+        )
+    worst = report["seams"]["max"]
+    rows.append(
+        (
+            "Seam measure, max",
+            f"<= {BARS['seam']}",
+            f"{fmt(worst, 3)} ({'pass' if worst <= BARS['seam'] else 'fail'})",
+        )
+    )
+    sp = report["speed"]
+    rows.append(
+        (
+            f"Synthesis {sp['size']}x{sp['size']}, default settings",
+            "(seconds)",
+            f"{fmt(sp['seconds']['total'], 1)} s ({sp['threads']} thread(s), "
+            f"load {sp['load_average'][0]:.1f})",
+        )
+    )
+    return rows
+
+
+def summary(reports: dict[str, dict[str, Any]], classes: list[str], extractor: str) -> list[list[str]]:
+    """Print the summary table (one value column per model) and return its rows."""
+    per_model = {label: summary_rows(r, classes) for label, r in reports.items()}
+    first = next(iter(per_model.values()))
+    rows = [
+        [measure_name, bar, *(per_model[label][k][2] for label in per_model)]
+        for k, (measure_name, bar, _) in enumerate(first)
+    ]
+    paths = "; ".join(f"{label}: {r['model']['path']}" for label, r in reports.items())
+    section(
+        "Summary" + (" (before/after)" if len(reports) > 1 else ""),
+        f"{paths}. Same real crops, references, seeds and settings for every model; FD and class fidelity "
+        f"in {extractor} features.",
+        markdown_table(["measure", "bar", *per_model], rows),
+    )
+    return rows
+
+
+def write_sheet(shared: Shared, benches: list[Bench], path: Path) -> None:
     def spread(items: list[Any]) -> list[Any]:
         picks = np.linspace(0, len(items) - 1, min(SHEET_CROPS, len(items))).astype(int) if items else []
         return [items[k] for k in picks]
 
-    rows = [
-        (name, spread(bench.real_of(c)), spread(bench.crops[name]["PathUp"]), bench.runs[name][0].image)
-        for c, name in enumerate(bench.classes)
-    ]
-    contact_sheet(rows).save(path)
+    classes = shared.classes
+    groups = [("real, held-out", {n: spread(shared.real_of(c)) for c, n in enumerate(classes)})]
+
+    def tiles(bench: Bench, name: str) -> list[np.ndarray]:  # non-overlapping, of the seed-0 image
+        return spread(with_tissue(grid_tiles(bench.runs[name][0].image, CROP), MIN_TISSUE)[0])
+
+    groups += [(f"synthetic, {b.label}", {n: tiles(b, n) for n in classes}) for b in benches]
+    wholes = [(f"{b.label}, seed 0", {n: b.runs[n][0].image for n in classes}) for b in benches]
+    image = contact_sheet(classes, groups, wholes, CROP)
+    partial = path.with_name(path.stem + ".partial.png")
+    image.save(partial)
+    partial.replace(path)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     started = time.perf_counter()
@@ -436,46 +902,58 @@ def main() -> None:
     print(f"Command: `python {' '.join(sys.argv)}`  ")
     print(f"Machine: {machine_info()}  ")
     print(f"Threads: {args.threads} torch thread(s); the speed run {args.speed_threads}.  ")
-    model = load_model(args.model)
     index = discover(args.data)
-    if set(model.classes) != set(index.classes):
-        raise SystemExit(f"model classes {model.classes} differ from the data's {list(index.classes)}")
+    models = {"model": load_model(args.model)}
+    if args.baseline is not None:
+        models["baseline"] = load_model(args.baseline)
+    for label, model in models.items():
+        if set(model.classes) != set(index.classes):
+            raise SystemExit(
+                f"{label} {model.path}: classes {model.classes} differ from the data's {list(index.classes)}"
+            )
     holdout = {e.key: e.holdout.to_json() for e in index.images if e.holdout is not None}
-    if model.metadata.get("holdout", holdout) != holdout:
-        print("**Warning**: the hold-out regions recorded in the model differ from those of --data.  ")
+    for label, model in models.items():
+        if model.metadata.get("holdout", holdout) != holdout:
+            print(f"**Warning**: the hold-out regions recorded in the {label} differ from those of --data.  ")
     arrays = load_images(index)
     real = holdout_crops(index, arrays, CROP, args.stride, MIN_TISSUE)
     extractor = get_extractor("effnet-lite0", device="cpu")
-    bench = Bench(args, model, index, arrays, extractor, real, np.zeros(0))
-    bench.real_feats = bench.features(real.images)
-    print(f"Model: {args.model} ({model.kind}, {model.parameter_count()} parameters)  ")
+    shared = Shared(args, index, arrays, extractor, real)
+    shared.real_feats = shared.features(real.images)
+    shared.references, shared.reference_note = references_for(shared, models["model"])
+    prepare_realism(shared)
+    print(
+        f"  [shared] real crops, features, thresholds: {time.perf_counter() - started:.0f} s", file=sys.stderr
+    )
+    print(f"Feature network (FD, class probe): {extractor.label}  ")
     empty = sorted(set(holdout) - set(real.sources))
     print(
         f"Real crops: {len(real.images)} tissue crops of {CROP}x{CROP} on a {args.stride}-px grid inside the "
         f"hold-out regions of {args.data}" + (f" (none fits in {', '.join(empty)})" if empty else "")
     )
+    benches = [Bench(shared, label, model) for label, model in models.items()]
+    reports = {b.label: measure(b) for b in benches}
     report: dict[str, Any] = {
         "command": " ".join(sys.argv),
         "machine": machine_info(),
         "quick": args.quick,
-        "model": {"path": str(args.model), "parameters": model.parameter_count()},
-        "training": model.metadata.get("training"),
-        "real_crops": {name: len(real.of(c)) for c, name in enumerate(bench.classes)},
-        "autoencoder_psnr_db": autoencoder(bench),
-        "synthesis": synthesize_all(bench),
+        "feature_network": extractor.label,
+        "real_crops": {name: len(real.of(c)) for c, name in enumerate(shared.classes)},
+        "nucleus_thresholds_h": shared.thresholds,
+        **reports["model"],
     }
-    report["frechet_distance"] = frechet(bench)
-    report["class_fidelity"] = class_fidelity(bench)
-    report["seams"] = seams(bench)
-    report["stain"] = stain(bench)
-    report["speed"] = speed(bench)
+    if "baseline" in reports:
+        report["baseline"] = reports["baseline"]
+    report["summary"] = summary(reports, shared.classes, extractor.label)
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if args.quick else ""
     sheet_path = args.out / f"default_model_contact_sheet{suffix}.png"
-    sheet(bench, sheet_path)
+    write_sheet(shared, benches, sheet_path)
     json_path = args.out / f"default_model_quality{suffix}.json"
     report["seconds"] = time.perf_counter() - started
-    json_path.write_text(json.dumps(report, indent=1, default=float) + "\n")
+    partial = json_path.with_name(json_path.name + ".partial")
+    partial.write_text(json.dumps(report, indent=1, default=float) + "\n")
+    partial.replace(json_path)
     print(f"\nContact sheet: {sheet_path}  \nJSON: {json_path}  ")
     print(f"Benchmark time: {report['seconds'] / 60:.1f} min")
 

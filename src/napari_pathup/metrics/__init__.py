@@ -1,4 +1,5 @@
-"""Quality metrics for synthetic H&E images: FID/FD, KID/KD, improved precision/recall, density, coverage.
+"""Quality metrics for synthetic H&E images: FID/FD, KID/KD, improved precision/recall, density, coverage,
+and two that need no feature network: sharpness (high-frequency power share) and nucleus morphology.
 
 No Qt or napari here. ``compute_metrics`` compares two image sets end to end; the functions of
 :mod:`~napari_pathup.metrics.distances` work from feature arrays. Only the FID Inception-v3 with
@@ -32,7 +33,14 @@ from napari_pathup.metrics.features import (
     timm_extractor,
 )
 from napari_pathup.metrics.images import RESIZE_METHODS, image_set
+from napari_pathup.metrics.nuclei import (
+    NucleusStats,
+    haematoxylin_components,
+    haematoxylin_threshold,
+    otsu_threshold,
+)
 from napari_pathup.metrics.report import MetricsReport, SetSummary
+from napari_pathup.metrics.sharpness import high_frequency_share, sharpness_ratio
 
 __all__ = [
     "EXTRACTORS",
@@ -44,6 +52,7 @@ __all__ = [
     "KIDResult",
     "MetricsReport",
     "MetricsWarning",
+    "NucleusStats",
     "PRDCResult",
     "SetSummary",
     "compute_feature_metrics",
@@ -53,12 +62,17 @@ __all__ = [
     "frechet_distance",
     "gaussian_stats",
     "get_extractor",
+    "haematoxylin_components",
+    "haematoxylin_threshold",
+    "high_frequency_share",
     "image_set",
     "inception_extractor",
     "kid",
     "module_extractor",
+    "otsu_threshold",
     "prdc",
     "register_extractor",
     "set_features",
+    "sharpness_ratio",
     "timm_extractor",
 ]
