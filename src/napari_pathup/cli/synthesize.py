@@ -32,6 +32,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--reference", metavar="IMAGE", help="real reference RoI (default: the model's own for CLASS)"
     )
+    p.add_argument(
+        "--region",
+        metavar="X,Y,W,H",
+        help="RoI of the reference in level-0 pixels (left, top, width, height); read from one pyramid "
+        "level only, never the whole slide (SVS, pyramidal (OME-)TIFF, OME-Zarr)",
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--level", type=int, metavar="N", help="pyramid level to read the RoI from (0: full resolution)"
+    )
+    where.add_argument(
+        "--mpp",
+        type=float,
+        metavar="M",
+        help="read the RoI from the level closest to M µm/px (default: the model's native pixel size "
+        "when it records one, else level 0)",
+    )
     p.add_argument("--out", required=True, metavar="PATH", help="output: .ome.zarr, .tif, .tiff or .png")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument(
@@ -50,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
     from napari_pathup.engine.events import Finished, PatchPreview, StageStarted, TileDecoded
     from napari_pathup.engine.pipeline import SynthesisSettings, synthesize
-    from napari_pathup.io import check_output, output_format, read_image, write_image
+    from napari_pathup.io import check_output, output_format, write_image
+    from napari_pathup.io.slide import read_reference_roi
     from napari_pathup.models.default import reference_for_class
     from napari_pathup.provenance import run_attributes
 
@@ -59,7 +77,10 @@ def run(args: argparse.Namespace) -> int:
     check_output(out, args.overwrite)
     model = load_for_run(args)
     reference_path = Path(args.reference) if args.reference else reference_for_class(model, args.class_name)
-    reference = read_image(reference_path)
+    roi = read_reference_roi(reference_path, args.region, args.level, args.mpp, model)
+    reference = roi.image
+    for line in roi.notes:
+        print(line, file=sys.stderr)
     height, width = args.size
     settings = SynthesisSettings(
         class_name=args.class_name, seed=args.seed, **sampling_settings(args)
@@ -106,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
                 finished = event
         if bar is not None:
             bar.close()
-        attrs = run_attributes(model, finished.settings, reference_path)
-        written = write_image(out, finished.image, attrs=attrs, overwrite=args.overwrite)
+        attrs = {**run_attributes(model, finished.settings, reference_path), **roi.attributes()}
+        written = write_image(
+            out, finished.image, attrs=attrs, overwrite=args.overwrite, pixel_size=roi.pixel_size
+        )
     print(f"wrote {written} ({height}x{width} px, class {settings.class_name}, seed {settings.seed})")
     return 0

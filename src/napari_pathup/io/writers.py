@@ -31,16 +31,22 @@ def output_format(path: str | Path) -> str:
 
 
 def write_image(
-    path: str | Path, image: Any, *, attrs: dict[str, Any] | None = None, overwrite: bool = False
+    path: str | Path,
+    image: Any,
+    *,
+    attrs: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    pixel_size: float | None = None,
 ) -> Path:
     """Write an (H, W, 3) uint8 array-like in the format given by ``path``'s extension.
 
     ``attrs`` (JSON-serialisable) are stored with the image and read back by
-    :func:`~napari_pathup.io.images.read_attrs`. Returns the resolved output path.
+    :func:`~napari_pathup.io.images.read_attrs`. ``pixel_size`` (µm/px) becomes OME-Zarr's
+    micrometre scale (TIFF and PNG record it in ``attrs`` only). Returns the resolved output path.
     """
     kind = output_format(path)
     if kind == "ome-zarr":
-        return write_ome_zarr(path, image, attrs=attrs, overwrite=overwrite)
+        return write_ome_zarr(path, image, attrs=attrs, overwrite=overwrite, pixel_size=pixel_size)
     if kind == "tiff":
         return write_tiff(path, image, attrs=attrs, overwrite=overwrite)
     return write_png(path, image, attrs=attrs, overwrite=overwrite)
