@@ -152,3 +152,27 @@ def test_without_a_default_model_the_error_says_what_to_do(reference_file, tmp_p
     argv = [a for a in args("x", reference_file, tmp_path / "o.png") if a not in ("--model", "x")]
     assert main(argv) == 2
     assert "--model" in capsys.readouterr().err
+
+
+def test_region_of_a_slide_is_the_reference_and_the_output_keeps_its_pixel_size(pathup_model_dir, tmp_path):
+    from pathlib import Path
+
+    from napari_pathup.io.ome_zarr import ome_zarr_pixel_size
+
+    svs = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_small_region.svs"
+    out = tmp_path / "roi.ome.zarr"
+    assert main(args(pathup_model_dir, svs, out, "--region", "100,2000,640,512", "--level", "0")) == 0
+    attrs = read_attrs(out)
+    assert attrs["reference_region"] == {"x": 100, "y": 2000, "width": 640, "height": 512, "level": 0}
+    assert attrs["pixel_size_um"] == pytest.approx(0.499)
+    assert ome_zarr_pixel_size(out) == pytest.approx(0.499)
+
+
+def test_region_outside_the_slide_is_an_error_and_nothing_is_written(pathup_model_dir, tmp_path, capsys):
+    from pathlib import Path
+
+    svs = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_small_region.svs"
+    out = tmp_path / "roi.ome.zarr"
+    assert main(args(pathup_model_dir, svs, out, "--region", "2000,0,512,512")) != 0
+    assert "not inside the image" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
