@@ -94,3 +94,15 @@ def test_a_layers_micrometre_scale_survives_save_and_open(make_napari_viewer, tm
     (opened,) = viewer.open(path, plugin="napari-pathup")
     assert tuple(opened.scale) == pytest.approx((0.5, 0.5)) and str(opened.units[-1]) == "micrometer"
     assert opened.metadata["pixel_size_um"] == pytest.approx(0.5)
+
+
+def test_napari_ome_zarr_reads_our_micrometre_scale(make_napari_viewer, tmp_path):
+    pytest.importorskip("napari_ome_zarr")
+    from napari_pathup.io import write_ome_zarr
+
+    path = write_ome_zarr(tmp_path / "um.ome.zarr", rgb(600, 520), pixel_size=0.5)
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(path), plugin="napari-ome-zarr")
+    assert layers
+    for layer in layers:  # napari-ome-zarr may split the channels into one layer each
+        assert tuple(layer.scale[-2:]) == pytest.approx((0.5, 0.5))
