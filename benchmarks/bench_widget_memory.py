@@ -63,7 +63,9 @@ def run(size: int, steps: int | None) -> None:
     mpp = float(slide.scale[-1])
     x, y, w, h = ROI
     rectangle = np.array([[y, x], [y, x + w], [y + h, x + w], [y + h, x]], float) * mpp
-    viewer.add_shapes([rectangle], shape_type="rectangle", name="RoI", edge_color="yellow", face_color=[0] * 4)
+    viewer.add_shapes(
+        [rectangle], shape_type="rectangle", name="RoI", edge_color="yellow", face_color=[0] * 4
+    )
     _, widget = viewer.window.add_plugin_dock_widget("napari-pathup", "Synthesize")
     widget.device.value = "cpu"
     widget.class_name.value = "normal"

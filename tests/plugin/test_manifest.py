@@ -23,7 +23,9 @@ def test_core_packages_import_no_qt():
 
     code = (
         "import sys, napari_pathup.engine.pipeline, napari_pathup.models.load, napari_pathup.io, "
-        "napari_pathup.cli, napari_pathup.scale.evaluate, napari_pathup.scale.evaluation_report; "
+        "napari_pathup.cli, napari_pathup.scale.evaluate, napari_pathup.scale.evaluation_report, "
+        "napari_pathup.io.slide, napari_pathup.io.live_zarr, napari_pathup.measure.compare, "
+        "napari_pathup.measure.quality; "
         "import matplotlib.backends.backend_agg; "
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         "('qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'napari')]; print(bad); assert not bad"

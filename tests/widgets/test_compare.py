@@ -82,7 +82,7 @@ def test_side_by_side_shows_only_the_chosen_layers_in_a_grid_and_restores(widget
 def test_plot_and_seams_equal_the_core_functions(widget, crops, qtbot, errors, monkeypatch):
     import threading
 
-    import napari_pathup.widgets.compare as compare_module
+    import napari_pathup.measure.compare as compare_module
 
     threads = []
     render = compare_module.render
@@ -166,7 +166,7 @@ def test_bad_choices_become_notifications_and_the_widget_stays_usable(widget, qt
 
 
 def test_a_failure_inside_the_worker_is_a_notification(widget, qtbot, errors, monkeypatch):
-    import napari_pathup.widgets.compare as compare_module
+    import napari_pathup.measure.compare as compare_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("deconvolution exploded")  # superqt would swallow a raised RuntimeError

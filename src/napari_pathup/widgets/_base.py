@@ -28,13 +28,10 @@ from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
 from napari_pathup._triton_guard import block_triton_if_llvm_loaded
 from napari_pathup.errors import InputError
+from napari_pathup.measure.tasks import TaskCancelledError
 
 if TYPE_CHECKING:
     import napari
-
-
-class TaskCancelledError(Exception):
-    """Raised inside a task (by ``TaskContext``) once the user has pressed Cancel."""
 
 
 @dataclass
@@ -311,8 +308,3 @@ def rgb_levels(layer: Image) -> list[Any]:
             f"got {np.dtype(first.dtype)} {tuple(first.shape)}"
         )
     return levels
-
-
-def load_rgb(level: Any) -> np.ndarray:
-    """A whole level as an (H, W, 3) uint8 numpy array (alpha dropped); call it in a worker."""
-    return np.ascontiguousarray(np.asarray(level[..., :3]))
