@@ -143,6 +143,16 @@ def test_fields_show_the_models_defaults_and_only_changes_are_sent(slide_widget)
     )
     widget.reset_to_model_defaults()
     assert widget.guidance.value == resolved.guidance and widget.settings().guidance is None
+    # the rest of what the engine accepts: sampler, stage-1 size, batch, gaussian sigma
+    assert widget.scheduler.value == "" and "DDIMScheduler" in widget.scheduler.tooltip
+    widget.scheduler.value, widget.reference_size.value, widget.batch_size.value = "euler", 256, 3
+    chosen = widget.settings()
+    assert (chosen.scheduler, chosen.reference_size, chosen.batch_size, chosen.sigma) == (
+        "euler",
+        256,
+        3,
+        0.3,
+    )
 
 
 def test_a_slide_opened_by_napari_wsi_works_as_the_reference(

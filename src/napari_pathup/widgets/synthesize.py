@@ -45,6 +45,7 @@ from napari_pathup.engine.weights import WEIGHT_MODES
 from napari_pathup.errors import InputError
 from napari_pathup.io.live_zarr import LiveOmeZarr
 from napari_pathup.io.slide import ReferenceRoi, native_mpp, read_reference_roi, roi_from_levels
+from napari_pathup.models.schedulers import SCHEDULERS
 from napari_pathup.widgets._base import WorkerDock
 from napari_pathup.widgets._roi import layer_levels, layer_pixel_size, rectangle_roi
 
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from napari_pathup.models.base import PathupModel
 
 MODEL_REFERENCE = "(the model's own reference)"
+MODEL_SCHEDULER = ""
 WHOLE_IMAGE = "(the whole image)"
 AUTO_LEVEL = "auto"
 #: the layer is redrawn at most this often while previews stream in (seconds)
@@ -64,7 +66,19 @@ PROGRESS_INTERVAL = 0.5
 #: gap between the RoI and the synthetic layer placed to its right, as a fraction of the RoI's width
 PLACEMENT_GAP = 0.05
 #: the sampling settings whose fields show the model's resolved defaults
-SAMPLING_FIELDS = ("steps", "strength", "upscale_strength", "guidance", "patch_size", "overlap", "weights")
+SAMPLING_FIELDS = (
+    "steps",
+    "strength",
+    "upscale_strength",
+    "guidance",
+    "patch_size",
+    "overlap",
+    "weights",
+    "sigma",
+    "scheduler",
+    "reference_size",
+    "batch_size",
+)
 
 
 @dataclass(frozen=True)
@@ -143,6 +157,18 @@ class SynthesizeWidget(WorkerDock):
         self.weights = ComboBox(
             label="blend weights", choices=list(WEIGHT_MODES), value="cosine", tooltip=tip
         )
+        self.sigma = FloatSpinBox(
+            label="gaussian sigma", min=0.01, max=10.0, step=0.05, value=0.3, tooltip="gaussian weights only"
+        )
+        self.scheduler = ComboBox(
+            label="sampler", choices=[("model's own", MODEL_SCHEDULER), *((n, n) for n in SCHEDULERS)]
+        )
+        self.reference_size = SpinBox(
+            label="stage-1 size", min=8, max=4096, step=8, value=512, tooltip="shorter side of stage 1"
+        )
+        self.batch_size = SpinBox(
+            label="batch (patches)", min=1, max=1024, value=8, tooltip="per denoiser call"
+        )
         self.defaults_button = PushButton(
             text="Model defaults", tooltip="forget the changed sampling settings: use the model's defaults"
         )
@@ -170,12 +196,17 @@ class SynthesizeWidget(WorkerDock):
             "patch_size": self.patch,
             "overlap": self.overlap,
             "weights": self.weights,
+            "sigma": self.sigma,
+            "scheduler": self.scheduler,
+            "reference_size": self.reference_size,
+            "batch_size": self.batch_size,
         }
         self.form = Container(
             widgets=[
                 self.model_dir, self.class_name, self.reference, self.region, self.level, self.reference_file,
                 self.out_width, self.out_height, self.steps, self.strength, self.upscale_strength,
-                self.guidance, self.patch, self.overlap, self.weights, self.defaults_button, self.jitter,
+                self.guidance, self.patch, self.overlap, self.weights, self.sigma, self.scheduler,
+                self.reference_size, self.batch_size, self.defaults_button, self.jitter,
                 self.seed, self.device, self.output, self.estimate_label, self.estimate_button,
                 self.start_button, self.cancel_button,
             ]
@@ -201,6 +232,14 @@ class SynthesizeWidget(WorkerDock):
     def _reference_choices(self, _widget: Any = None) -> list[str]:
         layers = [layer.name for layer in self.viewer.layers if isinstance(layer, Image) and layer.rgb]
         return [MODEL_REFERENCE, *layers]
+
+    def _show_model_scheduler(self) -> None:
+        """The sampler's first entry is the model's own scheduler: its tooltip names it."""
+        try:
+            own = type(self.model().scheduler).__name__
+        except (ValueError, OSError):
+            own = "unknown: the model does not load"
+        self.scheduler.tooltip = f'the diffusers scheduler; "model\'s own" is {own}'
 
     def _region_choices(self, _widget: Any = None) -> list[str]:
         return [WHOLE_IMAGE, *(layer.name for layer in self.viewer.layers if isinstance(layer, Shapes))]
@@ -248,6 +287,7 @@ class SynthesizeWidget(WorkerDock):
             self.estimate_label.value = f"no model: {exc}"
             return
         self.class_name.choices = classes
+        self._show_model_scheduler()
         self._update_estimate()
 
     def _field_changed(self, name: str) -> None:
@@ -270,14 +310,18 @@ class SynthesizeWidget(WorkerDock):
         self._showing_defaults = True
         try:
             for name, widget in self.fields.items():
-                if name not in self._user_set and widget.value != getattr(resolved, name):
-                    widget.value = getattr(resolved, name)
+                value = getattr(resolved, name)
+                value = MODEL_SCHEDULER if name == "scheduler" and value is None else value
+                if name not in self._user_set and widget.value != value:
+                    widget.value = value
         finally:
             self._showing_defaults = False
 
     def settings(self) -> SynthesisSettings:
         """The run's settings: sampling values only where the user changed them (else the model decides)."""
         chosen = {name: self.fields[name].value for name in SAMPLING_FIELDS if name in self._user_set}
+        if chosen.get("scheduler") == MODEL_SCHEDULER:
+            chosen["scheduler"] = None
         return SynthesisSettings(
             class_name=str(self.class_name.value),
             height=int(self.out_height.value),
