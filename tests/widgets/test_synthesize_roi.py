@@ -84,6 +84,12 @@ def test_a_rectangle_on_the_slide_is_the_reference_and_the_output_sits_beside_it
     assert ome_zarr_pixel_size(out) == pytest.approx(MPP)
     np.testing.assert_array_equal(np.asarray(lazy_rgb_levels(out)[0]), expected)
     assert meta["saved"] == str(out.resolve())
+    # File > Save of the zarr-backed layer: the same image and pixel size, written chunk by chunk
+    saved = tmp_path / "saved.ome.zarr"
+    widget.viewer.layers.selection = {layer}
+    widget.viewer.layers.save(str(saved), selected=True, plugin="napari-pathup")
+    np.testing.assert_array_equal(np.asarray(lazy_rgb_levels(saved)[0]), expected)
+    assert ome_zarr_pixel_size(saved) == pytest.approx(MPP)
 
 
 @pytest.mark.parametrize(

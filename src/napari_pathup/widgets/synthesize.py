@@ -453,10 +453,14 @@ class SynthesizeWidget(WorkerDock):
             return None
         for note in roi.notes:
             show_info(f"PathUp: {note}")
-        folder = Path(tempfile.mkdtemp(prefix="pathup-live-"))
-        store = LiveOmeZarr(
-            folder / "output.ome.zarr", settings.height, settings.width, pixel_size=roi.pixel_size
-        )
+        try:
+            folder = Path(tempfile.mkdtemp(prefix="pathup-live-"))
+            store = LiveOmeZarr(
+                folder / "output.ome.zarr", settings.height, settings.width, pixel_size=roi.pixel_size
+            )
+        except OSError as exc:
+            show_error(f"PathUp: cannot create the output store in {tempfile.gettempdir()}: {exc}")
+            return None
         atexit.register(store.remove)
         data = store.layer_data()
         self.layer = self.viewer.add_image(
