@@ -95,3 +95,17 @@ def rectangle_roi(shapes: Shapes, image: Image) -> LayerRoi:
         raise InputError(f"shape {index} of {shapes.name!r} has no area")
     wy, wx = world[:, 0], world[:, 1]
     return LayerRoi(Region(x0, y0, x1 - x0, y1 - y0), (wy.min(), wx.min(), wy.max(), wx.max()))
+
+
+def cropped_levels(levels: list[Any], region: Region) -> list[Any]:
+    """Every pyramid level cropped to ``region`` (level-0 pixels), lazily (dask): nothing is read."""
+    import dask.array as da
+
+    from napari_pathup.io.slide import region_at_level
+
+    cropped = []
+    for index, level in enumerate(levels):
+        rows, cols = region_at_level(levels, region, index)
+        lazy = level if isinstance(level, da.Array) else da.from_array(level, chunks=(512, 512, -1))
+        cropped.append(lazy[rows, cols])
+    return cropped

@@ -15,11 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import Container, PushButton, Select, SpinBox
+from magicgui.widgets import ComboBox, Container, PushButton, Select, SpinBox
+from napari.layers import Shapes
 from qtpy.QtWidgets import QAbstractItemView, QPushButton, QTableWidget, QTableWidgetItem
 
 from napari_pathup.errors import InputError
-from napari_pathup.measure.compare import GROUPS, CompareResult, measure_compare
+from napari_pathup.measure.compare import CompareResult, measure_compare
 from napari_pathup.metrics.stain import DEFAULT_PIXELS
 from napari_pathup.widgets._base import (
     WorkerDock,
@@ -29,10 +30,14 @@ from napari_pathup.widgets._base import (
     rgb_levels,
 )
 from napari_pathup.widgets._plot import PlotView
+from napari_pathup.widgets._roi import cropped_levels, rectangle_roi
 
 if TYPE_CHECKING:
     import napari
     from napari.layers import Image
+
+
+WHOLE_LAYERS = "(the whole layers)"
 
 
 @dataclass
@@ -56,6 +61,11 @@ class CompareWidget(WorkerDock):
 
         self.real = Select(label="real RoIs", choices=self._choices, allow_multiple=True)
         self.synthetic = Select(label="synthetic", choices=self._choices, allow_multiple=True)
+        self.roi = ComboBox(
+            label="real RoI",
+            choices=self._roi_choices,
+            tooltip="a Shapes layer: its selected (else last) rectangle limits the real layers to that RoI",
+        )
         self.n_pixels = SpinBox(
             label="pixels per layer",
             min=1000,
@@ -66,7 +76,7 @@ class CompareWidget(WorkerDock):
         )
         self.measure_button = PushButton(text="Measure stains and seams")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.form = Container(widgets=[self.real, self.synthetic, self.n_pixels])
+        self.form = Container(widgets=[self.real, self.synthetic, self.roi, self.n_pixels])
         self.side_by_side = QPushButton("Side by side (grid)")
         self.side_by_side.setCheckable(True)
         self.plot_view = PlotView()
@@ -91,10 +101,22 @@ class CompareWidget(WorkerDock):
         self.measure_button.changed.connect(self.measure)
         self.cancel_button.changed.connect(self.cancel)
         follow_real_and_synthetic(self.viewer, self.real, self.synthetic)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(lambda _: self.roi.reset_choices())
 
     # -- layer choices ----------------------------------------------------------------------
     def _choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
         return image_layer_choices(self.viewer)
+
+    def _roi_choices(self, _widget: Any = None) -> list[str]:
+        return [WHOLE_LAYERS, *(layer.name for layer in self.viewer.layers if isinstance(layer, Shapes))]
+
+    def real_levels(self, layer: Image) -> list[Any]:
+        """A real layer's levels, cropped (lazily) to the chosen rectangle when there is one."""
+        levels = rgb_levels(layer)
+        if self.roi.value in (None, WHOLE_LAYERS):
+            return levels
+        return cropped_levels(levels, rectangle_roi(self.viewer.layers[self.roi.value], layer).region)
 
     def chosen(self) -> dict[str, list[Image]]:
         return {"real": list(self.real.value), "synthetic": list(self.synthetic.value)}
@@ -152,7 +174,10 @@ class CompareWidget(WorkerDock):
             self.report_error("choose at least one real or synthetic layer to measure")
             return None
         try:
-            groups = {g: [(layer.name, rgb_levels(layer)) for layer in chosen[g]] for g in GROUPS}
+            groups = {
+                "real": [(layer.name, self.real_levels(layer)) for layer in chosen["real"]],
+                "synthetic": [(layer.name, rgb_levels(layer)) for layer in chosen["synthetic"]],
+            }
         except InputError as exc:
             self.report_error(str(exc))
             return None
