@@ -104,3 +104,11 @@ def test_export_copies_the_store_atomically_and_never_replaces(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final.ome.zarr", "work"]
     live.remove()
     assert not live.path.exists()
+
+
+def test_a_temporary_store_takes_its_folder_with_it():
+    live = LiveOmeZarr.temporary(64, 64)
+    folder = live.owned_folder
+    assert folder is not None and live.path.parent == folder and live.path.is_dir()
+    live.remove()
+    assert not folder.exists()

@@ -107,6 +107,7 @@ class LiveOmeZarr:
         from napari_pathup.io.ome_zarr import create_pyramid_group
 
         self.path = Path(path)
+        self.owned_folder: Path | None = None  # set by temporary(): removed with the store
         self.pixel_size = pixel_size
         self.shapes = pyramid_shapes(height, width, min_level_size)
         name = split_suffixes(self.path.name)[0]
@@ -117,6 +118,20 @@ class LiveOmeZarr:
         self.preview_levels = [i for i, (h, w) in enumerate(self.shapes) if h * w <= preview_pixels] or [
             len(self.shapes) - 1
         ]
+
+    @classmethod
+    def temporary(cls, height: int, width: int, **kwargs: Any) -> LiveOmeZarr:
+        """A store in a new temporary folder (the system's), which :meth:`remove` deletes with it."""
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="pathup-live-"))
+        try:
+            store = cls(folder / "output.ome.zarr", height, width, **kwargs)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        store.owned_folder = folder
+        return store
 
     @property
     def sink(self) -> ChannelsLast:
@@ -161,5 +176,5 @@ class LiveOmeZarr:
         return Path(final).expanduser().resolve()
 
     def remove(self) -> None:
-        """Delete the store (the layer showing it must be gone)."""
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Delete the store, and its temporary folder if it has one (the layer showing it must be gone)."""
+        shutil.rmtree(self.owned_folder or self.path, ignore_errors=True)

@@ -454,10 +454,7 @@ class SynthesizeWidget(WorkerDock):
         for note in roi.notes:
             show_info(f"PathUp: {note}")
         try:
-            folder = Path(tempfile.mkdtemp(prefix="pathup-live-"))
-            store = LiveOmeZarr(
-                folder / "output.ome.zarr", settings.height, settings.width, pixel_size=roi.pixel_size
-            )
+            store = LiveOmeZarr.temporary(settings.height, settings.width, pixel_size=roi.pixel_size)
         except OSError as exc:
             show_error(f"PathUp: cannot create the output store in {tempfile.gettempdir()}: {exc}")
             return None
