@@ -248,11 +248,19 @@ def region_at_level(levels: Sequence[Any], region: Region, level: int) -> tuple[
 
 
 def read_region(
-    levels: Sequence[Any], region: Region, level: int = 0, *, min_size: int = 1, source: str = "image"
-) -> np.ndarray:
+    levels: Sequence[Any],
+    region: Region,
+    level: int = 0,
+    *,
+    min_size: int = 1,
+    source: str = "image",
+    lazy: bool = False,
+) -> Any:
     """Read ``region`` (level-0 pixels) from one pyramid level as (h, w, 3) uint8; only that part is read.
 
     ``min_size`` is the smallest side allowed at that level (the model's native patch in pixels).
+    With ``lazy`` the region is checked but not read: the level's slice is returned (a dask array for
+    lazy levels), for :func:`load_roi` to read later, e.g. in a worker thread.
     """
     from napari_pathup.io.images import to_rgb_uint8
 
@@ -269,7 +277,19 @@ def read_region(
             f"region {region.text()} of {source} is {w}x{h} pixels at level {level}, more than "
             f"{MAX_ROI_PIXELS} pixels; read it from a coarser level (--level / --mpp)"
         )
-    return to_rgb_uint8(np.asarray(levels[level][rows, cols]), source)
+    block = levels[level][rows, cols]
+    return block if lazy else to_rgb_uint8(np.asarray(block), source)
+
+
+def load_roi(image: Any, source: str = "reference") -> np.ndarray:
+    """A RoI as (h, w, 3) uint8 in memory: reads a lazy RoI (see ``read_region(lazy=True)``)."""
+    from napari_pathup.io.images import to_rgb_uint8
+
+    return (
+        image
+        if isinstance(image, np.ndarray) and image.dtype == np.uint8
+        else to_rgb_uint8(np.asarray(image), source)
+    )
 
 
 def native_mpp(metadata: dict[str, Any]) -> float | None:
@@ -287,7 +307,7 @@ class ReferenceRoi:
     fallback is never silent.
     """
 
-    image: np.ndarray
+    image: Any  # (h, w, 3) uint8; a lazy slice when read with lazy=True (see load_roi)
     region: Region | None
     level: int
     pixel_size: float | None
@@ -314,16 +334,18 @@ def roi_from_levels(
     model_mpp: float | None = None,
     min_size: int = 1,
     source: str = "image",
+    lazy: bool = False,
 ) -> ReferenceRoi:
     """Read a RoI (the whole image when ``region`` is None) from the level that ``level``,
-    ``target_mpp`` or the model's native ``model_mpp`` asks for (in that order), with its pixel size."""
+    ``target_mpp`` or the model's native ``model_mpp`` asks for (in that order), with its pixel size.
+    With ``lazy``, everything is checked but ``image`` is not read yet (see :func:`load_roi`)."""
     notes: list[str] = []
     if level is None and target_mpp is None and model_mpp is not None and mpp is not None:
         target_mpp = model_mpp
     chosen = choose_level(levels, mpp, level=level, target_mpp=target_mpp)
     if region is None:
         region = Region(0, 0, int(levels[0].shape[1]), int(levels[0].shape[0]))
-    image = read_region(levels, region, chosen, min_size=min_size, source=source)
+    image = read_region(levels, region, chosen, min_size=min_size, source=source, lazy=lazy)
     pixel_size = None if mpp is None else mpp * level_downsamples(levels)[chosen]
     if pixel_size is None:
         if model_mpp is not None:

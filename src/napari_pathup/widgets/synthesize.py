@@ -44,7 +44,7 @@ from napari_pathup.engine.pipeline import SynthesisSettings, synthesize
 from napari_pathup.engine.weights import WEIGHT_MODES
 from napari_pathup.errors import InputError
 from napari_pathup.io.live_zarr import LiveOmeZarr
-from napari_pathup.io.slide import ReferenceRoi, native_mpp, read_reference_roi, roi_from_levels
+from napari_pathup.io.slide import ReferenceRoi, load_roi, native_mpp, read_reference_roi, roi_from_levels
 from napari_pathup.models.schedulers import SCHEDULERS
 from napari_pathup.widgets._base import WorkerDock
 from napari_pathup.widgets._roi import layer_levels, layer_pixel_size, rectangle_roi
@@ -417,6 +417,7 @@ class SynthesizeWidget(WorkerDock):
             model_mpp=native_mpp(model.metadata),
             min_size=min_size,
             source=f"layer {layer.name!r}",
+            lazy=True,  # checked now, read in the worker: a large RoI must not block the GUI thread
         )
         downsample = float(levels[0].shape[1]) / float(levels[roi.level].shape[1])
         scale = tuple(float(s) * downsample for s in layer.scale[-2:])
@@ -567,11 +568,13 @@ def synthesis_events(
     reference_path: str | None,
     extra: dict[str, Any],
 ) -> Iterator[Any]:
-    """Runs in the worker (no Qt): the engine's events, after pasting each preview into the store's small
-    levels and averaging each decoded tile down its pyramid; then :class:`RunFinished`."""
+    """Runs in the worker (no Qt): reads the reference RoI if it is still lazy, then the engine's events,
+    after pasting each preview into the store's small levels and averaging each decoded tile down its
+    pyramid; then :class:`RunFinished`."""
     from napari_pathup.provenance import run_attributes
 
     shapes: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
+    reference = load_roi(reference)
     for event in synthesize(model, reference, settings, store.sink):
         if isinstance(event, StageStarted):
             shapes[event.stage] = (event.latent_shape, event.image_shape)
