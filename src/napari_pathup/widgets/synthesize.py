@@ -38,6 +38,7 @@ from magicgui.widgets import (
 from napari.layers import Image, Shapes
 from napari.qt.threading import FunctionWorker, thread_worker
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
 
 from napari_pathup.engine.events import Finished, PatchPreview, StageStarted, TileDecoded
 from napari_pathup.engine.pipeline import SynthesisSettings, synthesize
@@ -476,8 +477,12 @@ class SynthesizeWidget(WorkerDock):
         )
         self.store = store
         self._stores[id(self.layer)] = store
-        # one bar for the run: creating a napari progress bar costs a Qt widget, so not one per stage
-        self.start_progress(sum(st.steps * st.patches_per_step for st in stages), "stage 1/2")
+        # one bar for the run (a napari progress bar costs a Qt widget, so not one per stage), created on
+        # the next turn of the event loop: the click's own stall is then only the layer's creation
+        total = sum(st.steps * st.patches_per_step for st in stages)
+        QTimer.singleShot(
+            0, lambda: self.start_progress(total, "stage 1/2") if self.worker is not None else None
+        )
         self._pending_progress = 0
         extra = {**roi.attributes(), "output_store": str(store.path)}
         return self.run_stream(
