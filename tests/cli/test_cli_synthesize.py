@@ -176,3 +176,25 @@ def test_region_outside_the_slide_is_an_error_and_nothing_is_written(pathup_mode
     assert main(args(pathup_model_dir, svs, out, "--region", "2000,0,512,512")) != 0
     assert "not inside the image" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_mpp_reads_the_roi_from_the_nearest_level_and_the_output_gets_its_pixel_size(
+    pathup_model_dir, tmp_path
+):
+    import tifffile
+
+    from helpers import rgb
+
+    image = rgb(1024, 1024, seed=6)
+    slide = tmp_path / "slide.ome.tif"
+    with tifffile.TiffWriter(slide) as tif:
+        md = {"axes": "YXS", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25}
+        tif.write(image, subifds=1, tile=(128, 128), photometric="rgb", metadata=md)
+        tif.write(image[::2, ::2], subfiletype=1, tile=(128, 128), photometric="rgb")
+    out = tmp_path / "from_level_1.ome.zarr"
+    assert main(args(pathup_model_dir, slide, out, "--region", "0,0,512,512", "--mpp", "0.5")) == 0
+    attrs = read_attrs(out)
+    assert attrs["reference_region"]["level"] == 1 and attrs["pixel_size_um"] == pytest.approx(0.5)
+    # a level and a pixel size together are refused by the parser
+    with pytest.raises(SystemExit):
+        main(args(pathup_model_dir, slide, tmp_path / "x.ome.zarr", "--level", "0", "--mpp", "0.5"))
