@@ -41,9 +41,17 @@ class RssSampler(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        start = last = time.monotonic()
         while not self._stop_event.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
+            rss = self.process.memory_info().rss
+            self.peak = max(self.peak, rss)
             self.samples += 1
+            if time.monotonic() - last >= 60:  # a line a minute: a run cut short still tells its peak
+                last = time.monotonic()
+                print(
+                    f"  {last - start:.0f} s: RSS {rss / MIB:.0f} MiB, peak so far {self.peak / MIB:.0f} MiB",
+                    flush=True,
+                )
             time.sleep(self.interval)
 
     def stop(self) -> int:
@@ -79,6 +87,7 @@ def run(size: int, steps: int | None) -> None:
         loop.processEvents()
         time.sleep(0.02)
     idle = process.memory_info().rss
+    print(f"idle RSS {idle / MIB:.0f} MiB (viewer, slide, widget and model loaded)", flush=True)
     sampler = RssSampler()
     sampler.start()
     t0 = time.perf_counter()
