@@ -364,6 +364,8 @@ def read_reference_roi(
     level: int | None,
     target_mpp: float | None,
     model: Any,
+    *,
+    lazy: bool = False,
 ) -> ReferenceRoi:
     """The reference for a run from a file: a RoI of a slide (``region``, level-0 pixels) read from one
     pyramid level, or the whole image; the model's native patch is the smallest RoI side allowed."""
@@ -379,4 +381,5 @@ def read_reference_roi(
         model_mpp=native_mpp(getattr(model, "metadata", {})),
         min_size=int(model.native_size * model.vae_scale_factor) if region is not None else 1,
         source=str(path),
+        lazy=lazy,
     )
