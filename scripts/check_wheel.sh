@@ -39,7 +39,7 @@ done
 unzip -p "$WHEEL" '*.dist-info/entry_points.txt' | grep -A1 'napari.manifest'
 unzip -p "$WHEEL" '*.dist-info/METADATA' | grep -E '^(Name|Version|Summary|License-Expression|Project-URL|Classifier: Framework)'
 
-step "fresh virtual environment in $WORK/venv (torch==2.14.1 as in .ci/run, then the wheel, npe2, napari)"
+step "fresh virtual environment in $WORK/venv (torch==2.14.1 as in .ci/run, then the wheel with its napari extra, npe2)"
 PY="$WORK/venv/bin/python"
 if [ "${REUSE_VENV:-0}" = 1 ] && [ -x "$PY" ]; then  # a rerun: keep the dependencies, replace the wheel
     "$PY" -m pip install --quiet --force-reinstall --no-deps "$WHEEL"
@@ -47,7 +47,7 @@ else
     rm -rf "$WORK/venv"
     python3 -m venv "$WORK/venv"
     "$PY" -m pip install --quiet torch==2.14.1
-    "$PY" -m pip install --quiet "$WHEEL" npe2 "napari[pyqt6]" twine
+    "$PY" -m pip install --quiet "${WHEEL}[napari]" npe2 twine  # the README's install for napari users
 fi
 du -sh "$WORK/venv"
 

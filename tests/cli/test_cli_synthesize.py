@@ -152,3 +152,49 @@ def test_without_a_default_model_the_error_says_what_to_do(reference_file, tmp_p
     argv = [a for a in args("x", reference_file, tmp_path / "o.png") if a not in ("--model", "x")]
     assert main(argv) == 2
     assert "--model" in capsys.readouterr().err
+
+
+def test_region_of_a_slide_is_the_reference_and_the_output_keeps_its_pixel_size(pathup_model_dir, tmp_path):
+    from pathlib import Path
+
+    from napari_pathup.io.ome_zarr import ome_zarr_pixel_size
+
+    svs = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_small_region.svs"
+    out = tmp_path / "roi.ome.zarr"
+    assert main(args(pathup_model_dir, svs, out, "--region", "100,2000,640,512", "--level", "0")) == 0
+    attrs = read_attrs(out)
+    assert attrs["reference_region"] == {"x": 100, "y": 2000, "width": 640, "height": 512, "level": 0}
+    assert attrs["pixel_size_um"] == pytest.approx(0.499)
+    assert ome_zarr_pixel_size(out) == pytest.approx(0.499)
+
+
+def test_region_outside_the_slide_is_an_error_and_nothing_is_written(pathup_model_dir, tmp_path, capsys):
+    from pathlib import Path
+
+    svs = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_small_region.svs"
+    out = tmp_path / "roi.ome.zarr"
+    assert main(args(pathup_model_dir, svs, out, "--region", "2000,0,512,512")) != 0
+    assert "not inside the image" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mpp_reads_the_roi_from_the_nearest_level_and_the_output_gets_its_pixel_size(
+    pathup_model_dir, tmp_path
+):
+    import tifffile
+
+    from helpers import rgb
+
+    image = rgb(1024, 1024, seed=6)
+    slide = tmp_path / "slide.ome.tif"
+    with tifffile.TiffWriter(slide) as tif:
+        md = {"axes": "YXS", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25}
+        tif.write(image, subifds=1, tile=(128, 128), photometric="rgb", metadata=md)
+        tif.write(image[::2, ::2], subfiletype=1, tile=(128, 128), photometric="rgb")
+    out = tmp_path / "from_level_1.ome.zarr"
+    assert main(args(pathup_model_dir, slide, out, "--region", "0,0,512,512", "--mpp", "0.5")) == 0
+    attrs = read_attrs(out)
+    assert attrs["reference_region"]["level"] == 1 and attrs["pixel_size_um"] == pytest.approx(0.5)
+    # a level and a pixel size together are refused by the parser
+    with pytest.raises(SystemExit):
+        main(args(pathup_model_dir, slide, tmp_path / "x.ome.zarr", "--level", "0", "--mpp", "0.5"))

@@ -24,7 +24,9 @@ def test_core_packages_import_no_qt():
     code = (
         "import sys, napari_pathup.engine.pipeline, napari_pathup.models.load, napari_pathup.io, "
         "napari_pathup.cli, napari_pathup.evaluation.run, napari_pathup.evaluation.report, "
-        "napari_pathup.augmentation.run, napari_pathup.engine.plan; "
+        "napari_pathup.augmentation.run, napari_pathup.engine.plan, "
+        "napari_pathup.io.slide, napari_pathup.io.live_zarr, napari_pathup.measure.compare, "
+        "napari_pathup.measure.quality; "
         "import matplotlib.backends.backend_agg; "
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         "('qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'napari')]; print(bad); assert not bad"

@@ -57,3 +57,52 @@ def test_round_trip_through_a_napari_viewer(make_napari_viewer, tmp_path):
     assert opened.metadata["pathup"] == {"seed": 3}
     ((data, _, _),) = read_ome_zarr_layer(path)
     assert np.asarray(data[0] if isinstance(data, list) else data).shape == (300, 400, 3)
+
+
+def test_slide_reader_opens_svs_and_pyramidal_tiff_lazily_with_their_pixel_size(tmp_path):
+    from pathlib import Path
+
+    import tifffile
+
+    from napari_pathup._reader import get_slide_reader
+
+    svs = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_small_region.svs"
+    ((data, meta, kind),) = get_slide_reader(str(svs))(str(svs))
+    assert kind == "image" and meta["rgb"] and meta["scale"] == pytest.approx((0.499, 0.499))
+    assert meta["units"] == ("micrometer", "micrometer") and not isinstance(data, np.ndarray)
+
+    image = rgb(256, 384)
+    path = tmp_path / "pyramid.ome.tif"
+    with tifffile.TiffWriter(path) as tif:
+        md = {"axes": "YXS", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25}
+        tif.write(image, subifds=1, tile=(64, 64), photometric="rgb", metadata=md)
+        tif.write(image[::2, ::2], subfiletype=1, tile=(64, 64), photometric="rgb")
+    ((levels, meta, _),) = get_slide_reader(str(path))(str(path))
+    assert meta["multiscale"] and [lv.shape for lv in levels] == [(256, 384, 3), (128, 192, 3)]
+    assert meta["scale"] == pytest.approx((0.25, 0.25))
+    # not an 8-bit RGB slide: left to other readers
+    tifffile.imwrite(tmp_path / "mask.tif", np.zeros((3, 32, 32), np.uint16))
+    assert get_slide_reader(str(tmp_path / "mask.tif")) is None
+
+
+def test_a_layers_micrometre_scale_survives_save_and_open(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    image = rgb(300, 400, seed=4)
+    viewer.add_image(image, rgb=True, name="s", scale=(0.5, 0.5), units=("micrometer", "micrometer"))
+    path = str(tmp_path / "scaled.ome.zarr")
+    viewer.layers.save(path, selected=False, plugin="napari-pathup")
+    (opened,) = viewer.open(path, plugin="napari-pathup")
+    assert tuple(opened.scale) == pytest.approx((0.5, 0.5)) and str(opened.units[-1]) == "micrometer"
+    assert opened.metadata["pixel_size_um"] == pytest.approx(0.5)
+
+
+def test_napari_ome_zarr_reads_our_micrometre_scale(make_napari_viewer, tmp_path):
+    pytest.importorskip("napari_ome_zarr")
+    from napari_pathup.io import write_ome_zarr
+
+    path = write_ome_zarr(tmp_path / "um.ome.zarr", rgb(600, 520), pixel_size=0.5)
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(path), plugin="napari-ome-zarr")
+    assert layers
+    for layer in layers:  # napari-ome-zarr may split the channels into one layer each
+        assert tuple(layer.scale[-2:]) == pytest.approx((0.5, 0.5))

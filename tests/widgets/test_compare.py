@@ -82,7 +82,7 @@ def test_side_by_side_shows_only_the_chosen_layers_in_a_grid_and_restores(widget
 def test_plot_and_seams_equal_the_core_functions(widget, crops, qtbot, errors, monkeypatch):
     import threading
 
-    import napari_pathup.widgets.compare as compare_module
+    import napari_pathup.measure.compare as compare_module
 
     threads = []
     render = compare_module.render
@@ -166,7 +166,7 @@ def test_bad_choices_become_notifications_and_the_widget_stays_usable(widget, qt
 
 
 def test_a_failure_inside_the_worker_is_a_notification(widget, qtbot, errors, monkeypatch):
-    import napari_pathup.widgets.compare as compare_module
+    import napari_pathup.measure.compare as compare_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("deconvolution exploded")  # superqt would swallow a raised RuntimeError
@@ -183,3 +183,19 @@ def test_the_manifest_docks_the_widget_and_puts_it_in_the_layers_menu(make_napar
     _, widget = viewer.window.add_plugin_dock_widget("napari-pathup", "Compare")
     assert isinstance(widget, CompareWidget)
     assert "napari-pathup.compare" in menu_command_ids("napari/layers/visualize")
+
+
+def test_a_rectangle_limits_the_real_layers_to_that_roi(widget, crops, qtbot, errors):
+    rectangle = np.array([[64, 32], [64, 160], [192, 160], [192, 32]], float)  # rows 64:192, cols 32:160
+    widget.viewer.add_shapes([rectangle], shape_type="rectangle", name="RoI")
+    widget.roi.value = "RoI"
+    widget.n_pixels.value = 5_000
+    assert widget.measure() is not None
+    wait(widget, qtbot)
+    assert not errors
+    expected = stain_distribution(sample_pixels(crops["real"][64:192, 32:160], 5_000, seed=0))
+    got = widget.result.stains["real"]
+    assert got.mean == pytest.approx(expected.mean) and got.n_pixels == expected.n_pixels
+    widget.viewer.layers["RoI"].data = [rectangle + 200]  # now outside the 256x256 real layer
+    assert widget.measure() is None
+    assert "not inside the image" in errors[-1]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import napari_pathup.widgets._base as base_module
 import napari_pathup.widgets.synthesize as synth_module
 from napari_pathup.engine.events import PatchPreview
 from napari_pathup.engine.pipeline import SynthesisSettings, run
@@ -40,7 +41,7 @@ def test_layer_appears_at_once_fills_in_and_equals_the_engine(widget, pathup_mod
 
     def watch(event):
         if isinstance(event, PatchPreview) and event.stage == 2:
-            filled_while_running.append(bool(layer.data.any()))
+            filled_while_running.append(bool(np.asarray(layer.data).any()))
 
     worker.yielded.connect(watch)
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
@@ -82,7 +83,7 @@ def test_cancel_stops_the_run_and_keeps_the_viewer_usable(widget, qtbot):
 
 def test_engine_error_becomes_a_notification(widget, qtbot, monkeypatch):
     errors = []
-    monkeypatch.setattr(synth_module, "show_error", errors.append)
+    monkeypatch.setattr(base_module, "show_error", errors.append)
 
     def broken(*args, **kwargs):
         yield from ()
@@ -152,7 +153,7 @@ def test_a_late_estimate_does_not_overwrite_newer_settings(widget, qtbot):
 def test_one_progress_bar_counts_every_preview(widget, qtbot, monkeypatch):
     bars = []
 
-    class Recording(synth_module.progress):
+    class Recording(base_module.progress):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.counted = 0
@@ -162,7 +163,7 @@ def test_one_progress_bar_counts_every_preview(widget, qtbot, monkeypatch):
             self.counted += n
             return super().update(n)
 
-    monkeypatch.setattr(synth_module, "progress", Recording)
+    monkeypatch.setattr(base_module, "progress", Recording)
     previews = []
     worker = widget.start()
     worker.yielded.connect(lambda event: previews.append(event) if isinstance(event, PatchPreview) else None)

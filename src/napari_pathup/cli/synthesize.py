@@ -17,8 +17,10 @@ from napari_pathup.cli._common import (
     add_size_argument,
     load_for_run,
     max_image_pixels,
+    number,
     read_spec,
     sampling_settings,
+    whole,
 )
 from napari_pathup.engine.plan import SynthesisSettings
 
@@ -36,6 +38,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_arguments(p)
     p.add_argument(
         "--reference", metavar="IMAGE", help="real reference RoI (default: the model's own for CLASS)"
+    )
+    p.add_argument(
+        "--region",
+        metavar="X,Y,W,H",
+        help="RoI of the reference in level-0 pixels (left, top, width, height); read from one pyramid "
+        "level only, never the whole slide (SVS, pyramidal (OME-)TIFF, OME-Zarr)",
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--level", type=whole(0), metavar="N", help="pyramid level to read the RoI from (0: full resolution)"
+    )
+    where.add_argument(
+        "--mpp",
+        type=number(0, low_open=True),
+        metavar="M",
+        help="read the RoI from the level closest to M µm/px (default: the model's native pixel size "
+        "when it records one, else level 0)",
     )
     p.add_argument("--out", required=True, metavar="PATH", help="output: .ome.zarr, .tif, .tiff or .png")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -57,10 +76,11 @@ def execute(args: argparse.Namespace) -> int:
     from napari_pathup.engine.events import Finished, PatchPreview, StageStarted, TileDecoded
     from napari_pathup.engine.pipeline import synthesize
     from napari_pathup.engine.plan import available_memory
-    from napari_pathup.io import check_output, image_shape, output_format, read_image, write_image
+    from napari_pathup.io import check_output, image_shape, output_format, write_image
     from napari_pathup.io.atomic import free_bytes
     from napari_pathup.io.images import check_pixels
     from napari_pathup.io.sink import output_sink
+    from napari_pathup.io.slide import load_roi, read_reference_roi
     from napari_pathup.models.default import reference_for_class
     from napari_pathup.provenance import run_attributes
 
@@ -71,13 +91,19 @@ def execute(args: argparse.Namespace) -> int:
     plan = settings.resolve(spec)
     plan.check_budget(args.allow_large_run, available_memory(), free_bytes(out.parent))
     reference_path = Path(args.reference) if args.reference else reference_for_class(spec, args.class_name)
-    shape = image_shape(reference_path)
-    check_pixels(reference_path, *shape, max_image_pixels(args))
-    plan.check_reference(shape, f"reference {reference_path}")
+    limit = max_image_pixels(args)
+    if args.region is None and args.level is None and args.mpp is None:  # the whole image: its header
+        check_pixels(reference_path, *image_shape(reference_path), limit)
+    roi = read_reference_roi(
+        reference_path, args.region, args.level, args.mpp, spec, lazy=True, max_pixels=limit
+    )
+    plan.check_reference(roi.image.shape, f"reference {reference_path}")
+    for line in roi.notes:
+        print(line, file=sys.stderr)
 
     # 2. the model, the reference's pixels, the run
     model = load_for_run(args)
-    reference = read_image(reference_path, max_pixels=max_image_pixels(args))
+    reference = load_roi(roi.image, f"reference {reference_path}")
     with output_sink(out, plan.height, plan.width, plan.in_memory) as sink:
         bar = None
         finished = None
@@ -109,7 +135,9 @@ def execute(args: argparse.Namespace) -> int:
                 finished = event
         if bar is not None:
             bar.close()
-        attrs = run_attributes(model, finished.settings, reference_path)
-        written = write_image(out, finished.image, attrs=attrs, overwrite=args.overwrite)
+        attrs = {**run_attributes(model, finished.settings, reference_path), **roi.attributes()}
+        written = write_image(
+            out, finished.image, attrs=attrs, overwrite=args.overwrite, pixel_size=roi.pixel_size
+        )
     print(f"wrote {written} ({plan.height}x{plan.width} px, class {plan.class_name}, seed {plan.seed})")
     return 0

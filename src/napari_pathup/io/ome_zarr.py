@@ -59,11 +59,38 @@ def write_ome_zarr(
     overwrite: bool = False,
     chunk: int = 512,
     min_level_size: int = 256,
+    pixel_size: float | None = None,
 ) -> Path:
     """Write an (H, W, 3) uint8 array-like (NumPy, zarr or dask) as a pyramidal OME-Zarr image.
 
     Zarr and dask inputs are processed chunk by chunk, never loaded whole. The store appears under
-    ``path`` only once complete. Returns the resolved output path.
+    ``path`` only once complete. ``pixel_size`` (µm per pixel of level 0) becomes the NGFF scale of
+    micrometre y/x axes; without it the axes carry no unit and the scale is in pixels. Returns the
+    resolved output path.
+    """
+    image = check_rgb_image(image, path)
+    text = attrs_json(attrs, path)
+    chunk = int(chunk)
+    if chunk < 2 or chunk % 2:
+        raise InputError(f"cannot write {path}: chunk must be an even number >= 2, got {chunk}")
+    if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
+        raise InputError(f"cannot write {path}: pixel size must be a positive number of µm, got {pixel_size}")
+    shapes = pyramid_shapes(image.shape[0], image.shape[1], min_level_size)
+    with atomic_output(path, overwrite) as temp:
+        levels = [level.transpose(2, 0, 1) for level in dask_pyramid(image, len(shapes), chunk)]
+        root = create_pyramid_group(temp, shapes, chunk, pixel_size, split_suffixes(Path(path).name)[0])
+        store_chunkwise(levels, [root[str(i)] for i in range(len(levels))])
+        root.attrs[ATTRS_KEY] = json.loads(text)
+    return Path(path).expanduser().resolve()
+
+
+def create_pyramid_group(
+    path: str | Path, shapes: list[tuple[int, int]], chunk: int, pixel_size: float | None, name: str = ""
+) -> Any:
+    """Create an empty OME-Zarr (NGFF 0.5) RGB pyramid of the given level shapes, metadata included.
+
+    Levels are (3, h, w) uint8 arrays filled with zeros until written; the writer above and the
+    widget's live output (:mod:`napari_pathup.io.live_zarr`) both start from here.
     """
     import zarr
     from ome_zarr.format import FormatV05
@@ -72,42 +99,72 @@ def write_ome_zarr(
         warnings.simplefilter("ignore", DeprecationWarning)
         from ome_zarr.writer import write_multiscales_metadata
 
-    image = check_rgb_image(image, path)
-    text = attrs_json(attrs, path)
-    chunk = int(chunk)
-    if chunk < 2 or chunk % 2:
-        raise InputError(f"cannot write {path}: chunk must be an even number >= 2, got {chunk}")
-    shapes = pyramid_shapes(image.shape[0], image.shape[1], min_level_size)
-    with atomic_output(path, overwrite) as temp:
-        levels = [level.transpose(2, 0, 1) for level in dask_pyramid(image, len(shapes), chunk)]
-        root = zarr.open_group(temp, mode="w", zarr_format=3)
-        targets = [
-            root.create_array(
-                str(i),
-                shape=level.shape,
-                chunks=(3, chunk, chunk),
-                dtype=np.uint8,
-                dimension_names=[axis["name"] for axis in AXES],
-            )
-            for i, level in enumerate(levels)
-        ]
-        store_chunkwise(levels, targets)
-        datasets = [
-            {
-                "path": str(i),
-                "coordinateTransformations": [
-                    {"type": "scale", "scale": [1.0, float(2**i), float(2**i)]},
-                    {"type": "translation", "translation": [0.0, (2**i - 1) / 2, (2**i - 1) / 2]},
-                ],
-            }
-            for i in range(len(levels))
-        ]
-        name = split_suffixes(Path(path).name)[0] or "image"
-        write_multiscales_metadata(
-            root, datasets, fmt=FormatV05(), axes=AXES, name=name, metadata={"omero": json_copy(OMERO)}
+    root = zarr.open_group(path, mode="w", zarr_format=3)
+    for i, (h, w) in enumerate(shapes):
+        root.create_array(
+            str(i),
+            shape=(3, h, w),
+            chunks=(3, chunk, chunk),
+            dtype=np.uint8,
+            fill_value=0,
+            dimension_names=[axis["name"] for axis in AXES],
         )
-        root.attrs[ATTRS_KEY] = json.loads(text)
-    return Path(path).expanduser().resolve()
+    write_multiscales_metadata(
+        root,
+        pyramid_datasets(len(shapes), pixel_size),
+        fmt=FormatV05(),
+        axes=axes_with_unit(pixel_size),
+        name=name or "image",
+        metadata={"omero": json_copy(OMERO)},
+    )
+    return root
+
+
+def axes_with_unit(pixel_size: float | None) -> list[dict[str, str]]:
+    """The c/y/x axes, y and x in micrometres when the pixel size is known."""
+    if pixel_size is None:
+        return json_copy(AXES)
+    return [dict(axis, unit="micrometer") if axis["type"] == "space" else dict(axis) for axis in AXES]
+
+
+def pyramid_datasets(n_levels: int, pixel_size: float | None) -> list[dict[str, Any]]:
+    """NGFF datasets of a 2x mean pyramid: level i has scale ``pixel_size * 2**i`` (1.0 without a
+    pixel size) and is shifted by half its extra pixel size, so every level covers the same area."""
+    unit = 1.0 if pixel_size is None else float(pixel_size)
+    return [
+        {
+            "path": str(i),
+            "coordinateTransformations": [
+                {"type": "scale", "scale": [1.0, unit * 2**i, unit * 2**i]},
+                {"type": "translation", "translation": [0.0, unit * (2**i - 1) / 2, unit * (2**i - 1) / 2]},
+            ],
+        }
+        for i in range(n_levels)
+    ]
+
+
+def ome_zarr_pixel_size(path: str | Path) -> float | None:
+    """µm per pixel of level 0 from the NGFF scale of the x axis when that axis has a length unit."""
+    from napari_pathup.io.slide import UNIT_MICROMETERS
+
+    _, meta = _open(Path(path))
+    axes = meta.get("axes") or []
+    names = [str(a.get("name", "") if isinstance(a, dict) else a).lower() for a in axes]
+    if "x" not in names:
+        return None
+    x_axis = axes[names.index("x")]
+    unit = x_axis.get("unit") if isinstance(x_axis, dict) else None
+    factor = UNIT_MICROMETERS.get(str(unit).lower()) if unit else None
+    if factor is None:
+        return None
+    scale = 1.0
+    transforms = list(meta.get("coordinateTransformations") or []) + list(
+        meta["datasets"][0].get("coordinateTransformations") or []
+    )
+    for transform in transforms:
+        if transform.get("type") == "scale" and len(transform.get("scale", [])) == len(axes):
+            scale *= float(transform["scale"][names.index("x")])
+    return scale * factor if scale > 0 else None
 
 
 def json_copy(value: Any) -> Any:

@@ -31,7 +31,12 @@ def output_format(path: str | Path) -> str:
 
 
 def write_image(
-    path: str | Path, image: Any, *, attrs: dict[str, Any] | None = None, overwrite: bool = False
+    path: str | Path,
+    image: Any,
+    *,
+    attrs: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    pixel_size: float | None = None,
 ) -> Path:
     """Write an (H, W, 3) uint8 array-like in the format ``path``'s extension names, atomically.
 
@@ -40,6 +45,7 @@ def write_image(
         image: numpy, zarr or dask array; zarr and dask are written chunk by chunk (not for PNG).
         attrs: JSON-serialisable metadata, read back by :func:`~napari_pathup.io.images.read_attrs`.
         overwrite: replace an existing output (the old one is kept until the new one is complete).
+        pixel_size: µm/px; becomes OME-Zarr's micrometre scale (TIFF and PNG record it in ``attrs`` only).
 
     Returns:
         The resolved output path.
@@ -51,7 +57,7 @@ def write_image(
     """
     kind = output_format(path)
     if kind == "ome-zarr":
-        return write_ome_zarr(path, image, attrs=attrs, overwrite=overwrite)
+        return write_ome_zarr(path, image, attrs=attrs, overwrite=overwrite, pixel_size=pixel_size)
     if kind == "tiff":
         return write_tiff(path, image, attrs=attrs, overwrite=overwrite)
     return write_png(path, image, attrs=attrs, overwrite=overwrite)

@@ -1,10 +1,13 @@
-"""Shared pieces of the Compare and Quality dock widgets: layer choices and work in a thread worker.
+"""The one base of the Synthesize, Compare and Quality dock widgets: work in a thread worker, layer choices.
 
 ``WorkerDock.run_task`` runs a plain function in a napari thread worker. The function gets a
 ``TaskContext`` to report progress (shown as a napari progress bar) and to notice Cancel. Every
-exception is caught inside the worker and handed back as an ``Outcome``: superqt's workers treat a
-raised ``RuntimeError`` (torch's usual failure) as a deleted worker in generator workers, so
-nothing is left to chance; an error becomes one napari notification and the widget stays usable.
+exception is caught inside the worker and handed back as an ``Outcome``.
+``WorkerDock.run_stream`` runs a generator of typed events (Synthesize: the engine's events) in a
+generator worker; an exception inside it is yielded as a :class:`WorkerFailed` event, never raised:
+superqt's generator workers treat a raised ``RuntimeError`` (torch's usual failure) as a deleted
+worker and emit neither ``errored`` nor ``finished``, which would leave the widget stuck. Either way
+an error becomes one napari notification, Cancel works the same, and the widget stays usable.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.layers import Image
-from napari.qt.threading import FunctionWorker, thread_worker
+from napari.qt.threading import FunctionWorker, GeneratorWorker, thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, QSize, Signal
@@ -25,13 +28,10 @@ from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
 from napari_pathup._triton_guard import block_triton_if_llvm_loaded
 from napari_pathup.errors import InputError
+from napari_pathup.measure.tasks import TaskCancelledError
 
 if TYPE_CHECKING:
     import napari
-
-
-class TaskCancelledError(Exception):
-    """Raised inside a task (by ``TaskContext``) once the user has pressed Cancel."""
 
 
 @dataclass
@@ -42,6 +42,23 @@ class Outcome:
     error: str | None = None
     cancelled: bool = False
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WorkerFailed:
+    """The last event of a streaming task that failed: the message for the notification."""
+
+    message: str
+
+
+@thread_worker
+def _guarded_stream(fn: Callable[..., Any], args: tuple) -> Any:
+    """Runs in the worker thread: the task's events, then a :class:`WorkerFailed` if it raised."""
+    try:
+        yield from fn(*args)
+    except Exception as exc:  # yielded, not raised (see the module docstring)
+        known = isinstance(exc, InputError)
+        yield WorkerFailed(str(exc) if known else f"{type(exc).__name__}: {exc}")
 
 
 class _Signals(QObject):
@@ -99,7 +116,7 @@ class WorkerDock(QWidget):
         # napari_pathup` ran the guard, Triton must not load later (see _triton_guard)
         block_triton_if_llvm_loaded()
         self.viewer = napari_viewer
-        self.worker: FunctionWorker | None = None
+        self.worker: FunctionWorker | GeneratorWorker | None = None
         self.last_error: str | None = None
         self._progress: progress | None = None
         self._cancel = threading.Event()
@@ -159,10 +176,63 @@ class WorkerDock(QWidget):
         worker.start()
         return worker
 
+    def run_stream(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        on_event: Callable[[Any], None],
+        on_failed: Callable[[str], None] | None = None,
+        on_done: Callable[[], None] | None = None,
+    ) -> GeneratorWorker | None:
+        """Run the generator ``fn(*args)`` in a worker; ``on_event(event)`` runs on the GUI thread for
+        each event it yields, ``on_failed(message)`` after a failure was notified, ``on_done()`` at the end
+        (finished, failed or cancelled)."""
+        if self.worker is not None:
+            show_info(f"{self.title}: already running")
+            return None
+        self.last_error = None
+        self._cancel = threading.Event()
+        worker = _guarded_stream(fn, args)
+
+        def dispatch(event: Any) -> None:
+            if isinstance(event, WorkerFailed):
+                self.report_error(event.message)
+                if on_failed is not None:
+                    on_failed(event.message)
+                return
+            try:
+                on_event(event)
+            except Exception as exc:  # a display failure must not escape into Qt's event loop
+                self.report_error(f"cannot show the progress: {type(exc).__name__}: {exc}")
+
+        worker.yielded.connect(dispatch)
+        worker.errored.connect(lambda exc: self.report_error(f"{type(exc).__name__}: {exc}"))
+        worker.finished.connect(self._on_finished)
+        if on_done is not None:
+            worker.finished.connect(on_done)
+        self.worker = worker
+        self.set_busy(True)
+        worker.start()
+        return worker
+
     def cancel(self) -> None:
-        """Ask the running task to stop at its next progress report."""
+        """Ask the running task to stop: at its next progress report, or (a stream) its next event."""
         if self.worker is not None:
             self._cancel.set()
+            if isinstance(self.worker, GeneratorWorker):
+                self.worker.quit()
+
+    @property
+    def cancelled(self) -> bool:
+        """Cancel was pressed during the current (or last) task."""
+        return self._cancel.is_set()
+
+    def start_progress(self, total: int, description: str) -> progress:
+        """A napari progress bar for the running task, closed when the task ends."""
+        if self._progress is not None:
+            self._progress.close()
+        self._progress = progress(total=total, desc=f"{self.title}: {description}")
+        return self._progress
 
     def report_error(self, message: str) -> None:
         self.last_error = message
@@ -238,8 +308,3 @@ def rgb_levels(layer: Image) -> list[Any]:
             f"got {np.dtype(first.dtype)} {tuple(first.shape)}"
         )
     return levels
-
-
-def load_rgb(level: Any) -> np.ndarray:
-    """A whole level as an (H, W, 3) uint8 numpy array (alpha dropped); call it in a worker."""
-    return np.ascontiguousarray(np.asarray(level[..., :3]))

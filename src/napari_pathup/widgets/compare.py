@@ -12,71 +12,32 @@ All measuring runs in a thread worker.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from magicgui.widgets import Container, PushButton, Select, SpinBox
-from matplotlib.figure import Figure
+from magicgui.widgets import ComboBox, Container, PushButton, Select, SpinBox
+from napari.layers import Shapes
 from qtpy.QtWidgets import QAbstractItemView, QPushButton, QTableWidget, QTableWidgetItem
 
-from napari_pathup.engine.seams import SeamGrid, seam_grid, seam_measure
 from napari_pathup.errors import InputError
-from napari_pathup.metrics.stain import (
-    DEFAULT_PIXELS,
-    StainDistribution,
-    sample_pixels,
-    shared_edges,
-    stain_distribution,
-)
+from napari_pathup.measure.compare import CompareResult, measure_compare
+from napari_pathup.metrics.stain import DEFAULT_PIXELS
 from napari_pathup.widgets._base import (
-    TaskContext,
     WorkerDock,
     follow_real_and_synthetic,
     image_layer_choices,
     is_synthetic,
     rgb_levels,
 )
-from napari_pathup.widgets._plot import PlotView, RenderedPlot, render
+from napari_pathup.widgets._plot import PlotView
+from napari_pathup.widgets._roi import cropped_levels, rectangle_roi
 
 if TYPE_CHECKING:
     import napari
     from napari.layers import Image
 
-GROUPS = ("real", "synthetic")
-#: a lazy (zarr, dask) level 0 up to this many pixels (4096^2: 48 MiB) is read whole for the seam measure
-LOAD_WHOLE = 4096 * 4096
-STYLE = {
-    "real": {"color": "tab:blue", "linestyle": "-"},
-    "synthetic": {"color": "tab:orange", "linestyle": "--"},
-}
 
-
-@dataclass(frozen=True)
-class SeamResult:
-    """The seam measure of one synthetic layer (NaN: a single patch), or why there is none."""
-
-    value: float
-    grid: SeamGrid | None
-    reason: str = ""
-
-    def text(self) -> str:
-        if self.grid is None:
-            return f"not applicable: {self.reason}"
-        if math.isnan(self.value):
-            return "not applicable (a single patch: no boundary)"
-        return f"{self.value:.3f}"
-
-
-@dataclass
-class CompareResult:
-    """Stain distributions of the real and synthetic pixels, and the seam measure of each synthetic layer."""
-
-    stains: dict[str, StainDistribution] = field(default_factory=dict)
-    seams: dict[str, SeamResult] = field(default_factory=dict)
-    plot: RenderedPlot | None = None
+WHOLE_LAYERS = "(the whole layers)"
 
 
 @dataclass
@@ -86,72 +47,6 @@ class _Saved:
     stride: int
     visible: dict[int, bool]
     order: list[Any]
-
-
-def _seam(level0: Any, settings: dict | None, model_dir: Path | None) -> SeamResult:
-    height, width = level0.shape[:2]
-    if not isinstance(level0, np.ndarray) and height * width <= LOAD_WHOLE:
-        level0 = np.asarray(level0)  # one read instead of one per band and pass (5x faster at 4096^2)
-    try:
-        grid = seam_grid(height, width, settings, model_dir)
-        value = seam_measure(level0, grid.patch_size, grid.overlap, grid.scale_factor)
-    except ValueError as exc:
-        return SeamResult(float("nan"), None, str(exc))
-    return SeamResult(value, grid)
-
-
-def measure(
-    context: TaskContext,
-    groups: dict[str, list[tuple[str, list[Any]]]],
-    settings: dict[str, dict | None],
-    n_pixels: int,
-    model_dir: Path | None,
-    ratio: float = 1.0,
-) -> CompareResult:
-    """Runs in the worker: pooled stain distributions per group, seam measure per synthetic layer.
-
-    ``groups`` maps "real"/"synthetic" to (layer name, pyramid levels); ``settings`` maps a synthetic
-    layer's name to its recorded synthesis settings (or None), measured on the default grid of
-    ``model_dir`` (None: the embedded model) when None.
-    """
-    layers = [(group, name, levels) for group in GROUPS for name, levels in groups.get(group, [])]
-    total = len(layers) + len(groups.get("synthetic", [])) + 1
-    done = 0
-    pooled: dict[str, list[np.ndarray]] = {}
-    for seed, (group, name, levels) in enumerate(layers):
-        context.progress(done, total, f"sampling {name}")
-        pooled.setdefault(group, []).append(sample_pixels(levels, n_pixels, seed=seed, name=name))
-        done += 1
-    pixels = {group: np.concatenate(parts) for group, parts in pooled.items()}
-    edges = shared_edges(list(pixels.values()))
-    result = CompareResult(stains={group: stain_distribution(p, edges) for group, p in pixels.items()})
-    done += 1
-    for name, levels in groups.get("synthetic", []):
-        context.progress(done, total, f"seams of {name}")
-        result.seams[name] = _seam(levels[0], settings.get(name), model_dir)
-        done += 1
-    context.progress(done, total, "plotting")
-    result.plot = render(lambda figure: plot_stains(figure, result.stains), ratio=ratio)
-    return result
-
-
-def plot_stains(figure: Figure, stains: dict[str, StainDistribution]) -> None:
-    """Haematoxylin above, eosin below: one curve per group, mean ± std in the legend."""
-    axes = figure.subplots(2, 1)
-    for channel, (ax, title) in enumerate(zip(axes, ("Haematoxylin", "Eosin"), strict=True)):
-        for group, dist in stains.items():
-            density = dist.haematoxylin if channel == 0 else dist.eosin
-            ax.plot(
-                dist.centres,
-                density,
-                label=f"{group}: {dist.mean[channel]:.3f} ± {dist.std[channel]:.3f}",
-                **STYLE[group],
-            )
-        ax.set_title(f"{title} (colour deconvolution)", fontsize=9)
-        ax.set_xlabel("optical density (rgb2hed units)", fontsize=8)
-        ax.set_ylabel("density", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=7, title="mean ± std", title_fontsize=7)
 
 
 class CompareWidget(WorkerDock):
@@ -166,6 +61,11 @@ class CompareWidget(WorkerDock):
 
         self.real = Select(label="real RoIs", choices=self._choices, allow_multiple=True)
         self.synthetic = Select(label="synthetic", choices=self._choices, allow_multiple=True)
+        self.roi = ComboBox(
+            label="real RoI",
+            choices=self._roi_choices,
+            tooltip="a Shapes layer: its selected (else last) rectangle limits the real layers to that RoI",
+        )
         self.n_pixels = SpinBox(
             label="pixels per layer",
             min=1000,
@@ -176,7 +76,7 @@ class CompareWidget(WorkerDock):
         )
         self.measure_button = PushButton(text="Measure stains and seams")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.form = Container(widgets=[self.real, self.synthetic, self.n_pixels])
+        self.form = Container(widgets=[self.real, self.synthetic, self.roi, self.n_pixels])
         self.side_by_side = QPushButton("Side by side (grid)")
         self.side_by_side.setCheckable(True)
         self.plot_view = PlotView()
@@ -201,10 +101,22 @@ class CompareWidget(WorkerDock):
         self.measure_button.changed.connect(self.measure)
         self.cancel_button.changed.connect(self.cancel)
         follow_real_and_synthetic(self.viewer, self.real, self.synthetic)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(lambda _: self.roi.reset_choices())
 
     # -- layer choices ----------------------------------------------------------------------
     def _choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
         return image_layer_choices(self.viewer)
+
+    def _roi_choices(self, _widget: Any = None) -> list[str]:
+        return [WHOLE_LAYERS, *(layer.name for layer in self.viewer.layers if isinstance(layer, Shapes))]
+
+    def real_levels(self, layer: Image) -> list[Any]:
+        """A real layer's levels, cropped (lazily) to the chosen rectangle when there is one."""
+        levels = rgb_levels(layer)
+        if self.roi.value in (None, WHOLE_LAYERS):
+            return levels
+        return cropped_levels(levels, rectangle_roi(self.viewer.layers[self.roi.value], layer).region)
 
     def chosen(self) -> dict[str, list[Image]]:
         return {"real": list(self.real.value), "synthetic": list(self.synthetic.value)}
@@ -262,7 +174,10 @@ class CompareWidget(WorkerDock):
             self.report_error("choose at least one real or synthetic layer to measure")
             return None
         try:
-            groups = {g: [(layer.name, rgb_levels(layer)) for layer in chosen[g]] for g in GROUPS}
+            groups = {
+                "real": [(layer.name, self.real_levels(layer)) for layer in chosen["real"]],
+                "synthetic": [(layer.name, rgb_levels(layer)) for layer in chosen["synthetic"]],
+            }
         except InputError as exc:
             self.report_error(str(exc))
             return None
@@ -271,7 +186,9 @@ class CompareWidget(WorkerDock):
             for layer in chosen["synthetic"]
         }
         n_pixels, ratio = int(self.n_pixels.value), self.plot_view.ratio()
-        return self.run_task(measure, groups, settings, n_pixels, None, ratio, on_result=self.show_result)
+        return self.run_task(
+            measure_compare, groups, settings, n_pixels, None, ratio, on_result=self.show_result
+        )
 
     def show_result(self, result: CompareResult) -> None:
         self.result = result

@@ -12,96 +12,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, Select, SpinBox
-from matplotlib.figure import Figure
 from qtpy.QtWidgets import QAbstractItemView, QSizePolicy, QTableWidget, QTableWidgetItem
 
 from napari_pathup.errors import InputError
+from napari_pathup.measure.quality import measure_quality
 from napari_pathup.metrics import (
     EXTRACTORS,
     MetricsReport,
     MetricsWarning,
-    compute_metrics,
     effnet_lite,  # noqa: F401  (imported here, not in the worker thread)
-    get_extractor,
 )
-from napari_pathup.metrics.images import check_crop_size, image_set
 from napari_pathup.widgets._base import (
-    TaskContext,
     WorkerDock,
     follow_real_and_synthetic,
     image_layer_choices,
-    load_rgb,
     rgb_levels,
 )
-from napari_pathup.widgets._plot import PlotView, RenderedPlot, render
+from napari_pathup.widgets._plot import PlotView, RenderedPlot
 
 if TYPE_CHECKING:
     import napari
     from napari.layers import Image
 
-PLOTTED = ("precision", "recall", "density", "coverage")
-
 
 def _unset(value: Any) -> bool:
     return str(value) in ("", ".")
-
-
-def quality_task(
-    context: TaskContext,
-    real: list[Any] | Path,
-    synth: list[Any] | Path,
-    options: dict[str, Any],
-    extractors: dict[tuple, Any],
-    ratio: float = 1.0,
-) -> tuple[MetricsReport, RenderedPlot]:
-    """Runs in the worker: load the layers (level 0), then ``compute_metrics`` with progress per image.
-
-    ``real``/``synth`` are a folder or a list of (H, W, 3|4) arrays; ``extractors`` caches feature
-    networks by (name, weights, device) between runs. The plot is drawn here too (off the GUI thread).
-    """
-
-    def load(side: list[Any] | Path) -> list[Any] | Path:
-        return side if isinstance(side, Path) else [load_rgb(level) for level in side]
-
-    context.progress(0, 1, "loading images")
-    real_source, synth_source = load(real), load(synth)
-    real_set, synth_set = image_set(real_source, "real"), image_set(synth_source, "synthetic")
-    check_crop_size(real_set, options["crops"])  # fail before loading a network
-    check_crop_size(synth_set, options["crops"])
-    n_real, total = len(real_set), len(real_set) + len(synth_set) + 1
-
-    def on_image(what: str, done: int, _count: int) -> None:
-        context.progress(done if what == "real" else n_real + done, total, f"{what} features")
-
-    key = (options["extractor"], options["inception_weights"], options["device"])
-    context.progress(0, total, f"loading the {options['extractor']} extractor")
-    if key not in extractors:
-        extractors[key] = get_extractor(key[0], inception_weights=key[1], device=key[2])
-    report = compute_metrics(
-        real_source,
-        synth_source,
-        extractor=extractors[key],
-        crops=options["crops"],
-        k=options["k"],
-        kid_subsets=options["kid_subsets"],
-        kid_subset_size=options["kid_subset_size"],
-        on_image=on_image,
-    )
-    context.progress(total, total, "plotting")
-    return report, render(lambda figure: plot_report(figure, report), size=(420, 260), ratio=ratio)
-
-
-def plot_report(figure: Figure, report: MetricsReport) -> None:
-    """Bars of precision, recall, density and coverage, titled with the feature extractor."""
-    ax = figure.subplots()
-    values = report.values()
-    heights = [values[key] for key in PLOTTED]
-    bars = ax.bar(PLOTTED, heights, color=["tab:blue", "tab:orange", "tab:green", "tab:red"])
-    ax.bar_label(bars, fmt="%.2f", fontsize=7)
-    ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
-    ax.set_ylim(0, max(1.1, max(heights) * 1.15))
-    ax.set_title(f"k-NN metrics (k={report.prdc.k}), {report.extractor['label']} features", fontsize=9)
-    ax.tick_params(labelsize=8)
 
 
 class QualityWidget(WorkerDock):
@@ -215,7 +150,7 @@ class QualityWidget(WorkerDock):
             self.report_error(str(exc))
             return None
         return self.run_task(
-            quality_task,
+            measure_quality,
             real,
             synth,
             self.options(),

@@ -1,30 +1,65 @@
-"""Synthesize dock widget: pick a model, class and reference, then watch the image assemble.
+"""Synthesize dock widget: pick a model, class and reference RoI, then watch the image assemble.
 
-The run happens in a napari thread worker that streams the engine's events; the output layer
-exists from the start (an array of the final size) and fills in with patch previews at every step,
-then with the decoded tiles. Cancel stops within one patch batch; an engine error becomes a napari
-notification. The layer's metadata carries the settings, seed and model hash ("pathup").
+The reference is the model's own RoI, a file, an RGB image layer, or a rectangle of a Shapes layer drawn
+over an image layer (any reader's, multiscale and dask included): the rectangle's pixels are read from one
+pyramid level (``widgets._roi``, ``io.slide``), never the whole slide. The output layer is backed by an
+OME-Zarr pyramid on disk (``io.live_zarr``) that exists from the start: previews are pasted into its small
+levels, decoded tiles into level 0 and averaged down the pyramid as they finish, and the layer redraws
+what is in view, so GUI memory does not grow with the output size. The layer gets the RoI's µm/px as its
+scale and sits beside the RoI in world coordinates. At the end the store is a complete OME-Zarr: it is
+copied (file by file) to "save to" when one is chosen, and File > Save writes it chunk by chunk.
+
+The run is a stream of typed events in the base class's generator worker (``WorkerDock.run_stream``);
+Cancel stops within one patch batch; an engine error becomes one napari notification. The fields show the
+chosen model's resolved defaults; only the values a user changed are sent ("model defaults" resets them).
 """
 
 from __future__ import annotations
 
+import atexit
+import tempfile
 import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
-from napari.qt.threading import FunctionWorker, GeneratorWorker, thread_worker
-from napari.utils import progress
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+)
+from napari.layers import Image, Shapes
+from napari.qt.threading import FunctionWorker, thread_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtCore import QTimer
 
-from napari_pathup._triton_guard import block_triton_if_llvm_loaded
 from napari_pathup.engine.events import Finished, PatchPreview, StageStarted, TileDecoded
-from napari_pathup.engine.pipeline import DEFAULTS, SynthesisSettings, synthesize
+from napari_pathup.engine.pipeline import SynthesisSettings, synthesize
 from napari_pathup.engine.weights import WEIGHT_MODES
-from napari_pathup.errors import SynthesisError
-from napari_pathup.widgets._paste import paste_scaled
+from napari_pathup.errors import InputError
+from napari_pathup.io.live_zarr import LiveOmeZarr
+from napari_pathup.io.slide import ReferenceRoi, load_roi, native_mpp, read_reference_roi, roi_from_levels
+from napari_pathup.models.schedulers import SCHEDULERS
+from napari_pathup.widgets._base import WorkerDock
+from napari_pathup.widgets._roi import layer_levels, layer_pixel_size, rectangle_roi
+
+# What the first Start needs (dask, tifffile, ome-zarr-py's pydantic models) is imported with the dock
+# instead of on the click: 14 of the 18.6 s of a first Start on a loaded 2-core machine were imports.
+with warnings.catch_warnings():  # ome-zarr-py warns about its own deprecated Scaler on import
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import dask.array
+    import ome_zarr.writer
+    import tifffile
+
+    del dask, ome_zarr, tifffile  # imported for their side effect (sys.modules) only
 
 if TYPE_CHECKING:
     import napari
@@ -33,89 +68,216 @@ if TYPE_CHECKING:
     from napari_pathup.models.base import PathupModel
 
 MODEL_REFERENCE = "(the model's own reference)"
+MODEL_SCHEDULER = ""
+WHOLE_IMAGE = "(the whole image)"
+AUTO_LEVEL = "auto"
 #: the layer is redrawn at most this often while previews stream in (seconds)
 REFRESH_INTERVAL = 0.1
 #: the progress bar advances at most this often: napari's bar runs a nested processEvents per update
 PROGRESS_INTERVAL = 0.5
+#: gap between the RoI and the synthetic layer placed to its right, as a fraction of the RoI's width
+PLACEMENT_GAP = 0.05
+#: the sampling settings whose fields show the model's resolved defaults
+SAMPLING_FIELDS = (
+    "steps",
+    "strength",
+    "upscale_strength",
+    "guidance",
+    "patch_size",
+    "overlap",
+    "weights",
+    "sigma",
+    "scheduler",
+    "reference_size",
+    "batch_size",
+)
 
 
-class SynthesizeWidget(QWidget):
-    """Dock widget running PathUp synthesis into a layer that fills in as the engine streams."""
+@dataclass(frozen=True)
+class RunFinished:
+    """The last event of a successful run: the engine's result and the attributes it records."""
+
+    finished: Finished
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the output layer goes in world coordinates: its scale, translation and units."""
+
+    scale: tuple[float, float] | None = None
+    translate: tuple[float, float] | None = None
+    units: tuple[str, str] | None = None
+
+    def layer_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        if self.scale is not None:
+            kwargs["scale"] = self.scale
+        if self.translate is not None:
+            kwargs["translate"] = self.translate
+        if self.units is not None:
+            kwargs["units"] = self.units
+        return kwargs
+
+
+class SynthesizeWidget(WorkerDock):
+    """Dock widget running PathUp synthesis into a zarr-backed layer that fills in as the engine streams."""
+
+    title = "PathUp synthesis"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
-        block_triton_if_llvm_loaded()  # the canvas exists now (see _triton_guard and widgets._base)
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self._models: dict[tuple[str, str], PathupModel] = {}
-        self.worker: GeneratorWorker | None = None
         self.estimate_worker: FunctionWorker | None = None
         self._estimate_generation = 0  # bumped on every settings change: a late estimate is dropped
-        self.layer = None
-        self._progress: progress | None = None
+        self.layer: Image | None = None
+        self.store: LiveOmeZarr | None = None
+        self._stores: dict[int, LiveOmeZarr] = {}  # id(layer) -> its store, deleted with the layer
+        self._shapes: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
         self._last_refresh = self._last_progress = 0.0
         self._pending_progress = 0  # previews not yet counted on the progress bar
+        self._user_set: set[str] = set()  # sampling fields the user changed: the only ones sent
+        self._showing_defaults = False
 
         self.model_dir = FileEdit(
             label="model", mode="d", value="", tooltip="empty: the embedded default model"
         )
         self.class_name = ComboBox(label="class", choices=[])
         self.reference = ComboBox(label="reference", choices=self._reference_choices)
+        self.region = ComboBox(
+            label="RoI",
+            choices=self._region_choices,
+            tooltip="a Shapes layer: its selected (else last) rectangle, drawn over the reference layer",
+        )
+        self.level = ComboBox(
+            label="RoI level",
+            choices=self._level_choices,
+            tooltip="pyramid level the RoI is read from; auto: the model's native µm/px, else level 0",
+        )
         self.reference_file = FileEdit(label="or file", mode="r", value="")
         self.out_width = SpinBox(label="width", min=64, max=65536, step=8, value=2048)
         self.out_height = SpinBox(label="height", min=64, max=65536, step=8, value=2048)
-        self.steps = SpinBox(label="steps", min=0, max=1000, value=0, tooltip="0: the model's default")
-        self.strength = FloatSpinBox(label="strength", min=0.0, max=1.0, step=0.05, value=0.0)
-        self.upscale_strength = FloatSpinBox(label="upscale strength", min=0.0, max=1.0, step=0.05, value=0.0)
-        self.guidance = FloatSpinBox(label="guidance", min=0.0, max=30.0, step=0.5, value=0.0)
-        self.patch = SpinBox(label="patch (latent)", min=0, max=1024, value=0, tooltip="0: automatic")
-        self.overlap = SpinBox(label="overlap (latent)", min=-1, max=1023, value=-1, tooltip="-1: patch / 4")
-        self.weights = ComboBox(label="blend weights", choices=list(WEIGHT_MODES), value=DEFAULTS["weights"])
+        tip = "shows the model's default until you change it"
+        self.steps = SpinBox(label="steps", min=1, max=1000, value=30, tooltip=tip)
+        self.strength = FloatSpinBox(label="strength", min=0.0, max=1.0, step=0.05, value=0.6, tooltip=tip)
+        self.upscale_strength = FloatSpinBox(
+            label="upscale strength", min=0.0, max=1.0, step=0.05, value=0.45, tooltip=tip
+        )
+        self.guidance = FloatSpinBox(label="guidance", min=0.0, max=30.0, step=0.5, value=3.0, tooltip=tip)
+        self.patch = SpinBox(label="patch (latent)", min=1, max=1024, value=64, tooltip=tip)
+        self.overlap = SpinBox(label="overlap (latent)", min=0, max=1023, value=16, tooltip=tip)
+        self.weights = ComboBox(
+            label="blend weights", choices=list(WEIGHT_MODES), value="cosine", tooltip=tip
+        )
+        self.sigma = FloatSpinBox(
+            label="gaussian sigma", min=0.01, max=10.0, step=0.05, value=0.3, tooltip="gaussian weights only"
+        )
+        self.scheduler = ComboBox(
+            label="sampler", choices=[("model's own", MODEL_SCHEDULER), *((n, n) for n in SCHEDULERS)]
+        )
+        self.reference_size = SpinBox(
+            label="stage-1 size", min=8, max=4096, step=8, value=512, tooltip="shorter side of stage 1"
+        )
+        self.batch_size = SpinBox(
+            label="batch (patches)", min=1, max=1024, value=8, tooltip="per denoiser call"
+        )
+        self.defaults_button = PushButton(
+            text="Model defaults", tooltip="forget the changed sampling settings: use the model's defaults"
+        )
         self.jitter = CheckBox(label="jitter the patch grid", value=False)
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
+        self.output = FileEdit(
+            label="save to",
+            mode="w",
+            value="",
+            filter="*.ome.zarr",
+            tooltip="optional .ome.zarr: the finished store is copied there (temporary name, then rename)",
+        )
         self.estimate_label = Label(label="estimate", value="")
         self.estimate_button = PushButton(
             text="Estimate", tooltip="measure a short calibration and predict time and peak memory"
         )
         self.start_button = PushButton(text="Start")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.fields = {
+            "steps": self.steps,
+            "strength": self.strength,
+            "upscale_strength": self.upscale_strength,
+            "guidance": self.guidance,
+            "patch_size": self.patch,
+            "overlap": self.overlap,
+            "weights": self.weights,
+            "sigma": self.sigma,
+            "scheduler": self.scheduler,
+            "reference_size": self.reference_size,
+            "batch_size": self.batch_size,
+        }
         self.form = Container(
             widgets=[
-                self.model_dir, self.class_name, self.reference, self.reference_file, self.out_width,
-                self.out_height, self.steps, self.strength, self.upscale_strength, self.guidance, self.patch,
-                self.overlap, self.weights, self.jitter, self.seed, self.device, self.estimate_label,
-                self.estimate_button, self.start_button, self.cancel_button,
+                self.model_dir, self.class_name, self.reference, self.region, self.level, self.reference_file,
+                self.out_width, self.out_height, self.steps, self.strength, self.upscale_strength,
+                self.guidance, self.patch, self.overlap, self.weights, self.sigma, self.scheduler,
+                self.reference_size, self.batch_size, self.defaults_button, self.jitter,
+                self.seed, self.device, self.output, self.estimate_label, self.estimate_button,
+                self.start_button, self.cancel_button,
             ]
         )  # fmt: skip
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.form.native)
+        self.scrolling_layout().addWidget(self.form.native)
 
         self.model_dir.changed.connect(self._load_classes)
-        for widget in (
-            self.class_name,
-            self.out_width,
-            self.out_height,
-            self.steps,
-            self.strength,
-            self.upscale_strength,
-            self.guidance,
-            self.patch,
-            self.overlap,
-            self.device,
-        ):
+        for name, widget in self.fields.items():
+            widget.changed.connect(lambda _value, name=name: self._field_changed(name))
+        for widget in (self.class_name, self.out_width, self.out_height, self.device):
             widget.changed.connect(self._update_estimate)
+        self.reference.changed.connect(lambda _: self.level.reset_choices())
+        self.defaults_button.changed.connect(self.reset_to_model_defaults)
         self.estimate_button.changed.connect(self.run_estimate)
         self.start_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
-        self.viewer.layers.events.inserted.connect(lambda _: self.reference.reset_choices())
-        self.viewer.layers.events.removed.connect(lambda _: self.reference.reset_choices())
+        self.viewer.layers.events.inserted.connect(self._layers_changed)
+        self.viewer.layers.events.removed.connect(self._layers_changed)
+        self.viewer.layers.events.removed.connect(self._drop_store)
         self._load_classes()
 
-    # -- model and settings ------------------------------------------------------------------
+    # -- choices -------------------------------------------------------------------------------
     def _reference_choices(self, _widget: Any = None) -> list[str]:
-        layers = [layer.name for layer in self.viewer.layers if getattr(layer, "rgb", False)]
+        layers = [layer.name for layer in self.viewer.layers if isinstance(layer, Image) and layer.rgb]
         return [MODEL_REFERENCE, *layers]
 
+    def _show_model_scheduler(self) -> None:
+        """The sampler's first entry is the model's own scheduler: its tooltip names it."""
+        try:
+            own = type(self.model().scheduler).__name__
+        except (ValueError, OSError):
+            own = "unknown: the model does not load"
+        self.scheduler.tooltip = f'the diffusers scheduler; "model\'s own" is {own}'
+
+    def _region_choices(self, _widget: Any = None) -> list[str]:
+        return [WHOLE_IMAGE, *(layer.name for layer in self.viewer.layers if isinstance(layer, Shapes))]
+
+    def _level_choices(self, _widget: Any = None) -> list[Any]:
+        layer = self._reference_layer()
+        count = len(layer.data) if layer is not None and layer.multiscale else 1
+        return [AUTO_LEVEL, *range(count)]
+
+    def _reference_layer(self) -> Image | None:
+        name = getattr(self, "reference", None) and self.reference.value
+        if name in (None, MODEL_REFERENCE) or name not in self.viewer.layers:
+            return None
+        return self.viewer.layers[name]
+
+    def _layers_changed(self, _event: Any = None) -> None:
+        for widget in (self.reference, self.region, self.level):
+            widget.reset_choices()
+
+    def _drop_store(self, event: Any) -> None:
+        """A removed output layer takes its temporary store with it (unless a run still writes it)."""
+        store = self._stores.pop(id(event.value), None)
+        if store is not None and store is not self.store:
+            store.remove()
+
+    # -- model, defaults and settings ------------------------------------------------------------
     def model(self) -> PathupModel:
         """The chosen model on the chosen device, loaded once per (folder, device)."""
         from napari_pathup.engine.device import select_device
@@ -137,37 +299,63 @@ class SynthesizeWidget(QWidget):
             self.estimate_label.value = f"no model: {exc}"
             return
         self.class_name.choices = classes
+        self._show_model_scheduler()
         self._update_estimate()
 
-    def settings(self) -> SynthesisSettings:
-        def optional(value: float, unset: float) -> Any:
-            return None if value == unset else value
+    def _field_changed(self, name: str) -> None:
+        if not self._showing_defaults:
+            self._user_set.add(name)
+        self._update_estimate()
 
+    def reset_to_model_defaults(self) -> None:
+        """Forget every changed sampling setting: the fields show (and the run uses) the model's defaults."""
+        self._user_set.clear()
+        self._update_estimate()
+
+    def show_model_defaults(self) -> None:
+        """Fields the user has not changed show the resolved value the run would use (the patch size
+        and overlap follow the output size)."""
+        try:
+            resolved = self.settings().resolve(self.model())
+        except (ValueError, OSError):
+            return  # the estimate label says why
+        self._showing_defaults = True
+        try:
+            for name, widget in self.fields.items():
+                value = getattr(resolved, name)
+                value = MODEL_SCHEDULER if name == "scheduler" and value is None else value
+                if name not in self._user_set and widget.value != value:
+                    widget.value = value
+        finally:
+            self._showing_defaults = False
+
+    def settings(self) -> SynthesisSettings:
+        """The run's settings: sampling values only where the user changed them (else the model decides)."""
+        chosen = {name: self.fields[name].value for name in SAMPLING_FIELDS if name in self._user_set}
+        if chosen.get("scheduler") == MODEL_SCHEDULER:
+            chosen["scheduler"] = None
         return SynthesisSettings(
             class_name=str(self.class_name.value),
             height=int(self.out_height.value),
             width=int(self.out_width.value),
-            steps=optional(self.steps.value, 0),
-            strength=optional(self.strength.value, 0.0),
-            upscale_strength=optional(self.upscale_strength.value, 0.0),
-            guidance=optional(self.guidance.value, 0.0),
-            patch_size=optional(self.patch.value, 0),
-            overlap=optional(self.overlap.value, -1),
-            weights=str(self.weights.value),
             jitter=bool(self.jitter.value),
             seed=int(self.seed.value),
+            **chosen,
         )
 
     def _update_estimate(self, _value: Any = None) -> None:
         """Work counts for the current settings (cheap; no calibration on the GUI thread)."""
         from napari_pathup.engine.estimate import count_work
 
+        if self._showing_defaults:
+            return
         self._estimate_generation += 1
         try:
             stages = count_work(self.model(), self.settings())
         except (ValueError, OSError) as exc:
             self.estimate_label.value = f"invalid: {exc}"
             return
+        self.show_model_defaults()
         self.estimate_label.value = describe_work(stages) + "\ntime, memory: press Estimate"
 
     def run_estimate(self) -> FunctionWorker | None:
@@ -206,87 +394,145 @@ class SynthesizeWidget(QWidget):
         self.estimate_worker = None
         self.estimate_button.enabled = self.worker is None
 
-    def reference_image(self) -> tuple[np.ndarray, str | None]:
-        """The reference RoI as (H, W, 3) uint8, and its file path when it came from a file."""
-        from napari_pathup.io import read_image
+    # -- reference ---------------------------------------------------------------------------
+    def reference_roi(self) -> tuple[ReferenceRoi, str | None, Placement]:
+        """The reference RoI (read now, from one pyramid level), its file when it came from one, and
+        where the output layer goes. Raises :class:`InputError` with the reason when it cannot be used."""
         from napari_pathup.models.default import reference_for_class
 
+        model = self.model()
+        native_px = model.native_size * model.vae_scale_factor
+        level = None if self.level.value in (None, AUTO_LEVEL) else int(self.level.value)
         if str(self.reference_file.value) not in ("", "."):
             path = Path(self.reference_file.value)
-            return read_image(path), str(path)
-        if self.reference.value not in (None, MODEL_REFERENCE):
-            data = self.viewer.layers[self.reference.value].data
-            data = data[0] if isinstance(data, list) else data
-            return np.asarray(data)[..., :3].astype(np.uint8), None
-        path = reference_for_class(self.model(), str(self.class_name.value))
-        return read_image(path), str(path)
+            roi = read_reference_roi(path, None, None, None, model, lazy=True)
+            return roi, str(path), _unit_placement(roi.pixel_size)
+        layer = self._reference_layer()
+        if layer is None:
+            path = reference_for_class(model, str(self.class_name.value))
+            roi = read_reference_roi(path, None, None, None, model, lazy=True)
+            return roi, str(path), _unit_placement(roi.pixel_size)
+        levels = layer_levels(layer)
+        if self.region.value in (None, WHOLE_IMAGE):
+            region, min_size = None, 1
+            h, w = levels[0].shape[:2]
+            corners = np.array([layer.data_to_world(p) for p in ((0, 0), (h, w))])[:, -2:]
+            world_box = (*corners.min(axis=0), *corners.max(axis=0))
+        else:
+            roi_box = rectangle_roi(self.viewer.layers[self.region.value], layer)
+            region, min_size, world_box = roi_box.region, native_px, roi_box.world_box
+        roi = roi_from_levels(
+            levels,
+            layer_pixel_size(layer),
+            region,
+            level=level,
+            model_mpp=native_mpp(model.metadata),
+            min_size=min_size,
+            source=f"layer {layer.name!r}",
+            lazy=True,  # checked now, read in the worker: a large RoI must not block the GUI thread
+        )
+        downsample = float(levels[0].shape[1]) / float(levels[roi.level].shape[1])
+        scale = tuple(float(s) * downsample for s in layer.scale[-2:])
+        y0, x0, _y1, x1 = (float(v) for v in world_box)
+        units = tuple(str(u) for u in layer.units[-2:])
+        placement = Placement(scale, (y0, x1 + PLACEMENT_GAP * (x1 - x0)), units)  # type: ignore[arg-type]
+        return roi, None, placement
 
     # -- running ---------------------------------------------------------------------------
-    def start(self) -> GeneratorWorker | None:
-        """Start a run in a thread worker; returns the worker (None when the inputs are invalid)."""
+    def set_busy(self, busy: bool) -> None:
+        self.start_button.enabled, self.cancel_button.enabled = not busy, busy
+        self.estimate_button.enabled = not busy and self.estimate_worker is None
+
+    def start(self) -> Any:
+        """Start a run in a generator worker; returns the worker (None when the inputs are invalid)."""
         from napari_pathup.engine.estimate import count_work
+        from napari_pathup.io import check_output, output_format
 
         if self.worker is not None:
-            show_info("PathUp: a synthesis is already running")
+            show_info(f"{self.title}: already running")
             return None
         try:
             model = self.model()
             settings = self.settings().resolve(model)
-            reference, reference_path = self.reference_image()
+            out = str(self.output.value) if str(self.output.value) not in ("", ".") else None
+            if out is not None:
+                if output_format(out) != "ome-zarr":
+                    raise InputError(f"save to {out}: the live output is an OME-Zarr; name it *.ome.zarr")
+                check_output(out, overwrite=False)
+            roi, reference_path, placement = self.reference_roi()
             stages = count_work(model, settings)
         except (ValueError, OSError) as exc:
             show_error(f"PathUp: {exc}")
             return None
-        canvas = np.zeros((settings.height, settings.width, 3), np.uint8)
+        for note in roi.notes:
+            show_info(f"PathUp: {note}")
+        try:
+            store = LiveOmeZarr.temporary(settings.height, settings.width, pixel_size=roi.pixel_size)
+        except OSError as exc:
+            show_error(f"PathUp: cannot create the output store in {tempfile.gettempdir()}: {exc}")
+            return None
+        atexit.register(store.remove)
+        data = store.layer_data()
         self.layer = self.viewer.add_image(
-            canvas,
+            data,
             rgb=True,
+            multiscale=isinstance(data, list),
+            contrast_limits=(0, 255),
             name=f"PathUp {settings.class_name} seed {settings.seed}",
-            metadata={"pathup": {"status": "running", "settings": settings.to_dict()}},
+            metadata={
+                "pathup": {"status": "running", "settings": settings.to_dict()},
+                "source": str(store.path),
+                "pixel_size_um": roi.pixel_size,
+            },
+            **placement.layer_kwargs(),
         )
-        # one bar for the run: creating a napari progress bar costs a Qt widget, so not one per stage
-        self._progress = progress(
-            total=sum(st.steps * st.patches_per_step for st in stages), desc="PathUp stage 1/2"
+        self.store = store
+        self._stores[id(self.layer)] = store
+        # one bar for the run (a napari progress bar costs a Qt widget, so not one per stage), created on
+        # the next turn of the event loop: the click's own stall is then only the layer's creation
+        total = sum(st.steps * st.patches_per_step for st in stages)
+        QTimer.singleShot(
+            0, lambda: self.start_progress(total, "stage 1/2") if self.worker is not None else None
         )
         self._pending_progress = 0
-        self.worker = _synthesis_worker(model, reference, settings, reference_path, canvas)
-        self.worker.yielded.connect(self._on_event)
-        self.worker.errored.connect(self._on_error)  # only for errors outside the engine loop
-        self.worker.finished.connect(self._on_finished)
-        self.start_button.enabled, self.cancel_button.enabled = False, True
-        self.estimate_button.enabled = False  # a calibration would compete with the run
-        self.worker.start()
-        return self.worker
+        extra = {**roi.attributes(), "output_store": str(store.path)}
+        return self.run_stream(
+            synthesis_events,
+            model,
+            roi.image,
+            settings,
+            store,
+            reference_path,
+            extra,
+            on_event=self._on_event,
+            on_failed=self._on_failed,
+            on_done=lambda: self._on_done(out),
+        )
 
     def cancel(self) -> None:
         """Stop the run at the next patch batch; the viewer stays usable and the layer stays."""
         if self.worker is not None:
-            self.worker.quit()
+            super().cancel()
             if self.layer is not None:
                 self.layer.metadata["pathup"]["status"] = "cancelled"
                 self.layer.name = f"{self.layer.name} (cancelled)"
 
     def _on_event(self, event: Any) -> None:
-        """GUI thread: previews and tiles are already in the layer's array (the worker pasted them);
-        here the layer is redrawn and the progress bar advanced, each at most every so often."""
-        layer = self.layer
+        """GUI thread: previews and tiles are already in the store (the worker wrote them); here the
+        layer is redrawn and the progress bar advanced, each at most every so often."""
         if isinstance(event, StageStarted):
             if self._progress is not None:
-                self._progress.set_description(f"PathUp stage {event.stage}/2")
+                self._progress.set_description(f"{self.title}: stage {event.stage}/2")
         elif isinstance(event, PatchPreview):
             self._pending_progress += 1
             self._refresh()
         elif isinstance(event, TileDecoded):
             self._refresh(force=event.tile_index == event.tiles - 1)
-        elif isinstance(event, SynthesisError):
-            self._on_error(event)
-        elif isinstance(event, tuple) and isinstance(event[0], Finished) and layer is not None:
-            finished, attrs = event
-            layer.data = np.asarray(finished.image)
-            layer.metadata["pathup"] = {**attrs, "status": "finished"}
+        elif isinstance(event, RunFinished) and self.layer is not None:
+            self.layer.metadata["pathup"] = {**event.attrs, "status": "finished"}
 
     def _refresh(self, force: bool = False) -> None:
-        """Redraw the layer's data (no thumbnail while streaming) and advance the progress bar."""
+        """Redraw what is in view of the layer (no thumbnail while streaming); advance the progress bar."""
         now = time.monotonic()
         if force or now - self._last_refresh >= REFRESH_INTERVAL:
             self._last_refresh = now
@@ -302,20 +548,68 @@ class SynthesizeWidget(QWidget):
             count, self._pending_progress = self._pending_progress, 0
             self._progress.update(count)
 
-    def _on_error(self, exc: Exception) -> None:
+    def _on_failed(self, message: str) -> None:
         if self.layer is not None:
-            self.layer.metadata["pathup"]["status"] = f"failed: {exc}"
-        show_error(f"PathUp synthesis failed: {exc}")
+            self.layer.metadata["pathup"]["status"] = f"failed: {message}"
 
-    def _on_finished(self) -> None:
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
-        if self.layer is not None:
-            self.layer.refresh()
-        self.worker = None
-        self.start_button.enabled, self.cancel_button.enabled = True, False
-        self.estimate_button.enabled = self.estimate_worker is None
+    def _on_done(self, out: str | None) -> None:
+        layer, store = self.layer, self.store
+        self.store = None
+        if layer is not None:
+            layer.refresh()
+        if store is None or layer is None or layer.metadata["pathup"].get("status") != "finished":
+            return  # cancelled or failed: nothing is written under a final name
+        if out is not None:
+            try:
+                written = store.export(out)
+            except (ValueError, OSError) as exc:
+                self.report_error(f"cannot save {out}: {exc}")
+                return
+            layer.metadata["pathup"]["saved"] = str(written)
+            show_info(f"PathUp: saved {written}")
+
+
+def _unit_placement(pixel_size: float | None) -> Placement:
+    """A reference that is not a layer: the output is shown at its pixel size in micrometres, if known."""
+    if pixel_size is None:
+        return Placement()
+    return Placement(scale=(pixel_size, pixel_size), units=("micrometer", "micrometer"))
+
+
+def synthesis_events(
+    model: PathupModel,
+    reference: np.ndarray,
+    settings: SynthesisSettings,
+    store: LiveOmeZarr,
+    reference_path: str | None,
+    extra: dict[str, Any],
+) -> Iterator[Any]:
+    """Runs in the worker (no Qt): reads the reference RoI if it is still lazy, then the engine's events,
+    after pasting each preview into the store's small levels and averaging each decoded tile down its
+    pyramid; then :class:`RunFinished`."""
+    from napari_pathup.provenance import run_attributes
+
+    shapes: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
+    reference = load_roi(reference)
+    for event in synthesize(model, reference, settings, store.sink):
+        if isinstance(event, StageStarted):
+            shapes[event.stage] = (event.latent_shape, event.image_shape)
+        elif isinstance(event, PatchPreview):
+            box = event.box
+            store.paste_preview(event.rgb, (box.y0, box.x0, box.y1, box.x1), shapes[event.stage][0])
+        elif isinstance(event, TileDecoded):
+            box = event.box
+            if event.stage == 1:
+                store.paste_preview(event.rgb, (box.y0, box.x0, box.y1, box.x1), shapes[1][1])
+            else:  # the engine wrote it into level 0 already
+                store.update_pyramid((box.y0, box.x0, box.y1, box.x1))
+        if isinstance(event, Finished):
+            attrs = {**run_attributes(model, event.settings, reference_path), **extra}
+            store.set_attrs(attrs)
+            yield event
+            yield RunFinished(event, attrs)
+        else:
+            yield event
 
 
 def describe_work(stages: tuple[StageWork, StageWork]) -> str:
@@ -344,33 +638,3 @@ def format_bytes(n: float | None) -> str:
     if n < 1024**3:
         return f"{n / 1024**2:.0f} MB"
     return f"{n / 1024**3:.1f} GB"
-
-
-@thread_worker
-def _synthesis_worker(model, reference, settings, reference_path, canvas):
-    """Runs in a worker thread: previews are rendered and pasted into ``canvas`` (the layer's array)
-    here, so the GUI thread only redraws.
-
-    A failure is yielded as a :class:`SynthesisError` rather than raised: superqt's workers treat a
-    raised ``RuntimeError`` (which torch raises for most failures, out-of-memory included) as a
-    deleted worker and emit neither ``errored`` nor ``finished``, which would leave the widget stuck.
-    """
-    from napari_pathup.provenance import run_attributes
-
-    shapes: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
-    try:
-        for event in synthesize(model, reference, settings):
-            if isinstance(event, StageStarted):
-                shapes[event.stage] = (event.latent_shape, event.image_shape)
-            elif isinstance(event, PatchPreview):
-                box = event.box
-                paste_scaled(canvas, event.rgb, (box.y0, box.x0, box.y1, box.x1), shapes[event.stage][0])
-            elif isinstance(event, TileDecoded):
-                box = event.box
-                paste_scaled(canvas, event.rgb, (box.y0, box.x0, box.y1, box.x1), shapes[event.stage][1])
-            if isinstance(event, Finished):
-                yield event, run_attributes(model, event.settings, reference_path)
-            else:
-                yield event
-    except Exception as exc:  # reported by the widget as one notification; the worker ends cleanly
-        yield SynthesisError(f"{type(exc).__name__}: {exc}")

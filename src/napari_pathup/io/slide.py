@@ -1,0 +1,388 @@
+"""Whole-slide images without loading them: lazy pyramid levels, their pixel size, and RoI reads.
+
+A slide (Aperio SVS, pyramidal (OME-)TIFF, OME-Zarr) opens as a :class:`Slide`: every pyramid level as a
+lazy (H, W, 3) uint8 dask array (tifffile's zarr interface for TIFF/SVS, zarr for OME-Zarr) and the
+microns per pixel of level 0 from the file's metadata when it records one. A region of interest is given
+in level-0 pixels and read from one level only, so a gigapixel slide is never loaded.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_pathup.errors import InputError
+from napari_pathup.io.images import MAX_IMAGE_PIXELS
+
+#: a RoI read at its level may hold at most this many pixels (8192^2 RGB: 192 MiB)
+MAX_ROI_PIXELS = 8192 * 8192
+#: NGFF / OME length units, in micrometres
+UNIT_MICROMETERS: dict[str, float] = {
+    "micrometer": 1.0,
+    "µm": 1.0,
+    "um": 1.0,
+    "micron": 1.0,
+    "nanometer": 1e-3,
+    "nm": 1e-3,
+    "millimeter": 1e3,
+    "mm": 1e3,
+    "centimeter": 1e4,
+    "cm": 1e4,
+    "meter": 1e6,
+    "m": 1e6,
+}
+_TIFF_SUFFIXES = (".svs", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Region:
+    """A rectangle in level-0 pixels: left ``x``, top ``y``, ``width``, ``height`` (as ``--region``)."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+    @classmethod
+    def parse(cls, text: str) -> Region:
+        """``"X,Y,W,H"`` in level-0 pixels; raises :class:`InputError` saying what was expected."""
+        parts = [p.strip() for p in str(text).split(",")]
+        try:
+            x, y, w, h = (int(p) for p in parts)
+        except ValueError:
+            raise InputError(
+                f"region {text!r}: expected X,Y,W,H as four integers in level-0 pixels, "
+                "e.g. 1000,2000,1024,1024"
+            ) from None
+        if w <= 0 or h <= 0:
+            raise InputError(f"region {text!r}: width and height must be positive, got {w}x{h}")
+        return cls(x, y, w, h)
+
+    def text(self) -> str:
+        return f"{self.x},{self.y},{self.width},{self.height}"
+
+
+@dataclass(frozen=True)
+class Slide:
+    """Lazy pyramid levels (largest first) of an RGB slide and the microns per pixel of level 0."""
+
+    levels: list[Any]
+    mpp: float | None
+    name: str
+    source: str
+
+    @property
+    def downsamples(self) -> list[float]:
+        return level_downsamples(self.levels)
+
+    def level_mpp(self, level: int) -> float | None:
+        return None if self.mpp is None else self.mpp * self.downsamples[level]
+
+
+def open_slide(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS) -> Slide:
+    """Open an SVS, (pyramidal, OME-)TIFF or OME-Zarr slide lazily; PNG/JPEG are read whole (one level,
+    refused from its header above ``max_pixels``).
+
+    Raises :class:`InputError` naming the file when it is not a 2-D RGB(A) image.
+    """
+    from napari_pathup.io.images import _kind, _wrap_errors
+
+    path = Path(path).expanduser()
+    kind = _kind(path)
+    name = path.name
+    with _wrap_errors(path, kind):
+        if kind == "tiff":
+            levels, mpp = _tiff_levels(path)
+        elif kind == "ome-zarr":
+            from napari_pathup.io.ome_zarr import lazy_rgb_levels, ome_zarr_pixel_size
+
+            levels, mpp = lazy_rgb_levels(path), ome_zarr_pixel_size(path)
+            name = name[: -len(".ome.zarr")] if name.lower().endswith(".ome.zarr") else name
+        else:
+            import dask.array as da
+
+            from napari_pathup.io.images import read_image
+
+            levels, mpp = [da.from_array(read_image(path, max_pixels=max_pixels))], None
+    return Slide(levels=levels, mpp=mpp, name=name, source=str(path))
+
+
+def _tiff_levels(path: Path) -> tuple[list[Any], float | None]:
+    import dask.array as da
+    import tifffile
+    import zarr
+
+    tif = tifffile.TiffFile(path)  # kept open by the zarr store for as long as the levels live
+    series = tif.series[0]
+    axes = series.axes.upper()
+    if "Y" not in axes or "X" not in axes or series.dtype != np.uint8:
+        tif.close()
+        raise InputError(
+            f"{path}: expected an 8-bit RGB slide, found axes {series.axes!r} and dtype {series.dtype}"
+        )
+    mpp = tiff_pixel_size(tif)
+    store = series.aszarr()
+    group = zarr.open(store, mode="r", zarr_format=2)
+    arrays = [group[str(i)] for i in range(len(series.levels))] if hasattr(group, "keys") else [group]
+    levels = []
+    for array, level in zip(arrays, series.levels, strict=True):
+        lazy = da.from_zarr(array)
+        levels.append(_channels_last_lazy(lazy, level.axes.upper(), str(path)))
+    return levels, mpp
+
+
+def _channels_last_lazy(array: Any, axes: str, source: str) -> Any:
+    """A lazy array with tifffile axes as (Y, X, 3) uint8 (alpha dropped; grey repeated); never loaded."""
+    import dask.array as da
+
+    index: list[Any] = []
+    kept = []
+    for name, size in zip(axes, array.shape, strict=True):
+        if name in "YXSC":
+            index.append(slice(None))
+            kept.append(name)
+        elif size == 1:
+            index.append(0)
+        else:
+            raise InputError(
+                f"{source}: expected a single 2-D RGB plane, found axes {axes!r} and shape {array.shape}"
+            )
+    array = array[tuple(index)]
+    channel = [name for name in kept if name not in "YX"]
+    order = [kept.index("Y"), kept.index("X")] + [kept.index(c) for c in channel]
+    array = da.transpose(array, order)
+    if array.ndim == 2:
+        array = da.stack([array] * 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4):
+        raise InputError(
+            f"{source}: expected an RGB or RGBA image, found axes {axes!r} and shape {array.shape}"
+        )
+    return array[..., :3]
+
+
+def tiff_pixel_size(tif: Any) -> float | None:
+    """Microns per pixel of level 0 from SVS ("MPP = 0.499"), OME-XML (PhysicalSizeX) or the TIFF
+    resolution tags (pixels per centimetre or inch); None when the file records none."""
+    if tif.is_svs:
+        match = re.search(r"\|\s*MPP\s*=\s*([0-9.eE+-]+)", tif.pages.first.description or "")
+        if match and _positive(match.group(1)):
+            return float(match.group(1))
+    if tif.is_ome and tif.ome_metadata:
+        match = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata)
+        unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata)
+        if match and _positive(match.group(1)):
+            factor = UNIT_MICROMETERS.get(unit.group(1) if unit else "µm")
+            if factor is not None:
+                return float(match.group(1)) * factor
+    page = tif.pages.first
+    resolution = page.tags.get("XResolution")
+    unit = page.tags.get("ResolutionUnit")
+    if resolution is None or unit is None:
+        return None
+    numerator, denominator = resolution.value
+    per_unit = numerator / denominator if denominator else 0.0
+    microns = {2: 25400.0, 3: 10000.0}.get(int(unit.value))  # INCH, CENTIMETER; NONE has no length
+    if not microns or per_unit <= 0:
+        return None
+    return microns / per_unit
+
+
+def _positive(value: Any) -> bool:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(number) and number > 0
+
+
+def level_downsamples(levels: Sequence[Any]) -> list[float]:
+    """Each level's downsample from level 0 (level-0 width over the level's width)."""
+    width = float(levels[0].shape[1])
+    return [width / float(level.shape[1]) for level in levels]
+
+
+def choose_level(
+    levels: Sequence[Any], mpp: float | None, *, level: int | None = None, target_mpp: float | None = None
+) -> int:
+    """The pyramid level to read a RoI from: ``level`` when given, else the one whose pixel size is
+    closest (in ratio) to ``target_mpp``, else level 0. Raises :class:`InputError` for a level that
+    does not exist or a target pixel size on a slide that records none."""
+    if level is not None and target_mpp is not None:
+        raise InputError("give a pyramid level or a pixel size (µm/px) for the RoI, not both")
+    if level is not None:
+        if not 0 <= level < len(levels):
+            raise InputError(f"pyramid level {level} does not exist; the slide has {len(levels)} level(s)")
+        return level
+    if target_mpp is None:
+        return 0
+    if not _positive(target_mpp):
+        raise InputError(f"pixel size must be a positive number of µm/px, got {target_mpp}")
+    if mpp is None:
+        raise InputError(
+            f"cannot choose a level for {target_mpp} µm/px: the slide records no pixel size; "
+            "give a pyramid level instead"
+        )
+    ratios = [abs(math.log(mpp * d / target_mpp)) for d in level_downsamples(levels)]
+    return int(np.argmin(ratios))
+
+
+def region_at_level(levels: Sequence[Any], region: Region, level: int) -> tuple[slice, slice]:
+    """The (rows, columns) of ``region`` (level-0 pixels) at ``level``; refuses a region that is not
+    wholly inside the slide."""
+    height, width = levels[0].shape[:2]
+    if region.x < 0 or region.y < 0 or region.x + region.width > width or region.y + region.height > height:
+        raise InputError(
+            f"region {region.text()} (x,y,w,h in level-0 pixels) is not inside the image of "
+            f"{width}x{height} pixels (width x height)"
+        )
+    d = level_downsamples(levels)[level]
+    lh, lw = levels[level].shape[:2]
+    y0, x0 = int(region.y / d), int(region.x / d)
+    y1 = min(lh, max(y0 + 1, round((region.y + region.height) / d)))
+    x1 = min(lw, max(x0 + 1, round((region.x + region.width) / d)))
+    return slice(y0, y1), slice(x0, x1)
+
+
+def read_region(
+    levels: Sequence[Any],
+    region: Region,
+    level: int = 0,
+    *,
+    min_size: int = 1,
+    source: str = "image",
+    lazy: bool = False,
+) -> Any:
+    """Read ``region`` (level-0 pixels) from one pyramid level as (h, w, 3) uint8; only that part is read.
+
+    ``min_size`` is the smallest side allowed at that level (the model's native patch in pixels).
+    With ``lazy`` the region is checked but not read: the level's slice is returned (a dask array for
+    lazy levels), for :func:`load_roi` to read later, e.g. in a worker thread.
+    """
+    from napari_pathup.io.images import to_rgb_uint8
+
+    rows, cols = region_at_level(levels, region, level)
+    h, w = rows.stop - rows.start, cols.stop - cols.start
+    if min(h, w) < min_size:
+        raise InputError(
+            f"region {region.text()} of {source} is {w}x{h} pixels at level {level}, smaller than the "
+            f"model's native patch of {min_size}x{min_size} pixels; draw a larger rectangle or read a "
+            "finer level"
+        )
+    if h * w > MAX_ROI_PIXELS:
+        raise InputError(
+            f"region {region.text()} of {source} is {w}x{h} pixels at level {level}, more than "
+            f"{MAX_ROI_PIXELS} pixels; read it from a coarser level (--level / --mpp)"
+        )
+    block = levels[level][rows, cols]
+    return block if lazy else to_rgb_uint8(np.asarray(block), source)
+
+
+def load_roi(image: Any, source: str = "reference") -> np.ndarray:
+    """A RoI as (h, w, 3) uint8 in memory: reads a lazy RoI (see ``read_region(lazy=True)``)."""
+    from napari_pathup.io.images import to_rgb_uint8
+
+    return (
+        image
+        if isinstance(image, np.ndarray) and image.dtype == np.uint8
+        else to_rgb_uint8(np.asarray(image), source)
+    )
+
+
+def native_mpp(metadata: dict[str, Any]) -> float | None:
+    """The model's native pixel size (``pathup.json`` "native_mpp", µm/px), or None when it records none."""
+    value = metadata.get("native_mpp") if isinstance(metadata, dict) else None
+    return float(value) if _positive(value) else None
+
+
+@dataclass(frozen=True)
+class ReferenceRoi:
+    """A reference RoI as read for a run: its pixels, where they came from, and the output pixel size.
+
+    ``pixel_size`` is the µm/px the synthetic image gets: the RoI level's when the slide records one,
+    else the model's native one, else None (the output is then unitless); ``notes`` say which, so a
+    fallback is never silent.
+    """
+
+    image: Any  # (h, w, 3) uint8; a lazy slice when read with lazy=True (see load_roi)
+    region: Region | None
+    level: int
+    pixel_size: float | None
+    notes: tuple[str, ...] = ()
+
+    def attributes(self) -> dict[str, Any]:
+        """What the output file records about the RoI (beside the run's own attributes)."""
+        return {
+            "reference_region": None
+            if self.region is None
+            else {"x": self.region.x, "y": self.region.y, "width": self.region.width,
+                  "height": self.region.height, "level": self.level},
+            "pixel_size_um": self.pixel_size,
+        }  # fmt: skip
+
+
+def roi_from_levels(
+    levels: Sequence[Any],
+    mpp: float | None,
+    region: Region | None,
+    *,
+    level: int | None = None,
+    target_mpp: float | None = None,
+    model_mpp: float | None = None,
+    min_size: int = 1,
+    source: str = "image",
+    lazy: bool = False,
+) -> ReferenceRoi:
+    """Read a RoI (the whole image when ``region`` is None) from the level that ``level``,
+    ``target_mpp`` or the model's native ``model_mpp`` asks for (in that order), with its pixel size.
+    With ``lazy``, everything is checked but ``image`` is not read yet (see :func:`load_roi`)."""
+    notes: list[str] = []
+    if level is None and target_mpp is None and model_mpp is not None and mpp is not None:
+        target_mpp = model_mpp
+    chosen = choose_level(levels, mpp, level=level, target_mpp=target_mpp)
+    if region is None:
+        region = Region(0, 0, int(levels[0].shape[1]), int(levels[0].shape[0]))
+    image = read_region(levels, region, chosen, min_size=min_size, source=source, lazy=lazy)
+    pixel_size = None if mpp is None else mpp * level_downsamples(levels)[chosen]
+    if pixel_size is None:
+        if model_mpp is not None:
+            pixel_size = model_mpp
+            notes.append(
+                f"{source} records no pixel size: the output gets the model's native {model_mpp:g} µm/px"
+            )
+        else:
+            notes.append(f"{source} records no pixel size and neither does the model: the output has no unit")
+    return ReferenceRoi(image, region, chosen, pixel_size, tuple(notes))
+
+
+def read_reference_roi(
+    path: str | Path,
+    region: str | Region | None,
+    level: int | None,
+    target_mpp: float | None,
+    model: Any,
+    *,
+    lazy: bool = False,
+    max_pixels: int | None = MAX_IMAGE_PIXELS,
+) -> ReferenceRoi:
+    """The reference for a run from a file: a RoI of a slide (``region``, level-0 pixels) read from one
+    pyramid level, or the whole image; the model's native patch is the smallest RoI side allowed."""
+    slide = open_slide(path, max_pixels)
+    if isinstance(region, str):
+        region = Region.parse(region)
+    return roi_from_levels(
+        slide.levels,
+        slide.mpp,
+        region,
+        level=level,
+        target_mpp=target_mpp,
+        model_mpp=native_mpp(getattr(model, "metadata", {})),
+        min_size=int(model.native_size * model.vae_scale_factor) if region is not None else 1,
+        source=str(path),
+        lazy=lazy,
+    )

@@ -1,0 +1,114 @@
+"""The widget's live OME-Zarr output: previews scaled into small levels, tiles averaged down the pyramid,
+the finished store equal to what the writer produces, and an export that never loads it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers import rgb
+from napari_pathup.errors import OutputExistsError
+from napari_pathup.io.live_zarr import ChannelsLast, LiveOmeZarr, scaled_block
+from napari_pathup.io.ome_zarr import (
+    lazy_rgb_levels,
+    ome_zarr_pixel_size,
+    read_ome_zarr_attrs,
+    write_ome_zarr,
+)
+
+
+def reference_paste(target, rgb, box, source_shape):
+    """Each target pixel takes the source pixel under its top-left corner."""
+    height, width = target.shape[:2]
+    sh, sw = source_shape
+    y0, x0, y1, x1 = box
+    for ty in range(height):
+        for tx in range(width):
+            sy, sx = ty * sh // height, tx * sw // width
+            if y0 <= sy < y1 and x0 <= sx < x1:
+                target[ty, tx] = rgb[sy - y0, sx - x0]
+
+
+@pytest.mark.parametrize(
+    ("target_shape", "source_shape", "box"),
+    [
+        ((64, 96), (8, 12), (2, 3, 6, 9)),  # integer factor 8: the fast path
+        ((64, 96), (64, 96), (10, 20, 30, 50)),  # factor 1
+        ((50, 70), (8, 12), (2, 3, 6, 9)),  # fractional factors: the general path
+        ((64, 96), (16, 32), (0, 0, 16, 32)),  # factors 4 and 3, the whole image
+        ((16, 24), (64, 96), (8, 16, 40, 64)),  # a small pyramid level: shrunk
+    ],
+)
+def test_scaled_block_matches_nearest_neighbour(target_shape, source_shape, box):
+    rng = np.random.default_rng(0)
+    block_rgb = rng.integers(0, 256, (box[2] - box[0], box[3] - box[1], 3), dtype=np.uint8)
+    got = np.zeros((*target_shape, 3), np.uint8)
+    expected = got.copy()
+    rows, cols, block = scaled_block(block_rgb, box, source_shape, target_shape)
+    got[rows, cols] = block
+    reference_paste(expected, block_rgb, box, source_shape)
+    np.testing.assert_array_equal(got, expected)
+    outside = np.ones(target_shape, bool)
+    outside[rows, cols] = False
+    assert not got[outside].any()
+
+
+def test_channels_last_view_reads_and_writes_like_an_hwc_array(tmp_path):
+    live = LiveOmeZarr(tmp_path / "v.ome.zarr", 40, 60, min_level_size=64)
+    view = live.sink
+    assert isinstance(view, ChannelsLast) and view.shape == (40, 60, 3) and view.dtype == np.uint8
+    image = rgb(40, 60, seed=5)
+    view[5:25, 10:50] = image[5:25, 10:50]
+    np.testing.assert_array_equal(view[5:25, 10:50], image[5:25, 10:50])
+    np.testing.assert_array_equal(view[..., 1][5:25, 10:50], image[5:25, 10:50, 1])
+    assert view[7, 11].tolist() == image[7, 11].tolist()
+    assert not np.asarray(view)[:5].any()
+
+
+def test_tiles_written_in_any_order_give_the_writers_pyramid(tmp_path):
+    image = rgb(1100, 700, seed=1)
+    live = LiveOmeZarr(tmp_path / "live.ome.zarr", 1100, 700, pixel_size=0.5)
+    boxes = [
+        (y, x, min(y + 300, 1100), min(x + 250, 700)) for y in range(0, 1100, 300) for x in range(0, 700, 250)
+    ]
+    for y0, x0, y1, x1 in reversed(boxes):
+        live.sink[y0:y1, x0:x1] = image[y0:y1, x0:x1]
+        live.update_pyramid((y0, x0, y1, x1))
+    live.set_attrs({"seed": 3})
+    written = write_ome_zarr(tmp_path / "ref.ome.zarr", image, pixel_size=0.5)
+    for ours, theirs in zip(lazy_rgb_levels(live.path), lazy_rgb_levels(written), strict=True):
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+    assert ome_zarr_pixel_size(live.path) == 0.5 and read_ome_zarr_attrs(live.path) == {"seed": 3}
+
+
+def test_previews_go_to_the_small_levels_only(tmp_path):
+    live = LiveOmeZarr(tmp_path / "big.ome.zarr", 2048, 2048, preview_pixels=512 * 512)
+    assert [s for s in live.shapes] == [(2048, 2048), (1024, 1024), (512, 512), (256, 256)]
+    assert live.preview_levels == [2, 3]
+    preview = np.full((32, 32, 3), 200, np.uint8)  # one latent patch, at 1/8 resolution
+    assert live.paste_preview(preview, (0, 0, 32, 32), (256, 256)) == [2, 3]
+    assert (
+        np.asarray(live.views[2][:64, :64]).min() == 200 and np.asarray(live.views[3][:32, :32]).min() == 200
+    )
+    assert not np.asarray(live.views[0][:256, :256]).any()  # level 0 waits for the decoded tiles
+
+
+def test_export_copies_the_store_atomically_and_never_replaces(tmp_path):
+    image = rgb(300, 200)
+    live = LiveOmeZarr(tmp_path / "work" / "live.ome.zarr", 300, 200, pixel_size=0.25)
+    live.sink[:, :] = image
+    out = live.export(tmp_path / "final.ome.zarr")
+    np.testing.assert_array_equal(np.asarray(lazy_rgb_levels(out)[0]), image)
+    with pytest.raises(OutputExistsError):
+        live.export(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final.ome.zarr", "work"]
+    live.remove()
+    assert not live.path.exists()
+
+
+def test_a_temporary_store_takes_its_folder_with_it():
+    live = LiveOmeZarr.temporary(64, 64)
+    folder = live.owned_folder
+    assert folder is not None and live.path.parent == folder and live.path.is_dir()
+    live.remove()
+    assert not folder.exists()

@@ -1,0 +1,105 @@
+"""Whole slides read lazily: levels, pixel size from metadata, RoIs from one level, clear refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from helpers import rgb
+from napari_pathup.errors import InputError
+from napari_pathup.io import write_image
+from napari_pathup.io.ome_zarr import ome_zarr_pixel_size, write_ome_zarr
+from napari_pathup.io.slide import Region, choose_level, open_slide, read_region, roi_from_levels
+
+SVS = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_small_region.svs"
+
+
+def pyramidal_ome_tiff(path: Path, image: np.ndarray, mpp: float = 0.25) -> Path:
+    """A 3-level pyramidal OME-TIFF (SubIFDs) with its physical pixel size, as scanners export them."""
+    with tifffile.TiffWriter(path) as tif:
+        options = {"tile": (64, 64), "photometric": "rgb"}
+        metadata = {"axes": "YXS", "PhysicalSizeX": mpp, "PhysicalSizeY": mpp, "PhysicalSizeXUnit": "µm"}
+        tif.write(image, subifds=2, metadata=metadata, **options)
+        tif.write(image[::2, ::2], subfiletype=1, **options)
+        tif.write(image[::4, ::4], subfiletype=1, **options)
+    return path
+
+
+def test_svs_opens_lazily_with_its_microns_per_pixel():
+    slide = open_slide(SVS)
+    assert slide.mpp == pytest.approx(0.499)  # "MPP = 0.4990" in the Aperio description
+    (level,) = slide.levels
+    assert level.shape == (2967, 2220, 3) and level.dtype == np.uint8
+    assert not isinstance(level, np.ndarray)  # dask: nothing read yet
+    whole = tifffile.imread(SVS)
+    roi = read_region(slide.levels, Region(100, 2000, 640, 512))
+    np.testing.assert_array_equal(roi, whole[2000:2512, 100:740])
+
+
+def test_pyramidal_ome_tiff_levels_and_region_at_a_coarser_level(tmp_path):
+    image = rgb(512, 768, seed=2)
+    slide = open_slide(pyramidal_ome_tiff(tmp_path / "slide.ome.tif", image))
+    assert [level.shape[:2] for level in slide.levels] == [(512, 768), (256, 384), (128, 192)]
+    assert slide.mpp == pytest.approx(0.25) and slide.downsamples == [1.0, 2.0, 4.0]
+    region = Region(64, 128, 256, 128)
+    np.testing.assert_array_equal(read_region(slide.levels, region, 0), image[128:256, 64:320])
+    np.testing.assert_array_equal(read_region(slide.levels, region, 1), image[::2, ::2][64:128, 32:160])
+    # 1 µm/px is nearest to level 2 (4 x 0.25); the RoI's pixel size follows its level
+    assert choose_level(slide.levels, slide.mpp, target_mpp=1.0) == 2
+    roi = roi_from_levels(slide.levels, slide.mpp, region, target_mpp=0.6)
+    assert roi.level == 1 and roi.pixel_size == pytest.approx(0.5) and roi.image.shape == (64, 128, 3)
+
+
+def test_ome_zarr_pixel_size_round_trips_as_ngff_micrometres(tmp_path):
+    path = write_ome_zarr(tmp_path / "s.ome.zarr", rgb(600, 520), pixel_size=0.5)
+    assert ome_zarr_pixel_size(path) == pytest.approx(0.5)
+    import zarr
+
+    meta = zarr.open_group(path, mode="r").attrs["ome"]["multiscales"][0]
+    assert [a.get("unit") for a in meta["axes"]] == [None, "micrometer", "micrometer"]
+    assert meta["datasets"][1]["coordinateTransformations"][0]["scale"] == [1.0, 1.0, 1.0]
+    slide = open_slide(path)
+    assert slide.mpp == pytest.approx(0.5) and slide.level_mpp(1) == pytest.approx(1.0)
+    # without a pixel size: unitless, as before
+    assert ome_zarr_pixel_size(write_ome_zarr(tmp_path / "u.ome.zarr", rgb(64, 64))) is None
+
+
+def test_image_without_pixel_size_falls_back_and_says_so(tmp_path):
+    png = tmp_path / "x.png"
+    write_image(png, rgb(64, 96))
+    slide = open_slide(png)
+    assert slide.mpp is None
+    roi = roi_from_levels(slide.levels, None, Region(0, 0, 32, 32), model_mpp=0.5)
+    assert roi.pixel_size == 0.5 and "records no pixel size" in roi.notes[0] and "0.5" in roi.notes[0]
+    bare = roi_from_levels(slide.levels, None, None)
+    assert bare.pixel_size is None and bare.image.shape == (64, 96, 3) and "no unit" in bare.notes[0]
+    with pytest.raises(InputError, match="records no pixel size; give a pyramid level"):
+        choose_level(slide.levels, None, target_mpp=0.5)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1,2,3", "expected X,Y,W,H as four integers"),
+        ("a,b,c,d", "expected X,Y,W,H as four integers"),
+        ("0,0,0,10", "width and height must be positive"),
+    ],
+)
+def test_bad_region_text_is_refused(text, message):
+    with pytest.raises(InputError, match=message):
+        Region.parse(text)
+
+
+def test_region_outside_too_small_or_bad_level_is_refused():
+    slide = open_slide(SVS)
+    with pytest.raises(InputError, match=r"not inside the image of 2220x2967 pixels"):
+        read_region(slide.levels, Region(2000, 0, 512, 512))
+    with pytest.raises(InputError, match="smaller than the model's native patch of 128x128"):
+        read_region(slide.levels, Region(0, 0, 100, 512), min_size=128)
+    with pytest.raises(InputError, match="level 3 does not exist; the slide has 1 level"):
+        choose_level(slide.levels, slide.mpp, level=3)
+    with pytest.raises(InputError, match="not both"):
+        choose_level(slide.levels, slide.mpp, level=0, target_mpp=0.5)

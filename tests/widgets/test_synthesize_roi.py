@@ -1,0 +1,189 @@
+"""The Synthesize widget on a whole slide in a real napari viewer: a rectangle drawn on the slide is the
+reference, the output streams into an OME-Zarr pyramid on disk, at the RoI's pixel size, beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+import napari_pathup.widgets._base as base_module
+import napari_pathup.widgets.synthesize as synth_module
+from napari_pathup.engine.pipeline import SynthesisSettings, run
+from napari_pathup.io.ome_zarr import lazy_rgb_levels, ome_zarr_pixel_size
+from napari_pathup.models.load import load_model
+from napari_pathup.widgets.synthesize import SynthesizeWidget
+
+SVS = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_small_region.svs"
+MPP = 0.499
+TIMEOUT_MS = 120_000
+#: x, y, width, height of the RoI in slide pixels
+ROI = (100, 2000, 640, 512)
+
+
+def world_rectangle(x: int, y: int, w: int, h: int, mpp: float = MPP) -> np.ndarray:
+    return np.array([[y, x], [y, x + w], [y + h, x + w], [y + h, x]], float) * mpp
+
+
+@pytest.fixture
+def slide_widget(make_napari_viewer, pathup_model_dir):
+    viewer = make_napari_viewer()
+    (slide,) = viewer.open(str(SVS), plugin="napari-pathup")
+    widget = SynthesizeWidget(viewer)
+    widget.model_dir.value = str(pathup_model_dir)
+    widget.device.value = "cpu"
+    widget.class_name.value = "normal"
+    widget.out_width.value, widget.out_height.value = 192, 128
+    widget.steps.value, widget.seed.value = 4, 3
+    widget.reference.value = slide.name
+    return widget, slide
+
+
+def draw(viewer, rectangle, shape_type="rectangle"):
+    return viewer.add_shapes([rectangle], shape_type=shape_type, name="RoI")
+
+
+def test_the_svs_opens_lazily_in_micrometres(slide_widget):
+    _, slide = slide_widget
+    assert slide.rgb and tuple(slide.scale) == pytest.approx((MPP, MPP))
+    assert str(slide.units[-1]) == "micrometer"
+    assert not isinstance(slide.data, np.ndarray)  # lazy (dask over tifffile's zarr store)
+
+
+def test_a_rectangle_on_the_slide_is_the_reference_and_the_output_sits_beside_it(
+    slide_widget, pathup_model_dir, qtbot, tmp_path
+):
+    widget, slide = slide_widget
+    draw(widget.viewer, world_rectangle(*ROI))
+    widget.region.value = "RoI"
+    out = tmp_path / "synthetic.ome.zarr"
+    widget.output.value = str(out)
+    worker = widget.start()
+    assert worker is not None
+    layer = widget.layer
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+
+    x, y, w, h = ROI
+    roi_pixels = tifffile.imread(SVS)[y : y + h, x : x + w]
+    expected = run(
+        load_model(pathup_model_dir),
+        roi_pixels,
+        SynthesisSettings("normal", height=128, width=192, steps=4, seed=3),
+    ).image
+    np.testing.assert_array_equal(np.asarray(layer.data), expected)
+    meta = layer.metadata["pathup"]
+    assert meta["status"] == "finished"
+    assert meta["reference_region"] == {"x": x, "y": y, "width": w, "height": h, "level": 0}
+    # same physical pixel size as the slide, right of the RoI, top-aligned with it (world = µm)
+    assert tuple(layer.scale) == pytest.approx(tuple(slide.scale))
+    assert layer.translate[0] == pytest.approx(y * MPP)
+    assert layer.translate[1] > (x + w) * MPP
+    # the store on disk is a complete OME-Zarr in micrometres, copied to "save to"
+    assert ome_zarr_pixel_size(out) == pytest.approx(MPP)
+    np.testing.assert_array_equal(np.asarray(lazy_rgb_levels(out)[0]), expected)
+    assert meta["saved"] == str(out.resolve())
+    # File > Save of the zarr-backed layer: the same image and pixel size, written chunk by chunk
+    saved = tmp_path / "saved.ome.zarr"
+    widget.viewer.layers.selection = {layer}
+    widget.viewer.layers.save(str(saved), selected=True, plugin="napari-pathup")
+    np.testing.assert_array_equal(np.asarray(lazy_rgb_levels(saved)[0]), expected)
+    assert ome_zarr_pixel_size(saved) == pytest.approx(MPP)
+
+
+@pytest.mark.parametrize(
+    ("rectangle", "shape_type", "message"),
+    [
+        (world_rectangle(2000, 0, 512, 512), "rectangle", "not inside the image"),
+        (world_rectangle(0, 0, 100, 512), "rectangle", "smaller than the model's native patch of 128x128"),
+        (world_rectangle(0, 0, 512, 512), "ellipse", "the reference RoI must be a rectangle"),
+        (
+            np.array([[0, 300], [300, 600], [600, 300], [300, 0]], float) * MPP,
+            "rectangle",
+            "rotated relative to",
+        ),
+    ],
+)
+def test_bad_rectangles_are_refused_and_nothing_is_added(
+    slide_widget, monkeypatch, rectangle, shape_type, message
+):
+    widget, _ = slide_widget
+    errors = []
+    monkeypatch.setattr(synth_module, "show_error", errors.append)
+    draw(widget.viewer, rectangle, shape_type)
+    widget.region.value = "RoI"
+    layers = len(widget.viewer.layers)
+    assert widget.start() is None
+    assert len(widget.viewer.layers) == layers
+    assert any(message in text for text in errors), errors
+
+
+def test_cancel_leaves_nothing_under_the_final_name(slide_widget, qtbot, tmp_path):
+    widget, _ = slide_widget
+    draw(widget.viewer, world_rectangle(*ROI))
+    widget.region.value = "RoI"
+    widget.out_width.value = widget.out_height.value = 512
+    widget.steps.value = 30
+    out = tmp_path / "never.ome.zarr"
+    widget.output.value = str(out)
+    worker = widget.start()
+    worker.yielded.connect(lambda event: widget.cancel() if widget.cancel_button.enabled else None)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert widget.layer.metadata["pathup"]["status"] == "cancelled"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fields_show_the_models_defaults_and_only_changes_are_sent(slide_widget):
+    widget, _ = slide_widget
+    widget.reset_to_model_defaults()
+    resolved = SynthesisSettings("normal", height=128, width=192).resolve(widget.model())
+    assert widget.guidance.value == resolved.guidance and widget.patch.value == resolved.patch_size
+    assert widget.settings().guidance is None  # not changed: the model decides
+    widget.guidance.value = 0.0  # a real value now, not "unset"
+    assert widget.settings().guidance == 0.0
+    widget.out_width.value = 512  # the default patch follows the size; the changed guidance stays
+    assert (
+        widget.patch.value
+        == SynthesisSettings("normal", height=128, width=512).resolve(widget.model()).patch_size
+    )
+    widget.reset_to_model_defaults()
+    assert widget.guidance.value == resolved.guidance and widget.settings().guidance is None
+    # the rest of what the engine accepts: sampler, stage-1 size, batch, gaussian sigma
+    assert widget.scheduler.value == "" and "DDIMScheduler" in widget.scheduler.tooltip
+    widget.scheduler.value, widget.reference_size.value, widget.batch_size.value = "euler", 256, 3
+    chosen = widget.settings()
+    assert (chosen.scheduler, chosen.reference_size, chosen.batch_size, chosen.sigma) == (
+        "euler",
+        256,
+        3,
+        0.3,
+    )
+
+
+def test_a_slide_opened_by_napari_wsi_works_as_the_reference(
+    make_napari_viewer, pathup_model_dir, qtbot, monkeypatch
+):
+    pytest.importorskip("napari_wsi")
+    pytest.importorskip("openslide")
+    viewer = make_napari_viewer()
+    (slide,) = viewer.open(str(SVS), plugin="napari-wsi")
+    widget = SynthesizeWidget(viewer)
+    widget.model_dir.value = str(pathup_model_dir)
+    widget.device.value, widget.class_name.value = "cpu", "normal"
+    widget.out_width.value, widget.out_height.value = 192, 128
+    widget.steps.value = 4
+    widget.reference.value = slide.name
+    # napari-wsi shows the slide in pixels (scale 1): the rectangle is drawn in those
+    draw(viewer, world_rectangle(*ROI, mpp=1.0))
+    widget.region.value = "RoI"
+    errors = []
+    monkeypatch.setattr(base_module, "show_error", errors.append)
+    assert widget.start() is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert not errors
+    layer = widget.layer
+    assert layer.metadata["pathup"]["status"] == "finished"
+    assert layer.metadata["pathup"]["pixel_size_um"] == pytest.approx(MPP, rel=1e-3)  # openslide's mpp
+    assert tuple(layer.scale) == pytest.approx(tuple(slide.scale))
+    assert layer.translate[1] > ROI[0] + ROI[2]
