@@ -16,6 +16,8 @@ ALLOWED = {
     "tiff": {"arrays", "atomic"},
     "writers": {"arrays", "atomic", "ome_zarr", "tiff"},
     "images": {"arrays", "atomic", "ome_zarr"},
+    "live_zarr": {"arrays", "atomic", "ome_zarr"},
+    "slide": {"arrays", "images", "ome_zarr"},
 }
 
 

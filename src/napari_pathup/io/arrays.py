@@ -19,6 +19,21 @@ from napari_pathup.errors import InputError
 
 #: Key under which napari-pathup stores its own metadata in every output format.
 ATTRS_KEY = "pathup"
+#: NGFF / OME length units, in micrometres
+UNIT_MICROMETERS: dict[str, float] = {
+    "micrometer": 1.0,
+    "µm": 1.0,
+    "um": 1.0,
+    "micron": 1.0,
+    "nanometer": 1e-3,
+    "nm": 1e-3,
+    "millimeter": 1e3,
+    "mm": 1e3,
+    "centimeter": 1e4,
+    "cm": 1e4,
+    "meter": 1e6,
+    "m": 1e6,
+}
 
 
 # ------------------------------------------------------------------------------------------ conversion

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_pathup.io.atomic import atomic_output, split_suffixes
 from napari_pathup.io.arrays import ATTRS_KEY, attrs_json, mean_2x2, pyramid_shapes
+from napari_pathup.io.atomic import atomic_output, split_suffixes
 
 #: previews are pasted into pyramid levels of at most this many pixels (2048^2: 12 MiB per level)
 PREVIEW_PIXELS = 2048 * 2048

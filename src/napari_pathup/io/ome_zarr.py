@@ -145,7 +145,7 @@ def pyramid_datasets(n_levels: int, pixel_size: float | None) -> list[dict[str, 
 
 def ome_zarr_pixel_size(path: str | Path) -> float | None:
     """µm per pixel of level 0 from the NGFF scale of the x axis when that axis has a length unit."""
-    from napari_pathup.io.slide import UNIT_MICROMETERS
+    from napari_pathup.io.arrays import UNIT_MICROMETERS
 
     _, meta = _open(Path(path))
     axes = meta.get("axes") or []

@@ -18,25 +18,11 @@ from typing import Any
 import numpy as np
 
 from napari_pathup.errors import InputError
+from napari_pathup.io.arrays import UNIT_MICROMETERS
 from napari_pathup.io.images import MAX_IMAGE_PIXELS
 
 #: a RoI read at its level may hold at most this many pixels (8192^2 RGB: 192 MiB)
 MAX_ROI_PIXELS = 8192 * 8192
-#: NGFF / OME length units, in micrometres
-UNIT_MICROMETERS: dict[str, float] = {
-    "micrometer": 1.0,
-    "µm": 1.0,
-    "um": 1.0,
-    "micron": 1.0,
-    "nanometer": 1e-3,
-    "nm": 1e-3,
-    "millimeter": 1e3,
-    "mm": 1e3,
-    "centimeter": 1e4,
-    "cm": 1e4,
-    "meter": 1e6,
-    "m": 1e6,
-}
 _TIFF_SUFFIXES = (".svs", ".tif", ".tiff")
 
 
@@ -264,7 +250,7 @@ def read_region(
     With ``lazy`` the region is checked but not read: the level's slice is returned (a dask array for
     lazy levels), for :func:`load_roi` to read later, e.g. in a worker thread.
     """
-    from napari_pathup.io.images import to_rgb_uint8
+    from napari_pathup.io.arrays import to_rgb_uint8
 
     rows, cols = region_at_level(levels, region, level)
     h, w = rows.stop - rows.start, cols.stop - cols.start
@@ -285,7 +271,7 @@ def read_region(
 
 def load_roi(image: Any, source: str = "reference") -> np.ndarray:
     """A RoI as (h, w, 3) uint8 in memory: reads a lazy RoI (see ``read_region(lazy=True)``)."""
-    from napari_pathup.io.images import to_rgb_uint8
+    from napari_pathup.io.arrays import to_rgb_uint8
 
     return (
         image
