@@ -107,6 +107,18 @@ def test_invalid_settings_are_reported_without_a_layer(widget, monkeypatch):
     assert "invalid" in widget.estimate_label.value
 
 
+def test_a_reference_smaller_than_the_native_patch_is_refused_before_any_layer(widget, tmp_path, monkeypatch):
+    errors = []
+    monkeypatch.setattr(synth_module, "show_error", errors.append)
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(np.full((4, 4, 3), 200, np.uint8)).save(tiny)
+    widget.reference_file.value = str(tiny)
+    layers = len(widget.viewer.layers)
+    assert widget.start() is None
+    assert len(widget.viewer.layers) == layers
+    assert any("needs a reference of at least" in message for message in errors), errors
+
+
 def test_the_manifest_docks_the_widget(make_napari_viewer):
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-pathup", "Synthesize")

@@ -446,7 +446,9 @@ class SynthesizeWidget(WorkerDock):
     def start(self) -> Any:
         """Start a run in a generator worker; returns the worker (None when the inputs are invalid)."""
         from napari_pathup.engine.estimate import count_work
+        from napari_pathup.engine.plan import available_memory
         from napari_pathup.io import check_output, output_format
+        from napari_pathup.io.atomic import free_bytes
 
         if self.worker is not None:
             show_info(f"{self.title}: already running")
@@ -460,6 +462,9 @@ class SynthesizeWidget(WorkerDock):
                     raise InputError(f"save to {out}: the live output is an OME-Zarr; name it *.ome.zarr")
                 check_output(out, overwrite=False)
             roi, reference_path, placement = self.reference_roi()
+            # the same refusals as the CLI and the library, before a layer or a store exists
+            settings.check_reference(roi.image.shape, f"reference {reference_path or 'RoI'}")
+            settings.check_budget(False, available_memory(), free_bytes(tempfile.gettempdir()))
             stages = count_work(model, settings)
         except (ValueError, OSError) as exc:
             show_error(f"PathUp: {exc}")
