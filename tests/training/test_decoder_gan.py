@@ -20,6 +20,23 @@ from napari_pathup.training.decoder_gan import (
 from napari_pathup.training.loop import make_ema, run_phase
 from napari_pathup.training.train import TrainConfig, train
 
+#: the smallest whole run: tiny presets, 2 iterations a phase, no progress bars
+TINY = dict(
+    ae_preset="tiny",
+    ae_iters=2,
+    ae_batch_size=2,
+    ae_crop=32,
+    gan_batch_size=2,
+    gan_crop=32,
+    preset="tiny",
+    batch_size=2,
+    crop=64,
+    checkpoint_every=2,
+    eval_every=0,
+    reference_size=128,
+    progress=False,
+)
+
 
 def _phase(tiny_dataset: Path, seed: int = 0) -> DecoderGanPhase:
     index = discover(tiny_dataset)
@@ -80,23 +97,11 @@ def test_train_with_gan_and_jitter_exports_the_gan_decoder(tiny_dataset: Path, t
     cfg = TrainConfig(
         data=tiny_dataset,
         out=tmp_path / "model",
-        ae_preset="tiny",
-        ae_iters=2,
-        ae_batch_size=2,
-        ae_crop=32,
         gan_iters=2,
-        gan_batch_size=2,
-        gan_crop=32,
         hed_scale=0.05,
         hed_shift=0.02,
-        preset="tiny",
         iters=2,
-        batch_size=2,
-        crop=64,
-        checkpoint_every=2,
-        eval_every=0,
-        reference_size=128,
-        progress=False,
+        **TINY,
     )
     out = train(cfg, log=lambda _: None)
     meta = json.loads((out / "pathup.json").read_text())
@@ -116,20 +121,7 @@ def test_train_with_gan_and_jitter_exports_the_gan_decoder(tiny_dataset: Path, t
 def test_warm_start_continues_from_a_model_folder(tiny_dataset: Path, tmp_path: Path) -> None:
     """A machine without checkpoints continues from the shipped weights and their iteration count."""
     torch.set_num_threads(1)
-    base = dict(
-        data=tiny_dataset,
-        ae_preset="tiny",
-        ae_iters=2,
-        ae_batch_size=2,
-        ae_crop=32,
-        preset="tiny",
-        batch_size=2,
-        crop=64,
-        checkpoint_every=2,
-        eval_every=0,
-        reference_size=128,
-        progress=False,
-    )
+    base = dict(data=tiny_dataset, **TINY)
     first = train(TrainConfig(out=tmp_path / "a", iters=2, **base), log=lambda _: None)
     second = train(TrainConfig(out=tmp_path / "b", iters=4, init=first, **base), log=lambda _: None)
     meta = json.loads((second / "pathup.json").read_text())
@@ -147,21 +139,7 @@ def test_a_resumed_decoder_may_raise_the_adversarial_weight_and_records_it(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:
     torch.set_num_threads(1)
-    base = dict(
-        data=tiny_dataset,
-        out=tmp_path / "model",
-        ae_preset="tiny",
-        ae_iters=2,
-        ae_batch_size=2,
-        ae_crop=32,
-        gan_batch_size=2,
-        gan_crop=32,
-        checkpoint_every=2,
-        eval_every=0,
-        reference_size=128,
-        progress=False,
-        phases=("autoencoder", "decoder"),
-    )
+    base = dict(data=tiny_dataset, out=tmp_path / "model", phases=("autoencoder", "decoder"), **TINY)
     train(TrainConfig(gan_iters=2, gan_weight=0.5, **base), log=lambda _: None)
     train(TrainConfig(gan_iters=4, gan_weight=2.0, resume=True, **base), log=lambda _: None)
     info = json.loads((tmp_path / "model/checkpoints/decoder/final/trained.json").read_text())

@@ -208,6 +208,19 @@ def _generators(seed: int, stream: int) -> tuple[np.random.Generator, torch.Gene
     return np.random.default_rng([seed, stream]), torch.Generator().manual_seed(seed * 1000 + stream)
 
 
+def save_final(vae: torch.nn.Module, final: Path, info: dict[str, Any]) -> None:
+    """Write a finished phase's autoencoder and ``trained.json`` to ``final``, atomically (temp name,
+    then rename), so that a killed run never leaves a half-written ``final`` that looks finished."""
+    partial = final.with_name(f".{final.name}.partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    vae.save_pretrained(partial, safe_serialization=True)
+    (partial / "trained.json").write_text(json.dumps(info) + "\n")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)
+
+
 def train_autoencoder(
     cfg: TrainConfig,
     index: DatasetIndex,
@@ -292,14 +305,7 @@ def train_autoencoder(
     info = {"iterations": cfg.ae_iters, "latent_mean": mean, "latent_std": std}
     if eval_crops:
         info["psnr"] = round(reconstruct_psnr(vae, to_tensor(eval_crops), device), 2)
-    partial = folder / ".final.partial"
-    if partial.exists():
-        shutil.rmtree(partial)
-    vae.save_pretrained(partial, safe_serialization=True)
-    (partial / "trained.json").write_text(json.dumps(info) + "\n")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(partial, final)
+    save_final(vae, final, info)
     log(
         f"autoencoder: done in {result.seconds / 60:.1f} min; hold-out PSNR {info.get('psnr', 'n/a')} dB, "
         f"latent mean {mean:.3f} std {std:.3f}"
@@ -534,14 +540,7 @@ def train_decoder(
         "adversarial_weight_from_iteration": _merge_schedule(schedule),
         **{k: round(v, 3) for k, v in phase.evaluate().items()},
     }
-    partial = folder / ".final.partial"
-    if partial.exists():
-        shutil.rmtree(partial)
-    vae.save_pretrained(partial, safe_serialization=True)
-    (partial / "trained.json").write_text(json.dumps(info) + "\n")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(partial, final)
+    save_final(vae, final, info)
     log(f"decoder: done in {result.seconds / 60:.1f} min; {info}")
     return vae, info
 
