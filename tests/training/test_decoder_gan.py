@@ -133,6 +133,9 @@ def test_warm_start_continues_from_a_model_folder(tiny_dataset: Path, tmp_path: 
     a = load_file(first / "autoencoder" / "diffusion_pytorch_model.safetensors")
     b = load_file(second / "autoencoder" / "diffusion_pytorch_model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)  # the same autoencoder, not retrained
+    first_meta = json.loads((first / "pathup.json").read_text())["training"]
+    assert meta["training"]["autoencoder"] == first_meta["autoencoder"]  # its record travels with it
+    assert meta["training"]["decoder"] == first_meta["decoder"]
 
 
 def test_a_resumed_decoder_may_raise_the_adversarial_weight_and_records_it(

@@ -475,6 +475,8 @@ def train_decoder(
         gan_optimizer,
     )
 
+    if cfg.init is not None and cfg.autoencoder is None:  # the model's decoder, as it was trained
+        return vae, _recorded(cfg.init, "decoder")
     if cfg.gan_iters < 1 or cfg.autoencoder is not None or cfg.init is not None:
         return vae, {}
     if not isinstance(vae, AutoencoderTiny):
