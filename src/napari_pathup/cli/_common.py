@@ -16,21 +16,6 @@ import sys
 from typing import Any
 
 SIZE = re.compile(r"^(\d+)(?:x(\d+))?$")
-#: the settings the sampling flags set (``--size``, ``--class`` and ``--seed`` are added per command)
-SAMPLING_FIELDS = (
-    "steps",
-    "strength",
-    "upscale_strength",
-    "guidance",
-    "patch_size",
-    "overlap",
-    "weights",
-    "sigma",
-    "jitter",
-    "batch_size",
-    "scheduler",
-    "reference_size",
-)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -156,7 +141,7 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, old_scheduler_flag: 
     ``--scheduler`` still works, with a deprecation message (``pathup augment`` gives
     ``--scheduler`` to the Dask address for one more release instead).
     """
-    from napari_pathup.engine.plan import SETTINGS, WEIGHT_MODES
+    from napari_pathup.engine.plan import SAMPLING_FIELDS, SETTINGS, WEIGHT_MODES
 
     types = {
         "strength": float,
@@ -205,6 +190,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, old_scheduler_flag: 
 def sampling_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The :class:`~napari_pathup.engine.pipeline.SynthesisSettings` fields the user gave (plus
     ``--size``), by field name; unset flags are left out so that the library's defaults apply."""
+    from napari_pathup.engine.plan import SAMPLING_FIELDS
+
     given = {name: getattr(args, name) for name in SAMPLING_FIELDS if getattr(args, name, None) is not None}
     size = getattr(args, "size", None)
     if size is not None:

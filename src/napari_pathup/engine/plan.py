@@ -64,6 +64,23 @@ class Setting:
 
 
 #: every setting, in the order ``--help`` lists them (``--size`` sets height and width)
+#: the sampling settings, as the CLI's sampling flags and the widget's fields set them (size, class and
+#: seed are set per command)
+SAMPLING_FIELDS = (
+    "steps",
+    "strength",
+    "upscale_strength",
+    "guidance",
+    "patch_size",
+    "overlap",
+    "weights",
+    "sigma",
+    "jitter",
+    "batch_size",
+    "scheduler",
+    "reference_size",
+)
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("height", "--size", "output height in pixels, a multiple of the autoencoder factor"),
     Setting("width", "--size", "output width in pixels, a multiple of the autoencoder factor"),

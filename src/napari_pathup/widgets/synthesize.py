@@ -43,6 +43,7 @@ from qtpy.QtCore import QTimer
 
 from napari_pathup.engine.events import Finished, PatchPreview, StageStarted, TileDecoded
 from napari_pathup.engine.pipeline import SynthesisSettings, synthesize
+from napari_pathup.engine.plan import SAMPLING_FIELDS
 from napari_pathup.engine.weights import WEIGHT_MODES
 from napari_pathup.errors import InputError
 from napari_pathup.io.live_zarr import LiveOmeZarr
@@ -77,20 +78,9 @@ REFRESH_INTERVAL = 0.1
 PROGRESS_INTERVAL = 0.5
 #: gap between the RoI and the synthetic layer placed to its right, as a fraction of the RoI's width
 PLACEMENT_GAP = 0.05
-#: the sampling settings whose fields show the model's resolved defaults
-SAMPLING_FIELDS = (
-    "steps",
-    "strength",
-    "upscale_strength",
-    "guidance",
-    "patch_size",
-    "overlap",
-    "weights",
-    "sigma",
-    "scheduler",
-    "reference_size",
-    "batch_size",
-)
+#: the sampling settings whose fields show the model's resolved defaults (jitter is a checkbox of its own,
+#: always sent)
+DEFAULT_FIELDS = tuple(name for name in SAMPLING_FIELDS if name != "jitter")
 
 
 @dataclass(frozen=True)
@@ -331,7 +321,7 @@ class SynthesizeWidget(WorkerDock):
 
     def settings(self) -> SynthesisSettings:
         """The run's settings: sampling values only where the user changed them (else the model decides)."""
-        chosen = {name: self.fields[name].value for name in SAMPLING_FIELDS if name in self._user_set}
+        chosen = {name: self.fields[name].value for name in DEFAULT_FIELDS if name in self._user_set}
         if chosen.get("scheduler") == MODEL_SCHEDULER:
             chosen["scheduler"] = None
         return SynthesisSettings(
