@@ -216,3 +216,30 @@ def add_size_argument(parser: argparse.ArgumentParser, help_text: str = "output 
         help=f"{help_text}, a multiple of the autoencoder factor "
         f"(default: {defaults.width}x{defaults.height})",
     )
+
+
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``pathup train`` settings both training paths share (data, hold-outs, run), by field name."""
+    return {
+        "min_tissue": args.min_tissue,
+        "reference_size": args.reference_size,
+        "checkpoint_every": args.checkpoint_every,
+        "eval_every": args.eval_every,
+        "resume": args.resume,
+        "seed": args.seed,
+        "device": args.device,
+        "threads": args.threads,
+        "holdout": args.holdout,
+        "splits": tuple(s.strip() for s in args.split.split(",") if s.strip()),
+        "max_images_per_class": args.max_images_per_class,
+        "defaults": dict(args.defaults),
+        "progress": not args.quiet,
+    }
+
+
+def trained_message(out: Any) -> str:
+    """What ``pathup train`` says when a model folder is written."""
+    return (
+        f"pathup train: wrote {out}; synthesise with: "
+        f"pathup synthesize --model {out} --class CLASS --out OUT.png"
+    )

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from napari_pathup.cli._common import number, positive_int, whole
+from napari_pathup.cli._common import number, positive_int, run_settings, trained_message, whole
 from napari_pathup.cli.train_text_to_image import add_arguments as add_fine_tune_arguments
 from napari_pathup.cli.train_text_to_image import run_fine_tune
 
@@ -206,23 +206,8 @@ def execute(args: argparse.Namespace) -> int:
         hed_shift=args.hed_jitter[1],
         init=args.init,
         phases=tuple(s.strip() for s in args.phases.split(",") if s.strip()),
-        min_tissue=args.min_tissue,
-        reference_size=args.reference_size,
-        checkpoint_every=args.checkpoint_every,
-        eval_every=args.eval_every,
-        resume=args.resume,
-        seed=args.seed,
-        device=args.device,
-        threads=args.threads,
-        holdout=args.holdout,
-        splits=tuple(s.strip() for s in args.split.split(",") if s.strip()),
-        max_images_per_class=args.max_images_per_class,
-        defaults=dict(args.defaults),
-        progress=not args.quiet,
+        **run_settings(args),
     )
     out = train(config)
-    print(
-        f"pathup train: wrote {out}; synthesise with: "
-        f"pathup synthesize --model {out} --class CLASS --out OUT.png"
-    )
+    print(trained_message(out))
     return 0

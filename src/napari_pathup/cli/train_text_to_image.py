@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from napari_pathup.cli._common import run_settings, trained_message
 from napari_pathup.errors import InputError
 from napari_pathup.training import MIXED_PRECISION
 
@@ -126,24 +127,9 @@ def run_fine_tune(args: argparse.Namespace) -> int:
         prompt_template=args.prompt_template,
         label_dropout=args.label_dropout,
         overview_fraction=args.overview_fraction,
-        min_tissue=args.min_tissue,
-        reference_size=args.reference_size,
-        checkpoint_every=args.checkpoint_every,
-        eval_every=args.eval_every,
-        resume=args.resume,
-        seed=args.seed,
-        device=args.device,
-        threads=args.threads,
-        holdout=args.holdout,
-        splits=tuple(s.strip() for s in args.split.split(",") if s.strip()),
-        max_images_per_class=args.max_images_per_class,
-        defaults=dict(args.defaults),
-        progress=not args.quiet,
+        **run_settings(args),
     )
     out = fine_tune(config)
     if int(os.environ.get("RANK", "0")) == 0:  # the main process of a multi-process run speaks
-        print(
-            f"pathup train: wrote {out}; synthesise with: "
-            f"pathup synthesize --model {out} --class CLASS --out OUT.png"
-        )
+        print(trained_message(out))
     return 0

@@ -8,6 +8,7 @@ interrupted run always resumes from a whole checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -22,6 +23,15 @@ from safetensors.torch import load_file, save_file
 from napari_pathup.errors import InputError
 
 LATEST = "latest.json"
+
+
+def settings_json(config: Any) -> dict[str, Any]:
+    """A run's settings dataclass as JSON values (paths as strings, tuples as lists), as checkpoints and
+    ``pathup.json`` record them."""
+    return {
+        k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+        for k, v in dataclasses.asdict(config).items()
+    }
 
 
 def _cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

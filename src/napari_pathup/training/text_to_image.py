@@ -46,7 +46,7 @@ from napari_pathup.models.base import Autoencoder, PathupModel
 from napari_pathup.models.conditioning import SCALES, TextConditioner
 from napari_pathup.models.layout import PATHUP_JSON
 from napari_pathup.training import MIXED_PRECISION
-from napari_pathup.training.checkpoint import latest_checkpoint
+from napari_pathup.training.checkpoint import latest_checkpoint, settings_json
 from napari_pathup.training.data import (
     CELL,
     CropSampler,
@@ -125,11 +125,7 @@ class FineTuneConfig:
     progress: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return {
-            k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
-            for k, v in d.items()
-        }
+        return settings_json(self)
 
 
 # ---------------------------------------------------------------------------------------- processes

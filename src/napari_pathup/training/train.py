@@ -8,7 +8,6 @@ the finished autoencoder (``autoencoder/final``) and the cached training latents
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -24,7 +23,7 @@ import torch
 from napari_pathup.errors import InputError, ModelLoadError
 from napari_pathup.models.base import Autoencoder
 from napari_pathup.training.augmentation import HedJitter
-from napari_pathup.training.checkpoint import latest_checkpoint
+from napari_pathup.training.checkpoint import latest_checkpoint, settings_json
 from napari_pathup.training.data import (
     CropSampler,
     DatasetIndex,
@@ -128,11 +127,7 @@ class TrainConfig:
     progress: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return {
-            k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
-            for k, v in d.items()
-        }
+        return settings_json(self)
 
 
 def dataset_fingerprint(index: DatasetIndex) -> dict[str, Any]:
