@@ -203,6 +203,15 @@ def _generators(seed: int, stream: int) -> tuple[np.random.Generator, torch.Gene
     return np.random.default_rng([seed, stream]), torch.Generator().manual_seed(seed * 1000 + stream)
 
 
+def finished_info(final: Path, iterations: int) -> dict[str, Any] | None:
+    """The ``trained.json`` that :func:`save_final` wrote, when that phase finished ``iterations``."""
+    marker = final / "trained.json"
+    if not marker.is_file():
+        return None
+    info = json.loads(marker.read_text())
+    return info if info.get("iterations") == iterations else None
+
+
 def save_final(vae: torch.nn.Module, final: Path, info: dict[str, Any]) -> None:
     """Write a finished phase's autoencoder and ``trained.json`` to ``final``, atomically (temp name,
     then rename), so that a killed run never leaves a half-written ``final`` that looks finished."""
@@ -247,9 +256,7 @@ def train_autoencoder(
     if cfg.ae_iters < 1:
         raise InputError("--ae-iters must be at least 1 unless --autoencoder names a trained one")
     folder, final = ckpt / "autoencoder", ckpt / "autoencoder" / "final"
-    marker = final / "trained.json"
-    if marker.is_file() and json.loads(marker.read_text()).get("iterations") == cfg.ae_iters:
-        info = json.loads(marker.read_text())
+    if (info := finished_info(final, cfg.ae_iters)) is not None:
         log(
             f"autoencoder: finished earlier ({cfg.ae_iters} iterations, "
             f"hold-out PSNR {info.get('psnr', 'n/a')} dB)"
@@ -477,9 +484,7 @@ def train_decoder(
     if not isinstance(vae, AutoencoderTiny):
         raise InputError("the decoder phase trains an AutoencoderTiny decoder")
     folder, final = ckpt / "decoder", ckpt / "decoder" / "final"
-    marker = final / "trained.json"
-    if marker.is_file() and json.loads(marker.read_text()).get("iterations") == cfg.gan_iters:
-        info = json.loads(marker.read_text())
+    if (info := finished_info(final, cfg.gan_iters)) is not None:
         log(f"decoder: finished earlier ({cfg.gan_iters} iterations, {info})")
         return AutoencoderTiny.from_pretrained(final, use_safetensors=True, local_files_only=True), info
     if "decoder" not in cfg.phases:
