@@ -2,7 +2,7 @@
 runs, and the quality measures (PSNR, matched Fréchet distances, stain statistics, sharpness, nucleus
 morphology, a linear probe), and the contact sheet.
 
-Everything reads the hold-out rectangles through ``napari_pathup.training.data`` so that the
+Everything reads the hold-out rectangles through ``napari_pathup.datasets`` so that the
 benchmark and training agree on which pixels are held out.
 """
 
@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_pathup.datasets import DatasetIndex, tissue_mask, training_regions
 from napari_pathup.engine.events import Finished, StageStarted, TileDecoded
 from napari_pathup.engine.pipeline import SynthesisSettings, synthesize
 from napari_pathup.models.base import DenoiserFn, PathupModel
-from napari_pathup.training.data import DatasetIndex, tissue_mask, training_regions
 
 # ------------------------------------------------------------------------------------------ crops
 

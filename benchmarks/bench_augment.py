@@ -8,7 +8,7 @@ default model (copied to a temp folder first, so its checksum cannot change unde
 
 - **plain loop**: one process, the model loaded once, then for every item read the reference, run
   the engine (``engine.pipeline.run``) and write the OME-Zarr, with 1 torch thread;
-- **augment**: :func:`napari_pathup.scale.augment.augment` on a new LocalCluster of N worker
+- **augment**: :func:`napari_pathup.augmentation.run.augment` on a new LocalCluster of N worker
   processes with T torch threads each, into a new store. "wall" includes starting the cluster and
   checking the inputs and the model; "run" is from submitting the items to the last one done
   (each worker imports torch and loads the model on its first item inside it).
@@ -37,15 +37,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_info, markdown_table
+from napari_pathup.augmentation.manifest import MANIFEST_NAME, read_manifest
+from napari_pathup.augmentation.plan import plan_items
+from napari_pathup.augmentation.run import augment
+from napari_pathup.datasets import discover
 from napari_pathup.engine.pipeline import SynthesisSettings, run
 from napari_pathup.io.images import read_image
 from napari_pathup.io.ome_zarr import read_ome_zarr, write_ome_zarr
 from napari_pathup.models.default import default_model_path
 from napari_pathup.models.load import load_model
-from napari_pathup.scale.augment import augment
-from napari_pathup.scale.manifest import MANIFEST_NAME, read_manifest
-from napari_pathup.scale.plan import plan_items
-from napari_pathup.training.data import discover
 
 
 def load() -> str:

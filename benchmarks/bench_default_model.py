@@ -87,6 +87,7 @@ from _quality import (
     upsample,
     with_tissue,
 )
+from napari_pathup.datasets import DatasetIndex, discover
 from napari_pathup.engine.pipeline import SynthesisSettings
 from napari_pathup.engine.seams import seam_measure
 from napari_pathup.io.images import read_image
@@ -94,7 +95,7 @@ from napari_pathup.metrics import FeatureExtractor, extract_features, get_extrac
 from napari_pathup.metrics.nuclei import haematoxylin_threshold
 from napari_pathup.models.base import PathupModel
 from napari_pathup.models.load import load_model
-from napari_pathup.training.data import DatasetIndex, TrainingImages, discover, load_images
+from napari_pathup.training.data import TrainingImages, load_images
 from napari_pathup.training.export import choose_references
 
 CROP = 256

@@ -23,11 +23,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_info, markdown_table
+from napari_pathup.datasets import discover
 from napari_pathup.training.autoencoder import AutoencoderPhase, build_autoencoder, reconstruct_psnr
 from napari_pathup.training.data import (
     CropSampler,
     build_sources,
-    discover,
     holdout_crops,
     load_images,
     to_tensor,

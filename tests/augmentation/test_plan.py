@@ -12,8 +12,8 @@ from PIL import Image
 from helpers import rgb
 from napari_pathup.augmentation.manifest import COLUMNS, ManifestRow, read_manifest, write_manifest
 from napari_pathup.augmentation.plan import item_seed, plan_items
+from napari_pathup.datasets import discover
 from napari_pathup.errors import InputError
-from napari_pathup.training.data import discover
 
 
 def make_images(folder: Path, names: list[str]) -> None:

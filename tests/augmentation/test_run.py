@@ -19,10 +19,10 @@ from napari_pathup.augmentation.manifest import MANIFEST_NAME, read_manifest
 from napari_pathup.augmentation.plan import plan_items
 from napari_pathup.augmentation.run import augment, stale_temporaries, wait_for_active
 from napari_pathup.augmentation.worker import model_loads
+from napari_pathup.datasets import discover
 from napari_pathup.errors import InputError
 from napari_pathup.io.atomic import PARTIAL_MARKER
 from napari_pathup.io.ome_zarr import ome_zarr_level_shapes, read_ome_zarr, read_ome_zarr_attrs
-from napari_pathup.training.data import discover
 
 # the fault hooks below run inside the worker processes, which cannot import this test module
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -5,8 +5,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from napari_pathup.engine.grid import PatchGrid, axis_starts, default_patch_size, jitter_range
+from napari_pathup.engine.grid import PatchGrid, default_patch_size
 from napari_pathup.engine.weights import WEIGHT_MODES, BlendWeights, window_1d
+from napari_pathup.geometry import jitter_range, window_starts
 
 
 @st.composite
@@ -60,9 +61,9 @@ def test_weights_sum_to_one_everywhere(grid, mode, sigma):
 
 
 def test_stride_follows_patch_and_overlap():
-    assert axis_starts(256, 64, 16) == [0, 48, 96, 144, 192]
-    assert axis_starts(100, 64, 16) == [0, 36]
-    assert axis_starts(64, 64, 16) == [0]
+    assert window_starts(256, 64, 16) == [0, 48, 96, 144, 192]
+    assert window_starts(100, 64, 16) == [0, 36]
+    assert window_starts(64, 64, 16) == [0]
     # the public PathUp code: 64-latent patches at stride 16 on a 2048 px (256 latent) image
     assert len(PatchGrid(256, 256, 64, 48)) == 13 * 13
 

@@ -98,7 +98,7 @@ def test_resized_source_matches_interpolate_tile_by_tile():
     image = torch.rand(3, 40, 56) * 2 - 1
     full = F.interpolate(image[None], size=(160, 224), mode="bicubic", align_corners=False).clamp(-1, 1)
     source = resized_source(image, 160, 224)
-    from napari_pathup.engine.grid import Box
+    from napari_pathup.geometry import Box
 
     for box in (Box(0, 0, 64, 64), Box(96, 160, 160, 224), Box(37, 11, 101, 75)):
         torch.testing.assert_close(

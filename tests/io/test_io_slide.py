@@ -10,9 +10,10 @@ import tifffile
 
 from helpers import rgb
 from napari_pathup.errors import InputError
+from napari_pathup.geometry import Box
 from napari_pathup.io import write_image
 from napari_pathup.io.ome_zarr import ome_zarr_pixel_size, write_ome_zarr
-from napari_pathup.io.slide import Region, choose_level, open_slide, read_region, roi_from_levels
+from napari_pathup.io.slide import choose_level, open_slide, read_region, roi_from_levels
 
 SVS = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_small_region.svs"
 
@@ -35,7 +36,7 @@ def test_svs_opens_lazily_with_its_microns_per_pixel():
     assert level.shape == (2967, 2220, 3) and level.dtype == np.uint8
     assert not isinstance(level, np.ndarray)  # dask: nothing read yet
     whole = tifffile.imread(SVS)
-    roi = read_region(slide.levels, Region(100, 2000, 640, 512))
+    roi = read_region(slide.levels, Box.from_xywh(100, 2000, 640, 512))
     np.testing.assert_array_equal(roi, whole[2000:2512, 100:740])
 
 
@@ -44,7 +45,7 @@ def test_pyramidal_ome_tiff_levels_and_region_at_a_coarser_level(tmp_path):
     slide = open_slide(pyramidal_ome_tiff(tmp_path / "slide.ome.tif", image))
     assert [level.shape[:2] for level in slide.levels] == [(512, 768), (256, 384), (128, 192)]
     assert slide.mpp == pytest.approx(0.25) and slide.downsamples == [1.0, 2.0, 4.0]
-    region = Region(64, 128, 256, 128)
+    region = Box.from_xywh(64, 128, 256, 128)
     np.testing.assert_array_equal(read_region(slide.levels, region, 0), image[128:256, 64:320])
     np.testing.assert_array_equal(read_region(slide.levels, region, 1), image[::2, ::2][64:128, 32:160])
     # 1 µm/px is nearest to level 2 (4 x 0.25); the RoI's pixel size follows its level
@@ -72,7 +73,7 @@ def test_image_without_pixel_size_falls_back_and_says_so(tmp_path):
     write_image(png, rgb(64, 96))
     slide = open_slide(png)
     assert slide.mpp is None
-    roi = roi_from_levels(slide.levels, None, Region(0, 0, 32, 32), model_mpp=0.5)
+    roi = roi_from_levels(slide.levels, None, Box.from_xywh(0, 0, 32, 32), model_mpp=0.5)
     assert roi.pixel_size == 0.5 and "records no pixel size" in roi.notes[0] and "0.5" in roi.notes[0]
     bare = roi_from_levels(slide.levels, None, None)
     assert bare.pixel_size is None and bare.image.shape == (64, 96, 3) and "no unit" in bare.notes[0]
@@ -90,15 +91,15 @@ def test_image_without_pixel_size_falls_back_and_says_so(tmp_path):
 )
 def test_bad_region_text_is_refused(text, message):
     with pytest.raises(InputError, match=message):
-        Region.parse(text)
+        Box.parse_xywh(text)
 
 
 def test_region_outside_too_small_or_bad_level_is_refused():
     slide = open_slide(SVS)
     with pytest.raises(InputError, match=r"not inside the image of 2220x2967 pixels"):
-        read_region(slide.levels, Region(2000, 0, 512, 512))
+        read_region(slide.levels, Box.from_xywh(2000, 0, 512, 512))
     with pytest.raises(InputError, match="smaller than the model's native patch of 128x128"):
-        read_region(slide.levels, Region(0, 0, 100, 512), min_size=128)
+        read_region(slide.levels, Box.from_xywh(0, 0, 100, 512), min_size=128)
     with pytest.raises(InputError, match="level 3 does not exist; the slide has 1 level"):
         choose_level(slide.levels, slide.mpp, level=3)
     with pytest.raises(InputError, match="not both"):

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from napari_pathup.datasets import discover
 from napari_pathup.training.autoencoder import build_autoencoder
-from napari_pathup.training.data import CropSampler, build_sources, discover, holdout_crops, load_images
+from napari_pathup.training.data import CropSampler, build_sources, holdout_crops, load_images
 from napari_pathup.training.decoder_gan import (
     DecoderGanPhase,
     PatchDiscriminator,

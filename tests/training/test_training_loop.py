@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from napari_pathup.datasets import discover
 from napari_pathup.training.autoencoder import (
     AutoencoderPhase,
     LossWeights,
@@ -18,7 +19,7 @@ from napari_pathup.training.autoencoder import (
     stain_densities,
 )
 from napari_pathup.training.checkpoint import latest_checkpoint, load_optimizer, optimizer_tensors
-from napari_pathup.training.data import CropSampler, build_sources, discover, holdout_crops, load_images
+from napari_pathup.training.data import CropSampler, build_sources, holdout_crops, load_images
 from napari_pathup.training.loop import make_ema, run_phase
 
 

@@ -21,9 +21,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from napari_pathup.datasets import DatasetIndex, ImageEntry
 from napari_pathup.errors import InputError
 from napari_pathup.io.atomic import split_suffixes
-from napari_pathup.training.data import DatasetIndex, ImageEntry
 
 OUTPUT_SUFFIX = ".ome.zarr"
 #: seeds stay below 2**62: the engine adds an offset for its jitter generator and torch takes < 2**64

@@ -384,8 +384,8 @@ def augment(
         InputError: bad inputs, settings or store, before anything is written.
         KeyboardInterrupt: after the manifest and the report were brought up to date from the disk.
     """
+    from napari_pathup.datasets import discover
     from napari_pathup.engine.plan import available_memory
-    from napari_pathup.training.data import discover
 
     SynthesisSettings(**{**settings, "class_name": "any"}).check()  # ranges first: milliseconds
     store = Path(store).expanduser().resolve()

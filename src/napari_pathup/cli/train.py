@@ -163,10 +163,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def execute(args: argparse.Namespace) -> int:
     if args.base is not None:
         return run_fine_tune(args)
+    from napari_pathup.datasets import CELL
     from napari_pathup.errors import InputError
     from napari_pathup.models.build import DENOISER_PRESETS
     from napari_pathup.training.autoencoder import AUTOENCODER_PRESETS
-    from napari_pathup.training.data import CELL
     from napari_pathup.training.train import TrainConfig, train
 
     for flag, value, presets in (

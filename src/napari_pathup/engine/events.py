@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_pathup.engine.grid import Box
+from napari_pathup.geometry import Box
 
 
 @dataclass(frozen=True)

@@ -10,33 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from napari_pathup.geometry import Box, jitter_range, window_starts
+
 if TYPE_CHECKING:  # torch is imported where a grid draws its jitter, so plans stay import-light
     import torch
-
-
-@dataclass(frozen=True, order=True)
-class Box:
-    """A latent rectangle ``[y0, y1) x [x0, x1)``."""
-
-    y0: int
-    x0: int
-    y1: int
-    x1: int
-
-    @property
-    def height(self) -> int:
-        return self.y1 - self.y0
-
-    @property
-    def width(self) -> int:
-        return self.x1 - self.x0
-
-    def scaled(self, factor: int) -> Box:
-        """The same box in a space ``factor`` times larger (latent → pixels)."""
-        return Box(self.y0 * factor, self.x0 * factor, self.y1 * factor, self.x1 * factor)
-
-    def slices(self) -> tuple[slice, slice]:
-        return slice(self.y0, self.y1), slice(self.x0, self.x1)
 
 
 def _check_sizes(length: int, patch: int, overlap: int, axis: str) -> None:
@@ -53,39 +30,6 @@ def _check_sizes(length: int, patch: int, overlap: int, axis: str) -> None:
             f"patch_size ({patch}) is larger than the latent {axis} ({length}); "
             f"use a patch of at most {length} latent pixels or a larger output"
         )
-
-
-def axis_starts(length: int, patch: int, overlap: int, offset: int = 0) -> list[int]:
-    """Start positions along one axis: stride ``patch - overlap``, last snapped to ``length - patch``.
-
-    ``offset`` shifts the interior starts (jitter); it must lie in :func:`jitter_range` so that
-    coverage is kept. The first box always starts at 0 and the last ends at ``length``.
-    """
-    _check_sizes(length, patch, overlap, "size")
-    stride = patch - overlap
-    low, high = jitter_range(patch, overlap)
-    if not low <= offset <= high:
-        raise ValueError(f"grid offset {offset} outside [{low}, {high}] for patch {patch}, overlap {overlap}")
-    last = length - patch
-    starts = [0]
-    k = 1
-    while (start := k * stride + offset) < last:
-        starts.append(start)
-        k += 1
-    if last > 0:
-        starts.append(last)
-    return starts
-
-
-def jitter_range(patch: int, overlap: int) -> tuple[int, int]:
-    """Offsets ``[low, high]`` = ``-(stride // 2) .. min(overlap // 2, stride // 2)``.
-
-    A positive offset shrinks the overlap between the first box and the next one by that much, so
-    it is kept to half the overlap: every pair of neighbouring boxes still blends over at least
-    half the overlap (a larger offset would open a gap after the first box).
-    """
-    stride = patch - overlap
-    return -(stride // 2), min(overlap // 2, stride // 2)
 
 
 @dataclass(frozen=True)
@@ -108,7 +52,10 @@ class PatchGrid:
     def starts(self, offset: tuple[int, int] = (0, 0)) -> tuple[list[int], list[int]]:
         """Row and column starts for a grid shifted by ``offset`` = (dy, dx)."""
         p, o = self.patch_size, self.overlap
-        return axis_starts(self.height, p, o, offset[0]), axis_starts(self.width, p, o, offset[1])
+        return (
+            window_starts(self.height, p, o, edge="snap", offset=offset[0]),
+            window_starts(self.width, p, o, edge="snap", offset=offset[1]),
+        )
 
     def boxes(self, offset: tuple[int, int] = (0, 0)) -> list[Box]:
         """The boxes in raster order for a grid shifted by ``offset`` = (dy, dx)."""

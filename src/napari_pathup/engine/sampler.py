@@ -27,9 +27,10 @@ from diffusers import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from napari_pathup.engine.events import Event, PatchPreview, StepStarted
-from napari_pathup.engine.grid import Box, PatchGrid
+from napari_pathup.engine.grid import PatchGrid
 from napari_pathup.engine.preview import LatentPreviewer
 from napari_pathup.engine.weights import BlendWeights, window_1d
+from napari_pathup.geometry import Box
 from napari_pathup.models.base import DenoiserFn
 
 

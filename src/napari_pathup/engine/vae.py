@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from napari_pathup.engine.events import TileDecoded
-from napari_pathup.engine.grid import Box, PatchGrid
+from napari_pathup.engine.grid import PatchGrid
 from napari_pathup.engine.preview import to_uint8
 from napari_pathup.engine.weights import BlendWeights, window_1d
+from napari_pathup.geometry import Box
 from napari_pathup.models.base import Autoencoder
 
 #: a function giving the pixels of a box of the image to encode, as (1, 3, h, w) in [-1, 1]

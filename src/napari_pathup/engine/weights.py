@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from napari_pathup.engine.grid import Box
 from napari_pathup.engine.plan import WEIGHT_MODES
+from napari_pathup.geometry import Box
 
 
 def window_1d(mode: str, patch_size: int, overlap: int, sigma: float = 0.3) -> torch.Tensor:

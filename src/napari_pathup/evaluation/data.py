@@ -3,7 +3,7 @@
 An *item* is one image to classify, or one RoI cut from it (``roi_size``); its *group* is the
 source image, or the slide/patient when the data says so (BRACS file names ``BRACS_<slide>_...``
 or a groups CSV). A synthetic item takes the group of its reference image, read from the STORE's
-manifest (:func:`read_synthetic_records`).
+manifest (:func:`~napari_pathup.datasets.read_synthetic_records`).
 """
 
 from __future__ import annotations
@@ -16,16 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_pathup.augmentation.manifest import MANIFEST_NAME
-from napari_pathup.engine.grid import Box
+from napari_pathup.datasets import discover, find_manifest, read_synthetic_records, tissue_mask
 from napari_pathup.errors import InputError
+from napari_pathup.geometry import Box, window_starts
 from napari_pathup.io.images import image_shape, read_image
-from napari_pathup.training.data import discover, tissue_mask
 
-#: manifest file names looked for in a STORE, in order
-MANIFEST_NAMES: tuple[str, ...] = (MANIFEST_NAME, "manifest.parquet")
-#: manifest columns ``pathup evaluate`` needs (the augment manifest has more: seed, settings, checksum)
-MANIFEST_COLUMNS: tuple[str, ...] = ("output", "class", "reference", "status")
 #: BRACS RoI file names start with the slide they were cut from: BRACS_<slide>_<CLASS>_<n>.png
 BRACS_SLIDE = re.compile(r"^(BRACS_\d+)_")
 
@@ -33,7 +28,7 @@ BRACS_SLIDE = re.compile(r"^(BRACS_\d+)_")
 @dataclass(frozen=True)
 class EvaluationItem:
     """One image (or RoI of one) to classify. ``box`` is the RoI in ``path``'s level 0 pixels (the
-    package's one rectangle type, :class:`~napari_pathup.engine.grid.Box`), or None for the whole image."""
+    package's one rectangle type, :class:`~napari_pathup.geometry.Box`), or None for the whole image."""
 
     name: str
     path: Path
@@ -47,16 +42,6 @@ class EvaluationItem:
         if self.box is None:
             return image
         return image[self.box.slices()]
-
-
-@dataclass(frozen=True)
-class SyntheticRecord:
-    """A finished row of an augment manifest."""
-
-    output: Path
-    class_name: str
-    reference: str
-    seed: str = ""
 
 
 @dataclass
@@ -118,12 +103,9 @@ def roi_boxes(image: np.ndarray, roi_size: int, min_tissue: float) -> list[Box]:
     h, w = image.shape[:2]
     if h < roi_size or w < roi_size:
         return [Box(0, 0, h, w)] if tissue_mask(image).mean() >= min_tissue else []
-    boxes = []
-    for y in range(0, h - roi_size + 1, roi_size):
-        for x in range(0, w - roi_size + 1, roi_size):
-            if tissue_mask(image[y : y + roi_size, x : x + roi_size]).mean() >= min_tissue:
-                boxes.append(Box(y, x, y + roi_size, x + roi_size))
-    return boxes
+    ys, xs = window_starts(h, roi_size, edge="drop"), window_starts(w, roi_size, edge="drop")
+    boxes = (Box(y, x, y + roi_size, x + roi_size) for y in ys for x in xs)
+    return [b for b in boxes if tissue_mask(image[b.slices()]).mean() >= min_tissue]
 
 
 def _items_of(
@@ -202,65 +184,6 @@ def collect_real(
 
 
 # ---------------------------------------------------------------------------------------- synthetic
-
-
-def find_manifest(store: Path) -> Path:
-    """The manifest file of an augment STORE; :class:`InputError` naming the store when there is none."""
-    if not store.is_dir():
-        raise InputError(
-            f"synthetic store {store}: no such folder (expected the --out folder of pathup augment)"
-        )
-    for name in MANIFEST_NAMES:
-        if (store / name).is_file():
-            return store / name
-    raise InputError(
-        f"synthetic store {store} has no manifest ({' or '.join(MANIFEST_NAMES)}); expected the --out folder "
-        "of pathup augment"
-    )
-
-
-def read_synthetic_records(store: str | Path) -> list[SyntheticRecord]:
-    """The finished (``status == "done"``) rows of a STORE's manifest.
-
-    The contract: a CSV (or Parquet) with at least the columns ``output`` (the OME-Zarr image, relative
-    to the store or absolute), ``class``, ``reference`` (the real image it was synthesised from,
-    relative to DATA or absolute) and ``status``; ``seed`` is kept when present. Rows of any other
-    status (pending, failed) are ignored. Every ``done`` output must exist.
-    """
-    store = Path(store).expanduser()
-    path = find_manifest(store)
-    try:
-        if path.suffix == ".parquet":
-            import pandas as pd
-
-            rows = pd.read_parquet(path).astype(str).to_dict("records")
-            columns = set(rows[0]) if rows else set()
-        else:
-            with path.open(newline="", encoding="utf-8") as f:
-                reader = csv.DictReader(f)
-                rows = list(reader)
-                columns = set(reader.fieldnames or ())
-    except Exception as exc:
-        raise InputError(f"manifest {path}: cannot read it: {type(exc).__name__}: {exc}") from exc
-    missing = [c for c in MANIFEST_COLUMNS if c not in columns]
-    if missing:
-        raise InputError(
-            f"manifest {path}: missing column(s) {', '.join(missing)}; expected {', '.join(MANIFEST_COLUMNS)}"
-        )
-    records = []
-    for row in rows:
-        if str(row["status"]).strip() != "done":
-            continue
-        output = Path(row["output"])
-        output = output if output.is_absolute() else store / output
-        if not output.exists():
-            raise InputError(f"manifest {path}: output {row['output']} is marked done but does not exist")
-        records.append(
-            SyntheticRecord(output, str(row["class"]), str(row["reference"]), str(row.get("seed", "")))
-        )
-    if not records:
-        raise InputError(f"manifest {path} lists no finished (status done) image")
-    return records
 
 
 def _reference_group(reference: str, data: EvaluationData, by_path: dict[Path, str]) -> str:

@@ -19,14 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_pathup.datasets import tissue_mask
 from napari_pathup.errors import InputError
 from napari_pathup.evaluation.data import EvaluationData, EvaluationItem
 from napari_pathup.evaluation.folds import check_fold_count, make_folds
 from napari_pathup.evaluation.mil import MILSettings, train_mil
 from napari_pathup.evaluation.report import EvaluationReport, FoldResult
+from napari_pathup.geometry import window_starts
 from napari_pathup.io.images import read_image
 from napari_pathup.metrics.features import FeatureExtractor, extract_features
-from napari_pathup.training.data import tissue_mask
 
 #: tiles with less tissue than this are left out of a MIL bag (the bag keeps at least its best tile)
 TILE_MIN_TISSUE = 0.25
@@ -55,14 +56,6 @@ class ItemFeatures:
     tiles: np.ndarray
 
 
-def tile_starts(length: int, tile: int) -> list[int]:
-    """Starts of the fewest ``tile``-long windows covering ``length`` (evenly spread, a little overlap)."""
-    if length <= tile:
-        return [0]
-    n = -(-length // tile)
-    return [round(i * (length - tile) / (n - 1)) for i in range(n)]
-
-
 def image_tiles(image: np.ndarray, tile: int) -> list[np.ndarray]:
     """``tile`` x ``tile`` tiles covering the image; a side shorter than ``tile`` is padded with white
     (glass), never resized, so tiles keep the image's magnification. Tiles with under
@@ -72,7 +65,8 @@ def image_tiles(image: np.ndarray, tile: int) -> list[np.ndarray]:
         padded = np.full((max(h, tile), max(w, tile), 3), 255, np.uint8)
         padded[:h, :w] = image
         image, h, w = padded, max(h, tile), max(w, tile)
-    tiles = [image[y : y + tile, x : x + tile] for y in tile_starts(h, tile) for x in tile_starts(w, tile)]
+    ys, xs = window_starts(h, tile, edge="spread"), window_starts(w, tile, edge="spread")
+    tiles = [image[y : y + tile, x : x + tile] for y in ys for x in xs]
     tissue = [float(tissue_mask(t).mean()) for t in tiles]
     keep = [t for t, f in zip(tiles, tissue, strict=True) if f >= TILE_MIN_TISSUE]
     return keep or [tiles[int(np.argmax(tissue))]]

@@ -18,40 +18,13 @@ from typing import Any
 import numpy as np
 
 from napari_pathup.errors import InputError
+from napari_pathup.geometry import Box
 from napari_pathup.io.arrays import UNIT_MICROMETERS
 from napari_pathup.io.images import MAX_IMAGE_PIXELS
 
 #: a RoI read at its level may hold at most this many pixels (8192^2 RGB: 192 MiB)
 MAX_ROI_PIXELS = 8192 * 8192
 _TIFF_SUFFIXES = (".svs", ".tif", ".tiff")
-
-
-@dataclass(frozen=True)
-class Region:
-    """A rectangle in level-0 pixels: left ``x``, top ``y``, ``width``, ``height`` (as ``--region``)."""
-
-    x: int
-    y: int
-    width: int
-    height: int
-
-    @classmethod
-    def parse(cls, text: str) -> Region:
-        """``"X,Y,W,H"`` in level-0 pixels; raises :class:`InputError` saying what was expected."""
-        parts = [p.strip() for p in str(text).split(",")]
-        try:
-            x, y, w, h = (int(p) for p in parts)
-        except ValueError:
-            raise InputError(
-                f"region {text!r}: expected X,Y,W,H as four integers in level-0 pixels, "
-                "e.g. 1000,2000,1024,1024"
-            ) from None
-        if w <= 0 or h <= 0:
-            raise InputError(f"region {text!r}: width and height must be positive, got {w}x{h}")
-        return cls(x, y, w, h)
-
-    def text(self) -> str:
-        return f"{self.x},{self.y},{self.width},{self.height}"
 
 
 @dataclass(frozen=True)
@@ -218,26 +191,26 @@ def choose_level(
     return int(np.argmin(ratios))
 
 
-def region_at_level(levels: Sequence[Any], region: Region, level: int) -> tuple[slice, slice]:
+def region_at_level(levels: Sequence[Any], region: Box, level: int) -> tuple[slice, slice]:
     """The (rows, columns) of ``region`` (level-0 pixels) at ``level``; refuses a region that is not
     wholly inside the slide."""
     height, width = levels[0].shape[:2]
-    if region.x < 0 or region.y < 0 or region.x + region.width > width or region.y + region.height > height:
+    if region.x0 < 0 or region.y0 < 0 or region.x1 > width or region.y1 > height:
         raise InputError(
-            f"region {region.text()} (x,y,w,h in level-0 pixels) is not inside the image of "
+            f"region {region.xywh_text()} (x,y,w,h in level-0 pixels) is not inside the image of "
             f"{width}x{height} pixels (width x height)"
         )
     d = level_downsamples(levels)[level]
     lh, lw = levels[level].shape[:2]
-    y0, x0 = int(region.y / d), int(region.x / d)
-    y1 = min(lh, max(y0 + 1, round((region.y + region.height) / d)))
-    x1 = min(lw, max(x0 + 1, round((region.x + region.width) / d)))
+    y0, x0 = int(region.y0 / d), int(region.x0 / d)
+    y1 = min(lh, max(y0 + 1, round(region.y1 / d)))
+    x1 = min(lw, max(x0 + 1, round(region.x1 / d)))
     return slice(y0, y1), slice(x0, x1)
 
 
 def read_region(
     levels: Sequence[Any],
-    region: Region,
+    region: Box,
     level: int = 0,
     *,
     min_size: int = 1,
@@ -256,13 +229,13 @@ def read_region(
     h, w = rows.stop - rows.start, cols.stop - cols.start
     if min(h, w) < min_size:
         raise InputError(
-            f"region {region.text()} of {source} is {w}x{h} pixels at level {level}, smaller than the "
+            f"region {region.xywh_text()} of {source} is {w}x{h} pixels at level {level}, smaller than the "
             f"model's native patch of {min_size}x{min_size} pixels; draw a larger rectangle or read a "
             "finer level"
         )
     if h * w > MAX_ROI_PIXELS:
         raise InputError(
-            f"region {region.text()} of {source} is {w}x{h} pixels at level {level}, more than "
+            f"region {region.xywh_text()} of {source} is {w}x{h} pixels at level {level}, more than "
             f"{MAX_ROI_PIXELS} pixels; read it from a coarser level (--level / --mpp)"
         )
     block = levels[level][rows, cols]
@@ -296,7 +269,7 @@ class ReferenceRoi:
     """
 
     image: Any  # (h, w, 3) uint8; a lazy slice when read with lazy=True (see load_roi)
-    region: Region | None
+    region: Box | None
     level: int
     pixel_size: float | None
     notes: tuple[str, ...] = ()
@@ -306,16 +279,15 @@ class ReferenceRoi:
         return {
             "reference_region": None
             if self.region is None
-            else {"x": self.region.x, "y": self.region.y, "width": self.region.width,
-                  "height": self.region.height, "level": self.level},
+            else {**self.region.to_json(), "level": self.level},
             "pixel_size_um": self.pixel_size,
-        }  # fmt: skip
+        }
 
 
 def roi_from_levels(
     levels: Sequence[Any],
     mpp: float | None,
-    region: Region | None,
+    region: Box | None,
     *,
     level: int | None = None,
     target_mpp: float | None = None,
@@ -332,7 +304,7 @@ def roi_from_levels(
         target_mpp = model_mpp
     chosen = choose_level(levels, mpp, level=level, target_mpp=target_mpp)
     if region is None:
-        region = Region(0, 0, int(levels[0].shape[1]), int(levels[0].shape[0]))
+        region = Box(0, 0, int(levels[0].shape[0]), int(levels[0].shape[1]))
     image = read_region(levels, region, chosen, min_size=min_size, source=source, lazy=lazy)
     pixel_size = None if mpp is None else mpp * level_downsamples(levels)[chosen]
     if pixel_size is None:
@@ -348,7 +320,7 @@ def roi_from_levels(
 
 def read_reference_roi(
     path: str | Path,
-    region: str | Region | None,
+    region: str | Box | None,
     level: int | None,
     target_mpp: float | None,
     model: Any,
@@ -360,7 +332,7 @@ def read_reference_roi(
     pyramid level, or the whole image; the model's native patch is the smallest RoI side allowed."""
     slide = open_slide(path, max_pixels)
     if isinstance(region, str):
-        region = Region.parse(region)
+        region = Box.parse_xywh(region)
     return roi_from_levels(
         slide.levels,
         slide.mpp,

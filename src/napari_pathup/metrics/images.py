@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_pathup.errors import InputError
+from napari_pathup.geometry import window_starts
 from napari_pathup.io.images import image_shape, list_images, read_image
 from napari_pathup.metrics.inception import resize_bilinear_tf1
 
@@ -123,8 +124,8 @@ def tiles(image: np.ndarray, crop_size: int | None, name: str = "image") -> Iter
         raise InputError(
             f"{name} is {w}x{h} pixels, smaller than the {crop_size}x{crop_size} crops asked for"
         )
-    for y in range(0, h - crop_size + 1, crop_size):
-        for x in range(0, w - crop_size + 1, crop_size):
+    for y in window_starts(h, crop_size, edge="drop"):
+        for x in window_starts(w, crop_size, edge="drop"):
             yield image[y : y + crop_size, x : x + crop_size]
 
 

@@ -1,10 +1,8 @@
-"""Training data: find the images of every class, hold regions out, and sample tissue crops at two scales.
+"""Training crops: the images of a data set in memory, cut into tissue crops at two scales.
 
-Layouts: ``DATA/<class>/IMAGE`` (one folder per class), or the BRACS RoI layout
-``DATA/<split>/<k>_<CLASS>/*.png`` (class names without the numeric prefix, ordered by it; ``DATA``
-may also be one split folder). A hold-out file names one pixel rectangle per image that training
-never reads: the rest of the image is cut into up to four bands around it (:func:`training_regions`),
-and every crop comes from inside one band, so no crop (and no encoder tile) ever touches it.
+The data set, its hold-out regions and tissue masks come from :mod:`napari_pathup.datasets`: every
+crop comes from inside one band around an image's hold-out rectangle
+(:func:`~napari_pathup.datasets.training_regions`), so no crop (and no encoder tile) ever touches it.
 
 Scales follow Algorithm 1: ``native`` crops are full-magnification pixels; ``overview`` crops come
 from a training band shrunk by the factor that stage 1 applies to a whole reference
@@ -13,81 +11,24 @@ from a training band shrunk by the factor that stage 1 applies to a whole refere
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from napari_pathup.datasets import CELL, DatasetIndex, tissue_cells, tissue_mask, training_regions
 from napari_pathup.errors import InputError
-from napari_pathup.io.images import SUPPORTED_IMAGE_SUFFIXES, image_shape, list_images, read_image
+from napari_pathup.geometry import Box, window_starts
+from napari_pathup.io.images import image_shape, read_image
 from napari_pathup.models.conditioning import SCALES
 
-#: BRACS class folders: ``0_N``, ``1_PB``, ... (numeric prefix, underscore, class name)
-BRACS_CLASS = re.compile(r"^(\d+)_(.+)$")
-BRACS_SPLITS: tuple[str, ...] = ("train", "val", "test")
-HOLDOUT_FILE = "holdout.json"
-#: tissue maps and crop positions use cells of this many pixels (the autoencoder factor)
-CELL = 8
 NATIVE, OVERVIEW = SCALES.index("native"), SCALES.index("overview")
-_SUPPORTED = ", ".join(SUPPORTED_IMAGE_SUFFIXES)
 #: overview crops: the stage-1 shrink factor times these (larger, so the bands around a hold-out still fit)
 OVERVIEW_SCALES: tuple[float, ...] = (1.0, 1.25, 1.5)
 
 
-# ------------------------------------------------------------------------------------------- geometry
-
-
-@dataclass(frozen=True)
-class Rect:
-    """A pixel rectangle ``[x0, x1) x [y0, y1)``."""
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-
-    @property
-    def width(self) -> int:
-        return self.x1 - self.x0
-
-    @property
-    def height(self) -> int:
-        return self.y1 - self.y0
-
-    def intersects(self, other: Rect) -> bool:
-        return self.x0 < other.x1 and other.x0 < self.x1 and self.y0 < other.y1 and other.y0 < self.y1
-
-    def to_json(self) -> dict[str, int]:
-        return {"x": self.x0, "y": self.y0, "width": self.width, "height": self.height}
-
-
-def training_regions(height: int, width: int, holdout: Rect | None, min_side: int = 1) -> list[Rect]:
-    """The bands of an image around its hold-out rectangle (above, below, left, right of it).
-
-    Bands span the whole image in their long direction, so they overlap at the corners; each is
-    trimmed to a multiple of :data:`CELL` from its own origin and dropped when shorter than
-    ``min_side`` on either side. Without a hold-out the whole image is one region.
-    """
-    if holdout is None:
-        bands = [Rect(0, 0, width, height)]
-    else:
-        h = holdout
-        bands = [
-            Rect(0, 0, width, h.y0),
-            Rect(0, h.y1, width, height),
-            Rect(0, 0, h.x0, height),
-            Rect(h.x1, 0, width, height),
-        ]
-    out = []
-    for r in bands:
-        w8, h8 = r.width // CELL * CELL, r.height // CELL * CELL
-        if min(w8, h8) >= max(min_side, CELL):
-            out.append(Rect(r.x0, r.y0, r.x0 + w8, r.y0 + h8))
-    return out
+# ---------------------------------------------------------------------------------------- orientation
 
 
 def orient(array: Any, orientation: int, spatial: tuple[int, int] = (0, 1)) -> Any:
@@ -108,191 +49,6 @@ def oriented_box(y: int, x: int, size: int, height: int, width: int, orientation
     for _ in range(orientation % 4):
         y, x, height, width = width - x - size, y, width, height
     return y, x
-
-
-# ------------------------------------------------------------------------------------------ discovery
-
-
-@dataclass(frozen=True)
-class ImageEntry:
-    path: Path
-    class_name: str
-    key: str  # the path relative to the data folder, with "/" separators: hold-out files use it
-    holdout: Rect | None = None
-    why: str = ""
-
-
-@dataclass(frozen=True)
-class DatasetIndex:
-    """What :func:`discover` found: the layout, the classes in label order and every image."""
-
-    root: Path
-    layout: str
-    classes: tuple[str, ...]
-    images: tuple[ImageEntry, ...]
-    holdout_file: Path | None = None
-
-    def images_of(self, class_name: str) -> list[ImageEntry]:
-        return [e for e in self.images if e.class_name == class_name]
-
-
-def _subfolders(folder: Path) -> list[Path]:
-    return sorted(
-        (
-            d
-            for d in folder.iterdir()
-            if d.is_dir() and not d.name.startswith(".") and not d.name.endswith(".ome.zarr")
-        ),
-        key=lambda d: d.name,
-    )
-
-
-def _class_folders(folder: Path) -> tuple[str, list[tuple[str, Path]]]:
-    """(layout, [(class name, folder)]) of one folder of class folders; BRACS names lose their prefix."""
-    subs = _subfolders(folder)
-    if subs and all(BRACS_CLASS.match(d.name) for d in subs):
-        ordered = sorted(subs, key=lambda d: (int(BRACS_CLASS.match(d.name).group(1)), d.name))
-        return "bracs", [(BRACS_CLASS.match(d.name).group(2), d) for d in ordered]
-    return "class-folders", [(d.name, d) for d in subs]
-
-
-def discover(
-    root: str | Path,
-    splits: Sequence[str] = ("train",),
-    holdout: str | Path | None = None,
-    max_images_per_class: int | None = None,
-    seed: int = 0,
-) -> DatasetIndex:
-    """Find the classes and images under ``root``; raise :class:`InputError` for empty or unknown layouts.
-
-    ``holdout`` is a hold-out file (default: ``root/holdout.json`` when it exists; pass ``"none"``
-    for none). ``max_images_per_class`` keeps a seeded random subset of each class.
-    """
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise InputError(f"training data {root}: no such folder")
-    expected = (
-        f"expected DATA/<class>/<image> (one sub-folder of images per class; {_SUPPORTED}) or the BRACS "
-        "layout DATA/<split>/<k>_<CLASS>/*.png"
-    )
-    split_dirs = [root / s for s in BRACS_SPLITS if (root / s).is_dir()]
-    if split_dirs:
-        missing = [s for s in splits if not (root / s).is_dir()]
-        if missing:
-            found = ", ".join(d.name for d in split_dirs)
-            raise InputError(
-                f"{root}: no split folder {', '.join(missing)} (found {found}); choose with --split"
-            )
-        folders: list[tuple[str, Path]] = []
-        for split in splits:
-            layout, found_folders = _class_folders(root / split)
-            if layout != "bracs":
-                raise InputError(f"{root / split}: expected BRACS class folders <k>_<CLASS>; {expected}")
-            folders += found_folders
-        layout = "bracs"
-    else:
-        layout, folders = _class_folders(root)
-    if not folders:
-        loose = list_images(root)
-        if loose:
-            raise InputError(f"{root} holds images but no class folders; {expected}")
-        raise InputError(f"{root} holds no class folders; {expected}")
-
-    classes: list[str] = []
-    by_class: dict[str, list[Path]] = {}
-    for name, folder in folders:
-        images = [p for p in list_images(folder)]
-        if not images:
-            raise InputError(f"class folder {folder} holds no images ({_SUPPORTED}); {expected}")
-        if name not in by_class:
-            classes.append(name)
-            by_class[name] = []
-        by_class[name] += images
-    rng = np.random.default_rng(seed)
-    entries = []
-    for name in classes:
-        paths = sorted(by_class[name])
-        if max_images_per_class is not None and len(paths) > max_images_per_class:
-            keep = sorted(rng.choice(len(paths), max_images_per_class, replace=False))
-            paths = [paths[i] for i in keep]
-        entries += [ImageEntry(p, name, p.relative_to(root).as_posix()) for p in paths]
-
-    holdout_path = _holdout_path(root, holdout)
-    if holdout_path is not None:
-        entries = _apply_holdout(entries, read_holdout(holdout_path))
-    return DatasetIndex(root, layout, tuple(classes), tuple(entries), holdout_path)
-
-
-def _holdout_path(root: Path, holdout: str | Path | None) -> Path | None:
-    if holdout is None:
-        default = root / HOLDOUT_FILE
-        return default if default.is_file() else None
-    if str(holdout).lower() == "none":
-        return None
-    path = Path(holdout).expanduser()
-    if not path.is_file():
-        raise InputError(f"hold-out file {path}: no such file")
-    return path
-
-
-def read_holdout(path: str | Path) -> dict[str, tuple[Rect, str]]:
-    """Read a hold-out file: ``{"regions": {"<class>/<image>": {"x", "y", "width", "height", "why"}}}``."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"hold-out file {path} is not valid JSON: {exc}") from exc
-    regions = data.get("regions") if isinstance(data, dict) else None
-    if not isinstance(regions, dict):
-        raise InputError(f"hold-out file {path}: expected an object with a 'regions' object")
-    out = {}
-    for key, value in regions.items():
-        try:
-            x, y, w, h = (int(value[k]) for k in ("x", "y", "width", "height"))
-        except (TypeError, KeyError, ValueError) as exc:
-            raise InputError(
-                f"hold-out file {path}: region {key!r} needs integer x, y, width, height"
-            ) from exc
-        if x < 0 or y < 0 or w <= 0 or h <= 0:
-            raise InputError(f"hold-out file {path}: region {key!r} must have x, y >= 0 and a positive size")
-        out[key] = (Rect(x, y, x + w, y + h), str(value.get("why", "")))
-    return out
-
-
-def _apply_holdout(entries: list[ImageEntry], holdout: dict[str, tuple[Rect, str]]) -> list[ImageEntry]:
-    keys = {e.key for e in entries}
-    unknown = sorted(set(holdout) - keys)
-    if unknown:
-        raise InputError(f"hold-out regions name images that are not in the data: {', '.join(unknown)}")
-    out = []
-    for e in entries:
-        if e.key in holdout:
-            rect, why = holdout[e.key]
-            h, w = image_shape(e.path)
-            if rect.x1 > w or rect.y1 > h:
-                raise InputError(
-                    f"hold-out region of {e.key} {rect.to_json()} lies outside the {w}x{h} image"
-                )
-            e = ImageEntry(e.path, e.class_name, e.key, rect, why)
-        out.append(e)
-    return out
-
-
-# ------------------------------------------------------------------------------------------- tissue
-
-
-def tissue_mask(rgb: np.ndarray, min_chroma: int = 25, max_dark: int = 120) -> np.ndarray:
-    """Tissue pixels: coloured (max - min of RGB >= ``min_chroma``) or dark; white and grey glass is not."""
-    a = rgb.astype(np.int16)
-    high, low = a.max(axis=-1), a.min(axis=-1)
-    return ((high - low) >= min_chroma) | (high <= max_dark)
-
-
-def tissue_cells(rgb: np.ndarray, cell: int = CELL) -> np.ndarray:
-    """The tissue fraction of every ``cell`` x ``cell`` block, (H // cell, W // cell) float32."""
-    h, w = rgb.shape[0] // cell, rgb.shape[1] // cell
-    mask = tissue_mask(rgb[: h * cell, : w * cell])
-    return mask.reshape(h, cell, w, cell).mean(axis=(1, 3), dtype=np.float32)
 
 
 def valid_positions(cells: np.ndarray, size: int, min_tissue: float) -> tuple[np.ndarray, int]:
@@ -325,7 +81,7 @@ class Source:
     class_index: int
     scale_index: int
     image: str
-    region: Rect
+    region: Box
     scale: float
     valid: np.ndarray = field(repr=False)
     grid_width: int = 0
@@ -416,11 +172,11 @@ def build_sources(
                     y0, x0 = int(rows.min()), int(cols.min())
                     y1, x1 = int(rows.max()) + size, int(cols.max()) + size
                     pixels, cells = pixels[y0 * CELL : y1 * CELL, x0 * CELL : x1 * CELL], cells[y0:y1, x0:x1]
-                    src_region = Rect(
-                        region.x0 + x0 * CELL,
+                    src_region = Box(
                         region.y0 + y0 * CELL,
-                        region.x0 + x1 * CELL,
+                        region.x0 + x0 * CELL,
                         region.y0 + y1 * CELL,
+                        region.x0 + x1 * CELL,
                     )
                     valid, grid_width = valid_positions(cells, size, min_tissue)
                 sources.append(
@@ -501,8 +257,8 @@ def holdout_crops(
             continue
         label = index.classes.index(entry.class_name)
         tiles = []
-        for y in range(r.y0, r.y1 - crop + 1, crop):
-            for x in range(r.x0, r.x1 - crop + 1, crop):
+        for y in (r.y0 + dy for dy in window_starts(r.height, crop, edge="drop")):
+            for x in (r.x0 + dx for dx in window_starts(r.width, crop, edge="drop")):
                 tile = rgb[y : y + crop, x : x + crop]
                 if tissue_mask(tile).mean() >= min_tissue:
                     tiles.append((np.ascontiguousarray(tile), label))

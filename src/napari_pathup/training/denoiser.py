@@ -23,13 +23,13 @@ from diffusers import DDIMScheduler, UNet2DModel
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from napari_pathup.datasets import CELL
 from napari_pathup.engine.vae import crop_source, encode_tiled
 from napari_pathup.models.base import Autoencoder
 from napari_pathup.models.build import build_denoiser
 from napari_pathup.models.conditioning import SCALES, class_label
 from napari_pathup.training.augmentation import HedJitter, hed_jitter
 from napari_pathup.training.data import (
-    CELL,
     Crop,
     CropSampler,
     TrainingImages,

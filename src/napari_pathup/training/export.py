@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from diffusers import SchedulerMixin
 
+from napari_pathup.datasets import CELL, tissue_cells, training_regions
 from napari_pathup.models.layout import save_pathup_model
-from napari_pathup.training.data import CELL, TrainingImages, tissue_cells, training_regions
+from napari_pathup.training.data import TrainingImages
 
 #: synthesis defaults written to ``pathup.json`` (chosen so that a 2048x2048 synthesis of the ``cpu``
 #: presets stays near a minute on a 2-core CPU; see scripts/train_default_model.sh)

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_pathup.datasets import CELL, DatasetIndex, discover
 from napari_pathup.errors import InputError, ModelLoadError
 from napari_pathup.models.base import Autoencoder, PathupModel
 from napari_pathup.models.conditioning import SCALES, TextConditioner
@@ -48,11 +49,8 @@ from napari_pathup.models.layout import PATHUP_JSON
 from napari_pathup.training import MIXED_PRECISION
 from napari_pathup.training.checkpoint import latest_checkpoint, settings_json
 from napari_pathup.training.data import (
-    CELL,
     CropSampler,
-    DatasetIndex,
     build_sources,
-    discover,
     holdout_crops,
     load_images,
     to_tensor,

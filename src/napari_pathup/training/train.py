@@ -20,16 +20,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_pathup.datasets import DatasetIndex, discover
 from napari_pathup.errors import InputError, ModelLoadError
 from napari_pathup.models.base import Autoencoder
 from napari_pathup.training.augmentation import HedJitter
 from napari_pathup.training.checkpoint import latest_checkpoint, settings_json
 from napari_pathup.training.data import (
     CropSampler,
-    DatasetIndex,
     TrainingImages,
     build_sources,
-    discover,
     holdout_crops,
     load_images,
     to_tensor,

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_pathup.errors import InputError
-from napari_pathup.io.slide import UNIT_MICROMETERS, Region
+from napari_pathup.geometry import Box
+from napari_pathup.io.slide import UNIT_MICROMETERS
 
 if TYPE_CHECKING:
     from napari.layers import Image, Shapes
@@ -28,7 +29,7 @@ TOLERANCE = 0.5
 class LayerRoi:
     """The rectangle in the image's level-0 pixels and in world coordinates (y0, x0, y1, x1)."""
 
-    region: Region
+    region: Box
     world_box: tuple[float, float, float, float]
 
 
@@ -94,10 +95,10 @@ def rectangle_roi(shapes: Shapes, image: Image) -> LayerRoi:
     if y1 <= y0 or x1 <= x0:
         raise InputError(f"shape {index} of {shapes.name!r} has no area")
     wy, wx = world[:, 0], world[:, 1]
-    return LayerRoi(Region(x0, y0, x1 - x0, y1 - y0), (wy.min(), wx.min(), wy.max(), wx.max()))
+    return LayerRoi(Box(y0, x0, y1, x1), (wy.min(), wx.min(), wy.max(), wx.max()))
 
 
-def cropped_levels(levels: list[Any], region: Region) -> list[Any]:
+def cropped_levels(levels: list[Any], region: Box) -> list[Any]:
     """Every pyramid level cropped to ``region`` (level-0 pixels), lazily (dask): nothing is read."""
     import dask.array as da
 
