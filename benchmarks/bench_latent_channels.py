@@ -28,9 +28,9 @@ from napari_pathup.training.autoencoder import AutoencoderPhase, build_autoencod
 from napari_pathup.training.data import (
     CropSampler,
     build_sources,
+    crops_to_tensor,
     holdout_crops,
     load_images,
-    to_tensor,
 )
 from napari_pathup.training.decoder_gan import laplacian_energy
 from napari_pathup.training.loop import make_ema, run_phase
@@ -60,7 +60,7 @@ def main() -> None:
     arrays = load_images(index)
     data = build_sources(index, arrays, 64, 0.5, 512)
     eval_crops = [c for c, _ in holdout_crops(index, arrays, 128, limit=16)]
-    real = to_tensor(eval_crops)
+    real = crops_to_tensor(eval_crops)
     rows = []
     for channels in args.channels:
         torch.manual_seed(0)

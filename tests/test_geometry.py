@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -72,7 +74,7 @@ def test_every_edge_keeps_windows_inside_the_axis(length, size, data):
         assert all(s >= 0 and (s + size <= length or edge == "spread") for s in starts)
         if edge != "drop":  # snap and spread cover every position
             assert starts[0] == 0 and starts[-1] + size >= length
-            assert all(b - a <= size - overlap for a, b in zip(starts, starts[1:]))
+            assert all(b - a <= size - overlap for a, b in pairwise(starts))
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from napari_pathup.errors import InputError
+from napari_pathup.io.arrays import scale_pixel_size
 from napari_pathup.io.ome_zarr import write_ome_zarr
 
 
@@ -31,17 +32,10 @@ def write_ome_zarr_layer(path: str, data: Any, meta: dict[str, Any]) -> list[str
     metadata = meta.get("metadata") or {}
     attrs = metadata.get("pathup", {}) if isinstance(metadata.get("pathup"), dict) else {}
     written = write_ome_zarr(
-        path, data, attrs=_json_safe(attrs), overwrite=True, pixel_size=layer_pixel_size(meta)
+        path,
+        data,
+        attrs=_json_safe(attrs),
+        overwrite=True,
+        pixel_size=scale_pixel_size(meta.get("scale"), meta.get("units")),
     )
     return [str(written)]
-
-
-def layer_pixel_size(meta: dict[str, Any]) -> float | None:
-    """µm per pixel of a layer whose last axis has a length unit (napari ``units``), else None."""
-    from napari_pathup.io.slide import UNIT_MICROMETERS
-
-    scale, units = meta.get("scale"), meta.get("units")
-    if scale is None or not units:
-        return None
-    factor = UNIT_MICROMETERS.get(str(units[-1]).lower())
-    return float(scale[-1]) * factor if factor is not None and float(scale[-1]) > 0 else None

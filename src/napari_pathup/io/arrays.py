@@ -36,6 +36,15 @@ UNIT_MICROMETERS: dict[str, float] = {
 }
 
 
+def scale_pixel_size(scale: Any, units: Any) -> float | None:
+    """µm per pixel of the last axis when its unit (napari/NGFF ``units``) is a length and its scale is
+    positive, else None (a layer of pixels, or no units)."""
+    if scale is None or not units:
+        return None
+    factor = UNIT_MICROMETERS.get(str(units[-1]).lower())
+    return float(scale[-1]) * factor if factor is not None and float(scale[-1]) > 0 else None
+
+
 # ------------------------------------------------------------------------------------------ conversion
 
 

@@ -24,7 +24,6 @@ from napari_pathup.io.images import MAX_IMAGE_PIXELS
 
 #: a RoI read at its level may hold at most this many pixels (8192^2 RGB: 192 MiB)
 MAX_ROI_PIXELS = 8192 * 8192
-_TIFF_SUFFIXES = (".svs", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)

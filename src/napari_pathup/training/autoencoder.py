@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderTiny
 
 from napari_pathup.training.augmentation import UNMIX
-from napari_pathup.training.data import CropSampler, to_tensor
+from napari_pathup.training.data import CropSampler, crops_to_tensor
 from napari_pathup.training.loop import Phase
 
 #: AutoencoderTiny needs one width for all levels; blocks per level (encoder: full → 1/8 resolution,
@@ -101,14 +101,14 @@ class AutoencoderPhase(Phase):
         self.sampler = sampler
         self.batch_size = batch_size
         self.weights = weights or LossWeights()
-        self.eval_batch = to_tensor(eval_crops) if eval_crops else None
+        self.eval_batch = crops_to_tensor(eval_crops) if eval_crops else None
 
     def loss(self) -> torch.Tensor:
         crops = [
             self.sampler.pixels(self.sampler.sample(self.numpy_rng, jitter=True))
             for _ in range(self.batch_size)
         ]
-        x = to_tensor(crops).to(self.device)
+        x = crops_to_tensor(crops).to(self.device)
         z = self.model.encoder(x)
         y = self.model.decoder(z)
         total, _ = reconstruction_loss(y, x, z, self.weights)

@@ -238,7 +238,7 @@ class CropSampler:
         return np.ascontiguousarray(orient(src[crop.y : crop.y + n, crop.x : crop.x + n], crop.orientation))
 
 
-def to_tensor(batch: Sequence[np.ndarray]):
+def crops_to_tensor(batch: Sequence[np.ndarray]):
     """(N, H, W, 3) uint8 crops → (N, 3, H, W) float32 in [-1, 1]."""
     import torch
 

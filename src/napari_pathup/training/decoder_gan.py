@@ -26,7 +26,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from napari_pathup.training.augmentation import HedJitter, hed_jitter
 from napari_pathup.training.autoencoder import psnr, stain_densities
-from napari_pathup.training.data import CropSampler, to_tensor
+from napari_pathup.training.data import CropSampler, crops_to_tensor
 from napari_pathup.training.loop import Phase
 
 
@@ -101,7 +101,7 @@ class DecoderGanPhase(Phase):
         self.batch_size = batch_size
         self.weights = weights or GanWeights()
         self.jitter = jitter or HedJitter(0, 0)
-        self.eval_batch = to_tensor(eval_crops) if eval_crops else None
+        self.eval_batch = crops_to_tensor(eval_crops) if eval_crops else None
 
     @property
     def decoder(self) -> nn.Module:
@@ -116,7 +116,7 @@ class DecoderGanPhase(Phase):
         for _ in range(self.batch_size):
             pixels = self.sampler.pixels(self.sampler.sample(self.numpy_rng, jitter=True))
             crops.append(hed_jitter(pixels, self.numpy_rng, self.jitter))
-        x = to_tensor(crops).to(self.device)
+        x = crops_to_tensor(crops).to(self.device)
         with torch.no_grad():
             z = self.encoder(x)
         return x, z

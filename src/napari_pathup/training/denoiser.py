@@ -33,9 +33,9 @@ from napari_pathup.training.data import (
     Crop,
     CropSampler,
     TrainingImages,
+    crops_to_tensor,
     orient,
     oriented_box,
-    to_tensor,
 )
 from napari_pathup.training.loop import Phase
 
@@ -125,7 +125,7 @@ class LatentBank:
                     pixels = orient(source.pixels, o)
                     if jitter is not None and o > 0:
                         pixels = hed_jitter(pixels, np.random.default_rng([seed, i, o]), jitter)
-                    image = to_tensor([np.ascontiguousarray(pixels)])[0]
+                    image = crops_to_tensor([np.ascontiguousarray(pixels)])[0]
                     h, w = pixels.shape[:2]
                     side = min(tile, h // CELL, w // CELL)  # a small region: one tile, little overlap
                     z = encode_tiled(autoencoder, crop_source(image), h, w, side, min(overlap, side // 4))[0]
@@ -252,7 +252,7 @@ def holdout_latents(
     if not crops:
         return None
     with torch.no_grad():
-        z = torch.cat([autoencoder.encode(to_tensor([c])).float().cpu() for c in crops])
+        z = torch.cat([autoencoder.encode(crops_to_tensor([c])).float().cpu() for c in crops])
     return z, torch.tensor(labels, dtype=torch.long)
 
 

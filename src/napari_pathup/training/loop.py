@@ -79,6 +79,12 @@ class Phase:
             self.model.train(was_training)
 
 
+def seeded_generators(seed: int, stream: int) -> tuple[np.random.Generator, torch.Generator]:
+    """The numpy and torch generators of one training phase: ``stream`` tells the phases apart (1
+    autoencoder, 2 denoiser, 3 decoder GAN, 4 fine-tune), so each draws its own sequence from one seed."""
+    return np.random.default_rng([seed, stream]), torch.Generator().manual_seed(seed * 1000 + stream)
+
+
 def make_ema(model: torch.nn.Module, decay: float = 0.999) -> EMAModel:
     """EMA with warm-up (decay ramps as 1 - (1 + step)^-3/4, capped at ``decay``)."""
     return EMAModel(model.parameters(), decay=decay, use_ema_warmup=True, power=3 / 4, foreach=True)

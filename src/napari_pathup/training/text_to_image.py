@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from napari_pathup.datasets import CELL, DatasetIndex, discover
@@ -51,12 +50,12 @@ from napari_pathup.training.checkpoint import latest_checkpoint, settings_json
 from napari_pathup.training.data import (
     CropSampler,
     build_sources,
+    crops_to_tensor,
     holdout_crops,
     load_images,
-    to_tensor,
 )
 from napari_pathup.training.denoiser import diffusion_target, min_snr_weight
-from napari_pathup.training.loop import Phase, make_ema, run_phase
+from napari_pathup.training.loop import Phase, make_ema, run_phase, seeded_generators
 
 #: attention projections that LoRA adapts (as diffusers' text-to-image LoRA example)
 LORA_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
@@ -304,7 +303,7 @@ class TextToImagePhase(Phase):
         t = torch.randint(0, self.T, (n,), generator=self.torch_rng)
         noise = torch.randn((n, self.channels, self.size, self.size), generator=self.torch_rng)
         mine = slice(rank * n // world, (rank + 1) * n // world)  # this process's share of the batch
-        pixels = to_tensor([self.sampler.pixels(c) for c in crops[mine]])
+        pixels = crops_to_tensor([self.sampler.pixels(c) for c in crops[mine]])
         x0 = self.autoencoder.encode(pixels).float().cpu().clone()
         prompt_indices = torch.tensor(
             [
@@ -391,7 +390,7 @@ def _unet_multiple(unet: torch.nn.Module) -> int:
     return CELL * 2 ** (len(unet.config.block_out_channels) - 1)
 
 
-def resolve_settings(cfg: FineTuneConfig, model: PathupModel, processes: Processes) -> FineTuneConfig:
+def resolve_config(cfg: FineTuneConfig, model: PathupModel, processes: Processes) -> FineTuneConfig:
     """Fill the defaults that depend on the base pipeline and check every setting."""
     unet = model.modules["denoiser"]
     crop = cfg.crop if cfg.crop is not None else model.native_size * CELL
@@ -454,7 +453,7 @@ def add_lora(unet: torch.nn.Module, rank: int, seed: int) -> None:
     unet.add_adapter(config)
 
 
-def check_output(cfg: FineTuneConfig, current: dict[str, Any]) -> bool:
+def check_resume(cfg: FineTuneConfig, current: dict[str, Any]) -> bool:
     """Check ``--out`` against ``--resume`` (read only); True when a checkpoint will be resumed."""
     saved_path = cfg.out / "checkpoints" / "config.json"
     if cfg.resume and saved_path.is_file():
@@ -495,10 +494,6 @@ def _place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) ->
     """Move ``module``, casting only when its dtype differs (diffusers warns about every cast)."""
     current = next(module.parameters()).dtype
     return module.to(device) if current == dtype else module.to(device, dtype)
-
-
-def _generators(seed: int) -> tuple[np.random.Generator, torch.Generator]:
-    return np.random.default_rng([seed, 4]), torch.Generator().manual_seed(seed * 1000 + 4)
 
 
 @contextmanager
@@ -632,7 +627,7 @@ def _fine_tune(cfg: FineTuneConfig, log: Callable[[str], None]) -> Path:
     device = processes.device if processes.device is not None else select_device(cfg.device)
     index = discover(cfg.data, cfg.splits, cfg.holdout, cfg.max_images_per_class, cfg.seed)
     base, model = load_base(cfg)
-    cfg = resolve_settings(cfg, model, processes)
+    cfg = resolve_config(cfg, model, processes)
     dtype = autocast_dtype(cfg.mixed_precision, device)
     say(
         f"data: {cfg.data} ({index.layout}), classes {', '.join(index.classes)}; {len(index.images)} images; "
@@ -642,7 +637,7 @@ def _fine_tune(cfg: FineTuneConfig, log: Callable[[str], None]) -> Path:
     data = build_sources(index, arrays, cfg.crop, cfg.min_tissue, cfg.reference_size)
     sampler = CropSampler(data, cfg.overview_fraction)
     current = {**cfg.to_json(), "base_hash": model_hash(base), "dataset": dataset_fingerprint(index)}
-    resuming = check_output(cfg, current)  # every check passed: only now is anything written
+    resuming = check_resume(cfg, current)  # every check passed: only now is anything written
     processes.barrier()
     ckpt = cfg.out / "checkpoints"
     if processes.is_main:
@@ -678,9 +673,9 @@ def _fine_tune(cfg: FineTuneConfig, log: Callable[[str], None]) -> Path:
     held = holdout_crops(index, arrays, cfg.crop, limit=8, min_tissue=cfg.min_tissue)
     eval_set = None
     if held:
-        z = torch.cat([autoencoder.encode(to_tensor([c])).float().cpu() for c, _ in held])
+        z = torch.cat([autoencoder.encode(crops_to_tensor([c])).float().cpu() for c, _ in held])
         eval_set = (z, torch.tensor([prompts.index(k, SCALES.index("native")) for _, k in held]))
-    numpy_rng, torch_rng = _generators(cfg.seed)
+    numpy_rng, torch_rng = seeded_generators(cfg.seed, 4)
     scaler_state = _restore_scaler_state(ckpt / PHASE) if resuming else {}
     phase = TextToImagePhase(
         PHASE,

@@ -29,11 +29,11 @@ from napari_pathup.training.data import (
     CropSampler,
     TrainingImages,
     build_sources,
+    crops_to_tensor,
     holdout_crops,
     load_images,
-    to_tensor,
 )
-from napari_pathup.training.loop import make_ema, run_phase
+from napari_pathup.training.loop import make_ema, run_phase, seeded_generators
 
 #: settings a resumed autoencoder phase must share with the checkpoint (``ae_iters`` may grow)
 AE_KEYS = (
@@ -198,10 +198,6 @@ def load_autoencoder(path: Path) -> torch.nn.Module:
         raise ModelLoadError(f"cannot load {folder}: {exc}") from exc
 
 
-def _generators(seed: int, stream: int) -> tuple[np.random.Generator, torch.Generator]:
-    return np.random.default_rng([seed, stream]), torch.Generator().manual_seed(seed * 1000 + stream)
-
-
 def finished_info(final: Path, iterations: int) -> dict[str, Any] | None:
     """The ``trained.json`` that :func:`save_final` wrote, when that phase finished ``iterations``."""
     marker = final / "trained.json"
@@ -273,7 +269,7 @@ def train_autoencoder(
         ]
     torch.manual_seed(cfg.seed)
     vae = build_autoencoder(cfg.ae_preset, cfg.latent_channels).to(device)
-    numpy_rng, torch_rng = _generators(cfg.seed, 1)
+    numpy_rng, torch_rng = seeded_generators(cfg.seed, 1)
     phase = AutoencoderPhase(
         "autoencoder",
         vae,
@@ -300,12 +296,12 @@ def train_autoencoder(
     phase.ema.copy_to(vae.parameters())
     vae.eval()
     stats_rng = np.random.default_rng([cfg.seed, 99])
-    stats = to_tensor([sampler.pixels(sampler.sample(stats_rng)) for _ in range(32)])
+    stats = crops_to_tensor([sampler.pixels(sampler.sample(stats_rng)) for _ in range(32)])
     mean, std = latent_statistics(vae, stats, device)
     set_latent_scale(vae, mean, std)
     info = {"iterations": cfg.ae_iters, "latent_mean": mean, "latent_std": std}
     if eval_crops:
-        info["psnr"] = round(reconstruct_psnr(vae, to_tensor(eval_crops), device), 2)
+        info["psnr"] = round(reconstruct_psnr(vae, crops_to_tensor(eval_crops), device), 2)
     save_final(vae, final, info)
     log(
         f"autoencoder: done in {result.seconds / 60:.1f} min; hold-out PSNR {info.get('psnr', 'n/a')} dB, "
@@ -374,7 +370,7 @@ def train_denoiser(
     else:
         unet = build_unet(index.classes, cfg.preset, cfg.crop // 8, autoencoder.latent_channels).to(device)
     scheduler = make_scheduler(cfg.prediction)
-    numpy_rng, torch_rng = _generators(cfg.seed, 2)
+    numpy_rng, torch_rng = seeded_generators(cfg.seed, 2)
     phase = DenoiserPhase(
         "denoiser",
         unet,
@@ -499,7 +495,7 @@ def train_decoder(
     torch.manual_seed(cfg.seed + 3)
     discriminator = PatchDiscriminator(vae.config.latent_channels).to(device)
     model = torch.nn.ModuleDict({"decoder": vae.decoder, "discriminator": discriminator})
-    numpy_rng, torch_rng = _generators(cfg.seed, 3)
+    numpy_rng, torch_rng = seeded_generators(cfg.seed, 3)
     phase = DecoderGanPhase(
         "decoder",
         model,

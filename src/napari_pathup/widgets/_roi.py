@@ -16,7 +16,7 @@ import numpy as np
 
 from napari_pathup.errors import InputError
 from napari_pathup.geometry import Box
-from napari_pathup.io.slide import UNIT_MICROMETERS
+from napari_pathup.io.arrays import scale_pixel_size
 
 if TYPE_CHECKING:
     from napari.layers import Image, Shapes
@@ -46,10 +46,9 @@ def layer_levels(layer: Image) -> list[Any]:
 
 def layer_pixel_size(layer: Image) -> float | None:
     """µm per level-0 pixel of an image layer, or None when nothing records it."""
-    units = [str(u).lower() for u in getattr(layer, "units", ())]
-    factor = UNIT_MICROMETERS.get(units[-1]) if units else None
-    if factor is not None and units[-1] not in ("pixel", "px"):
-        return float(layer.scale[-1]) * factor
+    from_scale = scale_pixel_size(layer.scale, tuple(getattr(layer, "units", ())))
+    if from_scale is not None:
+        return from_scale
     meta = layer.metadata if isinstance(layer.metadata, dict) else {}
     value = meta.get("pixel_size_um")
     if value is None and isinstance(meta.get("resolution"), list | tuple) and meta["resolution"]:
