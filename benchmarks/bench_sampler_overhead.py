@@ -26,7 +26,7 @@ from napari_pathup.engine.grid import default_overlap, default_patch_size
 from napari_pathup.engine.sampler import PatchSampling, denoise_patches
 from napari_pathup.engine.weights import WEIGHT_MODES
 from napari_pathup.models.base import DenoiserFn
-from napari_pathup.models.schedulers import make_scheduler
+from napari_pathup.models.schedulers import scheduler_by_name
 
 OUTPUT = 1024  # output side in pixels → latent 128 (stage 2)
 STUB_OUTPUTS: tuple[int, ...] = (1024, 4096)  # engine-only cost: stub denoiser on these outputs
@@ -66,7 +66,7 @@ def run_once(
 ) -> tuple[float, TimedDenoiser, int]:
     """One sampler run: (wall seconds, the timed denoiser, patch previews seen)."""
     timed = TimedDenoiser(denoiser or model.denoiser)
-    scheduler = make_scheduler(scheduler_name, model.scheduler)
+    scheduler = scheduler_by_name(scheduler_name, model.scheduler)
     cond, uncond = model.conditioner("tumour", "native"), model.conditioner(None, "native")
     patches = 0
 

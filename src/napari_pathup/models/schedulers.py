@@ -49,5 +49,5 @@ def scheduler_by_name(name: str, base: SchedulerMixin) -> SchedulerMixin:
     return scheduler_class(class_name).from_config(base.config)
 
 
-#: deprecated spelling of :func:`scheduler_by_name` (``training.denoiser.make_scheduler`` is another thing)
+#: deprecated spelling of :func:`scheduler_by_name`, kept for one release
 make_scheduler = scheduler_by_name

@@ -49,7 +49,7 @@ def build_unet(classes: Sequence[str], preset: str, sample_size: int, latent_cha
     return build_denoiser(classes, preset=preset, sample_size=sample_size, latent_channels=latent_channels)
 
 
-def make_scheduler(prediction_type: str = "v_prediction") -> DDIMScheduler:
+def training_scheduler(prediction_type: str = "v_prediction") -> DDIMScheduler:
     """The scheduler saved with the model; training noises with its ``alphas_cumprod``."""
     if prediction_type not in PREDICTION_TYPES:
         raise ValueError(

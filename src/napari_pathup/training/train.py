@@ -327,8 +327,8 @@ def train_denoiser(
         LatentBank,
         build_unet,
         holdout_latents,
-        make_scheduler,
         native_label,
+        training_scheduler,
     )
 
     vae = vae.to(device).eval().requires_grad_(False)
@@ -369,7 +369,7 @@ def train_denoiser(
         log(f"denoiser: continuing from {cfg.init} (trained {initial} iterations; a fresh optimizer)")
     else:
         unet = build_unet(index.classes, cfg.preset, cfg.crop // 8, autoencoder.latent_channels).to(device)
-    scheduler = make_scheduler(cfg.prediction)
+    scheduler = training_scheduler(cfg.prediction)
     numpy_rng, torch_rng = seeded_generators(cfg.seed, 2)
     phase = DenoiserPhase(
         "denoiser",
