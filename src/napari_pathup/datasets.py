@@ -12,7 +12,7 @@
   store, read from its manifest (written by :mod:`napari_pathup.augmentation.manifest`; a Parquet
   file with the same columns is read too).
 
-Boxangles are :class:`~napari_pathup.geometry.Box` es; files record them as ``x, y, width, height``.
+Rectangles are :class:`~napari_pathup.geometry.Box` es; files record them as ``x, y, width, height``.
 """
 
 from __future__ import annotations
