@@ -258,3 +258,32 @@ def test_checkpoints_of_another_run_are_refused(crops: Path, weights: Path, tmp_
     assert {p: p.stat().st_mtime_ns for p in ckpt.rglob("*")} == before
     with pytest.raises(InputError, match="not a checkpoints folder"):
         finetune.check_checkpoints(crops, {})
+
+
+@pytest.mark.slow
+def test_two_processes_with_accelerate_fine_tune_as_one(crops: Path, weights: Path, tmp_path: Path):
+    """``accelerate launch`` with 2 CPU processes (gloo): each trains on its share of every batch, gradients
+    averaged; the outputs are those of a one-process run, its losses equal up to float summation order."""
+    import os
+    import subprocess
+    import sys
+
+    args = preset_args(crops, weights, "--checkpoints", str(tmp_path / "ckpt2"))
+    assert main([*preset_args(crops, weights), "--json", str(tmp_path / "one.json")]) == 0
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    command += ["-m", "napari_pathup", *args, "--device", "cpu", "--json", str(tmp_path / "two.json")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("ViT (fine-tuned)        real") == 1  # the main process alone prints
+    one = json.loads((tmp_path / "one.json").read_text())
+    two = json.loads((tmp_path / "two.json").read_text())
+    assert one["protocol"]["processes"] == 1 and two["protocol"]["processes"] == 2
+    assert [(r["classifier"], r["fold"]) for r in two["folds"]] == [
+        (r["classifier"], r["fold"]) for r in one["folds"]
+    ]
+    for run, losses in one["protocol"]["train_loss_per_epoch"].items():
+        assert np.allclose(two["protocol"]["train_loss_per_epoch"][run], losses, rtol=1e-4), run
+    states = sorted((tmp_path / "ckpt2").glob("fold*/state.json"))
+    assert len(states) == 2 and all(json.loads(p.read_text())["done"] for p in states)

@@ -472,9 +472,13 @@ class FineTuner:
                 images = dihedral(torch.from_numpy(train_x[batch.numpy()]).permute(0, 3, 1, 2), generator)
                 share = np.array_split(np.arange(len(batch)), world)[rank]
                 x = self._normalise(images[share])
-                y = labels[batch][share].to(self.device)
+                batch_labels = labels[batch].to(self.device)
+                y = batch_labels[share]
                 with self._autocast():
-                    loss = nn.functional.cross_entropy(model(x).float(), y, weight=weights)
+                    per_item = nn.functional.cross_entropy(model(x).float(), y, reduction="none")
+                # the class-weighted mean over the whole batch, of which this process holds a share: the
+                # mean of the processes' gradients is then that of one process training on the batch
+                loss = (per_item * weights[y]).sum() * world / weights[batch_labels].sum()
                 optimizer.zero_grad(set_to_none=True)
                 (scaler.scale(loss) if scaler is not None else loss).backward()
                 if scaler is not None:
@@ -487,10 +491,12 @@ class FineTuner:
                     scaler.update()
                 else:
                     optimizer.step()
-                total += loss.item() * len(share)
-                seen += len(share)
+                logged = loss.detach().clone()
+                self.processes.mean([logged])
+                total += logged.item() * len(batch)
+                seen += len(batch)
                 if progress is not None:
-                    progress.set_postfix(loss=f"{loss.item():.3f}")
+                    progress.set_postfix(loss=f"{logged.item():.3f}")
                     progress.update(1)
             if progress is not None:
                 progress.close()
