@@ -228,7 +228,9 @@ def rehearse(
         "--size", str(r["tile"]), "--steps", str(r["steps"]), "--workers", "1", "--threads", "1",
         *quiet])  # fmt: skip
     run(f"ViT weights (random {r['vit']}, stand in for ViT-L)", None, lambda: _tiny_vit(vit, r["vit"]),
-        f"python -c \"...timm.create_model('{r['vit']}') saved with safetensors to {vit.name}\"")  # fmt: skip
+        "python -c \"import timm, torch; from safetensors.torch import save_file; torch.manual_seed(0); "
+        f"m = timm.create_model('{r['vit']}'); save_file({{k: v.contiguous() for k, v in "
+        f"m.state_dict().items()}}, '{vit}')\"")  # fmt: skip
     run("evaluate --preset paper", ["evaluate", str(tiles), "--synthetic", str(store), "--groups",
         str(tiles / GROUPS_CSV), "--preset", "paper", "--backbone", f"timm:{r['vit']}",
         "--backbone-weights", str(vit), "--image-size", str(r["vit_size"]), "--tile-size", str(r["vit_size"]),

@@ -236,8 +236,6 @@ def execute(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-    if args.cache is not None:
-        args.cache.mkdir(parents=True, exist_ok=True)
     if finetune is not None:
         return _execute_preset(args, data, finetune)
 
@@ -255,6 +253,8 @@ def execute(args: argparse.Namespace) -> int:
         mil=MILSettings(epochs=args.mil_epochs or 40),
     )
     print(f"pathup evaluate: feature extractor {extractor.label}", file=sys.stderr)
+    if args.cache is not None:
+        args.cache.mkdir(parents=True, exist_ok=True)
     report = evaluate(
         data, extractor, settings, cache_folder=args.cache, progress=None if args.quiet else _bar
     )

@@ -393,7 +393,6 @@ class FineTuner:
     model: nn.Module
     settings: FineTuneSettings
     n_classes: int
-    seed: int
     processes: Any  # napari_pathup.training.text_to_image.Processes
     device: torch.device
     autocast_dtype: torch.dtype | None
@@ -613,6 +612,8 @@ def evaluate_finetune(
         if resuming:
             say(f"pathup evaluate: resuming the run in {checkpoints}")
     show = progress and main
+    if cache_folder is not None:
+        cache_folder.mkdir(parents=True, exist_ok=True)
 
     def bar(desc: str, total: int):
         from tqdm import tqdm
@@ -633,7 +634,7 @@ def evaluate_finetune(
     del extractor
     real_f, synth_f = feats[: len(data.real)], feats[len(data.real) :]
 
-    tuner = FineTuner(model, ft, len(data.classes), s.seed, processes, device, dtype)
+    tuner = FineTuner(model, ft, len(data.classes), processes, device, dtype)
     settings_names = ["real"] + (["real + synthetic"] if data.synthetic else [])
     runs = [(fold, setting) for fold in folds for setting in settings_names]
     results: list[FoldResult] = []
