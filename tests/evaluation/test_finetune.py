@@ -240,13 +240,16 @@ def test_bad_presets_architectures_and_weights_are_refused_and_write_nothing(
     _refused(
         ["evaluate", str(crops), "--epochs", "3"], capsys, out, "--epochs: only for end-to-end fine-tuning"
     )
+    _refused([*args, "--mixed-precision", "bf16"], capsys, out, "--mixed-precision bf16 needs a CUDA device")
 
 
 def test_checkpoints_of_another_run_are_refused(crops: Path, weights: Path, tmp_path: Path, capsys):
     ckpt = tmp_path / "ckpt"
-    assert main([*preset_args(crops, weights, "--checkpoints", str(ckpt)), "--epochs", "1"]) == 0
+    args = [a for a in preset_args(crops, weights, "--checkpoints", str(ckpt)) if a != "--quiet"]
+    assert main([*args, "--epochs", "1"]) == 0
     before = {p: p.stat().st_mtime_ns for p in ckpt.rglob("*")}
-    capsys.readouterr()
+    err = capsys.readouterr().err  # progress bars: over the folds, and per epoch
+    assert "folds: 100%" in err and "fold 2/2 real epoch 1/1" in err
     assert (
         main([*preset_args(crops, weights, "--checkpoints", str(ckpt)), "--epochs", "1", "--lr", "0.1"]) == 2
     )

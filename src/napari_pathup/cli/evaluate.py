@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--synthetic", type=Path, metavar="STORE", help="pathup augment output (images + manifest)"
     )
-    p.add_argument("--folds", type=whole(2), default=5, help="cross-validation folds (5, as the paper)")
+    p.add_argument("--folds", type=whole(2), help="cross-validation folds (5, as the paper and its preset)")
     p.add_argument(
         "--backbone",
         metavar="NAME",
@@ -124,7 +124,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="DIR",
         help="per-fold checkpoints; a killed run given the same DIR resumes where it stopped",
     )
-    p.add_argument("--batch-size", type=positive_int, default=16, help="images per backbone batch (16)")
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=16,
+        help="images per backbone batch (16; with --preset: the fine-tuning batch of all processes)",
+    )
     p.add_argument("--device", metavar="DEV", help="torch device (default: cuda if available, else cpu)")
     p.add_argument(
         "--cache", type=Path, metavar="DIR", help="keep features here and reuse them in later runs"
@@ -209,6 +214,11 @@ def execute(args: argparse.Namespace) -> int:
 
     _check_outputs(args)
     finetune = _finetune_settings(args)
+    if args.folds is None and finetune is not None:
+        from napari_pathup.evaluation.finetune import PRESETS
+
+        args.folds = PRESETS[finetune.preset].folds
+    args.folds = args.folds or 5
     if finetune is None:
         args.backbone = args.backbone or "effnet-lite0"
         check_backbone_weights(args.backbone, args.backbone_weights)

@@ -38,7 +38,7 @@ import json
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -396,10 +396,8 @@ class FineTuner:
     processes: Any  # napari_pathup.training.text_to_image.Processes
     device: torch.device
     autocast_dtype: torch.dtype | None
-    initial: dict[str, torch.Tensor] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.initial = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         mean, std = normalisation(self.model)
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1) * 255
@@ -416,11 +414,12 @@ class FineTuner:
         return (images.to(self.device).float() - self.mean) / self.std
 
     def _fresh(self, run_seed: int) -> nn.Module:
-        """The pretrained weights with a new classifier drawn from ``run_seed``."""
+        """A copy of the pretrained model (``self.model`` itself is never trained) with a new classifier
+        drawn from ``run_seed`` (the global random state is left as it was)."""
         model = copy.deepcopy(self.model)
-        model.load_state_dict(self.initial)
-        torch.manual_seed(run_seed)
-        model.reset_classifier(self.n_classes)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(run_seed)
+            model.reset_classifier(self.n_classes)
         return model.to(self.device)
 
     def train_and_predict(
@@ -631,7 +630,7 @@ def evaluate_finetune(
     cache = FeatureCache(extractor, s, cache_folder)
     with bar("MIL tile features", len(everything)) as featuring:
         feats = cache.features(everything, lambda: featuring.update(1))
-    del extractor
+    extractor.to("cpu")  # frees the device for fine-tuning (the cache keeps the extractor)
     real_f, synth_f = feats[: len(data.real)], feats[len(data.real) :]
 
     tuner = FineTuner(model, ft, len(data.classes), processes, device, dtype)
