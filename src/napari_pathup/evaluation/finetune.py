@@ -614,13 +614,13 @@ def evaluate_finetune(
     if cache_folder is not None:
         cache_folder.mkdir(parents=True, exist_ok=True)
 
-    def bar(desc: str, total: int):
+    def bar(desc: str, total: int, unit: str = "batch"):
         from tqdm import tqdm
 
-        return tqdm(total=total, desc=desc, unit="batch", leave=False, disable=not show)
+        return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=not show)
 
     everything = data.real + data.synthetic
-    with bar(f"images at {ft.image_size} px", len(everything)) as loading:
+    with bar(f"images at {ft.image_size} px", len(everything), "image") as loading:
         pixels = load_resized(everything, ft.image_size, lambda: loading.update(1))
     real_x, synth_x = pixels[: len(data.real)], pixels[len(data.real) :]
     y = np.asarray(labels, dtype=np.int64)
@@ -628,7 +628,7 @@ def evaluate_finetune(
 
     extractor = frozen_extractor(model, ft, device)
     cache = FeatureCache(extractor, s, cache_folder)
-    with bar("MIL tile features", len(everything)) as featuring:
+    with bar("MIL tile features", len(everything), "image") as featuring:
         feats = cache.features(everything, lambda: featuring.update(1))
     extractor.to("cpu")  # frees the device for fine-tuning (the cache keeps the extractor)
     real_f, synth_f = feats[: len(data.real)], feats[len(data.real) :]
