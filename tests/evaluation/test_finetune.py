@@ -115,6 +115,7 @@ def test_paper_preset_fine_tunes_a_tiny_vit_through_all_folds(
     assert protocol["vit"]["lr"] == 1e-3 and protocol["mil"]["lr"] == 1e-4  # the paper's rates
     assert protocol["vit"]["epochs"] == protocol["mil"]["epochs"] == 2
     assert protocol["autocast"] == "none (fp32)" and protocol["device"] == "cpu"
+    assert protocol["synthetic_per_real"] == 1.0 and "the paper's protocol is 1:1" not in captured.err
     assert [(r["classifier"], r["training_data"]) for r in result["summary"]] == [
         ("ViT (fine-tuned)", "real"),
         ("ViT (fine-tuned)", "real + synthetic"),

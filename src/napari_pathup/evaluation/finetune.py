@@ -611,6 +611,12 @@ def evaluate_finetune(
         if resuming:
             say(f"pathup evaluate: resuming the run in {checkpoints}")
     show = progress and main
+    ratio = len(data.synthetic) / len(data.real)
+    if data.synthetic and ft.preset == "paper" and abs(ratio - 1) > 0.05:
+        say(
+            f"pathup evaluate: note: {len(data.synthetic)} synthetic for {len(data.real)} real items "
+            f"({ratio:.2f}:1); the paper's protocol is 1:1 (pathup augment --ratio 1)"
+        )
     if cache_folder is not None:
         cache_folder.mkdir(parents=True, exist_ok=True)
 
@@ -705,6 +711,7 @@ def evaluate_finetune(
         "device": str(device),
         "autocast": str(dtype).removeprefix("torch.") if dtype is not None else "none (fp32)",
         "processes": processes.world,
+        "synthetic_per_real": round(ratio, 4),
         "train_loss_per_epoch": losses,
         "checkpoints": str(checkpoints) if checkpoints is not None else None,
     }
