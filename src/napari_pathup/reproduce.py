@@ -250,6 +250,8 @@ def _write_record(out: Path, data: Path, steps: list[Step]) -> None:
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, threads " + str(
         torch.get_num_threads()
     )
+    if torch.cuda.is_available():  # train, augment and evaluate use it by default
+        machine += f", CUDA device {torch.cuda.get_device_name(0)}"
     lines = [
         f"# PathUp rehearsal on {data}",
         "",
