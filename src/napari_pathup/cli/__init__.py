@@ -19,7 +19,16 @@ from napari_pathup import __version__
 from napari_pathup.errors import PathupError
 
 #: sub-command modules, in the order ``pathup --help`` lists them
-COMMANDS: tuple[str, ...] = ("synthesize", "info", "metrics", "train", "augment", "evaluate")
+COMMANDS: tuple[str, ...] = (
+    "synthesize",
+    "info",
+    "metrics",
+    "prepare",
+    "train",
+    "augment",
+    "evaluate",
+    "rehearse",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -48,6 +48,9 @@ class EvaluationReport:
     results: list[FoldResult]
     tiles_per_item: tuple[int, float, int]
     features_computed: int
+    #: a preset run's protocol (architecture, input size, weights, learning rates, epochs, precision);
+    #: None in the frozen-feature mode
+    protocol: dict[str, Any] | None = None
 
     @property
     def backbone_label(self) -> str:
@@ -56,10 +59,14 @@ class EvaluationReport:
     def settings_names(self) -> list[str]:
         return list(dict.fromkeys(r.setting for r in self.results))
 
+    def classifiers(self) -> list[str]:
+        """The classifiers of the results, in order (:data:`CLASSIFIERS` in the frozen-feature mode)."""
+        return list(dict.fromkeys(r.classifier for r in self.results))
+
     def summary(self) -> list[dict[str, Any]]:
         """One row per (classifier, setting): mean and std of accuracy and weighted F1 over the folds."""
         rows = []
-        for clf in CLASSIFIERS:
+        for clf in self.classifiers():
             for setting in self.settings_names():
                 rs = [r for r in self.results if r.classifier == clf and r.setting == setting]
                 acc, f1 = mean_std([r.accuracy for r in rs]), mean_std([r.weighted_f1 for r in rs])
@@ -102,14 +109,28 @@ class EvaluationReport:
             f"data: {self.describe_data()}",
             f"folds: {s.folds}, stratified by class, grouped by {self.data.group_kind}; synthetic images "
             "only in training folds, never with a reference in the validation fold",
-            f"feature extractor: {self.backbone_label} (frozen), whole item at "
-            f"{self.extractor['input_size'][0]} px; MIL tiles of {s.tile_size} px at "
-            f"{self.tile_extractor['input_size'][0]} px ({lo}-{hi} per item, mean {mean_tiles:.1f})",
         ]
+        if self.protocol is not None:
+            p = self.protocol
+            lines += [
+                f"preset {p['preset'] or '(none)'}: {p['architecture']} at {p['input_size'][0]}x"
+                f"{p['input_size'][1]} px fine-tuned end to end (lr {p['vit']['lr']:g}, {p['vit']['epochs']} "
+                f"epochs, batch {p['vit']['batch_size']}) from {p['weights_path']}; on {p['device']}, "
+                f"autocast {p['autocast']}, {p['processes']} process(es)",
+                f"MIL (gated attention): lr {p['mil']['lr']:g}, {p['mil']['epochs']} epochs, on "
+                f"{s.tile_size} px tiles through the frozen pretrained model "
+                f"({lo}-{hi} per item, mean {mean_tiles:.1f})",
+            ]
+        else:
+            lines.append(
+                f"feature extractor: {self.backbone_label} (frozen), whole item at "
+                f"{self.extractor['input_size'][0]} px; MIL tiles of {s.tile_size} px at "
+                f"{self.tile_extractor['input_size'][0]} px ({lo}-{hi} per item, mean {mean_tiles:.1f})"
+            )
         synthetic = [
             r.n_train_synthetic
             for r in self.results
-            if r.setting != "real" and r.classifier == CLASSIFIERS[0]
+            if r.setting != "real" and r.classifier == self.classifiers()[0]
         ]
         if synthetic:
             lines.append(
@@ -126,7 +147,10 @@ class EvaluationReport:
                 f"{row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}    "
                 f"{row['weighted_f1_mean']:.3f} ± {row['weighted_f1_std']:.3f}"
             )
-        lines.append(f"(mean ± sample std over {s.folds} folds; features: {self.backbone_label})")
+        source = (
+            f"features: {self.backbone_label}" if self.protocol is None else self.protocol["architecture"]
+        )
+        lines.append(f"(mean ± sample std over {s.folds} folds; {source})")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,10 +178,13 @@ class EvaluationReport:
                 "tile_size": s.tile_size,
                 "seed": s.seed,
                 "single_instance_head": f"standardised features, logistic regression (C={s.logistic_c}, "
-                "balanced class weights)",
+                "balanced class weights)"
+                if self.protocol is None
+                else f"{self.protocol['architecture']} fine-tuned end to end (see protocol)",
                 "mil": {"model": "gated attention (Ilse et al. 2018)", **vars(s.mil)},
                 "std": "sample standard deviation over folds (ddof=1)",
             },
+            "protocol": self.protocol,
             "summary": self.summary(),
             "folds": [
                 vars(r) | {"val_groups": list(r.val_groups), "confusion": [list(c) for c in r.confusion]}
@@ -197,14 +224,17 @@ class EvaluationReport:
                     capsize=3,
                     label=setting,
                 )
-            ax.set_xticks(np.arange(len(CLASSIFIERS)), ["single-instance", "MIL"])
+            names = self.classifiers()
+            ax.set_xticks(np.arange(len(names)), [n.split(" (")[0] for n in names])
             ax.set_title(title)
             ax.set_ylim(0, 1.2)
             ax.set_yticks(np.linspace(0, 1, 6))
         axes[0].legend(loc="upper left", ncol=len(settings), fontsize=8, frameon=False)
         fig.suptitle(
             f"{self.settings.folds}-fold CV, grouped by {self.data.group_kind}; "
-            f"features: {self.backbone_label}",
+            + (
+                f"features: {self.backbone_label}" if self.protocol is None else self.protocol["architecture"]
+            ),
             fontsize=9,
         )
         fig.tight_layout()
