@@ -1,4 +1,4 @@
-"""atomic_output/check_output: an output appears whole under its final name or not at all."""
+"""atomic_output/check_output/replace_atomically: a file appears whole under its final name or not at all."""
 
 from pathlib import Path
 
@@ -210,3 +210,55 @@ def test_temporaries_of_killed_runs_are_removed_when_the_same_output_is_written_
     with atomic_output(tmp_path / "out.ome.zarr", overwrite=False) as temp:
         temp.mkdir()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*(p.name for p in kept), "out.ome.zarr"])
+
+
+# -------------------------------------------------------------------- internal files
+
+
+def test_replace_atomically_replaces_the_content_and_leaves_no_temporary(tmp_path):
+    from napari_pathup.io.atomic import PARTIAL_MARKER, replace_atomically, write_text_atomic
+
+    target = tmp_path / "latest.json"
+    target.write_text("old\n")
+    seen = []
+
+    def write(temp: Path) -> None:
+        seen.append(temp)
+        temp.write_bytes(b"new\n")
+
+    assert replace_atomically(target, write) == target
+    assert target.read_bytes() == b"new\n"
+    assert seen[0].parent == tmp_path and seen[0].name.startswith(f".latest{PARTIAL_MARKER}")
+    assert seen[0].suffix == ".json"  # writers that add a missing extension (np.savez) keep the name
+    assert write_text_atomic(tmp_path / "new.txt", "héllo\n").read_text(encoding="utf-8") == "héllo\n"
+    assert entries(tmp_path) == ["latest.json", "new.txt"]
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt, OSError])
+@pytest.mark.parametrize("exists", [True, False])
+def test_replace_atomically_keeps_the_target_when_the_writer_fails(tmp_path, error, exists):
+    from napari_pathup.io.atomic import replace_atomically
+
+    target = tmp_path / "state.json"
+    if exists:
+        target.write_text("previous\n")
+
+    def write(temp: Path) -> None:
+        temp.write_text("half")
+        raise error("writer failed")
+
+    with pytest.raises(error, match="writer failed"):  # propagated unchanged, not translated
+        replace_atomically(target, write)
+    assert entries(tmp_path) == (["state.json"] if exists else [])
+    if exists:
+        assert target.read_text() == "previous\n"
+
+
+def test_replace_atomically_removes_temporaries_of_killed_runs(tmp_path):
+    from napari_pathup.io.atomic import owner_tag, write_text_atomic
+
+    host = owner_tag().split("-h")[1]
+    stale = tmp_path / f".latest.partial-p{dead_pid()}-h{host}-0123abcd.json"
+    stale.write_text("{")
+    write_text_atomic(tmp_path / "latest.json", "{}\n")
+    assert entries(tmp_path) == ["latest.json"]

@@ -6,6 +6,8 @@ under the name they asked for (or lose the previous one). Writers therefore writ
 writer succeeded. A process killed outright (SIGKILL, power loss) cannot remove its temporary; the
 process id and host in the name let the next attempt at the same output remove it once that process
 is gone (:func:`remove_stale_temporaries`), and never one that a live process still writes.
+Internal files (checkpoints, caches, manifests, configs) use :func:`replace_atomically` and
+:func:`write_text_atomic`: the same temporary naming, replaced with no overwrite check.
 An operating-system error while writing (permissions, read-only file system, full disk) becomes one
 :class:`~napari_pathup.errors.OutputError` line, with nothing left behind.
 """
@@ -20,7 +22,7 @@ import re
 import secrets
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from napari_pathup.errors import InputError, OutputError, OutputExistsError, PathupError
@@ -209,3 +211,30 @@ def atomic_output(final: str | Path, overwrite: bool) -> Iterator[Path]:
     except BaseException:
         _remove(temp)
         raise
+
+
+def replace_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Replace the internal file ``path`` with what ``write`` writes to a temporary sibling.
+
+    ``write`` receives the temporary path (hidden, in the same folder, keeping the extension) and
+    creates the file; it is then renamed over ``path`` with :func:`os.replace`. On any exception the
+    temporary is removed, ``path`` keeps its previous content and the exception propagates unchanged.
+    Unlike :func:`atomic_output` (user outputs) an existing ``path`` is always replaced and an
+    ``OSError`` is not translated. Temporaries that killed runs left for ``path`` are removed first.
+    Returns ``path``.
+    """
+    path = Path(path)
+    remove_stale_temporaries(path)
+    temp = _sibling(path, PARTIAL_MARKER)
+    try:
+        write(temp)
+        os.replace(temp, path)
+    except BaseException:
+        _remove(temp)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Replace the internal file ``path`` with ``text`` (UTF-8) via :func:`replace_atomically`."""
+    return replace_atomically(path, lambda temp: temp.write_text(text, encoding="utf-8"))
