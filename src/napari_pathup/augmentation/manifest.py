@@ -12,13 +12,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-import secrets
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from napari_pathup.errors import InputError
+from napari_pathup.io.atomic import replace_atomically
 
 MANIFEST_NAME = "manifest.csv"
 STATUSES: tuple[str, ...] = ("done", "failed", "pending")
@@ -49,9 +49,8 @@ COLUMNS: tuple[str, ...] = tuple("class" if f.name == "class_name" else f.name f
 
 def write_manifest(path: str | Path, rows: Iterable[ManifestRow]) -> Path:
     """Write ``rows`` (sorted by output) to a temporary sibling and rename it over ``path``."""
-    path = Path(path)
-    temp = path.with_name(f".{path.name}.partial-{secrets.token_hex(4)}")
-    try:
+
+    def write(temp: Path) -> None:
         with open(temp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=COLUMNS)
             writer.writeheader()
@@ -59,11 +58,8 @@ def write_manifest(path: str | Path, rows: Iterable[ManifestRow]) -> Path:
                 writer.writerow(row.to_csv())
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return path
+
+    return replace_atomically(path, write)
 
 
 def read_manifest(path: str | Path) -> list[ManifestRow]:

@@ -36,7 +36,6 @@ import difflib
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,6 +51,7 @@ from napari_pathup.evaluation.folds import check_fold_count, make_folds
 from napari_pathup.evaluation.mil import MILSettings
 from napari_pathup.evaluation.report import EvaluationReport, FoldResult
 from napari_pathup.evaluation.run import EvaluateSettings, FeatureCache, fit_predict_mil, scores
+from napari_pathup.io.atomic import replace_atomically, write_text_atomic
 from napari_pathup.io.images import read_image
 from napari_pathup.metrics.features import module_extractor, sha256_of
 from napari_pathup.metrics.images import resize, to_tensor
@@ -264,14 +264,8 @@ def dihedral(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 # ------------------------------------------------------------------------------------- checkpoints
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    temp = path.with_name(f".{path.name}.partial-p{os.getpid()}")
-    write(temp)
-    os.replace(temp, path)
-
-
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    _write_atomic(path, lambda t: t.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8"))
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
 def _split_state(state: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -321,7 +315,7 @@ class FoldCheckpoint:
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         opt = _split_state(optimizer.state_dict(), "optimizer", tensors)
         name = f"epoch-{epoch}.safetensors"
-        _write_atomic(self.folder / name, lambda t: save_file(tensors, str(t)))
+        replace_atomically(self.folder / name, lambda t: save_file(tensors, str(t)))
         _write_json(
             self.folder / STATE_JSON, {"done": False, "epoch": epoch, "file": name, "optimizer": opt, **extra}
         )

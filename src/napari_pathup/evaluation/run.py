@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from napari_pathup.evaluation.folds import check_fold_count, make_folds
 from napari_pathup.evaluation.mil import MILSettings, train_mil
 from napari_pathup.evaluation.report import EvaluationReport, FoldResult
 from napari_pathup.geometry import window_starts
+from napari_pathup.io.atomic import replace_atomically
 from napari_pathup.io.images import read_image
 from napari_pathup.metrics.features import FeatureExtractor, extract_features
 
@@ -121,9 +121,9 @@ class FeatureCache:
     def _save(self, key: str, features: ItemFeatures) -> None:
         if self.folder is None:
             return
-        temp = self.folder / f".{key}.partial-{os.getpid()}.npz"
-        np.savez(temp, single=features.single, tiles=features.tiles)
-        temp.replace(self.folder / f"{key}.npz")
+        replace_atomically(
+            self.folder / f"{key}.npz", lambda t: np.savez(t, single=features.single, tiles=features.tiles)
+        )
 
     def features(
         self, items: list[EvaluationItem], on_item: Callable[[], None] | None = None

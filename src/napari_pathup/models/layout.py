@@ -15,7 +15,6 @@ MODEL/
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 from diffusers import SchedulerMixin
 
+from napari_pathup.io.atomic import write_text_atomic
 from napari_pathup.models.conditioning import SCALES, num_class_embeds
 
 PATHUP_JSON = "pathup.json"
@@ -48,9 +48,7 @@ def clean_saved_config(config_path: Path) -> None:
         return
     for key in drop:
         config.pop(key, None)
-    tmp = config_path.with_name(f".{config_path.name}.partial")
-    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, config_path)
+    write_text_atomic(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def save_pathup_model(
@@ -85,7 +83,5 @@ def save_pathup_model(
         "label_layout": LABEL_LAYOUT,
         **(extra or {}),
     }
-    tmp = folder / f".{PATHUP_JSON}.partial"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, folder / PATHUP_JSON)
+    write_text_atomic(folder / PATHUP_JSON, json.dumps(meta, indent=2) + "\n")
     return folder

@@ -21,6 +21,7 @@ from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file, save_file
 
 from napari_pathup.errors import InputError
+from napari_pathup.io.atomic import write_text_atomic
 
 LATEST = "latest.json"
 
@@ -101,9 +102,7 @@ def save_checkpoint(
     if final.exists():
         shutil.rmtree(final)
     os.replace(partial, final)
-    tmp = folder / f".{LATEST}.partial"
-    tmp.write_text(json.dumps({"iteration": iteration, "path": name}) + "\n")
-    os.replace(tmp, folder / LATEST)
+    write_text_atomic(folder / LATEST, json.dumps({"iteration": iteration, "path": name}) + "\n")
     steps = sorted(p for p in folder.glob("step-*") if p.is_dir())
     for old in steps[:-keep] if keep > 0 else []:
         if old.name != name:

@@ -25,6 +25,7 @@ from safetensors.torch import save_file
 
 from napari_pathup.datasets import CELL
 from napari_pathup.engine.vae import crop_source, encode_tiled
+from napari_pathup.io.atomic import replace_atomically
 from napari_pathup.models.base import Autoencoder
 from napari_pathup.models.build import build_denoiser
 from napari_pathup.models.conditioning import SCALES, class_label
@@ -143,9 +144,8 @@ class LatentBank:
 
     def save(self, path: Path) -> None:
         tensors = {f"{i}.{o}": z for i, zs in enumerate(self.latents) for o, z in enumerate(zs)}
-        tmp = path.with_name(f".{path.name}.partial")
-        save_file(tensors, tmp, metadata={"key": self.key, "sources": str(len(self.latents))})
-        tmp.replace(path)
+        metadata = {"key": self.key, "sources": str(len(self.latents))}
+        replace_atomically(path, lambda t: save_file(tensors, t, metadata=metadata))
 
     @classmethod
     def load(cls, path: Path, key: str) -> LatentBank | None:

@@ -42,6 +42,7 @@ import torch
 
 from napari_pathup.datasets import CELL, DatasetIndex, discover
 from napari_pathup.errors import InputError, ModelLoadError
+from napari_pathup.io.atomic import write_text_atomic
 from napari_pathup.models.base import Autoencoder, PathupModel
 from napari_pathup.models.conditioning import SCALES, TextConditioner
 from napari_pathup.models.layout import PATHUP_JSON
@@ -475,13 +476,6 @@ def check_resume(cfg: FineTuneConfig, current: dict[str, Any]) -> bool:
     return False
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
 def _restore_scaler_state(folder: Path) -> dict[str, Any]:
     path = latest_checkpoint(folder)
     if path is None:
@@ -641,7 +635,8 @@ def _fine_tune(cfg: FineTuneConfig, log: Callable[[str], None]) -> Path:
     processes.barrier()
     ckpt = cfg.out / "checkpoints"
     if processes.is_main:
-        _write_json(ckpt / "config.json", current)
+        ckpt.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(ckpt / "config.json", json.dumps(current, indent=1) + "\n")
     processes.barrier()
 
     unet, text_encoder = model.modules["denoiser"], model.modules["text_encoder"]

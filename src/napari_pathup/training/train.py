@@ -22,6 +22,7 @@ import torch
 
 from napari_pathup.datasets import DatasetIndex, discover
 from napari_pathup.errors import InputError, ModelLoadError
+from napari_pathup.io.atomic import write_text_atomic
 from napari_pathup.models.base import Autoencoder
 from napari_pathup.training.augmentation import HedJitter
 from napari_pathup.training.checkpoint import latest_checkpoint, settings_json
@@ -165,9 +166,7 @@ def prepare_output(cfg: TrainConfig, index: DatasetIndex) -> Path:
         hint = "pass --resume to continue its training" if saved_path.is_file() else "choose an empty folder"
         raise InputError(f"{out} is not empty; {hint}")
     ckpt.mkdir(parents=True, exist_ok=True)
-    tmp = ckpt / ".config.json.partial"
-    tmp.write_text(json.dumps(current, indent=1) + "\n")
-    os.replace(tmp, saved_path)
+    write_text_atomic(saved_path, json.dumps(current, indent=1) + "\n")
     return ckpt
 
 
