@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 import torch
 
 from napari_pathup.errors import SettingsError
@@ -44,3 +46,11 @@ def select_dtype(name: str = "float32") -> torch.dtype:
     if name not in DTYPES:
         raise SettingsError(f"unknown dtype {name!r}; expected one of {', '.join(DTYPES)}")
     return DTYPES[name]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager[object]:
+    """``torch.autocast`` on ``device`` in ``dtype``, or a context that does nothing when ``dtype`` is None
+    (full precision)."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtype)

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_pathup.engine.device import autocast
 from napari_pathup.errors import InputError
 from napari_pathup.evaluation.data import EvaluationData, EvaluationItem
 from napari_pathup.evaluation.folds import check_fold_count, make_folds
@@ -396,13 +397,6 @@ class FineTuner:
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1) * 255
 
-    def _autocast(self):
-        from contextlib import nullcontext
-
-        if self.autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
-
     def _normalise(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) uint8 → the model's normalised float input on the device."""
         return (images.to(self.device).float() - self.mean) / self.std
@@ -466,7 +460,7 @@ class FineTuner:
                 x = self._normalise(images[share])
                 batch_labels = labels[batch].to(self.device)
                 y = batch_labels[share]
-                with self._autocast():
+                with autocast(self.device, self.autocast_dtype):
                     per_item = nn.functional.cross_entropy(model(x).float(), y, reduction="none")
                 # the class-weighted mean over the whole batch, of which this process holds a share: the
                 # mean of the processes' gradients is then that of one process training on the batch
@@ -512,7 +506,7 @@ class FineTuner:
         model.eval()
         out = []
         for start in range(0, len(images), self.settings.batch_size):
-            with self._autocast():
+            with autocast(self.device, self.autocast_dtype):
                 chunk = torch.from_numpy(images[start : start + self.settings.batch_size]).permute(0, 3, 1, 2)
                 logits = model(self._normalise(chunk))
             out.append(logits.float().argmax(1).cpu().numpy())

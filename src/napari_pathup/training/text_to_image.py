@@ -33,7 +33,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from typing import Any
 import torch
 
 from napari_pathup.datasets import CELL, DatasetIndex, discover
+from napari_pathup.engine.device import autocast
 from napari_pathup.errors import InputError, ModelLoadError
 from napari_pathup.io.atomic import write_text_atomic
 from napari_pathup.models.base import Autoencoder, PathupModel
@@ -277,24 +278,19 @@ class TextToImagePhase(Phase):
             self.scaler.load_state_dict(scaler_state["grad_scaler"])
         self._frozen_embeddings: torch.Tensor | None = None
 
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
-
     def _embeddings(self, prompt_indices: torch.Tensor) -> torch.Tensor:
         ids = self.prompts.ids.to(self.device)
         if self.train_text_encoder:
-            with self._autocast():
+            with autocast(self.device, self.autocast_dtype):
                 return self.text_encoder(ids[prompt_indices.to(self.device)])[0]
         if self._frozen_embeddings is None:
-            with torch.no_grad(), self._autocast():
+            with torch.no_grad(), autocast(self.device, self.autocast_dtype):
                 self._frozen_embeddings = self.text_encoder(ids)[0].detach()
         return self._frozen_embeddings[prompt_indices.to(self.device)]
 
     def _predict(self, noisy: torch.Tensor, t: torch.Tensor, prompt_indices: torch.Tensor) -> torch.Tensor:
         hidden = self._embeddings(prompt_indices)
-        with self._autocast():
+        with autocast(self.device, self.autocast_dtype):
             return self.unet(noisy.to(self.device), t.to(self.device), encoder_hidden_states=hidden).sample
 
     def loss(self) -> torch.Tensor:
