@@ -57,3 +57,19 @@ def test_a_spec_reads_no_weights_and_matches_the_loaded_model(
     )
     sd = read_model_spec(sd_model_dir)
     assert sd.kind == "stable-diffusion" and sd.patch_multiple == 1  # it up-samples to the recorded sizes
+
+
+def test_a_spec_and_the_loaded_model_refuse_an_unknown_class_alike(
+    pathup_model, pathup_model_dir, sd_model_dir
+):
+    from napari_pathup.errors import SettingsError
+
+    spec = read_model_spec(pathup_model_dir)
+    messages = []
+    for model in (spec, pathup_model):
+        model.check_class(pathup_model.classes[0])  # a known class passes
+        with pytest.raises(SettingsError, match="unknown class 'lymphoma'") as caught:
+            model.check_class("lymphoma")
+        messages.append(str(caught.value).split(";")[1])
+    assert messages[0] == messages[1] == f" expected one of {', '.join(pathup_model.classes)}"
+    read_model_spec(sd_model_dir).check_class("any prompt")  # text models accept any class

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import torch
 from diffusers import SchedulerMixin
 
-from napari_pathup.errors import SettingsError
+from napari_pathup.models.spec import check_known_class
 
 
 class Conditioner(Protocol):
@@ -121,8 +121,4 @@ class PathupModel:
 
     def check_class(self, class_name: str) -> None:
         """Raise a clear error for a class the model does not know (text models accept any)."""
-        if self.classes and class_name not in self.classes:
-            raise SettingsError(
-                f"unknown class {class_name!r} (--class) for model {self.path}; "
-                f"expected one of {', '.join(self.classes)}"
-            )
+        check_known_class(self, class_name)

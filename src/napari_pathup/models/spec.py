@@ -34,6 +34,18 @@ class ModelInfo(Protocol):
     def check_class(self, class_name: str) -> None: ...
 
 
+def check_known_class(model: ModelInfo, class_name: str) -> None:
+    """Raise :class:`~napari_pathup.errors.SettingsError` when ``model`` (a spec or a loaded model)
+    has classes and ``class_name`` is not one of them; text models (no classes) accept any."""
+    from napari_pathup.errors import SettingsError
+
+    if model.classes and class_name not in model.classes:
+        raise SettingsError(
+            f"unknown class {class_name!r} (--class) for model {model.path}; "
+            f"expected one of {', '.join(model.classes)}"
+        )
+
+
 @dataclass
 class ModelSpec:
     """A model folder as its configs describe it (see the module docstring)."""
@@ -55,13 +67,7 @@ class ModelSpec:
 
     def check_class(self, class_name: str) -> None:
         """Raise a clear error for a class the model does not know (text models accept any)."""
-        from napari_pathup.errors import SettingsError
-
-        if self.classes and class_name not in self.classes:
-            raise SettingsError(
-                f"unknown class {class_name!r} (--class) for model {self.path}; "
-                f"expected one of {', '.join(self.classes)}"
-            )
+        check_known_class(self, class_name)
 
 
 def denoiser_patch_multiple(class_name: str, config: Mapping[str, Any]) -> int:
