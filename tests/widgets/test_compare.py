@@ -55,7 +55,7 @@ def wait(widget, qtbot) -> None:
 def test_choices_default_to_real_and_synthetic_by_metadata(widget):
     assert [layer.name for layer in widget.real.value] == ["real RoI"]
     assert [layer.name for layer in widget.synthetic.value] == ["PathUp stroma"]
-    names = [name for name, _ in widget._choices()]
+    names = [name for name, _ in widget.image_choices()]
     assert names == ["mask", "real RoI", "PathUp stroma"]
 
 

@@ -149,6 +149,10 @@ class WorkerDock(QWidget):
         inner = self._scroll.widget().sizeHint()
         return QSize(inner.width() + self._scroll.verticalScrollBar().sizeHint().width(), inner.height())
 
+    def image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
+        """The viewer's image layers as magicgui choices (``choices=self.image_choices``)."""
+        return image_layer_choices(self.viewer)
+
     # -- subclasses ---------------------------------------------------------------------------
     def set_busy(self, busy: bool) -> None:
         """Enable or disable the controls while a task runs."""

@@ -25,7 +25,6 @@ from napari_pathup.metrics.stain import DEFAULT_PIXELS
 from napari_pathup.widgets._base import (
     WorkerDock,
     follow_real_and_synthetic,
-    image_layer_choices,
     is_synthetic,
     rgb_levels,
 )
@@ -59,8 +58,8 @@ class CompareWidget(WorkerDock):
         self.result: CompareResult | None = None
         self._saved: _Saved | None = None
 
-        self.real = Select(label="real RoIs", choices=self._choices, allow_multiple=True)
-        self.synthetic = Select(label="synthetic", choices=self._choices, allow_multiple=True)
+        self.real = Select(label="real RoIs", choices=self.image_choices, allow_multiple=True)
+        self.synthetic = Select(label="synthetic", choices=self.image_choices, allow_multiple=True)
         self.roi = ComboBox(
             label="real RoI",
             choices=self._roi_choices,
@@ -105,9 +104,6 @@ class CompareWidget(WorkerDock):
             event.connect(lambda _: self.roi.reset_choices())
 
     # -- layer choices ----------------------------------------------------------------------
-    def _choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
-        return image_layer_choices(self.viewer)
-
     def _roi_choices(self, _widget: Any = None) -> list[str]:
         return [WHOLE_LAYERS, *(layer.name for layer in self.viewer.layers if isinstance(layer, Shapes))]
 

@@ -25,7 +25,6 @@ from napari_pathup.metrics import (
 from napari_pathup.widgets._base import (
     WorkerDock,
     follow_real_and_synthetic,
-    image_layer_choices,
     rgb_levels,
 )
 from napari_pathup.widgets._plot import PlotView, RenderedPlot
@@ -49,9 +48,9 @@ class QualityWidget(WorkerDock):
         self.report: MetricsReport | None = None
         self._extractors: dict[tuple, Any] = {}
 
-        self.real_layers = Select(label="real layers", choices=self._choices, allow_multiple=True)
+        self.real_layers = Select(label="real layers", choices=self.image_choices, allow_multiple=True)
         self.real_folder = FileEdit(label="or real folder", mode="d", value="")
-        self.synth_layers = Select(label="synthetic layers", choices=self._choices, allow_multiple=True)
+        self.synth_layers = Select(label="synthetic layers", choices=self.image_choices, allow_multiple=True)
         self.synth_folder = FileEdit(label="or synthetic folder", mode="d", value="")
         self.crops = SpinBox(
             label="crop size",
@@ -113,9 +112,6 @@ class QualityWidget(WorkerDock):
         self.compute_button.changed.connect(self.compute)
         self.cancel_button.changed.connect(self.cancel)
         follow_real_and_synthetic(self.viewer, self.real_layers, self.synth_layers)
-
-    def _choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
-        return image_layer_choices(self.viewer)
 
     def set_busy(self, busy: bool) -> None:
         self.compute_button.enabled, self.cancel_button.enabled = not busy, busy
