@@ -17,9 +17,10 @@
 #   1b decoder       the decoder retrained as a conditional GAN against the frozen encoder: patch
 #                    discriminator (trained from scratch; no pretrained feature network anywhere), hinge
 #                    loss, Adam betas (0.9, 0.9), H&E stain jitter, batch 4 x 96 px; adversarial weight
-#                    0.5 (ramped over 500 iterations) up to GAN_ITERS / 2, then 2.0 up to GAN_ITERS
-#                    (at 0.5 the outputs were still half as sharp as real; the heavier term goes on
-#                    from the same checkpoint)
+#                    raised in legs that each resume from the last checkpoint (GAN_LEGS, "until:weight"):
+#                    0.5 (ramped over 500 iterations) up to 2,000, 2.0 up to 4,000, 3.0 up to 8,000,
+#                    4.0 up to 12,000 (each lighter term left the outputs blurrier than real: hold-out
+#                    sharpness 0.57, 0.62, 0.74, then 0.82 of real)
 #   2  denoiser      UNet2DModel cpu-large preset (7.2 M parameters), v-prediction, min-SNR-5 weighting,
 #                    EMA, flips/rot90, H&E stain jitter (orientations 1-7 of the latent bank), class
 #                    dropout 0.1 for guidance, batch 8 x 32^2 latents, ITERS iterations
@@ -34,7 +35,8 @@ PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
 WORK="${WORK:-$REPO/out/train-default-model}"
 THREADS="${THREADS:-1}"
 AE_ITERS="${AE_ITERS:-8000}"
-GAN_ITERS="${GAN_ITERS:-4000}"
+GAN_LEGS="${GAN_LEGS:-2000:0.5 4000:2.0 8000:3.0 12000:4.0}"
+GAN_ITERS="${GAN_LEGS##*[ ]}"; GAN_ITERS="${GAN_ITERS%%:*}"  # the last leg's end
 ITERS="${ITERS:-40000}"
 DATA="${DATA:-data/demo}"
 DEST="${DEST:-$REPO/src/napari_pathup/data/default_model}"
@@ -49,7 +51,7 @@ export OMP_WAIT_POLICY=PASSIVE  # threads yield instead of spinning when THREADS
 train() {
     "$PYTHON" -m napari_pathup train "$DATA" --out "$WORK" --resume --seed 0 --device cpu --threads "$THREADS" \
         --ae-preset cpu --ae-iters "$AE_ITERS" --ae-batch-size 8 --ae-crop 64 --ae-lr 2e-3 --latent-channels 8 \
-        --gan-iters "${LEG_ITERS:-$GAN_ITERS}" --gan-weight "${LEG_WEIGHT:-2.0}" \
+        --gan-iters "${LEG_ITERS:-$GAN_ITERS}" --gan-weight "${LEG_WEIGHT:-${GAN_LEGS##*:}}" \
         --gan-batch-size 4 --gan-crop 96 --gan-lr 1e-4 \
         --hed-jitter 0.05 0.02 \
         --preset cpu-large --batch-size 8 --crop 256 --lr 2e-4 --prediction v_prediction \
@@ -69,8 +71,9 @@ elif [ -n "$INIT" ]; then
     train --iters "$ITERS" --phases denoiser
 else
     train --iters "$ITERS" --phases autoencoder
-    (LEG_ITERS=$((GAN_ITERS / 2)) LEG_WEIGHT=0.5 train --iters "$ITERS" --phases decoder &&
-        train --iters "$ITERS" --phases decoder) > "$WORK.decoder.log" 2>&1 &
+    (for leg in $GAN_LEGS; do  # a finished leg returns at once on a rerun
+        LEG_ITERS="${leg%%:*}" LEG_WEIGHT="${leg##*:}" train --iters "$ITERS" --phases decoder || exit 1
+    done) > "$WORK.decoder.log" 2>&1 &
     decoder=$!
     train --iters "$ITERS" --phases denoiser
     wait "$decoder"

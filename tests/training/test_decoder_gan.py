@@ -149,5 +149,10 @@ def test_a_resumed_decoder_may_raise_the_adversarial_weight_and_records_it(
     info = json.loads((tmp_path / "model/checkpoints/decoder/final/trained.json").read_text())
     assert info["iterations"] == 4
     assert info["adversarial_weight_from_iteration"] == {"0": 0.5, "2": 2.0}
+    # rerunning the first leg (scripts/train_default_model.sh reruns every leg) changes nothing
+    marker = tmp_path / "model/checkpoints/decoder/final/trained.json"
+    before = marker.read_bytes()
+    train(TrainConfig(gan_iters=2, gan_weight=0.5, resume=True, **base), log=lambda _: None)
+    assert marker.read_bytes() == before
     with pytest.raises(Exception, match="gan_crop"):  # other settings still may not change
         train(TrainConfig(gan_iters=6, **{**base, "gan_crop": 64}, resume=True), log=lambda _: None)

@@ -198,12 +198,13 @@ def load_autoencoder(path: Path) -> torch.nn.Module:
 
 
 def finished_info(final: Path, iterations: int) -> dict[str, Any] | None:
-    """The ``trained.json`` that :func:`save_final` wrote, when that phase finished ``iterations``."""
+    """The ``trained.json`` that :func:`save_final` wrote, when that phase finished ``iterations`` or
+    more (a rerun of an earlier leg, e.g. the decoder's lighter adversarial weights, changes nothing)."""
     marker = final / "trained.json"
     if not marker.is_file():
         return None
     info = json.loads(marker.read_text())
-    return info if info.get("iterations") == iterations else None
+    return info if info.get("iterations", 0) >= iterations else None
 
 
 def save_final(vae: torch.nn.Module, final: Path, info: dict[str, Any]) -> None:
@@ -252,7 +253,7 @@ def train_autoencoder(
     folder, final = ckpt / "autoencoder", ckpt / "autoencoder" / "final"
     if (info := finished_info(final, cfg.ae_iters)) is not None:
         log(
-            f"autoencoder: finished earlier ({cfg.ae_iters} iterations, "
+            f"autoencoder: finished earlier ({info['iterations']} iterations, "
             f"hold-out PSNR {info.get('psnr', 'n/a')} dB)"
         )
         return AutoencoderTiny.from_pretrained(final, use_safetensors=True, local_files_only=True), info
@@ -479,7 +480,7 @@ def train_decoder(
         raise InputError("the decoder phase trains an AutoencoderTiny decoder")
     folder, final = ckpt / "decoder", ckpt / "decoder" / "final"
     if (info := finished_info(final, cfg.gan_iters)) is not None:
-        log(f"decoder: finished earlier ({cfg.gan_iters} iterations, {info})")
+        log(f"decoder: finished earlier ({info})")
         return AutoencoderTiny.from_pretrained(final, use_safetensors=True, local_files_only=True), info
     if "decoder" not in cfg.phases:
         if latest_checkpoint(folder) is not None:
