@@ -112,3 +112,22 @@ def test_a_temporary_store_takes_its_folder_with_it():
     assert folder is not None and live.path.parent == folder and live.path.is_dir()
     live.remove()
     assert not folder.exists()
+
+
+def test_the_preview_levels_are_served_from_memory_and_equal_the_store_on_disk(tmp_path):
+    image = rgb(1100, 700, seed=2)
+    live = LiveOmeZarr(tmp_path / "live.ome.zarr", 1100, 700, min_level_size=128, preview_pixels=600 * 400)
+    assert live.shapes == [(1100, 700), (550, 350), (275, 175)] and live.preview_levels == [1, 2]
+    live.paste_preview(np.full((10, 10, 3), 90, np.uint8), (0, 0, 10, 10), (110, 70))
+    for y0 in range(0, 1100, 300):  # then the decoded tiles, as the engine writes them
+        box = (y0, 0, min(y0 + 300, 1100), 700)
+        live.sink[box[0] : box[2], :] = image[box[0] : box[2]]
+        live.update_pyramid(box)
+    data = live.layer_data()
+    # what napari draws: level 0 from the store, the preview levels as arrays in memory
+    assert isinstance(data[0], ChannelsLast) and all(isinstance(level, np.ndarray) for level in data[1:])
+    on_disk = lazy_rgb_levels(live.path)
+    for level, (shown, stored) in enumerate(zip(data, on_disk, strict=True)):
+        np.testing.assert_array_equal(np.asarray(shown), np.asarray(stored), err_msg=f"level {level}")
+    written = write_ome_zarr(tmp_path / "ref.ome.zarr", image, min_level_size=128)
+    np.testing.assert_array_equal(data[2], np.asarray(lazy_rgb_levels(written)[2]))

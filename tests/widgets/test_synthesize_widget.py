@@ -32,20 +32,22 @@ def widget(make_napari_viewer, pathup_model_dir, reference, tmp_path):
 
 
 def test_layer_appears_at_once_fills_in_and_equals_the_engine(widget, pathup_model_dir, reference, qtbot):
-    filled_while_running = []
+    seen = []  # per stage-2 preview: (the layer shown, its shape, whether it has pixels yet)
 
     worker = widget.start()
     assert worker is not None
-    layer = widget.layer
-    assert layer in widget.viewer.layers and layer.data.shape == (128, 192, 3)  # before the run ends
 
     def watch(event):
         if isinstance(event, PatchPreview) and event.stage == 2:
-            filled_while_running.append(bool(np.asarray(layer.data).any()))
+            layer = widget.layer
+            shown = layer is not None and layer in widget.viewer.layers
+            seen.append((shown, shown and layer.data.shape, shown and bool(np.asarray(layer.data).any())))
 
+    # the worker creates the store and the GUI thread adds its layer before the first preview arrives
     worker.yielded.connect(watch)
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
-    assert filled_while_running and all(filled_while_running)
+    assert seen and all(item == (True, (128, 192, 3), True) for item in seen), seen
+    layer = widget.layer
 
     expected = run(
         load_model(pathup_model_dir),

@@ -84,6 +84,13 @@ DEFAULT_FIELDS = tuple(name for name in SAMPLING_FIELDS if name != "jitter")
 
 
 @dataclass(frozen=True)
+class OutputReady:
+    """The first event of a run: the worker created the output store; the GUI thread adds its layer."""
+
+    store: LiveOmeZarr
+
+
+@dataclass(frozen=True)
 class RunFinished:
     """The last event of a successful run: the engine's result and the attributes it records."""
 
@@ -126,6 +133,8 @@ class SynthesizeWidget(WorkerDock):
         self._shapes: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
         self._last_refresh = self._last_progress = 0.0
         self._pending_progress = 0  # previews not yet counted on the progress bar
+        self._run_progress: tuple[int, list[str]] | None = None  # the bar's total and notes, until shown
+        self._layer_args: dict[str, Any] = {}  # the output layer's name, metadata and placement
         self._user_set: set[str] = set()  # sampling fields the user changed: the only ones sent
         self._showing_defaults = False
 
@@ -459,50 +468,67 @@ class SynthesizeWidget(WorkerDock):
         except (ValueError, OSError) as exc:
             show_error(f"PathUp: {exc}")
             return None
-        for note in roi.notes:
-            show_info(f"PathUp: {note}")
-        try:
-            store = LiveOmeZarr.temporary(settings.height, settings.width, pixel_size=roi.pixel_size)
-        except OSError as exc:
-            show_error(f"PathUp: cannot create the output store in {tempfile.gettempdir()}: {exc}")
-            return None
+        # The click only checks and starts the worker: the worker creates the store (disk writes) and
+        # reads the reference; the layer and the progress bar are added on later turns of the event
+        # loop (_add_output_layer, then _start_run_progress), each napari call a stall of its own.
+        self.layer = None
+        self._pending_progress = 0
+        self._run_progress = (sum(st.steps * st.patches_per_step for st in stages), list(roi.notes))
+        self._layer_args = {
+            "name": f"PathUp {settings.class_name} seed {settings.seed}",
+            "settings": settings.to_dict(),
+            "pixel_size": roi.pixel_size,
+            "placement": placement,
+        }
+        return self.run_stream(
+            synthesis_events,
+            model,
+            roi.image,
+            settings,
+            roi.pixel_size,
+            reference_path,
+            roi.attributes(),
+            on_event=self._on_event,
+            on_failed=self._on_failed,
+            on_done=lambda: self._on_done(out),
+        )
+
+    def _add_output_layer(self, store: LiveOmeZarr, args: dict[str, Any]) -> None:
+        """GUI thread, when the worker has created the store: the output layer that shows it."""
         atexit.register(store.remove)
+        if self.cancelled:  # cancelled before the store existed: no layer for a run that never ran
+            store.remove()
+            return
         data = store.layer_data()
         self.layer = self.viewer.add_image(
             data,
             rgb=True,
             multiscale=isinstance(data, list),
             contrast_limits=(0, 255),
-            name=f"PathUp {settings.class_name} seed {settings.seed}",
+            name=args["name"],
             metadata={
-                "pathup": {"status": "running", "settings": settings.to_dict()},
+                "pathup": {"status": "running", "settings": args["settings"]},
                 "source": str(store.path),
-                "pixel_size_um": roi.pixel_size,
+                "pixel_size_um": args["pixel_size"],
             },
-            **placement.layer_kwargs(),
+            **args["placement"].layer_kwargs(),
         )
         self.store = store
         self._stores[id(self.layer)] = store
         # one bar for the run (a napari progress bar costs a Qt widget, so not one per stage), created on
-        # the next turn of the event loop: the click's own stall is then only the layer's creation
-        total = sum(st.steps * st.patches_per_step for st in stages)
-        QTimer.singleShot(
-            0, lambda: self.start_progress(total, "stage 1/2") if self.worker is not None else None
-        )
-        self._pending_progress = 0
-        extra = {**roi.attributes(), "output_store": str(store.path)}
-        return self.run_stream(
-            synthesis_events,
-            model,
-            roi.image,
-            settings,
-            store,
-            reference_path,
-            extra,
-            on_event=self._on_event,
-            on_failed=self._on_failed,
-            on_done=lambda: self._on_done(out),
-        )
+        # a later turn of the event loop than the layer
+        QTimer.singleShot(0, self._start_run_progress)
+
+    def _start_run_progress(self) -> None:
+        """GUI thread, a turn after the layer: the progress bar (if the run still runs), the RoI's notes."""
+        if self._run_progress is None:
+            return
+        total, notes = self._run_progress
+        self._run_progress = None
+        if self.worker is not None:
+            self.start_progress(total, "stage 1/2")
+        for note in notes:
+            show_info(f"PathUp: {note}")
 
     def cancel(self) -> None:
         """Stop the run at the next patch batch; the viewer stays usable and the layer stays."""
@@ -515,7 +541,9 @@ class SynthesizeWidget(WorkerDock):
     def _on_event(self, event: Any) -> None:
         """GUI thread: previews and tiles are already in the store (the worker wrote them); here the
         layer is redrawn and the progress bar advanced, each at most every so often."""
-        if isinstance(event, StageStarted):
+        if isinstance(event, OutputReady):
+            self._add_output_layer(event.store, self._layer_args)
+        elif isinstance(event, StageStarted):
             if self._progress is not None:
                 self._progress.set_description(f"{self.title}: stage {event.stage}/2")
         elif isinstance(event, PatchPreview):
@@ -575,15 +603,21 @@ def synthesis_events(
     model: PathupModel,
     reference: np.ndarray,
     settings: SynthesisSettings,
-    store: LiveOmeZarr,
+    pixel_size: float | None,
     reference_path: str | None,
     extra: dict[str, Any],
 ) -> Iterator[Any]:
-    """Runs in the worker (no Qt): reads the reference RoI if it is still lazy, then the engine's events,
-    after pasting each preview into the store's small levels and averaging each decoded tile down its
-    pyramid; then :class:`RunFinished`."""
+    """Runs in the worker (no Qt): creates the output store (:class:`OutputReady`), reads the reference
+    RoI if it is still lazy, then the engine's events, after pasting each preview into the store's small
+    levels and averaging each decoded tile down its pyramid; then :class:`RunFinished`."""
     from napari_pathup.provenance import run_attributes
 
+    try:
+        store = LiveOmeZarr.temporary(settings.height, settings.width, pixel_size=pixel_size)
+    except OSError as exc:
+        raise InputError(f"cannot create the output store in {tempfile.gettempdir()}: {exc}") from exc
+    extra = {**extra, "output_store": str(store.path)}
+    yield OutputReady(store)
     shapes: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
     reference = load_roi(reference)
     for event in synthesize(model, reference, settings, store.sink):
