@@ -131,3 +131,11 @@ def test_the_preview_levels_are_served_from_memory_and_equal_the_store_on_disk(t
         np.testing.assert_array_equal(np.asarray(shown), np.asarray(stored), err_msg=f"level {level}")
     written = write_ome_zarr(tmp_path / "ref.ome.zarr", image, min_level_size=128)
     np.testing.assert_array_equal(data[2], np.asarray(lazy_rgb_levels(written)[2]))
+
+
+def test_a_huge_output_keeps_only_its_small_levels_in_memory(tmp_path):
+    live = LiveOmeZarr(tmp_path / "huge.ome.zarr", 16384, 16384)
+    data = live.layer_data()
+    assert [level.shape[0] for level in data if isinstance(level, np.ndarray)] == [2048, 1024, 512, 256]
+    assert all(isinstance(level, ChannelsLast) for level in data[:3])  # 16384, 8192, 4096: on disk only
+    assert sum(level.nbytes for level in live.memory.values()) < 17 * 2**20
