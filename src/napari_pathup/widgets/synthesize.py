@@ -3,11 +3,14 @@
 The reference is the model's own RoI, a file, an RGB image layer, or a rectangle of a Shapes layer drawn
 over an image layer (any reader's, multiscale and dask included): the rectangle's pixels are read from one
 pyramid level (``widgets._roi``, ``io.slide``), never the whole slide. The output layer is backed by an
-OME-Zarr pyramid on disk (``io.live_zarr``) that exists from the start: previews are pasted into its small
-levels, decoded tiles into level 0 and averaged down the pyramid as they finish, and the layer redraws
-what is in view, so GUI memory does not grow with the output size. The layer gets the RoI's µm/px as its
-scale and sits beside the RoI in world coordinates. At the end the store is a complete OME-Zarr: it is
-copied (file by file) to "save to" when one is chosen, and File > Save writes it chunk by chunk.
+OME-Zarr pyramid on disk (``io.live_zarr``) that the worker creates first: previews are pasted into its
+small levels, decoded tiles into level 0 and averaged down the pyramid as they finish, and the layer
+redraws what is in view, the small levels from their copy in memory (a redraw never reads the disk on the
+GUI thread), so GUI memory does not grow with the output size. The Start click only checks the inputs;
+the layer and the progress bar are added on later turns of the event loop, so that no single turn
+holds the viewer for long. The layer gets the RoI's µm/px as its scale and sits beside the RoI in world
+coordinates. At the end the store is a complete OME-Zarr: it is copied (file by file) to "save to" when
+one is chosen, and File > Save writes it chunk by chunk.
 
 The run is a stream of typed events in the base class's generator worker (``WorkerDock.run_stream``);
 Cancel stops within one patch batch; an engine error becomes one napari notification. The fields show the
