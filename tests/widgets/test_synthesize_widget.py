@@ -83,6 +83,22 @@ def test_cancel_stops_the_run_and_keeps_the_viewer_usable(widget, qtbot):
     assert widget.start_button.enabled
 
 
+def test_cancel_right_after_start_adds_no_layer_and_leaves_no_store(widget, qtbot, monkeypatch, tmp_path):
+    import tempfile
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where the worker creates the live store
+    layers = len(widget.viewer.layers)
+    assert widget.start() is not None
+    widget.cancel()  # before the worker's store reaches the GUI thread
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    qtbot.wait(100)  # let a late store event arrive
+    assert widget.layer is None and len(widget.viewer.layers) == layers
+    assert list(temp.iterdir()) == []
+    assert widget.start_button.enabled
+
+
 def test_engine_error_becomes_a_notification(widget, qtbot, monkeypatch):
     errors = []
     monkeypatch.setattr(base_module, "show_error", errors.append)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -79,6 +80,8 @@ AUTO_LEVEL = "auto"
 REFRESH_INTERVAL = 0.1
 #: the progress bar advances at most this often: napari's bar runs a nested processEvents per update
 PROGRESS_INTERVAL = 0.5
+#: the worker waits at most this long (seconds) for the GUI thread to show the output layer and progress bar
+GUI_SETUP_TIMEOUT = 30.0
 #: gap between the RoI and the synthetic layer placed to its right, as a fraction of the RoI's width
 PLACEMENT_GAP = 0.05
 #: the sampling settings whose fields show the model's resolved defaults (jitter is a checkbox of its own,
@@ -138,6 +141,9 @@ class SynthesizeWidget(WorkerDock):
         self._pending_progress = 0  # previews not yet counted on the progress bar
         self._run_progress: tuple[int, list[str]] | None = None  # the bar's total and notes, until shown
         self._layer_args: dict[str, Any] = {}  # the output layer's name, metadata and placement
+        # set once the layer and progress bar are shown: the worker starts the engine only then, so that the
+        # GUI thread's napari calls of those turns do not wait for the GIL held by a busy engine
+        self._gui_ready = threading.Event()
         self._user_set: set[str] = set()  # sampling fields the user changed: the only ones sent
         self._showing_defaults = False
 
@@ -475,6 +481,7 @@ class SynthesizeWidget(WorkerDock):
         # reads the reference; the layer and the progress bar are added on later turns of the event
         # loop (_add_output_layer, then _start_run_progress), each napari call a stall of its own.
         self.layer = None
+        self._gui_ready = threading.Event()
         self._pending_progress = 0
         self._run_progress = (sum(st.steps * st.patches_per_step for st in stages), list(roi.notes))
         self._layer_args = {
@@ -491,6 +498,7 @@ class SynthesizeWidget(WorkerDock):
             roi.pixel_size,
             reference_path,
             roi.attributes(),
+            self._gui_ready,
             on_event=self._on_event,
             on_failed=self._on_failed,
             on_done=lambda: self._on_done(out),
@@ -501,6 +509,7 @@ class SynthesizeWidget(WorkerDock):
         atexit.register(store.remove)
         if self.cancelled:  # cancelled before the store existed: no layer for a run that never ran
             store.remove()
+            self._gui_ready.set()
             return
         data = store.layer_data()
         self.layer = self.viewer.add_image(
@@ -519,24 +528,28 @@ class SynthesizeWidget(WorkerDock):
         self.store = store
         self._stores[id(self.layer)] = store
         # one bar for the run (a napari progress bar costs a Qt widget, so not one per stage), created on
-        # a later turn of the event loop than the layer
+        # a later turn of the event loop than the layer; the worker waits for both (self._gui_ready)
         QTimer.singleShot(0, self._start_run_progress)
 
     def _start_run_progress(self) -> None:
         """GUI thread, a turn after the layer: the progress bar (if the run still runs), the RoI's notes."""
-        if self._run_progress is None:
-            return
-        total, notes = self._run_progress
-        self._run_progress = None
-        if self.worker is not None:
-            self.start_progress(total, "stage 1/2")
-        for note in notes:
-            show_info(f"PathUp: {note}")
+        try:
+            if self._run_progress is None:
+                return
+            total, notes = self._run_progress
+            self._run_progress = None
+            if self.worker is not None:
+                self.start_progress(total, "stage 1/2")
+            for note in notes:
+                show_info(f"PathUp: {note}")
+        finally:
+            self._gui_ready.set()
 
     def cancel(self) -> None:
         """Stop the run at the next patch batch; the viewer stays usable and the layer stays."""
         if self.worker is not None:
             super().cancel()
+            self._gui_ready.set()  # a worker waiting for the layer stops at once
             if self.layer is not None:
                 self.layer.metadata["pathup"]["status"] = "cancelled"
                 self.layer.name = f"{self.layer.name} (cancelled)"
@@ -545,7 +558,11 @@ class SynthesizeWidget(WorkerDock):
         """GUI thread: previews and tiles are already in the store (the worker wrote them); here the
         layer is redrawn and the progress bar advanced, each at most every so often."""
         if isinstance(event, OutputReady):
-            self._add_output_layer(event.store, self._layer_args)
+            try:
+                self._add_output_layer(event.store, self._layer_args)
+            except BaseException:
+                self._gui_ready.set()  # the worker must not wait for a layer that will not come
+                raise
         elif isinstance(event, StageStarted):
             if self._progress is not None:
                 self._progress.set_description(f"{self.title}: stage {event.stage}/2")
@@ -579,6 +596,7 @@ class SynthesizeWidget(WorkerDock):
             self.layer.metadata["pathup"]["status"] = f"failed: {message}"
 
     def _on_done(self, out: str | None) -> None:
+        self._gui_ready.set()
         layer, store = self.layer, self.store
         self.store = None
         if layer is not None:
@@ -609,10 +627,12 @@ def synthesis_events(
     pixel_size: float | None,
     reference_path: str | None,
     extra: dict[str, Any],
+    gui_ready: threading.Event | None = None,
 ) -> Iterator[Any]:
-    """Runs in the worker (no Qt): creates the output store (:class:`OutputReady`), reads the reference
-    RoI if it is still lazy, then the engine's events, after pasting each preview into the store's small
-    levels and averaging each decoded tile down its pyramid; then :class:`RunFinished`."""
+    """Runs in the worker (no Qt): creates the output store (:class:`OutputReady`) and waits until
+    ``gui_ready`` is set (the GUI thread showed its layer; at most :data:`GUI_SETUP_TIMEOUT`), reads the
+    reference RoI if it is still lazy, then the engine's events, after pasting each preview into the
+    store's small levels and averaging each decoded tile down its pyramid; then :class:`RunFinished`."""
     from napari_pathup.provenance import run_attributes
 
     try:
@@ -621,6 +641,8 @@ def synthesis_events(
         raise InputError(f"cannot create the output store in {tempfile.gettempdir()}: {exc}") from exc
     extra = {**extra, "output_store": str(store.path)}
     yield OutputReady(store)
+    if gui_ready is not None:
+        gui_ready.wait(GUI_SETUP_TIMEOUT)
     shapes: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
     reference = load_roi(reference)
     for event in synthesize(model, reference, settings, store.sink):
