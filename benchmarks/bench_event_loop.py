@@ -87,6 +87,7 @@ def run(size: int, tick_ms: int, pan: bool, profile: bool) -> None:
     timings = Timings()
     widget._on_event = timings.wrap(None, widget._on_event)
     widget._start_run_progress = timings.wrap("progress bar and notes", widget._start_run_progress)
+    widget._select_output_layer = timings.wrap("select the new layer", widget._select_output_layer)
     beats: list[float] = []
     heartbeat = QTimer()
     heartbeat.setInterval(tick_ms)

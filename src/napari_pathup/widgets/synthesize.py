@@ -80,6 +80,9 @@ AUTO_LEVEL = "auto"
 REFRESH_INTERVAL = 0.1
 #: the progress bar advances at most this often: napari's bar runs a nested processEvents per update
 PROGRESS_INTERVAL = 0.5
+#: delay (ms) between the GUI-thread steps that show a new run (layer, its selection, progress bar): a timer,
+#: not a queued call, so that Qt paints and handles input between them
+SETUP_STEP_MS = 1
 #: the worker waits at most this long (seconds) for the GUI thread to show the output layer and progress bar
 GUI_SETUP_TIMEOUT = 30.0
 #: gap between the RoI and the synthetic layer placed to its right, as a fraction of the RoI's width
@@ -512,7 +515,7 @@ class SynthesizeWidget(WorkerDock):
             self._gui_ready.set()
             return
         data = store.layer_data()
-        self.layer = self.viewer.add_image(
+        layer = Image(
             data,
             rgb=True,
             multiscale=isinstance(data, list),
@@ -525,14 +528,29 @@ class SynthesizeWidget(WorkerDock):
             },
             **args["placement"].layer_kwargs(),
         )
-        self.store = store
-        self._stores[id(self.layer)] = store
-        # one bar for the run (a napari progress bar costs a Qt widget, so not one per stage), created on
-        # a later turn of the event loop than the layer; the worker waits for both (self._gui_ready)
-        QTimer.singleShot(0, self._start_run_progress)
+        self.layer, self.store = layer, store
+        self._stores[id(layer)] = store
+        # inserted without napari's usual selection of a new layer (which switches the layer controls):
+        # that follows on the next step, then the progress bar; the worker waits for all (self._gui_ready)
+        layers = self.viewer.layers
+        activate = getattr(layers, "_activate_on_insert", True)
+        layers._activate_on_insert = False
+        try:
+            layers.append(layer)
+        finally:
+            layers._activate_on_insert = activate
+        QTimer.singleShot(SETUP_STEP_MS, self._select_output_layer)
+
+    def _select_output_layer(self) -> None:
+        """GUI thread, a step after the layer was added: select it, as napari does with a new layer."""
+        try:
+            if self.layer is not None and self.layer in self.viewer.layers:
+                self.viewer.layers.selection.active = self.layer
+        finally:  # one bar for the run (a napari progress bar costs a Qt widget, so not one per stage)
+            QTimer.singleShot(SETUP_STEP_MS, self._start_run_progress)
 
     def _start_run_progress(self) -> None:
-        """GUI thread, a turn after the layer: the progress bar (if the run still runs), the RoI's notes."""
+        """GUI thread, after the layer's selection: the progress bar (if the run goes on), the RoI's notes."""
         try:
             if self._run_progress is None:
                 return
