@@ -481,8 +481,9 @@ class SynthesizeWidget(WorkerDock):
             show_error(f"PathUp: {exc}")
             return None
         # The click only checks and starts the worker: the worker creates the store (disk writes) and
-        # reads the reference; the layer and the progress bar are added on later turns of the event
-        # loop (_add_output_layer, then _start_run_progress), each napari call a stall of its own.
+        # reads the reference; the layer, its selection and the progress bar follow on later turns of the
+        # event loop (_add_output_layer, _select_output_layer, _start_run_progress), each napari call a
+        # stall of its own, while the worker waits for them (self._gui_ready) before starting the engine.
         self.layer = None
         self._gui_ready = threading.Event()
         self._pending_progress = 0
