@@ -139,3 +139,9 @@ def test_a_huge_output_keeps_only_its_small_levels_in_memory(tmp_path):
     assert [level.shape[0] for level in data if isinstance(level, np.ndarray)] == [2048, 1024, 512, 256]
     assert all(isinstance(level, ChannelsLast) for level in data[:3])  # 16384, 8192, 4096: on disk only
     assert sum(level.nbytes for level in live.memory.values()) < 17 * 2**20
+
+
+def test_an_elongated_output_keeps_no_oversized_level_in_memory(tmp_path):
+    live = LiveOmeZarr(tmp_path / "strip.ome.zarr", 300, 20000, preview_pixels=512 * 512)
+    assert len(live.shapes) == 1 and live.preview_levels == [0]  # the one level still takes previews
+    assert live.memory == {} and isinstance(live.layer_data(), ChannelsLast)

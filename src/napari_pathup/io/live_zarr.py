@@ -7,7 +7,7 @@ finished store is bit for bit what the writer would produce. Previews (latent re
 only into the levels small enough for them (:data:`PREVIEW_PIXELS`), so memory and disk traffic per
 event stay bounded whatever the output size.
 
-Those preview levels (at most :data:`PREVIEW_PIXELS` each, so about 16 MiB together whatever the output
+The preview levels of at most :data:`PREVIEW_PIXELS` (so at most 16 MiB together, whatever the output
 size) are also kept in memory, written together with the store: napari draws them from RAM, so a redraw
 on the GUI thread while the run streams never reads or decompresses chunks from disk (a refresh of a
 2048x2048 level read from disk stalled the viewer for a third of a second). Only the levels larger than
@@ -134,8 +134,14 @@ class LiveOmeZarr:
         self.preview_levels = [i for i, (h, w) in enumerate(self.shapes) if h * w <= preview_pixels] or [
             len(self.shapes) - 1
         ]
-        #: the preview levels in memory (zeros like the new store): what napari draws them from
-        self.memory = {i: np.zeros((*self.shapes[i], 3), np.uint8) for i in self.preview_levels}
+        #: the preview levels of at most ``preview_pixels`` in memory (zeros like the new store): what napari
+        #: draws them from (a very elongated output's one small-enough level is not, and stays on disk only)
+        self.memory = {
+            i: np.zeros((h, w, 3), np.uint8)
+            for i in self.preview_levels
+            for h, w in [self.shapes[i]]
+            if h * w <= preview_pixels
+        }
         self.views = [ChannelsLast(array, self.memory.get(i)) for i, array in enumerate(self.arrays)]
 
     @classmethod
