@@ -4,9 +4,10 @@ Opens a real napari viewer, docks the Synthesize widget from the plugin's manife
 synthesis (default: 2048x2048, the shipped default model, the widget's default settings) while a
 QTimer heartbeat fires every ``--tick-ms``. The gaps between heartbeats are how long the event loop
 could not respond: the longest gap is the worst stall a user would feel (target: at most 100 ms).
-Also measured: the time from Start to the first preview applied to the layer (the first
-``layer.refresh`` with non-zero data), total time, and where GUI-thread time went (the widget's
-event handler per event type, ``layer.refresh``), to explain any stall.
+Also measured: the time from Start to the output layer's insertion and to the first preview applied
+to it (the first ``layer.refresh`` with non-zero data), total time, and where GUI-thread time went (the
+widget's event handler per event type, its setup steps, ``layer.refresh``); each of the five longest
+gaps is printed with the timed calls that ran inside it, to explain the stall.
 
     OMP_NUM_THREADS=1 xvfb-run -a python benchmarks/bench_event_loop.py [--size 2048] [--pan]
 
@@ -30,10 +31,15 @@ IDLE_MS = 5000
 
 
 class Timings:
-    """Durations (seconds) of GUI-thread calls, grouped by a name."""
+    """Durations (seconds) of GUI-thread calls by name, and when each ran (to name what a gap was)."""
 
     def __init__(self) -> None:
         self.calls: dict[str, list[float]] = defaultdict(list)
+        self.spans: list[tuple[float, float, str]] = []  # (start, end, name) of every timed call
+
+    def add(self, name: str, start: float, end: float) -> None:
+        self.calls[name].append(end - start)
+        self.spans.append((start, end, name))
 
     def wrap(self, name: str | None, fn: Any) -> Any:
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -41,10 +47,15 @@ class Timings:
             try:
                 return fn(*args, **kwargs)
             finally:
-                key = name or type(args[0]).__name__
-                self.calls[key].append(time.perf_counter() - start)
+                self.add(name or type(args[0]).__name__, start, time.perf_counter())
 
         return timed
+
+    def during(self, start: float, end: float) -> str:
+        """The timed calls that overlapped [start, end], longest first: what a gap was spent on."""
+        inside = [(e - s, n) for s, e, n in self.spans if s < end and e > start and e - s >= 0.005]
+        inside.sort(reverse=True)
+        return ", ".join(f"{n} {1000 * d:.0f} ms" for d, n in inside[:3]) or "no timed call"
 
     def rows(self) -> list[list[Any]]:
         return [
@@ -76,6 +87,8 @@ def run(size: int, tick_ms: int, pan: bool, profile: bool) -> None:
 
     timings = Timings()
     widget._on_event = timings.wrap(None, widget._on_event)
+    widget._start_run_progress = timings.wrap("progress bar and notes", widget._start_run_progress)
+    widget._select_output_layer = timings.wrap("select the new layer", widget._select_output_layer)
     beats: list[float] = []
     heartbeat = QTimer()
     heartbeat.setInterval(tick_ms)
@@ -98,23 +111,31 @@ def run(size: int, tick_ms: int, pan: bool, profile: bool) -> None:
     QTimer.singleShot(IDLE_MS, app_loop.quit)
     t_idle = time.perf_counter()
     app_loop.exec()  # the floor: the same heartbeat in the idle viewer, before the run
+    shown: list[float] = []
+
+    def time_refreshes(event: Any) -> None:
+        """The output layer (added by the widget once its worker made the store): time its refreshes."""
+        layer = event.value
+        refresh = layer.refresh
+        shown.append(time.perf_counter())
+
+        def timed_refresh(*args: Any, **kwargs: Any) -> None:
+            start = time.perf_counter()
+            refresh(*args, **kwargs)
+            end = time.perf_counter()
+            timings.add("layer.refresh", start, end)
+            if not first_preview and has_pixels(layer):
+                first_preview.append(end)
+
+        layer.refresh = timed_refresh
+
+    viewer.layers.events.inserted.connect(time_refreshes)
     t_start = time.perf_counter()
     worker = widget.start()
     t_started = time.perf_counter()
+    timings.spans.append((t_start, t_started, "Start click handler"))
     if worker is None:
         raise SystemExit("the widget refused to start (see the notification above)")
-    layer = widget.layer
-    refresh = layer.refresh
-
-    def timed_refresh(*args: Any, **kwargs: Any) -> None:
-        start = time.perf_counter()
-        refresh(*args, **kwargs)
-        end = time.perf_counter()
-        timings.calls["layer.refresh"].append(end - start)
-        if not first_preview and has_pixels(layer):
-            first_preview.append(end)
-
-    layer.refresh = timed_refresh
     worker.finished.connect(lambda: QTimer.singleShot(0, app_loop.quit))
     if pan:
         viewer.reset_view()
@@ -135,7 +156,7 @@ def run(size: int, tick_ms: int, pan: bool, profile: bool) -> None:
     gaps = np.diff(np.concatenate([[t_start], beats_run])) * 1000
     idle = np.diff(np.array([b for b in beats if t_idle <= b < t_start])) * 1000
     stalls = int((gaps > 100).sum())
-    status = layer.metadata["pathup"]["status"]
+    status = widget.layer.metadata["pathup"]["status"] if widget.layer is not None else "no layer"
     print(f"machine: {machine_info()}")
     print(
         f"run: {size}x{size}, shipped default model, widget defaults, device cpu, heartbeat every "
@@ -147,6 +168,7 @@ def run(size: int, tick_ms: int, pan: bool, profile: bool) -> None:
                 "phase",
                 "total s",
                 "Start click handler ms",
+                "Start to layer shown s",
                 "Start to first preview s",
                 "heartbeats",
                 "longest gap ms",
@@ -160,6 +182,7 @@ def run(size: int, tick_ms: int, pan: bool, profile: bool) -> None:
                     "–",
                     "–",
                     "–",
+                    "–",
                     len(idle),
                     f"{idle.max():.1f}",
                     f"{np.percentile(idle, 99):.1f}",
@@ -170,6 +193,7 @@ def run(size: int, tick_ms: int, pan: bool, profile: bool) -> None:
                     f"{size}x{size} synthesis",
                     f"{t_end - t_start:.1f}",
                     f"{1000 * (t_started - t_start):.0f}",
+                    f"{shown[0] - t_start:.2f}" if shown else "none",
                     f"{first_preview[0] - t_start:.2f}" if first_preview else "none",
                     len(gaps),
                     f"{gaps.max():.1f}",
@@ -183,10 +207,11 @@ def run(size: int, tick_ms: int, pan: bool, profile: bool) -> None:
     print("\nGUI-thread time by call (the widget's event handler per event type, and layer.refresh):\n")
     print(markdown_table(["call", "count", "mean ms", "max ms", "total s"], timings.rows()))
     longest = np.argsort(gaps)[::-1][:5]
-    print(
-        "\nlongest gaps (ms after Start: gap ms): "
-        + ", ".join(f"{(beats_run[i] - t_start) * 1000:.0f}: {gaps[i]:.0f}" for i in sorted(longest))
-    )
+    print("\nlongest gaps (ms after Start: gap ms: the timed GUI calls inside it):")
+    for i in sorted(longest):
+        end = beats_run[i]
+        begin = end - gaps[i] / 1000
+        print(f"- {(end - t_start) * 1000:.0f}: {gaps[i]:.0f}: {timings.during(begin, end)}")
     if profile:
         import pstats
 

@@ -91,13 +91,14 @@ def run(size: int, steps: int | None) -> None:
     sampler = RssSampler()
     sampler.start()
     t0 = time.perf_counter()
+    # the widget adds the output layer once its worker has created the store: show it whole then
+    viewer.layers.events.inserted.connect(lambda _event: QTimer.singleShot(0, viewer.reset_view))
     worker = widget.start()
     if worker is None:
         raise SystemExit("the widget refused to start (see the notification above)")
-    layer = widget.layer
     worker.finished.connect(lambda: QTimer.singleShot(0, loop.quit))
-    viewer.reset_view()
     loop.exec()
+    layer = widget.layer
     seconds = time.perf_counter() - t0
     peak = sampler.stop()
     status = layer.metadata["pathup"]["status"]

@@ -104,3 +104,21 @@ def test_region_outside_too_small_or_bad_level_is_refused():
         choose_level(slide.levels, slide.mpp, level=3)
     with pytest.raises(InputError, match="not both"):
         choose_level(slide.levels, slide.mpp, level=0, target_mpp=0.5)
+
+
+def test_an_image_file_is_checked_from_its_header_and_decoded_only_when_read(tmp_path, monkeypatch):
+    import napari_pathup.io.images as images_module
+
+    png = tmp_path / "ref.png"
+    image = rgb(64, 96, seed=4)
+    write_image(png, image)
+    decoded = []
+    read_pillow = images_module._read_pillow
+    monkeypatch.setattr(images_module, "_read_pillow", lambda path: decoded.append(path) or read_pillow(path))
+    slide = open_slide(png)
+    roi = roi_from_levels(slide.levels, None, Box.from_xywh(8, 4, 48, 32), lazy=True)
+    assert decoded == [] and roi.image.shape == (32, 48, 3)  # shapes known, nothing decoded yet
+    np.testing.assert_array_equal(np.asarray(roi.image), image[4:36, 8:56])
+    assert len(decoded) == 1
+    with pytest.raises(InputError, match="max-image-pixels"):
+        open_slide(png, max_pixels=64 * 96 - 1)

@@ -62,8 +62,8 @@ def test_a_rectangle_on_the_slide_is_the_reference_and_the_output_sits_beside_it
     widget.output.value = str(out)
     worker = widget.start()
     assert worker is not None
-    layer = widget.layer
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    layer = widget.layer
 
     x, y, w, h = ROI
     roi_pixels = tifffile.imread(SVS)[y : y + h, x : x + w]

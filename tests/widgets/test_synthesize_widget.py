@@ -32,20 +32,22 @@ def widget(make_napari_viewer, pathup_model_dir, reference, tmp_path):
 
 
 def test_layer_appears_at_once_fills_in_and_equals_the_engine(widget, pathup_model_dir, reference, qtbot):
-    filled_while_running = []
+    seen = []  # per stage-2 preview: (the layer shown, its shape, whether it has pixels yet)
 
     worker = widget.start()
     assert worker is not None
-    layer = widget.layer
-    assert layer in widget.viewer.layers and layer.data.shape == (128, 192, 3)  # before the run ends
 
     def watch(event):
         if isinstance(event, PatchPreview) and event.stage == 2:
-            filled_while_running.append(bool(np.asarray(layer.data).any()))
+            layer = widget.layer
+            shown = layer is not None and layer in widget.viewer.layers
+            seen.append((shown, shown and layer.data.shape, shown and bool(np.asarray(layer.data).any())))
 
+    # the worker creates the store and the GUI thread adds its layer before the first preview arrives
     worker.yielded.connect(watch)
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
-    assert filled_while_running and all(filled_while_running)
+    assert seen and all(item == (True, (128, 192, 3), True) for item in seen), seen
+    layer = widget.layer
 
     expected = run(
         load_model(pathup_model_dir),
@@ -78,6 +80,22 @@ def test_cancel_stops_the_run_and_keeps_the_viewer_usable(widget, qtbot):
     stage_two = [e for e in seen if isinstance(e, PatchPreview) and e.stage == 2]
     assert len(stage_two) < 30 * stage_two[0].patches  # stopped long before the end
     widget.viewer.add_image(np.zeros((8, 8)))  # still usable
+    assert widget.start_button.enabled
+
+
+def test_cancel_right_after_start_adds_no_layer_and_leaves_no_store(widget, qtbot, monkeypatch, tmp_path):
+    import tempfile
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where the worker creates the live store
+    layers = len(widget.viewer.layers)
+    assert widget.start() is not None
+    widget.cancel()  # before the worker's store reaches the GUI thread
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    qtbot.wait(100)  # let a late store event arrive
+    assert widget.layer is None and len(widget.viewer.layers) == layers
+    assert list(temp.iterdir()) == []
     assert widget.start_button.enabled
 
 

@@ -5,8 +5,16 @@ view of the NGFF (3, H, W) array); :meth:`LiveOmeZarr.update_pyramid` then avera
 down the pyramid with the same 2x2 mean as :func:`~napari_pathup.io.ome_zarr.write_ome_zarr`, so the
 finished store is bit for bit what the writer would produce. Previews (latent resolution) are pasted
 only into the levels small enough for them (:data:`PREVIEW_PIXELS`), so memory and disk traffic per
-event stay bounded whatever the output size. Zarr writes each chunk under a temporary name, so a
-reader (napari, drawing on the GUI thread) sees a chunk either before or after a write, never half.
+event stay bounded whatever the output size.
+
+The preview levels of at most :data:`PREVIEW_PIXELS` (so at most 16 MiB together, whatever the output
+size) are also kept in memory, written together with the store: napari draws them from RAM, so a redraw
+on the GUI thread while the run streams never reads or decompresses chunks from disk (a refresh of a
+2048x2048 level read from disk stalled the viewer for a third of a second). Only the levels larger than
+that are read from disk, and only the region in view when the user zooms in to them. Zarr writes each
+chunk under a temporary name, so a reader of the disk levels sees a chunk either before or after a
+write, never half; a redraw of an in-memory level during a write may show a block half pasted, which the
+next redraw completes.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_pathup.geometry import Box
 from napari_pathup.io.arrays import ATTRS_KEY, attrs_json, mean_2x2, pyramid_shapes
 from napari_pathup.io.atomic import atomic_output, split_suffixes
 
@@ -25,10 +34,15 @@ PREVIEW_PIXELS = 2048 * 2048
 
 
 class ChannelsLast:
-    """An (H, W, 3) view of a (3, H, W) zarr array: what napari and the engine's sink expect."""
+    """An (H, W, 3) view of a (3, H, W) zarr array: what napari and the engine's sink expect.
 
-    def __init__(self, array: Any) -> None:
+    With a ``mirror`` (an (H, W, 3) numpy array holding the same pixels), writes go to both and reads
+    come from the mirror, without touching the disk.
+    """
+
+    def __init__(self, array: Any, mirror: np.ndarray | None = None) -> None:
         self.array = array
+        self.mirror = mirror
         c, h, w = array.shape
         self.shape = (int(h), int(w), int(c))
         self.dtype = np.dtype(array.dtype)
@@ -47,6 +61,8 @@ class ChannelsLast:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         ky, kx, kc = self._key(key)
+        if self.mirror is not None:
+            return self.mirror[ky, kx, kc].copy()
         block = np.asarray(self.array[kc, ky, kx])
         if isinstance(kc, int | np.integer):
             return block
@@ -55,6 +71,8 @@ class ChannelsLast:
     def __setitem__(self, key: Any, value: Any) -> None:
         ky, kx, kc = self._key(key)
         value = np.asarray(value)
+        if self.mirror is not None:
+            self.mirror[ky, kx, kc] = value
         if not isinstance(kc, int | np.integer) and value.ndim >= 1:
             value = np.moveaxis(value, -1, 0) if value.ndim == 3 else value
         self.array[kc, ky, kx] = value
@@ -69,15 +87,15 @@ class ChannelsLast:
 
 def scaled_block(
     rgb: np.ndarray,
-    box: tuple[int, int, int, int],
+    box: Box,
     source_shape: tuple[int, int],
     target_shape: tuple[int, int],
 ) -> tuple[slice, slice, np.ndarray]:
-    """``rgb`` (covering ``box`` = (y0, x0, y1, x1) of a ``source_shape`` image) scaled by nearest
+    """``rgb`` (covering ``box`` of a ``source_shape`` image) scaled by nearest
     neighbour to a ``target_shape`` image: the target rows, columns and the block to write there."""
     height, width = target_shape
     sh, sw = source_shape
-    y0, x0, y1, x1 = box
+    y0, x0, y1, x1 = box.y0, box.x0, box.y1, box.x1
     ty0, ty1 = -(-y0 * height // sh), -(-y1 * height // sh)
     tx0, tx1 = -(-x0 * width // sw), -(-x1 * width // sw)
     ky, kx = height // sh, width // sw
@@ -113,11 +131,19 @@ class LiveOmeZarr:
         name = split_suffixes(self.path.name)[0]
         self.root = create_pyramid_group(self.path, self.shapes, chunk, pixel_size, name)
         self.arrays = [self.root[str(i)] for i in range(len(self.shapes))]
-        self.views = [ChannelsLast(array) for array in self.arrays]
         # at least the smallest level takes previews, however large the output
         self.preview_levels = [i for i, (h, w) in enumerate(self.shapes) if h * w <= preview_pixels] or [
             len(self.shapes) - 1
         ]
+        #: the preview levels of at most ``preview_pixels`` in memory (zeros like the new store): what napari
+        #: draws them from (a very elongated output's one small-enough level is not, and stays on disk only)
+        self.memory = {
+            i: np.zeros((h, w, 3), np.uint8)
+            for i in self.preview_levels
+            for h, w in [self.shapes[i]]
+            if h * w <= preview_pixels
+        }
+        self.views = [ChannelsLast(array, self.memory.get(i)) for i, array in enumerate(self.arrays)]
 
     @classmethod
     def temporary(cls, height: int, width: int, **kwargs: Any) -> LiveOmeZarr:
@@ -138,22 +164,22 @@ class LiveOmeZarr:
         """Level 0 as an (H, W, 3) array: the engine's decode writes its final tiles here."""
         return self.views[0]
 
-    def layer_data(self) -> list[ChannelsLast] | ChannelsLast:
-        """What a napari image layer shows: the pyramid (largest first), or the one level."""
-        return self.views if len(self.views) > 1 else self.views[0]
+    def layer_data(self) -> list[Any] | Any:
+        """What a napari image layer shows: the pyramid (largest first), or the one level; the preview
+        levels as their in-memory arrays, the larger ones as (H, W, 3) views of the store."""
+        levels = [self.memory.get(i, view) for i, view in enumerate(self.views)]
+        return levels if len(levels) > 1 else levels[0]
 
-    def paste_preview(
-        self, rgb: np.ndarray, box: tuple[int, int, int, int], source_shape: tuple[int, int]
-    ) -> list[int]:
+    def paste_preview(self, rgb: np.ndarray, box: Box, source_shape: tuple[int, int]) -> list[int]:
         """Paste a preview (or a stage-1 tile) into the preview levels; returns the levels written."""
         for level in self.preview_levels:
             rows, cols, block = scaled_block(rgb, box, source_shape, self.shapes[level])
             self.views[level][rows, cols] = block
         return self.preview_levels
 
-    def update_pyramid(self, box: tuple[int, int, int, int]) -> None:
-        """Recompute the region ``box`` = (y0, x0, y1, x1) of level 0 in every smaller level (2x2 means)."""
-        y0, x0, y1, x1 = box
+    def update_pyramid(self, box: Box) -> None:
+        """Recompute the region ``box`` of level 0 in every smaller level (2x2 means)."""
+        y0, x0, y1, x1 = box.y0, box.x0, box.y1, box.x1
         for level in range(1, len(self.shapes)):
             h, w = self.shapes[level]
             y0, x0 = y0 // 2, x0 // 2

@@ -44,8 +44,9 @@ class Slide:
 
 
 def open_slide(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS) -> Slide:
-    """Open an SVS, (pyramidal, OME-)TIFF or OME-Zarr slide lazily; PNG/JPEG are read whole (one level,
-    refused from its header above ``max_pixels``).
+    """Open an SVS, (pyramidal, OME-)TIFF or OME-Zarr slide lazily; a PNG/JPEG is one level, checked from
+    its header (refused above ``max_pixels``) and decoded whole when its pixels are first read (so the
+    napari widget's click does not decode the reference; its worker does).
 
     Raises :class:`InputError` naming the file when it is not a 2-D RGB(A) image.
     """
@@ -63,11 +64,15 @@ def open_slide(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS) -> S
             levels, mpp = lazy_rgb_levels(path), ome_zarr_pixel_size(path)
             name = name[: -len(".ome.zarr")] if name.lower().endswith(".ome.zarr") else name
         else:
+            import dask
             import dask.array as da
 
-            from napari_pathup.io.images import read_image
+            from napari_pathup.io.images import check_pixels, image_shape, read_image
 
-            levels, mpp = [da.from_array(read_image(path, max_pixels=max_pixels))], None
+            height, width = image_shape(path)
+            check_pixels(path, height, width, max_pixels)
+            pixels = dask.delayed(read_image, pure=True)(path, max_pixels=max_pixels)
+            levels, mpp = [da.from_delayed(pixels, shape=(height, width, 3), dtype=np.uint8)], None
     return Slide(levels=levels, mpp=mpp, name=name, source=str(path))
 
 

@@ -3,11 +3,14 @@
 The reference is the model's own RoI, a file, an RGB image layer, or a rectangle of a Shapes layer drawn
 over an image layer (any reader's, multiscale and dask included): the rectangle's pixels are read from one
 pyramid level (``widgets._roi``, ``io.slide``), never the whole slide. The output layer is backed by an
-OME-Zarr pyramid on disk (``io.live_zarr``) that exists from the start: previews are pasted into its small
-levels, decoded tiles into level 0 and averaged down the pyramid as they finish, and the layer redraws
-what is in view, so GUI memory does not grow with the output size. The layer gets the RoI's µm/px as its
-scale and sits beside the RoI in world coordinates. At the end the store is a complete OME-Zarr: it is
-copied (file by file) to "save to" when one is chosen, and File > Save writes it chunk by chunk.
+OME-Zarr pyramid on disk (``io.live_zarr``) that the worker creates first: previews are pasted into its
+small levels, decoded tiles into level 0 and averaged down the pyramid as they finish, and the layer
+redraws what is in view, the small levels from their copy in memory (a redraw never reads the disk on the
+GUI thread), so GUI memory does not grow with the output size. The Start click only checks the inputs;
+the layer and the progress bar are added on later turns of the event loop, so that no single turn
+holds the viewer for long. The layer gets the RoI's µm/px as its scale and sits beside the RoI in world
+coordinates. At the end the store is a complete OME-Zarr: it is copied (file by file) to "save to" when
+one is chosen, and File > Save writes it chunk by chunk.
 
 The run is a stream of typed events in the base class's generator worker (``WorkerDock.run_stream``);
 Cancel stops within one patch batch; an engine error becomes one napari notification. The fields show the
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -76,11 +80,23 @@ AUTO_LEVEL = "auto"
 REFRESH_INTERVAL = 0.1
 #: the progress bar advances at most this often: napari's bar runs a nested processEvents per update
 PROGRESS_INTERVAL = 0.5
+#: delay (ms) between the GUI-thread steps that show a new run (layer, its selection, progress bar): a timer,
+#: not a queued call, so that Qt paints and handles input between them
+SETUP_STEP_MS = 1
+#: the worker waits at most this long (seconds) for the GUI thread to show the output layer and progress bar
+GUI_SETUP_TIMEOUT = 30.0
 #: gap between the RoI and the synthetic layer placed to its right, as a fraction of the RoI's width
 PLACEMENT_GAP = 0.05
 #: the sampling settings whose fields show the model's resolved defaults (jitter is a checkbox of its own,
 #: always sent)
 DEFAULT_FIELDS = tuple(name for name in SAMPLING_FIELDS if name != "jitter")
+
+
+@dataclass(frozen=True)
+class OutputReady:
+    """The first event of a run: the worker created the output store; the GUI thread adds its layer."""
+
+    store: LiveOmeZarr
 
 
 @dataclass(frozen=True)
@@ -126,6 +142,11 @@ class SynthesizeWidget(WorkerDock):
         self._shapes: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
         self._last_refresh = self._last_progress = 0.0
         self._pending_progress = 0  # previews not yet counted on the progress bar
+        self._run_progress: tuple[int, list[str]] | None = None  # the bar's total and notes, until shown
+        self._layer_args: dict[str, Any] = {}  # the output layer's name, metadata and placement
+        # set once the layer and progress bar are shown: the worker starts the engine only then, so that the
+        # GUI thread's napari calls of those turns do not wait for the GIL held by a busy engine
+        self._gui_ready = threading.Event()
         self._user_set: set[str] = set()  # sampling fields the user changed: the only ones sent
         self._showing_defaults = False
 
@@ -459,55 +480,95 @@ class SynthesizeWidget(WorkerDock):
         except (ValueError, OSError) as exc:
             show_error(f"PathUp: {exc}")
             return None
-        for note in roi.notes:
-            show_info(f"PathUp: {note}")
-        try:
-            store = LiveOmeZarr.temporary(settings.height, settings.width, pixel_size=roi.pixel_size)
-        except OSError as exc:
-            show_error(f"PathUp: cannot create the output store in {tempfile.gettempdir()}: {exc}")
-            return None
-        atexit.register(store.remove)
-        data = store.layer_data()
-        self.layer = self.viewer.add_image(
-            data,
-            rgb=True,
-            multiscale=isinstance(data, list),
-            contrast_limits=(0, 255),
-            name=f"PathUp {settings.class_name} seed {settings.seed}",
-            metadata={
-                "pathup": {"status": "running", "settings": settings.to_dict()},
-                "source": str(store.path),
-                "pixel_size_um": roi.pixel_size,
-            },
-            **placement.layer_kwargs(),
-        )
-        self.store = store
-        self._stores[id(self.layer)] = store
-        # one bar for the run (a napari progress bar costs a Qt widget, so not one per stage), created on
-        # the next turn of the event loop: the click's own stall is then only the layer's creation
-        total = sum(st.steps * st.patches_per_step for st in stages)
-        QTimer.singleShot(
-            0, lambda: self.start_progress(total, "stage 1/2") if self.worker is not None else None
-        )
+        # The click only checks and starts the worker: the worker creates the store (disk writes) and
+        # reads the reference; the layer, its selection and the progress bar follow on later turns of the
+        # event loop (_add_output_layer, _select_output_layer, _start_run_progress), each napari call a
+        # stall of its own, while the worker waits for them (self._gui_ready) before starting the engine.
+        self.layer = None
+        self._gui_ready = threading.Event()
         self._pending_progress = 0
-        extra = {**roi.attributes(), "output_store": str(store.path)}
+        self._run_progress = (sum(st.steps * st.patches_per_step for st in stages), list(roi.notes))
+        self._layer_args = {
+            "name": f"PathUp {settings.class_name} seed {settings.seed}",
+            "settings": settings.to_dict(),
+            "pixel_size": roi.pixel_size,
+            "placement": placement,
+        }
         return self.run_stream(
             synthesis_events,
             model,
             roi.image,
             settings,
-            store,
+            roi.pixel_size,
             reference_path,
-            extra,
+            roi.attributes(),
+            self._gui_ready,
             on_event=self._on_event,
             on_failed=self._on_failed,
             on_done=lambda: self._on_done(out),
         )
 
+    def _add_output_layer(self, store: LiveOmeZarr, args: dict[str, Any]) -> None:
+        """GUI thread, when the worker has created the store: the output layer that shows it."""
+        atexit.register(store.remove)
+        if self.cancelled:  # cancelled before the store existed: no layer for a run that never ran
+            store.remove()
+            self._gui_ready.set()
+            return
+        data = store.layer_data()
+        layer = Image(
+            data,
+            rgb=True,
+            multiscale=isinstance(data, list),
+            contrast_limits=(0, 255),
+            name=args["name"],
+            metadata={
+                "pathup": {"status": "running", "settings": args["settings"]},
+                "source": str(store.path),
+                "pixel_size_um": args["pixel_size"],
+            },
+            **args["placement"].layer_kwargs(),
+        )
+        self.layer, self.store = layer, store
+        self._stores[id(layer)] = store
+        # inserted without napari's usual selection of a new layer (which switches the layer controls):
+        # that follows on the next step, then the progress bar; the worker waits for all (self._gui_ready)
+        layers = self.viewer.layers
+        activate = getattr(layers, "_activate_on_insert", True)
+        layers._activate_on_insert = False
+        try:
+            layers.append(layer)
+        finally:
+            layers._activate_on_insert = activate
+        QTimer.singleShot(SETUP_STEP_MS, self._select_output_layer)
+
+    def _select_output_layer(self) -> None:
+        """GUI thread, a step after the layer was added: select it, as napari does with a new layer."""
+        try:
+            if self.layer is not None and self.layer in self.viewer.layers:
+                self.viewer.layers.selection.active = self.layer
+        finally:  # one bar for the run (a napari progress bar costs a Qt widget, so not one per stage)
+            QTimer.singleShot(SETUP_STEP_MS, self._start_run_progress)
+
+    def _start_run_progress(self) -> None:
+        """GUI thread, after the layer's selection: the progress bar (if the run goes on), the RoI's notes."""
+        try:
+            if self._run_progress is None:
+                return
+            total, notes = self._run_progress
+            self._run_progress = None
+            if self.worker is not None:
+                self.start_progress(total, "stage 1/2")
+            for note in notes:
+                show_info(f"PathUp: {note}")
+        finally:
+            self._gui_ready.set()
+
     def cancel(self) -> None:
         """Stop the run at the next patch batch; the viewer stays usable and the layer stays."""
         if self.worker is not None:
             super().cancel()
+            self._gui_ready.set()  # a worker waiting for the layer stops at once
             if self.layer is not None:
                 self.layer.metadata["pathup"]["status"] = "cancelled"
                 self.layer.name = f"{self.layer.name} (cancelled)"
@@ -515,7 +576,13 @@ class SynthesizeWidget(WorkerDock):
     def _on_event(self, event: Any) -> None:
         """GUI thread: previews and tiles are already in the store (the worker wrote them); here the
         layer is redrawn and the progress bar advanced, each at most every so often."""
-        if isinstance(event, StageStarted):
+        if isinstance(event, OutputReady):
+            try:
+                self._add_output_layer(event.store, self._layer_args)
+            except BaseException:
+                self._gui_ready.set()  # the worker must not wait for a layer that will not come
+                raise
+        elif isinstance(event, StageStarted):
             if self._progress is not None:
                 self._progress.set_description(f"{self.title}: stage {event.stage}/2")
         elif isinstance(event, PatchPreview):
@@ -548,6 +615,7 @@ class SynthesizeWidget(WorkerDock):
             self.layer.metadata["pathup"]["status"] = f"failed: {message}"
 
     def _on_done(self, out: str | None) -> None:
+        self._gui_ready.set()
         layer, store = self.layer, self.store
         self.store = None
         if layer is not None:
@@ -575,15 +643,25 @@ def synthesis_events(
     model: PathupModel,
     reference: np.ndarray,
     settings: SynthesisSettings,
-    store: LiveOmeZarr,
+    pixel_size: float | None,
     reference_path: str | None,
     extra: dict[str, Any],
+    gui_ready: threading.Event | None = None,
 ) -> Iterator[Any]:
-    """Runs in the worker (no Qt): reads the reference RoI if it is still lazy, then the engine's events,
-    after pasting each preview into the store's small levels and averaging each decoded tile down its
-    pyramid; then :class:`RunFinished`."""
+    """Runs in the worker (no Qt): creates the output store (:class:`OutputReady`) and waits until
+    ``gui_ready`` is set (the GUI thread showed its layer; at most :data:`GUI_SETUP_TIMEOUT`), reads the
+    reference RoI if it is still lazy, then the engine's events, after pasting each preview into the
+    store's small levels and averaging each decoded tile down its pyramid; then :class:`RunFinished`."""
     from napari_pathup.provenance import run_attributes
 
+    try:
+        store = LiveOmeZarr.temporary(settings.height, settings.width, pixel_size=pixel_size)
+    except OSError as exc:
+        raise InputError(f"cannot create the output store in {tempfile.gettempdir()}: {exc}") from exc
+    extra = {**extra, "output_store": str(store.path)}
+    yield OutputReady(store)
+    if gui_ready is not None:
+        gui_ready.wait(GUI_SETUP_TIMEOUT)
     shapes: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
     reference = load_roi(reference)
     for event in synthesize(model, reference, settings, store.sink):
@@ -591,13 +669,13 @@ def synthesis_events(
             shapes[event.stage] = (event.latent_shape, event.image_shape)
         elif isinstance(event, PatchPreview):
             box = event.box
-            store.paste_preview(event.rgb, (box.y0, box.x0, box.y1, box.x1), shapes[event.stage][0])
+            store.paste_preview(event.rgb, box, shapes[event.stage][0])
         elif isinstance(event, TileDecoded):
             box = event.box
             if event.stage == 1:
-                store.paste_preview(event.rgb, (box.y0, box.x0, box.y1, box.x1), shapes[1][1])
+                store.paste_preview(event.rgb, box, shapes[1][1])
             else:  # the engine wrote it into level 0 already
-                store.update_pyramid((box.y0, box.x0, box.y1, box.x1))
+                store.update_pyramid(box)
         if isinstance(event, Finished):
             attrs = {**run_attributes(model, event.settings, reference_path), **extra}
             store.set_attrs(attrs)
