@@ -271,6 +271,16 @@ def test_a_store_of_other_settings_is_not_resumed(clean_store, data_dir, pathup_
     assert outputs_on_disk(clean_store) == before
 
 
+def test_a_store_made_with_another_model_is_not_resumed(clean_store, data_dir, pathup_model_dir, tmp_path):
+    from napari_pathup.models.build import build_random_pathup_model
+
+    other = build_random_pathup_model(tmp_path / "other", classes=("tumour", "stroma", "normal"), seed=1)
+    before = outputs_on_disk(clean_store)
+    with pytest.raises(InputError, match=r"was made with another model.*model_checksum"):
+        augment(data_dir, clean_store, settings=SETTINGS, ratio=RATIO, model=str(other), progress=False)
+    assert outputs_on_disk(clean_store) == before
+
+
 def test_a_folder_of_other_files_is_not_used_as_a_store(data_dir, pathup_model_dir, tmp_path):
     (tmp_path / "store").mkdir()
     (tmp_path / "store" / "notes.txt").write_text("mine")
