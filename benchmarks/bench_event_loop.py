@@ -18,6 +18,7 @@ so that the canvas redraws the growing layer throughout.
 from __future__ import annotations
 
 import argparse
+import gc
 import time
 from collections import defaultdict
 from typing import Any
@@ -130,6 +131,18 @@ def run(size: int, tick_ms: int, pan: bool, profile: bool) -> None:
         layer.refresh = timed_refresh
 
     viewer.layers.events.inserted.connect(time_refreshes)
+    collecting = [0.0]
+
+    def time_collections(phase: str, info: dict[str, Any]) -> None:
+        """Python's cyclic garbage collector holds the GIL, so a long collection (in either thread)
+        stalls the event loop: record those over 5 ms."""
+        now = time.perf_counter()
+        if phase == "start":
+            collecting[0] = now
+        elif now - collecting[0] > 0.005:
+            timings.add(f"gc generation {info['generation']} (any thread)", collecting[0], now)
+
+    gc.callbacks.append(time_collections)
     t_start = time.perf_counter()
     worker = widget.start()
     t_started = time.perf_counter()
@@ -149,6 +162,7 @@ def run(size: int, tick_ms: int, pan: bool, profile: bool) -> None:
     else:
         app_loop.exec()
     t_end = time.perf_counter()
+    gc.callbacks.remove(time_collections)
     heartbeat.stop()
     panner.stop()
 
@@ -204,7 +218,10 @@ def run(size: int, tick_ms: int, pan: bool, profile: bool) -> None:
             ],
         )
     )
-    print("\nGUI-thread time by call (the widget's event handler per event type, and layer.refresh):\n")
+    print(
+        "\nGUI-thread time by call (the widget's event handler per event type, layer.refresh; and garbage "
+        "collections over 5 ms, in any thread):\n"
+    )
     print(markdown_table(["call", "count", "mean ms", "max ms", "total s"], timings.rows()))
     longest = np.argsort(gaps)[::-1][:5]
     print("\nlongest gaps (ms after Start: gap ms: the timed GUI calls inside it):")

@@ -62,6 +62,26 @@ def test_layer_appears_at_once_fills_in_and_equals_the_engine(widget, pathup_mod
     assert widget.start_button.enabled and not widget.cancel_button.enabled
 
 
+def test_a_run_keeps_old_objects_out_of_garbage_collections_and_releases_them(widget, qtbot):
+    """A full collection over the viewer's objects stalled the event loop for 350 ms mid-run: while a
+    run goes, the objects that existed at Start are frozen out of the collector; afterwards they are
+    not (and a failed run releases them too)."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    frozen = []
+    worker = widget.start()
+    worker.yielded.connect(lambda _event: frozen.append(gc.get_freeze_count()))
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert frozen and min(frozen) > 0
+    assert gc.get_freeze_count() == 0
+    widget.class_name.value = "stroma"
+    widget.reference_file.value = str(widget.reference_file.value) + ".missing"
+    widget.start()  # refused or failed: either way nothing stays frozen
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert gc.get_freeze_count() == 0
+
+
 def test_cancel_stops_the_run_and_keeps_the_viewer_usable(widget, qtbot):
     widget.out_width.value, widget.out_height.value = 512, 512
     widget.steps.value = 30
