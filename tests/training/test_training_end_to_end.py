@@ -90,6 +90,22 @@ def test_resume_gives_the_same_model_as_an_uninterrupted_run(
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
 
 
+def test_a_resumed_denoiser_may_lower_its_learning_rate_and_records_it(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """A cool-down: the rate changes on resume (other settings still may not), the model records when."""
+    torch.set_num_threads(1)
+    out = tmp_path / "model"
+    train(_config(tiny_dataset, out, iters=2), log=lambda _: None)
+    before = _weights(out)
+    train(_config(tiny_dataset, out, iters=4, lr=1e-5, resume=True), log=lambda _: None)
+    recorded = json.loads((out / "pathup.json").read_text())["training"]["denoiser"]
+    assert recorded["iterations"] == 4
+    assert recorded["lr_from_iteration"] == {"0": TrainConfig.lr, "2": 1e-5}
+    after = _weights(out)
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained on at the new rate
+
+
 def test_output_folder_rules(trained: Path, tiny_dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not empty; pass --resume"):
         train(_config(tiny_dataset, trained), log=lambda _: None)

@@ -55,7 +55,6 @@ DENOISER_KEYS = (
     "preset",
     "batch_size",
     "crop",
-    "lr",
     "prediction",
     "label_dropout",
     "overview_fraction",
@@ -395,6 +394,14 @@ def train_denoiser(
         f"{cfg.batch_size} "
         f"x {cfg.crop // 8}^2 latents ({cfg.prediction}); validation on {len(held)} hold-out crops"
     )
+    # the learning rate may change on resume (a cool-down); the checkpoints record from when each held
+    lr_schedule = _schedule(folder, cfg.resume, "lr_schedule")
+    checkpoint = latest_checkpoint(folder) if cfg.resume else None
+    if checkpoint is not None and not lr_schedule:  # checkpointed before rates were recorded
+        groups = json.loads((checkpoint / "state.json").read_text()).get("optimizer", {}).get("param_groups")
+        if groups:
+            lr_schedule.append([initial, groups[0]["lr"]])
+    lr_schedule.append([max(latest_iteration(folder) if cfg.resume else 0, initial), cfg.lr])
     result = run_phase(
         phase,
         cfg.iters,
@@ -404,11 +411,17 @@ def train_denoiser(
         cfg.resume,
         cfg.progress,
         initial=initial,
+        extra_state={"lr_schedule": lr_schedule},
     )
     phase.ema.copy_to(unet.parameters())
     unet.eval()
     log(f"denoiser: done in {result.seconds / 60:.1f} min; {result.metrics}")
-    return unet, scheduler, data, {"iterations": result.iteration, **result.metrics}
+    info = {
+        "iterations": result.iteration,
+        "lr_from_iteration": _merge_schedule(lr_schedule),
+        **result.metrics,
+    }
+    return unet, scheduler, data, info
 
 
 def _recorded(model: Path, phase: str) -> dict[str, Any]:
@@ -436,16 +449,17 @@ def latest_iteration(folder: Path) -> int:
     return int(json.loads((path / "state.json").read_text())["iteration"]) if path else 0
 
 
-def _weight_schedule(folder: Path, resume: bool) -> list[list[float]]:
-    """[[first iteration, adversarial weight], ...] recorded by the latest decoder checkpoint."""
+def _schedule(folder: Path, resume: bool, key: str) -> list[list[float]]:
+    """[[first iteration, value], ...] of a setting that may change on resume (the decoder's adversarial
+    weight, the denoiser's learning rate), as the latest checkpoint of ``folder`` recorded it."""
     path = latest_checkpoint(folder) if resume else None
     if path is None:
         return []
-    return [list(x) for x in json.loads((path / "state.json").read_text()).get("gan_weight_schedule", [])]
+    return [list(x) for x in json.loads((path / "state.json").read_text()).get(key, [])]
 
 
 def _merge_schedule(schedule: list[list[float]]) -> dict[str, float]:
-    """{"0": 0.5, "2000": 2.0}: the adversarial weight from each iteration on (repeats dropped)."""
+    """{"0": 0.5, "2000": 2.0}: the value from each iteration on (repeats dropped)."""
     merged: dict[str, float] = {}
     for start, weight in schedule:
         if not merged or list(merged.values())[-1] != weight:
@@ -518,7 +532,7 @@ def train_decoder(
         f"decoder: conditional GAN, patch discriminator {n / 1e6:.2f} M parameters, {cfg.gan_iters} its "
         f"of {cfg.gan_batch_size} x {cfg.gan_crop} px, adversarial weight {cfg.gan_weight}"
     )
-    schedule = _weight_schedule(folder, cfg.resume)
+    schedule = _schedule(folder, cfg.resume, "gan_weight_schedule")
     schedule.append([latest_iteration(folder) if cfg.resume else 0, cfg.gan_weight])
     result = run_phase(
         phase,
