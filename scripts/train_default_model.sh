@@ -3,6 +3,8 @@
 #
 #   scripts/train_default_model.sh                 # start, or resume after an interruption (same command)
 #   ITERS=60000 scripts/train_default_model.sh     # train the denoiser further (resumes, then exports)
+#   LR=5e-5 ITERS=32000 scripts/train_default_model.sh
+#                                                  # a cool-down: the denoiser resumes at a lower rate
 #   EXPORT_ONLY=1 scripts/train_default_model.sh   # stop here: export the latest denoiser checkpoint
 #   INIT=src/napari_pathup/data/default_model scripts/train_default_model.sh
 #                                                  # a machine without the checkpoints: continue from the
@@ -41,6 +43,7 @@ AE_ITERS="${AE_ITERS:-8000}"
 GAN_LEGS="${GAN_LEGS:-2000:0.5 4000:2.0 8000:3.0 12000:4.0}"
 GAN_ITERS="${GAN_LEGS##*[ ]}"; GAN_ITERS="${GAN_ITERS%%:*}"  # the last leg's end
 ITERS="${ITERS:-40000}"
+LR="${LR:-2e-4}"  # the denoiser's; may change on resume (a cool-down: LR=5e-5 ITERS=32000 ...)
 DATA="${DATA:-data/demo}"
 DEST="${DEST:-$REPO/src/napari_pathup/data/default_model}"
 INIT="${INIT:-}"
@@ -57,7 +60,7 @@ train() {
         --gan-iters "${LEG_ITERS:-$GAN_ITERS}" --gan-weight "${LEG_WEIGHT:-${GAN_LEGS##*:}}" \
         --gan-batch-size 4 --gan-crop 96 --gan-lr 1e-4 \
         --hed-jitter 0.05 0.02 \
-        --preset cpu-large --batch-size 8 --crop 256 --lr 2e-4 --prediction v_prediction \
+        --preset cpu-large --batch-size 8 --crop 256 --lr "$LR" --prediction v_prediction \
         --label-dropout 0.1 --overview-fraction 0.3 --checkpoint-every 250 --eval-every 1000 \
         --set-default upscale_strength=0.6 \
         ${INIT:+--init "$INIT"} "$@"

@@ -104,6 +104,10 @@ def test_a_resumed_denoiser_may_lower_its_learning_rate_and_records_it(
     assert recorded["lr_from_iteration"] == {"0": TrainConfig.lr, "2": 1e-5}
     after = _weights(out)
     assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained on at the new rate
+    # an export-only rerun at yet another rate trains nothing and records no change
+    train(_config(tiny_dataset, out, iters=4, lr=3e-3, resume=True), log=lambda _: None)
+    again = json.loads((out / "pathup.json").read_text())["training"]["denoiser"]
+    assert again["lr_from_iteration"] == {"0": TrainConfig.lr, "2": 1e-5}
 
 
 def test_output_folder_rules(trained: Path, tiny_dataset: Path, tmp_path: Path) -> None:

@@ -401,7 +401,9 @@ def train_denoiser(
         groups = json.loads((checkpoint / "state.json").read_text()).get("optimizer", {}).get("param_groups")
         if groups:
             lr_schedule.append([initial, groups[0]["lr"]])
-    lr_schedule.append([max(latest_iteration(folder) if cfg.resume else 0, initial), cfg.lr])
+    start = max(latest_iteration(folder) if cfg.resume else 0, initial)
+    if start < cfg.iters or not lr_schedule:  # an export-only rerun trains nothing: no new entry
+        lr_schedule.append([start, cfg.lr])
     result = run_phase(
         phase,
         cfg.iters,
@@ -533,7 +535,9 @@ def train_decoder(
         f"of {cfg.gan_batch_size} x {cfg.gan_crop} px, adversarial weight {cfg.gan_weight}"
     )
     schedule = _schedule(folder, cfg.resume, "gan_weight_schedule")
-    schedule.append([latest_iteration(folder) if cfg.resume else 0, cfg.gan_weight])
+    start = latest_iteration(folder) if cfg.resume else 0
+    if start < cfg.gan_iters or not schedule:  # a rerun that trains nothing adds no entry
+        schedule.append([start, cfg.gan_weight])
     result = run_phase(
         phase,
         cfg.gan_iters,
