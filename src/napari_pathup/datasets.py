@@ -92,6 +92,17 @@ def _class_folders(folder: Path) -> tuple[str, list[tuple[str, Path]]]:
     return "class-folders", [(d.name, d) for d in subs]
 
 
+def select_classes(data: str | Path, found: Sequence[str], wanted: Sequence[str] | None) -> list[str]:
+    """The classes of ``found`` (DATA's, in its order) that ``--classes`` keeps, all when it names none;
+    :class:`InputError` for a named class that DATA lacks."""
+    if not wanted:
+        return list(found)
+    unknown = [c for c in wanted if c not in found]
+    if unknown:
+        raise InputError(f"--classes names {', '.join(unknown)}, not classes of {data} ({', '.join(found)})")
+    return [c for c in found if c in wanted]
+
+
 def discover(
     root: str | Path,
     splits: Sequence[str] = ("train",),

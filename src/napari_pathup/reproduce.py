@@ -75,7 +75,7 @@ def prepare_tiles(
     exist; it is built under a temporary name and renamed when complete."""
     from PIL import Image
 
-    from napari_pathup.datasets import discover
+    from napari_pathup.datasets import discover, select_classes
     from napari_pathup.evaluation.data import BRACS_SLIDE, roi_boxes
     from napari_pathup.io.images import read_image
 
@@ -87,14 +87,7 @@ def prepare_tiles(
     if size < 16:
         raise InputError(f"--size must be at least 16 pixels, got {size}")
     index = discover(data, splits=splits, holdout="none")
-    names = list(index.classes)
-    if classes:
-        unknown = [c for c in classes if c not in names]
-        if unknown:
-            raise InputError(
-                f"--classes names {', '.join(unknown)}, not classes of {data} ({', '.join(names)})"
-            )
-        names = [c for c in names if c in classes]
+    names = select_classes(data, index.classes, classes)
     temp = out.with_name(f".{out.name}.partial-p{os.getpid()}")
     shutil.rmtree(temp, ignore_errors=True)
     tiles = dict.fromkeys(names, 0)

@@ -16,7 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_pathup.datasets import discover, find_manifest, read_synthetic_records, tissue_mask
+from napari_pathup.datasets import (
+    discover,
+    find_manifest,
+    read_synthetic_records,
+    select_classes,
+    tissue_mask,
+)
 from napari_pathup.errors import InputError
 from napari_pathup.geometry import Box, window_starts
 from napari_pathup.io.images import image_shape, read_image
@@ -134,16 +140,9 @@ def collect_real(
     their headers) here, so an unreadable file fails before anything is computed.
     """
     index = discover(data, splits=splits, holdout="none")
-    names = list(index.classes)
-    if classes:
-        unknown = [c for c in classes if c not in names]
-        if unknown:
-            raise InputError(
-                f"--classes names {', '.join(unknown)}, not classes of {data} ({', '.join(names)})"
-            )
-        names = [c for c in names if c in classes]
-        if len(names) < 2:
-            raise InputError("--classes must keep at least two classes")
+    names = select_classes(data, index.classes, classes)
+    if classes and len(names) < 2:
+        raise InputError("--classes must keep at least two classes")
     table, kind, mode = None, "source image", "image"
     if groups not in ("auto", "image", "slide"):
         table, kind = read_groups_csv(Path(groups).expanduser()), "group"
