@@ -268,12 +268,17 @@ def execute(args: argparse.Namespace) -> int:
     report = evaluate(
         data, extractor, settings, cache_folder=args.cache, progress=None if args.quiet else _bar
     )
+    _write_report(args, report)
+    return 0
+
+
+def _write_report(args: argparse.Namespace, report) -> None:
+    """Print the table; write the JSON and the plot where asked."""
     print(report.format_table())
     if args.json is not None:
         report.write_json(args.json.expanduser())
     if args.plot is not None:
         report.write_plot(args.plot.expanduser())
-    return 0
 
 
 def _execute_preset(args: argparse.Namespace, data, finetune) -> int:
@@ -300,11 +305,7 @@ def _execute_preset(args: argparse.Namespace, data, finetune) -> int:
     )
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # another process of a multi-process run (accelerate launch, torchrun): the main one writes
-    print(report.format_table())
-    if args.json is not None:
-        report.write_json(args.json.expanduser())
-    if args.plot is not None:
-        report.write_plot(args.plot.expanduser())
+    _write_report(args, report)
     return 0
 
 
