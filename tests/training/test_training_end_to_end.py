@@ -90,24 +90,27 @@ def test_resume_gives_the_same_model_as_an_uninterrupted_run(
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
 
 
-def test_a_resumed_denoiser_may_lower_its_learning_rate_and_records_it(
+def test_a_resumed_denoiser_may_change_its_learning_rate_and_loss_weighting_and_records_both(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:
-    """A cool-down: the rate changes on resume (other settings still may not), the model records when."""
+    """A cool-down, or a leg with another loss weighting: both change on resume (other settings still
+    may not), and the model records from which iteration each value held."""
     torch.set_num_threads(1)
     out = tmp_path / "model"
     train(_config(tiny_dataset, out, iters=2), log=lambda _: None)
     before = _weights(out)
-    train(_config(tiny_dataset, out, iters=4, lr=1e-5, resume=True), log=lambda _: None)
+    train(_config(tiny_dataset, out, iters=4, lr=1e-5, snr_gamma=0.0, resume=True), log=lambda _: None)
     recorded = json.loads((out / "pathup.json").read_text())["training"]["denoiser"]
     assert recorded["iterations"] == 4
     assert recorded["lr_from_iteration"] == {"0": TrainConfig.lr, "2": 1e-5}
+    assert recorded["snr_gamma_from_iteration"] == {"0": TrainConfig.snr_gamma, "2": 0.0}
     after = _weights(out)
     assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained on at the new rate
-    # an export-only rerun at yet another rate trains nothing and records no change
-    train(_config(tiny_dataset, out, iters=4, lr=3e-3, resume=True), log=lambda _: None)
+    # an export-only rerun at yet other values trains nothing and records no change
+    train(_config(tiny_dataset, out, iters=4, lr=3e-3, snr_gamma=2.0, resume=True), log=lambda _: None)
     again = json.loads((out / "pathup.json").read_text())["training"]["denoiser"]
     assert again["lr_from_iteration"] == {"0": TrainConfig.lr, "2": 1e-5}
+    assert again["snr_gamma_from_iteration"] == {"0": TrainConfig.snr_gamma, "2": 0.0}
 
 
 def test_output_folder_rules(trained: Path, tiny_dataset: Path, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -113,3 +114,17 @@ def test_colour_loss_sees_washed_out_eosin() -> None:
     eosin = stain_densities(pink)[0, 1].mean(), stain_densities(lilac)[0, 1].mean()
     assert eosin[0] > eosin[1]  # the lilac has less eosin
     assert psnr(pink, pink) > 90
+
+
+def test_min_snr_weighting_caps_the_low_noise_steps_and_zero_turns_it_off() -> None:
+    """min-SNR-γ: the x0-loss weight is min(SNR, γ), i.e. the v loss weighs min(SNR, γ) / (SNR + 1);
+    γ = 0 is the plain loss (weight 1), which weighs a low-noise step (SNR 99) 20 times more."""
+    from napari_pathup.training.denoiser import min_snr_weight
+
+    alpha_bar = torch.tensor([0.01 / 1.01, 0.5, 0.99])  # SNR 0.01, 1, 99
+    v = min_snr_weight(alpha_bar, "v_prediction", 5.0)
+    assert torch.allclose(v, torch.tensor([0.01 / 1.01, 0.5, 5.0 / 100.0]), rtol=1e-4)
+    eps = min_snr_weight(alpha_bar, "epsilon", 5.0)
+    assert torch.allclose(eps, torch.tensor([1.0, 1.0, 5.0 / 99.0]), rtol=1e-4)
+    assert torch.equal(min_snr_weight(alpha_bar, "v_prediction", 0.0), torch.ones(3))
+    assert float(min_snr_weight(alpha_bar, "v_prediction", 0.0)[2] / v[2]) == pytest.approx(20.0, rel=1e-4)

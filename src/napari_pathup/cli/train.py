@@ -116,6 +116,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="crop side in pixels, a multiple of 64 (256); the model's native patch is crop/8 latent pixels",
     )
     dn.add_argument("--lr", type=number(0, low_open=True), default=2e-4, help="learning rate (2e-4)")
+    dn.add_argument(
+        "--snr-gamma",
+        type=number(0),
+        default=5.0,
+        help="min-SNR-γ loss weighting (5); 0: none, the plain loss, which weighs the low-noise steps "
+        "(fine latent texture) far more; may change on resume",
+    )
     dn.add_argument("--prediction", default="v_prediction", choices=("v_prediction", "epsilon"))
     dn.add_argument(
         "--label-dropout", type=number(0, 1), default=0.1, help="null-label probability for guidance (0.1)"
@@ -193,6 +200,7 @@ def execute(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         crop=args.crop,
         lr=args.lr,
+        snr_gamma=args.snr_gamma,
         latent_channels=args.latent_channels,
         prediction=args.prediction,
         label_dropout=args.label_dropout,

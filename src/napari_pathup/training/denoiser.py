@@ -173,8 +173,18 @@ def diffusion_target(
     return noisy, (a * noise - s * x0 if prediction_type == "v_prediction" else noise)
 
 
+#: min-SNR-γ (Hang et al. 2023): caps the x0-loss weight of the low-noise timesteps at γ
+DEFAULT_SNR_GAMMA = 5.0
+
+
 def min_snr_weight(alpha_bar: torch.Tensor, prediction_type: str, gamma: float) -> torch.Tensor:
-    """min(SNR, γ) / SNR for epsilon, min(SNR, γ) / (SNR + 1) for v (both: the x0-loss weight min(SNR, γ))."""
+    """min(SNR, γ) / SNR for epsilon, min(SNR, γ) / (SNR + 1) for v (both: the x0-loss weight min(SNR, γ)).
+
+    ``gamma <= 0`` turns the weighting off (the plain ε or v loss, whose x0-loss weight is SNR or
+    SNR + 1): the low-noise timesteps, which decide the finest latent texture, then weigh far more.
+    """
+    if gamma <= 0:
+        return torch.ones_like(alpha_bar)
     snr = alpha_bar / (1 - alpha_bar)
     clipped = snr.clamp(max=gamma)
     return clipped / (snr + 1) if prediction_type == "v_prediction" else clipped / snr
@@ -192,7 +202,7 @@ class DenoiserPhase(Phase):
         batch_size: int,
         scheduler: DDIMScheduler,
         label_dropout: float = 0.1,
-        snr_gamma: float = 5.0,
+        snr_gamma: float = DEFAULT_SNR_GAMMA,
         eval_set: tuple[torch.Tensor, torch.Tensor] | None = None,
         **kwargs: Any,
     ) -> None:

@@ -34,6 +34,7 @@ from napari_pathup.training.data import (
     holdout_crops,
     load_images,
 )
+from napari_pathup.training.denoiser import DEFAULT_SNR_GAMMA
 from napari_pathup.training.loop import make_ema, run_phase, seeded_generators
 
 #: settings a resumed autoencoder phase must share with the checkpoint (``ae_iters`` may grow)
@@ -98,6 +99,7 @@ class TrainConfig:
     batch_size: int = 8
     crop: int = 256
     lr: float = 2e-4
+    snr_gamma: float = DEFAULT_SNR_GAMMA
     latent_channels: int = 4
     gan_iters: int = 0
     gan_batch_size: int = 4
@@ -386,6 +388,7 @@ def train_denoiser(
         batch_size=cfg.batch_size,
         scheduler=scheduler,
         label_dropout=cfg.label_dropout,
+        snr_gamma=cfg.snr_gamma,
         eval_set=eval_set,
     )
     n = sum(p.numel() for p in unet.parameters())
@@ -394,16 +397,22 @@ def train_denoiser(
         f"{cfg.batch_size} "
         f"x {cfg.crop // 8}^2 latents ({cfg.prediction}); validation on {len(held)} hold-out crops"
     )
-    # the learning rate may change on resume (a cool-down); the checkpoints record from when each held
+    # the learning rate (a cool-down) and the loss weighting may change on resume; the checkpoints
+    # record from when each value held
     lr_schedule = _schedule(folder, cfg.resume, "lr_schedule")
+    snr_schedule = _schedule(folder, cfg.resume, "snr_gamma_schedule")
     checkpoint = latest_checkpoint(folder) if cfg.resume else None
     if checkpoint is not None and not lr_schedule:  # checkpointed before rates were recorded
         groups = json.loads((checkpoint / "state.json").read_text()).get("optimizer", {}).get("param_groups")
         if groups:
             lr_schedule.append([initial, groups[0]["lr"]])
+    if checkpoint is not None and not snr_schedule:  # checkpointed before the weighting was recorded
+        snr_schedule.append([initial, DEFAULT_SNR_GAMMA])
     start = max(latest_iteration(folder) if cfg.resume else 0, initial)
     if start < cfg.iters or not lr_schedule:  # an export-only rerun trains nothing: no new entry
         lr_schedule.append([start, cfg.lr])
+    if start < cfg.iters or not snr_schedule:
+        snr_schedule.append([start, cfg.snr_gamma])
     result = run_phase(
         phase,
         cfg.iters,
@@ -413,7 +422,7 @@ def train_denoiser(
         cfg.resume,
         cfg.progress,
         initial=initial,
-        extra_state={"lr_schedule": lr_schedule},
+        extra_state={"lr_schedule": lr_schedule, "snr_gamma_schedule": snr_schedule},
     )
     phase.ema.copy_to(unet.parameters())
     unet.eval()
@@ -421,6 +430,7 @@ def train_denoiser(
     info = {
         "iterations": result.iteration,
         "lr_from_iteration": _merge_schedule(lr_schedule),
+        "snr_gamma_from_iteration": _merge_schedule(snr_schedule),
         **result.metrics,
     }
     return unet, scheduler, data, info
@@ -453,7 +463,8 @@ def latest_iteration(folder: Path) -> int:
 
 def _schedule(folder: Path, resume: bool, key: str) -> list[list[float]]:
     """[[first iteration, value], ...] of a setting that may change on resume (the decoder's adversarial
-    weight, the denoiser's learning rate), as the latest checkpoint of ``folder`` recorded it."""
+    weight, the denoiser's learning rate and loss weighting), as the latest checkpoint of ``folder``
+    recorded it."""
     path = latest_checkpoint(folder) if resume else None
     if path is None:
         return []
