@@ -10,8 +10,11 @@
 #                                                  # a machine without the checkpoints: continue from the
 #                                                  # shipped weights (autoencoder as shipped, denoiser warm
 #                                                  # start with a fresh optimizer, iterations counted on)
+#   SNR_GAMMA=0 ITERS=40000 scripts/train_default_model.sh
+#                                                  # a leg with the plain v loss (no min-SNR weighting)
 # (DATA, WORK and DEST override the data folder, the work folder and where the model is copied;
-#  THREADS the torch threads of each process.)
+#  THREADS the torch threads of each process. The default data are data/demo, with its hold-outs, plus
+#  data/extra, training-only fields, linked together into $WORK.data.)
 #
 # Recipe (docs/model_card.md says why):
 #   1  autoencoder   AutoencoderTiny, cpu preset (32 wide, no normalisation layers), 8 latent channels,
@@ -44,13 +47,23 @@ GAN_LEGS="${GAN_LEGS:-2000:0.5 4000:2.0 8000:3.0 12000:4.0}"
 GAN_ITERS="${GAN_LEGS##*[ ]}"; GAN_ITERS="${GAN_ITERS%%:*}"  # the last leg's end
 ITERS="${ITERS:-40000}"
 LR="${LR:-2e-4}"  # the denoiser's; may change on resume (a cool-down: LR=5e-5 ITERS=32000 ...)
-DATA="${DATA:-data/demo}"
+SNR_GAMMA="${SNR_GAMMA:-5}"  # the denoiser's min-SNR-γ loss weighting (0: none); may change on resume
+DATA="${DATA:-}"
 DEST="${DEST:-$REPO/src/napari_pathup/data/default_model}"
 INIT="${INIT:-}"
 MAX_MB=40
 
-if [ "$DATA" = data/demo ] && [ ! -f data/demo/holdout.json ]; then
-    "$PYTHON" scripts/prepare_demo_data.py
+if [ -z "$DATA" ]; then  # data/demo (its hold-outs too) and data/extra (training only), as links
+    [ -f data/demo/holdout.json ] || "$PYTHON" scripts/prepare_demo_data.py
+    DATA="$WORK.data"
+    rm -rf "$DATA"
+    mkdir -p "$DATA"
+    cp data/demo/holdout.json "$DATA/"
+    for f in data/demo/*/* data/extra/*/*; do
+        class="$(basename "$(dirname "$f")")"
+        mkdir -p "$DATA/$class"
+        ln -s "$REPO/$f" "$DATA/$class/"
+    done
 fi
 
 export OMP_WAIT_POLICY=PASSIVE  # threads yield instead of spinning when THREADS > 1
@@ -60,7 +73,7 @@ train() {
         --gan-iters "${LEG_ITERS:-$GAN_ITERS}" --gan-weight "${LEG_WEIGHT:-${GAN_LEGS##*:}}" \
         --gan-batch-size 4 --gan-crop 96 --gan-lr 1e-4 \
         --hed-jitter 0.05 0.02 \
-        --preset cpu-large --batch-size 8 --crop 256 --lr "$LR" --prediction v_prediction \
+        --preset cpu-large --batch-size 8 --crop 256 --lr "$LR" --snr-gamma "$SNR_GAMMA" --prediction v_prediction \
         --label-dropout 0.1 --overview-fraction 0.3 --checkpoint-every 250 --eval-every 1000 \
         --set-default upscale_strength=0.6 \
         ${INIT:+--init "$INIT"} "$@"
