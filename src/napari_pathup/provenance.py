@@ -6,11 +6,11 @@ in the layer's metadata (under "pathup"), where the OME-Zarr writer finds it.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from napari_pathup import __version__
+from napari_pathup.checksum import sha256_of
 from napari_pathup.models.base import PathupModel
 from napari_pathup.models.load import model_hash
 
@@ -18,13 +18,7 @@ from napari_pathup.models.load import model_hash
 def file_sha256(path: str | Path) -> str:
     """sha256 of a file ("" for a folder such as an OME-Zarr store)."""
     path = Path(path)
-    if path.is_dir():
-        return ""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
+    return "" if path.is_dir() else "sha256:" + sha256_of(path)
 
 
 def run_attributes(

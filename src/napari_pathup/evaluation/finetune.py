@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_pathup.checksum import sha256_of
 from napari_pathup.engine.device import autocast
 from napari_pathup.errors import InputError
 from napari_pathup.evaluation.data import EvaluationData, EvaluationItem
@@ -54,7 +55,7 @@ from napari_pathup.evaluation.report import EvaluationReport, FoldResult
 from napari_pathup.evaluation.run import EvaluateSettings, FeatureCache, fit_predict_mil, scores
 from napari_pathup.io.atomic import replace_atomically, write_text_atomic
 from napari_pathup.io.images import read_image
-from napari_pathup.metrics.features import module_extractor, sha256_of
+from napari_pathup.metrics.features import module_extractor
 from napari_pathup.metrics.images import resize, to_tensor
 
 #: the classifier name of the fine-tuned ViT in reports

@@ -16,13 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_pathup.checksum import sha256_of
 from napari_pathup.errors import InputError
 from napari_pathup.metrics.images import RESIZE_METHODS, ResizeMethod, resize, to_tensor
 from napari_pathup.metrics.inception import (
     INCEPTION_INPUT_SIZE,
     INCEPTION_WEIGHTS_NAME,
     load_fid_inception,
-    sha256_of,
 )
 
 #: environment variable naming the local FID Inception weights file

@@ -14,13 +14,13 @@ prefix in the published file name (torch.hub's naming convention).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from napari_pathup.checksum import sha256_of
 from napari_pathup.errors import InputError
 
 INCEPTION_WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"
@@ -28,15 +28,6 @@ INCEPTION_WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_SHA256_PREFIX = "6726825d"
 INCEPTION_INPUT_SIZE = 299
 INCEPTION_FEATURE_DIM = 2048
-
-
-def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resize_bilinear_tf1(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
