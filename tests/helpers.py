@@ -10,6 +10,31 @@ def rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
+def synthesize_argv(model, reference, out, *extra: str, size: str = "128") -> list[str]:
+    """``pathup synthesize`` of a tiny CPU run (4 steps, 64-px stage 1) of class tumour."""
+    return [
+        "synthesize",
+        "--model",
+        str(model),
+        "--class",
+        "tumour",
+        "--reference",
+        str(reference),
+        "--out",
+        str(out),
+        "--size",
+        size,
+        "--steps",
+        "4",
+        "--reference-size",
+        "64",
+        "--quiet",
+        "--device",
+        "cpu",
+        *extra,
+    ]
+
+
 def mean_2x2_reference(image: np.ndarray) -> np.ndarray:
     """2x2 mean down-sampling with rounding, written independently of the package's pyramid code."""
     h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from helpers import rgb
+from helpers import rgb, synthesize_argv
 from napari_pathup.cli import main
 
 
@@ -39,38 +39,6 @@ def no_model_load(monkeypatch):
         raise AssertionError("the model was loaded before the input was refused")
 
     monkeypatch.setattr(load, "load_model", refuse)
-
-
-@pytest.fixture
-def reference_file(tmp_path):
-    path = tmp_path / "in" / "reference.png"
-    path.parent.mkdir()
-    Image.fromarray(rgb(160, 224)).save(path)
-    return path
-
-
-def synth(model, reference, out, *extra):
-    return [
-        "synthesize",
-        "--model",
-        str(model),
-        "--class",
-        "tumour",
-        "--reference",
-        str(reference),
-        "--out",
-        str(out),
-        "--size",
-        "128",
-        "--steps",
-        "4",
-        "--reference-size",
-        "64",
-        "--quiet",
-        "--device",
-        "cpu",
-        *extra,
-    ]
 
 
 def refused(argv, capsys, out_dir: Path, message: str) -> str:
@@ -117,7 +85,7 @@ def test_bad_settings_are_refused_before_the_model_loads(
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     line = refused(
-        synth(pathup_model_dir, reference_file, out_dir / "o.png", *extra), capsys, out_dir, message
+        synthesize_argv(pathup_model_dir, reference_file, out_dir / "o.png", *extra), capsys, out_dir, message
     )
     if "estimated" in line:
         assert "--allow-large-run" in line and "patch evaluations" in line
@@ -130,7 +98,7 @@ def test_a_decompression_bomb_reference_is_refused_from_its_header(pathup_model_
     bomb = bomb_png(tmp_path / "bomb.png")
     assert bomb.stat().st_size < 10_000
     line = refused(
-        synth(pathup_model_dir, bomb, out_dir / "o.png"),
+        synthesize_argv(pathup_model_dir, bomb, out_dir / "o.png"),
         capsys,
         out_dir,
         "declares 30000x30000 = 900,000,000",
@@ -145,7 +113,7 @@ def test_a_tiny_reference_is_refused_naming_the_minimum(pathup_model_dir, tmp_pa
     tiny = tmp_path / "tiny.png"
     Image.fromarray(rgb(1, 1)).save(tiny)
     refused(
-        synth(pathup_model_dir, tiny, out_dir / "o.png"),
+        synthesize_argv(pathup_model_dir, tiny, out_dir / "o.png"),
         capsys,
         out_dir,
         "is 1x1 px; this model needs a reference of at least 128 px on its shorter side",
@@ -171,7 +139,9 @@ def test_an_unwritable_output_folder_is_one_line_before_the_model_loads(
 
     monkeypatch.setattr(Path, "touch", touch)
     reason = "permission denied" if code == errno.EACCES else "read-only"
-    refused(synth(pathup_model_dir, reference_file, out_dir / "o.ome.zarr"), capsys, out_dir, reason)
+    refused(
+        synthesize_argv(pathup_model_dir, reference_file, out_dir / "o.ome.zarr"), capsys, out_dir, reason
+    )
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif", ".ome.zarr"])
@@ -195,7 +165,7 @@ def test_a_full_disk_while_writing_is_one_line_and_leaves_nothing(
     monkeypatch.setattr(*target, full)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    assert main(synth(pathup_model_dir, reference_file, out_dir / f"o{suffix}")) == 2
+    assert main(synthesize_argv(pathup_model_dir, reference_file, out_dir / f"o{suffix}")) == 2
     err = capsys.readouterr().err
     assert "no space left on the device; nothing was written" in err and "Traceback" not in err
     assert list(out_dir.iterdir()) == []
@@ -206,9 +176,9 @@ def test_the_budget_can_be_confirmed(pathup_model_dir, reference_file, tmp_path,
 
     monkeypatch.setattr(plan, "WORK_BUDGET", 2)
     out = tmp_path / "o.png"
-    assert main(synth(pathup_model_dir, reference_file, out)) == 2
+    assert main(synthesize_argv(pathup_model_dir, reference_file, out)) == 2
     assert "budget 2)" in capsys.readouterr().err and not out.exists()
-    assert main(synth(pathup_model_dir, reference_file, out, "--allow-large-run")) == 0
+    assert main(synthesize_argv(pathup_model_dir, reference_file, out, "--allow-large-run")) == 0
     assert out.is_file()
 
 
@@ -223,7 +193,7 @@ def test_a_bug_shows_its_traceback_instead_of_an_input_error(
 
     monkeypatch.setattr(pipeline, "decode_tiled", broken)
     with pytest.raises(ValueError, match="a bug in the engine"):
-        main(synth(pathup_model_dir, reference_file, tmp_path / "o.png"))
+        main(synthesize_argv(pathup_model_dir, reference_file, tmp_path / "o.png"))
     assert not (tmp_path / "o.png").exists()
 
 
@@ -231,7 +201,7 @@ def test_the_old_scheduler_flag_of_synthesize_still_works_with_a_deprecation(
     pathup_model_dir, reference_file, tmp_path, capsys
 ):
     out = tmp_path / "o.png"
-    assert main(synth(pathup_model_dir, reference_file, out, "--scheduler", "euler")) == 0
+    assert main(synthesize_argv(pathup_model_dir, reference_file, out, "--scheduler", "euler")) == 0
     assert "--scheduler is deprecated" in capsys.readouterr().err
     from napari_pathup.io import read_attrs
 
@@ -319,7 +289,7 @@ NUMERIC_FLAGS = {
 def command_argv(command: str, model: Path, folder: Path) -> list[str]:
     out = folder / "out"
     return {
-        "synthesize": synth(model, folder / "missing-ref.png", out / "o.png"),
+        "synthesize": synthesize_argv(model, folder / "missing-ref.png", out / "o.png"),
         "info": ["info", "--model", str(model), "--device", "cpu", "--no-calibrate"],
         "augment": ["augment", str(folder / "data"), "--out", str(out / "store"), "--model", str(model)],
         "metrics": ["metrics", str(folder / "data"), str(folder / "data")],

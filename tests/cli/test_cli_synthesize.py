@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers import synthesize_argv
 from napari_pathup.cli import main
 from napari_pathup.io import read_attrs, read_image
 from napari_pathup.io.ome_zarr import ome_zarr_level_shapes
@@ -12,45 +13,12 @@ from napari_pathup.io.ome_zarr import ome_zarr_level_shapes
 SHARED_TUMOUR = "tumour_stardist.jpg"
 
 
-@pytest.fixture
-def reference_file(tmp_path, reference):
-    from PIL import Image
-
-    path = tmp_path / "reference.png"
-    Image.fromarray(reference).save(path)
-    return path
-
-
-def args(model, reference, out, *extra):
-    return [
-        "synthesize",
-        "--model",
-        str(model),
-        "--class",
-        "tumour",
-        "--reference",
-        str(reference),
-        "--out",
-        str(out),
-        "--size",
-        "192x128",
-        "--steps",
-        "4",
-        "--reference-size",
-        "64",
-        "--quiet",
-        "--device",
-        "cpu",
-        *extra,
-    ]
-
-
 @pytest.mark.parametrize("suffix", [".ome.zarr", ".tif", ".png"])
 def test_every_output_format_holds_the_same_image_and_its_provenance(
     pathup_model_dir, reference_file, tmp_path, suffix
 ):
     out = tmp_path / f"synthetic{suffix}"
-    assert main(args(pathup_model_dir, reference_file, out, "--seed", "5")) == 0
+    assert main(synthesize_argv(pathup_model_dir, reference_file, out, "--seed", "5", size="192x128")) == 0
     image = read_image(out)
     assert image.shape == (128, 192, 3) and image.dtype == np.uint8
     attrs = read_attrs(out)
@@ -59,13 +27,23 @@ def test_every_output_format_holds_the_same_image_and_its_provenance(
     assert attrs["model"]["hash"].startswith("sha256:")
     assert attrs["reference"]["sha256"].startswith("sha256:")
     reference_png = tmp_path / "again.png"
-    assert main(args(pathup_model_dir, reference_file, reference_png, "--seed", "5")) == 0
+    assert (
+        main(synthesize_argv(pathup_model_dir, reference_file, reference_png, "--seed", "5", size="192x128"))
+        == 0
+    )
     np.testing.assert_array_equal(read_image(reference_png), image)  # deterministic, lossless everywhere
 
 
 def test_ome_zarr_output_is_multiscale(pathup_model_dir, reference_file, tmp_path):
     out = tmp_path / "big.ome.zarr"
-    assert main(args(pathup_model_dir, reference_file, out, "--size", "1024x512", "--patch", "8")) == 0
+    assert (
+        main(
+            synthesize_argv(
+                pathup_model_dir, reference_file, out, "--size", "1024x512", "--patch", "8", size="192x128"
+            )
+        )
+        == 0
+    )
     assert ome_zarr_level_shapes(out) == [(512, 1024), (256, 512)]
 
 
@@ -73,10 +51,10 @@ def test_large_outputs_are_assembled_on_disk(pathup_model_dir, reference_file, t
     import napari_pathup.engine.plan as plan
 
     in_memory = tmp_path / "memory.png"
-    assert main(args(pathup_model_dir, reference_file, in_memory)) == 0
+    assert main(synthesize_argv(pathup_model_dir, reference_file, in_memory, size="192x128")) == 0
     monkeypatch.setattr(plan, "IN_MEMORY_PIXELS", 1000)
     on_disk = tmp_path / "disk.png"
-    assert main(args(pathup_model_dir, reference_file, on_disk)) == 0
+    assert main(synthesize_argv(pathup_model_dir, reference_file, on_disk, size="192x128")) == 0
     np.testing.assert_array_equal(read_image(on_disk), read_image(in_memory))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pathup-work-")]
 
@@ -84,10 +62,10 @@ def test_large_outputs_are_assembled_on_disk(pathup_model_dir, reference_file, t
 def test_existing_output_is_kept_without_overwrite(pathup_model_dir, reference_file, tmp_path, capsys):
     out = tmp_path / "out.png"
     out.write_bytes(b"precious")
-    assert main(args(pathup_model_dir, reference_file, out)) == 2
+    assert main(synthesize_argv(pathup_model_dir, reference_file, out, size="192x128")) == 2
     assert out.read_bytes() == b"precious"
     assert "--overwrite" in capsys.readouterr().err
-    assert main(args(pathup_model_dir, reference_file, out, "--overwrite")) == 0
+    assert main(synthesize_argv(pathup_model_dir, reference_file, out, "--overwrite", size="192x128")) == 0
     assert read_image(out).shape == (128, 192, 3)
 
 
@@ -102,8 +80,8 @@ def test_interrupted_run_leaves_nothing_behind(pathup_model_dir, reference_file,
 
     monkeypatch.setattr(pipeline, "decode_tiled", interrupted)
     out = tmp_path / "out.ome.zarr"
-    assert main(args(pathup_model_dir, reference_file, out)) == 130
-    assert list(tmp_path.iterdir()) == [reference_file]
+    assert main(synthesize_argv(pathup_model_dir, reference_file, out, size="192x128")) == 130
+    assert list(tmp_path.iterdir()) == [reference_file.parent]  # nothing beside the input folder
 
 
 @pytest.mark.parametrize(
@@ -122,7 +100,7 @@ def test_interrupted_run_leaves_nothing_behind(pathup_model_dir, reference_file,
 def test_bad_input_exits_with_a_clear_message(
     pathup_model_dir, reference_file, tmp_path, capsys, change, message
 ):
-    argv = args(pathup_model_dir, reference_file, tmp_path / "out.png")
+    argv = synthesize_argv(pathup_model_dir, reference_file, tmp_path / "out.png", size="192x128")
     flag = change[0]
     if flag in argv:
         argv[argv.index(flag) + 1] = change[1]
@@ -149,7 +127,11 @@ def test_without_a_default_model_the_error_says_what_to_do(reference_file, tmp_p
     import napari_pathup.models.default as default
 
     monkeypatch.setattr(default, "default_model_path", lambda: None)
-    argv = [a for a in args("x", reference_file, tmp_path / "o.png") if a not in ("--model", "x")]
+    argv = [
+        a
+        for a in synthesize_argv("x", reference_file, tmp_path / "o.png", size="192x128")
+        if a not in ("--model", "x")
+    ]
     assert main(argv) == 2
     assert "--model" in capsys.readouterr().err
 
@@ -161,7 +143,14 @@ def test_region_of_a_slide_is_the_reference_and_the_output_keeps_its_pixel_size(
 
     svs = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_small_region.svs"
     out = tmp_path / "roi.ome.zarr"
-    assert main(args(pathup_model_dir, svs, out, "--region", "100,2000,640,512", "--level", "0")) == 0
+    assert (
+        main(
+            synthesize_argv(
+                pathup_model_dir, svs, out, "--region", "100,2000,640,512", "--level", "0", size="192x128"
+            )
+        )
+        == 0
+    )
     attrs = read_attrs(out)
     assert attrs["reference_region"] == {"x": 100, "y": 2000, "width": 640, "height": 512, "level": 0}
     assert attrs["pixel_size_um"] == pytest.approx(0.499)
@@ -173,7 +162,9 @@ def test_region_outside_the_slide_is_an_error_and_nothing_is_written(pathup_mode
 
     svs = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_small_region.svs"
     out = tmp_path / "roi.ome.zarr"
-    assert main(args(pathup_model_dir, svs, out, "--region", "2000,0,512,512")) != 0
+    assert (
+        main(synthesize_argv(pathup_model_dir, svs, out, "--region", "2000,0,512,512", size="192x128")) != 0
+    )
     assert "not inside the image" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
@@ -192,9 +183,27 @@ def test_mpp_reads_the_roi_from_the_nearest_level_and_the_output_gets_its_pixel_
         tif.write(image, subifds=1, tile=(128, 128), photometric="rgb", metadata=md)
         tif.write(image[::2, ::2], subfiletype=1, tile=(128, 128), photometric="rgb")
     out = tmp_path / "from_level_1.ome.zarr"
-    assert main(args(pathup_model_dir, slide, out, "--region", "0,0,512,512", "--mpp", "0.5")) == 0
+    assert (
+        main(
+            synthesize_argv(
+                pathup_model_dir, slide, out, "--region", "0,0,512,512", "--mpp", "0.5", size="192x128"
+            )
+        )
+        == 0
+    )
     attrs = read_attrs(out)
     assert attrs["reference_region"]["level"] == 1 and attrs["pixel_size_um"] == pytest.approx(0.5)
     # a level and a pixel size together are refused by the parser
     with pytest.raises(SystemExit):
-        main(args(pathup_model_dir, slide, tmp_path / "x.ome.zarr", "--level", "0", "--mpp", "0.5"))
+        main(
+            synthesize_argv(
+                pathup_model_dir,
+                slide,
+                tmp_path / "x.ome.zarr",
+                "--level",
+                "0",
+                "--mpp",
+                "0.5",
+                size="192x128",
+            )
+        )

@@ -76,8 +76,8 @@ def test_inception_architecture_and_resize_match_torch_fidelity(random_inception
 def test_only_verified_weights_with_the_reference_resize_are_called_fid(
     random_inception_weights, monkeypatch
 ):
-    from napari_pathup.metrics import inception
     from napari_pathup.checksum import sha256_of
+    from napari_pathup.metrics import inception
 
     # pretend the random file is the published one, to check the labelling that follows a passed checksum
     monkeypatch.setattr(inception, "INCEPTION_SHA256_PREFIX", sha256_of(random_inception_weights)[:8])
