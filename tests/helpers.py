@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+#: the repository's real H&E demo data (data/demo)
+DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 
 
 def rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -64,3 +69,47 @@ def menu_command_ids(menu_id: str) -> list[str]:
     from napari._app_model import get_app_model
 
     return [item.command.id for item in get_app_model().menus.get_menu(menu_id) if hasattr(item, "command")]
+
+
+def demo_crops(root: Path, spec: dict[str, list[tuple[str, list[tuple[int, int]]]]], size: int) -> Path:
+    """Class folders of ``size`` x ``size`` crops of the demo images: ``spec`` maps a class to
+    (demo image, top-left corners); each crop is saved as its own PNG, one "source image" each."""
+    from PIL import Image
+
+    from napari_pathup.io.images import read_image
+
+    for cls, sources in spec.items():
+        (root / cls).mkdir(parents=True)
+        for name, corners in sources:
+            image = read_image(DEMO / name)
+            for y, x in corners:
+                crop = image[y : y + size, x : x + size]
+                Image.fromarray(crop).save(root / cls / f"{Path(name).stem}_{y}_{x}.png")
+    return root
+
+
+def synthetic_store(data: Path, store: Path, *, failed: bool = False) -> Path:
+    """A synthetic store as ``pathup augment`` writes it: one OME-Zarr per real image of ``data`` and its
+    manifest, written by the augment module's own writer; with ``failed``, also one failed row.
+
+    The images are flipped, colour-shifted copies of their reference (the generator is not under test)."""
+    from napari_pathup.augmentation.manifest import MANIFEST_NAME, ManifestRow, write_manifest
+    from napari_pathup.io.images import read_image
+    from napari_pathup.io.ome_zarr import write_ome_zarr
+
+    store.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, ref in enumerate(sorted(data.glob("*/*.png"))):
+        image = read_image(ref)[::-1].astype(np.int16)
+        image = np.clip(image + np.array([-6, 4, 6]), 0, 255).astype(np.uint8)
+        out = f"{ref.parent.name}/{ref.stem}_syn0.ome.zarr"
+        (store / ref.parent.name).mkdir(exist_ok=True)
+        write_ome_zarr(store / out, image)
+        key = ref.relative_to(data).as_posix()
+        rows.append(ManifestRow(out, ref.parent.name, key, i, {}, "abc", "done", "", 1.0))
+    if failed:
+        rows.append(
+            ManifestRow("tumour/never.ome.zarr", "tumour", rows[-1].reference, 99, {}, "abc", "failed", "oom")
+        )
+    write_manifest(store / MANIFEST_NAME, rows)
+    return store

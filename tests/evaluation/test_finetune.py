@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_pathup.augmentation.manifest import MANIFEST_NAME, ManifestRow, write_manifest
+from helpers import demo_crops, synthetic_store
 from napari_pathup.cli import main
 from napari_pathup.errors import InputError
 from napari_pathup.evaluation import finetune
@@ -25,12 +25,9 @@ from napari_pathup.evaluation.finetune import (
     mil_settings,
 )
 from napari_pathup.evaluation.run import EvaluateSettings
-from napari_pathup.io.images import read_image
-from napari_pathup.io.ome_zarr import write_ome_zarr
 
 timm = pytest.importorskip("timm")
 
-DEMO = Path(__file__).resolve().parents[2] / "data" / "demo"
 ARCH = "vit_tiny_patch16_224"
 #: (class, demo image, top-left corners of 64x64 tissue crops); each crop is one source image
 CROPS = {
@@ -44,39 +41,13 @@ CROPS = {
 
 @pytest.fixture(scope="module")
 def crops(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("finetune") / "data"
-    for cls, sources in CROPS.items():
-        (root / cls).mkdir(parents=True)
-        for name, corners in sources:
-            image = read_image(DEMO / name)
-            for y, x in corners:
-                Image.fromarray(image[y : y + 64, x : x + 64]).save(
-                    root / cls / f"{Path(name).stem}_{y}_{x}.png"
-                )
-    return root
+    return demo_crops(tmp_path_factory.mktemp("finetune") / "data", CROPS, 64)
 
 
 @pytest.fixture(scope="module")
 def store(crops: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 1:1 synthetic store as pathup augment writes it (flipped, colour-shifted reference copies)."""
-    store = tmp_path_factory.mktemp("finetune") / "store"
-    rows = []
-    for i, ref in enumerate(sorted(crops.glob("*/*.png"))):
-        image = np.clip(read_image(ref)[::-1].astype(np.int16) + np.array([-6, 4, 6]), 0, 255).astype(
-            np.uint8
-        )
-        out = f"{ref.parent.name}/{ref.stem}_syn0.ome.zarr"
-        (store / ref.parent.name).mkdir(parents=True, exist_ok=True)
-        write_ome_zarr(store / out, image)
-        rows.append(
-            ManifestRow(
-                out, ref.parent.name, ref.relative_to(crops).as_posix(), i, {}, "abc", "done", "", 1.0
-            )
-        )
-    write_manifest(store / MANIFEST_NAME, rows)
-    return store
+    return synthetic_store(crops, tmp_path_factory.mktemp("finetune") / "store")
 
 
 def save_vit(path: Path, architecture: str = ARCH) -> Path:

@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from napari_pathup.augmentation.manifest import MANIFEST_NAME, ManifestRow, write_manifest
+from helpers import DEMO, demo_crops, synthetic_store
+from napari_pathup.augmentation.manifest import MANIFEST_NAME
 from napari_pathup.cli import main
 from napari_pathup.datasets import read_synthetic_records
 from napari_pathup.errors import InputError
@@ -21,10 +22,8 @@ from napari_pathup.evaluation.mil import MILSettings
 from napari_pathup.evaluation.run import EvaluateSettings, evaluate, image_tiles
 from napari_pathup.geometry import Box
 from napari_pathup.io.images import read_image
-from napari_pathup.io.ome_zarr import write_ome_zarr
 from napari_pathup.metrics.features import EXTRACTORS, module_extractor
 
-DEMO = Path(__file__).resolve().parents[2] / "data" / "demo"
 #: (class, demo image, top-left corners of 96x96 tissue crops); each crop is one "source image"
 CROPS = {
     "normal": [
@@ -42,40 +41,11 @@ CROPS = {
 @pytest.fixture(scope="module")
 def real_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Class folders of 96x96 real H&E crops, four source images per class."""
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("evaluate") / "data"
-    for cls, sources in CROPS.items():
-        (root / cls).mkdir(parents=True)
-        for name, corners in sources:
-            image = read_image(DEMO / name)
-            for y, x in corners:
-                crop = image[y : y + 96, x : x + 96]
-                Image.fromarray(crop).save(root / cls / f"{Path(name).stem}_{y}_{x}.png")
-    return root
+    return demo_crops(tmp_path_factory.mktemp("evaluate") / "data", CROPS, 96)
 
 
 def make_store(data: Path, store: Path, *, failed: bool = True) -> Path:
-    """A synthetic store as pathup augment writes it: one OME-Zarr per real image, and its manifest
-    written by the augment module's own writer.
-
-    The images are flipped, colour-shifted copies of their reference (the generator is not under test)."""
-    store.mkdir(parents=True)
-    rows = []
-    for i, ref in enumerate(sorted(data.glob("*/*.png"))):
-        image = read_image(ref)[::-1].astype(np.int16)
-        image = np.clip(image + np.array([-6, 4, 6]), 0, 255).astype(np.uint8)
-        out = f"{ref.parent.name}/{ref.stem}_syn0.ome.zarr"
-        (store / ref.parent.name).mkdir(exist_ok=True)
-        write_ome_zarr(store / out, image)
-        key = ref.relative_to(data).as_posix()
-        rows.append(ManifestRow(out, ref.parent.name, key, i, {}, "abc", "done", "", 1.0))
-    if failed:
-        rows.append(
-            ManifestRow("tumour/never.ome.zarr", "tumour", rows[-1].reference, 99, {}, "abc", "failed", "oom")
-        )
-    write_manifest(store / MANIFEST_NAME, rows)
-    return store
+    return synthetic_store(data, store, failed=failed)
 
 
 class CountingTiny(nn.Module):
