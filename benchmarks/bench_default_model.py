@@ -753,98 +753,66 @@ def measure(bench: Bench) -> dict[str, Any]:
 
 
 def summary_rows(report: dict[str, Any], classes: list[str]) -> list[tuple[str, str, str]]:
-    """(measure, bar, "value (pass|fail)") for every bar of one model's report."""
+    """(measure, bar, "value (pass|fail...)") for every bar of one model's report."""
     low, high = BARS["sharpness"]
-    ae, fd = report["autoencoder"]["all"], report["frechet_distance"]["per_class"]
-    out = [
-        ("Autoencoder PSNR, all held-out crops", f">= {BARS['psnr']:.0f} dB", ae.get("psnr_db", math.nan), 2),
-        (
-            "Autoencoder sharpness ratio (decoded / real)",
-            f"{low}-{high}",
-            ae.get("sharpness_ratio", math.nan),
-            2,
-        ),
-        (
-            "Autoencoder H density ratio (decoded / real)",
-            f"within {BARS['stain']:.0%}",
-            ae.get("h_ratio", math.nan),
-            3,
-        ),
-        (
-            "Autoencoder E density ratio (decoded / real)",
-            f"within {BARS['stain']:.0%}",
-            ae.get("e_ratio", math.nan),
-            3,
-        ),
-    ]
     rows: list[tuple[str, str, str]] = []
-    checks = {
-        0: lambda v: v >= BARS["psnr"],
-        1: lambda v: within(v, low, high),
-        2: lambda v: abs(v - 1) <= BARS["stain"],
-        3: lambda v: abs(v - 1) <= BARS["stain"],
-    }
-    for k, (measure_name, bar, value, digits) in enumerate(out):
-        rows.append((measure_name, bar, f"{fmt(value, digits)} ({'pass' if checks[k](value) else 'fail'})"))
-    for name in [*classes, "all"]:
-        r = fd.get(name, {}).get("PathUp / floor", math.nan)
-        floor, ours = (
-            fd.get(name, {}).get("real B (floor)", math.nan),
-            fd.get(name, {}).get("PathUp", math.nan),
+
+    def add(measure_name: str, bar: str, value: str, ok: bool, detail: str = "") -> None:
+        rows.append((measure_name, bar, f"{value} ({'pass' if ok else 'fail'}{detail})"))
+
+    ae = report["autoencoder"]["all"]
+    psnr, sharp = ae.get("psnr_db", math.nan), ae.get("sharpness_ratio", math.nan)
+    add("Autoencoder PSNR, all held-out crops", f">= {BARS['psnr']:.0f} dB", fmt(psnr), psnr >= BARS["psnr"])
+    add("Autoencoder sharpness ratio (decoded / real)", f"{low}-{high}", fmt(sharp), within(sharp, low, high))
+    for stain, key in (("H", "h_ratio"), ("E", "e_ratio")):
+        v = ae.get(key, math.nan)
+        add(
+            f"Autoencoder {stain} density ratio (decoded / real)",
+            f"within {BARS['stain']:.0%}",
+            fmt(v, 3),
+            abs(v - 1) <= BARS["stain"],
         )
-        rows.append(
-            (
-                f"FD / floor, {name} (FD; floor)",
-                f"<= {BARS['fd_ratio']}",
-                f"{fmt(r)} ({'pass' if r <= BARS['fd_ratio'] else 'fail'}; {fmt(ours, 1)}; {fmt(floor, 1)})",
-            )
+    fd = report["frechet_distance"]["per_class"]
+    for name in [*classes, "all"]:
+        row = fd.get(name, {})
+        r = row.get("PathUp / floor", math.nan)
+        ours, floor = fmt(row.get("PathUp", math.nan), 1), fmt(row.get("real B (floor)", math.nan), 1)
+        add(
+            f"FD / floor, {name} (FD; floor)",
+            f"<= {BARS['fd_ratio']}",
+            fmt(r),
+            r <= BARS["fd_ratio"],
+            f"; {ours}; {floor}",
         )
     accuracy = report["class_fidelity"]["accuracy"]
     per_class = ", ".join(f"{n} {fmt(accuracy[n]['PathUp'])}" for n in classes)
     value = accuracy["all"]["PathUp"]
-    rows.append(
-        (
-            "Class fidelity, PathUp crops",
-            f">= {BARS['accuracy']}",
-            f"{fmt(value)} ({'pass' if value >= BARS['accuracy'] else 'fail'}; {per_class})",
-        )
+    add(
+        "Class fidelity, PathUp crops",
+        f">= {BARS['accuracy']}",
+        fmt(value),
+        value >= BARS["accuracy"],
+        f"; {per_class}",
     )
     realism_report = report["realism"]
-    for name in classes:
-        e = realism_report.get(name, {}).get("PathUp")
-        if not e:
-            continue
+    synthetic = {n: realism_report[n]["PathUp"] for n in classes if realism_report.get(n, {}).get("PathUp")}
+    for name, e in synthetic.items():
         r = e["sharpness_ratio"]
-        rows.append(
-            (
-                f"Sharpness ratio synthetic / real, {name}",
-                f"{low}-{high}",
-                f"{fmt(r)} ({'pass' if within(r, low, high) else 'fail'})",
-            )
-        )
-    for name in classes:
-        e = realism_report.get(name, {}).get("PathUp")
-        if not e:
-            continue
+        add(f"Sharpness ratio synthetic / real, {name}", f"{low}-{high}", fmt(r), within(r, low, high))
+    for name, e in synthetic.items():
         real = realism_report[name]["real"]
-        ok = e["area_in_real_range"] and e["solidity_in_real_range"]
-        rows.append(
-            (
-                f"Nucleus area / solidity, {name} (real range)",
-                "inside real range",
-                f"{fmt(e['median_area_px'], 0)} / {fmt(e['median_solidity'])} ({'pass' if ok else 'fail'}; "
-                "real {:.0f}-{:.0f}".format(*real["median_area_px"])
-                + " / {:.2f}-{:.2f})".format(*real["median_solidity"]),
-            )
+        ranges = "; real {:.0f}-{:.0f}".format(*real["median_area_px"]) + " / {:.2f}-{:.2f}".format(
+            *real["median_solidity"]
+        )
+        add(
+            f"Nucleus area / solidity, {name} (real range)",
+            "inside real range",
+            f"{fmt(e['median_area_px'], 0)} / {fmt(e['median_solidity'])}",
+            e["area_in_real_range"] and e["solidity_in_real_range"],
+            ranges,
         )
     worst = report["seams"]["max"]
-    rows.append(
-        (
-            "Seam measure, max",
-            f"<= {BARS['seam']}",
-            f"{fmt(worst, 3)} ({'pass' if worst <= BARS['seam'] else 'fail'})",
-        )
-    )
+    add("Seam measure, max", f"<= {BARS['seam']}", fmt(worst, 3), worst <= BARS["seam"])
     sp = report["speed"]
     rows.append(
         (
