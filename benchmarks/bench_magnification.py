@@ -24,12 +24,14 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_info, markdown_table
-from _quality import grid_tiles
+from _quality import grid_tiles, holdout_crops
+from napari_pathup.datasets import discover
 from napari_pathup.engine.pipeline import SynthesisSettings, run
 from napari_pathup.io.images import read_image
 from napari_pathup.metrics.sharpness import high_frequency_share
 from napari_pathup.models.default import reference_for_class
 from napari_pathup.models.load import load_model
+from napari_pathup.training.data import load_images
 
 
 def sharpness(image: np.ndarray) -> float:
@@ -50,10 +52,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1)")
     p.add_argument("--out", type=Path, default=None, help="folder for the figure (JPEG)")
+    p.add_argument("--data", type=Path, default=Path("data/demo"), help="data with holdout.json (data/demo)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     model = load_model(args.model)
+    held: dict[str, float] = {}
+    if (args.data / "holdout.json").is_file():  # how detailed the class's held-out real crops are
+        index = discover(args.data)
+        real = holdout_crops(index, load_images(index), 256, 128, 0.5)
+        for k, name in enumerate(index.classes):
+            held[name] = float(np.mean([high_frequency_share(real.images[i]) for i in real.of(k)]))
     rows, panels = [], []
     for class_name in args.classes or model.classes:
         reference = read_image(reference_for_class(model, class_name))[..., :3]
@@ -62,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         field = centre_square(reference, side)
         base = sharpness(field)
         row = [class_name, f"{reference.shape[1]}x{reference.shape[0]}", f"{side}x{side}"]
+        row.append(f"{base / held[class_name]:.2f}" if class_name in held else "n/a")
         crops = [field[:512, :512]]
         for scale in (1, 2):
             settings = SynthesisSettings(
@@ -82,9 +92,12 @@ def main(argv: list[str] | None = None) -> None:
     print(
         "A centred square of each class's reference (side n) synthesised at n x n (1:1: the output's "
         "pixels are the field's) and at 2n x 2n (the field enlarged 2x, as a reference smaller than the "
-        "output is). Sharpness of 256-px tiles over the field's own (1.0: as detailed as the real field).\n"
+        "output is). Sharpness of 256-px tiles over the field's own (1.0: as detailed as the real field); "
+        "'field / held-out': the field's own over that of the class's held-out real crops of the data "
+        "(which bench_default_model.py compares syntheses with).\n"
     )
-    print(markdown_table(["class", "reference", "field", "1:1 / field", "2x / field"], rows))
+    header = ["class", "reference", "field", "field / held-out", "1:1 / field", "2x / field"]
+    print(markdown_table(header, rows))
     print(f"\nRun time: {time.perf_counter() - started:.0f} s")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
