@@ -124,9 +124,15 @@ def test_warm_start_continues_from_a_model_folder(tiny_dataset: Path, tmp_path: 
     torch.set_num_threads(1)
     base = dict(data=tiny_dataset, **TINY)
     first = train(TrainConfig(out=tmp_path / "a", iters=2, **base), log=lambda _: None)
-    second = train(TrainConfig(out=tmp_path / "b", iters=4, init=first, **base), log=lambda _: None)
+    second = train(
+        TrainConfig(out=tmp_path / "b", iters=4, init=first, lr=1e-5, snr_gamma=0.0, **base),
+        log=lambda _: None,
+    )
     meta = json.loads((second / "pathup.json").read_text())
     assert meta["training"]["denoiser"]["iterations"] == 4
+    # the schedules record the model it continued from as well as the new leg
+    assert meta["training"]["denoiser"]["lr_from_iteration"] == {"0": TrainConfig.lr, "2": 1e-5}
+    assert meta["training"]["denoiser"]["snr_gamma_from_iteration"] == {"0": TrainConfig.snr_gamma, "2": 0.0}
     log = [json.loads(x) for x in (second / "checkpoints/denoiser/log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in log] == [4]  # counted on from 2, not from 0
     from safetensors.torch import load_file
@@ -156,3 +162,24 @@ def test_a_resumed_decoder_may_raise_the_adversarial_weight_and_records_it(
     assert marker.read_bytes() == before
     with pytest.raises(Exception, match="gan_crop"):  # other settings still may not change
         train(TrainConfig(gan_iters=6, **{**base, "gan_crop": 64}, resume=True), log=lambda _: None)
+
+
+def test_a_warm_start_from_a_model_without_recorded_schedules_records_its_settings(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """Models exported before the schedules were recorded (the shipped version 3) held their --lr and
+    the default min-SNR weighting from iteration 0."""
+    torch.set_num_threads(1)
+    base = dict(data=tiny_dataset, **TINY)
+    first = train(TrainConfig(out=tmp_path / "a", iters=2, lr=3e-4, **base), log=lambda _: None)
+    meta_path = first / "pathup.json"
+    meta = json.loads(meta_path.read_text())
+    for key in ("lr_from_iteration", "snr_gamma_from_iteration"):
+        del meta["training"]["denoiser"][key]
+    meta_path.write_text(json.dumps(meta))
+    second = train(
+        TrainConfig(out=tmp_path / "b", iters=3, init=first, snr_gamma=0.0, **base), log=lambda _: None
+    )
+    record = json.loads((second / "pathup.json").read_text())["training"]["denoiser"]
+    assert record["lr_from_iteration"] == {"0": 3e-4, "2": TrainConfig.lr}
+    assert record["snr_gamma_from_iteration"] == {"0": 5.0, "2": 0.0}

@@ -427,6 +427,11 @@ def train_denoiser(
     phase.ema.copy_to(unet.parameters())
     unet.eval()
     log(f"denoiser: done in {result.seconds / 60:.1f} min; {result.metrics}")
+    if cfg.init is not None:  # a warm start records the schedules of the model it continued, too
+        lr_schedule = _init_schedule(cfg.init, "lr_from_iteration", "lr", initial) + lr_schedule
+        snr_schedule = (
+            _init_schedule(cfg.init, "snr_gamma_from_iteration", "snr_gamma", initial) + snr_schedule
+        )
     info = {
         "iterations": result.iteration,
         "lr_from_iteration": _merge_schedule(lr_schedule),
@@ -440,6 +445,19 @@ def _recorded(model: Path, phase: str) -> dict[str, Any]:
     """What ``pathup.json`` of a trained model records of one training phase (or {})."""
     meta = json.loads((Path(model) / "pathup.json").read_text())
     return dict(meta.get("training", {}).get(phase) or {})
+
+
+def _init_schedule(model: Path, key: str, setting: str, before: int) -> list[list[float]]:
+    """The entries of a warm start's model's schedule ``key`` before iteration ``before``; a model
+    trained before schedules were recorded held its ``setting`` (or the default) from iteration 0."""
+    recorded = _recorded(model, "denoiser").get(key)
+    if recorded is None:
+        settings = (
+            json.loads((Path(model) / "pathup.json").read_text()).get("training", {}).get("settings", {})
+        )
+        value = settings.get(setting, getattr(TrainConfig, setting))
+        recorded = {"0": value}
+    return [[int(k), float(v)] for k, v in recorded.items() if int(k) < before]
 
 
 def load_denoiser(model: Path) -> tuple[torch.nn.Module, int]:
