@@ -12,9 +12,13 @@
 #                                                  # start with a fresh optimizer, iterations counted on)
 #   SNR_GAMMA=0 ITERS=40000 scripts/train_default_model.sh
 #                                                  # a leg with the plain v loss (no min-SNR weighting)
+#   WITH_EXTRA=1 WORK=out/train-v4 INIT=src/napari_pathup/data/default_model SNR_GAMMA=0 LR=1e-4 \
+#       ITERS=44000 DEST=out/v4-model scripts/train_default_model.sh
+#                                                  # the version-4 experiment (docs/model_card.md): the
+#                                                  # shipped model trained on with data/extra as well
 # (DATA, WORK and DEST override the data folder, the work folder and where the model is copied;
-#  THREADS the torch threads of each process. The default data are data/demo, with its hold-outs, plus
-#  data/extra, training-only fields, linked together into $WORK.data.)
+#  THREADS the torch threads of each process. WITH_EXTRA=1 trains on data/demo, with its hold-outs,
+#  plus data/extra, training-only fields, linked together into $WORK.data.)
 #
 # Recipe (docs/model_card.md says why):
 #   1  autoencoder   AutoencoderTiny, cpu preset (32 wide, no normalisation layers), 8 latent channels,
@@ -49,12 +53,15 @@ ITERS="${ITERS:-40000}"
 LR="${LR:-2e-4}"  # the denoiser's; may change on resume (a cool-down: LR=5e-5 ITERS=32000 ...)
 SNR_GAMMA="${SNR_GAMMA:-5}"  # the denoiser's min-SNR-γ loss weighting (0: none); may change on resume
 DATA="${DATA:-}"
+WITH_EXTRA="${WITH_EXTRA:-}"
 DEST="${DEST:-$REPO/src/napari_pathup/data/default_model}"
 INIT="${INIT:-}"
 MAX_MB=40
 
-if [ -z "$DATA" ]; then  # data/demo (its hold-outs too) and data/extra (training only), as links
-    [ -f data/demo/holdout.json ] || "$PYTHON" scripts/prepare_demo_data.py
+[ -n "$DATA" ] || [ -f data/demo/holdout.json ] || "$PYTHON" scripts/prepare_demo_data.py
+if [ -z "$DATA" ] && [ -z "$WITH_EXTRA" ]; then
+    DATA=data/demo  # the shipped model's data
+elif [ -z "$DATA" ]; then  # data/demo (its hold-outs too) and data/extra (training only), as links
     DATA="$WORK.data"
     rm -rf "$DATA"
     mkdir -p "$DATA"
