@@ -34,7 +34,7 @@ def test_every_output_format_holds_the_same_image_and_its_provenance(
     np.testing.assert_array_equal(read_image(reference_png), image)  # deterministic, lossless everywhere
 
 
-def test_ome_zarr_output_is_multiscale(pathup_model_dir, reference_file, tmp_path):
+def test_ome_zarr_output_is_multiscale(pathup_model_dir, reference_file, tmp_path, capsys):
     out = tmp_path / "big.ome.zarr"
     assert (
         main(
@@ -45,6 +45,8 @@ def test_ome_zarr_output_is_multiscale(pathup_model_dir, reference_file, tmp_pat
         == 0
     )
     assert ome_zarr_level_shapes(out) == [(512, 1024), (256, 512)]
+    # the 500x300 reference fills a 1024x512 output: the user is told it is enlarged
+    assert "reference.png (500x300 px) is enlarged 2.0x across and 1.7x down" in capsys.readouterr().err
 
 
 def test_large_outputs_are_assembled_on_disk(pathup_model_dir, reference_file, tmp_path, monkeypatch):

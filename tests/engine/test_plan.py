@@ -285,3 +285,16 @@ def test_a_plan_for_another_item_equals_a_fresh_resolution(pathup_model):
     assert plan.for_item("stroma", 42) == fresh
     with pytest.raises(SettingsError, match=r"seed \(--seed\)"):
         plan.for_item("stroma", -1)
+
+
+def test_a_reference_smaller_than_the_output_gets_a_note_that_it_is_enlarged(pathup_model_dir):
+    """PathUp enlarges a smaller reference to the output's field: the user is told by how much."""
+    from napari_pathup.models.load import read_model_spec
+
+    plan = SynthesisSettings("tumour", height=2048, width=2048).resolve(read_model_spec(pathup_model_dir))
+    note = plan.enlargement_note((632, 1024, 3), "the reference tumour.png")
+    assert note is not None
+    assert "tumour.png (1024x632 px) is enlarged 2.0x across and 3.2x down" in note
+    assert "2048x2048 output" in note and "reference RoI of the output's size" in note
+    assert plan.enlargement_note((2048, 2048, 3)) is None  # 1:1
+    assert plan.enlargement_note((1700, 4000, 3)) is None  # up to 1.25x, and larger references: no note

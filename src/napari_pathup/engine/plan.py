@@ -399,6 +399,21 @@ class RunPlan:
                 f"{self.native_size} latent pixels x {self.scale_factor})"
             )
 
+    def enlargement_note(self, shape: tuple[int, ...], source: str = "the reference") -> str | None:
+        """A note when the output enlarges the reference by more than 1.25x on a side, else None.
+
+        PathUp treats the reference as the output's field, so a smaller reference is enlarged and its
+        tissue looks magnified (docs/model_card.md, "What limits the pictures")."""
+        height, width = int(shape[0]), int(shape[1])
+        down, across = self.height / height, self.width / width
+        if max(down, across) <= 1.25:
+            return None
+        return (
+            f"note: {source} ({width}x{height} px) is enlarged {across:.1f}x across and {down:.1f}x down to "
+            f"fill the {self.width}x{self.height} output, so its tissue will look magnified; for a 1:1 "
+            "image give a reference RoI of the output's size"
+        )
+
     @property
     def in_memory(self) -> bool:
         """True when the output is assembled in memory; else in a temporary zarr beside the output."""
