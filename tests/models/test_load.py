@@ -118,3 +118,28 @@ def test_stable_diffusion_missing_tokenizer(sd_model_dir, tmp_path):
         (folder / "tokenizer" / name).unlink(missing_ok=True)
     with pytest.raises(ModelLoadError, match="missing CLIP tokenizer files"):
         load_model(folder)
+
+
+def test_moving_a_model_to_its_device_logs_no_diffusers_warning(pathup_model_dir):
+    """diffusers warns about float32 modules whenever ``to`` gets a dtype argument, even None: every
+    ``pathup synthesize`` printed two such lines. Moving without a dtype change passes none."""
+    import logging
+
+    from diffusers.utils import logging as diffusers_logging
+
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Collect(level=logging.WARNING)
+    root = diffusers_logging.get_logger("diffusers")
+    root.addHandler(handler)
+    try:
+        model = load_model(pathup_model_dir)
+        model.to("cpu", None)
+        model.to("cpu", next(model.modules["denoiser"].parameters()).dtype)
+    finally:
+        root.removeHandler(handler)
+    assert not [r for r in records if "kept in float32" in r.getMessage()]

@@ -113,7 +113,10 @@ class PathupModel:
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> PathupModel:
         for module in self.modules.values():
             current = next(module.parameters()).dtype
-            module.to(device=device, dtype=dtype if dtype not in (None, current) else None)
+            if dtype in (None, current):  # no dtype argument at all: diffusers warns whenever one is given
+                module.to(device=device)
+            else:
+                module.to(device=device, dtype=dtype)
         return self
 
     def parameter_count(self) -> dict[str, int]:
