@@ -30,9 +30,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine_info, markdown_table
+from _common import drain, machine_info, markdown_table
 from _quality import holdout_crops, to_unit
 from napari_pathup.datasets import discover
+from napari_pathup.engine.preview import to_uint8
 from napari_pathup.engine.sampler import PatchSampling, denoise_patches, guided_output, x0_estimate
 from napari_pathup.metrics.sharpness import high_frequency_share
 from napari_pathup.models.base import PathupModel
@@ -49,15 +50,16 @@ def blurred(crop: np.ndarray) -> np.ndarray:
     """What stage 2 starts from: detail lost to a 4x smaller stage-1 image, enlarged bicubically."""
     x = to_unit([crop])
     small = F.interpolate(x, scale_factor=0.25, mode="bilinear", antialias=True)
-    return to_uint8(F.interpolate(small, size=crop.shape[:2], mode="bicubic").clamp(-1, 1))
+    return image_of(F.interpolate(small, size=crop.shape[:2], mode="bicubic").clamp(-1, 1))
 
 
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    return ((image[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+def image_of(batch: torch.Tensor) -> np.ndarray:
+    """The first image of a (N, 3, H, W) batch in [-1, 1] as (H, W, 3) uint8."""
+    return to_uint8(batch[0].permute(1, 2, 0))
 
 
 def mean_sharpness(model: PathupModel, latents: list[torch.Tensor]) -> float:
-    return float(np.mean([high_frequency_share(to_uint8(model.autoencoder.decode(z))) for z in latents]))
+    return float(np.mean([high_frequency_share(image_of(model.autoencoder.decode(z))) for z in latents]))
 
 
 @torch.inference_mode()
@@ -93,12 +95,7 @@ def img2img_sharpness(
         run = denoise_patches(
             model.denoiser, scheduler, z, cond, uncond, sampling, torch.Generator().manual_seed(i)
         )
-        while True:
-            try:
-                next(run)
-            except StopIteration as done:
-                outs.append(done.value)
-                break
+        outs.append(drain(run))
     return mean_sharpness(model, outs)
 
 

@@ -452,11 +452,7 @@ def _init_schedule(model: Path, key: str, setting: str, before: int) -> list[lis
     trained before schedules were recorded held its ``setting`` (or the default) from iteration 0."""
     recorded = _recorded(model, "denoiser").get(key)
     if recorded is None:
-        settings = (
-            json.loads((Path(model) / "pathup.json").read_text()).get("training", {}).get("settings", {})
-        )
-        value = settings.get(setting, getattr(TrainConfig, setting))
-        recorded = {"0": value}
+        recorded = {"0": _recorded(model, "settings").get(setting, getattr(TrainConfig, setting))}
     return [[int(k), float(v)] for k, v in recorded.items() if int(k) < before]
 
 
