@@ -31,11 +31,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import drain, machine_info, markdown_table
-from _quality import holdout_crops, to_unit
+from _quality import holdout_crops, sharpness_values, to_unit
 from napari_pathup.datasets import discover
 from napari_pathup.engine.preview import to_uint8
 from napari_pathup.engine.sampler import PatchSampling, denoise_patches, guided_output, x0_estimate
-from napari_pathup.metrics.sharpness import high_frequency_share
 from napari_pathup.models.base import PathupModel
 from napari_pathup.models.load import load_model
 from napari_pathup.training.data import load_images
@@ -59,7 +58,7 @@ def image_of(batch: torch.Tensor) -> np.ndarray:
 
 
 def mean_sharpness(model: PathupModel, latents: list[torch.Tensor]) -> float:
-    return float(np.mean([high_frequency_share(image_of(model.autoencoder.decode(z))) for z in latents]))
+    return float(sharpness_values([image_of(model.autoencoder.decode(z)) for z in latents]).mean())
 
 
 @torch.inference_mode()
@@ -104,7 +103,7 @@ def measure(
 ) -> list[list[str]]:
     rows = []
     for class_name, images in crops.items():
-        real = float(np.mean([high_frequency_share(c) for c in images]))
+        real = float(sharpness_values(images).mean())
         latents = [model.autoencoder.encode(to_unit([c])) for c in images]
         decoded = mean_sharpness(model, latents)
         row = [class_name, str(len(images)), f"{decoded / real:.2f}"]

@@ -24,18 +24,17 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_info, markdown_table
-from _quality import grid_tiles, holdout_crops
+from _quality import grid_tiles, holdout_crops, sharpness_values
 from napari_pathup.datasets import discover
 from napari_pathup.engine.pipeline import SynthesisSettings, run
 from napari_pathup.io.images import read_image
-from napari_pathup.metrics.sharpness import high_frequency_share
 from napari_pathup.models.default import reference_for_class
 from napari_pathup.models.load import load_model
 from napari_pathup.training.data import load_images
 
 
 def sharpness(image: np.ndarray) -> float:
-    return float(np.mean([high_frequency_share(t) for t in grid_tiles(image, 256)]))
+    return float(sharpness_values(grid_tiles(image, 256)).mean())
 
 
 def centre_square(image: np.ndarray, side: int) -> np.ndarray:
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         index = discover(args.data)
         real = holdout_crops(index, load_images(index), 256, 128, 0.5)
         for k, name in enumerate(index.classes):
-            held[name] = float(np.mean([high_frequency_share(real.images[i]) for i in real.of(k)]))
+            held[name] = float(sharpness_values([real.images[i] for i in real.of(k)]).mean())
     rows, panels = [], []
     for class_name in args.classes or model.classes:
         reference = read_image(reference_for_class(model, class_name))[..., :3]
