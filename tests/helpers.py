@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 #: the repository's real H&E demo data (data/demo)
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
@@ -113,3 +114,26 @@ def synthetic_store(data: Path, store: Path, *, failed: bool = False) -> Path:
         )
     write_manifest(store / MANIFEST_NAME, rows)
     return store
+
+
+class PixelDenoiser(torch.nn.Module):
+    """A per-pixel denoiser: 1x1 convolution, a timestep factor and a per-label bias."""
+
+    def __init__(self, channels: int = 4, labels: int = 4) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(1)
+        self.conv = torch.nn.Conv2d(channels, channels, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.randn(channels, channels, 1, 1, generator=g) * 0.3)
+            self.conv.bias.copy_(torch.randn(channels, generator=g) * 0.1)
+        self.label_bias = torch.randn(labels, channels, generator=g) * 0.2
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        # The 1x1 convolution written as elementwise sums, so that its float rounding cannot depend
+        # on the spatial size (BLAS kernels for different shapes may sum in different orders).
+        w, b = self.conv.weight[:, :, 0, 0], self.conv.bias
+        out = torch.stack(
+            [sum(w[o, c] * x[:, c] for c in range(x.shape[1])) + b[o] for o in range(w.shape[0])], 1
+        )
+        scale = 1 + float(t) / 1000
+        return out * scale + self.label_bias[labels][:, :, None, None]

@@ -49,6 +49,26 @@ def test_ome_zarr_output_is_multiscale(pathup_model_dir, reference_file, tmp_pat
     assert "reference.png (500x300 px) is enlarged 2.0x across and 1.7x down" in capsys.readouterr().err
 
 
+def test_reference_fit_outpaint_places_the_reference_1_to_1(
+    pathup_model_dir, reference_file, tmp_path, capsys
+):
+    out = tmp_path / "outpainted.png"
+    argv = synthesize_argv(
+        pathup_model_dir, reference_file, out, "--reference-fit", "outpaint", size="1024x512"
+    )
+    assert main(argv) == 0
+    assert read_attrs(out)["settings"]["reference_fit"] == "outpaint"
+    err = capsys.readouterr().err
+    assert "reference.png (500x300 px) is placed 1:1 in the centre of the 1024x512 output" in err
+    assert "enlarged" not in err
+    with pytest.raises(SystemExit):
+        main([*argv, "--reference-fit", "tile"])
+    assert (
+        "--reference-fit: invalid choice: 'tile' (choose from 'stretch', 'outpaint')"
+        in capsys.readouterr().err
+    )
+
+
 def test_large_outputs_are_assembled_on_disk(pathup_model_dir, reference_file, tmp_path, monkeypatch):
     import napari_pathup.engine.plan as plan
 

@@ -292,9 +292,26 @@ def test_a_reference_smaller_than_the_output_gets_a_note_that_it_is_enlarged(pat
     from napari_pathup.models.load import read_model_spec
 
     plan = SynthesisSettings("tumour", height=2048, width=2048).resolve(read_model_spec(pathup_model_dir))
-    note = plan.enlargement_note((632, 1024, 3), "the reference tumour.png")
+    note = plan.reference_note((632, 1024, 3), "the reference tumour.png")
     assert note is not None
     assert "tumour.png (1024x632 px) is enlarged 2.0x across and 3.2x down" in note
     assert "2048x2048 output" in note and "reference RoI of the output's size" in note
-    assert plan.enlargement_note((2048, 2048, 3)) is None  # 1:1
-    assert plan.enlargement_note((1700, 4000, 3)) is None  # up to 1.25x, and larger references: no note
+    assert plan.reference_note((2048, 2048, 3)) is None  # 1:1
+    assert plan.reference_note((1700, 4000, 3)) is None  # up to 1.25x, and larger references: no note
+
+
+def test_outpaint_says_how_much_is_drawn_and_plans_stage_1_from_noise(pathup_model_dir):
+    from napari_pathup.models.load import read_model_spec
+
+    spec = read_model_spec(pathup_model_dir)
+    plan = SynthesisSettings("tumour", height=2048, width=2048, reference_fit="outpaint").resolve(spec)
+    note = plan.reference_note((632, 1024, 3), "the reference tumour.png")
+    assert note is not None and "placed 1:1 in the centre" in note and "other 85% of the field" in note
+    assert "cropped" not in note and "centre is used" in plan.reference_note((4000, 1024, 3))
+    assert plan.reference_note((2048, 2048, 3)) is None  # 1:1, nothing to draw
+    one, two = plan.stages
+    assert one.sampling.strength == 1.0 and one.sampling.known_strength == plan.strength
+    assert one.steps == plan.steps and two.sampling.known_strength is None
+    stretch = SynthesisSettings("tumour", height=2048, width=2048).resolve(spec)
+    assert stretch.reference_fit == "stretch"  # the library default: PathUp's
+    assert stretch.stages[0].sampling.known_strength is None and stretch.stages[0].steps < plan.steps

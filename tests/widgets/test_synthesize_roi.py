@@ -149,13 +149,22 @@ def test_fields_show_the_models_defaults_and_only_changes_are_sent(slide_widget)
     )
     widget.reset_to_model_defaults()
     assert widget.guidance.value == resolved.guidance and widget.settings().guidance is None
-    # the rest of what the engine accepts: sampler, stage-1 size, batch, gaussian sigma
+    # the rest of what the engine accepts: sampler, stage-1 size, reference fit, batch, gaussian sigma
     assert widget.scheduler.value == "" and "DDIMScheduler" in widget.scheduler.tooltip
+    assert widget.reference_fit.value == resolved.reference_fit == "stretch"
     widget.scheduler.value, widget.reference_size.value, widget.batch_size.value = "euler", 256, 3
+    widget.reference_fit.value = "outpaint"
     chosen = widget.settings()
-    assert (chosen.scheduler, chosen.reference_size, chosen.batch_size, chosen.sigma) == (
+    assert (
+        chosen.scheduler,
+        chosen.reference_size,
+        chosen.reference_fit,
+        chosen.batch_size,
+        chosen.sigma,
+    ) == (
         "euler",
         256,
+        "outpaint",
         3,
         0.3,
     )

@@ -141,7 +141,7 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, old_scheduler_flag: 
     ``--scheduler`` still works, with a deprecation message (``pathup augment`` gives
     ``--scheduler`` to the Dask address for one more release instead).
     """
-    from napari_pathup.engine.plan import SAMPLING_FIELDS, SETTINGS, WEIGHT_MODES
+    from napari_pathup.engine.plan import REFERENCE_FITS, SAMPLING_FIELDS, SETTINGS, WEIGHT_MODES
 
     types = {
         "strength": float,
@@ -158,8 +158,9 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, old_scheduler_flag: 
         dest = setting.field
         if setting.field == "jitter":
             group.add_argument(setting.flag, dest=dest, action="store_true", default=None, help=setting.help)
-        elif setting.field == "weights":
-            group.add_argument(setting.flag, dest=dest, choices=WEIGHT_MODES, help=help_text)
+        elif setting.field in ("weights", "reference_fit"):
+            choices = WEIGHT_MODES if setting.field == "weights" else REFERENCE_FITS
+            group.add_argument(setting.flag, dest=dest, choices=choices, help=help_text)
         else:
             group.add_argument(
                 setting.flag,

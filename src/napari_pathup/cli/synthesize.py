@@ -98,8 +98,8 @@ def execute(args: argparse.Namespace) -> int:
         reference_path, args.region, args.level, args.mpp, spec, lazy=True, max_pixels=limit
     )
     plan.check_reference(roi.image.shape, f"reference {reference_path}")
-    enlarged = plan.enlargement_note(roi.image.shape, f"the reference {reference_path.name}")
-    for line in [*roi.notes, *([enlarged] if enlarged else [])]:
+    fit_note = plan.reference_note(roi.image.shape, f"the reference {reference_path.name}")
+    for line in [*roi.notes, *([fit_note] if fit_note else [])]:
         print(line, file=sys.stderr)
 
     # 2. the model, the reference's pixels, the run

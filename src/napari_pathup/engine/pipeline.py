@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_pathup.engine.events import Event, Finished, StageStarted
+from napari_pathup.engine.outpaint import outpaint_canvas
 from napari_pathup.engine.plan import DEFAULTS, RunPlan, StagePlan, SynthesisSettings
 from napari_pathup.engine.preview import LatentPreviewer
 from napari_pathup.engine.sampler import denoise_patches
@@ -78,7 +79,9 @@ def synthesize(
     noise_generator = torch.Generator("cpu").manual_seed(s.seed)
     jitter_generator = torch.Generator("cpu").manual_seed(s.seed + 1_000_003)
 
-    def stage(st: StagePlan, clean: torch.Tensor, previewer: LatentPreviewer):
+    def stage(
+        st: StagePlan, clean: torch.Tensor, previewer: LatentPreviewer, known: torch.Tensor | None = None
+    ):
         latent_hw = tuple(clean.shape[-2:])
         assert latent_hw == st.latent_shape, (latent_hw, st.latent_shape)
         uncond = model.conditioner(None, st.scale) if st.sampling.guidance != 1.0 else None
@@ -96,18 +99,25 @@ def synthesize(
             stage=st.number,
             scale_factor=f,
             model_dtype=dtype,
+            known=known,
         )
         _check_finite(z, st.number)
         return z
 
     # Stage 1: shrink the real reference, encode it (x'_0 = E(I'_ref)), noise it to t_i and denoise
     # it under class guidance at the overview scale: I_ref keeps the reference's spatial context.
+    # "outpaint" shrinks the output's field instead, with the reference 1:1 in its centre and the rest
+    # drawn from noise around it (engine.outpaint).
     h1, w1 = s.stage_one_shape()
-    small = F.interpolate(source[None], size=(h1, w1), mode="bilinear", antialias=True)[0]
-    small = small.clamp(-1, 1)
+    known = None
+    if s.reference_fit == "outpaint":
+        small, known, _ = outpaint_canvas(source, (s.height, s.width), (h1, w1), f)
+    else:
+        small = F.interpolate(source[None], size=(h1, w1), mode="bilinear", antialias=True)[0]
+        small = small.clamp(-1, 1)
     x_ref = encode_tiled(model.autoencoder, crop_source(small), h1, w1, s.decode_tile, s.decode_overlap)
     previewer = LatentPreviewer.fit(x_ref[0], small)
-    z_ref = yield from stage(plan.stages[0], x_ref, previewer)
+    z_ref = yield from stage(plan.stages[0], x_ref, previewer, known)
     stage_one = np.zeros((h1, w1, 3), np.uint8)
     yield from decode_tiled(model.autoencoder, z_ref, stage_one, s.decode_tile, s.decode_overlap, stage=1)
 

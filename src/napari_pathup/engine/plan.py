@@ -31,6 +31,11 @@ from napari_pathup.models.spec import ModelInfo
 #: Diffusers' gaussian, cosine feather ramps
 WEIGHT_MODES: tuple[str, ...] = ("uniform", "gaussian", "cosine")
 
+#: how the reference meets the output's field: PathUp's "stretch" (the reference is the whole field,
+#: resized to it) or "outpaint" (the reference 1:1 in the field's centre, the rest drawn around it;
+#: ``engine.outpaint``)
+REFERENCE_FITS: tuple[str, ...] = ("stretch", "outpaint")
+
 #: library defaults of the settings a model's ``pathup.json`` may override under "defaults"
 DEFAULTS: dict[str, Any] = {
     "steps": 30,
@@ -39,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "guidance": 3.0,
     "weights": "cosine",
     "scheduler": None,
+    "reference_fit": "stretch",
 }
 
 #: outputs up to this many pixels are assembled in memory; larger ones in a temporary zarr on disk
@@ -79,6 +85,7 @@ SAMPLING_FIELDS = (
     "batch_size",
     "scheduler",
     "reference_size",
+    "reference_fit",
 )
 
 SETTINGS: tuple[Setting, ...] = (
@@ -104,6 +111,12 @@ SETTINGS: tuple[Setting, ...] = (
         "--reference-size",
         "stage-1 size (shorter side), a multiple of the autoencoder factor",
         "N",
+    ),
+    Setting(
+        "reference_fit",
+        "--reference-fit",
+        "stretch: the reference is the output's whole field (PathUp); outpaint: the reference 1:1 in "
+        "the centre, the tissue around it drawn from noise",
     ),
     Setting("seed", "--seed", f"random seed, 0 <= seed <= {MAX_SEED}", "N"),
     Setting("class_name", "--class", "tissue class (see `pathup info`)", "CLASS"),
@@ -163,6 +176,7 @@ class SynthesisSettings:
     batch_size: int = 8
     seed: int = 0
     scheduler: str | None = None
+    reference_fit: str | None = None
     decode_tile: int = 64
     decode_overlap: int = 16
 
@@ -196,6 +210,8 @@ class SynthesisSettings:
         _float("sigma", self.sigma, "> 0", lambda v: v > 0)
         if self.weights is not None and self.weights not in WEIGHT_MODES:
             raise _fail("weights", f"one of {', '.join(WEIGHT_MODES)}", self.weights)
+        if self.reference_fit is not None and self.reference_fit not in REFERENCE_FITS:
+            raise _fail("reference_fit", f"one of {', '.join(REFERENCE_FITS)}", self.reference_fit)
         if not isinstance(self.jitter, bool):
             raise _fail("jitter", "True or False", self.jitter)
         if self.scheduler is not None:
@@ -329,9 +345,11 @@ class RunPlan:
             else model.scheduler.from_config(model.scheduler.config)
         )
         h1, w1 = s.stage_one_shape()
+        outpaint = s.reference_fit == "outpaint"
         stages = []
         for number, scale, (h, w), strength, strength_field in (
-            (1, "overview", (h1, w1), s.strength, "strength"),
+            # outpainting draws stage 1 from noise (strength 1) around the reference, which starts at t_i
+            (1, "overview", (h1, w1), 1.0 if outpaint else s.strength, "strength"),
             (2, "native", (s.height, s.width), s.upscale_strength, "upscale_strength"),
         ):
             latent = (h // f, w // f)
@@ -349,6 +367,7 @@ class RunPlan:
                 sigma=s.sigma,
                 batch_size=s.batch_size,
                 jitter=s.jitter,
+                known_strength=s.strength if outpaint and number == 1 else None,
             )
             grid = PatchGrid(*latent, patch, overlap)
             try:
@@ -399,19 +418,34 @@ class RunPlan:
                 f"{self.native_size} latent pixels x {self.scale_factor})"
             )
 
-    def enlargement_note(self, shape: tuple[int, ...], source: str = "the reference") -> str | None:
-        """A note when the output enlarges the reference by more than 1.25x on a side, else None.
+    def reference_note(self, shape: tuple[int, ...], source: str = "the reference") -> str | None:
+        """What the fit does to a reference of ``shape`` when the user should know it, else None.
 
-        PathUp treats the reference as the output's field, so a smaller reference is enlarged and its
-        tissue looks magnified (docs/model_card.md, "What limits the pictures")."""
+        ``stretch`` (PathUp treats the reference as the output's field): a note when the reference is
+        enlarged more than 1.25x on a side, because its tissue then looks magnified
+        (docs/model_card.md, "What limits the pictures"). ``outpaint``: a note saying how much of
+        the output is drawn around the reference, or that a larger reference is cropped."""
         height, width = int(shape[0]), int(shape[1])
         down, across = self.height / height, self.width / width
+        if self.reference_fit == "outpaint":
+            if down >= 1 and across >= 1 and height * width >= 0.8 * self.height * self.width:
+                return None
+            if down < 1 or across < 1:
+                return (
+                    f"note: {source} ({width}x{height} px) is larger than the {self.width}x{self.height} "
+                    "output; its centre is used at 1:1 (--reference-fit stretch fits all of it)"
+                )
+            share = 1 - height * width / (self.height * self.width)
+            return (
+                f"note: {source} ({width}x{height} px) is placed 1:1 in the centre of the "
+                f"{self.width}x{self.height} output; the other {share:.0%} of the field is drawn around it"
+            )
         if max(down, across) <= 1.25:
             return None
         return (
             f"note: {source} ({width}x{height} px) is enlarged {across:.1f}x across and {down:.1f}x down to "
             f"fill the {self.width}x{self.height} output, so its tissue will look magnified; for a 1:1 "
-            "image give a reference RoI of the output's size"
+            "image give a reference RoI of the output's size, or --reference-fit outpaint"
         )
 
     @property

@@ -47,6 +47,9 @@ class PatchSampling:
     sigma: float = 0.3
     batch_size: int = 8
     jitter: bool = False
+    #: outpainting (``reference_fit="outpaint"``): the noise level at which the known region starts
+    #: its own denoising (the img2img strength t_i); ``strength`` is then 1.0, where the rest starts
+    known_strength: float | None = None
 
 
 def img2img_timesteps(
@@ -125,20 +128,36 @@ def denoise_patches(
     stage: int = 2,
     scale_factor: int = 8,
     model_dtype: torch.dtype = torch.float32,
+    known: torch.Tensor | None = None,
 ) -> Generator[Event, None, torch.Tensor]:
     """Noise ``clean`` (1, C, h, w) to ``sampling.strength`` and denoise it patch-wise; returns X_0.
 
     Yields a :class:`StepStarted` per timestep and a :class:`PatchPreview` per patch; closing the
     generator cancels between patch batches. Every random draw comes from ``generator`` (noise)
     or ``jitter_generator`` (grid shifts), so runs are deterministic per seed.
+
+    ``known`` (1, 1, h, w) in [0, 1] marks where ``clean`` is known (outpainting): there the latent
+    is held at ``clean`` noised to the current timestep until ``sampling.known_strength`` is reached
+    (patches wholly inside it are not evaluated meanwhile), blended by the mask at its feathered
+    edge; elsewhere ``clean`` is ignored and the latent starts from noise.
     """
     device = clean.device
     _, _, h, w = clean.shape
     grid = PatchGrid(h, w, sampling.patch_size, sampling.overlap)
     window = window_1d(sampling.weights, sampling.patch_size, sampling.overlap, sampling.sigma)
     timesteps = img2img_timesteps(scheduler, sampling.steps, sampling.strength, device)
+    held_steps = 0  # the leading steps during which the known region is held at the noised reference
+    if known is not None:
+        if sampling.known_strength is None:
+            raise ValueError("a known region needs sampling.known_strength")
+        known = known.to(device=device, dtype=torch.float32)
+        own = len(img2img_timesteps(scheduler, sampling.steps, sampling.known_strength, device))
+        # set the scheduler up again for the schedule that runs (img2img_timesteps configures it)
+        timesteps = img2img_timesteps(scheduler, sampling.steps, sampling.strength, device)
+        held_steps = len(timesteps) - own
     noise = randn_tensor(clean.shape, generator=generator, device=device, dtype=torch.float32)
-    x = scheduler.add_noise(clean.float(), noise, timesteps[:1])
+    start = clean.float() if known is None else clean.float() * known  # a * k * x + b * noise, linear
+    x = scheduler.add_noise(start, noise, timesteps[:1])
     step_kwargs = _step_kwargs(scheduler, generator)
     fixed_weights: torch.Tensor | None = None
     merge_dtype = torch.float32 if device.type == "mps" else torch.float64  # float64: no merge rounding
@@ -148,6 +167,7 @@ def denoise_patches(
         yield StepStarted(stage, step, len(timesteps), float(t))
         offset = grid.random_offset(jitter_generator) if sampling.jitter and jitter_generator else (0, 0)
         boxes = grid.boxes(offset)
+        held = step < held_steps
         if fixed_weights is not None:
             box_weights = fixed_weights
         else:  # every box's weights in one transfer; kept for a fixed grid, rebuilt when it jitters
@@ -157,18 +177,29 @@ def denoise_patches(
             fixed_weights = None if sampling.jitter else box_weights
         model_input = scheduler.scale_model_input(x, t)
         merged = torch.zeros_like(model_input, dtype=merge_dtype)
-        for first in range(0, len(boxes), batch_size):
-            batch: Sequence[Box] = boxes[first : first + batch_size]
+        evaluated = [k for k, b in enumerate(boxes) if not (held and _wholly_known(known, b))]
+        for first in range(0, len(evaluated), batch_size):
+            indexes = evaluated[first : first + batch_size]
+            batch: Sequence[Box] = [boxes[k] for k in indexes]
             patches = torch.cat([model_input[..., b.y0 : b.y1, b.x0 : b.x1] for b in batch])
             out = guided_output(denoiser, patches.to(model_dtype), t, cond, uncond, sampling.guidance).float()
-            for k, (b, o) in enumerate(zip(batch, out, strict=True)):
-                merged[..., b.y0 : b.y1, b.x0 : b.x1] += box_weights[first + k] * o
-            for k, (b, p, o) in enumerate(zip(batch, patches, out, strict=True)):
+            for k, b, o in zip(indexes, batch, out, strict=True):
+                merged[..., b.y0 : b.y1, b.x0 : b.x1] += box_weights[k] * o
+            for k, b, p, o in zip(indexes, batch, patches, out, strict=True):
                 render = _preview_renderer(previewer, scheduler, p, o, t)
                 pixel_box = b.scaled(scale_factor)
-                yield PatchPreview(stage, step, len(timesteps), b, pixel_box, first + k, len(boxes), render)
+                yield PatchPreview(stage, step, len(timesteps), b, pixel_box, k, len(boxes), render)
         x = scheduler.step(merged.float(), t, x, **step_kwargs).prev_sample
+        if step + 1 <= held_steps:  # hold the known region at the reference noised to X_{t-1}'s level
+            assert known is not None
+            held_x = scheduler.add_noise(clean.float(), noise, timesteps[step + 1 : step + 2])
+            x = known * held_x + (1 - known) * x
     return x
+
+
+def _wholly_known(known: torch.Tensor | None, box: Box) -> bool:
+    """True when every latent pixel of ``box`` is known (mask 1): its output would be overwritten."""
+    return known is not None and bool((known[..., box.y0 : box.y1, box.x0 : box.x1] >= 1).all())
 
 
 def _preview_renderer(previewer, scheduler, model_input, output, t):

@@ -47,7 +47,7 @@ from qtpy.QtCore import QTimer
 
 from napari_pathup.engine.events import Finished, PatchPreview, StageStarted, TileDecoded
 from napari_pathup.engine.pipeline import SynthesisSettings, synthesize
-from napari_pathup.engine.plan import SAMPLING_FIELDS
+from napari_pathup.engine.plan import REFERENCE_FITS, SAMPLING_FIELDS
 from napari_pathup.engine.weights import WEIGHT_MODES
 from napari_pathup.errors import InputError
 from napari_pathup.io.live_zarr import LiveOmeZarr
@@ -189,6 +189,13 @@ class SynthesizeWidget(WorkerDock):
         self.reference_size = SpinBox(
             label="stage-1 size", min=8, max=4096, step=8, value=512, tooltip="shorter side of stage 1"
         )
+        self.reference_fit = ComboBox(
+            label="reference fit",
+            choices=list(REFERENCE_FITS),
+            value="stretch",
+            tooltip="stretch: the RoI is the output's whole field (PathUp); outpaint: the RoI 1:1 in the "
+            "centre, the tissue around it drawn",
+        )
         self.batch_size = SpinBox(
             label="batch (patches)", min=1, max=1024, value=8, tooltip="per denoiser call"
         )
@@ -222,6 +229,7 @@ class SynthesizeWidget(WorkerDock):
             "sigma": self.sigma,
             "scheduler": self.scheduler,
             "reference_size": self.reference_size,
+            "reference_fit": self.reference_fit,
             "batch_size": self.batch_size,
         }
         self.form = Container(
@@ -229,7 +237,7 @@ class SynthesizeWidget(WorkerDock):
                 self.model_dir, self.class_name, self.reference, self.region, self.level, self.reference_file,
                 self.out_width, self.out_height, self.steps, self.strength, self.upscale_strength,
                 self.guidance, self.patch, self.overlap, self.weights, self.sigma, self.scheduler,
-                self.reference_size, self.batch_size, self.defaults_button, self.jitter,
+                self.reference_size, self.reference_fit, self.batch_size, self.defaults_button, self.jitter,
                 self.seed, self.device, self.output, self.estimate_label, self.estimate_button,
                 self.start_button, self.cancel_button,
             ]
