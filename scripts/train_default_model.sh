@@ -16,6 +16,11 @@
 #       ITERS=44000 DEST=out/v4-model scripts/train_default_model.sh
 #                                                  # the version-4 experiment (docs/model_card.md): the
 #                                                  # shipped model trained on with data/extra as well
+#   WORK=out/train-deep INIT=src/napari_pathup/data/default_model PRESET=cpu-deep ITERS=60000 \
+#       DEST=out/deep-model scripts/train_default_model.sh
+#                                                  # the depth experiment: the shipped denoiser deepened
+#                                                  # to two resnets per block (same function at the
+#                                                  # start; training/grow.py), then trained on
 # (DATA, WORK and DEST override the data folder, the work folder and where the model is copied;
 #  THREADS the torch threads of each process. WITH_EXTRA=1 trains on data/demo, with its hold-outs,
 #  plus data/extra, training-only fields, linked together into $WORK.data.)
@@ -56,6 +61,7 @@ DATA="${DATA:-}"
 WITH_EXTRA="${WITH_EXTRA:-}"
 DEST="${DEST:-$REPO/src/napari_pathup/data/default_model}"
 INIT="${INIT:-}"
+PRESET="${PRESET:-cpu-large}"  # the denoiser's; with INIT, cpu-deep deepens the shipped cpu-large one
 MAX_MB=40
 
 [ -n "$DATA" ] || [ -f data/demo/holdout.json ] || "$PYTHON" scripts/prepare_demo_data.py
@@ -80,7 +86,7 @@ train() {
         --gan-iters "${LEG_ITERS:-$GAN_ITERS}" --gan-weight "${LEG_WEIGHT:-${GAN_LEGS##*:}}" \
         --gan-batch-size 4 --gan-crop 96 --gan-lr 1e-4 \
         --hed-jitter 0.05 0.02 \
-        --preset cpu-large --batch-size 8 --crop 256 --lr "$LR" --snr-gamma "$SNR_GAMMA" --prediction v_prediction \
+        --preset "$PRESET" --batch-size 8 --crop 256 --lr "$LR" --snr-gamma "$SNR_GAMMA" --prediction v_prediction \
         --label-dropout 0.1 --overview-fraction 0.3 --checkpoint-every 250 --eval-every 1000 \
         --set-default upscale_strength=0.6 \
         ${INIT:+--init "$INIT"} "$@"

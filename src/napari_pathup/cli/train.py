@@ -105,7 +105,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "autoencoder, denoiser weights and iteration count (a warm start; the optimizer starts anew)",
     )
     dn.add_argument(
-        "--preset", default="cpu", help="denoiser size: tiny, cpu (default), cpu-large, small or base"
+        "--preset",
+        default=None,
+        help="denoiser size: tiny, cpu (default), cpu-large, cpu-deep, small or base; with --init: the "
+        "model's own (default), or a preset of its channels with more layers per block (the model is "
+        "deepened without changing its function)",
     )
     dn.add_argument("--iters", type=positive_int, default=6000, help="iterations (6000)")
     dn.add_argument("--batch-size", type=positive_int, default=8, help="latent crops per iteration (8)")
@@ -180,7 +184,7 @@ def execute(args: argparse.Namespace) -> int:
         ("--ae-preset", args.ae_preset, AUTOENCODER_PRESETS),
         ("--preset", args.preset, DENOISER_PRESETS),
     ):
-        if value not in presets:
+        if value is not None and value not in presets:
             raise InputError(f"{flag} {value!r}: expected one of {', '.join(presets)}")
     if args.ae_crop % CELL:  # (--crop is checked by training.train itself)
         raise InputError(

@@ -94,7 +94,7 @@ class TrainConfig:
     ae_batch_size: int = 4
     ae_crop: int = 64
     ae_lr: float = 2e-3
-    preset: str = "cpu"
+    preset: str | None = None  # None: "cpu", or with ``init`` the init model's own architecture
     iters: int = 6000
     batch_size: int = 8
     crop: int = 256
@@ -366,10 +366,11 @@ def train_denoiser(
     initial = 0
     if cfg.init is not None:  # warm start: the model's denoiser and iteration count, a fresh optimizer
         unet, initial = load_denoiser(cfg.init)
-        unet = unet.to(device)
+        unet = deepened(unet, cfg.preset, cfg.init, log).to(device)
         log(f"denoiser: continuing from {cfg.init} (trained {initial} iterations; a fresh optimizer)")
     else:
-        unet = build_unet(index.classes, cfg.preset, cfg.crop // 8, autoencoder.latent_channels).to(device)
+        preset = cfg.preset or "cpu"
+        unet = build_unet(index.classes, preset, cfg.crop // 8, autoencoder.latent_channels).to(device)
     scheduler = training_scheduler(cfg.prediction)
     numpy_rng, torch_rng = seeded_generators(cfg.seed, 2)
     phase = DenoiserPhase(
@@ -393,7 +394,8 @@ def train_denoiser(
     )
     n = sum(p.numel() for p in unet.parameters())
     log(
-        f"denoiser: {cfg.preset} preset, {n / 1e6:.2f} M parameters, {cfg.iters} iterations of "
+        f"denoiser: {cfg.preset or ('as ' + str(cfg.init) if cfg.init else 'cpu')} preset, "
+        f"{n / 1e6:.2f} M parameters, {cfg.iters} iterations of "
         f"{cfg.batch_size} "
         f"x {cfg.crop // 8}^2 latents ({cfg.prediction}); validation on {len(held)} hold-out crops"
     )
@@ -454,6 +456,38 @@ def _init_schedule(model: Path, key: str, setting: str, before: int) -> list[lis
     if recorded is None:
         recorded = {"0": _recorded(model, "settings").get(setting, getattr(TrainConfig, setting))}
     return [[int(k), float(v)] for k, v in recorded.items() if int(k) < before]
+
+
+def deepened(
+    unet: torch.nn.Module, preset: str | None, init: Path, log: Callable[[str], None] = print
+) -> torch.nn.Module:
+    """The warm start's denoiser for ``preset``: as it is (no preset, or its own architecture), or
+    grown to the preset's deeper blocks without changing its function (``training.grow``)."""
+    from napari_pathup.models.build import DENOISER_PRESETS
+    from napari_pathup.training.grow import grow_depth
+
+    if preset is None:
+        return unet
+    want = DENOISER_PRESETS[preset]
+    have = unet.config
+    same_widths = tuple(have["block_out_channels"]) == tuple(want["block_out_channels"])
+    if not same_widths or have["norm_num_groups"] != want["norm_num_groups"]:
+        raise InputError(
+            f"--preset {preset} ({want['block_out_channels']} channels) does not fit the denoiser of --init "
+            f"{init} ({tuple(have['block_out_channels'])} channels); a warm start keeps the channels and may "
+            "add layers per block (leave --preset out to keep the model's own)"
+        )
+    if want["layers_per_block"] < have["layers_per_block"]:
+        raise InputError(
+            f"--preset {preset} has {want['layers_per_block']} layers per block, fewer than the "
+            f"{have['layers_per_block']} of the --init denoiser; a warm start may only add layers"
+        )
+    if want["layers_per_block"] > have["layers_per_block"]:
+        log(
+            f"denoiser: deepened from {have['layers_per_block']} to {want['layers_per_block']} layers per "
+            "block; the new layers start as the identity (same function)"
+        )
+    return grow_depth(unet, want["layers_per_block"])
 
 
 def load_denoiser(model: Path) -> tuple[torch.nn.Module, int]:
