@@ -16,8 +16,8 @@
 #       ITERS=44000 DEST=out/v4-model scripts/train_default_model.sh
 #                                                  # the version-4 experiment (docs/model_card.md): the
 #                                                  # shipped model trained on with data/extra as well
-#   WORK=out/train-deep INIT=src/napari_pathup/data/default_model PRESET=cpu-deep ITERS=60000 \
-#       DEST=out/deep-model scripts/train_default_model.sh
+#   WORK=out/train-deep INIT=src/napari_pathup/data/default_model PRESET=cpu-deep STORAGE=float16 \
+#       ITERS=60000 DEST=out/deep-model scripts/train_default_model.sh
 #                                                  # the depth experiment: the shipped denoiser deepened
 #                                                  # to two resnets per block (same function at the
 #                                                  # start; training/grow.py), then trained on
@@ -62,6 +62,7 @@ WITH_EXTRA="${WITH_EXTRA:-}"
 DEST="${DEST:-$REPO/src/napari_pathup/data/default_model}"
 INIT="${INIT:-}"
 PRESET="${PRESET:-cpu-large}"  # the denoiser's; with INIT, cpu-deep deepens the shipped cpu-large one
+STORAGE="${STORAGE:-float32}"  # the exported denoiser's weights: float16 keeps cpu-deep under MAX_MB
 MAX_MB=40
 
 [ -n "$DATA" ] || [ -f data/demo/holdout.json ] || "$PYTHON" scripts/prepare_demo_data.py
@@ -88,7 +89,7 @@ train() {
         --hed-jitter 0.05 0.02 \
         --preset "$PRESET" --batch-size 8 --crop 256 --lr "$LR" --snr-gamma "$SNR_GAMMA" --prediction v_prediction \
         --label-dropout 0.1 --overview-fraction 0.3 --checkpoint-every 250 --eval-every 1000 \
-        --set-default upscale_strength=0.6 \
+        --set-default upscale_strength=0.6 --denoiser-storage "$STORAGE" \
         ${INIT:+--init "$INIT"} "$@"
 }
 

@@ -98,3 +98,41 @@ def test_a_warm_start_deepens_the_model_to_a_deeper_preset(
             TrainConfig(data=tiny_dataset, out=tmp_path / "d", iters=6, init=second, **TINY),
             log=lambda _: None,
         )
+
+
+def test_a_float16_stored_denoiser_halves_the_file_and_loads_as_float32(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file
+
+    from napari_pathup.engine.pipeline import SynthesisSettings, run
+    from napari_pathup.io import read_image
+    from napari_pathup.models.default import reference_for_class
+    from napari_pathup.models.load import load_model
+
+    torch.set_num_threads(1)
+    full = train(TrainConfig(data=tiny_dataset, out=tmp_path / "a", iters=2, **TINY), log=lambda _: None)
+    half = train(
+        TrainConfig(
+            data=tiny_dataset, out=tmp_path / "b", iters=2, init=full, denoiser_storage="float16", **TINY
+        ),
+        log=lambda _: None,
+    )
+    weights = "denoiser/diffusion_pytorch_model.safetensors"
+    a, b = load_file(full / weights), load_file(half / weights)
+    assert all(v.dtype == torch.float16 for v in b.values())
+    assert all(torch.equal(a[k].half(), b[k]) for k in a)  # no training past 2: the same weights, rounded
+    assert (half / weights).stat().st_size < 0.6 * (full / weights).stat().st_size
+    meta = json.loads((half / "pathup.json").read_text())
+    assert meta["training"]["denoiser_storage"] == "float16"
+    model = load_model(half)
+    assert (
+        next(model.denoiser.parameters()).dtype == torch.float32
+        if hasattr(model.denoiser, "parameters")
+        else True
+    )
+    reference = read_image(reference_for_class(model, "tumour"))
+    image = run(
+        model, reference, SynthesisSettings("tumour", height=64, width=64, reference_size=64, steps=3)
+    ).image
+    assert image.shape == (64, 64, 3) and image.std() > 0

@@ -144,6 +144,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="synthesis default written to pathup.json, e.g. steps=20 (repeatable)",
     )
 
+    dn.add_argument(
+        "--denoiser-storage",
+        choices=("float32", "float16"),
+        default="float32",
+        help="how the exported denoiser's weights are stored: float16 halves the model folder; they "
+        "load as float32 (float32)",
+    )
+
     run_group = p.add_argument_group("run")
     run_group.add_argument(
         "--phases",
@@ -217,6 +225,7 @@ def execute(args: argparse.Namespace) -> int:
         hed_scale=args.hed_jitter[0],
         hed_shift=args.hed_jitter[1],
         init=args.init,
+        denoiser_storage=args.denoiser_storage,
         phases=tuple(s.strip() for s in args.phases.split(",") if s.strip()),
         **run_settings(args),
     )

@@ -34,6 +34,7 @@ PATHUP_ONLY = (
     "preset",
     "prediction",
     "phases",
+    "denoiser_storage",
 )
 
 

@@ -3,6 +3,7 @@ reference image per class (from a training region, never from a hold-out) and a 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ DEFAULT_SYNTHESIS: dict[str, Any] = {
     "guidance": 2.5,
     "weights": "cosine",
 }
+#: how the exported denoiser's weights may be stored (``pathup train --denoiser-storage``)
+STORAGE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16}
 REFERENCE_DIR = "references"
 MAX_REFERENCE_SIDE = 1024
 
@@ -71,8 +74,16 @@ def export_model(
     data: TrainingImages,
     defaults: dict[str, Any],
     training: dict[str, Any],
+    denoiser_storage: str = "float32",
 ) -> Path:
-    """Write the model folder that :func:`napari_pathup.models.load.load_model` loads."""
+    """Write the model folder that :func:`napari_pathup.models.load.load_model` loads.
+
+    ``denoiser_storage`` "float16" writes the denoiser's weights in half precision (recorded in
+    "training"); loading upcasts them to float32."""
+    if denoiser_storage not in STORAGE_DTYPES:
+        raise ValueError(
+            f"denoiser storage must be one of {', '.join(STORAGE_DTYPES)}, got {denoiser_storage!r}"
+        )
     references = write_references(folder, choose_references(data))
     holdout = {e.key: e.holdout.to_json() for e in data.index.images if e.holdout is not None}
     extra = {
@@ -81,7 +92,10 @@ def export_model(
         "holdout": holdout,
         "training": training,
     }
-    return save_pathup_model(folder, denoiser.cpu(), autoencoder.cpu(), scheduler, data.classes, extra=extra)
+    if denoiser_storage != "float32":
+        extra["training"] = {**training, "denoiser_storage": denoiser_storage}
+    stored = copy.deepcopy(denoiser).to("cpu", STORAGE_DTYPES[denoiser_storage])
+    return save_pathup_model(folder, stored, autoencoder.cpu(), scheduler, data.classes, extra=extra)
 
 
 def folder_megabytes(folder: Path, skip: str = "checkpoints") -> float:
