@@ -94,7 +94,10 @@ def export_model(
     }
     if denoiser_storage != "float32":
         extra["training"] = {**training, "denoiser_storage": denoiser_storage}
-    stored = copy.deepcopy(denoiser).to("cpu", STORAGE_DTYPES[denoiser_storage])
+    stored = copy.deepcopy(denoiser).cpu()
+    for tensor in (*stored.parameters(), *stored.buffers()):  # not ModelMixin.to(dtype): it warns
+        if tensor.is_floating_point():
+            tensor.data = tensor.data.to(STORAGE_DTYPES[denoiser_storage])
     return save_pathup_model(folder, stored, autoencoder.cpu(), scheduler, data.classes, extra=extra)
 
 
