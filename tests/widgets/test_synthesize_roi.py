@@ -92,6 +92,24 @@ def test_a_rectangle_on_the_slide_is_the_reference_and_the_output_sits_beside_it
     assert ome_zarr_pixel_size(saved) == pytest.approx(MPP)
 
 
+def test_an_outpainted_run_keeps_the_roi_1_to_1_in_the_output(slide_widget, pathup_model_dir, qtbot):
+    """reference fit "outpaint": an RoI smaller than the output sits 1:1 in its centre, drawn around."""
+    widget, slide = slide_widget
+    x, y, w, h = 100, 2000, 128, 128  # smaller than the 192x128 output
+    draw(widget.viewer, world_rectangle(x, y, w, h))
+    widget.region.value = "RoI"
+    widget.reference_fit.value = "outpaint"
+    assert widget.start() is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    layer = widget.layer
+    roi_pixels = tifffile.imread(SVS)[y : y + h, x : x + w]
+    settings = SynthesisSettings("normal", height=128, width=192, steps=4, seed=3, reference_fit="outpaint")
+    expected = run(load_model(pathup_model_dir), roi_pixels, settings).image
+    np.testing.assert_array_equal(np.asarray(layer.data), expected)
+    assert layer.metadata["pathup"]["settings"]["reference_fit"] == "outpaint"
+    assert tuple(layer.scale) == pytest.approx(tuple(slide.scale))  # 1:1: the slide's pixel size
+
+
 @pytest.mark.parametrize(
     ("rectangle", "shape_type", "message"),
     [
