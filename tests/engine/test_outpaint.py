@@ -205,3 +205,11 @@ def test_reference_fit_is_checked_and_named(pathup_model):
         SettingsError, match=r"reference_fit \(--reference-fit\) must be one of stretch, outpaint"
     ):
         SynthesisSettings("tumour", reference_fit="tile").resolve(pathup_model)
+    # the reference's own img2img schedule is checked before any work, as stretch's is
+    too_short = SynthesisSettings(
+        "tumour", steps=1, strength=0.5, upscale_strength=1.0, reference_fit="outpaint"
+    )
+    with pytest.raises(
+        SettingsError, match=r"steps \(--steps\) 1 with strength \(--strength\) 0.5 gives no usable"
+    ):
+        too_short.resolve(pathup_model)

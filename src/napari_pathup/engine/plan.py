@@ -371,10 +371,13 @@ class RunPlan:
             )
             grid = PatchGrid(*latent, patch, overlap)
             try:
+                if sampling.known_strength is not None:  # the reference's own schedule must exist too
+                    img2img_timesteps(scheduler, s.steps, sampling.known_strength, torch.device("cpu"))
                 steps = len(img2img_timesteps(scheduler, s.steps, strength, torch.device("cpu")))
             except ValueError as exc:
+                given = s.strength if sampling.known_strength is not None else strength
                 raise SettingsError(
-                    f"{setting_name('steps')} {s.steps} with {setting_name(strength_field)} {strength} "
+                    f"{setting_name('steps')} {s.steps} with {setting_name(strength_field)} {given} "
                     f"gives no usable schedule for stage {number}: {exc}"
                 ) from exc
             tiles = len(tile_grid(*latent, s.decode_tile, s.decode_overlap))
