@@ -20,7 +20,7 @@ from diffusers import UNet2DModel
 
 
 def grow_depth(old: UNet2DModel, layers_per_block: int) -> UNet2DModel:
-    """``old`` with ``layers_per_block`` resnets per down block (and one more per up block), same function."""
+    """``old`` with ``layers_per_block`` resnets per down block (up blocks: one more), same function."""
     config = dict(old.config)
     depth = int(config["layers_per_block"])
     if layers_per_block < depth:
@@ -31,11 +31,8 @@ def grow_depth(old: UNet2DModel, layers_per_block: int) -> UNet2DModel:
     new = UNet2DModel.from_config({k: v for k, v in config.items() if not k.startswith("_")})
     extra = layers_per_block - depth
     target = new.state_dict()
-    source = old.state_dict()
-    for name, value in source.items():  # everything outside the blocks' resnets and attentions
-        mapped = _mapped_name(name, depth, extra)
-        if mapped is not None:
-            target[mapped] = value.clone()
+    for name, value in old.state_dict().items():  # every old weight keeps its role
+        target[_grown_name(name, extra)] = value.clone()
     new.load_state_dict(target)
     with torch.no_grad():
         for block in new.down_blocks:
@@ -51,9 +48,9 @@ def grow_depth(old: UNet2DModel, layers_per_block: int) -> UNet2DModel:
     return new
 
 
-def _mapped_name(name: str, depth: int, extra: int) -> str | None:
-    """The grown network's name of an old parameter (down: same index; up: index 0 stays, the rest
-    move ``extra`` on)."""
+def _grown_name(name: str, extra: int) -> str:
+    """The grown network's name of an old weight: down blocks keep their indexes (the new layers come
+    after theirs); in the up blocks index 0 stays and the others move ``extra`` on."""
     parts = name.split(".")
     if len(parts) > 3 and parts[0] == "up_blocks" and parts[2] in ("resnets", "attentions"):
         index = int(parts[3])

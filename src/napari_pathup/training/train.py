@@ -8,6 +8,7 @@ the finished autoencoder (``autoencoder/final``) and the cached training latents
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -372,8 +373,8 @@ def train_denoiser(
         unet = deepened(unet, cfg.preset, cfg.init, log).to(device)
         log(f"denoiser: continuing from {cfg.init} (trained {initial} iterations; a fresh optimizer)")
     else:
-        preset = cfg.preset or "cpu"
-        unet = build_unet(index.classes, preset, cfg.crop // 8, autoencoder.latent_channels).to(device)
+        unet = build_unet(index.classes, cfg.preset or "cpu", cfg.crop // 8, autoencoder.latent_channels)
+        unet = unet.to(device)
     scheduler = training_scheduler(cfg.prediction)
     numpy_rng, torch_rng = seeded_generators(cfg.seed, 2)
     phase = DenoiserPhase(
@@ -396,9 +397,9 @@ def train_denoiser(
         eval_set=eval_set,
     )
     n = sum(p.numel() for p in unet.parameters())
+    preset_name = cfg.preset or "the --init model's"
     log(
-        f"denoiser: {cfg.preset or ('as ' + str(cfg.init) if cfg.init else 'cpu')} preset, "
-        f"{n / 1e6:.2f} M parameters, {cfg.iters} iterations of "
+        f"denoiser: {preset_name} preset, {n / 1e6:.2f} M parameters, {cfg.iters} iterations of "
         f"{cfg.batch_size} "
         f"x {cfg.crop // 8}^2 latents ({cfg.prediction}); validation on {len(held)} hold-out crops"
     )
@@ -628,6 +629,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     from napari_pathup.engine.device import select_device
     from napari_pathup.training.export import export_model, folder_megabytes
 
+    if cfg.preset is None and cfg.init is None:  # recorded as "cpu", as before --init could deepen
+        cfg = dataclasses.replace(cfg, preset="cpu")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = select_device(cfg.device)
