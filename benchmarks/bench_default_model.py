@@ -43,15 +43,18 @@ references, seeds and settings, and adds its columns to the summary and its crop
 
 Synthetic images start from the reference images shipped in MODEL_DIR (``pathup.json`` "references",
 cut from training areas), else from ``--reference-dir/<class>.png``, else from the window with the most
-tissue in each class's training areas of ``--data`` (as training picks them); the baseline model starts
-from the same references. Everything else uses ``--threads`` torch threads (default 1). The feature
-network of the Fréchet distance and the probe is EfficientNet-Lite0 (printed with every table); no
-training loss of the shipped model may use it.
+tissue in each class's training areas of ``--data`` (as training picks them); with ``--references
+per-image``, from one such window per training image of the class, image k from window k mod their
+number (as augmentation starts from many real RoIs). The baseline model starts from the same references.
+Everything else uses ``--threads`` torch threads (default 1). The feature network of the Fréchet
+distance and the probe is EfficientNet-Lite0 (printed with every table); no training loss of the
+shipped model may use it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -148,7 +151,7 @@ class Shared:
     extractor: FeatureExtractor
     real: RealCrops
     real_feats: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    references: dict[str, np.ndarray] = field(default_factory=dict)
+    references: dict[str, list[np.ndarray]] = field(default_factory=dict)  # image k uses [k % len]
     reference_note: str = ""
     probe: tuple[str, Callable[[np.ndarray], np.ndarray], np.ndarray] | None = None
     train_feats: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the probe's crops
@@ -200,6 +203,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("docs/img"), help="folder for the PNG and the JSON")
     p.add_argument("--quick", action="store_true", help="one 2048 image per class, 100 probe crops per class")
     p.add_argument("--reference-dir", type=Path, help="<class>.png references (when the model has none)")
+    p.add_argument(
+        "--references",
+        choices=("shipped", "per-image"),
+        default="shipped",
+        help="shipped: the model's one reference per class (default); per-image: one reference per "
+        "training image of the class (its window with the most tissue, never from a hold-out), image k "
+        "of a class from reference k mod their number, as augmentation draws them from real RoIs",
+    )
     p.add_argument("--images", type=int, help="synthetic images per class (default 3; --quick 1)")
     p.add_argument("--size", type=int, help="output side in pixels (default 2048)")
     p.add_argument("--synthetic-stride", type=int, default=CROP, help="grid of the synthetic crops")
@@ -243,20 +254,34 @@ def ratio(a: float, b: float) -> float:
     return a / b if b else math.nan
 
 
-def references_for(shared: Shared, model: PathupModel) -> tuple[dict[str, np.ndarray], str]:
+def references_for(shared: Shared, model: PathupModel) -> tuple[dict[str, list[np.ndarray]], str]:
     classes = shared.classes
     shipped = model.metadata.get("references") or {}
+    if shared.args.references == "per-image":
+        refs: dict[str, list[np.ndarray]] = {c: [] for c in classes}
+        for entry, rgb in zip(shared.index.images, shared.arrays, strict=True):
+            one = dataclasses.replace(shared.index, images=(entry,))
+            for c, window in choose_references(TrainingImages(one, [rgb], [], CROP, MIN_TISSUE)).items():
+                refs[c].append(window)
+        sizes = "; ".join(
+            f"{c}: " + ", ".join(f"{r.shape[1]}x{r.shape[0]}" for r in refs[c]) for c in classes
+        )
+        return refs, (
+            "one reference per training image of each class (its window of at most 1024x1024 with the most "
+            f"tissue in its training areas, never from a hold-out; {sizes}), image k from reference k mod "
+            "their number"
+        )
     if all(c in shipped for c in classes):
-        refs = {c: read_image(Path(model.path) / shipped[c]) for c in classes}
+        refs = {c: [read_image(Path(model.path) / shipped[c])] for c in classes}
         return (
             refs,
             f"the shipped references of {model.path} (pathup.json 'references', cut from training areas)",
         )
     if shared.args.reference_dir is not None:
         folder = shared.args.reference_dir
-        return {c: read_image(folder / f"{c}.png") for c in classes}, f"{folder}/<class>.png"
+        return {c: [read_image(folder / f"{c}.png")] for c in classes}, f"{folder}/<class>.png"
     data = TrainingImages(shared.index, shared.arrays, [], CROP, MIN_TISSUE)
-    return choose_references(data), (
+    return {c: [r] for c, r in choose_references(data).items()}, (
         f"the window with the most tissue in each class's training areas of {shared.index.root} (the "
         "model ships no references; picked as training picks them, never from a hold-out)"
     )
@@ -339,7 +364,8 @@ def synthesize_all(bench: Bench) -> dict[str, Any]:
             torch.set_num_threads(args.speed_threads if speed_run else args.threads)
             load = os.getloadavg()[0]
             settings = SynthesisSettings(name, height=args.size, width=args.size, seed=seed)
-            bench.runs[name].append(timed_run(bench.model, shared.references[name], settings))
+            references = shared.references[name]
+            bench.runs[name].append(timed_run(bench.model, references[seed % len(references)], settings))
             if speed_run:
                 bench.speed_load = (load, os.getloadavg()[0])
             print(f"  {name} seed {seed}: {bench.runs[name][-1].seconds['total']:.1f} s", file=sys.stderr)
@@ -649,7 +675,7 @@ def sweep(bench: Bench, parts: list[str]) -> dict[str, Any]:
         overlap = min(round(patch * fraction), patch - 1)
         for jitter in (False, True):
             s = SynthesisSettings(first, height=size, width=size, seed=0, overlap=overlap, jitter=jitter)
-            run = timed_run(model, bench.shared.references[first], s)
+            run = timed_run(model, bench.shared.references[first][0], s)
             value = seam_measure(run.image, patch, overlap, f)
             results.append(
                 {"overlap": overlap, "fraction": label, "jitter": jitter, "seam": value}
