@@ -137,3 +137,13 @@ class PixelDenoiser(torch.nn.Module):
         )
         scale = 1 + float(t) / 1000
         return out * scale + self.label_bias[labels][:, :, None, None]
+
+
+def drain(generator):
+    """Run an engine generator to the end: (its return value, every event it yielded)."""
+    events = []
+    try:
+        while True:
+            events.append(next(generator))
+    except StopIteration as stop:
+        return stop.value, events

@@ -15,7 +15,7 @@ import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-from helpers import PixelDenoiser
+from helpers import PixelDenoiser, drain
 from napari_pathup.engine.events import PatchPreview, StageStarted, StepStarted
 from napari_pathup.engine.outpaint import FEATHER, known_mask, outpaint_canvas, place_reference
 from napari_pathup.engine.pipeline import SynthesisSettings, run, synthesize
@@ -49,15 +49,6 @@ def whole_latent_outpaint(denoiser, sched, clean, known, cond, steps, known_stre
         if i + 1 <= held:
             x = known * sched.add_noise(clean, noise, timesteps[i + 1 : i + 2]) + (1 - known) * x
     return x
-
-
-def drain(generator):
-    events = []
-    try:
-        while True:
-            events.append(next(generator))
-    except StopIteration as stop:
-        return stop.value, events
 
 
 def a_known_mask(h: int, w: int) -> torch.Tensor:
@@ -111,7 +102,7 @@ def test_patches_inside_the_held_reference_are_not_evaluated():
 
     clean = torch.zeros(1, 4, 32, 32)
     known = torch.zeros(1, 1, 32, 32)
-    known[..., :16, :] = 1  # the top half: the top row of 8x8 patches (no overlap) lies wholly inside
+    known[..., :16, :] = 1  # the top half: the top row of the 2x2 grid of 16-px patches lies inside
     sampling = PatchSampling(
         steps=10, strength=1.0, guidance=1.0, patch_size=16, overlap=0, batch_size=1, known_strength=0.5
     )

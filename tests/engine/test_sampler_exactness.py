@@ -21,7 +21,7 @@ from diffusers import (
 )
 from diffusers.utils.torch_utils import randn_tensor
 
-from helpers import PixelDenoiser
+from helpers import PixelDenoiser, drain
 from napari_pathup.engine.events import PatchPreview, StepStarted
 from napari_pathup.engine.sampler import PatchSampling, denoise_patches
 from napari_pathup.engine.weights import WEIGHT_MODES
@@ -66,13 +66,7 @@ def whole_latent_reference(denoiser, sched, clean, cond, uncond, steps, strength
 def tiled(denoiser, sched, clean, cond, uncond, sampling, seed, jitter_seed=None):
     g = torch.Generator().manual_seed(seed)
     jg = torch.Generator().manual_seed(jitter_seed) if jitter_seed is not None else None
-    gen = denoise_patches(denoiser, sched, clean, cond, uncond, sampling, g, jg)
-    events = []
-    try:
-        while True:
-            events.append(next(gen))
-    except StopIteration as stop:
-        return stop.value, events
+    return drain(denoise_patches(denoiser, sched, clean, cond, uncond, sampling, g, jg))
 
 
 @pytest.mark.parametrize("weights", WEIGHT_MODES)
