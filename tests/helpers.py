@@ -7,6 +7,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+#: ``pathup train`` settings of a tiny run on one thread (tests/training): tiny presets, small crops
+TINY_TRAINING = {
+    "ae_preset": "tiny",
+    "ae_iters": 3,
+    "ae_batch_size": 2,
+    "ae_crop": 32,
+    "preset": "tiny",
+    "batch_size": 2,
+    "crop": 64,
+    "checkpoint_every": 2,
+    "eval_every": 2,
+    "reference_size": 128,
+    "progress": False,
+    "threads": 1,
+}
+
 #: the repository's real H&E demo data (data/demo)
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 

@@ -8,25 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import TINY_TRAINING
 from napari_pathup.errors import InputError
 from napari_pathup.models.build import DENOISER_PRESETS, build_denoiser
 from napari_pathup.training.grow import grow_depth
 from napari_pathup.training.train import TrainConfig, train
 
-TINY = {
-    "ae_preset": "tiny",
-    "ae_iters": 2,
-    "ae_batch_size": 2,
-    "ae_crop": 32,
-    "preset": "tiny",
-    "batch_size": 2,
-    "crop": 64,
-    "checkpoint_every": 2,
-    "eval_every": 2,
-    "reference_size": 128,
-    "progress": False,
-    "threads": 1,
-}
+TINY = TINY_TRAINING
 
 
 def trained_like(seed: int = 0) -> torch.nn.Module:

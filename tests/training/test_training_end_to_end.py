@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers import TINY_TRAINING
 from napari_pathup.cli import main
 from napari_pathup.engine.pipeline import SynthesisSettings, run
 from napari_pathup.errors import InputError
@@ -19,21 +20,7 @@ from napari_pathup.models.default import reference_for_class
 from napari_pathup.models.load import load_model
 from napari_pathup.training.train import TrainConfig, train
 
-TINY = {
-    "ae_preset": "tiny",
-    "ae_iters": 3,
-    "ae_batch_size": 2,
-    "ae_crop": 32,
-    "preset": "tiny",
-    "iters": 4,
-    "batch_size": 2,
-    "crop": 64,
-    "checkpoint_every": 2,
-    "eval_every": 2,
-    "reference_size": 128,
-    "progress": False,
-    "threads": 1,
-}
+TINY = {**TINY_TRAINING, "iters": 4}
 
 
 def _config(data: Path, out: Path, **changes) -> TrainConfig:
