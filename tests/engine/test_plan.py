@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 
 from napari_pathup.engine.estimate import count_work
 from napari_pathup.engine.pipeline import run
-from napari_pathup.engine.plan import SETTINGS, WORK_BUDGET, RunPlan, SynthesisSettings, setting_name
+from napari_pathup.engine.plan import (
+    OUTPAINT_FILL_STRENGTH,
+    SETTINGS,
+    WORK_BUDGET,
+    RunPlan,
+    SynthesisSettings,
+    setting_name,
+)
 from napari_pathup.errors import RunTooLargeError, SettingsError
 
 SMALL = {"height": 128, "width": 192, "reference_size": 64, "steps": 6}
@@ -310,8 +317,8 @@ def test_outpaint_says_how_much_is_drawn_and_plans_stage_1_from_noise(pathup_mod
     assert "cropped" not in note and "centre is used" in plan.reference_note((4000, 1024, 3))
     assert plan.reference_note((2048, 2048, 3)) is None  # 1:1, nothing to draw
     one, two = plan.stages
-    assert one.sampling.strength == 1.0 and one.sampling.known_strength == plan.strength
-    assert one.steps == plan.steps and two.sampling.known_strength is None
+    assert one.sampling.strength == OUTPAINT_FILL_STRENGTH and one.sampling.known_strength == plan.strength
+    assert one.steps == int(plan.steps * OUTPAINT_FILL_STRENGTH) and two.sampling.known_strength is None
     stretch = SynthesisSettings("tumour", height=2048, width=2048).resolve(spec)
     assert stretch.reference_fit == "stretch"  # the library default: PathUp's
     assert stretch.stages[0].sampling.known_strength is None and stretch.stages[0].steps < plan.steps

@@ -4,17 +4,21 @@ PathUp treats the reference as the whole output field ("stretch"): a reference s
 is enlarged and its tissue looks magnified. With ``reference_fit="outpaint"`` the stage-1 canvas is the
 output's field shrunk to the stage-1 size; the reference goes in its centre at the same shrink (so one
 reference pixel is one output pixel), cropped where it is larger than the output, and a *known* mask
-marks where it lies. The sampler (:func:`~napari_pathup.engine.sampler.denoise_patches`) starts the
-whole canvas from noise and holds the known region at the noised reference until the img2img strength
-is reached; from then on everything is denoised together, so the reference gets img2img at ``strength``
-and the tissue around it is drawn from noise in its context (RePaint-style latent blending, as diffusers'
-inpainting pipeline does for models without an inpainting input).
+marks where it lies; the rest of the canvas is the reference mirrored at its edges. The sampler
+(:func:`~napari_pathup.engine.sampler.denoise_patches`) starts the whole canvas at
+``plan.OUTPAINT_FILL_STRENGTH`` (nearly pure noise: only the fill's colours and coarse density
+survive) and holds the known region at
+the noised reference until the img2img strength is reached; from then on everything is denoised
+together, so the reference gets img2img at ``strength`` and the tissue around it is drawn in its context
+(RePaint-style latent blending, as diffusers' inpainting pipeline does for models without an inpainting
+input).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -54,15 +58,16 @@ def outpaint_canvas(
 ) -> tuple[torch.Tensor, torch.Tensor, Placement1to1]:
     """The stage-1 canvas (3, h, w) in [-1, 1], its known mask (1, 1, h/f, w/f) and the placement.
 
-    Outside the reference the canvas repeats the reference's edge pixels: only the encoder's view of
-    the border sees them, and the sampler starts those latents from pure noise.
+    Outside the reference the canvas holds the reference mirrored at its edges (repeatedly where the
+    field is larger): the sampler starts there from this fill noised to ``plan.OUTPAINT_FILL_STRENGTH``.
     """
     ch, cw = canvas_hw
     place = place_reference(tuple(reference.shape[-2:]), output_hw, canvas_hw)  # type: ignore[arg-type]
     c, b = place.crop, place.canvas_box
     part = reference[None, :, c.y0 : c.y1, c.x0 : c.x1].float()
     small = F.interpolate(part, size=(b.height, b.width), mode="bilinear", antialias=True).clamp(-1, 1)
-    canvas = F.pad(small, (b.x0, cw - b.x1, b.y0, ch - b.y1), mode="replicate")[0]
+    pad = ((0, 0), (b.y0, ch - b.y1), (b.x0, cw - b.x1))  # mirrored as often as the field needs
+    canvas = torch.from_numpy(np.pad(small[0].numpy(), pad, mode="symmetric"))
     return canvas, known_mask(b, canvas_hw, scale_factor), place
 
 

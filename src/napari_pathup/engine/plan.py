@@ -35,6 +35,10 @@ WEIGHT_MODES: tuple[str, ...] = ("uniform", "gaussian", "cosine")
 #: resized to it) or "outpaint" (the reference 1:1 in the field's centre, the rest drawn around it;
 #: ``engine.outpaint``)
 REFERENCE_FITS: tuple[str, ...] = ("stretch", "outpaint")
+#: where "outpaint" starts stage 1 around the reference: the reference mirrored into the rest of the
+#: field, noised to this strength (0.9 keeps a few per cent of it: its colours and coarse density, not
+#: its layout, so no mirror shows). From pure noise (1.0) the default model drew pink, soft tissue
+OUTPAINT_FILL_STRENGTH = 0.9
 
 #: library defaults of the settings a model's ``pathup.json`` may override under "defaults"
 DEFAULTS: dict[str, Any] = {
@@ -348,8 +352,8 @@ class RunPlan:
         outpaint = s.reference_fit == "outpaint"
         stages = []
         for number, scale, (h, w), strength, strength_field in (
-            # outpainting draws stage 1 from noise (strength 1) around the reference, which starts at t_i
-            (1, "overview", (h1, w1), 1.0 if outpaint else s.strength, "strength"),
+            # outpainting starts stage 1 nearly from noise around the reference, which starts at t_i
+            (1, "overview", (h1, w1), OUTPAINT_FILL_STRENGTH if outpaint else s.strength, "strength"),
             (2, "native", (s.height, s.width), s.upscale_strength, "upscale_strength"),
         ):
             latent = (h // f, w // f)

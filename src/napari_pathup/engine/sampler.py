@@ -139,7 +139,7 @@ def denoise_patches(
     ``known`` (1, 1, h, w) in [0, 1] marks where ``clean`` is known (outpainting): there the latent
     is held at ``clean`` noised to the current timestep until ``sampling.known_strength`` is reached
     (patches wholly inside it are not evaluated meanwhile), blended by the mask at its feathered
-    edge; elsewhere ``clean`` is ignored and the latent starts from noise.
+    edge; elsewhere ``clean`` (the caller's fill) is only the start, noised to ``sampling.strength``.
     """
     device = clean.device
     _, _, h, w = clean.shape
@@ -156,8 +156,7 @@ def denoise_patches(
         timesteps = img2img_timesteps(scheduler, sampling.steps, sampling.strength, device)
         held_steps = len(timesteps) - own
     noise = randn_tensor(clean.shape, generator=generator, device=device, dtype=torch.float32)
-    start = clean.float() if known is None else clean.float() * known  # a * k * x + b * noise, linear
-    x = scheduler.add_noise(start, noise, timesteps[:1])
+    x = scheduler.add_noise(clean.float(), noise, timesteps[:1])
     step_kwargs = _step_kwargs(scheduler, generator)
     fixed_weights: torch.Tensor | None = None
     merge_dtype = torch.float32 if device.type == "mps" else torch.float64  # float64: no merge rounding
