@@ -120,7 +120,7 @@ SETTINGS: tuple[Setting, ...] = (
         "reference_fit",
         "--reference-fit",
         "stretch: the reference is the output's whole field (PathUp); outpaint: the reference 1:1 in "
-        "the centre, the tissue around it drawn from noise",
+        "the centre, the tissue around it drawn in its context",
     ),
     Setting("seed", "--seed", f"random seed, 0 <= seed <= {MAX_SEED}", "N"),
     Setting("class_name", "--class", "tissue class (see `pathup info`)", "CLASS"),
