@@ -194,7 +194,7 @@ class SynthesizeWidget(WorkerDock):
             choices=list(REFERENCE_FITS),
             value="stretch",
             tooltip="stretch: the RoI is the output's whole field (PathUp); outpaint: the RoI 1:1 in the "
-            "centre, the tissue around it drawn",
+            "centre, the tissue around it drawn in its context",
         )
         self.batch_size = SpinBox(
             label="batch (patches)", min=1, max=1024, value=8, tooltip="per denoiser call"
