@@ -150,6 +150,7 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, old_scheduler_flag: 
         "sigma": float,
         "scheduler": str,
     }
+    choices = {"weights": WEIGHT_MODES, "reference_fit": REFERENCE_FITS}
     group = parser.add_argument_group("sampling (unset: the model's default, else the library's)")
     for setting in SETTINGS:
         if setting.field not in SAMPLING_FIELDS:
@@ -158,9 +159,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, old_scheduler_flag: 
         dest = setting.field
         if setting.field == "jitter":
             group.add_argument(setting.flag, dest=dest, action="store_true", default=None, help=setting.help)
-        elif setting.field in ("weights", "reference_fit"):
-            choices = WEIGHT_MODES if setting.field == "weights" else REFERENCE_FITS
-            group.add_argument(setting.flag, dest=dest, choices=choices, help=help_text)
+        elif setting.field in choices:
+            group.add_argument(setting.flag, dest=dest, choices=choices[setting.field], help=help_text)
         else:
             group.add_argument(
                 setting.flag,

@@ -107,7 +107,7 @@ def synthesize(
     # Stage 1: shrink the real reference, encode it (x'_0 = E(I'_ref)), noise it to t_i and denoise
     # it under class guidance at the overview scale: I_ref keeps the reference's spatial context.
     # "outpaint" shrinks the output's field instead, with the reference 1:1 in its centre and the rest
-    # drawn from noise around it (engine.outpaint).
+    # drawn around it from the mirrored reference under heavy noise (engine.outpaint).
     h1, w1 = s.stage_one_shape()
     known = None
     if s.reference_fit == "outpaint":

@@ -48,7 +48,8 @@ class PatchSampling:
     batch_size: int = 8
     jitter: bool = False
     #: outpainting (``reference_fit="outpaint"``): the noise level at which the known region starts
-    #: its own denoising (the img2img strength t_i); ``strength`` is then 1.0, where the rest starts
+    #: its own denoising (the img2img strength t_i); ``strength`` is then where the rest starts
+    #: (``plan.OUTPAINT_FILL_STRENGTH``)
     known_strength: float | None = None
 
 
@@ -145,16 +146,15 @@ def denoise_patches(
     _, _, h, w = clean.shape
     grid = PatchGrid(h, w, sampling.patch_size, sampling.overlap)
     window = window_1d(sampling.weights, sampling.patch_size, sampling.overlap, sampling.sigma)
-    timesteps = img2img_timesteps(scheduler, sampling.steps, sampling.strength, device)
-    held_steps = 0  # the leading steps during which the known region is held at the noised reference
+    own = 0  # steps of the known region's own schedule (outpainting)
     if known is not None:
         if sampling.known_strength is None:
             raise ValueError("a known region needs sampling.known_strength")
         known = known.to(device=device, dtype=torch.float32)
         own = len(img2img_timesteps(scheduler, sampling.steps, sampling.known_strength, device))
-        # set the scheduler up again for the schedule that runs (img2img_timesteps configures it)
-        timesteps = img2img_timesteps(scheduler, sampling.steps, sampling.strength, device)
-        held_steps = len(timesteps) - own
+    # last: img2img_timesteps configures the scheduler for the schedule that runs
+    timesteps = img2img_timesteps(scheduler, sampling.steps, sampling.strength, device)
+    held_steps = len(timesteps) - own if known is not None else 0  # steps the known region is held
     noise = randn_tensor(clean.shape, generator=generator, device=device, dtype=torch.float32)
     x = scheduler.add_noise(clean.float(), noise, timesteps[:1])
     step_kwargs = _step_kwargs(scheduler, generator)

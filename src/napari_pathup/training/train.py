@@ -373,8 +373,8 @@ def train_denoiser(
         unet = deepened(unet, cfg.preset, cfg.init, log).to(device)
         log(f"denoiser: continuing from {cfg.init} (trained {initial} iterations; a fresh optimizer)")
     else:
-        unet = build_unet(index.classes, cfg.preset or "cpu", cfg.crop // 8, autoencoder.latent_channels)
-        unet = unet.to(device)
+        assert cfg.preset is not None  # train() records "cpu" when neither --preset nor --init is given
+        unet = build_unet(index.classes, cfg.preset, cfg.crop // 8, autoencoder.latent_channels).to(device)
     scheduler = training_scheduler(cfg.prediction)
     numpy_rng, torch_rng = seeded_generators(cfg.seed, 2)
     phase = DenoiserPhase(
