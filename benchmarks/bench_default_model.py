@@ -91,7 +91,9 @@ from _quality import (
     with_tissue,
 )
 from napari_pathup.datasets import DatasetIndex, discover
+from napari_pathup.engine.device import select_dtype
 from napari_pathup.engine.pipeline import SynthesisSettings
+from napari_pathup.engine.plan import DTYPE_CHOICES
 from napari_pathup.engine.seams import seam_measure
 from napari_pathup.io.images import read_image
 from napari_pathup.metrics import FeatureExtractor, extract_features, get_extractor
@@ -221,6 +223,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--draws", type=int, default=5, help="random subsets averaged per Fréchet distance")
     p.add_argument("--threads", type=int, default=1, help="torch threads (all but the speed run)")
     p.add_argument("--speed-threads", type=int, default=2, help="torch threads of the speed run")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=DTYPE_CHOICES,
+        help="the models' dtype, as `pathup synthesize --dtype` (auto: bfloat16 on a CPU that computes it)",
+    )
     args = p.parse_args(argv)
     args.images = args.images or (1 if args.quick else 3)
     args.size = args.size or 2048
@@ -902,9 +910,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Machine: {machine_info()}  ")
     print(f"Threads: {args.threads} torch thread(s); the speed run {args.speed_threads}.  ")
     index = discover(args.data)
-    models = {"model": load_model(args.model)}
+    dtype = select_dtype(args.dtype, torch.device("cpu"))
+    print(f"Model dtype: {str(dtype).removeprefix('torch.')} (--dtype {args.dtype}).  ")
+    models = {"model": load_model(args.model).to("cpu", dtype)}
     if args.baseline is not None:
-        models["baseline"] = load_model(args.baseline)
+        models["baseline"] = load_model(args.baseline).to("cpu", dtype)
     for label, model in models.items():
         if set(model.classes) != set(index.classes):
             raise SystemExit(

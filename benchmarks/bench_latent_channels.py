@@ -1,13 +1,15 @@
 """Autoencoder latent channels: 4 vs 8 vs 16 at equal decode cost (same decoder, same training).
 
-Run: ``python benchmarks/bench_latent_channels.py [--data data/demo] [--iters 2000] [--channels 4 8 16]``.
+Run: ``python benchmarks/bench_latent_channels.py [--data data/demo] [--iters 2000] [--channels 4 8 16]
+[--presets cpu cpu-wide]``.
 
-Each channel count trains the shipped recipe's phase-1 autoencoder (``cpu`` preset, batch 8 of 64-px
-crops, lr 2e-3, seed 0, the training areas of ``--data``) for ``--iters`` iterations, then prints,
-on the held-out 128-px crops: PSNR, sharpness (Laplacian energy of decoded / real; 1 = as sharp as
-real) and the decoder's time per megapixel with one torch thread (the decoder differs only in its
-first convolution, so the decode cost stays equal). The numbers compare latent sizes under one short
-budget; they are not the shipped model's final figures.
+Each preset and channel count trains the shipped recipe's phase-1 autoencoder (``cpu`` preset by
+default; batch 8 of 64-px crops, lr 2e-3, seed 0, the training areas of ``--data``) for ``--iters``
+iterations, then prints, on the held-out 128-px crops: PSNR, sharpness (Laplacian energy of decoded /
+real; 1 = as sharp as real) and the decoder's time per megapixel with one torch thread (within a
+preset the decoder differs only in its first convolution, so the decode cost stays equal; a wider
+preset shows what PSNR its decode cost buys). The numbers compare autoencoders under one short budget;
+they are not the shipped model's final figures.
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_info, markdown_table
 from napari_pathup.datasets import discover
-from napari_pathup.training.autoencoder import AutoencoderPhase, build_autoencoder, reconstruct_psnr
+from napari_pathup.training.autoencoder import (
+    AUTOENCODER_PRESETS,
+    AutoencoderPhase,
+    build_autoencoder,
+    reconstruct_psnr,
+)
 from napari_pathup.training.data import (
     CropSampler,
     build_sources,
@@ -51,6 +58,7 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=Path("data/demo"))
     p.add_argument("--iters", type=int, default=2000)
     p.add_argument("--channels", type=int, nargs="+", default=[4, 8, 16])
+    p.add_argument("--presets", nargs="+", default=["cpu"], choices=sorted(AUTOENCODER_PRESETS))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", type=Path, default=Path("out/bench_latent_channels"))
     args = p.parse_args()
@@ -62,11 +70,11 @@ def main() -> None:
     eval_crops = [c for c, _ in holdout_crops(index, arrays, 128, limit=16)]
     real = crops_to_tensor(eval_crops)
     rows = []
-    for channels in args.channels:
+    for preset, channels in [(p, c) for p in args.presets for c in args.channels]:
         torch.manual_seed(0)
-        vae = build_autoencoder("cpu", channels)
+        vae = build_autoencoder(preset, channels)
         phase = AutoencoderPhase(
-            f"autoencoder-{channels}ch",
+            f"autoencoder-{preset}-{channels}ch",
             vae,
             torch.optim.AdamW(vae.parameters(), lr=2e-3, weight_decay=1e-4),
             make_ema(vae),
@@ -79,7 +87,9 @@ def main() -> None:
             eval_crops=[],
         )
         t0 = time.perf_counter()
-        run_phase(phase, args.iters, args.work / f"{channels}ch", checkpoint_every=args.iters, eval_every=0)
+        run_phase(
+            phase, args.iters, args.work / f"{preset}-{channels}ch", checkpoint_every=args.iters, eval_every=0
+        )
         minutes = (time.perf_counter() - t0) / 60
         phase.ema.copy_to(vae.parameters())
         vae.eval()
@@ -88,6 +98,7 @@ def main() -> None:
         sharp = float(laplacian_energy(decoded.clamp(-1, 1)).mean() / laplacian_energy(real).mean())
         rows.append(
             [
+                preset,
                 channels,
                 f"{reconstruct_psnr(vae, real, torch.device('cpu')):.2f}",
                 f"{sharp:.3f}",
@@ -98,7 +109,16 @@ def main() -> None:
         )
         print(
             markdown_table(
-                ["latent channels", "PSNR dB", "sharpness", "decode ms/Mpx", "decoder", "train min"], rows
+                [
+                    "preset",
+                    "latent channels",
+                    "PSNR dB",
+                    "sharpness",
+                    "decode ms/Mpx",
+                    "decoder",
+                    "train min",
+                ],
+                rows,
             )
         )
     print(f"{args.iters} iterations each, {len(eval_crops)} held-out 128-px crops, {args.threads} thread(s)")

@@ -120,12 +120,16 @@ def test_stable_diffusion_missing_tokenizer(sd_model_dir, tmp_path):
         load_model(folder)
 
 
-def test_moving_a_model_to_its_device_logs_no_diffusers_warning(pathup_model_dir):
+def test_moving_a_model_to_its_device_and_dtype_logs_no_diffusers_warning(tmp_path):
     """diffusers warns about float32 modules whenever ``to`` gets a dtype argument, even None: every
-    ``pathup synthesize`` printed two such lines. Moving without a dtype change passes none."""
+    ``pathup synthesize`` printed two such lines, and a bfloat16 run (the CPU default where the CPU
+    computes it) one more. ``PathupModel.to`` casts the tensors itself and logs nothing."""
     import logging
 
+    import torch
     from diffusers.utils import logging as diffusers_logging
+
+    from napari_pathup.models.build import build_random_pathup_model
 
     records: list[logging.LogRecord] = []
 
@@ -137,9 +141,14 @@ def test_moving_a_model_to_its_device_logs_no_diffusers_warning(pathup_model_dir
     root = diffusers_logging.get_logger("diffusers")
     root.addHandler(handler)
     try:
-        model = load_model(pathup_model_dir)
+        model = load_model(build_random_pathup_model(tmp_path / "m", autoencoder="tiny"))
         model.to("cpu", None)
-        model.to("cpu", next(model.modules["denoiser"].parameters()).dtype)
+        model.to("cpu", torch.float32)
+        model.to("cpu", torch.bfloat16)
     finally:
         root.removeHandler(handler)
     assert not [r for r in records if "kept in float32" in r.getMessage()]
+    for module in model.modules.values():
+        assert {p.dtype for p in module.parameters()} == {torch.bfloat16}
+        assert all(b.dtype in (torch.bfloat16, torch.long, torch.int64) for b in module.buffers())
+    assert model.dtype == torch.bfloat16

@@ -11,6 +11,7 @@ import tifffile
 
 import napari_pathup.widgets._base as base_module
 import napari_pathup.widgets.synthesize as synth_module
+from napari_pathup.engine.device import select_dtype
 from napari_pathup.engine.pipeline import SynthesisSettings, run
 from napari_pathup.io.ome_zarr import lazy_rgb_levels, ome_zarr_pixel_size
 from napari_pathup.models.load import load_model
@@ -68,7 +69,7 @@ def test_a_rectangle_on_the_slide_is_the_reference_and_the_output_sits_beside_it
     x, y, w, h = ROI
     roi_pixels = tifffile.imread(SVS)[y : y + h, x : x + w]
     expected = run(
-        load_model(pathup_model_dir),
+        load_model(pathup_model_dir).to("cpu", select_dtype("auto")),  # the widget's default
         roi_pixels,
         SynthesisSettings("normal", height=128, width=192, steps=4, seed=3),
     ).image
@@ -104,7 +105,7 @@ def test_an_outpainted_run_keeps_the_roi_1_to_1_in_the_output(slide_widget, path
     layer = widget.layer
     roi_pixels = tifffile.imread(SVS)[y : y + h, x : x + w]
     settings = SynthesisSettings("normal", height=128, width=192, steps=4, seed=3, reference_fit="outpaint")
-    expected = run(load_model(pathup_model_dir), roi_pixels, settings).image
+    expected = run(load_model(pathup_model_dir).to("cpu", select_dtype("auto")), roi_pixels, settings).image
     np.testing.assert_array_equal(np.asarray(layer.data), expected)
     assert layer.metadata["pathup"]["settings"]["reference_fit"] == "outpaint"
     assert tuple(layer.scale) == pytest.approx(tuple(slide.scale))  # 1:1: the slide's pixel size

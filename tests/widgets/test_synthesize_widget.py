@@ -8,6 +8,7 @@ from PIL import Image
 
 import napari_pathup.widgets._base as base_module
 import napari_pathup.widgets.synthesize as synth_module
+from napari_pathup.engine.device import select_dtype
 from napari_pathup.engine.events import PatchPreview
 from napari_pathup.engine.pipeline import SynthesisSettings, run
 from napari_pathup.models.load import load_model, model_hash
@@ -50,7 +51,7 @@ def test_layer_appears_at_once_fills_in_and_equals_the_engine(widget, pathup_mod
     layer = widget.layer
 
     expected = run(
-        load_model(pathup_model_dir),
+        load_model(pathup_model_dir).to("cpu", select_dtype("auto")),  # the widget's default
         reference,
         SynthesisSettings("stroma", height=128, width=192, steps=4, seed=11),
     ).image
@@ -60,6 +61,27 @@ def test_layer_appears_at_once_fills_in_and_equals_the_engine(widget, pathup_mod
     assert meta["model"]["hash"] == model_hash(pathup_model_dir)
     assert meta["settings"]["patch_size"] == 16
     assert widget.start_button.enabled and not widget.cancel_button.enabled
+
+
+def test_the_precision_choice_loads_the_model_in_that_dtype(widget, pathup_model_dir, reference, qtbot):
+    """ "auto" is the CLI's default (bfloat16 only on a CPU that computes it); float32 reproduces a
+    full-precision engine run bit for bit, and each choice keeps its own loaded model."""
+    import torch
+
+    assert widget.dtype.value == "auto" and widget.model().dtype == select_dtype("auto")
+    widget.dtype.value = "float32"
+    assert widget.model().dtype == torch.float32
+    assert widget.start() is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    settings = SynthesisSettings("stroma", height=128, width=192, steps=4, seed=11)
+    np.testing.assert_array_equal(
+        widget.layer.data, run(load_model(pathup_model_dir), reference, settings).image
+    )
+    assert widget.layer.metadata["pathup"]["dtype"] == "float32"
+    widget.dtype.value = "bfloat16"
+    assert widget.model().dtype == torch.bfloat16
+    loaded = [key[2] for key in widget._models if key[:2] == (str(pathup_model_dir), "cpu")]
+    assert sorted(loaded) == ["auto", "bfloat16", "float32"]
 
 
 def test_a_run_keeps_old_objects_out_of_garbage_collections_and_releases_them(widget, qtbot):

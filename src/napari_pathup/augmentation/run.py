@@ -355,7 +355,7 @@ def augment(
     client: Any = None,
     workers: int | None = None,
     device: str = "auto",
-    dtype: str = "float32",
+    dtype: str = "auto",
     torch_threads: int | None = None,
     connect_timeout: float = 10.0,
     progress: bool = True,

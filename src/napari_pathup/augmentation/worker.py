@@ -45,7 +45,7 @@ class Job:
     model_checksum: str
     plan: RunPlan
     device: str = "auto"
-    dtype: str = "float32"
+    dtype: str = "auto"
     torch_threads: int | None = None
     max_pixels: int | None = MAX_IMAGE_PIXELS
 
@@ -89,7 +89,8 @@ def worker_model(job: Job) -> Any:
                 )
             model = load_model(job.model_path)
             _LOADS.append(job.model_path)
-            _MODELS[key] = model.to(select_device(job.device), select_dtype(job.dtype))
+            device = select_device(job.device)
+            _MODELS[key] = model.to(device, select_dtype(job.dtype, device))
         return _MODELS[key]
 
 

@@ -75,6 +75,8 @@ def number(low: float | None = None, high: float | None = None, low_open: bool =
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    from napari_pathup.engine.plan import DTYPE_CHOICES
+
     parser.add_argument("--model", metavar="DIR", help="model folder (default: the embedded default model)")
     parser.add_argument(
         "--allow-download",
@@ -82,7 +84,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="allow --model to name a hub id and download it (safetensors only); off by default",
     )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=DTYPE_CHOICES,
+        help="auto (default): bfloat16 on a CPU that computes it in hardware (AVX512-BF16 or AMX), "
+        "about 1.6x faster at the same picture; float32 elsewhere",
+    )
 
 
 def load_for_run(args: argparse.Namespace):
@@ -92,7 +100,7 @@ def load_for_run(args: argparse.Namespace):
     from napari_pathup.models.load import load_model
 
     device = select_device(args.device)
-    dtype = select_dtype(args.dtype)
+    dtype = select_dtype(args.dtype, device)
     model = load_model(resolve_model_spec(args.model), allow_download=args.allow_download)
     return model.to(device, dtype)
 

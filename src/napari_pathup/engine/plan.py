@@ -30,6 +30,8 @@ from napari_pathup.models.spec import ModelInfo
 #: the blend weights w (implemented in ``engine.weights``): MultiDiffusion's uniform, Mixture of
 #: Diffusers' gaussian, cosine feather ramps
 WEIGHT_MODES: tuple[str, ...] = ("uniform", "gaussian", "cosine")
+#: the model's dtype for a run (``--dtype``): "auto" (``engine.device.auto_dtype``) or a torch dtype
+DTYPE_CHOICES: tuple[str, ...] = ("auto", "float32", "float16", "bfloat16")
 
 #: how the reference meets the output's field: PathUp's "stretch" (the reference is the whole field,
 #: resized to it) or "outpaint" (the reference 1:1 in the field's centre, the rest drawn around it;

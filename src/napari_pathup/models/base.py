@@ -16,6 +16,15 @@ from diffusers import SchedulerMixin
 from napari_pathup.models.spec import check_known_class
 
 
+def cast_floating(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """Cast ``module``'s floating-point parameters and buffers to ``dtype`` in place (integer buffers
+    stay). Not ``ModelMixin.to(dtype=...)``: diffusers warns on every such cast of these models."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        if tensor.is_floating_point() and tensor.dtype != dtype:
+            tensor.data = tensor.data.to(dtype)
+    return module
+
+
 class Conditioner(Protocol):
     """Turns a class name and a scale (``overview`` or ``native``) into conditioning for one sample.
 
@@ -112,11 +121,9 @@ class PathupModel:
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> PathupModel:
         for module in self.modules.values():
-            current = next(module.parameters()).dtype
-            if dtype in (None, current):  # no dtype argument at all: diffusers warns whenever one is given
-                module.to(device=device)
-            else:
-                module.to(device=device, dtype=dtype)
+            module.to(device=device)
+            if dtype is not None:
+                cast_floating(module, dtype)
         return self
 
     def parameter_count(self) -> dict[str, int]:

@@ -12,6 +12,7 @@ import torch
 from diffusers import SchedulerMixin
 
 from napari_pathup.datasets import CELL, tissue_cells, training_regions
+from napari_pathup.models.base import cast_floating
 from napari_pathup.models.layout import save_pathup_model
 from napari_pathup.training.data import TrainingImages
 
@@ -94,10 +95,7 @@ def export_model(
     }
     if denoiser_storage != "float32":
         extra["training"] = {**training, "denoiser_storage": denoiser_storage}
-    stored = copy.deepcopy(denoiser).cpu()
-    for tensor in (*stored.parameters(), *stored.buffers()):  # not ModelMixin.to(dtype): it warns
-        if tensor.is_floating_point():
-            tensor.data = tensor.data.to(STORAGE_DTYPES[denoiser_storage])
+    stored = cast_floating(copy.deepcopy(denoiser).cpu(), STORAGE_DTYPES[denoiser_storage])
     return save_pathup_model(folder, stored, autoencoder.cpu(), scheduler, data.classes, extra=extra)
 
 

@@ -47,7 +47,7 @@ from qtpy.QtCore import QTimer
 
 from napari_pathup.engine.events import Finished, PatchPreview, StageStarted, TileDecoded
 from napari_pathup.engine.pipeline import SynthesisSettings, synthesize
-from napari_pathup.engine.plan import REFERENCE_FITS, SAMPLING_FIELDS
+from napari_pathup.engine.plan import DTYPE_CHOICES, REFERENCE_FITS, SAMPLING_FIELDS
 from napari_pathup.engine.weights import WEIGHT_MODES
 from napari_pathup.errors import InputError
 from napari_pathup.io.live_zarr import LiveOmeZarr
@@ -133,7 +133,7 @@ class SynthesizeWidget(WorkerDock):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
-        self._models: dict[tuple[str, str], PathupModel] = {}
+        self._models: dict[tuple[str, str, str], PathupModel] = {}
         self.estimate_worker: FunctionWorker | None = None
         self._estimate_generation = 0  # bumped on every settings change: a late estimate is dropped
         self.layer: Image | None = None
@@ -205,6 +205,13 @@ class SynthesizeWidget(WorkerDock):
         self.jitter = CheckBox(label="jitter the patch grid", value=False)
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
+        self.dtype = ComboBox(
+            label="precision",
+            choices=list(DTYPE_CHOICES),
+            value="auto",
+            tooltip="auto: bfloat16 on a CPU that computes it in hardware (about 1.6x faster, the same "
+            "picture to the eye), float32 elsewhere; as pathup synthesize --dtype",
+        )
         self.output = FileEdit(
             label="save to",
             mode="w",
@@ -238,7 +245,7 @@ class SynthesizeWidget(WorkerDock):
                 self.out_width, self.out_height, self.steps, self.strength, self.upscale_strength,
                 self.guidance, self.patch, self.overlap, self.weights, self.sigma, self.scheduler,
                 self.reference_size, self.reference_fit, self.batch_size, self.defaults_button, self.jitter,
-                self.seed, self.device, self.output, self.estimate_label, self.estimate_button,
+                self.seed, self.device, self.dtype, self.output, self.estimate_label, self.estimate_button,
                 self.start_button, self.cancel_button,
             ]
         )  # fmt: skip
@@ -247,7 +254,7 @@ class SynthesizeWidget(WorkerDock):
         self.model_dir.changed.connect(self._load_classes)
         for name, widget in self.fields.items():
             widget.changed.connect(lambda _value, name=name: self._field_changed(name))
-        for widget in (self.class_name, self.out_width, self.out_height, self.device):
+        for widget in (self.class_name, self.out_width, self.out_height, self.device, self.dtype):
             widget.changed.connect(self._update_estimate)
         self.reference.changed.connect(lambda _: self.level.reset_choices())
         self.defaults_button.changed.connect(self.reset_to_model_defaults)
@@ -298,16 +305,19 @@ class SynthesizeWidget(WorkerDock):
 
     # -- model, defaults and settings ------------------------------------------------------------
     def model(self) -> PathupModel:
-        """The chosen model on the chosen device, loaded once per (folder, device)."""
-        from napari_pathup.engine.device import select_device
+        """The chosen model on the chosen device in the chosen dtype, loaded once per (folder, device,
+        dtype)."""
+        from napari_pathup.engine.device import select_device, select_dtype
         from napari_pathup.models.default import resolve_model_spec
         from napari_pathup.models.load import load_model
 
         spec = str(self.model_dir.value) if str(self.model_dir.value) not in ("", ".") else None
-        key = (str(spec), self.device.value)
+        key = (str(spec), self.device.value, self.dtype.value)
         if key not in self._models:
             device = select_device(self.device.value)
-            self._models[key] = load_model(resolve_model_spec(spec)).to(device)
+            self._models[key] = load_model(resolve_model_spec(spec)).to(
+                device, select_dtype(self.dtype.value, device)
+            )
         return self._models[key]
 
     def _load_classes(self, _value: Any = None) -> None:
