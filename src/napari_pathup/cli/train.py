@@ -9,6 +9,7 @@ from pathlib import Path
 from napari_pathup.cli._common import number, positive_int, run_settings, trained_message, whole
 from napari_pathup.cli.train_text_to_image import add_arguments as add_fine_tune_arguments
 from napari_pathup.cli.train_text_to_image import run_fine_tune
+from napari_pathup.training import DENOISER_STORAGES
 
 SPLIT_HELP = "BRACS split folder(s) to train on, comma-separated (default: train)"
 
@@ -146,7 +147,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     dn.add_argument(
         "--denoiser-storage",
-        choices=("float32", "float16"),
+        choices=DENOISER_STORAGES,
         default="float32",
         help="how the exported denoiser's weights are stored: float16 halves the model folder; they "
         "load as float32 (float32)",

@@ -6,3 +6,5 @@
 
 #: ``pathup train --base --mixed-precision`` modes (here, not in text_to_image: the CLI must not import torch)
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
+#: ``pathup train --denoiser-storage``: how the exported denoiser's weights are stored (torch dtype names)
+DENOISER_STORAGES = ("float32", "float16")

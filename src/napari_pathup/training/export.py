@@ -14,6 +14,7 @@ from diffusers import SchedulerMixin
 from napari_pathup.datasets import CELL, tissue_cells, training_regions
 from napari_pathup.models.base import cast_floating
 from napari_pathup.models.layout import save_pathup_model
+from napari_pathup.training import DENOISER_STORAGES
 from napari_pathup.training.data import TrainingImages
 
 #: synthesis defaults written to ``pathup.json`` (chosen so that a 2048x2048 synthesis of the ``cpu``
@@ -26,7 +27,7 @@ DEFAULT_SYNTHESIS: dict[str, Any] = {
     "weights": "cosine",
 }
 #: how the exported denoiser's weights may be stored (``pathup train --denoiser-storage``)
-STORAGE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16}
+STORAGE_DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DENOISER_STORAGES}
 REFERENCE_DIR = "references"
 MAX_REFERENCE_SIDE = 1024
 
