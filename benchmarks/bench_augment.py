@@ -41,6 +41,7 @@ from napari_pathup.augmentation.manifest import MANIFEST_NAME, read_manifest
 from napari_pathup.augmentation.plan import plan_items
 from napari_pathup.augmentation.run import augment
 from napari_pathup.datasets import discover
+from napari_pathup.engine.device import select_dtype
 from napari_pathup.engine.pipeline import SynthesisSettings, run
 from napari_pathup.io.images import read_image
 from napari_pathup.io.ome_zarr import read_ome_zarr, write_ome_zarr
@@ -57,7 +58,7 @@ def plain_loop(model_dir: Path, data: Path, ratio: float, size: int, out: Path) 
     import torch
 
     torch.set_num_threads(1)
-    model = load_model(model_dir)
+    model = load_model(model_dir).to("cpu", select_dtype("auto"))  # augment's default dtype
     items = plan_items(discover(data, holdout="none"), ratio)
     start = time.perf_counter()
     each = []
