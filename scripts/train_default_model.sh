@@ -38,9 +38,9 @@
 #   2  denoiser      UNet2DModel cpu-large preset (7.2 M parameters), v-prediction, min-SNR-5 weighting,
 #                    EMA, flips/rot90, H&E stain jitter (orientations 1-7 of the latent bank), class
 #                    dropout 0.1 for guidance, batch 8 x 32^2 latents, ITERS iterations
-#   defaults         upscale strength 0.6 instead of 0.45 (measured with bench_default_model.py --quick
-#                    on this model: sharper stage 2 at the same FD and class fidelity, 12 instead of 9
-#                    stage-2 steps; docs/model_card.md)
+#   defaults         upscale strength 0.75 instead of 0.45 (measured with bench_default_model.py --quick
+#                    on this model: sharper stage 2 at the same FD and class fidelity, 15 instead of 9
+#                    stage-2 steps; 0.6 until bfloat16 on the CPU made room for the cost; docs/model_card.md)
 # Phases 1b and 2 need only the finished encoder, so they run as two processes at once. Every phase
 # checkpoints every 250 iterations into $WORK/checkpoints and resumes exactly from the latest one.
 set -euo pipefail
@@ -89,7 +89,7 @@ train() {
         --hed-jitter 0.05 0.02 \
         --preset "$PRESET" --batch-size 8 --crop 256 --lr "$LR" --snr-gamma "$SNR_GAMMA" --prediction v_prediction \
         --label-dropout 0.1 --overview-fraction 0.3 --checkpoint-every 250 --eval-every 1000 \
-        --set-default upscale_strength=0.6 --denoiser-storage "$STORAGE" \
+        --set-default upscale_strength=0.75 --denoiser-storage "$STORAGE" \
         ${INIT:+--init "$INIT"} "$@"
 }
 
