@@ -271,6 +271,45 @@ def test_a_store_of_other_settings_is_not_resumed(clean_store, data_dir, pathup_
     assert outputs_on_disk(clean_store) == before
 
 
+def test_a_store_of_another_dtype_is_not_resumed(clean_store, data_dir, pathup_model_dir):
+    """clean_store was made in the default dtype (auto): float32 would mix two kinds of images."""
+    before = outputs_on_disk(clean_store)
+    with pytest.raises(InputError, match=r"dtype \('auto' there, 'float32' now: pass --dtype auto\)"):
+        augment(
+            data_dir,
+            clean_store,
+            settings=SETTINGS,
+            ratio=RATIO,
+            model=str(pathup_model_dir),
+            dtype="float32",
+            progress=False,
+        )
+    assert outputs_on_disk(clean_store) == before
+
+
+def test_a_store_from_before_dtype_was_recorded_resumes_as_float32(
+    client, clean_store, data_dir, pathup_model_dir, tmp_path
+):
+    import json
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(clean_store, store)
+    config = json.loads((store / "augment.json").read_text())
+    del config["dtype"]  # as written before the dtype was recorded (those runs computed in float32)
+    (store / "augment.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match=r"dtype \('float32' there, 'auto' now"):
+        run(client, data_dir, store, pathup_model_dir)
+    summary = run(client, data_dir, store, pathup_model_dir, dtype="float32")
+    assert summary.ok and not summary.done and len(summary.skipped) == 8
+
+
+def test_an_unknown_dtype_is_refused_before_anything_is_read(pathup_model_dir, tmp_path):
+    with pytest.raises(InputError, match="dtype: expected one of auto, float32"):
+        augment(tmp_path / "none", tmp_path / "store", settings=SETTINGS, dtype="float8", progress=False)
+    assert not (tmp_path / "store").exists()
+
+
 def test_a_store_made_with_another_model_is_not_resumed(clean_store, data_dir, pathup_model_dir, tmp_path):
     from napari_pathup.models.build import build_random_pathup_model
 

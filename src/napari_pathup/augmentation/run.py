@@ -38,7 +38,7 @@ from napari_pathup.augmentation.worker import (
     active_outputs,
     run_item,
 )
-from napari_pathup.engine.plan import RunPlan, SynthesisSettings
+from napari_pathup.engine.plan import DTYPE_CHOICES, RunPlan, SynthesisSettings
 from napari_pathup.errors import InputError, PathupError
 from napari_pathup.io.atomic import OLD_MARKER, PARTIAL_MARKER, check_writable
 from napari_pathup.io.images import MAX_IMAGE_PIXELS
@@ -145,12 +145,20 @@ def check_not_inside(data: Path, store: Path) -> None:
         )
 
 
-def store_config(checksum: str, settings: dict[str, Any], base_seed: int) -> dict[str, Any]:
+#: what a store written before ``dtype`` was recorded computed in (there was no other choice then)
+OLD_STORE_DTYPE = "float32"
+
+
+def store_config(checksum: str, settings: dict[str, Any], base_seed: int, dtype: str) -> dict[str, Any]:
+    """What every image of a store shares: the model, the base seed, the settings and the requested
+    dtype (a float32 image and a bfloat16 one of the same seed differ slightly, so a store does not mix
+    them; the device is left free, as float32 on two devices differs only by rounding)."""
     return {
         "format": CONFIG_FORMAT,
         "version": 1,
         "model_checksum": checksum,
         "seed": base_seed,
+        "dtype": dtype,
         "settings": settings,
     }
 
@@ -176,6 +184,9 @@ def check_store(store: Path, config: dict[str, Any]) -> None:
     if not isinstance(found, dict) or found.get("format") != CONFIG_FORMAT:
         raise InputError(f"{path} is not a pathup augment store description")
     differ = [k for k in ("model_checksum", "seed") if found.get(k) != config[k]]
+    made_in = found.get("dtype", OLD_STORE_DTYPE)
+    if made_in != config["dtype"]:
+        differ.append(f"dtype ({made_in!r} there, {config['dtype']!r} now: pass --dtype {made_in})")
     old, new = found.get("settings", {}), config["settings"]
     differ += [
         f"settings.{k} ({old.get(k)!r} there, {new.get(k)!r} now)" for k in new if old.get(k) != new[k]
@@ -388,6 +399,8 @@ def augment(
     from napari_pathup.engine.plan import available_memory
 
     SynthesisSettings(**{**settings, "class_name": "any"}).check()  # ranges first: milliseconds
+    if dtype not in DTYPE_CHOICES:
+        raise InputError(f"dtype: expected one of {', '.join(DTYPE_CHOICES)}, got {dtype!r}")
     store = Path(store).expanduser().resolve()
     check_not_inside(Path(data), store)
     model_path, checksum, spec = prepare_model(model, allow_download)
@@ -397,7 +410,7 @@ def augment(
     items = plan_items(index, ratio, base_seed)
     check_references(items, plan, max_pixels)
     resolved = shared_settings(plan)
-    config = store_config(checksum, resolved, base_seed)
+    config = store_config(checksum, resolved, base_seed, dtype)
     check_store(store, config)
     check_writable(store if store.is_dir() else store.parent, store)
     size: LocalSize | None = None
