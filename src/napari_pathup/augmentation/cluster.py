@@ -19,6 +19,12 @@ from napari_pathup.errors import InputError
 
 #: memory one worker may need for a 2048² output (measured peak about 1.5 GiB on the CPU)
 WORKER_MEMORY = 2 * 1024**3
+#: Dask config for the LocalCluster we start. Dask's nanny spawns workers with
+#: ``MALLOC_TRIM_THRESHOLD_=65536``; setting that variable at all freezes glibc's mmap threshold at
+#: 128 KiB, so every tensor buffer above it is a fresh mmap faulted in page by page: a 2048x2048
+#: synthesis took 55-58 s instead of 28 s (docs/performance.md, Augmentation). ``None`` (Dask's way
+#: to unset it) leaves glibc's adaptive thresholds; a value the user exported still reaches the workers.
+LOCAL_CLUSTER_CONFIG: dict[str, Any] = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ def open_client(
     dask_address: str | None, size: LocalSize | None, connect_timeout: float = 10.0
 ) -> Iterator[Any]:
     """A ``distributed.Client`` on ``dask_address`` or on a new LocalCluster of ``size``; closed on exit."""
+    import dask
     from distributed import Client, LocalCluster
 
     if dask_address:
@@ -88,14 +95,15 @@ def open_client(
             client.close()
         return
     assert size is not None
-    cluster = LocalCluster(
-        n_workers=size.workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",  # a free port: no clash with other clusters on 8787
-        env={"OMP_NUM_THREADS": str(size.torch_threads), "MKL_NUM_THREADS": str(size.torch_threads)},
-        preload=["napari_pathup.augmentation.worker"],  # its dask_setup leaves Ctrl-C to the client
-    )
+    with dask.config.set(LOCAL_CLUSTER_CONFIG):
+        cluster = LocalCluster(
+            n_workers=size.workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",  # a free port: no clash with other clusters on 8787
+            env={"OMP_NUM_THREADS": str(size.torch_threads), "MKL_NUM_THREADS": str(size.torch_threads)},
+            preload=["napari_pathup.augmentation.worker"],  # its dask_setup leaves Ctrl-C to the client
+        )
     try:
         client = Client(cluster)
         try:
