@@ -69,10 +69,10 @@ def training_crops(
     min_tissue: float,
     per_class: int,
     seed: int = 0,
-) -> tuple[list[np.ndarray], np.ndarray]:
+) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
     """Tissue crops on a ``stride`` grid inside the training bands (never touching a hold-out), at
-    most ``per_class`` per class (a seeded subset)."""
-    by_class: dict[int, list[np.ndarray]] = {}
+    most ``per_class`` per class (a seeded subset); with their labels and their images' keys."""
+    by_class: dict[int, list[tuple[np.ndarray, str]]] = {}
     for entry, rgb in zip(index.images, arrays, strict=True):
         label = index.classes.index(entry.class_name)
         seen: set[tuple[int, int]] = set()
@@ -82,15 +82,17 @@ def training_crops(
                     tile = rgb[y : y + size, x : x + size]
                     if (y, x) not in seen and tissue_mask(tile).mean() >= min_tissue:
                         seen.add((y, x))
-                        by_class.setdefault(label, []).append(np.ascontiguousarray(tile))
+                        by_class.setdefault(label, []).append((np.ascontiguousarray(tile), entry.key))
     rng = np.random.default_rng(seed)
     images: list[np.ndarray] = []
     labels: list[int] = []
+    sources: list[str] = []
     for label, tiles in sorted(by_class.items()):
         keep = sorted(rng.choice(len(tiles), min(per_class, len(tiles)), replace=False))
-        images += [tiles[k] for k in keep]
+        images += [tiles[k][0] for k in keep]
+        sources += [tiles[k][1] for k in keep]
         labels += [label] * len(keep)
-    return images, np.array(labels, int)
+    return images, np.array(labels, int), sources
 
 
 def grid_tiles(image: np.ndarray, size: int, stride: int | None = None) -> list[np.ndarray]:

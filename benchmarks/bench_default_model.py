@@ -156,7 +156,9 @@ class Shared:
     references: dict[str, list[np.ndarray]] = field(default_factory=dict)  # image k uses [k % len]
     reference_note: str = ""
     probe: tuple[str, Callable[[np.ndarray], np.ndarray], np.ndarray] | None = None
-    train_feats: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the probe's crops
+    train_crops: list[np.ndarray] = field(default_factory=list)  # the probe's crops (training areas)
+    train_sources: list[str] = field(default_factory=list)  # their images' keys
+    train_feats: np.ndarray = field(default_factory=lambda: np.zeros(0))  # and their features
     thresholds: dict[str, float] = field(default_factory=dict)  # class → haematoxylin density
     real_sharpness: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per real crop
     real_morphology: dict[str, Morphology] = field(default_factory=dict)
@@ -480,9 +482,10 @@ def probe_of(shared: Shared) -> tuple[str, Callable[[np.ndarray], np.ndarray], n
     """The class probe (trained once, then shared by every model measured)."""
     if shared.probe is None:
         args = shared.args
-        train_x, train_y = training_crops(
+        train_x, train_y, shared.train_sources = training_crops(
             shared.index, shared.arrays, CROP, args.stride, MIN_TISSUE, args.train_crops
         )
+        shared.train_crops = train_x
         shared.train_feats = shared.features(train_x)
         description, predict = linear_probe(shared.train_feats, train_y)
         shared.probe = (description, predict, train_y)
@@ -532,8 +535,66 @@ def prepare_realism(shared: Shared) -> None:
             shared.real_morphology[name] = Morphology.of(real, shared.thresholds[name])
 
 
+def slide_sharpness(shared: Shared) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per class and slide: the sharpness of its held-out and training-area crops over the class's
+    held-out mean (printed once: it does not depend on the model). A class's held-out crops can mix
+    slides of very different sharpness, and a synthesis follows the slide of its reference."""
+    _, _, train_y = probe_of(shared)
+    train_sharpness = sharpness_values(shared.train_crops)
+    rows, out = [], {}
+    for c, name in enumerate(shared.classes):
+        held = shared.real.of(c)
+        if not held:
+            continue
+        mean = float(shared.real_sharpness[held].mean())
+        trained = np.flatnonzero(train_y == c)
+        slides = sorted({shared.real.sources[i] for i in held} | {shared.train_sources[i] for i in trained})
+        out[name] = {}
+        for slide in slides:
+            h = [i for i in held if shared.real.sources[i] == slide]
+            t = [int(i) for i in trained if shared.train_sources[i] == slide]
+            entry = {
+                "held_out_crops": len(h),
+                "held_out_ratio": ratio(float(shared.real_sharpness[h].mean()), mean) if h else math.nan,
+                "training_crops": len(t),
+                "training_ratio": ratio(float(train_sharpness[t].mean()), mean) if t else math.nan,
+            }
+            out[name][slide] = entry
+            rows.append(
+                [
+                    name,
+                    slide,
+                    entry["held_out_crops"],
+                    fmt(entry["held_out_ratio"]),
+                    entry["training_crops"],
+                    fmt(entry["training_ratio"]),
+                ]
+            )
+    section(
+        "0. Sharpness of the real slides (no model)",
+        "Per slide, the mean sharpness of its held-out crops and of its training-area crops (the class "
+        "probe's), each over the mean of all held-out crops of the class: the yardstick of the "
+        "sharpness bar. A synthesis draws the tissue of its reference's slide.",
+        markdown_table(
+            ["class", "slide", "held-out crops", "held-out / class", "training crops", "training / class"],
+            rows,
+        ),
+    )
+    return out
+
+
 def span(values: np.ndarray) -> tuple[float, float]:
     return (float(values.min()), float(values.max())) if len(values) else (math.nan, math.nan)
+
+
+def control_sets(shared: Shared, c: int, name: str) -> dict[str, list[np.ndarray]]:
+    """Real tissue measured like the synthetic crops, as yardsticks for them (no bar): the class
+    probe's crops of the training areas (what a model that reproduced its training tissue exactly
+    would score) and the class's references cut into 1:1 tiles (what the synthesis starts from)."""
+    _, _, train_y = probe_of(shared)
+    trained = [shared.train_crops[i] for i in np.flatnonzero(train_y == c)]
+    tiles = [t for ref in shared.references.get(name, []) for t in grid_tiles(ref, CROP)]
+    return {"real training areas": trained, "reference, 1:1 tiles": with_tissue(tiles, MIN_TISSUE)[0]}
 
 
 def realism(bench: Bench) -> dict[str, Any]:
@@ -541,8 +602,12 @@ def realism(bench: Bench) -> dict[str, Any]:
     shared = bench.shared
     low, high = BARS["sharpness"]
     sharp_rows, morph_rows, out = [], [], {}
-    kinds = ("PathUp", "stage-1 upsampled")
     for c, name in enumerate(bench.classes):
+        sets = {
+            "PathUp": bench.crops[name]["PathUp"],
+            "stage-1 upsampled": bench.crops[name]["stage-1 upsampled"],
+        }
+        sets |= control_sets(shared, c, name)
         ids = shared.real.of(c)
         if not ids or name not in shared.thresholds:
             out[name] = {}
@@ -570,8 +635,9 @@ def realism(bench: Bench) -> dict[str, Any]:
                 "",
             ]
         )
-        for kind in kinds:
-            crops = bench.crops[name][kind]
+        for kind, crops in sets.items():
+            if not crops:
+                continue
             shares = sharpness_values(crops)
             m = Morphology.of(crops, shared.thresholds[name])
             area = float(np.median(m.area)) if len(m.area) else math.nan
@@ -624,7 +690,10 @@ def realism(bench: Bench) -> dict[str, Any]:
         f"4. Sharpness and nucleus morphology (no feature network) — {bench.label}",
         "Sharpness: mean share of the luma's spectral power above 1/4 Nyquist (Hann window, mean removed) "
         f"over the crops; ratio: over that of the real held-out crops of the class (bar {low}-{high} for "
-        "PathUp).",
+        "PathUp). Two rows of real tissue are yardsticks, not bars: 'real training areas' (the class "
+        "probe's crops: what a model that reproduced its training tissue exactly would score) and "
+        f"'reference, 1:1 tiles' (the references the syntheses start from, cut into {CROP}-px tiles at "
+        "their own size, before any enlargement).",
         markdown_table(["class", "set", "crops", "sharpness", "real", "ratio", f"{low}-{high}"], sharp_rows),
         "Nucleus morphology: haematoxylin-dense components (haematoxylin density Gaussian-smoothed by 1 px, "
         "above the class's threshold: Otsu's on the pooled tissue pixels of its real held-out crops; holes "
@@ -940,6 +1009,7 @@ def main(argv: list[str] | None = None) -> None:
         f"Real crops: {len(real.images)} tissue crops of {CROP}x{CROP} on a {args.stride}-px grid inside the "
         f"hold-out regions of {args.data}" + (f" (none fits in {', '.join(empty)})" if empty else "")
     )
+    per_slide = slide_sharpness(shared)
     benches = [Bench(shared, label, model) for label, model in models.items()]
     reports = {b.label: measure(b) for b in benches}
     report: dict[str, Any] = {
@@ -949,6 +1019,7 @@ def main(argv: list[str] | None = None) -> None:
         "feature_network": extractor.label,
         "real_crops": {name: len(real.of(c)) for c, name in enumerate(shared.classes)},
         "nucleus_thresholds_h": shared.thresholds,
+        "real_sharpness_per_slide": per_slide,
         **reports["model"],
     }
     if "baseline" in reports:
