@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from helpers import rgb
+from napari_pathup.augmentation.cluster import LOCAL_CLUSTER_CONFIG
 from napari_pathup.augmentation.manifest import MANIFEST_NAME, read_manifest
 from napari_pathup.augmentation.plan import plan_items
 from napari_pathup.augmentation.run import augment, stale_temporaries, wait_for_active
@@ -48,9 +49,11 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def client():
+    import dask
     from distributed import Client, LocalCluster
 
     with (
+        dask.config.set(LOCAL_CLUSTER_CONFIG),  # as augment's own cluster: no MALLOC_TRIM_THRESHOLD_
         LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster,
         Client(cluster) as c,
     ):
