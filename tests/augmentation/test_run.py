@@ -260,33 +260,22 @@ def test_classes_the_model_does_not_know_are_refused(pathup_model_dir, tmp_path)
     assert not (tmp_path / "store").exists()
 
 
-def test_a_store_of_other_settings_is_not_resumed(clean_store, data_dir, pathup_model_dir):
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"settings": {**SETTINGS, "steps": 5}}, r"settings.steps \(4 there, 5 now\)"),
+        # clean_store was made in the default dtype (auto): float32 would mix two kinds of images
+        ({"dtype": "float32"}, r"dtype \('auto' there, 'float32' now: pass --dtype auto\)"),
+    ],
+    ids=["settings", "dtype"],
+)
+def test_a_store_of_other_settings_or_dtype_is_not_resumed(
+    change, message, clean_store, data_dir, pathup_model_dir
+):
     before = outputs_on_disk(clean_store)
-    with pytest.raises(InputError, match=r"settings.steps \(4 there, 5 now\)"):
-        augment(
-            data_dir,
-            clean_store,
-            settings={**SETTINGS, "steps": 5},
-            ratio=RATIO,
-            model=str(pathup_model_dir),
-            progress=False,
-        )
-    assert outputs_on_disk(clean_store) == before
-
-
-def test_a_store_of_another_dtype_is_not_resumed(clean_store, data_dir, pathup_model_dir):
-    """clean_store was made in the default dtype (auto): float32 would mix two kinds of images."""
-    before = outputs_on_disk(clean_store)
-    with pytest.raises(InputError, match=r"dtype \('auto' there, 'float32' now: pass --dtype auto\)"):
-        augment(
-            data_dir,
-            clean_store,
-            settings=SETTINGS,
-            ratio=RATIO,
-            model=str(pathup_model_dir),
-            dtype="float32",
-            progress=False,
-        )
+    kwargs = {"settings": SETTINGS, **change}
+    with pytest.raises(InputError, match=message):
+        augment(data_dir, clean_store, ratio=RATIO, model=str(pathup_model_dir), progress=False, **kwargs)
     assert outputs_on_disk(clean_store) == before
 
 
