@@ -16,13 +16,18 @@
 #       ITERS=44000 DEST=out/v4-model scripts/train_default_model.sh
 #                                                  # the version-4 experiment (docs/model_card.md): the
 #                                                  # shipped model trained on with data/extra as well
+#   INIT=src/napari_pathup/data/default_model ITERS=27000 DGAN_ITERS=36000 DGAN_WEIGHT=0.1 \
+#       WORK=out/train-dgan DEST=out/dgan-model scripts/train_default_model.sh
+#                                                  # phase 2b on the shipped denoiser: the adversarial leg
+#                                                  # from iteration 27,000 to 36,000 (training/denoiser_gan.py)
 #   WORK=out/train-deep INIT=src/napari_pathup/data/default_model PRESET=cpu-deep STORAGE=float16 \
 #       ITERS=60000 DEST=out/deep-model scripts/train_default_model.sh
 #                                                  # the depth experiment: the shipped denoiser deepened
 #                                                  # to two resnets per block (same function at the
 #                                                  # start; training/grow.py), then trained on
 # (DATA, WORK and DEST override the data folder, the work folder and where the model is copied;
-#  THREADS the torch threads of each process. WITH_EXTRA=1 trains on data/demo, with its hold-outs,
+#  THREADS the torch threads of each process; DGAN_ITERS the denoiser's iteration count at the end of
+#  its adversarial leg (0: none), DGAN_WEIGHT and DGAN_LR its adversarial weight and learning rate. WITH_EXTRA=1 trains on data/demo, with its hold-outs,
 #  plus data/extra, training-only fields, linked together into $WORK.data.)
 #
 # Recipe (docs/model_card.md says why):
@@ -38,6 +43,10 @@
 #   2  denoiser      UNet2DModel cpu-large preset (7.2 M parameters), v-prediction, min-SNR-5 weighting,
 #                    EMA, flips/rot90, H&E stain jitter (orientations 1-7 of the latent bank), class
 #                    dropout 0.1 for guidance, batch 8 x 32^2 latents, ITERS iterations
+#   2b denoiser GAN  (DGAN_ITERS > 0) the finished denoiser trained on with a latent adversarial term: a
+#                    class-projection discriminator on 8x32x32 latents (from scratch) judges the denoiser's
+#                    clean-latent predictions below timestep 750; hinge loss, weight DGAN_WEIGHT (ramped
+#                    over 500 iterations) against the v loss, lr DGAN_LR, up to DGAN_ITERS iterations
 #   defaults         upscale strength 0.75 instead of 0.45 (measured with bench_default_model.py --quick
 #                    on this model: sharper stage 2 at the same FD and class fidelity, 15 instead of 9
 #                    stage-2 steps; 0.6 until bfloat16 on the CPU made room for the cost; docs/model_card.md)
@@ -56,7 +65,10 @@ GAN_LEGS="${GAN_LEGS:-2000:0.5 4000:2.0 8000:3.0 12000:4.0}"
 GAN_ITERS="${GAN_LEGS##*[ ]}"; GAN_ITERS="${GAN_ITERS%%:*}"  # the last leg's end
 ITERS="${ITERS:-40000}"
 LR="${LR:-2e-4}"  # the denoiser's; may change on resume (a cool-down: LR=5e-5 ITERS=32000 ...)
-SNR_GAMMA="${SNR_GAMMA:-5}"  # the denoiser's min-SNR-γ loss weighting (0: none); may change on resume
+SNR_GAMMA="${SNR_GAMMA:-5}"
+DGAN_ITERS="${DGAN_ITERS:-0}"  # phase 2b: the denoiser's iteration count after its adversarial leg
+DGAN_WEIGHT="${DGAN_WEIGHT:-0.1}"
+DGAN_LR="${DGAN_LR:-5e-5}"  # the denoiser's min-SNR-γ loss weighting (0: none); may change on resume
 DATA="${DATA:-}"
 WITH_EXTRA="${WITH_EXTRA:-}"
 DEST="${DEST:-$REPO/src/napari_pathup/data/default_model}"
@@ -89,6 +101,7 @@ train() {
         --hed-jitter 0.05 0.02 \
         --preset "$PRESET" --batch-size 8 --crop 256 --lr "$LR" --snr-gamma "$SNR_GAMMA" --prediction v_prediction \
         --label-dropout 0.1 --overview-fraction 0.3 --checkpoint-every 250 --eval-every 1000 \
+        --denoiser-gan-iters "$DGAN_ITERS" --denoiser-gan-weight "$DGAN_WEIGHT" --denoiser-gan-lr "$DGAN_LR" \
         --set-default upscale_strength=0.75 --denoiser-storage "$STORAGE" \
         ${INIT:+--init "$INIT"} "$@"
 }
@@ -98,7 +111,11 @@ latest_denoiser_iteration() {
         "$WORK/checkpoints/denoiser/latest.json"
 }
 
-if [ -n "${EXPORT_ONLY:-}" ]; then
+if [ -n "${EXPORT_ONLY:-}" ] && [ -f "$WORK/checkpoints/denoiser_gan/latest.json" ]; then
+    read -r ITERS DGAN_ITERS < <("$PYTHON" -c 'import json,sys; d=sys.argv[1]; p=json.load(open(d+"/latest.json"))
+print(json.load(open(d+"/"+p["path"]+"/state.json"))["start"], p["iteration"])' "$WORK/checkpoints/denoiser_gan")
+    echo "exporting the adversarial denoiser checkpoint of iteration $DGAN_ITERS (from $ITERS)"
+elif [ -n "${EXPORT_ONLY:-}" ]; then
     ITERS="$(latest_denoiser_iteration)"
     echo "exporting the denoiser checkpoint of iteration $ITERS"
 elif [ -n "$INIT" ]; then

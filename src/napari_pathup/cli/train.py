@@ -145,6 +145,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="synthesis default written to pathup.json, e.g. steps=20 (repeatable)",
     )
 
+    adv = p.add_argument_group(
+        "denoiser with a latent adversarial term (phase 2b, after phase 2; training/denoiser_gan.py)"
+    )
+    adv.add_argument(
+        "--denoiser-gan-iters",
+        type=whole(0),
+        default=0,
+        metavar="N",
+        help="the denoiser's iteration count at the end of its adversarial leg, counting on from --iters "
+        "(0: no leg)",
+    )
+    adv.add_argument(
+        "--denoiser-gan-lr", type=number(0, low_open=True), default=5e-5, help="learning rate (5e-5)"
+    )
+    adv.add_argument(
+        "--denoiser-gan-weight",
+        type=number(0),
+        default=0.1,
+        help="adversarial weight against the v loss 1 (0.1)",
+    )
+
     dn.add_argument(
         "--denoiser-storage",
         choices=DENOISER_STORAGES,
@@ -223,6 +244,9 @@ def execute(args: argparse.Namespace) -> int:
         gan_crop=args.gan_crop,
         gan_lr=args.gan_lr,
         gan_weight=args.gan_weight,
+        denoiser_gan_iters=args.denoiser_gan_iters,
+        denoiser_gan_lr=args.denoiser_gan_lr,
+        denoiser_gan_weight=args.denoiser_gan_weight,
         hed_scale=args.hed_jitter[0],
         hed_shift=args.hed_jitter[1],
         init=args.init,

@@ -81,7 +81,8 @@ class Phase:
 
 def seeded_generators(seed: int, stream: int) -> tuple[np.random.Generator, torch.Generator]:
     """The numpy and torch generators of one training phase: ``stream`` tells the phases apart (1
-    autoencoder, 2 denoiser, 3 decoder GAN, 4 fine-tune), so each draws its own sequence from one seed."""
+    autoencoder, 2 denoiser, 3 decoder GAN, 4 fine-tune, 5 denoiser GAN), so each draws its own
+    sequence from one seed."""
     return np.random.default_rng([seed, stream]), torch.Generator().manual_seed(seed * 1000 + stream)
 
 

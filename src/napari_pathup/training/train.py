@@ -76,9 +76,14 @@ DECODER_KEYS = (
     "hed_scale",
     "hed_shift",
 )
+#: settings a resumed adversarial leg of the denoiser (phase 2b) must share (``denoiser_gan_iters`` may
+#: grow); the iteration it started from is checked on its own
+DENOISER_GAN_KEYS = (*DENOISER_KEYS, "denoiser_gan_lr", "denoiser_gan_weight")
 #: the phases of a run, in order; ``--phases`` runs a subset (e.g. the decoder and the denoiser in two
 #: processes at once: both need only the finished autoencoder's encoder)
 PHASES = ("autoencoder", "decoder", "denoiser")
+#: the checkpoints of phase 2b, beside those of phase 2
+DENOISER_GAN_FOLDER = "denoiser_gan"
 #: hold-out crops for the autoencoder PSNR (or of the training crop, when no hold-out fits them)
 AE_EVAL_CROP = 128
 
@@ -107,6 +112,11 @@ class TrainConfig:
     gan_crop: int = 128
     gan_lr: float = 1e-4
     gan_weight: float = 0.5
+    #: phase 2b, the denoiser's adversarial leg: the denoiser's iteration count at its end (0: none),
+    #: its learning rate and adversarial weight (training/denoiser_gan.py)
+    denoiser_gan_iters: int = 0
+    denoiser_gan_lr: float = 5e-5
+    denoiser_gan_weight: float = 0.1
     hed_scale: float = 0.0
     hed_shift: float = 0.0
     init: Path | None = None
@@ -163,6 +173,8 @@ def prepare_output(cfg: TrainConfig, index: DatasetIndex) -> Path:
             )
         if latest_checkpoint(ckpt / "denoiser") is not None:
             _check_settings(saved, current, DENOISER_KEYS, "denoiser")
+        if latest_checkpoint(ckpt / DENOISER_GAN_FOLDER) is not None:
+            _check_settings(saved, current, DENOISER_GAN_KEYS, "adversarial denoiser")
         if latest_checkpoint(ckpt / "decoder") is not None:
             _check_settings(saved, current, DECODER_KEYS, "decoder")
         if latest_checkpoint(ckpt / "autoencoder") is not None:
@@ -433,6 +445,12 @@ def train_denoiser(
     phase.ema.copy_to(unet.parameters())
     unet.eval()
     log(f"denoiser: done in {result.seconds / 60:.1f} min; {result.metrics}")
+    adversarial: dict[str, Any] | None = None
+    if cfg.denoiser_gan_iters:
+        adversarial = train_denoiser_gan(
+            cfg, phase, scheduler, result.iteration, ckpt / DENOISER_GAN_FOLDER, log
+        )
+        unet.eval()
     if cfg.init is not None:  # a warm start records the schedules of the model it continued, too
         lr_schedule = _init_schedule(cfg.init, "lr_from_iteration", "lr", initial) + lr_schedule
         snr_schedule = (
@@ -444,7 +462,99 @@ def train_denoiser(
         "snr_gamma_from_iteration": _merge_schedule(snr_schedule),
         **result.metrics,
     }
+    if cfg.init is not None and "adversarial" in _recorded(cfg.init, "denoiser"):
+        info["init_adversarial"] = _recorded(cfg.init, "denoiser")["adversarial"]  # what it continued
+    if adversarial is not None:
+        info = {**info, "iterations": adversarial["iterations"], "adversarial": adversarial}
     return unet, scheduler, data, info
+
+
+def train_denoiser_gan(
+    cfg: TrainConfig,
+    plain: Any,
+    scheduler: Any,
+    start: int,
+    folder: Path,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Phase 2b: the finished denoiser (``plain.model``, its EMA weights, trained ``start`` iterations)
+    fine-tuned with a
+    latent adversarial term up to ``cfg.denoiser_gan_iters``; leaves the EMA weights in it and
+    returns the leg's record. Resumes from ``folder`` only when its checkpoints start at ``start``."""
+    from napari_pathup.training.denoiser_gan import (
+        MAX_TIMESTEP,
+        DenoiserGanPhase,
+        LatentDiscriminator,
+        denoiser_gan_optimizer,
+    )
+
+    if cfg.denoiser_gan_iters < start:
+        raise InputError(
+            f"--denoiser-gan-iters {cfg.denoiser_gan_iters} is below the denoiser's {start} iterations: it "
+            "counts on from them (0: no adversarial leg)"
+        )
+    checkpoint = latest_checkpoint(folder) if cfg.resume else None
+    if checkpoint is not None:
+        began = json.loads((checkpoint / "state.json").read_text()).get("start")
+        if began != start:
+            raise InputError(
+                f"cannot resume: the adversarial denoiser's checkpoints in {folder} continue a denoiser of "
+                f"{began} iterations, this one has {start}; delete that folder to start its leg again"
+            )
+    unet = plain.model
+    torch.manual_seed(cfg.seed + 5)
+    n_labels = unet.config.num_class_embeds
+    discriminator = LatentDiscriminator(unet.config.in_channels, n_labels).to(plain.device)
+    model = torch.nn.ModuleDict({"denoiser": unet, "discriminator": discriminator})
+    numpy_rng, torch_rng = seeded_generators(cfg.seed, 5)
+    phase = DenoiserGanPhase(
+        "denoiser-gan",
+        model,
+        denoiser_gan_optimizer(unet, discriminator, cfg.denoiser_gan_lr),
+        make_ema(model),
+        numpy_rng,
+        torch_rng,
+        lr=cfg.denoiser_gan_lr,
+        device=plain.device,
+        sampler=plain.sampler,
+        bank=plain.bank,
+        n_classes=plain.n_classes,
+        batch_size=plain.batch_size,
+        scheduler=scheduler,
+        label_dropout=plain.label_dropout,
+        snr_gamma=plain.snr_gamma,
+        eval_set=plain.eval_set,
+        weight=cfg.denoiser_gan_weight,
+        start=start,
+    )
+    n = sum(p.numel() for p in discriminator.parameters())
+    log(
+        f"denoiser-gan: latent discriminator {n / 1e6:.2f} M parameters, iterations {start} to "
+        f"{cfg.denoiser_gan_iters}, adversarial weight {cfg.denoiser_gan_weight} below timestep "
+        f"{MAX_TIMESTEP}"
+    )
+    result = run_phase(
+        phase,
+        cfg.denoiser_gan_iters,
+        folder,
+        cfg.checkpoint_every,
+        cfg.eval_every,
+        cfg.resume,
+        cfg.progress,
+        initial=start,
+        extra_state={"start": start},
+    )
+    phase.ema.copy_to(model.parameters())
+    log(f"denoiser-gan: done in {result.seconds / 60:.1f} min; {result.metrics}")
+    return {
+        "iterations": result.iteration,
+        "from_iteration": start,
+        "lr": cfg.denoiser_gan_lr,
+        "weight": cfg.denoiser_gan_weight,
+        "max_timestep": MAX_TIMESTEP,
+        "discriminator_parameters": n,
+        **result.metrics,
+    }
 
 
 def _recorded(model: Path, phase: str) -> dict[str, Any]:

@@ -1,0 +1,105 @@
+"""Phase 2b, the denoiser's adversarial leg: it continues the finished denoiser, resumes exactly, refuses
+to continue another denoiser, and the exported model records it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from helpers import TINY_TRAINING
+from napari_pathup.cli import main
+from napari_pathup.errors import InputError
+from napari_pathup.training.denoiser import diffusion_target
+from napari_pathup.training.denoiser_gan import laplacian_energy, predicted_clean
+from napari_pathup.training.train import TrainConfig, train
+
+
+def _config(data: Path, out: Path, **changes) -> TrainConfig:
+    return TrainConfig(data=data, out=out, **{**TINY_TRAINING, "iters": 2, **changes})
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "denoiser" / "diffusion_pytorch_model.safetensors")
+
+
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "epsilon"])
+def test_the_clean_latent_of_the_true_target_is_the_clean_latent(prediction_type: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(3, 4, 8, 8, generator=g), torch.randn(3, 4, 8, 8, generator=g)
+    alpha_bar = torch.tensor([0.9, 0.5, 0.05]).view(-1, 1, 1, 1)
+    noisy, target = diffusion_target(x0, noise, alpha_bar, prediction_type)
+    assert torch.allclose(predicted_clean(noisy, target, alpha_bar, prediction_type), x0, atol=1e-5)
+
+
+def test_latent_laplacian_energy_ranks_blur_below_sharp() -> None:
+    sharp = torch.randn(2, 8, 16, 16, generator=torch.Generator().manual_seed(0))
+    blurred = torch.nn.functional.avg_pool2d(sharp, 3, stride=1, padding=1)
+    assert laplacian_energy(blurred) < 0.5 * laplacian_energy(sharp)
+
+
+def test_the_adversarial_leg_continues_the_denoiser_and_is_recorded(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    plain = train(_config(tiny_dataset, tmp_path / "plain"), log=lambda _: None)
+    tuned = train(_config(tiny_dataset, tmp_path / "tuned", denoiser_gan_iters=4), log=lambda _: None)
+    record = json.loads((tuned / "pathup.json").read_text())["training"]["denoiser"]
+    assert record["iterations"] == 4
+    adversarial = record["adversarial"]
+    assert (adversarial["from_iteration"], adversarial["iterations"]) == (2, 4)
+    assert adversarial["weight"] == TrainConfig.denoiser_gan_weight
+    assert {"val", "sharp", "sharp_blur"} <= set(adversarial)  # measured at its end
+    # the same denoiser up to iteration 2 (same phase-2 checkpoint), then changed by the leg
+    a = load_file(plain / "checkpoints/denoiser/step-0000002/model.safetensors")
+    b = load_file(tuned / "checkpoints/denoiser/step-0000002/model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    before, after = _weights(plain), _weights(tuned)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert (tuned / "checkpoints/denoiser_gan/step-0000004").is_dir()
+
+
+def test_the_adversarial_leg_resumes_bit_for_bit(tiny_dataset: Path, tmp_path: Path) -> None:
+    whole = train(_config(tiny_dataset, tmp_path / "whole", denoiser_gan_iters=6), log=lambda _: None)
+    out = tmp_path / "split"
+    train(_config(tiny_dataset, out, denoiser_gan_iters=4), log=lambda _: None)
+    train(_config(tiny_dataset, out, denoiser_gan_iters=6, resume=True), log=lambda _: None)
+    # incl. the discriminator's spectral-norm vectors and the optimizer state: the whole checkpoint
+    a = load_file(whole / "checkpoints/denoiser_gan/step-0000006/model.safetensors")
+    b = load_file(out / "checkpoints/denoiser_gan/step-0000006/model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    w, s = _weights(whole), _weights(out)
+    assert all(torch.equal(w[k], s[k]) for k in w)
+
+
+def test_the_leg_refuses_to_continue_another_denoiser_or_to_count_backwards(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "model"
+    train(_config(tiny_dataset, out, denoiser_gan_iters=3), log=lambda _: None)
+    with pytest.raises(InputError, match="continue a denoiser of 2 iterations, this one has 4"):
+        train(_config(tiny_dataset, out, iters=4, denoiser_gan_iters=5, resume=True), log=lambda _: None)
+    with pytest.raises(InputError, match=r"denoiser_gan_weight: 0\.1 → 0\.5"):
+        train(
+            _config(tiny_dataset, out, denoiser_gan_iters=5, denoiser_gan_weight=0.5, resume=True),
+            log=lambda _: None,
+        )
+    with pytest.raises(InputError, match="below the denoiser's 2 iterations"):
+        train(_config(tiny_dataset, tmp_path / "other", denoiser_gan_iters=1), log=lambda _: None)
+
+
+def test_the_cli_passes_the_adversarial_settings(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cli"
+    args = ["train", str(tiny_dataset), "--out", str(out), "--quiet", "--threads", "1"]
+    args += ["--ae-preset", "tiny", "--ae-iters", "1", "--ae-batch-size", "1", "--ae-crop", "32"]
+    args += ["--preset", "tiny", "--iters", "1", "--batch-size", "1", "--crop", "64"]
+    args += ["--reference-size", "128"]
+    assert main([*args, "--denoiser-gan-iters", "2", "--denoiser-gan-weight", "0.05"]) == 0
+    adversarial = json.loads((out / "pathup.json").read_text())["training"]["denoiser"]["adversarial"]
+    assert (adversarial["iterations"], adversarial["weight"], adversarial["lr"]) == (2, 0.05, 5e-5)
+    with pytest.raises(SystemExit) as stop:
+        main([*args, "--denoiser-gan-weight", "-1", "--out", str(tmp_path / "bad")])
+    assert stop.value.code == 2
+    assert "--denoiser-gan-weight: '-1': expected a finite number >= 0" in capsys.readouterr().err
