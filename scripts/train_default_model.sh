@@ -27,7 +27,8 @@
 #                                                  # start; training/grow.py), then trained on
 # (DATA, WORK and DEST override the data folder, the work folder and where the model is copied;
 #  THREADS the torch threads of each process; DGAN_ITERS the denoiser's iteration count at the end of
-#  its adversarial leg (0: none), DGAN_WEIGHT and DGAN_LR its adversarial weight and learning rate. WITH_EXTRA=1 trains on data/demo, with its hold-outs,
+#  its adversarial leg (0: none), DGAN_WEIGHT, DGAN_LR and DGAN_MAX_T its adversarial weight, learning
+#  rate and the timesteps it judges. WITH_EXTRA=1 trains on data/demo, with its hold-outs,
 #  plus data/extra, training-only fields, linked together into $WORK.data.)
 #
 # Recipe (docs/model_card.md says why):
@@ -45,8 +46,9 @@
 #                    dropout 0.1 for guidance, batch 8 x 32^2 latents, ITERS iterations
 #   2b denoiser GAN  (DGAN_ITERS > 0) the finished denoiser trained on with a latent adversarial term: a
 #                    class-projection discriminator on 8x32x32 latents (from scratch) judges the denoiser's
-#                    clean-latent predictions below timestep 750; hinge loss, weight DGAN_WEIGHT (ramped
-#                    over 500 iterations) against the v loss, lr DGAN_LR, up to DGAN_ITERS iterations
+#                    clean-latent predictions below timestep DGAN_MAX_T (750); hinge loss, weight
+#                    DGAN_WEIGHT (ramped over 500 iterations) against the v loss, lr DGAN_LR, up to
+#                    DGAN_ITERS iterations
 #   defaults         upscale strength 0.75 instead of 0.45 (measured with bench_default_model.py --quick
 #                    on this model: sharper stage 2 at the same FD and class fidelity, 15 instead of 9
 #                    stage-2 steps; 0.6 until bfloat16 on the CPU made room for the cost; docs/model_card.md)
@@ -65,10 +67,11 @@ GAN_LEGS="${GAN_LEGS:-2000:0.5 4000:2.0 8000:3.0 12000:4.0}"
 GAN_ITERS="${GAN_LEGS##*[ ]}"; GAN_ITERS="${GAN_ITERS%%:*}"  # the last leg's end
 ITERS="${ITERS:-40000}"
 LR="${LR:-2e-4}"  # the denoiser's; may change on resume (a cool-down: LR=5e-5 ITERS=32000 ...)
-SNR_GAMMA="${SNR_GAMMA:-5}"
+SNR_GAMMA="${SNR_GAMMA:-5}"  # the denoiser's min-SNR-γ loss weighting (0: none); may change on resume
 DGAN_ITERS="${DGAN_ITERS:-0}"  # phase 2b: the denoiser's iteration count after its adversarial leg
 DGAN_WEIGHT="${DGAN_WEIGHT:-0.1}"
-DGAN_LR="${DGAN_LR:-5e-5}"  # the denoiser's min-SNR-γ loss weighting (0: none); may change on resume
+DGAN_LR="${DGAN_LR:-5e-5}"
+DGAN_MAX_T="${DGAN_MAX_T:-750}"
 DATA="${DATA:-}"
 WITH_EXTRA="${WITH_EXTRA:-}"
 DEST="${DEST:-$REPO/src/napari_pathup/data/default_model}"
@@ -102,6 +105,7 @@ train() {
         --preset "$PRESET" --batch-size 8 --crop 256 --lr "$LR" --snr-gamma "$SNR_GAMMA" --prediction v_prediction \
         --label-dropout 0.1 --overview-fraction 0.3 --checkpoint-every 250 --eval-every 1000 \
         --denoiser-gan-iters "$DGAN_ITERS" --denoiser-gan-weight "$DGAN_WEIGHT" --denoiser-gan-lr "$DGAN_LR" \
+        --denoiser-gan-max-timestep "$DGAN_MAX_T" \
         --set-default upscale_strength=0.75 --denoiser-storage "$STORAGE" \
         ${INIT:+--init "$INIT"} "$@"
 }

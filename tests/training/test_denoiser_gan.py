@@ -14,7 +14,7 @@ from helpers import TINY_TRAINING
 from napari_pathup.cli import main
 from napari_pathup.errors import InputError
 from napari_pathup.training.denoiser import diffusion_target
-from napari_pathup.training.denoiser_gan import laplacian_energy, predicted_clean
+from napari_pathup.training.denoiser_gan import LatentDiscriminator, laplacian_energy, predicted_clean
 from napari_pathup.training.train import TrainConfig, train
 
 
@@ -61,6 +61,23 @@ def test_the_adversarial_leg_continues_the_denoiser_and_is_recorded(
     assert (tuned / "checkpoints/denoiser_gan/step-0000004").is_dir()
 
 
+def test_only_the_timesteps_below_the_limit_are_judged(tiny_dataset: Path, tmp_path: Path) -> None:
+    """With no timestep below the limit the discriminator never sees a latent (not even its spectral-norm
+    vectors move) and the denoiser trains on the v loss alone."""
+    out = train(
+        _config(tiny_dataset, tmp_path / "m", denoiser_gan_iters=4, denoiser_gan_max_timestep=1),
+        log=lambda _: None,
+    )
+    after = load_file(out / "checkpoints/denoiser_gan/step-0000004/model.safetensors")
+    torch.manual_seed(TrainConfig.seed + 5)  # as train_denoiser_gan builds it
+    config = json.loads((out / "denoiser" / "config.json").read_text())
+    fresh = LatentDiscriminator(config["in_channels"], config["num_class_embeds"]).state_dict()
+    assert all(torch.equal(fresh[k], after[f"discriminator.{k}"]) for k in fresh)
+    judged = train(_config(tiny_dataset, tmp_path / "j", denoiser_gan_iters=4), log=lambda _: None)
+    moved = load_file(judged / "checkpoints/denoiser_gan/step-0000004/model.safetensors")
+    assert any(not torch.equal(fresh[k], moved[f"discriminator.{k}"]) for k in fresh)
+
+
 def test_the_adversarial_leg_resumes_bit_for_bit(tiny_dataset: Path, tmp_path: Path) -> None:
     whole = train(_config(tiny_dataset, tmp_path / "whole", denoiser_gan_iters=6), log=lambda _: None)
     out = tmp_path / "split"
@@ -99,6 +116,7 @@ def test_the_cli_passes_the_adversarial_settings(tiny_dataset: Path, tmp_path: P
     assert main([*args, "--denoiser-gan-iters", "2", "--denoiser-gan-weight", "0.05"]) == 0
     adversarial = json.loads((out / "pathup.json").read_text())["training"]["denoiser"]["adversarial"]
     assert (adversarial["iterations"], adversarial["weight"], adversarial["lr"]) == (2, 0.05, 5e-5)
+    assert adversarial["max_timestep"] == 750
     with pytest.raises(SystemExit) as stop:
         main([*args, "--denoiser-gan-weight", "-1", "--out", str(tmp_path / "bad")])
     assert stop.value.code == 2

@@ -165,6 +165,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.1,
         help="adversarial weight against the v loss 1 (0.1)",
     )
+    adv.add_argument(
+        "--denoiser-gan-max-timestep",
+        type=positive_int,
+        default=750,
+        metavar="T",
+        help="judge the clean-latent predictions of timesteps below T only (750, of 1000)",
+    )
 
     dn.add_argument(
         "--denoiser-storage",
@@ -247,6 +254,7 @@ def execute(args: argparse.Namespace) -> int:
         denoiser_gan_iters=args.denoiser_gan_iters,
         denoiser_gan_lr=args.denoiser_gan_lr,
         denoiser_gan_weight=args.denoiser_gan_weight,
+        denoiser_gan_max_timestep=args.denoiser_gan_max_timestep,
         hed_scale=args.hed_jitter[0],
         hed_shift=args.hed_jitter[1],
         init=args.init,

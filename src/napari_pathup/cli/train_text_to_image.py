@@ -32,6 +32,7 @@ PATHUP_ONLY = (
     "denoiser_gan_iters",
     "denoiser_gan_lr",
     "denoiser_gan_weight",
+    "denoiser_gan_max_timestep",
     "hed_jitter",
     "init",
     "preset",

@@ -7,7 +7,7 @@ tissue. As in denoising diffusion GANs (Xiao et al. 2022) and latent adversarial
 distillation (Sauer et al. 2024), a discriminator judges the predicted clean latent
 ``x0_hat = sqrt(a) x_t - sqrt(1 - a) v`` against real latents of the same class and scale, and the
 denoiser trains on its usual v loss plus a small hinge generator term, for the timesteps below
-:data:`MAX_TIMESTEP` (the range stage 2 samples). The discriminator sees latents only and is trained
+``max_timestep`` (at most the range stage 2 samples). The discriminator sees latents only and is trained
 from scratch: no pretrained feature network (and not the evaluation's EfficientNet-Lite0).
 """
 
@@ -24,7 +24,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 from napari_pathup.models.conditioning import class_label
 from napari_pathup.training.denoiser import DenoiserPhase, diffusion_target, min_snr_weight
 
-#: the adversarial term applies to timesteps below this (stage 2 starts near 750 at strength 0.75)
+#: the adversarial term applies to timesteps below this by default (stage 2 starts near 750 at
+#: upscale strength 0.75); the evaluation samples from it
 MAX_TIMESTEP = 750
 #: iterations over which the adversarial weight grows from 0
 RAMP = 500
@@ -90,13 +91,17 @@ class DenoiserGanPhase(DenoiserPhase):
 
     One optimizer holds both networks (param groups); each step first updates the discriminator on
     real vs predicted latents, then the denoiser, with the other network's gradients dropped. The
-    adversarial weight ramps up over :data:`RAMP` iterations from ``start`` (the leg's first).
+    adversarial weight ramps up over :data:`RAMP` iterations from ``start`` (the leg's first); it
+    applies to the timesteps below ``max_timestep``.
     """
 
-    def __init__(self, *args: Any, weight: float, start: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, weight: float, start: int, max_timestep: int = MAX_TIMESTEP, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.weight = weight
         self.start = start
+        self.max_timestep = max_timestep
         self.sampling = DDIMScheduler.from_config(kwargs["scheduler"].config)  # for evaluate's draws
 
     @property
@@ -127,7 +132,7 @@ class DenoiserGanPhase(DenoiserPhase):
         weight = min_snr_weight(alpha_bar.view(-1), self.prediction_type, self.snr_gamma)
         v_loss = (weight * per_sample).mean()
         x0_hat = predicted_clean(noisy, pred, alpha_bar, self.prediction_type)
-        judged = (t < MAX_TIMESTEP).to(d)
+        judged = (t < self.max_timestep).to(d)
         opt, disc = self.optimizer, self.discriminator
         d_loss = torch.zeros((), device=d)
         if judged.any():  # discriminator: hinge loss on real vs predicted clean latents

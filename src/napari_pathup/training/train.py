@@ -78,7 +78,7 @@ DECODER_KEYS = (
 )
 #: settings a resumed adversarial leg of the denoiser (phase 2b) must share (``denoiser_gan_iters`` may
 #: grow); the iteration it started from is checked on its own
-DENOISER_GAN_KEYS = (*DENOISER_KEYS, "denoiser_gan_lr", "denoiser_gan_weight")
+DENOISER_GAN_KEYS = (*DENOISER_KEYS, "denoiser_gan_lr", "denoiser_gan_weight", "denoiser_gan_max_timestep")
 #: the phases of a run, in order; ``--phases`` runs a subset (e.g. the decoder and the denoiser in two
 #: processes at once: both need only the finished autoencoder's encoder)
 PHASES = ("autoencoder", "decoder", "denoiser")
@@ -113,10 +113,11 @@ class TrainConfig:
     gan_lr: float = 1e-4
     gan_weight: float = 0.5
     #: phase 2b, the denoiser's adversarial leg: the denoiser's iteration count at its end (0: none),
-    #: its learning rate and adversarial weight (training/denoiser_gan.py)
+    #: its learning rate, adversarial weight and the timesteps it judges (training/denoiser_gan.py)
     denoiser_gan_iters: int = 0
     denoiser_gan_lr: float = 5e-5
     denoiser_gan_weight: float = 0.1
+    denoiser_gan_max_timestep: int = 750
     hed_scale: float = 0.0
     hed_shift: float = 0.0
     init: Path | None = None
@@ -482,7 +483,6 @@ def train_denoiser_gan(
     latent adversarial term up to ``cfg.denoiser_gan_iters``; leaves the EMA weights in it and
     returns the leg's record. Resumes from ``folder`` only when its checkpoints start at ``start``."""
     from napari_pathup.training.denoiser_gan import (
-        MAX_TIMESTEP,
         DenoiserGanPhase,
         LatentDiscriminator,
         denoiser_gan_optimizer,
@@ -526,12 +526,13 @@ def train_denoiser_gan(
         eval_set=plain.eval_set,
         weight=cfg.denoiser_gan_weight,
         start=start,
+        max_timestep=cfg.denoiser_gan_max_timestep,
     )
     n = sum(p.numel() for p in discriminator.parameters())
     log(
         f"denoiser-gan: latent discriminator {n / 1e6:.2f} M parameters, iterations {start} to "
         f"{cfg.denoiser_gan_iters}, adversarial weight {cfg.denoiser_gan_weight} below timestep "
-        f"{MAX_TIMESTEP}"
+        f"{cfg.denoiser_gan_max_timestep}"
     )
     result = run_phase(
         phase,
@@ -551,7 +552,7 @@ def train_denoiser_gan(
         "from_iteration": start,
         "lr": cfg.denoiser_gan_lr,
         "weight": cfg.denoiser_gan_weight,
-        "max_timestep": MAX_TIMESTEP,
+        "max_timestep": cfg.denoiser_gan_max_timestep,
         "discriminator_parameters": n,
         **result.metrics,
     }
