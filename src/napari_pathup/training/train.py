@@ -479,9 +479,9 @@ def train_denoiser_gan(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """Phase 2b: the finished denoiser (``plain.model``, its EMA weights, trained ``start`` iterations)
-    fine-tuned with a
-    latent adversarial term up to ``cfg.denoiser_gan_iters``; leaves the EMA weights in it and
-    returns the leg's record. Resumes from ``folder`` only when its checkpoints start at ``start``."""
+    fine-tuned with a latent adversarial term up to ``cfg.denoiser_gan_iters``; leaves the EMA weights
+    in it and returns the leg's record. Resumes from ``folder`` only when its checkpoints start at
+    ``start``."""
     from napari_pathup.training.denoiser_gan import (
         DenoiserGanPhase,
         LatentDiscriminator,
