@@ -27,7 +27,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from napari_pathup.training.augmentation import HedJitter, hed_jitter
 from napari_pathup.training.autoencoder import psnr, stain_densities
 from napari_pathup.training.data import CropSampler, crops_to_tensor
-from napari_pathup.training.loop import Phase
+from napari_pathup.training.loop import Phase, update
 
 
 class PatchDiscriminator(nn.Module):
@@ -137,24 +137,14 @@ class DecoderGanPhase(Phase):
         y = decoder(z)
         # discriminator: hinge loss on real vs decoded
         d_loss = F.relu(1 - disc(x, z)).mean() + F.relu(1 + disc(y.detach(), z)).mean()
-        opt.zero_grad(set_to_none=True)
-        d_loss.backward()
-        for p in decoder.parameters():
-            p.grad = None
-        opt.step()
+        update(opt, d_loss, frozen=decoder)
         # decoder: reconstruction + adversarial (hinge generator loss)
         g_rec = self.reconstruction(y, x)
         g_adv = -disc(y, z).mean()
         g_loss = g_rec + self.adversarial_weight() * g_adv
         if not (torch.isfinite(g_loss) and torch.isfinite(d_loss)):
             raise FloatingPointError(f"{self.name}: loss became {float(g_loss)} / {float(d_loss)}")
-        opt.zero_grad(set_to_none=True)
-        g_loss.backward()
-        for p in disc.parameters():
-            p.grad = None
-        if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(decoder.parameters(), self.grad_clip)
-        opt.step()
+        update(opt, g_loss, frozen=disc, clipped=decoder, grad_clip=self.grad_clip)
         self.ema.step(self.model.parameters())
         return float(g_rec.detach())
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +191,20 @@ def min_snr_weight(alpha_bar: torch.Tensor, prediction_type: str, gamma: float) 
     return clipped / (snr + 1) if prediction_type == "v_prediction" else clipped / snr
 
 
+@dataclass
+class DenoiserBatch:
+    """One training batch of :class:`DenoiserPhase`: its crops, clean and noisy latents, timesteps,
+    ``alpha_bar`` (N, 1, 1, 1), the denoiser's prediction and the weighted loss."""
+
+    crops: list[Crop]
+    x0: torch.Tensor
+    t: torch.Tensor
+    alpha_bar: torch.Tensor
+    noisy: torch.Tensor
+    prediction: torch.Tensor
+    loss: torch.Tensor
+
+
 class DenoiserPhase(Phase):
     """Train a UNet on latent crops from ``bank``; ``eval_set`` = (hold-out latents, their labels)."""
 
@@ -223,7 +238,12 @@ class DenoiserPhase(Phase):
         drop = self.numpy_rng.random() < self.label_dropout
         return class_label(None if drop else crop.class_index, crop.scale_index, self.n_classes)
 
-    def loss(self) -> torch.Tensor:
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        return self.model
+
+    def predict(self) -> DenoiserBatch:
+        """Draw a batch of latent crops, noise them and run the denoiser on them (on ``self.device``)."""
         crops = [self.sampler.sample(self.numpy_rng) for _ in range(self.batch_size)]
         x0 = torch.stack([self.bank.crop(c, self.size) for c in crops])
         labels = torch.tensor([self._label(c) for c in crops], dtype=torch.long)
@@ -232,10 +252,14 @@ class DenoiserPhase(Phase):
         alpha_bar = self.alphas[t].view(-1, 1, 1, 1)
         noisy, target = diffusion_target(x0, noise, alpha_bar, self.prediction_type)
         d = self.device
-        pred = self.model(noisy.to(d), t.to(d), class_labels=labels.to(d)).sample
-        per_sample = (pred.float() - target.to(d)).pow(2).mean(dim=(1, 2, 3))
-        weight = min_snr_weight(alpha_bar.view(-1), self.prediction_type, self.snr_gamma).to(d)
-        return (weight * per_sample).mean()
+        x0, noisy, alpha_bar = x0.to(d), noisy.to(d), alpha_bar.to(d)
+        pred = self.denoiser(noisy, t.to(d), class_labels=labels.to(d)).sample.float()
+        per_sample = (pred - target.to(d)).pow(2).mean(dim=(1, 2, 3))
+        weight = min_snr_weight(alpha_bar.view(-1), self.prediction_type, self.snr_gamma)
+        return DenoiserBatch(crops, x0, t, alpha_bar, noisy, pred, (weight * per_sample).mean())
+
+    def loss(self) -> torch.Tensor:
+        return self.predict().loss
 
     def evaluate(self) -> dict[str, float]:
         """Unweighted MSE on hold-out latents at fixed timesteps and noise (comparable across runs)."""
@@ -249,7 +273,7 @@ class DenoiserPhase(Phase):
 
         def run() -> dict[str, float]:
             d = self.device
-            pred = self.model(noisy.to(d), t.to(d), class_labels=labels.to(d)).sample.float().cpu()
+            pred = self.denoiser(noisy.to(d), t.to(d), class_labels=labels.to(d)).sample.float().cpu()
             return {"val": float((pred - target).pow(2).mean())}
 
         return self.with_ema_weights(run)

@@ -22,7 +22,8 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from napari_pathup.models.conditioning import class_label
-from napari_pathup.training.denoiser import DenoiserPhase, diffusion_target, min_snr_weight
+from napari_pathup.training.denoiser import DenoiserPhase
+from napari_pathup.training.loop import update
 
 #: the adversarial term applies to timesteps below this by default (stage 2 starts near 750 at
 #: upscale strength 0.75); the evaluation samples from it
@@ -105,57 +106,36 @@ class DenoiserGanPhase(DenoiserPhase):
         self.sampling = DDIMScheduler.from_config(kwargs["scheduler"].config)  # for evaluate's draws
 
     @property
-    def denoiser(self) -> nn.Module:
-        return self.model["denoiser"]
-
-    @property
     def discriminator(self) -> nn.Module:
         return self.model["discriminator"]
 
     def adversarial_weight(self) -> float:
         return self.weight * min(1.0, max(0, self.iteration - self.start) / RAMP)
 
+    @property
+    def denoiser(self) -> nn.Module:
+        return self.model["denoiser"]
+
     def train_step(self) -> float:
-        # the same draws, in the same order, as DenoiserPhase.loss
-        crops = [self.sampler.sample(self.numpy_rng) for _ in range(self.batch_size)]
-        x0 = torch.stack([self.bank.crop(c, self.size) for c in crops])
-        true = torch.tensor([class_label(c.class_index, c.scale_index, self.n_classes) for c in crops])
-        labels = torch.tensor([self._label(c) for c in crops], dtype=torch.long)
-        t = torch.randint(0, self.T, (len(crops),), generator=self.torch_rng)
-        noise = torch.randn(x0.shape, generator=self.torch_rng)
-        alpha_bar = self.alphas[t].view(-1, 1, 1, 1)
-        noisy, target = diffusion_target(x0, noise, alpha_bar, self.prediction_type)
+        batch = self.predict()  # the same draws, in the same order, as DenoiserPhase's loss
         d = self.device
-        x0, true, noisy, alpha_bar = x0.to(d), true.to(d), noisy.to(d), alpha_bar.to(d)
-        pred = self.denoiser(noisy, t.to(d), class_labels=labels.to(d)).sample.float()
-        per_sample = (pred - target.to(d)).pow(2).mean(dim=(1, 2, 3))
-        weight = min_snr_weight(alpha_bar.view(-1), self.prediction_type, self.snr_gamma)
-        v_loss = (weight * per_sample).mean()
-        x0_hat = predicted_clean(noisy, pred, alpha_bar, self.prediction_type)
-        judged = (t < self.max_timestep).to(d)
+        true = torch.tensor([class_label(c.class_index, c.scale_index, self.n_classes) for c in batch.crops])
+        x0, true = batch.x0, true.to(d)
+        x0_hat = predicted_clean(batch.noisy, batch.prediction, batch.alpha_bar, self.prediction_type)
+        judged = (batch.t < self.max_timestep).to(d)
         opt, disc = self.optimizer, self.discriminator
         d_loss = torch.zeros((), device=d)
         if judged.any():  # discriminator: hinge loss on real vs predicted clean latents
             real, fake, y = x0[judged], x0_hat[judged].detach(), true[judged]
             d_loss = F.relu(1 - disc(real, y)).mean() + F.relu(1 + disc(fake, y)).mean()
-            opt.zero_grad(set_to_none=True)
-            d_loss.backward()
-            for p in self.denoiser.parameters():
-                p.grad = None
-            opt.step()
+            update(opt, d_loss, frozen=self.denoiser)
         g_adv = -disc(x0_hat[judged], true[judged]).mean() if judged.any() else torch.zeros((), device=d)
-        g_loss = v_loss + self.adversarial_weight() * g_adv
+        g_loss = batch.loss + self.adversarial_weight() * g_adv
         if not (torch.isfinite(g_loss) and torch.isfinite(d_loss)):
             raise FloatingPointError(f"{self.name}: loss became {float(g_loss)} / {float(d_loss)}")
-        opt.zero_grad(set_to_none=True)
-        g_loss.backward()
-        for p in disc.parameters():
-            p.grad = None
-        if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.denoiser.parameters(), self.grad_clip)
-        opt.step()
+        update(opt, g_loss, frozen=disc, clipped=self.denoiser, grad_clip=self.grad_clip)
         self.ema.step(self.model.parameters())
-        return float(v_loss.detach())
+        return float(batch.loss.detach())
 
     def evaluate(self) -> dict[str, float]:
         """With the EMA weights, on the hold-out latents: ``val`` as :class:`DenoiserPhase` measures it,
@@ -164,11 +144,10 @@ class DenoiserGanPhase(DenoiserPhase):
         ``sharp_blur`` from the same 4x low-passed (as a stage-1 result enlarged 4x)."""
         if self.eval_set is None:
             return {}
+        out = super().evaluate()
         x0, labels = self.eval_set
         g = torch.Generator().manual_seed(1234)
-        t = torch.linspace(50, self.T - 50, len(x0)).round().long()
-        noise = torch.randn(x0.shape, generator=g)
-        noisy, target = diffusion_target(x0, noise, self.alphas[t].view(-1, 1, 1, 1), self.prediction_type)
+        torch.randn(x0.shape, generator=g)  # the validation's noise: the runs measured so far drew it first
         scheduler = self.sampling
         scheduler.set_timesteps(EVAL_STEPS)
         steps = scheduler.timesteps[scheduler.timesteps < MAX_TIMESTEP]
@@ -178,8 +157,6 @@ class DenoiserGanPhase(DenoiserPhase):
         d = self.device
 
         def run() -> dict[str, float]:
-            pred = self.denoiser(noisy.to(d), t.to(d), class_labels=labels.to(d)).sample.float().cpu()
-            out = {"val": float((pred - target).pow(2).mean())}
             blurred = F.interpolate(F.avg_pool2d(x0, 4), scale_factor=4, mode="bilinear")
             for name, start in (("sharp", x0), ("sharp_blur", blurred)):
                 z = scheduler.add_noise(start, start_noise, steps[:1].repeat(len(x0))).to(d)

@@ -79,6 +79,24 @@ class Phase:
             self.model.train(was_training)
 
 
+def update(
+    optimizer: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    frozen: torch.nn.Module,
+    clipped: torch.nn.Module | None = None,
+    grad_clip: float = 0.0,
+) -> None:
+    """One optimizer step on ``loss`` for one of two networks that share ``optimizer`` (a GAN): the
+    ``frozen`` network's gradients are dropped, so Adam skips it; ``clipped``'s are clipped first."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for p in frozen.parameters():
+        p.grad = None
+    if clipped is not None and grad_clip:
+        torch.nn.utils.clip_grad_norm_(clipped.parameters(), grad_clip)
+    optimizer.step()
+
+
 def seeded_generators(seed: int, stream: int) -> tuple[np.random.Generator, torch.Generator]:
     """The numpy and torch generators of one training phase: ``stream`` tells the phases apart (1
     autoencoder, 2 denoiser, 3 decoder GAN, 4 fine-tune, 5 denoiser GAN), so each draws its own

@@ -463,8 +463,9 @@ def train_denoiser(
         "snr_gamma_from_iteration": _merge_schedule(snr_schedule),
         **result.metrics,
     }
-    if cfg.init is not None and "adversarial" in _recorded(cfg.init, "denoiser"):
-        info["init_adversarial"] = _recorded(cfg.init, "denoiser")["adversarial"]  # what it continued
+    continued = _recorded(cfg.init, "denoiser") if cfg.init is not None else {}
+    if "adversarial" in continued:
+        info["init_adversarial"] = continued["adversarial"]  # what it continued
     if adversarial is not None:
         info = {**info, "iterations": adversarial["iterations"], "adversarial": adversarial}
     return unet, scheduler, data, info
