@@ -27,8 +27,8 @@
 #                                                  # start; training/grow.py), then trained on
 # (DATA, WORK and DEST override the data folder, the work folder and where the model is copied;
 #  THREADS the torch threads of each process; DGAN_ITERS the denoiser's iteration count at the end of
-#  its adversarial leg (0: none), DGAN_WEIGHT, DGAN_LR and DGAN_MAX_T its adversarial weight, learning
-#  rate and the timesteps it judges. WITH_EXTRA=1 trains on data/demo, with its hold-outs,
+#  its adversarial leg (0: none), DGAN_WEIGHT, DGAN_LR, DGAN_MAX_T and DGAN_JUDGE its adversarial weight,
+#  learning rate, the timesteps it judges and what its discriminator sees (clean latents or pairs). WITH_EXTRA=1 trains on data/demo, with its hold-outs,
 #  plus data/extra, training-only fields, linked together into $WORK.data.)
 #
 # Recipe (docs/model_card.md says why):
@@ -72,6 +72,7 @@ DGAN_ITERS="${DGAN_ITERS:-0}"  # phase 2b: the denoiser's iteration count after 
 DGAN_WEIGHT="${DGAN_WEIGHT:-0.1}"
 DGAN_LR="${DGAN_LR:-5e-5}"
 DGAN_MAX_T="${DGAN_MAX_T:-750}"
+DGAN_JUDGE="${DGAN_JUDGE:-clean}"
 DATA="${DATA:-}"
 WITH_EXTRA="${WITH_EXTRA:-}"
 DEST="${DEST:-$REPO/src/napari_pathup/data/default_model}"
@@ -105,7 +106,7 @@ train() {
         --preset "$PRESET" --batch-size 8 --crop 256 --lr "$LR" --snr-gamma "$SNR_GAMMA" --prediction v_prediction \
         --label-dropout 0.1 --overview-fraction 0.3 --checkpoint-every 250 --eval-every 1000 \
         --denoiser-gan-iters "$DGAN_ITERS" --denoiser-gan-weight "$DGAN_WEIGHT" --denoiser-gan-lr "$DGAN_LR" \
-        --denoiser-gan-max-timestep "$DGAN_MAX_T" \
+        --denoiser-gan-max-timestep "$DGAN_MAX_T" --denoiser-gan-judge "$DGAN_JUDGE" \
         --set-default upscale_strength=0.75 --denoiser-storage "$STORAGE" \
         ${INIT:+--init "$INIT"} "$@"
 }

@@ -22,6 +22,10 @@ def _config(data: Path, out: Path, **changes) -> TrainConfig:
     return TrainConfig(data=data, out=out, **{**TINY_TRAINING, "iters": 2, **changes})
 
 
+def _adversarial(model: Path) -> dict:
+    return json.loads((model / "pathup.json").read_text())["training"]["denoiser"]["adversarial"]
+
+
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(folder / "denoiser" / "diffusion_pytorch_model.safetensors")
 
@@ -111,6 +115,53 @@ def test_the_leg_refuses_to_continue_another_denoiser_or_to_count_backwards(
         train(_config(tiny_dataset, tmp_path / "other", denoiser_gan_iters=1), log=lambda _: None)
 
 
+def test_a_paired_judge_sees_the_noisy_latent_and_changes_the_leg(tiny_dataset: Path, tmp_path: Path) -> None:
+    """``judge="pair"``: the discriminator takes (clean, noisy, noise level), 2C + 1 channels, and the
+    leg trains the denoiser differently from the clean judge's leg, from the same draws."""
+    clean = train(_config(tiny_dataset, tmp_path / "clean", denoiser_gan_iters=4), log=lambda _: None)
+    out = train(
+        _config(tiny_dataset, tmp_path / "pair", denoiser_gan_iters=4, denoiser_gan_judge="pair"),
+        log=lambda _: None,
+    )
+    assert (
+        json.loads((out / "pathup.json").read_text())["training"]["denoiser"]["adversarial"]["judge"]
+        == "pair"
+    )
+    channels = json.loads((out / "denoiser" / "config.json").read_text())["in_channels"]
+    state = load_file(out / "checkpoints/denoiser_gan/step-0000004/model.safetensors")
+    first = state["discriminator.body.0.parametrizations.weight.original"]
+    assert first.shape[1] == 2 * channels + 1
+    a, b = _weights(clean), _weights(out)
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(InputError, match="denoiser_gan_judge: 'pair' → 'clean'"):
+        train(_config(tiny_dataset, tmp_path / "pair", denoiser_gan_iters=5, resume=True), log=lambda _: None)
+    with pytest.raises(InputError, match="denoiser_gan_judge 'noisy': expected one of clean, pair"):
+        train(
+            _config(tiny_dataset, tmp_path / "bad", denoiser_gan_iters=4, denoiser_gan_judge="noisy"),
+            log=lambda _: None,
+        )
+
+
+def test_a_leg_saved_before_a_setting_existed_resumes_with_its_default(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """Work folders written before ``denoiser_gan_judge`` was added hold no such key: they were made
+    with its default and resume under it, and are refused under any other value."""
+    out = tmp_path / "old"
+    train(_config(tiny_dataset, out, denoiser_gan_iters=3), log=lambda _: None)
+    saved = out / "checkpoints" / "config.json"
+    config = json.loads(saved.read_text())
+    del config["denoiser_gan_judge"]
+    saved.write_text(json.dumps(config))
+    with pytest.raises(InputError, match="denoiser_gan_judge: 'clean' → 'pair'"):
+        train(
+            _config(tiny_dataset, out, denoiser_gan_iters=4, denoiser_gan_judge="pair", resume=True),
+            log=lambda _: None,
+        )
+    train(_config(tiny_dataset, out, denoiser_gan_iters=4, resume=True), log=lambda _: None)
+    assert (out / "checkpoints/denoiser_gan/step-0000004").is_dir()
+
+
 def test_the_cli_passes_the_adversarial_settings(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "cli"
     args = ["train", str(tiny_dataset), "--out", str(out), "--quiet", "--threads", "1"]
@@ -120,7 +171,15 @@ def test_the_cli_passes_the_adversarial_settings(tiny_dataset: Path, tmp_path: P
     assert main([*args, "--denoiser-gan-iters", "2", "--denoiser-gan-weight", "0.05"]) == 0
     adversarial = json.loads((out / "pathup.json").read_text())["training"]["denoiser"]["adversarial"]
     assert (adversarial["iterations"], adversarial["weight"], adversarial["lr"]) == (2, 0.05, 5e-5)
-    assert adversarial["max_timestep"] == 750
+    assert (adversarial["max_timestep"], adversarial["judge"]) == (750, "clean")
+    paired = tmp_path / "paired"
+    assert (
+        main([*args, "--denoiser-gan-iters", "2", "--denoiser-gan-judge", "pair", "--out", str(paired)]) == 0
+    )
+    assert (
+        json.loads((paired / "pathup.json").read_text())["training"]["denoiser"]["adversarial"]["judge"]
+        == "pair"
+    )
     with pytest.raises(SystemExit) as stop:
         main([*args, "--denoiser-gan-weight", "-1", "--out", str(tmp_path / "bad")])
     assert stop.value.code == 2

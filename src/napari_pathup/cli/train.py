@@ -172,6 +172,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="T",
         help="judge the clean-latent predictions of timesteps below T only (750, of 1000)",
     )
+    adv.add_argument(
+        "--denoiser-gan-judge",
+        choices=("clean", "pair"),
+        default="clean",
+        help="what the latent discriminator sees: the clean latent alone (clean, default), or beside the "
+        "noisy latent it was predicted from and the noise level (pair, as in denoising diffusion GANs)",
+    )
 
     dn.add_argument(
         "--denoiser-storage",
@@ -255,6 +262,7 @@ def execute(args: argparse.Namespace) -> int:
         denoiser_gan_lr=args.denoiser_gan_lr,
         denoiser_gan_weight=args.denoiser_gan_weight,
         denoiser_gan_max_timestep=args.denoiser_gan_max_timestep,
+        denoiser_gan_judge=args.denoiser_gan_judge,
         hed_scale=args.hed_jitter[0],
         hed_shift=args.hed_jitter[1],
         init=args.init,

@@ -33,6 +33,7 @@ PATHUP_ONLY = (
     "denoiser_gan_lr",
     "denoiser_gan_weight",
     "denoiser_gan_max_timestep",
+    "denoiser_gan_judge",
     "hed_jitter",
     "init",
     "preset",

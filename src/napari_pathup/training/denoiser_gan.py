@@ -9,6 +9,13 @@ distillation (Sauer et al. 2024), a discriminator judges the predicted clean lat
 denoiser trains on its usual v loss plus a small hinge generator term, for the timesteps below
 ``max_timestep`` (at most the range stage 2 samples). The discriminator sees latents only and is trained
 from scratch: no pretrained feature network (and not the evaluation's EfficientNet-Lite0).
+
+It judges either the clean latent alone (``judge="clean"``: "is this a latent of the class?") or, as
+the denoising diffusion GAN's discriminator does, the pair of the clean latent and the noisy latent it
+was predicted from, with the noise level (``judge="pair"``: "is this a clean latent *that this noisy
+input came from*?"). A pair's real side is the training latent and its own noised copy, so a
+prediction is pushed towards sharp detail that stays consistent with its input, not towards any sharp
+latent of the class.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ MAX_TIMESTEP = 750
 RAMP = 500
 #: the discriminator's learning rate over the denoiser's
 DISCRIMINATOR_LR_SCALE = 4.0
+#: what the discriminator may judge (see the module docstring)
+JUDGES = ("clean", "pair")
 #: how the sampling figures of :meth:`DenoiserGanPhase.evaluate` draw (the default model's defaults)
 EVAL_STEPS, EVAL_GUIDANCE = 20, 2.5
 
@@ -41,17 +50,20 @@ class LatentDiscriminator(nn.Module):
 
     Spectral-normalised convolutions without normalisation layers, and a projection of the label
     embedding onto the features (Miyato & Koyama 2018), so that it judges "a plausible latent of
-    *this* class", not only "a plausible latent".
+    *this* class", not only "a plausible latent". With ``paired`` it takes the noisy latent and the
+    noise level as well (:meth:`DenoiserGanPhase.judged_input`).
     """
 
-    def __init__(self, latent_channels: int, n_labels: int, width: int = 64) -> None:
+    def __init__(self, latent_channels: int, n_labels: int, width: int = 64, paired: bool = False) -> None:
         super().__init__()
+        self.paired = paired
+        in_channels = 2 * latent_channels + 1 if paired else latent_channels
 
         def conv(cin: int, cout: int, k: int, s: int) -> nn.Module:
             return spectral_norm(nn.Conv2d(cin, cout, k, s, padding=k // 2))
 
         self.body = nn.Sequential(
-            conv(latent_channels, width, 3, 1),
+            conv(in_channels, width, 3, 1),
             nn.LeakyReLU(0.2),
             conv(width, 2 * width, 4, 2),
             nn.LeakyReLU(0.2),
@@ -93,7 +105,8 @@ class DenoiserGanPhase(DenoiserPhase):
     One optimizer holds both networks (param groups); each step first updates the discriminator on
     real vs predicted latents, then the denoiser, with the other network's gradients dropped. The
     adversarial weight ramps up over :data:`RAMP` iterations from ``start`` (the leg's first); it
-    applies to the timesteps below ``max_timestep``.
+    applies to the timesteps below ``max_timestep``. What the discriminator sees follows its
+    ``paired`` flag (module docstring).
     """
 
     def __init__(
@@ -116,6 +129,14 @@ class DenoiserGanPhase(DenoiserPhase):
     def denoiser(self) -> nn.Module:
         return self.model["denoiser"]
 
+    def judged_input(self, clean: torch.Tensor, noisy: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+        """What the discriminator sees of a clean latent: itself, or (paired) itself beside the noisy
+        latent and a channel holding the noise level sqrt(alpha_bar)."""
+        if not self.discriminator.paired:
+            return clean
+        level = alpha_bar.sqrt().to(clean.dtype).expand(-1, 1, *clean.shape[2:])
+        return torch.cat([clean, noisy, level], dim=1)
+
     def train_step(self) -> float:
         batch = self.predict()  # the same draws, in the same order, as DenoiserPhase's loss
         d = self.device
@@ -124,12 +145,17 @@ class DenoiserGanPhase(DenoiserPhase):
         x0_hat = predicted_clean(batch.noisy, batch.prediction, batch.alpha_bar, self.prediction_type)
         judged = (batch.t < self.max_timestep).to(d)
         opt, disc = self.optimizer, self.discriminator
+        noisy, alpha_bar, y = batch.noisy[judged], batch.alpha_bar[judged], true[judged]
+
+        def seen(clean: torch.Tensor) -> torch.Tensor:
+            return self.judged_input(clean, noisy, alpha_bar)
+
         d_loss = torch.zeros((), device=d)
         if judged.any():  # discriminator: hinge loss on real vs predicted clean latents
-            real, fake, y = x0[judged], x0_hat[judged].detach(), true[judged]
+            real, fake = seen(x0[judged]), seen(x0_hat[judged].detach())
             d_loss = F.relu(1 - disc(real, y)).mean() + F.relu(1 + disc(fake, y)).mean()
             update(opt, d_loss, frozen=self.denoiser)
-        g_adv = -disc(x0_hat[judged], true[judged]).mean() if judged.any() else torch.zeros((), device=d)
+        g_adv = -disc(seen(x0_hat[judged]), y).mean() if judged.any() else torch.zeros((), device=d)
         g_loss = batch.loss + self.adversarial_weight() * g_adv
         if not (torch.isfinite(g_loss) and torch.isfinite(d_loss)):
             raise FloatingPointError(f"{self.name}: loss became {float(g_loss)} / {float(d_loss)}")

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,13 @@ DECODER_KEYS = (
 )
 #: settings a resumed adversarial leg of the denoiser (phase 2b) must share (``denoiser_gan_iters`` may
 #: grow); the iteration it started from is checked on its own
-DENOISER_GAN_KEYS = (*DENOISER_KEYS, "denoiser_gan_lr", "denoiser_gan_weight", "denoiser_gan_max_timestep")
+DENOISER_GAN_KEYS = (
+    *DENOISER_KEYS,
+    "denoiser_gan_lr",
+    "denoiser_gan_weight",
+    "denoiser_gan_max_timestep",
+    "denoiser_gan_judge",
+)
 #: the phases of a run, in order; ``--phases`` runs a subset (e.g. the decoder and the denoiser in two
 #: processes at once: both need only the finished autoencoder's encoder)
 PHASES = ("autoencoder", "decoder", "denoiser")
@@ -113,11 +119,13 @@ class TrainConfig:
     gan_lr: float = 1e-4
     gan_weight: float = 0.5
     #: phase 2b, the denoiser's adversarial leg: the denoiser's iteration count at its end (0: none),
-    #: its learning rate, adversarial weight and the timesteps it judges (training/denoiser_gan.py)
+    #: its learning rate, adversarial weight, the timesteps it judges and what its discriminator sees
+    #: ("clean" latents or "pair"s of clean and noisy latents; training/denoiser_gan.py)
     denoiser_gan_iters: int = 0
     denoiser_gan_lr: float = 5e-5
     denoiser_gan_weight: float = 0.1
     denoiser_gan_max_timestep: int = 750
+    denoiser_gan_judge: str = "clean"
     hed_scale: float = 0.0
     hed_shift: float = 0.0
     init: Path | None = None
@@ -155,6 +163,10 @@ def dataset_fingerprint(index: DatasetIndex) -> dict[str, Any]:
 
 
 def _check_settings(saved: dict[str, Any], current: dict[str, Any], keys: tuple[str, ...], what: str) -> None:
+    """Refuse to resume when a setting in ``keys`` differs; a key the saved settings lack predates that
+    setting, whose default (unchanged since it was added) is what the checkpoint was made with."""
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    saved = {k: saved.get(k, defaults.get(k)) for k in keys}
     changed = [k for k in keys if saved.get(k) != current.get(k)]
     if changed:
         detail = ", ".join(f"{k}: {saved.get(k)!r} → {current.get(k)!r}" for k in changed)
@@ -484,10 +496,15 @@ def train_denoiser_gan(
     in it and returns the leg's record. Resumes from ``folder`` only when its checkpoints start at
     ``start``."""
     from napari_pathup.training.denoiser_gan import (
+        JUDGES,
         DenoiserGanPhase,
         LatentDiscriminator,
         denoiser_gan_optimizer,
     )
+
+    if cfg.denoiser_gan_judge not in JUDGES:
+        expected = ", ".join(JUDGES)
+        raise InputError(f"denoiser_gan_judge {cfg.denoiser_gan_judge!r}: expected one of {expected}")
 
     if cfg.denoiser_gan_iters < start:
         raise InputError(
@@ -505,7 +522,8 @@ def train_denoiser_gan(
     unet = plain.model
     torch.manual_seed(cfg.seed + 5)
     n_labels = unet.config.num_class_embeds
-    discriminator = LatentDiscriminator(unet.config.in_channels, n_labels).to(plain.device)
+    paired = cfg.denoiser_gan_judge == "pair"
+    discriminator = LatentDiscriminator(unet.config.in_channels, n_labels, paired=paired).to(plain.device)
     model = torch.nn.ModuleDict({"denoiser": unet, "discriminator": discriminator})
     numpy_rng, torch_rng = seeded_generators(cfg.seed, 5)
     phase = DenoiserGanPhase(
@@ -533,7 +551,7 @@ def train_denoiser_gan(
     log(
         f"denoiser-gan: latent discriminator {n / 1e6:.2f} M parameters, iterations {start} to "
         f"{cfg.denoiser_gan_iters}, adversarial weight {cfg.denoiser_gan_weight} below timestep "
-        f"{cfg.denoiser_gan_max_timestep}"
+        f"{cfg.denoiser_gan_max_timestep}, judging {'(clean, noisy) pairs' if paired else 'clean latents'}"
     )
     result = run_phase(
         phase,
@@ -554,6 +572,7 @@ def train_denoiser_gan(
         "lr": cfg.denoiser_gan_lr,
         "weight": cfg.denoiser_gan_weight,
         "max_timestep": cfg.denoiser_gan_max_timestep,
+        "judge": cfg.denoiser_gan_judge,
         "discriminator_parameters": n,
         **result.metrics,
     }
