@@ -28,7 +28,8 @@
 # (DATA, WORK and DEST override the data folder, the work folder and where the model is copied;
 #  THREADS the torch threads of each process; DGAN_ITERS the denoiser's iteration count at the end of
 #  its adversarial leg (0: none), DGAN_WEIGHT, DGAN_LR, DGAN_MAX_T and DGAN_JUDGE its adversarial weight,
-#  learning rate, the timesteps it judges and what its discriminator sees (clean latents or pairs). WITH_EXTRA=1 trains on data/demo, with its hold-outs,
+#  learning rate, the timesteps it judges and what its discriminator sees (clean latents or pairs);
+#  DGAN_CLASS_WEIGHTS="stroma=0" its factor per class. WITH_EXTRA=1 trains on data/demo, with its hold-outs,
 #  plus data/extra, training-only fields, linked together into $WORK.data.)
 #
 # Recipe (docs/model_card.md says why):
@@ -73,6 +74,8 @@ DGAN_WEIGHT="${DGAN_WEIGHT:-0.1}"
 DGAN_LR="${DGAN_LR:-5e-5}"
 DGAN_MAX_T="${DGAN_MAX_T:-750}"
 DGAN_JUDGE="${DGAN_JUDGE:-clean}"
+DGAN_CLASS_ARGS=()  # DGAN_CLASS_WEIGHTS="stroma=0 ...": the adversarial weight's factor per class
+for factor in ${DGAN_CLASS_WEIGHTS:-}; do DGAN_CLASS_ARGS+=(--denoiser-gan-class-weight "$factor"); done
 DATA="${DATA:-}"
 WITH_EXTRA="${WITH_EXTRA:-}"
 DEST="${DEST:-$REPO/src/napari_pathup/data/default_model}"
@@ -106,7 +109,7 @@ train() {
         --preset "$PRESET" --batch-size 8 --crop 256 --lr "$LR" --snr-gamma "$SNR_GAMMA" --prediction v_prediction \
         --label-dropout 0.1 --overview-fraction 0.3 --checkpoint-every 250 --eval-every 1000 \
         --denoiser-gan-iters "$DGAN_ITERS" --denoiser-gan-weight "$DGAN_WEIGHT" --denoiser-gan-lr "$DGAN_LR" \
-        --denoiser-gan-max-timestep "$DGAN_MAX_T" --denoiser-gan-judge "$DGAN_JUDGE" \
+        --denoiser-gan-max-timestep "$DGAN_MAX_T" --denoiser-gan-judge "$DGAN_JUDGE" "${DGAN_CLASS_ARGS[@]}" \
         --set-default upscale_strength=0.75 --denoiser-storage "$STORAGE" \
         ${INIT:+--init "$INIT"} "$@"
 }

@@ -142,6 +142,27 @@ def test_a_paired_judge_sees_the_noisy_latent_and_changes_the_leg(tiny_dataset: 
         )
 
 
+def test_a_class_factor_of_zero_leaves_the_class_to_the_v_loss(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Factors 0 for every class give the plain v loss's denoiser (the discriminator still trains);
+    a factor of 1 for every class is the leg without factors; unknown classes are refused."""
+
+    def leg(name: str, **changes) -> Path:
+        config = _config(tiny_dataset, tmp_path / name, denoiser_gan_iters=4, **changes)
+        return train(config, log=lambda _: None)
+
+    zero = leg("zero", denoiser_gan_class_weights={"stroma": 0.0, "tumour": 0.0})
+    unjudged = leg("unjudged", denoiser_gan_max_timestep=1)  # no timestep judged: v loss alone
+    a, b = _weights(zero), _weights(unjudged)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert _adversarial(zero)["class_weights"] == {"stroma": 0.0, "tumour": 0.0}
+    ones, plain = leg("ones", denoiser_gan_class_weights={"stroma": 1.0}), leg("plain")
+    a, b, c = _weights(ones), _weights(plain), _weights(unjudged)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert any(not torch.allclose(b[k], c[k], atol=1e-6) for k in b)
+    with pytest.raises(InputError, match="class weight 'lymph': not a class \\(classes: stroma, tumour\\)"):
+        leg("bad", denoiser_gan_class_weights={"lymph": 0.0})
+
+
 def test_a_leg_saved_before_a_setting_existed_resumes_with_its_default(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:

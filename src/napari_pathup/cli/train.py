@@ -24,6 +24,13 @@ def _key_value(text: str) -> tuple[str, object]:
         return key.strip(), value
 
 
+def _class_factor(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected CLASS=FACTOR, e.g. stroma=0")
+    return name.strip(), number(0)(value)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
@@ -179,6 +186,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="what the latent discriminator sees: the clean latent alone (clean, default), or beside the "
         "noisy latent it was predicted from and the noise level (pair, as in denoising diffusion GANs)",
     )
+    adv.add_argument(
+        "--denoiser-gan-class-weight",
+        dest="denoiser_gan_class_weights",
+        action="append",
+        type=_class_factor,
+        default=[],
+        metavar="CLASS=FACTOR",
+        help="scale the adversarial weight for one class, e.g. stroma=0 (repeatable; other classes: 1)",
+    )
 
     dn.add_argument(
         "--denoiser-storage",
@@ -263,6 +279,7 @@ def execute(args: argparse.Namespace) -> int:
         denoiser_gan_weight=args.denoiser_gan_weight,
         denoiser_gan_max_timestep=args.denoiser_gan_max_timestep,
         denoiser_gan_judge=args.denoiser_gan_judge,
+        denoiser_gan_class_weights=dict(args.denoiser_gan_class_weights),
         hed_scale=args.hed_jitter[0],
         hed_shift=args.hed_jitter[1],
         init=args.init,

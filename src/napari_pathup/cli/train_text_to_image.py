@@ -34,6 +34,7 @@ PATHUP_ONLY = (
     "denoiser_gan_weight",
     "denoiser_gan_max_timestep",
     "denoiser_gan_judge",
+    "denoiser_gan_class_weights",
     "hed_jitter",
     "init",
     "preset",

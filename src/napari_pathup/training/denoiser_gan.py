@@ -20,6 +20,7 @@ latent of the class.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -105,17 +106,25 @@ class DenoiserGanPhase(DenoiserPhase):
     One optimizer holds both networks (param groups); each step first updates the discriminator on
     real vs predicted latents, then the denoiser, with the other network's gradients dropped. The
     adversarial weight ramps up over :data:`RAMP` iterations from ``start`` (the leg's first); it
-    applies to the timesteps below ``max_timestep``. What the discriminator sees follows its
-    ``paired`` flag (module docstring).
+    applies to the timesteps below ``max_timestep``, scaled per class by ``class_weights`` (one factor
+    per class index; None: 1 for every class). What the discriminator sees follows its ``paired``
+    flag (module docstring).
     """
 
     def __init__(
-        self, *args: Any, weight: float, start: int, max_timestep: int = MAX_TIMESTEP, **kwargs: Any
+        self,
+        *args: Any,
+        weight: float,
+        start: int,
+        max_timestep: int = MAX_TIMESTEP,
+        class_weights: Sequence[float] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.weight = weight
         self.start = start
         self.max_timestep = max_timestep
+        self.class_weights = None if class_weights is None else torch.tensor(class_weights).float()
         self.sampling = DDIMScheduler.from_config(kwargs["scheduler"].config)  # for evaluate's draws
 
     @property
@@ -155,7 +164,14 @@ class DenoiserGanPhase(DenoiserPhase):
             real, fake = seen(x0[judged]), seen(x0_hat[judged].detach())
             d_loss = F.relu(1 - disc(real, y)).mean() + F.relu(1 + disc(fake, y)).mean()
             update(opt, d_loss, frozen=self.denoiser)
-        g_adv = -disc(seen(x0_hat[judged]), y).mean() if judged.any() else torch.zeros((), device=d)
+        g_adv = torch.zeros((), device=d)
+        if judged.any():  # generator: hinge term, per sample scaled by its class's factor
+            logits = disc(seen(x0_hat[judged]), y)
+            if self.class_weights is None:
+                g_adv = -logits.mean()
+            else:
+                factor = self.class_weights[[c.class_index for c in batch.crops]].to(d)[judged]
+                g_adv = -(factor * logits.mean(dim=(1, 2, 3))).mean()
         g_loss = batch.loss + self.adversarial_weight() * g_adv
         if not (torch.isfinite(g_loss) and torch.isfinite(d_loss)):
             raise FloatingPointError(f"{self.name}: loss became {float(g_loss)} / {float(d_loss)}")

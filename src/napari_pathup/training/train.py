@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,7 @@ DENOISER_GAN_KEYS = (
     "denoiser_gan_weight",
     "denoiser_gan_max_timestep",
     "denoiser_gan_judge",
+    "denoiser_gan_class_weights",
 )
 #: the phases of a run, in order; ``--phases`` runs a subset (e.g. the decoder and the denoiser in two
 #: processes at once: both need only the finished autoencoder's encoder)
@@ -126,6 +128,9 @@ class TrainConfig:
     denoiser_gan_weight: float = 0.1
     denoiser_gan_max_timestep: int = 750
     denoiser_gan_judge: str = "clean"
+    #: factors on the adversarial weight per class name (classes not named: 1; 0 leaves a class to the
+    #: v loss alone)
+    denoiser_gan_class_weights: dict[str, float] = field(default_factory=dict)
     hed_scale: float = 0.0
     hed_shift: float = 0.0
     init: Path | None = None
@@ -165,7 +170,11 @@ def dataset_fingerprint(index: DatasetIndex) -> dict[str, Any]:
 def _check_settings(saved: dict[str, Any], current: dict[str, Any], keys: tuple[str, ...], what: str) -> None:
     """Refuse to resume when a setting in ``keys`` differs; a key the saved settings lack predates that
     setting, whose default (unchanged since it was added) is what the checkpoint was made with."""
-    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    defaults = {
+        f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        for f in fields(TrainConfig)
+        if f.default is not MISSING or f.default_factory is not MISSING
+    }
     saved = {k: saved.get(k, defaults.get(k)) for k in keys}
     changed = [k for k in keys if saved.get(k) != current.get(k)]
     if changed:
@@ -461,7 +470,7 @@ def train_denoiser(
     adversarial: dict[str, Any] | None = None
     if cfg.denoiser_gan_iters:
         adversarial = train_denoiser_gan(
-            cfg, phase, scheduler, result.iteration, ckpt / DENOISER_GAN_FOLDER, log
+            cfg, phase, scheduler, result.iteration, ckpt / DENOISER_GAN_FOLDER, log, index.classes
         )
         unet.eval()
     if cfg.init is not None:  # a warm start records the schedules of the model it continued, too
@@ -490,11 +499,12 @@ def train_denoiser_gan(
     start: int,
     folder: Path,
     log: Callable[[str], None],
+    classes: Sequence[str],
 ) -> dict[str, Any]:
     """Phase 2b: the finished denoiser (``plain.model``, its EMA weights, trained ``start`` iterations)
     fine-tuned with a latent adversarial term up to ``cfg.denoiser_gan_iters``; leaves the EMA weights
     in it and returns the leg's record. Resumes from ``folder`` only when its checkpoints start at
-    ``start``."""
+    ``start``. ``classes``: the class names in label order (for ``cfg.denoiser_gan_class_weights``)."""
     from napari_pathup.training.denoiser_gan import (
         JUDGES,
         DenoiserGanPhase,
@@ -505,6 +515,13 @@ def train_denoiser_gan(
     if cfg.denoiser_gan_judge not in JUDGES:
         expected = ", ".join(JUDGES)
         raise InputError(f"denoiser_gan_judge {cfg.denoiser_gan_judge!r}: expected one of {expected}")
+    factors = cfg.denoiser_gan_class_weights
+    for name, factor in factors.items():
+        if name not in classes:
+            known = ", ".join(classes)
+            raise InputError(f"denoiser-gan class weight {name!r}: not a class (classes: {known})")
+        if not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor < 0:
+            raise InputError(f"denoiser-gan class weight {name}={factor!r}: expected a finite number >= 0")
 
     if cfg.denoiser_gan_iters < start:
         raise InputError(
@@ -546,12 +563,14 @@ def train_denoiser_gan(
         weight=cfg.denoiser_gan_weight,
         start=start,
         max_timestep=cfg.denoiser_gan_max_timestep,
+        class_weights=[float(factors.get(c, 1.0)) for c in classes] if factors else None,
     )
     n = sum(p.numel() for p in discriminator.parameters())
     log(
         f"denoiser-gan: latent discriminator {n / 1e6:.2f} M parameters, iterations {start} to "
         f"{cfg.denoiser_gan_iters}, adversarial weight {cfg.denoiser_gan_weight} below timestep "
         f"{cfg.denoiser_gan_max_timestep}, judging {'(clean, noisy) pairs' if paired else 'clean latents'}"
+        + (f", class factors {factors}" if factors else "")
     )
     result = run_phase(
         phase,
@@ -573,6 +592,7 @@ def train_denoiser_gan(
         "weight": cfg.denoiser_gan_weight,
         "max_timestep": cfg.denoiser_gan_max_timestep,
         "judge": cfg.denoiser_gan_judge,
+        "class_weights": {c: float(factors.get(c, 1.0)) for c in classes},
         "discriminator_parameters": n,
         **result.metrics,
     }
