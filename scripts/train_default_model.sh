@@ -16,10 +16,14 @@
 #       ITERS=44000 DEST=out/v4-model scripts/train_default_model.sh
 #                                                  # the version-4 experiment (docs/model_card.md): the
 #                                                  # shipped model trained on with data/extra as well
-#   INIT=src/napari_pathup/data/default_model ITERS=27000 DGAN_ITERS=36000 DGAN_WEIGHT=0.1 \
-#       WORK=out/train-dgan DEST=out/dgan-model scripts/train_default_model.sh
-#                                                  # phase 2b on the shipped denoiser: the adversarial leg
-#                                                  # from iteration 27,000 to 36,000 (training/denoiser_gan.py)
+#   INIT=VERSION_3.1_COPY ITERS=27000 DGAN_ITERS=31000 DGAN_WEIGHT=0.1 DGAN_MAX_T=400 DGAN_JUDGE=pair \
+#       DGAN_CLASS_WEIGHTS=stroma=0 WORK=out/train-dgan DEST=out/dgan-model scripts/train_default_model.sh
+#                                                  # phase 2b, version 3.2's leg: version 3.1's denoiser
+#                                                  # trained on from iteration 27,000 to 31,000 with a
+#                                                  # latent adversarial term (training/denoiser_gan.py);
+#                                                  # INIT=src/napari_pathup/data/default_model ITERS=31000
+#                                                  # DGAN_ITERS=35000 (same DGAN_*) starts a new leg
+#                                                  # from the shipped version 3.2
 #   WORK=out/train-deep INIT=src/napari_pathup/data/default_model PRESET=cpu-deep STORAGE=float16 \
 #       ITERS=60000 DEST=out/deep-model scripts/train_default_model.sh
 #                                                  # the depth experiment: the shipped denoiser deepened
@@ -47,9 +51,10 @@
 #                    dropout 0.1 for guidance, batch 8 x 32^2 latents, ITERS iterations
 #   2b denoiser GAN  (DGAN_ITERS > 0) the finished denoiser trained on with a latent adversarial term: a
 #                    class-projection discriminator on 8x32x32 latents (from scratch) judges the denoiser's
-#                    clean-latent predictions below timestep DGAN_MAX_T (750); hinge loss, weight
-#                    DGAN_WEIGHT (ramped over 500 iterations) against the v loss, lr DGAN_LR, up to
-#                    DGAN_ITERS iterations
+#                    clean-latent predictions below timestep DGAN_MAX_T (750), alone or (DGAN_JUDGE=pair)
+#                    beside the noisy latent; hinge loss, weight DGAN_WEIGHT (ramped over 500 iterations)
+#                    against the v loss, per class DGAN_CLASS_WEIGHTS, lr DGAN_LR, up to DGAN_ITERS
+#                    iterations. Version 3.2: 27,000 to 31,000, weight 0.1, below 400, pair, stroma=0
 #   defaults         upscale strength 0.75 instead of 0.45 (measured with bench_default_model.py --quick
 #                    on this model: sharper stage 2 at the same FD and class fidelity, 15 instead of 9
 #                    stage-2 steps; 0.6 until bfloat16 on the CPU made room for the cost; docs/model_card.md)
