@@ -5,7 +5,8 @@
 #   ITERS=60000 scripts/train_default_model.sh     # train the denoiser further (resumes, then exports)
 #   LR=5e-5 ITERS=32000 scripts/train_default_model.sh
 #                                                  # a cool-down: the denoiser resumes at a lower rate
-#   EXPORT_ONLY=1 scripts/train_default_model.sh   # stop here: export the latest denoiser checkpoint
+#   EXPORT_ONLY=1 scripts/train_default_model.sh   # stop here: export the latest denoiser checkpoint (an
+#                                                  # adversarial leg's with the settings it was made with)
 #   INIT=src/napari_pathup/data/default_model scripts/train_default_model.sh
 #                                                  # a machine without the checkpoints: continue from the
 #                                                  # shipped weights (autoencoder as shipped, denoiser warm
@@ -125,9 +126,20 @@ latest_denoiser_iteration() {
 }
 
 if [ -n "${EXPORT_ONLY:-}" ] && [ -f "$WORK/checkpoints/denoiser_gan/latest.json" ]; then
-    read -r ITERS DGAN_ITERS < <("$PYTHON" -c 'import json,sys; d=sys.argv[1]; p=json.load(open(d+"/latest.json"))
-print(json.load(open(d+"/"+p["path"]+"/state.json"))["start"], p["iteration"])' "$WORK/checkpoints/denoiser_gan")
-    echo "exporting the adversarial denoiser checkpoint of iteration $DGAN_ITERS (from $ITERS)"
+    # the leg's iterations from its latest checkpoint, its settings from the work folder's config.json
+    read -r ITERS DGAN_ITERS DGAN_WEIGHT DGAN_LR DGAN_MAX_T DGAN_JUDGE DGAN_CLASS_WEIGHTS < <("$PYTHON" -c '
+import json, sys
+d = sys.argv[1] + "/checkpoints"
+latest = json.load(open(d + "/denoiser_gan/latest.json"))
+start = json.load(open(d + "/denoiser_gan/" + latest["path"] + "/state.json"))["start"]
+c = json.load(open(d + "/config.json"))
+factors = " ".join(f"{k}={v}" for k, v in c.get("denoiser_gan_class_weights", {}).items())
+print(start, latest["iteration"], c["denoiser_gan_weight"], c["denoiser_gan_lr"],
+      c.get("denoiser_gan_max_timestep", 750), c.get("denoiser_gan_judge", "clean"), factors)' "$WORK")
+    DGAN_CLASS_ARGS=()
+    for factor in $DGAN_CLASS_WEIGHTS; do DGAN_CLASS_ARGS+=(--denoiser-gan-class-weight "$factor"); done
+    echo "exporting the adversarial denoiser checkpoint of iteration $DGAN_ITERS (from $ITERS; weight" \
+        "$DGAN_WEIGHT below timestep $DGAN_MAX_T, judge $DGAN_JUDGE${DGAN_CLASS_WEIGHTS:+, $DGAN_CLASS_WEIGHTS})"
 elif [ -n "${EXPORT_ONLY:-}" ]; then
     ITERS="$(latest_denoiser_iteration)"
     echo "exporting the denoiser checkpoint of iteration $ITERS"
