@@ -61,6 +61,9 @@
 #                    stage-2 steps; 0.6 until bfloat16 on the CPU made room for the cost; docs/model_card.md)
 # Phases 1b and 2 need only the finished encoder, so they run as two processes at once. Every phase
 # checkpoints every 250 iterations into $WORK/checkpoints and resumes exactly from the latest one.
+# The body is one { ... } block ending in exit: bash reads all of it before running any, so editing this
+# file while a training runs (hours) cannot change what the running copy does next.
+{
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -174,3 +177,5 @@ rm -rf "$DEST"
 mv "$DEST.partial" "$DEST"
 echo "default model: $DEST (${size_kb} kB)"
 "$PYTHON" -m napari_pathup info --model "$DEST"
+exit
+}
