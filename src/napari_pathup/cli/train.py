@@ -9,7 +9,7 @@ from pathlib import Path
 from napari_pathup.cli._common import number, positive_int, run_settings, trained_message, whole
 from napari_pathup.cli.train_text_to_image import add_arguments as add_fine_tune_arguments
 from napari_pathup.cli.train_text_to_image import run_fine_tune
-from napari_pathup.training import DENOISER_STORAGES
+from napari_pathup.training import DENOISER_GAN_JUDGES, DENOISER_STORAGES
 
 SPLIT_HELP = "BRACS split folder(s) to train on, comma-separated (default: train)"
 
@@ -181,7 +181,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     adv.add_argument(
         "--denoiser-gan-judge",
-        choices=("clean", "pair"),
+        choices=DENOISER_GAN_JUDGES,
         default="clean",
         help="what the latent discriminator sees: the clean latent alone (clean, default), or beside the "
         "noisy latent it was predicted from and the noise level (pair, as in denoising diffusion GANs)",

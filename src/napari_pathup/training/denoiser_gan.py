@@ -40,8 +40,6 @@ MAX_TIMESTEP = 750
 RAMP = 500
 #: the discriminator's learning rate over the denoiser's
 DISCRIMINATOR_LR_SCALE = 4.0
-#: what the discriminator may judge (see the module docstring)
-JUDGES = ("clean", "pair")
 #: how the sampling figures of :meth:`DenoiserGanPhase.evaluate` draw (the default model's defaults)
 EVAL_STEPS, EVAL_GUIDANCE = 20, 2.5
 
@@ -159,13 +157,14 @@ class DenoiserGanPhase(DenoiserPhase):
         def seen(clean: torch.Tensor) -> torch.Tensor:
             return self.judged_input(clean, noisy, alpha_bar)
 
-        d_loss = torch.zeros((), device=d)
-        if judged.any():  # discriminator: hinge loss on real vs predicted clean latents
+        d_loss = g_adv = torch.zeros((), device=d)
+        if judged.any():
+            # discriminator: hinge loss on real vs predicted clean latents
             real, fake = seen(x0[judged]), seen(x0_hat[judged].detach())
             d_loss = F.relu(1 - disc(real, y)).mean() + F.relu(1 + disc(fake, y)).mean()
             update(opt, d_loss, frozen=self.denoiser)
-        g_adv = torch.zeros((), device=d)
-        if judged.any():  # generator: hinge term, per sample scaled by its class's factor
+            # generator: hinge term, per sample scaled by its class's factor; without factors the plain
+            # mean, as the legs trained before factors existed computed it (their resumes stay exact)
             logits = disc(seen(x0_hat[judged]), y)
             if self.class_weights is None:
                 g_adv = -logits.mean()

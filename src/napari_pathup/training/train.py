@@ -26,6 +26,7 @@ from napari_pathup.datasets import DatasetIndex, discover
 from napari_pathup.errors import InputError, ModelLoadError
 from napari_pathup.io.atomic import write_text_atomic
 from napari_pathup.models.base import Autoencoder
+from napari_pathup.training import DENOISER_GAN_JUDGES
 from napari_pathup.training.augmentation import HedJitter
 from napari_pathup.training.checkpoint import latest_checkpoint, settings_json
 from napari_pathup.training.data import (
@@ -506,14 +507,13 @@ def train_denoiser_gan(
     in it and returns the leg's record. Resumes from ``folder`` only when its checkpoints start at
     ``start``. ``classes``: the class names in label order (for ``cfg.denoiser_gan_class_weights``)."""
     from napari_pathup.training.denoiser_gan import (
-        JUDGES,
         DenoiserGanPhase,
         LatentDiscriminator,
         denoiser_gan_optimizer,
     )
 
-    if cfg.denoiser_gan_judge not in JUDGES:
-        expected = ", ".join(JUDGES)
+    if cfg.denoiser_gan_judge not in DENOISER_GAN_JUDGES:
+        expected = ", ".join(DENOISER_GAN_JUDGES)
         raise InputError(f"denoiser_gan_judge {cfg.denoiser_gan_judge!r}: expected one of {expected}")
     factors = cfg.denoiser_gan_class_weights
     for name, factor in factors.items():
