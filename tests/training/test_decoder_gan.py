@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from napari_pathup.datasets import discover
+from napari_pathup.errors import InputError
 from napari_pathup.training.autoencoder import build_autoencoder
 from napari_pathup.training.data import CropSampler, build_sources, holdout_crops, load_images
 from napari_pathup.training.decoder_gan import (
@@ -143,6 +144,33 @@ def test_warm_start_continues_from_a_model_folder(tiny_dataset: Path, tmp_path: 
     first_meta = json.loads((first / "pathup.json").read_text())["training"]
     assert meta["training"]["autoencoder"] == first_meta["autoencoder"]  # its record travels with it
     assert meta["training"]["decoder"] == first_meta["decoder"]
+
+
+def test_a_warm_start_records_its_model_by_hash_and_resumes_only_from_the_same_weights(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """A work folder continues the model it started from wherever that folder now is, and refuses when
+    the path of --init holds other weights (the package's default model after a new version ships)."""
+    import shutil
+
+    from napari_pathup.models.load import model_hash
+
+    torch.set_num_threads(1)
+    base = dict(data=tiny_dataset, **TINY)
+    first = train(TrainConfig(out=tmp_path / "a", iters=2, **base), log=lambda _: None)
+    shipped = tmp_path / "shipped"
+    shutil.copytree(first, shipped, ignore=shutil.ignore_patterns("checkpoints"))
+    started = model_hash(shipped)
+    leg = dict(out=tmp_path / "b", init=shipped, **base)
+    second = train(TrainConfig(iters=3, **leg), log=lambda _: None)
+    record = json.loads((second / "pathup.json").read_text())["training"]["settings"]
+    assert record["init"] == str(shipped) and record["init_hash"] == started
+    moved = tmp_path / "moved"
+    shipped.rename(moved)  # the same weights in another folder: resumes
+    train(TrainConfig(iters=4, resume=True, **{**leg, "init": moved}), log=lambda _: None)
+    shutil.copytree(second, shipped, ignore=shutil.ignore_patterns("checkpoints"))  # a new version there
+    with pytest.raises(InputError, match=r"init_hash: .*holds other weights now"):
+        train(TrainConfig(iters=5, resume=True, **leg), log=lambda _: None)
 
 
 def test_a_resumed_decoder_may_raise_the_adversarial_weight_and_records_it(

@@ -176,17 +176,31 @@ def _check_settings(saved: dict[str, Any], current: dict[str, Any], keys: tuple[
         for f in fields(TrainConfig)
         if f.default is not MISSING or f.default_factory is not MISSING
     }
+    if "init_hash" in saved:  # the warm start's model by its weights, wherever its folder is now
+        keys = tuple("init_hash" if k == "init" else k for k in keys)
     saved = {k: saved.get(k, defaults.get(k)) for k in keys}
     changed = [k for k in keys if saved.get(k) != current.get(k)]
     if changed:
         detail = ", ".join(f"{k}: {saved.get(k)!r} → {current.get(k)!r}" for k in changed)
-        raise InputError(f"cannot resume: the {what} checkpoint was made with other settings ({detail})")
+        hint = "; the --init folder holds other weights now: pass a copy of the model it started from"
+        raise InputError(
+            f"cannot resume: the {what} checkpoint was made with other settings ({detail})"
+            + (hint if "init_hash" in changed else "")
+        )
+
+
+def _init_hash(cfg: TrainConfig) -> dict[str, str]:
+    """``{"init_hash": ...}`` of a warm start's model folder (its path may later hold another model,
+    as the package's default model does after a new version ships), else ``{}``."""
+    from napari_pathup.models.load import model_hash
+
+    return {"init_hash": model_hash(cfg.init)} if cfg.init is not None else {}
 
 
 def prepare_output(cfg: TrainConfig, index: DatasetIndex) -> Path:
     """Check ``--out`` against ``--resume`` and record the settings; returns the checkpoint folder."""
     out, ckpt = cfg.out, cfg.out / "checkpoints"
-    current = {**cfg.to_json(), "dataset": dataset_fingerprint(index)}
+    current = {**cfg.to_json(), "dataset": dataset_fingerprint(index), **_init_hash(cfg)}
     saved_path = ckpt / "config.json"
     if cfg.resume and saved_path.is_file():
         saved = json.loads(saved_path.read_text())
@@ -810,7 +824,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         "pathup_version": __version__,
         "data": dataset_fingerprint(index),
         "settings": {
-            k: v for k, v in cfg.to_json().items() if k not in ("resume", "progress", "out", "data")
+            **{k: v for k, v in cfg.to_json().items() if k not in ("resume", "progress", "out", "data")},
+            **_init_hash(cfg),
         },
         "autoencoder": ae_info,
         "decoder": gan_info,
