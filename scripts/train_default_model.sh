@@ -31,10 +31,11 @@
 #                                                  # to two resnets per block (same function at the
 #                                                  # start; training/grow.py), then trained on
 # (DATA, WORK and DEST override the data folder, the work folder and where the model is copied;
-#  THREADS the torch threads of each process; DGAN_ITERS the denoiser's iteration count at the end of
-#  its adversarial leg (0: none), DGAN_WEIGHT, DGAN_LR, DGAN_MAX_T and DGAN_JUDGE its adversarial weight,
-#  learning rate, the timesteps it judges and what its discriminator sees (clean latents or pairs);
-#  DGAN_CLASS_WEIGHTS="stroma=0" its factor per class. WITH_EXTRA=1 trains on data/demo, with its hold-outs,
+#  THREADS the torch threads of each process; SEED the training's seed (0: every shipped version);
+#  DGAN_ITERS the denoiser's iteration count at the end of its adversarial leg (0: none), DGAN_WEIGHT,
+#  DGAN_LR, DGAN_MAX_T and DGAN_JUDGE its adversarial weight, learning rate, the timesteps it judges and
+#  what its discriminator sees (clean latents or pairs); DGAN_CLASS_WEIGHTS="stroma=0" its factor per
+#  class. WITH_EXTRA=1 trains on data/demo, with its hold-outs,
 #  plus data/extra, training-only fields, linked together into $WORK.data.)
 #
 # Recipe (docs/model_card.md says why):
@@ -72,6 +73,7 @@ PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
 [ -x "$PYTHON" ] || PYTHON=python3
 WORK="${WORK:-$REPO/out/train-default-model}"
 THREADS="${THREADS:-1}"
+SEED="${SEED:-0}"  # the training's random streams (data order, noise, dropout); a repeat with another seed
 AE_ITERS="${AE_ITERS:-8000}"
 GAN_LEGS="${GAN_LEGS:-2000:0.5 4000:2.0 8000:3.0 12000:4.0}"
 GAN_ITERS="${GAN_LEGS##*[ ]}"; GAN_ITERS="${GAN_ITERS%%:*}"  # the last leg's end
@@ -110,7 +112,7 @@ fi
 
 export OMP_WAIT_POLICY=PASSIVE  # threads yield instead of spinning when THREADS > 1
 train() {
-    "$PYTHON" -m napari_pathup train "$DATA" --out "$WORK" --resume --seed 0 --device cpu --threads "$THREADS" \
+    "$PYTHON" -m napari_pathup train "$DATA" --out "$WORK" --resume --seed "$SEED" --device cpu --threads "$THREADS" \
         --ae-preset cpu --ae-iters "$AE_ITERS" --ae-batch-size 8 --ae-crop 64 --ae-lr 2e-3 --latent-channels 8 \
         --gan-iters "${LEG_ITERS:-$GAN_ITERS}" --gan-weight "${LEG_WEIGHT:-${GAN_LEGS##*:}}" \
         --gan-batch-size 4 --gan-crop 96 --gan-lr 1e-4 \
