@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -229,13 +228,6 @@ def stale_temporaries(store: Path) -> list[Path]:
             if name.startswith(".") and (PARTIAL_MARKER in name or OLD_MARKER in name or WORK_PREFIX in name):
                 found.append(entry)
     return sorted(found)
-
-
-def remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def read_done(store: Path, output: str) -> dict[str, Any] | None:
@@ -451,14 +443,14 @@ def _run(
     from distributed import as_completed
     from tqdm import tqdm
 
-    from napari_pathup.io.atomic import atomic_output
+    from napari_pathup.io.atomic import atomic_output, remove_path
 
     config_path = store / CONFIG_NAME
     if not config_path.is_file():
         with atomic_output(config_path, overwrite=False) as temp:
             temp.write_text(json.dumps(config, indent=2))
     for stale in stale_temporaries(store):
-        remove(stale)
+        remove_path(stale)  # a temporary that resists is tried again by the next run
     for class_name in sorted({it.class_name for it in items}):
         (store / class_name).mkdir(exist_ok=True)
     rows, blocked = scan_store(store, items, job.model_checksum)

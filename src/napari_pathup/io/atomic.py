@@ -87,7 +87,7 @@ def remove_stale_temporaries(final: str | Path, prefixes: tuple[str, ...] = ()) 
             if name.startswith(prefix):
                 rest = name[len(prefix) :]
         if rest is not None and _is_stale(rest):
-            _remove(entry)
+            remove_path(entry)
             removed.append(entry)
     return removed
 
@@ -157,7 +157,7 @@ def _sibling(path: Path, tag: str) -> Path:
     return path.with_name(f".{stem}{tag}{owner_tag()}-{secrets.token_hex(4)}{suffix}")
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
     """Delete a file, link or directory tree if it exists; never raises for a missing path."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -182,7 +182,7 @@ def _replace(temp: Path, final: Path, overwrite: bool) -> None:
     except BaseException:
         os.rename(old, final)  # put the previous output back
         raise
-    _remove(old)
+    remove_path(old)
 
 
 @contextlib.contextmanager
@@ -204,12 +204,12 @@ def atomic_output(final: str | Path, overwrite: bool) -> Iterator[Path]:
             raise RuntimeError(f"the writer returned without creating {temp.name} for {path}")
         _replace(temp, path, overwrite)
     except OSError as exc:
-        _remove(temp)
+        remove_path(temp)
         if isinstance(exc, PathupError):
             raise
         raise OutputError(os_error_message(path, exc)) from exc
     except BaseException:
-        _remove(temp)
+        remove_path(temp)
         raise
 
 
@@ -230,7 +230,7 @@ def replace_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
         write(temp)
         os.replace(temp, path)
     except BaseException:
-        _remove(temp)
+        remove_path(temp)
         raise
     return path
 
