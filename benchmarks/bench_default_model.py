@@ -37,6 +37,8 @@ per class; no overlap sweep. ``--quick`` (a meaningful before/after in about a t
 one 2048x2048 synthesis per class (seed 0; its 64 tiles still outnumber real half B, so every Fréchet
 distance is taken at the same sample count), 100 probe crops per class. Any option given explicitly
 overrides these (``--synthetic-stride 128`` cuts overlapping crops, as the real crops are cut).
+``--first-seed S`` draws seeds S, S+1, ... instead: the same command with another first seed says how
+far a figure moves with the draw alone, before reading a difference between two models.
 
 ``--baseline`` measures a second model on the same real crops, features, probe, nucleus thresholds,
 references, seeds and settings, and adds its columns to the summary and its crops to the contact sheet.
@@ -216,6 +218,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "of a class from reference k mod their number, as augmentation draws them from real RoIs",
     )
     p.add_argument("--images", type=int, help="synthetic images per class (default 3; --quick 1)")
+    p.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="seed of each class's first image (the others count on): another seed draws other images "
+        "from the same model, references and crops, to see how much a figure moves with the draw alone",
+    )
     p.add_argument("--size", type=int, help="output side in pixels (default 2048)")
     p.add_argument("--synthetic-stride", type=int, default=CROP, help="grid of the synthetic crops")
     p.add_argument("--sweep", action="store_true", help="also run the overlap sweep (slow)")
@@ -235,6 +244,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.images = args.images or (1 if args.quick else 3)
     args.size = args.size or 2048
     args.train_crops = args.train_crops or (100 if args.quick else 200)
+    if args.first_seed < 0:
+        p.error(f"--first-seed must be 0 or more, got {args.first_seed}")
     for name in ("images", "size", "synthetic_stride", "sweep_size", "stride", "train_crops", "draws"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
@@ -361,21 +372,24 @@ def autoencoder(bench: Bench) -> dict[str, Any]:
 
 
 def synthesize_all(bench: Bench) -> dict[str, Any]:
-    """``--images`` outputs per class (seeds 0, 1, ...) at the default settings; the last is the speed run."""
+    """``--images`` outputs per class (seeds ``--first-seed``, and on) at the default settings; the last is
+    the speed run."""
     args, classes, shared = bench.args, bench.classes, bench.shared
     print(
         f"\nSynthesis ({bench.label}): {args.images} image(s) of {args.size}x{args.size} per class "
-        f"(seeds 0-{args.images - 1}), default settings, from {shared.reference_note}."
+        f"(seeds {args.first_seed}-{args.first_seed + args.images - 1}), default settings, from "
+        f"{shared.reference_note}."
     )
     for name in classes:
         bench.runs[name] = []
-        for seed in range(args.images):
-            speed_run = name == classes[-1] and seed == args.images - 1
+        for k in range(args.images):
+            seed = args.first_seed + k
+            speed_run = name == classes[-1] and k == args.images - 1
             torch.set_num_threads(args.speed_threads if speed_run else args.threads)
             load = os.getloadavg()[0]
             settings = SynthesisSettings(name, height=args.size, width=args.size, seed=seed)
             references = shared.references[name]
-            bench.runs[name].append(timed_run(bench.model, references[seed % len(references)], settings))
+            bench.runs[name].append(timed_run(bench.model, references[k % len(references)], settings))
             if speed_run:
                 bench.speed_load = (load, os.getloadavg()[0])
             print(f"  {name} seed {seed}: {bench.runs[name][-1].seconds['total']:.1f} s", file=sys.stderr)
@@ -787,6 +801,7 @@ def stain(bench: Bench) -> dict[str, Any]:
             "reconstruction": [bench.recon[i] for i in shared.real.of(c)],
             "PathUp": bench.crops[name]["PathUp"],
             "stage-1 upsampled": bench.crops[name]["stage-1 upsampled"],
+            **control_sets(shared, c, name),
         }
         stats = {k: hed_stats(v) for k, v in groups.items() if v}
         real = stats.get("real held-out", {})
@@ -800,7 +815,9 @@ def stain(bench: Bench) -> dict[str, Any]:
         f"6. Stain colour (colour deconvolution, as skimage rgb2hed) — {bench.label}",
         "Mean ± standard deviation over all pixels of the haematoxylin (H) and eosin (E) optical "
         "densities. H, E ratio: mean over that of the real held-out crops of the class (eosin washing out "
-        "shows as an E ratio well below 1).",
+        "shows as an E ratio well below 1). The yardstick rows (no bar) say how much of a synthesis's "
+        "colour is its reference's: a synthesis keeps its reference's stain, so compare it with the "
+        "'reference, 1:1 tiles' row as well as with the held-out crops.",
         markdown_table(["class", "set", "H", "E", "H ratio", "E ratio"], rows),
     )
     return out
@@ -811,7 +828,8 @@ def speed(bench: Bench) -> dict[str, Any]:
     run = bench.runs[name][-1]
     section(
         f"7. Speed — {bench.label}",
-        f"One {args.size}x{args.size} synthesis (class {name}, seed {args.images - 1}, default settings, not "
+        f"One {args.size}x{args.size} synthesis (class {name}, seed {args.first_seed + args.images - 1}, "
+        "default settings, not "
         f"the process's first run), CPU, {args.speed_threads} torch thread(s); load average "
         f"{bench.speed_load[0]:.2f} before and {bench.speed_load[1]:.2f} after (other jobs share the cores). "
         f"Patch evaluations: {run.evaluations}. Parts from the engine's events: stage 1 (reference encode, "
@@ -958,11 +976,12 @@ def write_sheet(shared: Shared, benches: list[Bench], path: Path) -> None:
     classes = shared.classes
     groups = [("real, held-out", {n: spread(shared.real_of(c)) for c, n in enumerate(classes)})]
 
-    def tiles(bench: Bench, name: str) -> list[np.ndarray]:  # non-overlapping, of the seed-0 image
+    def tiles(bench: Bench, name: str) -> list[np.ndarray]:  # non-overlapping, of the first image
         return spread(with_tissue(grid_tiles(bench.runs[name][0].image, CROP), MIN_TISSUE)[0])
 
     groups += [(f"synthetic, {b.label}", {n: tiles(b, n) for n in classes}) for b in benches]
-    wholes = [(f"{b.label}, seed 0", {n: b.runs[n][0].image for n in classes}) for b in benches]
+    first = shared.args.first_seed
+    wholes = [(f"{b.label}, seed {first}", {n: b.runs[n][0].image for n in classes}) for b in benches]
     image = contact_sheet(classes, groups, wholes, CROP)
     partial = path.with_name(path.stem + ".partial.png")
     image.save(partial)
