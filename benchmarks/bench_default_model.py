@@ -829,9 +829,9 @@ def speed(bench: Bench) -> dict[str, Any]:
     section(
         f"7. Speed — {bench.label}",
         f"One {args.size}x{args.size} synthesis (class {name}, seed {args.first_seed + args.images - 1}, "
-        "default settings, not "
-        f"the process's first run), CPU, {args.speed_threads} torch thread(s); load average "
-        f"{bench.speed_load[0]:.2f} before and {bench.speed_load[1]:.2f} after (other jobs share the cores). "
+        f"default settings, not the process's first run), CPU, {args.speed_threads} torch thread(s); "
+        f"load average {bench.speed_load[0]:.2f} before and {bench.speed_load[1]:.2f} after (other jobs "
+        "share the cores). "
         f"Patch evaluations: {run.evaluations}. Parts from the engine's events: stage 1 (reference encode, "
         "sampling, decode), encode (resize to the output size, tiled encode), stage 2 sampling, decode.",
         markdown_table(["part", "wall time (s)"], [[k, fmt(v, 1)] for k, v in run.seconds.items()]),
