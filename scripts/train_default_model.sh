@@ -35,8 +35,8 @@
 #  DGAN_ITERS the denoiser's iteration count at the end of its adversarial leg (0: none), DGAN_WEIGHT,
 #  DGAN_LR, DGAN_MAX_T and DGAN_JUDGE its adversarial weight, learning rate, the timesteps it judges and
 #  what its discriminator sees (clean latents or pairs); DGAN_CLASS_WEIGHTS="stroma=0" its factor per
-#  class. WITH_EXTRA=1 trains on data/demo, with its hold-outs,
-#  plus data/extra, training-only fields, linked together into $WORK.data.)
+#  class. WITH_EXTRA=1 trains on data/demo, with its hold-outs, plus data/extra, training-only fields,
+#  linked together into $WORK.data.)
 #
 # Recipe (docs/model_card.md says why):
 #   1  autoencoder   AutoencoderTiny, cpu preset (32 wide, no normalisation layers), 8 latent channels,
