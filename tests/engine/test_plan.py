@@ -30,9 +30,9 @@ SMALL = {"height": 128, "width": 192, "reference_size": 64, "steps": 6}
 
 #: the images of the code before the run plan existed (commit 211a654), on the tiny random model of
 #: ``build_random_pathup_model`` (seed 0) with the reference below, under torch 2.14.1 on the CPU with one
-#: thread: ``golden/<case>.png``. The digests are those images on the AMD EPYC (AVX-512) machine that made
-#: them, where the current code gives them bit for bit; ``golden/`` holds the same code's images on an
-#: Intel Xeon with AMX, whose float kernels round differently.
+#: thread. The digests were made by that code on an AMD EPYC (AVX-512), where the current code still
+#: gives them bit for bit; ``golden/<case>.png`` are the current code's images on an Intel Xeon with AMX,
+#: whose float kernels round differently (a CPU that matches neither is compared with the PNGs).
 GOLDEN_TORCH = "2.14.1"
 GOLDEN_DIR = Path(__file__).parent / "golden"
 #: float rounding of other CPUs' kernels moves a pixel by one grey level at most, on < 0.1 % of pixels
