@@ -170,7 +170,8 @@ def dataset_fingerprint(index: DatasetIndex) -> dict[str, Any]:
 
 def _check_settings(saved: dict[str, Any], current: dict[str, Any], keys: tuple[str, ...], what: str) -> None:
     """Refuse to resume when a setting in ``keys`` differs; a key the saved settings lack predates that
-    setting, whose default (unchanged since it was added) is what the checkpoint was made with."""
+    setting, whose default (unchanged since it was added) is what the checkpoint was made with. A warm
+    start's model is compared by its hash where the saved settings record one, else by its path."""
     defaults = {
         f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
         for f in fields(TrainConfig)
