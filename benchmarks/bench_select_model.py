@@ -1,0 +1,241 @@
+"""Choose among candidate models without reading the quality benchmark's evaluation crops.
+
+Run: ``python benchmarks/bench_select_model.py MODEL_DIR [MODEL_DIR ...] [--data data/demo]
+[--images 2] [--first-seed 100] [--out FOLDER]``. Prints a markdown table, the rule and the model it
+chooses, and writes them as ``selection.json`` in ``--out``.
+
+Why: legs of one training recipe that differ only in their seed spread as widely as the settings the
+model card compares (ninth session). Choosing the best of them by ``bench_default_model.py`` would
+select on its held-out crops, so the figures it then reports for the choice would be biased upwards.
+This script measures every candidate on other real tissue and another draw of images:
+
+- Selection tissue: real 256-px crops of the **training areas** of ``--data`` (outside every hold-out
+  rectangle; the class probe's crops of the quality benchmark), never a held-out crop.
+- Selection draw: ``--images`` syntheses of ``--size`` per class from seeds ``--first-seed`` (100) on,
+  another draw than the quality benchmark's seeds 0-2, at the model's defaults, from its shipped
+  references (which lie in the training areas too), cut into 256-px tiles with >= 50 % tissue.
+- Per candidate and class: the Fréchet distance (EfficientNet-Lite0 features, the same
+  ``--fd-crops`` tiles for every candidate, mean over ``--draws`` subsets) to the selection tissue of
+  the class, the tiles' sharpness over that tissue's, and the share of tiles a linear probe trained on
+  the selection tissue assigns to the class.
+
+Rule (fixed before any candidate was measured; docs/model_card.md, tenth session): a candidate is
+eligible when its class fidelity over all classes is >= ``--min-fidelity`` (0.9). Eligible candidates
+are ranked by their mean Fréchet distance over the classes (ascending) and by the mean sharpness ratio
+of ``--sharp-classes`` (normal and tumour: the classes below the sharpness bar; descending); the chosen
+one has the lowest sum of the two ranks, ties going to the lower Fréchet distance. Only the chosen
+model is then measured on the quality benchmark.
+
+The training areas are tissue the candidates were trained on: a model that copied them would score
+best here. Among legs that start from the same weights and differ in their seed, that bias is shared;
+it would not be a fair yardstick between models trained on different data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine_info, markdown_table
+from _quality import (
+    grid_tiles,
+    linear_probe,
+    matched_fd,
+    sharpness_values,
+    timed_run,
+    training_crops,
+    with_tissue,
+)
+from napari_pathup.datasets import discover
+from napari_pathup.engine.device import select_dtype
+from napari_pathup.engine.pipeline import SynthesisSettings
+from napari_pathup.engine.plan import DTYPE_CHOICES
+from napari_pathup.io.images import read_image
+from napari_pathup.metrics import extract_features, get_extractor
+from napari_pathup.models.load import load_model
+from napari_pathup.training.data import load_images
+
+CROP = 256
+MIN_TISSUE = 0.5  # as training and the quality benchmark
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    p.add_argument("models", type=Path, nargs="+", help="candidate PathUp model folders")
+    p.add_argument("--data", type=Path, default=Path("data/demo"), help="training data with holdout.json")
+    p.add_argument("--out", type=Path, help="folder for selection.json (none: print only)")
+    p.add_argument("--images", type=int, default=2, help="syntheses per class and candidate")
+    p.add_argument("--first-seed", type=int, default=100, help="seed of each class's first image")
+    p.add_argument("--size", type=int, default=2048, help="output side in pixels")
+    p.add_argument("--stride", type=int, default=128, help="grid stride of the real 256-px crops")
+    p.add_argument("--train-crops", type=int, default=200, help="selection crops per class (at most)")
+    p.add_argument("--fd-crops", type=int, default=64, help="synthetic tiles per Fréchet distance")
+    p.add_argument("--draws", type=int, default=5, help="random subsets averaged per Fréchet distance")
+    p.add_argument("--min-fidelity", type=float, default=0.9, help="eligibility: class fidelity, all classes")
+    p.add_argument(
+        "--sharp-classes", nargs="+", default=["normal", "tumour"], help="classes whose sharpness is ranked"
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help="as `pathup synthesize --dtype`")
+    args = p.parse_args(argv)
+    for name in ("images", "size", "stride", "train_crops", "fd_crops", "draws"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
+    if args.first_seed < 3:
+        p.error(
+            f"--first-seed must be 3 or more (seeds 0-2 are the quality benchmark's), got {args.first_seed}"
+        )
+    if len(set(args.models)) != len(args.models):
+        p.error("a candidate is given twice")
+    return args
+
+
+def choose(rows: dict[str, dict[str, float]], min_fidelity: float) -> tuple[str | None, dict[str, Any]]:
+    """The rule of the module docstring: (chosen candidate or None, its ranks per eligible candidate)."""
+    eligible = [k for k, r in rows.items() if r["fidelity"] >= min_fidelity and not math.isnan(r["fd"])]
+    if not eligible:
+        return None, {}
+    by_fd = sorted(eligible, key=lambda k: rows[k]["fd"])
+    by_sharp = sorted(eligible, key=lambda k: -rows[k]["sharpness"])
+    ranks = {k: {"fd": by_fd.index(k) + 1, "sharpness": by_sharp.index(k) + 1} for k in eligible}
+    chosen = min(eligible, key=lambda k: (ranks[k]["fd"] + ranks[k]["sharpness"], rows[k]["fd"]))
+    return chosen, ranks
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.set_grad_enabled(False)
+    started = time.perf_counter()
+    print("# Model selection on the training areas\n")
+    print(f"Command: `python {' '.join(sys.argv)}`  ")
+    print(f"Machine: {machine_info()}  ")
+    index = discover(args.data)
+    classes = list(index.classes)
+    missing = [c for c in args.sharp_classes if c not in classes]
+    if missing:
+        raise SystemExit(f"--sharp-classes {missing}: not classes of {args.data} ({classes})")
+    dtype = select_dtype(args.dtype, torch.device("cpu"))
+    extractor = get_extractor("effnet-lite0", device="cpu")
+    print(f"Model dtype: {str(dtype).removeprefix('torch.')}; feature network: {extractor.label}  ")
+    crops, labels, _ = training_crops(
+        index, load_images(index), CROP, args.stride, MIN_TISSUE, args.train_crops
+    )
+    feats = extract_features(extractor, crops, batch_size=16)
+    sharp = sharpness_values(crops)
+    probe, predict = linear_probe(feats, labels)
+    counts = ", ".join(f"{n} {int((labels == c).sum())}" for c, n in enumerate(classes))
+    print(
+        f"Selection tissue: {len(crops)} real {CROP}-px crops of the training areas of {args.data} "
+        f"({counts}; {args.stride}-px grid); probe: {probe}.  "
+    )
+    seeds = list(range(args.first_seed, args.first_seed + args.images))
+    print(f"Selection draw: seeds {seeds[0]}-{seeds[-1]}, {args.size}x{args.size}, the models' defaults.\n")
+
+    rows: dict[str, dict[str, float]] = {}
+    per_class: dict[str, dict[str, dict[str, float]]] = {}
+    for folder in args.models:
+        model = load_model(folder).to("cpu", dtype)
+        if list(model.classes) != classes:
+            raise SystemExit(f"{folder}: classes {list(model.classes)} differ from the data's {classes}")
+        shipped = model.metadata.get("references") or {}
+        if not all(c in shipped for c in classes):
+            raise SystemExit(f"{folder}: pathup.json 'references' must name a reference for {classes}")
+        name, results = str(folder), {}
+        for c, cls in enumerate(classes):
+            reference = read_image(Path(model.path) / shipped[cls])
+            tiles: list[np.ndarray] = []
+            for seed in seeds:
+                run = timed_run(
+                    model, reference, SynthesisSettings(cls, height=args.size, width=args.size, seed=seed)
+                )
+                tiles += grid_tiles(run.image, CROP)
+            tiles, _ = with_tissue(tiles, MIN_TISSUE)
+            synthetic = extract_features(extractor, tiles, batch_size=16) if tiles else np.zeros((0, 1280))
+            own = labels == c
+            fd = (
+                matched_fd(feats[own], [synthetic], [args.fd_crops], args.draws, c)
+                if len(tiles) >= args.fd_crops
+                else math.nan
+            )
+            results[cls] = {
+                "tiles": len(tiles),
+                "fd": fd,
+                "sharpness_ratio": float(sharpness_values(tiles).mean() / sharp[own].mean())
+                if tiles
+                else math.nan,
+                "fidelity": float(np.mean(predict(synthetic) == c)) if tiles else math.nan,
+            }
+            print(f"  {name} {cls}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        per_class[name] = results
+        tiles_all = sum(r["tiles"] for r in results.values())
+        rows[name] = {
+            "fd": float(np.mean([r["fd"] for r in results.values()])),
+            "sharpness": float(np.mean([results[c]["sharpness_ratio"] for c in args.sharp_classes])),
+            "fidelity": sum(r["fidelity"] * r["tiles"] for r in results.values() if r["tiles"])
+            / max(tiles_all, 1),
+        }
+
+    chosen, ranks = choose(rows, args.min_fidelity)
+    table = []
+    for name, r in rows.items():
+        c = per_class[name]
+        table.append(
+            [
+                f"**{name}**" if name == chosen else name,
+                " / ".join(f"{c[n]['fd']:.1f}" for n in classes) + f" ({r['fd']:.1f})",
+                " / ".join(f"{c[n]['sharpness_ratio']:.2f}" for n in classes),
+                " / ".join(f"{c[n]['fidelity']:.2f}" for n in classes) + f" ({r['fidelity']:.2f})",
+                f"{ranks[name]['fd']} + {ranks[name]['sharpness']}" if name in ranks else "not eligible",
+            ]
+        )
+    names = " / ".join(classes)
+    print(
+        markdown_table(
+            [
+                "candidate",
+                f"FD to the training areas, {names} (mean)",
+                f"sharpness / training areas, {names}",
+                f"class fidelity, {names} (all)",
+                "rank FD + sharpness",
+            ],
+            table,
+        )
+    )
+    sharp_names = " and ".join(args.sharp_classes)
+    print(
+        f"\nRule: eligible at class fidelity >= {args.min_fidelity}; rank by mean FD (ascending) and by the "
+        f"mean sharpness ratio of {sharp_names} (descending); lowest rank sum, ties to the lower FD.  "
+    )
+    print(f"Chosen: {chosen if chosen is not None else 'none (no candidate is eligible)'}  ")
+    print(f"Selection time: {(time.perf_counter() - started) / 60:.1f} min")
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        report = {
+            "command": " ".join(sys.argv),
+            "machine": machine_info(),
+            "feature_network": extractor.label,
+            "probe": probe,
+            "seeds": seeds,
+            "candidates": {k: {**rows[k], "per_class": per_class[k], "ranks": ranks.get(k)} for k in rows},
+            "chosen": chosen,
+        }
+        path = args.out / "selection.json"
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(report, indent=1, default=float) + "\n")
+        partial.replace(path)
+        print(f"JSON: {path}")
+
+
+if __name__ == "__main__":
+    main()
