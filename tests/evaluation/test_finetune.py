@@ -152,6 +152,51 @@ def test_a_killed_run_resumes_at_its_epoch_and_ends_as_an_uninterrupted_one(
     assert resumed.protocol["train_loss_per_epoch"] == whole.protocol["train_loss_per_epoch"]
 
 
+def _first_layout(state, prefix: str, tensors: dict) -> object:
+    """How fold checkpoints stored an optimiser state before they shared ``io.optimizer_state``."""
+    if isinstance(state, torch.Tensor):
+        tensors[prefix] = state.detach().clone().contiguous()
+        return {"__tensor__": prefix}
+    if isinstance(state, dict):
+        return {str(k): _first_layout(v, f"{prefix}.{k}", tensors) for k, v in state.items()}
+    if isinstance(state, list | tuple):
+        return [_first_layout(v, f"{prefix}.{i}", tensors) for i, v in enumerate(state)]
+    return state
+
+
+def test_a_fold_checkpoint_of_the_first_layout_still_resumes(tmp_path: Path):
+    from safetensors.torch import save_file
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    tensors = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
+    saved = _first_layout(opt.state_dict(), "optimizer", tensors)
+    save_file(tensors, str(tmp_path / "epoch-1.safetensors"))
+    state = {"done": False, "epoch": 1, "file": "epoch-1.safetensors", "optimizer": saved, "losses": [1.0]}
+    (tmp_path / finetune.STATE_JSON).write_text(json.dumps(state))
+
+    checkpoint = finetune.FoldCheckpoint(tmp_path)
+    fresh = torch.nn.Linear(3, 2)
+    fresh_opt = torch.optim.SGD(fresh.parameters(), lr=0.5, momentum=0.9)
+    checkpoint.load_epoch(checkpoint.state(), fresh, fresh_opt)
+    assert fresh_opt.param_groups[0]["lr"] == 0.1
+    for p, q in zip(model.parameters(), fresh.parameters(), strict=True):
+        assert torch.equal(p, q)
+        assert torch.equal(opt.state[p]["momentum_buffer"], fresh_opt.state[q]["momentum_buffer"])
+
+    # the next epoch is written in the shared layout, and reads back the same
+    checkpoint.save_epoch(2, fresh, fresh_opt, {"losses": [1.0, 0.5]})
+    again = torch.nn.Linear(3, 2)
+    again_opt = torch.optim.SGD(again.parameters(), lr=0.5, momentum=0.9)
+    checkpoint.load_epoch(checkpoint.state(), again, again_opt)
+    assert "scalars" in checkpoint.state()["optimizer"]
+    assert sorted(p.name for p in tmp_path.glob("epoch-*")) == ["epoch-2.safetensors"]
+    for p, q in zip(fresh.parameters(), again.parameters(), strict=True):
+        assert torch.equal(fresh_opt.state[p]["momentum_buffer"], again_opt.state[q]["momentum_buffer"])
+
+
 def test_weights_load_into_the_larger_input_with_resampled_positions(weights: Path):
     model = create_model(ARCH, 32, n_classes=3)
     skipped = load_pretrained(model, weights, ARCH)

@@ -55,6 +55,7 @@ from napari_pathup.evaluation.report import EvaluationReport, FoldResult
 from napari_pathup.evaluation.run import EvaluateSettings, FeatureCache, fit_predict_mil, scores
 from napari_pathup.io.atomic import replace_atomically, write_text_atomic
 from napari_pathup.io.images import read_image
+from napari_pathup.io.optimizer_state import load_optimizer, optimizer_tensors
 from napari_pathup.metrics.features import module_extractor
 from napari_pathup.metrics.images import resize, to_tensor
 
@@ -270,19 +271,9 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
-def _split_state(state: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
-    """Tensors of a nested optimiser state into ``tensors`` (keyed by path), the rest returned as JSON."""
-    if isinstance(state, torch.Tensor):
-        tensors[prefix] = state.detach().cpu().contiguous()
-        return {"__tensor__": prefix}
-    if isinstance(state, dict):
-        return {str(k): _split_state(v, f"{prefix}.{k}", tensors) for k, v in state.items()}
-    if isinstance(state, list | tuple):
-        return [_split_state(v, f"{prefix}.{i}", tensors) for i, v in enumerate(state)]
-    return state
-
-
 def _join_state(state: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """A nested optimiser state of the fold checkpoints' first layout (tensors named by their path in it
+    through ``{"__tensor__": key}`` markers), with its tensors put back."""
     if isinstance(state, dict):
         if set(state) == {"__tensor__"}:
             return tensors[state["__tensor__"]]
@@ -292,9 +283,19 @@ def _join_state(state: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return state
 
 
-def _optimizer_state(saved: dict[str, Any]) -> dict[str, Any]:
-    """An optimiser state dict read back from JSON (parameter indices are ints again)."""
-    return {"state": {int(k): v for k, v in saved["state"].items()}, "param_groups": saved["param_groups"]}
+def _load_optimizer(
+    optimizer: torch.optim.Optimizer, saved: dict[str, Any], tensors: dict[str, torch.Tensor]
+) -> None:
+    """Restore the optimiser of a fold checkpoint: the shared layout (``io.optimizer_state``, tensors
+    ``optimizer.state.*``), or the first one, so that a run interrupted before the change resumes."""
+    if "scalars" in saved:
+        prefix = "optimizer."
+        own = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+        load_optimizer(optimizer, own, saved)
+        return
+    joined = _join_state(saved, tensors)
+    state = {int(k): v for k, v in joined["state"].items()}  # parameter indices are ints again
+    optimizer.load_state_dict({"state": state, "param_groups": joined["param_groups"]})
 
 
 class FoldCheckpoint:
@@ -315,7 +316,8 @@ class FoldCheckpoint:
 
         self.folder.mkdir(parents=True, exist_ok=True)
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        opt = _split_state(optimizer.state_dict(), "optimizer", tensors)
+        opt_tensors, opt = optimizer_tensors(optimizer)
+        tensors |= {f"optimizer.{k}": v.detach().cpu().contiguous() for k, v in opt_tensors.items()}
         name = f"epoch-{epoch}.safetensors"
         replace_atomically(self.folder / name, lambda t: save_file(tensors, str(t)))
         _write_json(
@@ -328,7 +330,7 @@ class FoldCheckpoint:
 
         tensors = load_file(str(self.folder / state["file"]))
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        optimizer.load_state_dict(_optimizer_state(_join_state(state["optimizer"], tensors)))
+        _load_optimizer(optimizer, state["optimizer"], tensors)
 
     def finish(self, result: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from napari_pathup.errors import InputError
 from napari_pathup.io.atomic import write_text_atomic
+from napari_pathup.io.optimizer_state import load_optimizer, optimizer_tensors
 
 LATEST = "latest.json"
 
@@ -37,32 +38,6 @@ def settings_json(config: Any) -> dict[str, Any]:
 
 def _cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()}
-
-
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimizer state into tensors (``state.<param>.<name>``) and JSON-able rest."""
-    state = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for index, values in state["state"].items():
-        for name, value in values.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"state.{index}.{name}"] = value
-            else:
-                scalars.setdefault(str(index), {})[name] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
-
-
-def load_optimizer(
-    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], rest: dict[str, Any]
-) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        _, index, name = key.split(".", 2)
-        state.setdefault(int(index), {})[name] = value
-    for index, values in rest.get("scalars", {}).items():
-        state.setdefault(int(index), {}).update(values)
-    optimizer.load_state_dict({"state": state, "param_groups": rest["param_groups"]})
 
 
 def save_checkpoint(
