@@ -114,3 +114,23 @@ def test_the_old_scheduler_flag_still_names_the_dask_address_with_a_deprecation(
     err = capsys.readouterr().err
     assert code == 2 and "--workers sizes a local cluster" in err
     assert "--scheduler is deprecated" in err and "--dask-address" in err
+
+
+def test_a_cluster_with_dasks_trim_setting_gets_one_warning_and_the_run_goes_on(
+    pathup_model_dir, tmp_path, capsys, monkeypatch
+):
+    from distributed import LocalCluster
+
+    data = tmp_path / "data"
+    (data / "tumour").mkdir(parents=True)
+    Image.fromarray(rgb(128, 128)).save(data / "tumour" / "a.png")
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # restored (unset) after the test
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        code = main(
+            args(data, tmp_path / "store", pathup_model_dir, "--dask-address", cluster.scheduler_address)
+        )
+    out, err = capsys.readouterr()
+    assert code == 0 and "1 planned: 1 made" in out
+    warning = "pathup augment: warning: 1 of 1 Dask workers run with MALLOC_TRIM_THRESHOLD_=65536"
+    assert err.count(warning) == 1
+    assert "pre-spawn-environ.MALLOC_TRIM_THRESHOLD_: null" in err

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,30 @@ WORKER_MEMORY = 2 * 1024**3
 #: 128 KiB, so every tensor buffer above it is a fresh mmap faulted in page by page: a 2048x2048
 #: synthesis took 55-58 s instead of 28 s (docs/performance.md, Augmentation). ``None`` (Dask's way
 #: to unset it) leaves glibc's adaptive thresholds; a value the user exported still reaches the workers.
-LOCAL_CLUSTER_CONFIG: dict[str, Any] = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+TRIM_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
+LOCAL_CLUSTER_CONFIG: dict[str, Any] = {f"distributed.nanny.pre-spawn-environ.{TRIM_VARIABLE}": None}
+
+
+class ClusterWarning(UserWarning):
+    """A cluster given with ``--dask-address`` is set up in a way that was measured to slow augment."""
+
+
+def trim_warning(client: Any) -> str | None:
+    """Why the cluster's workers may run slowly, or None: a worker started with ``MALLOC_TRIM_THRESHOLD_``
+    set (Dask's nanny sets 65536 unless told not to) computed every image about half as fast here."""
+    try:
+        found = client.run(os.getenv, TRIM_VARIABLE)  # worker address -> its value (os.getenv runs there)
+    except Exception:  # a diagnostic only: a worker that cannot answer is not an error here
+        return None
+    slowed = {address: value for address, value in found.items() if value is not None}
+    if not slowed:
+        return None
+    values = ", ".join(sorted(set(slowed.values())))
+    return (
+        f"{len(slowed)} of {len(found)} Dask workers run with {TRIM_VARIABLE}={values}, which made every "
+        "synthesis about half as fast in our measurements (docs/performance.md, Augmentation); start the "
+        f"cluster's workers with the Dask setting distributed.nanny.pre-spawn-environ.{TRIM_VARIABLE}: null"
+    )
 
 
 @dataclass(frozen=True)
@@ -90,6 +114,9 @@ def open_client(
                 "on a local cluster"
             ) from exc
         try:
+            message = trim_warning(client)
+            if message is not None:
+                warnings.warn(message, ClusterWarning, stacklevel=3)
             yield client
         finally:
             client.close()

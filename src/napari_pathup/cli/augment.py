@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from napari_pathup.cli._common import (
     _Deprecated,
@@ -16,6 +18,9 @@ from napari_pathup.cli._common import (
     positive_int,
     whole,
 )
+
+if TYPE_CHECKING:
+    from napari_pathup.augmentation.run import Summary
 
 SPLIT_HELP = "BRACS split folder(s) whose RoIs are augmented, comma-separated (default: train)"
 
@@ -79,15 +84,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from napari_pathup.augmentation.run import augment
-    from napari_pathup.cli._common import sampling_settings
+    from napari_pathup.augmentation.cluster import ClusterWarning
     from napari_pathup.errors import InputError
 
     if args.dask_address and args.workers is not None:
         raise InputError(
             "--workers sizes a local cluster; with --dask-address the cluster's workers are used"
         )
-    summary = augment(
+    default = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, ClusterWarning):  # at once, before the run, in the command's own words
+            print(f"pathup augment: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ClusterWarning)
+        warnings.showwarning = show
+        summary = _augment(args)
+    for line in summary.lines():
+        print(line, file=sys.stdout if line.startswith(str(summary.planned)) else sys.stderr)
+    return 0 if summary.ok else 1
+
+
+def _augment(args: argparse.Namespace) -> Summary:
+    from napari_pathup.augmentation.run import augment
+    from napari_pathup.cli._common import sampling_settings
+
+    return augment(
         args.data,
         args.out,
         settings=sampling_settings(args),
@@ -106,6 +138,3 @@ def execute(args: argparse.Namespace) -> int:
         max_pixels=max_image_pixels(args),
         allow_large=args.allow_large_run,
     )
-    for line in summary.lines():
-        print(line, file=sys.stdout if line.startswith(str(summary.planned)) else sys.stderr)
-    return 0 if summary.ok else 1
