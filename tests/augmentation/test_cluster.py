@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import warnings
 
-from napari_pathup.augmentation.cluster import LocalSize, open_client
+import pytest
+
+from napari_pathup.augmentation.cluster import LOCAL_CLUSTER_CONFIG, ClusterWarning, LocalSize, open_client
 
 TRIM = "MALLOC_TRIM_THRESHOLD_"
 
@@ -18,11 +20,14 @@ def test_workers_keep_glibcs_adaptive_trim_unless_the_user_set_one(monkeypatch):
     """Dask's nanny would spawn the workers with MALLOC_TRIM_THRESHOLD_=65536, which made every image
     about twice as slow (docs/performance.md, Augmentation)."""
     monkeypatch.delenv(TRIM, raising=False)
-    with open_client(None, LocalSize(1, 1)) as client:
-        assert workers_trim(client) == [None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ClusterWarning)
+        with open_client(None, LocalSize(1, 1)) as client:
+            assert workers_trim(client) == [None]
     assert os.getenv(TRIM) is None  # the client's own environment is left as it was
     monkeypatch.setenv(TRIM, "1048576")
-    with open_client(None, LocalSize(1, 1)) as client:
+    unset = "unset it in this process's environment"
+    with pytest.warns(ClusterWarning, match=unset), open_client(None, LocalSize(1, 1)) as client:
         assert workers_trim(client) == ["1048576"]
 
 
@@ -30,10 +35,7 @@ def test_a_cluster_given_by_address_with_dasks_trim_setting_is_named_in_a_warnin
     """A cluster of the user's own keeps Dask's setting unless they change it: augment says so, once, at
     the start, with the setting that fixes it; a cluster without it connects silently."""
     import dask
-    import pytest
     from distributed import LocalCluster
-
-    from napari_pathup.augmentation.cluster import LOCAL_CLUSTER_CONFIG, ClusterWarning
 
     monkeypatch.delenv(TRIM, raising=False)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:

@@ -30,7 +30,7 @@ LOCAL_CLUSTER_CONFIG: dict[str, Any] = {f"distributed.nanny.pre-spawn-environ.{T
 
 
 class ClusterWarning(UserWarning):
-    """A cluster given with ``--dask-address`` is set up in a way that was measured to slow augment."""
+    """The cluster's workers are set up in a way that was measured to slow augment."""
 
 
 def trim_warning(client: Any) -> str | None:
@@ -134,6 +134,14 @@ def open_client(
     try:
         client = Client(cluster)
         try:
+            message = trim_warning(client)
+            if message is not None:  # exported by the user, or left in os.environ by an earlier Dask nanny
+                warnings.warn(
+                    f"{message} (here: unset it in this process's environment; an earlier Dask cluster "
+                    "started from this process leaves it set)",
+                    ClusterWarning,
+                    stacklevel=3,
+                )
             yield client
         finally:
             client.close()
