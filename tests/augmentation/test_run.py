@@ -18,7 +18,13 @@ from helpers import rgb
 from napari_pathup.augmentation.cluster import LOCAL_CLUSTER_CONFIG
 from napari_pathup.augmentation.manifest import MANIFEST_NAME, read_manifest
 from napari_pathup.augmentation.plan import plan_items
-from napari_pathup.augmentation.run import augment, stale_temporaries, wait_for_active
+from napari_pathup.augmentation.run import (
+    augment,
+    check_computed_dtype,
+    stale_temporaries,
+    wait_for_active,
+    worker_dtype,
+)
 from napari_pathup.augmentation.worker import model_loads
 from napari_pathup.datasets import discover
 from napari_pathup.errors import InputError
@@ -288,12 +294,53 @@ def test_a_store_from_before_dtype_was_recorded_resumes_as_float32(
     store = tmp_path / "store"
     shutil.copytree(clean_store, store)
     config = json.loads((store / "augment.json").read_text())
-    del config["dtype"]  # as written before the dtype was recorded (those runs computed in float32)
+    del config["dtype"], config["computed_dtype"]  # as written before either was recorded (float32 then)
     (store / "augment.json").write_text(json.dumps(config))
     with pytest.raises(InputError, match=r"dtype \('float32' there, 'auto' now"):
         run(client, data_dir, store, pathup_model_dir)
     summary = run(client, data_dir, store, pathup_model_dir, dtype="float32")
     assert summary.ok and not summary.done and len(summary.skipped) == 8
+
+
+def test_a_store_computed_in_another_dtype_by_auto_is_not_resumed_and_the_hint_works(
+    client, clean_store, data_dir, pathup_model_dir, tmp_path
+):
+    """--dtype auto is bfloat16 on a CPU that computes it and float32 elsewhere: a store begun on one
+    machine and resumed on the other would mix two kinds of image. The store records what its workers
+    computed in; the hint (pass that dtype) resumes it."""
+    import json
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(clean_store, store)
+    config = json.loads((store / "augment.json").read_text())
+    here = set(client.run(worker_dtype, "auto", "auto").values())
+    assert config["dtype"] == "auto" and {config["computed_dtype"]} == here
+    other = "float32" if here == {"bfloat16"} else "bfloat16"
+    config["computed_dtype"] = other  # as if the first run had been on the other kind of machine
+    (store / "augment.json").write_text(json.dumps(config))
+    before = outputs_on_disk(store)
+    with pytest.raises(InputError, match=f"computed in {other}, and this run's workers would compute in"):
+        augment(  # more items than are done: the workers are asked
+            data_dir,
+            store,
+            settings=SETTINGS,
+            ratio=2.0,
+            model=str(pathup_model_dir),
+            client=client,
+            progress=False,
+        )
+    assert outputs_on_disk(store) == before
+    summary = run(client, data_dir, store, pathup_model_dir, dtype=other)  # the hint: accepted as the store's
+    assert summary.ok and not summary.done and len(summary.skipped) == 8
+
+
+def test_workers_that_would_compute_in_two_dtypes_are_refused(tmp_path):
+    assert check_computed_dtype(tmp_path, None, set(), "auto") is None  # no worker yet: nothing to check
+    assert check_computed_dtype(tmp_path, None, {"bfloat16"}, "auto") == "bfloat16"
+    assert check_computed_dtype(tmp_path, "float32", {"float32"}, "auto") == "float32"
+    with pytest.raises(InputError, match=r"would compute in bfloat16 and float32 .* pass --dtype float32"):
+        check_computed_dtype(tmp_path, None, {"float32", "bfloat16"}, "auto")
 
 
 def test_an_unknown_dtype_is_refused_before_anything_is_read(pathup_model_dir, tmp_path):

@@ -44,6 +44,8 @@ from napari_pathup.io.images import MAX_IMAGE_PIXELS
 
 CONFIG_NAME = "augment.json"
 CONFIG_FORMAT = "pathup-augment"
+#: the dtype the store's images were computed in (its first run's workers' resolution of --dtype)
+COMPUTED_DTYPE = "computed_dtype"
 LOCK_NAME = ".pathup-augment.lock"
 #: the manifest is rewritten at most this often while items finish (and always at the end)
 MANIFEST_EVERY_S = 2.0
@@ -151,7 +153,8 @@ OLD_STORE_DTYPE = "float32"
 def store_config(checksum: str, settings: dict[str, Any], base_seed: int, dtype: str) -> dict[str, Any]:
     """What every image of a store shares: the model, the base seed, the settings and the requested
     dtype (a float32 image and a bfloat16 one of the same seed differ slightly, so a store does not mix
-    them; the device is left free, as float32 on two devices differs only by rounding)."""
+    them; the device is left free, as float32 on two devices differs only by rounding). Its first run
+    adds the dtype its workers computed in (:data:`COMPUTED_DTYPE`), as ``auto`` resolves per machine."""
     return {
         "format": CONFIG_FORMAT,
         "version": 1,
@@ -160,6 +163,35 @@ def store_config(checksum: str, settings: dict[str, Any], base_seed: int, dtype:
         "dtype": dtype,
         "settings": settings,
     }
+
+
+def worker_dtype(device: str, dtype: str) -> str:
+    """The dtype a worker computes in for ``device`` and ``dtype`` (run on the worker: ``auto`` resolves
+    on its own hardware, bfloat16 on a CPU that computes it, else float32)."""
+    from napari_pathup.engine.device import select_device, select_dtype
+
+    return str(select_dtype(dtype, select_device(device))).removeprefix("torch.")
+
+
+def check_computed_dtype(store: Path, recorded: str | None, computed: set[str], requested: str) -> str | None:
+    """The one dtype the cluster's workers compute in (None when no worker answered), checked against the
+    one the store was computed in (``recorded``; None for a new store or one from before it was
+    recorded): a store holds one kind of image, also when ``--dtype auto`` meets other hardware."""
+    if not computed:
+        return None
+    hint = " (--dtype auto resolves on each worker's hardware)" if requested == "auto" else ""
+    if len(computed) > 1:
+        raise InputError(
+            f"the cluster's workers would compute in {' and '.join(sorted(computed))}{hint}; pass --dtype "
+            "float32 or --dtype bfloat16 so that the store holds one kind of image"
+        )
+    (now,) = computed
+    if recorded is not None and recorded != now:
+        raise InputError(
+            f"{store} was computed in {recorded}, and this run's workers would compute in {now}{hint}; "
+            f"pass --dtype {recorded} to resume it, or write to a new --out"
+        )
+    return now
 
 
 def check_store(store: Path, config: dict[str, Any]) -> None:
@@ -184,7 +216,7 @@ def check_store(store: Path, config: dict[str, Any]) -> None:
         raise InputError(f"{path} is not a pathup augment store description")
     differ = [k for k in ("model_checksum", "seed") if found.get(k) != config[k]]
     made_in = found.get("dtype", OLD_STORE_DTYPE)
-    if made_in != config["dtype"]:
+    if made_in != config["dtype"] and found.get(COMPUTED_DTYPE) != config["dtype"]:
         differ.append(f"dtype ({made_in!r} there, {config['dtype']!r} now: pass --dtype {made_in})")
     old, new = found.get("settings", {}), config["settings"]
     differ += [
@@ -446,9 +478,12 @@ def _run(
     from napari_pathup.io.atomic import atomic_output, remove_path
 
     config_path = store / CONFIG_NAME
+    recorded = json.loads(config_path.read_text()).get(COMPUTED_DTYPE) if config_path.is_file() else None
+    computed = set(client.run(worker_dtype, job.device, job.dtype).values()) if client is not None else set()
+    now = check_computed_dtype(store, recorded, computed, job.dtype)
     if not config_path.is_file():
         with atomic_output(config_path, overwrite=False) as temp:
-            temp.write_text(json.dumps(config, indent=2))
+            temp.write_text(json.dumps({**config, COMPUTED_DTYPE: now} if now else config, indent=2))
     for stale in stale_temporaries(store):
         remove_path(stale)  # a temporary that resists is tried again by the next run
     for class_name in sorted({it.class_name for it in items}):
