@@ -270,14 +270,21 @@ def test_classes_the_model_does_not_know_are_refused(pathup_model_dir, tmp_path)
     ("change", "message"),
     [
         ({"settings": {**SETTINGS, "steps": 5}}, r"settings.steps \(4 there, 5 now\)"),
-        # clean_store was made in the default dtype (auto): float32 would mix two kinds of images
-        ({"dtype": "float32"}, r"dtype \('auto' there, 'float32' now: pass --dtype auto\)"),
+        # clean_store was made in the default dtype (auto): the dtype its workers did not compute in
+        # (bfloat16 or float32, by this machine's CPU) would mix two kinds of images
+        ({"dtype": "OTHER"}, r"dtype \('auto' there, 'OTHER' now: pass --dtype auto\)"),
     ],
     ids=["settings", "dtype"],
 )
 def test_a_store_of_other_settings_or_dtype_is_not_resumed(
     change, message, clean_store, data_dir, pathup_model_dir
 ):
+    import json
+
+    computed = json.loads((clean_store / "augment.json").read_text())["computed_dtype"]
+    other = {"bfloat16": "float32", "float32": "bfloat16"}[computed]
+    change = {k: other if v == "OTHER" else v for k, v in change.items()}
+    message = message.replace("OTHER", other)
     before = outputs_on_disk(clean_store)
     kwargs = {"settings": SETTINGS, **change}
     with pytest.raises(InputError, match=message):
