@@ -2,7 +2,9 @@
 
 Run: ``python benchmarks/bench_select_model.py MODEL_DIR [MODEL_DIR ...] [--data data/demo]
 [--images 2] [--first-seed 100] [--out FOLDER]``. Prints a markdown table, the rule and the model it
-chooses, and writes them as ``selection.json`` in ``--out``.
+chooses, and writes them as ``selection.json`` in ``--out``. Candidates measured by separate runs of
+the same settings (each measurement depends only on its candidate, so two processes can share the
+work) are ranked together with ``--merge A/selection.json B/selection.json``.
 
 Why: legs of one training recipe that differ only in their seed spread as widely as the settings the
 model card compares (ninth session). Choosing the best of them by ``bench_default_model.py`` would
@@ -71,7 +73,15 @@ MIN_TISSUE = 0.5  # as training and the quality benchmark
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    p.add_argument("models", type=Path, nargs="+", help="candidate PathUp model folders")
+    p.add_argument("models", type=Path, nargs="*", help="candidate PathUp model folders")
+    p.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="rank the candidates of these selection.json reports together (measured on the same tissue, "
+        "draw and settings, e.g. as two processes at a time) instead of measuring models",
+    )
     p.add_argument("--data", type=Path, default=Path("data/demo"), help="training data with holdout.json")
     p.add_argument("--out", type=Path, help="folder for selection.json (none: print only)")
     p.add_argument("--images", type=int, default=2, help="syntheses per class and candidate")
@@ -97,6 +107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )
     if len(set(args.models)) != len(args.models):
         p.error("a candidate is given twice")
+    if bool(args.models) == bool(args.merge):
+        p.error("give candidate model folders, or --merge with selection.json reports")
     return args
 
 
@@ -112,14 +124,8 @@ def choose(rows: dict[str, dict[str, float]], min_fidelity: float) -> tuple[str 
     return chosen, ranks
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.set_grad_enabled(False)
-    started = time.perf_counter()
-    print("# Model selection on the training areas\n")
-    print(f"Command: `python {' '.join(sys.argv)}`  ")
-    print(f"Machine: {machine_info()}  ")
+def measure(args: argparse.Namespace, started: float) -> dict[str, Any]:
+    """Every candidate on the selection tissue and draw: the ``candidates`` and settings of the report."""
     index = discover(args.data)
     classes = list(index.classes)
     missing = [c for c in args.sharp_classes if c not in classes]
@@ -142,8 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     seeds = list(range(args.first_seed, args.first_seed + args.images))
     print(f"Selection draw: seeds {seeds[0]}-{seeds[-1]}, {args.size}x{args.size}, the models' defaults.\n")
 
-    rows: dict[str, dict[str, float]] = {}
-    per_class: dict[str, dict[str, dict[str, float]]] = {}
+    candidates: dict[str, dict[str, Any]] = {}
     for folder in args.models:
         model = load_model(folder).to("cpu", dtype)
         if list(model.classes) != classes:
@@ -151,45 +156,81 @@ def main(argv: list[str] | None = None) -> None:
         shipped = model.metadata.get("references") or {}
         if not all(c in shipped for c in classes):
             raise SystemExit(f"{folder}: pathup.json 'references' must name a reference for {classes}")
-        name, results = str(folder), {}
+        results = {}
         for c, cls in enumerate(classes):
             reference = read_image(Path(model.path) / shipped[cls])
             tiles: list[np.ndarray] = []
             for seed in seeds:
-                run = timed_run(
-                    model, reference, SynthesisSettings(cls, height=args.size, width=args.size, seed=seed)
-                )
-                tiles += grid_tiles(run.image, CROP)
+                settings = SynthesisSettings(cls, height=args.size, width=args.size, seed=seed)
+                tiles += grid_tiles(timed_run(model, reference, settings).image, CROP)
             tiles, _ = with_tissue(tiles, MIN_TISSUE)
             synthetic = extract_features(extractor, tiles, batch_size=16) if tiles else np.zeros((0, 1280))
             own = labels == c
-            fd = (
-                matched_fd(feats[own], [synthetic], [args.fd_crops], args.draws, c)
-                if len(tiles) >= args.fd_crops
-                else math.nan
-            )
+            enough = len(tiles) >= args.fd_crops
             results[cls] = {
                 "tiles": len(tiles),
-                "fd": fd,
+                "fd": matched_fd(feats[own], [synthetic], [args.fd_crops], args.draws, c)
+                if enough
+                else math.nan,
                 "sharpness_ratio": float(sharpness_values(tiles).mean() / sharp[own].mean())
                 if tiles
                 else math.nan,
                 "fidelity": float(np.mean(predict(synthetic) == c)) if tiles else math.nan,
             }
-            print(f"  {name} {cls}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
-        per_class[name] = results
+            print(f"  {folder} {cls}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
         tiles_all = sum(r["tiles"] for r in results.values())
-        rows[name] = {
+        candidates[str(folder)] = {
             "fd": float(np.mean([r["fd"] for r in results.values()])),
             "sharpness": float(np.mean([results[c]["sharpness_ratio"] for c in args.sharp_classes])),
             "fidelity": sum(r["fidelity"] * r["tiles"] for r in results.values() if r["tiles"])
             / max(tiles_all, 1),
+            "per_class": results,
         }
+    return {
+        "feature_network": extractor.label,
+        "probe": probe,
+        "selection_crops": counts,
+        "seeds": seeds,
+        "size": args.size,
+        "fd_crops": args.fd_crops,
+        "draws": args.draws,
+        "dtype": str(dtype).removeprefix("torch."),
+        "candidates": candidates,
+    }
 
-    chosen, ranks = choose(rows, args.min_fidelity)
+
+#: what two reports must share for their candidates to be ranked together (``--merge``)
+SHARED_KEYS = ("feature_network", "probe", "selection_crops", "seeds", "size", "fd_crops", "draws", "dtype")
+
+
+def merged(paths: list[Path]) -> dict[str, Any]:
+    """The candidates of several reports of this script, measured on the same tissue, draw and settings."""
+    reports = [json.loads(p.read_text()) for p in paths]
+    first = reports[0]
+    for path, report in zip(paths[1:], reports[1:], strict=True):
+        differ = [k for k in SHARED_KEYS if report.get(k) != first.get(k)]
+        if differ:
+            raise SystemExit(f"--merge: {path} was measured with other {', '.join(differ)} than {paths[0]}")
+        twice = set(report["candidates"]) & set(first["candidates"])
+        if twice:
+            raise SystemExit(f"--merge: {', '.join(sorted(twice))} measured in more than one report")
+    candidates = {k: v for r in reports for k, v in r["candidates"].items()}
+    return {
+        **{k: first[k] for k in SHARED_KEYS},
+        "merged_from": [str(p) for p in paths],
+        "candidates": candidates,
+    }
+
+
+def decide(report: dict[str, Any], args: argparse.Namespace) -> None:
+    """Apply the rule, print the table and the choice into ``report``."""
+    candidates = report["candidates"]
+    chosen, ranks = choose(candidates, args.min_fidelity)
+    classes = list(next(iter(candidates.values()))["per_class"])
     table = []
-    for name, r in rows.items():
-        c = per_class[name]
+    for name, r in candidates.items():
+        c = r["per_class"]
+        r["ranks"] = ranks.get(name)
         table.append(
             [
                 f"**{name}**" if name == chosen else name,
@@ -200,36 +241,42 @@ def main(argv: list[str] | None = None) -> None:
             ]
         )
     names = " / ".join(classes)
-    print(
-        markdown_table(
-            [
-                "candidate",
-                f"FD to the training areas, {names} (mean)",
-                f"sharpness / training areas, {names}",
-                f"class fidelity, {names} (all)",
-                "rank FD + sharpness",
-            ],
-            table,
-        )
-    )
+    headers = [
+        "candidate",
+        f"FD to the training areas, {names} (mean)",
+        f"sharpness / training areas, {names}",
+        f"class fidelity, {names} (all)",
+        "rank FD + sharpness",
+    ]
+    print(markdown_table(headers, table))
     sharp_names = " and ".join(args.sharp_classes)
     print(
         f"\nRule: eligible at class fidelity >= {args.min_fidelity}; rank by mean FD (ascending) and by the "
         f"mean sharpness ratio of {sharp_names} (descending); lowest rank sum, ties to the lower FD.  "
     )
     print(f"Chosen: {chosen if chosen is not None else 'none (no candidate is eligible)'}  ")
+    report["chosen"] = chosen
+    report["rule"] = {"min_fidelity": args.min_fidelity, "sharp_classes": args.sharp_classes}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.set_grad_enabled(False)
+    started = time.perf_counter()
+    print("# Model selection on the training areas\n")
+    print(f"Command: `python {' '.join(sys.argv)}`  ")
+    print(f"Machine: {machine_info()}  ")
+    if args.merge:
+        report = merged(args.merge)
+        print(f"Candidates of {', '.join(report['merged_from'])}, drawn with seeds {report['seeds']}.\n")
+    else:
+        report = measure(args, started)
+    decide(report, args)
     print(f"Selection time: {(time.perf_counter() - started) / 60:.1f} min")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        report = {
-            "command": " ".join(sys.argv),
-            "machine": machine_info(),
-            "feature_network": extractor.label,
-            "probe": probe,
-            "seeds": seeds,
-            "candidates": {k: {**rows[k], "per_class": per_class[k], "ranks": ranks.get(k)} for k in rows},
-            "chosen": chosen,
-        }
+        report = {"command": " ".join(sys.argv), "machine": machine_info(), **report}
         path = args.out / "selection.json"
         partial = path.with_name(path.name + ".partial")
         partial.write_text(json.dumps(report, indent=1, default=float) + "\n")
