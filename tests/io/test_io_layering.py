@@ -11,6 +11,7 @@ IO = Path(__file__).resolve().parents[2] / "src" / "napari_pathup" / "io"
 ALLOWED = {
     "arrays": set(),
     "atomic": set(),
+    "optimizer_state": set(),
     "sink": {"atomic"},
     "ome_zarr": {"arrays", "atomic"},
     "tiff": {"arrays", "atomic"},
