@@ -62,6 +62,7 @@ from napari_pathup.datasets import discover
 from napari_pathup.engine.device import select_dtype
 from napari_pathup.engine.pipeline import SynthesisSettings
 from napari_pathup.engine.plan import DTYPE_CHOICES
+from napari_pathup.io.atomic import write_text_atomic
 from napari_pathup.io.images import read_image
 from napari_pathup.metrics import extract_features, get_extractor
 from napari_pathup.models.load import load_model
@@ -278,9 +279,7 @@ def main(argv: list[str] | None = None) -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         report = {"command": " ".join(sys.argv), "machine": machine_info(), **report}
         path = args.out / "selection.json"
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps(report, indent=1, default=float) + "\n")
-        partial.replace(path)
+        write_text_atomic(path, json.dumps(report, indent=1, default=float) + "\n")
         print(f"JSON: {path}")
 
 
