@@ -24,8 +24,9 @@ from napari_pathup.augmentation.run import (
     stale_temporaries,
     wait_for_active,
     worker_dtype,
+    workers_dtypes,
 )
-from napari_pathup.augmentation.worker import model_loads
+from napari_pathup.augmentation.worker import Job, model_loads
 from napari_pathup.datasets import discover
 from napari_pathup.errors import InputError
 from napari_pathup.io.atomic import PARTIAL_MARKER
@@ -340,6 +341,17 @@ def test_a_store_computed_in_another_dtype_by_auto_is_not_resumed_and_the_hint_w
     assert outputs_on_disk(store) == before
     summary = run(client, data_dir, store, pathup_model_dir, dtype=other)  # the hint: accepted as the store's
     assert summary.ok and not summary.done and len(summary.skipped) == 8
+
+
+def test_workers_that_cannot_say_their_dtype_are_one_clear_error():
+    class Unreachable:  # a client whose workers fail on any call, e.g. without napari-pathup installed
+        def run(self, *args, **kwargs):
+            raise ModuleNotFoundError("No module named 'napari_pathup'")
+
+    job = Job(store="s", model_path="m", model_checksum="c", plan=None)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=r"cannot ask the Dask workers which dtype .*\(ModuleNotFoundError"):
+        workers_dtypes(Unreachable(), job)
+    assert workers_dtypes(None, job) == set()
 
 
 def test_workers_that_would_compute_in_two_dtypes_are_refused(tmp_path):

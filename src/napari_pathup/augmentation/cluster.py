@@ -20,13 +20,16 @@ from napari_pathup.errors import InputError
 
 #: memory one worker may need for a 2048² output (measured peak about 1.5 GiB on the CPU)
 WORKER_MEMORY = 2 * 1024**3
+#: glibc's malloc setting that Dask's nanny gives every worker unless told not to
+TRIM_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
+#: the Dask setting of the environment the nanny gives its workers for that variable
+TRIM_CONFIG_KEY = f"distributed.nanny.pre-spawn-environ.{TRIM_VARIABLE}"
 #: Dask config for the LocalCluster we start. Dask's nanny spawns workers with
 #: ``MALLOC_TRIM_THRESHOLD_=65536``; setting that variable at all freezes glibc's mmap threshold at
 #: 128 KiB, so every tensor buffer above it is a fresh mmap faulted in page by page: a 2048x2048
 #: synthesis took 55-58 s instead of 28 s (docs/performance.md, Augmentation). ``None`` (Dask's way
 #: to unset it) leaves glibc's adaptive thresholds; a value the user exported still reaches the workers.
-TRIM_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
-LOCAL_CLUSTER_CONFIG: dict[str, Any] = {f"distributed.nanny.pre-spawn-environ.{TRIM_VARIABLE}": None}
+LOCAL_CLUSTER_CONFIG: dict[str, Any] = {TRIM_CONFIG_KEY: None}
 
 
 class ClusterWarning(UserWarning):
@@ -35,7 +38,8 @@ class ClusterWarning(UserWarning):
 
 def trim_warning(client: Any) -> str | None:
     """Why the cluster's workers may run slowly, or None: a worker started with ``MALLOC_TRIM_THRESHOLD_``
-    set (Dask's nanny sets 65536 unless told not to) computed every image about half as fast here."""
+    set (Dask's nanny sets 65536 unless told not to) computed every image about half as fast here.
+    The caller adds how to fix it (it depends on who started the workers)."""
     try:
         found = client.run(os.getenv, TRIM_VARIABLE)  # worker address -> its value (os.getenv runs there)
     except Exception:  # a diagnostic only: a worker that cannot answer is not an error here
@@ -46,8 +50,7 @@ def trim_warning(client: Any) -> str | None:
     values = ", ".join(sorted(set(slowed.values())))
     return (
         f"{len(slowed)} of {len(found)} Dask workers run with {TRIM_VARIABLE}={values}, which made every "
-        "synthesis about half as fast in our measurements (docs/performance.md, Augmentation); start the "
-        f"cluster's workers with the Dask setting distributed.nanny.pre-spawn-environ.{TRIM_VARIABLE}: null"
+        "synthesis about half as fast in our measurements (docs/performance.md, Augmentation)"
     )
 
 
@@ -116,7 +119,8 @@ def open_client(
         try:
             message = trim_warning(client)
             if message is not None:
-                warnings.warn(message, ClusterWarning, stacklevel=3)
+                fix = f"start the cluster's workers with the Dask setting {TRIM_CONFIG_KEY}: null"
+                warnings.warn(f"{message}; {fix}", ClusterWarning, stacklevel=3)
             yield client
         finally:
             client.close()
@@ -136,12 +140,11 @@ def open_client(
         try:
             message = trim_warning(client)
             if message is not None:  # exported by the user, or left in os.environ by an earlier Dask nanny
-                warnings.warn(
-                    f"{message} (here: unset it in this process's environment; an earlier Dask cluster "
-                    "started from this process leaves it set)",
-                    ClusterWarning,
-                    stacklevel=3,
+                fix = (
+                    "unset it in this process's environment (a Dask cluster started earlier from this "
+                    "process leaves it set there)"
                 )
+                warnings.warn(f"{message}; {fix}", ClusterWarning, stacklevel=3)
             yield client
         finally:
             client.close()

@@ -173,6 +173,19 @@ def worker_dtype(device: str, dtype: str) -> str:
     return str(select_dtype(dtype, select_device(device))).removeprefix("torch.")
 
 
+def workers_dtypes(client: Any, job: Job) -> set[str]:
+    """The dtypes the cluster's workers would compute ``job`` in (empty without a client or workers)."""
+    if client is None:
+        return set()
+    try:
+        return set(client.run(worker_dtype, job.device, job.dtype).values())
+    except Exception as exc:  # the workers' error, whatever it is, as one line
+        raise InputError(
+            f"cannot ask the Dask workers which dtype they compute in ({type(exc).__name__}: {exc}); every "
+            "worker needs napari-pathup and torch installed"
+        ) from exc
+
+
 def check_computed_dtype(store: Path, recorded: str | None, computed: set[str], requested: str) -> str | None:
     """The one dtype the cluster's workers compute in (None when no worker answered), checked against the
     one the store was computed in (``recorded``; None for a new store or one from before it was
@@ -479,8 +492,7 @@ def _run(
 
     config_path = store / CONFIG_NAME
     recorded = json.loads(config_path.read_text()).get(COMPUTED_DTYPE) if config_path.is_file() else None
-    computed = set(client.run(worker_dtype, job.device, job.dtype).values()) if client is not None else set()
-    now = check_computed_dtype(store, recorded, computed, job.dtype)
+    now = check_computed_dtype(store, recorded, workers_dtypes(client, job), job.dtype)
     if not config_path.is_file():
         with atomic_output(config_path, overwrite=False) as temp:
             temp.write_text(json.dumps({**config, COMPUTED_DTYPE: now} if now else config, indent=2))
