@@ -36,22 +36,22 @@ class ClusterWarning(UserWarning):
     """The cluster's workers are set up in a way that was measured to slow augment."""
 
 
-def trim_warning(client: Any) -> str | None:
-    """Why the cluster's workers may run slowly, or None: a worker started with ``MALLOC_TRIM_THRESHOLD_``
-    set (Dask's nanny sets 65536 unless told not to) computed every image about half as fast here.
-    The caller adds how to fix it (it depends on who started the workers)."""
+def warn_if_trimmed(client: Any, fix: str) -> None:
+    """One :class:`ClusterWarning` (with ``fix``, which depends on who started the workers) when a worker
+    runs with ``MALLOC_TRIM_THRESHOLD_`` set: Dask's nanny sets 65536 unless told not to, and such
+    workers computed every image about half as fast here."""
     try:
         found = client.run(os.getenv, TRIM_VARIABLE)  # worker address -> its value (os.getenv runs there)
     except Exception:  # a diagnostic only: a worker that cannot answer is not an error here
-        return None
+        return
     slowed = {address: value for address, value in found.items() if value is not None}
-    if not slowed:
-        return None
-    values = ", ".join(sorted(set(slowed.values())))
-    return (
-        f"{len(slowed)} of {len(found)} Dask workers run with {TRIM_VARIABLE}={values}, which made every "
-        "synthesis about half as fast in our measurements (docs/performance.md, Augmentation)"
-    )
+    if slowed:
+        values = ", ".join(sorted(set(slowed.values())))
+        message = (
+            f"{len(slowed)} of {len(found)} Dask workers run with {TRIM_VARIABLE}={values}, which made "
+            "every synthesis about half as fast in our measurements (docs/performance.md, Augmentation)"
+        )
+        warnings.warn(f"{message}; {fix}", ClusterWarning, stacklevel=4)
 
 
 @dataclass(frozen=True)
@@ -117,10 +117,9 @@ def open_client(
                 "on a local cluster"
             ) from exc
         try:
-            message = trim_warning(client)
-            if message is not None:
-                fix = f"start the cluster's workers with the Dask setting {TRIM_CONFIG_KEY}: null"
-                warnings.warn(f"{message}; {fix}", ClusterWarning, stacklevel=3)
+            warn_if_trimmed(
+                client, f"start the cluster's workers with the Dask setting {TRIM_CONFIG_KEY}: null"
+            )
             yield client
         finally:
             client.close()
@@ -138,13 +137,13 @@ def open_client(
     try:
         client = Client(cluster)
         try:
-            message = trim_warning(client)
-            if message is not None:  # exported by the user, or left in os.environ by an earlier Dask nanny
-                fix = (
-                    "unset it in this process's environment (a Dask cluster started earlier from this "
-                    "process leaves it set there)"
-                )
-                warnings.warn(f"{message}; {fix}", ClusterWarning, stacklevel=3)
+            # our workers have it only when it is in this process's environment: exported by the user,
+            # or left there by the nanny of a Dask cluster started earlier from this process
+            warn_if_trimmed(
+                client,
+                "unset it in this process's environment (a Dask cluster started earlier from this process "
+                "leaves it set there)",
+            )
             yield client
         finally:
             client.close()
