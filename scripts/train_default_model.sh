@@ -30,6 +30,10 @@
 #                                                  # the depth experiment: the shipped denoiser deepened
 #                                                  # to two resnets per block (same function at the
 #                                                  # start; training/grow.py), then trained on
+#   AE_PRESET=patch LATENT_CHANNELS=16 GAN_LEGS="2000:0.5 4000:2.0" WORK=out/train-patch16 \
+#       DEST=out/patch16-model scripts/train_default_model.sh
+#                                                  # the patch-autoencoder experiment (eleventh session):
+#                                                  # a 16-channel PatchAutoencoder and a new denoiser
 # (DATA, WORK and DEST override the data folder, the work folder and where the model is copied;
 #  THREADS the torch threads of each process; SEED the training's seed (0: every shipped version);
 #  DGAN_ITERS the denoiser's iteration count at the end of its adversarial leg (0: none), DGAN_WEIGHT,
@@ -75,6 +79,8 @@ WORK="${WORK:-$REPO/out/train-default-model}"
 THREADS="${THREADS:-1}"
 SEED="${SEED:-0}"  # the training's random streams (data order, noise, dropout); a repeat with another seed
 AE_ITERS="${AE_ITERS:-8000}"
+AE_PRESET="${AE_PRESET:-cpu}"  # patch: PatchAutoencoder, started from the blocks' principal components
+LATENT_CHANNELS="${LATENT_CHANNELS:-8}"
 GAN_LEGS="${GAN_LEGS:-2000:0.5 4000:2.0 8000:3.0 12000:4.0}"
 GAN_ITERS="${GAN_LEGS##*[ ]}"; GAN_ITERS="${GAN_ITERS%%:*}"  # the last leg's end
 ITERS="${ITERS:-40000}"
@@ -113,7 +119,8 @@ fi
 export OMP_WAIT_POLICY=PASSIVE  # threads yield instead of spinning when THREADS > 1
 train() {
     "$PYTHON" -m napari_pathup train "$DATA" --out "$WORK" --resume --seed "$SEED" --device cpu --threads "$THREADS" \
-        --ae-preset cpu --ae-iters "$AE_ITERS" --ae-batch-size 8 --ae-crop 64 --ae-lr 2e-3 --latent-channels 8 \
+        --ae-preset "$AE_PRESET" --ae-iters "$AE_ITERS" --ae-batch-size 8 --ae-crop 64 --ae-lr 2e-3 \
+        --latent-channels "$LATENT_CHANNELS" \
         --gan-iters "${LEG_ITERS:-$GAN_ITERS}" --gan-weight "${LEG_WEIGHT:-${GAN_LEGS##*:}}" \
         --gan-batch-size 4 --gan-crop 96 --gan-lr 1e-4 \
         --hed-jitter 0.05 0.02 \

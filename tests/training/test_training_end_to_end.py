@@ -161,3 +161,22 @@ def test_cli_trains_and_reports_errors(tiny_dataset: Path, tmp_path: Path, capsy
     assert "no such folder" in capsys.readouterr().err
     assert main(["train", str(tiny_dataset), "--out", str(tmp_path / "m3"), "--preset", "huge"]) == 2
     assert "expected one of tiny, cpu" in capsys.readouterr().err
+
+
+def test_the_patch_autoencoder_trains_from_principal_components(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "patch"
+    cfg = _config(tiny_dataset, out, iters=2, ae_preset="patch", latent_channels=16, gan_iters=2)
+    cfg = dataclasses.replace(cfg, gan_batch_size=2, gan_crop=32)
+    log: list[str] = []
+    train(cfg, log=log.append)
+    meta = json.loads((out / "pathup.json").read_text())
+    autoencoder = meta["training"]["autoencoder"]
+    assert 0.5 < autoencoder["variance_kept"] <= 1.0 and autoencoder["psnr"] > 15
+    assert meta["training"]["decoder"]["iterations"] == 2
+    model = load_model(out)
+    assert type(model.modules["autoencoder"]).__name__ == "PatchAutoencoder"
+    assert model.latent_channels == 16 and model.vae_scale_factor == 8
+    again: list[str] = []  # a rerun finds both autoencoder phases finished and loads their class
+    train(dataclasses.replace(cfg, resume=True), log=again.append)
+    assert any("autoencoder: finished earlier" in line for line in again)
+    assert any("decoder: finished earlier" in line for line in again)

@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         help="use this trained autoencoder (folder or PathUp model) instead of training one",
     )
-    ae.add_argument("--ae-preset", default="cpu", help="tiny, cpu (default) or cpu-wide")
+    ae.add_argument("--ae-preset", default="cpu", help="tiny, cpu (default), cpu-wide or patch")
     ae.add_argument("--ae-iters", type=whole(0), default=6000, help="iterations (6000)")
     ae.add_argument("--ae-batch-size", type=positive_int, default=4, help="crops per iteration (4)")
     ae.add_argument("--ae-crop", type=positive_int, default=64, help="crop side in pixels (64)")
@@ -237,11 +237,11 @@ def execute(args: argparse.Namespace) -> int:
     from napari_pathup.datasets import CELL
     from napari_pathup.errors import InputError
     from napari_pathup.models.build import DENOISER_PRESETS
-    from napari_pathup.training.autoencoder import AUTOENCODER_PRESETS
+    from napari_pathup.training.autoencoder import PRESET_NAMES
     from napari_pathup.training.train import TrainConfig, train
 
     for flag, value, presets in (
-        ("--ae-preset", args.ae_preset, AUTOENCODER_PRESETS),
+        ("--ae-preset", args.ae_preset, PRESET_NAMES),
         ("--preset", args.preset, DENOISER_PRESETS),
     ):
         if value is not None and value not in presets:

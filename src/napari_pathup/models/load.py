@@ -43,7 +43,7 @@ from napari_pathup.models.spec import (
 )
 
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
-AUTOENCODER_CLASSES = ("AutoencoderKL", "AutoencoderTiny")
+AUTOENCODER_CLASSES = ("AutoencoderKL", "AutoencoderTiny", "PatchAutoencoder")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -83,6 +83,24 @@ def _from_pretrained(cls: Any, folder: Path, **kwargs: Any) -> Any:
         return cls.from_pretrained(folder, use_safetensors=True, local_files_only=True, **kwargs)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise ModelLoadError(f"cannot load {folder}: {exc}") from exc
+
+
+def autoencoder_class(class_name: str) -> type:
+    """The class of an autoencoder config's ``_class_name`` (one of :data:`AUTOENCODER_CLASSES`)."""
+    from diffusers import AutoencoderKL, AutoencoderTiny
+
+    from napari_pathup.models.patch_autoencoder import PatchAutoencoder
+
+    classes = {
+        "AutoencoderKL": AutoencoderKL,
+        "AutoencoderTiny": AutoencoderTiny,
+        "PatchAutoencoder": PatchAutoencoder,
+    }
+    if class_name not in classes:
+        raise ModelLoadError(
+            f"autoencoder class {class_name!r}; expected one of {', '.join(AUTOENCODER_CLASSES)}"
+        )
+    return classes[class_name]
 
 
 def _native_size(config: Any) -> int:
@@ -182,7 +200,7 @@ def _pathup_spec(path: Path) -> tuple[ModelSpec, str]:
 
 
 def _load_pathup(path: Path) -> PathupModel:
-    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DModel
+    from diffusers import UNet2DModel
 
     spec, vae_class = _pathup_spec(path)
     meta, classes, scales, scheduler = spec.metadata, spec.classes, spec.scales, spec.scheduler
@@ -193,9 +211,7 @@ def _load_pathup(path: Path) -> PathupModel:
             f"{path / DENOISER_DIR / 'config.json'}: num_class_embeds is {unet.config.num_class_embeds}, "
             f"but {len(classes)} classes x {len(scales)} scales need {expected}"
         )
-    vae = _from_pretrained(
-        AutoencoderKL if vae_class == "AutoencoderKL" else AutoencoderTiny, path / AUTOENCODER_DIR
-    )
+    vae = _from_pretrained(autoencoder_class(vae_class), path / AUTOENCODER_DIR)
 
     def denoiser(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return unet(x, t, class_labels=cond.to(x.device)).sample
@@ -247,13 +263,13 @@ def _stable_diffusion_spec(path: Path) -> tuple[ModelSpec, str]:
 
 
 def _load_stable_diffusion(path: Path) -> PathupModel:
-    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     spec, vae_class = _stable_diffusion_spec(path)
     meta, scheduler, tokenizer_dir = spec.metadata, spec.scheduler, path / "tokenizer"
     unet = _from_pretrained(UNet2DConditionModel, path / "unet")
-    vae = _from_pretrained(AutoencoderKL if vae_class == "AutoencoderKL" else AutoencoderTiny, path / "vae")
+    vae = _from_pretrained(autoencoder_class(vae_class), path / "vae")
     text_encoder = _from_pretrained(CLIPTextModel, path / "text_encoder")
     try:
         tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)

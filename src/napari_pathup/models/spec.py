@@ -88,7 +88,11 @@ def autoencoder_scale_factor(class_name: str, config: Mapping[str, Any]) -> int:
     """The autoencoder's spatial down-sampling factor from its config (one halving per block but the last).
 
     :class:`~napari_pathup.models.base.Autoencoder` measures the same factor once the weights load.
+    A ``PatchAutoencoder`` down-samples by its ``patch_size``.
     """
+    if class_name == "PatchAutoencoder":
+        size = config.get("patch_size", 8)
+        return size if isinstance(size, int) and size >= 1 else 8
     key = "encoder_block_out_channels" if class_name == "AutoencoderTiny" else "block_out_channels"
     blocks = len(config.get(key) or [None])
     return 2 ** max(0, blocks - 1)

@@ -8,7 +8,9 @@ hold-out crops.
 
 Presets keep full resolution cheap, since a 2048x2048 synthesis encodes and decodes 4 megapixels:
 the ``cpu`` preset has no residual block at full resolution (the decoder ends in an upsampling
-convolution) and puts its depth at 1/2 to 1/8 resolution.
+convolution) and puts its depth at 1/2 to 1/8 resolution. The ``patch`` preset
+(:class:`~napari_pathup.models.patch_autoencoder.PatchAutoencoder`) puts all of it at 1/8 and starts
+from the principal components of the training crops' 8x8 pixel blocks (:func:`initialise`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderTiny
 
+from napari_pathup.models.patch_autoencoder import PatchAutoencoder
 from napari_pathup.training.augmentation import UNMIX
 from napari_pathup.training.data import CropSampler, crops_to_tensor
 from napari_pathup.training.loop import Phase
@@ -32,15 +35,19 @@ AUTOENCODER_PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"width": 32, "encoder_blocks": (0, 2, 2, 2), "decoder_blocks": (2, 2, 2, 0)},
     "cpu-wide": {"width": 48, "encoder_blocks": (0, 1, 2, 3), "decoder_blocks": (3, 2, 1, 0)},
 }
+#: PatchAutoencoder presets: width and residual pairs of its encoder's and decoder's stacks
+PATCH_PRESETS: dict[str, dict[str, int]] = {"patch": {"width": 64, "num_blocks": 2}}
+PRESET_NAMES: tuple[str, ...] = (*AUTOENCODER_PRESETS, *PATCH_PRESETS)
 
 _UNMIX = torch.tensor(UNMIX, dtype=torch.float32)  # optical density (rgb) @ _UNMIX = stain densities
 
 
-def build_autoencoder(preset: str = "cpu", latent_channels: int = 4) -> AutoencoderTiny:
+def build_autoencoder(preset: str = "cpu", latent_channels: int = 4) -> AutoencoderTiny | PatchAutoencoder:
+    """A new, untrained autoencoder of one of :data:`PRESET_NAMES`."""
+    if preset in PATCH_PRESETS:
+        return PatchAutoencoder(latent_channels=latent_channels, **PATCH_PRESETS[preset])
     if preset not in AUTOENCODER_PRESETS:
-        raise ValueError(
-            f"unknown autoencoder preset {preset!r}; expected one of {', '.join(AUTOENCODER_PRESETS)}"
-        )
+        raise ValueError(f"unknown autoencoder preset {preset!r}; expected one of {', '.join(PRESET_NAMES)}")
     p = AUTOENCODER_PRESETS[preset]
     return AutoencoderTiny(
         encoder_block_out_channels=(p["width"],) * 4,
@@ -49,6 +56,17 @@ def build_autoencoder(preset: str = "cpu", latent_channels: int = 4) -> Autoenco
         num_decoder_blocks=tuple(p["decoder_blocks"]),
         latent_channels=latent_channels,
     )
+
+
+def initialise(
+    vae: torch.nn.Module, sampler: CropSampler, rng: np.random.Generator, crops: int = 512
+) -> dict:
+    """Start a :class:`PatchAutoencoder` from the principal components of ``crops`` training crops'
+    pixel blocks (see ``initialise_from_blocks``); other autoencoders keep their random start."""
+    if not isinstance(vae, PatchAutoencoder):
+        return {}
+    images = crops_to_tensor([sampler.pixels(sampler.sample(rng)) for _ in range(crops)])
+    return vae.initialise_from_blocks(images)
 
 
 def stain_densities(image: torch.Tensor) -> torch.Tensor:

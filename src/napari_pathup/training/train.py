@@ -235,7 +235,7 @@ def state_digest(module: torch.nn.Module) -> str:
 
 def load_autoencoder(path: Path) -> torch.nn.Module:
     """An autoencoder folder (config.json + safetensors) or a PathUp model folder's ``autoencoder/``."""
-    from diffusers import AutoencoderKL, AutoencoderTiny
+    from napari_pathup.models.load import AUTOENCODER_CLASSES, autoencoder_class
 
     path = Path(path).expanduser()
     folder = path / "autoencoder" if (path / "pathup.json").is_file() else path
@@ -243,11 +243,14 @@ def load_autoencoder(path: Path) -> torch.nn.Module:
     if not config.is_file():
         raise ModelLoadError(f"{path}: expected an autoencoder folder (config.json) or a PathUp model folder")
     class_name = json.loads(config.read_text()).get("_class_name")
-    classes = {"AutoencoderKL": AutoencoderKL, "AutoencoderTiny": AutoencoderTiny}
-    if class_name not in classes:
-        raise ModelLoadError(f"{config} names {class_name!r}; expected AutoencoderKL or AutoencoderTiny")
+    if class_name not in AUTOENCODER_CLASSES:
+        raise ModelLoadError(
+            f"{config} names {class_name!r}; expected one of {', '.join(AUTOENCODER_CLASSES)}"
+        )
     try:
-        return classes[class_name].from_pretrained(folder, use_safetensors=True, local_files_only=True)
+        return autoencoder_class(class_name).from_pretrained(
+            folder, use_safetensors=True, local_files_only=True
+        )
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"cannot load {folder}: {exc}") from exc
 
@@ -284,11 +287,10 @@ def train_autoencoder(
     log: Callable[[str], None],
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Phase 1 (or the given ``--autoencoder``); returns the autoencoder with EMA weights and latent scale."""
-    from diffusers import AutoencoderTiny
-
     from napari_pathup.training.autoencoder import (
         AutoencoderPhase,
         build_autoencoder,
+        initialise,
         latent_statistics,
         reconstruct_psnr,
         set_latent_scale,
@@ -311,7 +313,7 @@ def train_autoencoder(
             f"autoencoder: finished earlier ({info['iterations']} iterations, "
             f"hold-out PSNR {info.get('psnr', 'n/a')} dB)"
         )
-        return AutoencoderTiny.from_pretrained(final, use_safetensors=True, local_files_only=True), info
+        return load_autoencoder(final), info
 
     data = build_sources(index, arrays, cfg.ae_crop, cfg.min_tissue, cfg.reference_size)
     sampler = CropSampler(data, overview_fraction=0.2)
@@ -323,7 +325,9 @@ def train_autoencoder(
             c for c, _ in holdout_crops(index, arrays, cfg.ae_crop, limit=16, min_tissue=cfg.min_tissue)
         ]
     torch.manual_seed(cfg.seed)
-    vae = build_autoencoder(cfg.ae_preset, cfg.latent_channels).to(device)
+    vae = build_autoencoder(cfg.ae_preset, cfg.latent_channels)
+    init_info = initialise(vae, sampler, np.random.default_rng([cfg.seed, 98]))  # its own stream
+    vae = vae.to(device)
     numpy_rng, torch_rng = seeded_generators(cfg.seed, 1)
     phase = AutoencoderPhase(
         "autoencoder",
@@ -354,7 +358,7 @@ def train_autoencoder(
     stats = crops_to_tensor([sampler.pixels(sampler.sample(stats_rng)) for _ in range(32)])
     mean, std = latent_statistics(vae, stats, device)
     set_latent_scale(vae, mean, std)
-    info = {"iterations": cfg.ae_iters, "latent_mean": mean, "latent_std": std}
+    info = {"iterations": cfg.ae_iters, "latent_mean": mean, "latent_std": std, **init_info}
     if eval_crops:
         info["psnr"] = round(reconstruct_psnr(vae, crops_to_tensor(eval_crops), device), 2)
     save_final(vae, final, info)
@@ -710,6 +714,7 @@ def train_decoder(
     """Phase 1b: the decoder as a conditional GAN against the frozen encoder (``--gan-iters``, 0: skip)."""
     from diffusers import AutoencoderTiny
 
+    from napari_pathup.models.patch_autoencoder import PatchAutoencoder
     from napari_pathup.training.decoder_gan import (
         DecoderGanPhase,
         GanWeights,
@@ -721,12 +726,12 @@ def train_decoder(
         return vae, _recorded(cfg.init, "decoder")
     if cfg.gan_iters < 1 or cfg.autoencoder is not None or cfg.init is not None:
         return vae, {}
-    if not isinstance(vae, AutoencoderTiny):
-        raise InputError("the decoder phase trains an AutoencoderTiny decoder")
+    if not isinstance(vae, AutoencoderTiny | PatchAutoencoder):
+        raise InputError("the decoder phase trains an AutoencoderTiny or PatchAutoencoder decoder")
     folder, final = ckpt / "decoder", ckpt / "decoder" / "final"
     if (info := finished_info(final, cfg.gan_iters)) is not None:
         log(f"decoder: finished earlier ({info})")
-        return AutoencoderTiny.from_pretrained(final, use_safetensors=True, local_files_only=True), info
+        return load_autoencoder(final), info
     if "decoder" not in cfg.phases:
         if latest_checkpoint(folder) is not None:
             raise InputError(f"the decoder phase has not finished {cfg.gan_iters} iterations; run it first")
