@@ -30,7 +30,7 @@
 #                                                  # the depth experiment: the shipped denoiser deepened
 #                                                  # to two resnets per block (same function at the
 #                                                  # start; training/grow.py), then trained on
-#   AE_PRESET=patch LATENT_CHANNELS=16 GAN_LEGS="2000:0.5 4000:2.0" WORK=out/train-patch16 \
+#   AE_PRESET=patch LATENT_CHANNELS=16 AE_LR=5e-4 GAN_LEGS="2000:0.5 4000:2.0" WORK=out/train-patch16 \
 #       DEST=out/patch16-model scripts/train_default_model.sh
 #                                                  # the patch-autoencoder experiment (eleventh session):
 #                                                  # a 16-channel PatchAutoencoder and a new denoiser
@@ -81,6 +81,7 @@ SEED="${SEED:-0}"  # the training's random streams (data order, noise, dropout);
 AE_ITERS="${AE_ITERS:-8000}"
 AE_PRESET="${AE_PRESET:-cpu}"  # patch: PatchAutoencoder, started from the blocks' principal components
 LATENT_CHANNELS="${LATENT_CHANNELS:-8}"
+AE_LR="${AE_LR:-2e-3}"  # 5e-4 for patch: it starts from a good linear codec, not from noise
 GAN_LEGS="${GAN_LEGS:-2000:0.5 4000:2.0 8000:3.0 12000:4.0}"
 GAN_ITERS="${GAN_LEGS##*[ ]}"; GAN_ITERS="${GAN_ITERS%%:*}"  # the last leg's end
 ITERS="${ITERS:-40000}"
@@ -119,7 +120,7 @@ fi
 export OMP_WAIT_POLICY=PASSIVE  # threads yield instead of spinning when THREADS > 1
 train() {
     "$PYTHON" -m napari_pathup train "$DATA" --out "$WORK" --resume --seed "$SEED" --device cpu --threads "$THREADS" \
-        --ae-preset "$AE_PRESET" --ae-iters "$AE_ITERS" --ae-batch-size 8 --ae-crop 64 --ae-lr 2e-3 \
+        --ae-preset "$AE_PRESET" --ae-iters "$AE_ITERS" --ae-batch-size 8 --ae-crop 64 --ae-lr "$AE_LR" \
         --latent-channels "$LATENT_CHANNELS" \
         --gan-iters "${LEG_ITERS:-$GAN_ITERS}" --gan-weight "${LEG_WEIGHT:-${GAN_LEGS##*:}}" \
         --gan-batch-size 4 --gan-crop 96 --gan-lr 1e-4 \
