@@ -3,9 +3,11 @@ diffusers folder, runs in the engine like AutoencoderTiny, and tiles without sea
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -108,3 +110,20 @@ def test_tiled_decoding_blends_without_seams() -> None:
     sink = np.zeros((256, 256, 3), np.uint8)
     list(decode_tiled(ae, latent, sink, tile=16, overlap=8))
     assert np.abs(sink.astype(float) - whole).max() < 3.0
+
+
+@pytest.mark.parametrize(("key", "value"), [("patch_size", 0), ("patch_size", "8"), ("num_blocks", -1)])
+def test_a_broken_config_is_a_clear_load_error(tmp_path: Path, key: str, value: object) -> None:
+    from diffusers import DDIMScheduler
+
+    from napari_pathup.errors import ModelLoadError
+
+    torch.manual_seed(0)
+    vae = PatchAutoencoder(latent_channels=4, width=8, num_blocks=1)
+    denoiser = build_denoiser(["tumour"], preset="tiny", sample_size=8, latent_channels=4)
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", clip_sample=False)
+    folder = save_pathup_model(tmp_path / "model", denoiser, vae, scheduler, ["tumour"])
+    config = folder / "autoencoder" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), key: value}))
+    with pytest.raises(ModelLoadError, match=key):
+        load_model(folder)

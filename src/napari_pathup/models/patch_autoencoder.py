@@ -99,6 +99,14 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
         shift_factor: float = 0.0,
     ) -> None:
         super().__init__()
+        for name, value, low in (
+            ("latent_channels", latent_channels, 1),
+            ("patch_size", patch_size, 1),
+            ("width", width, 1),
+            ("num_blocks", num_blocks, 0),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"PatchAutoencoder {name} must be a whole number >= {low}, got {value!r}")
         self.encoder = PatchEncoder(patch_size, latent_channels, width, num_blocks)
         self.decoder = PatchDecoder(patch_size, latent_channels, width, num_blocks)
 

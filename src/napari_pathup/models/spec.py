@@ -92,7 +92,13 @@ def autoencoder_scale_factor(class_name: str, config: Mapping[str, Any]) -> int:
     """
     if class_name == "PatchAutoencoder":
         size = config.get("patch_size", 8)
-        return size if isinstance(size, int) and size >= 1 else 8
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            from napari_pathup.errors import ModelLoadError
+
+            raise ModelLoadError(
+                f"the PatchAutoencoder config's patch_size must be a whole number >= 1, got {size!r}"
+            )
+        return size
     key = "encoder_block_out_channels" if class_name == "AutoencoderTiny" else "block_out_channels"
     blocks = len(config.get(key) or [None])
     return 2 ** max(0, blocks - 1)
