@@ -60,7 +60,7 @@ def build_autoencoder(preset: str = "cpu", latent_channels: int = 4) -> Autoenco
 
 def initialise(
     vae: torch.nn.Module, sampler: CropSampler, rng: np.random.Generator, crops: int = 512
-) -> dict:
+) -> dict[str, float]:
     """Start a :class:`PatchAutoencoder` from the principal components of ``crops`` training crops'
     pixel blocks (see ``initialise_from_blocks``); other autoencoders keep their random start."""
     if not isinstance(vae, PatchAutoencoder):
