@@ -7,7 +7,9 @@ Prints, per autoencoder, what ``benchmarks/bench_default_model.py`` reports in i
 (PSNR of decode(encode(crop)) per class and over all 69 held-out 256-px crops of data/demo, the
 sharpness ratio, the H and E optical-density ratios; the same functions) and a block-border ratio:
 the mean absolute step between pixel columns 8k-1 and 8k over that between other neighbours
-(1 = no 8-px grid; the JPEG sources of data/demo score about 1.2 themselves). ``--figure`` writes
+(1 = no 8-px grid; the JPEG sources of data/demo score about 1.2 themselves), and the decoder's time
+per megapixel on one torch thread (a 512x512-px latent, best of three; time it on a quiet machine).
+``--figure`` writes
 three crops at 1:1: the real ones on top, then one row per autoencoder.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +43,17 @@ def block_border_ratio(crops: list[np.ndarray], block: int = 8) -> float:
     return float(border.mean() / inner.mean())
 
 
+def decode_ms_per_mpx(ae: Autoencoder, side: int = 64, repeats: int = 3) -> float:
+    latent = torch.randn(1, ae.latent_channels, side, side, generator=torch.Generator().manual_seed(0))
+    ae.decode(latent)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        ae.decode(latent)
+        times.append(time.perf_counter() - start)
+    return min(times) * 1000 / ((ae.scale_factor * side) ** 2 / 1e6)
+
+
 def reconstruct(ae: Autoencoder, crops: list[np.ndarray], batch: int = 8) -> list[np.ndarray]:
     out: list[np.ndarray] = []
     for i in range(0, len(crops), batch):
@@ -61,12 +75,14 @@ def main() -> None:
     real_sharpness = sharpness_values(real.images).mean()
     real_stain = hed_stats(real.images)
     print(f"{len(real.images)} held-out {CROP}-px crops; {args.dtype}")
-    print("| autoencoder | PSNR all | " + " | ".join(index.classes) + " | sharpness | H | E | block border |")
-    print("|---" * (len(index.classes) + 6) + "|")
+    columns = ["PSNR all", *index.classes, "sharpness", "H", "E", "block border", "decode ms/Mpx"]
+    print("| autoencoder | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
     rows = [[real.images[i] for i in FIGURE_CROPS]]
     for path in args.autoencoders:
         vae = cast_floating(load_autoencoder(path).eval(), getattr(torch, args.dtype))
-        recon = reconstruct(Autoencoder(vae), real.images)
+        ae = Autoencoder(vae)
+        recon = reconstruct(ae, real.images)
         per_class = []
         for k in range(len(index.classes)):
             ids = np.flatnonzero(real.labels == k)
@@ -76,10 +92,10 @@ def main() -> None:
             f"| {path} | {psnr(real.images, recon):.2f} | {' | '.join(per_class)} | "
             f"{sharpness_values(recon).mean() / real_sharpness:.3f} | "
             f"{stain['H mean'] / real_stain['H mean']:.3f} | {stain['E mean'] / real_stain['E mean']:.3f} | "
-            f"{block_border_ratio(recon):.3f} |"
+            f"{block_border_ratio(recon):.3f} | {decode_ms_per_mpx(ae):.0f} |"
         )
         rows.append([recon[i] for i in FIGURE_CROPS])
-    print(f"| (real crops) | | {' | ' * len(index.classes)}| | | {block_border_ratio(real.images):.3f} |")
+    print(f"| (real crops) | | {' | ' * len(index.classes)}| | | {block_border_ratio(real.images):.3f} | |")
     if args.figure:
         from PIL import Image
 
