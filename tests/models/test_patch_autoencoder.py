@@ -127,3 +127,9 @@ def test_a_broken_config_is_a_clear_load_error(tmp_path: Path, key: str, value: 
     config.write_text(json.dumps({**json.loads(config.read_text()), key: value}))
     with pytest.raises(ModelLoadError, match=key):
         load_model(folder)
+
+
+def test_too_few_blocks_to_start_from_is_a_clear_error() -> None:
+    vae = PatchAutoencoder(latent_channels=16, width=8, num_blocks=1)
+    with pytest.raises(ValueError, match="needs more than 192 pixel blocks"):
+        vae.initialise_from_blocks(_crops(0, 2))  # 2 crops of 64 px: 128 blocks
