@@ -30,7 +30,7 @@
 #                                                  # the depth experiment: the shipped denoiser deepened
 #                                                  # to two resnets per block (same function at the
 #                                                  # start; training/grow.py), then trained on
-#   AE_PRESET=patch LATENT_CHANNELS=16 AE_LR=5e-4 GAN_LEGS="2000:0.5 4000:2.0" WORK=out/train-patch16 \
+#   AE_PRESET=patch LATENT_CHANNELS=16 AE_LR=5e-4 WORK=out/train-patch16 \
 #       DEST=out/patch16-model scripts/train_default_model.sh
 #                                                  # the patch-autoencoder experiment (eleventh session):
 #                                                  # a 16-channel PatchAutoencoder and a new denoiser
