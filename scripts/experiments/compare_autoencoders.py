@@ -19,6 +19,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _quality import hed_stats, holdout_crops, psnr, sharpness_values, to_unit  # noqa: E402
+from _quality import hed_stats, holdout_crops, psnr, reconstruct, sharpness_values  # noqa: E402
 from napari_pathup.datasets import discover  # noqa: E402
 from napari_pathup.models.base import Autoencoder, cast_floating  # noqa: E402
 from napari_pathup.training.data import load_images  # noqa: E402
@@ -54,14 +55,6 @@ def decode_ms_per_mpx(ae: Autoencoder, side: int = 64, repeats: int = 3) -> floa
     return min(times) * 1000 / ((ae.scale_factor * side) ** 2 / 1e6)
 
 
-def reconstruct(ae: Autoencoder, crops: list[np.ndarray], batch: int = 8) -> list[np.ndarray]:
-    out: list[np.ndarray] = []
-    for i in range(0, len(crops), batch):
-        y = ae.decode(ae.encode(to_unit(crops[i : i + batch]))).float()
-        out += list(((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
-    return out
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("autoencoders", nargs="+", type=Path)
@@ -82,7 +75,7 @@ def main() -> None:
     for path in args.autoencoders:
         vae = cast_floating(load_autoencoder(path).eval(), getattr(torch, args.dtype))
         ae = Autoencoder(vae)
-        recon = reconstruct(ae, real.images)
+        recon = reconstruct(SimpleNamespace(autoencoder=ae), real.images)  # the benchmark's own
         per_class = []
         for k in range(len(index.classes)):
             ids = np.flatnonzero(real.labels == k)
