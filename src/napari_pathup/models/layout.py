@@ -6,7 +6,7 @@ MODEL/
                                 "label_layout": "scale-major-with-null", ...}
   denoiser/config.json         UNet2DModel with num_class_embeds = scales * (classes + 1)
   denoiser/diffusion_pytorch_model.safetensors
-  autoencoder/config.json      AutoencoderKL or AutoencoderTiny
+  autoencoder/config.json      AutoencoderKL, AutoencoderTiny or PatchAutoencoder
   autoencoder/diffusion_pytorch_model.safetensors
   scheduler/scheduler_config.json
 ```
