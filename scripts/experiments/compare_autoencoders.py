@@ -8,7 +8,8 @@ Prints, per autoencoder, what ``benchmarks/bench_default_model.py`` reports in i
 sharpness ratio, the H and E optical-density ratios; the same functions) and a block-border ratio:
 the mean absolute step between pixel columns 8k-1 and 8k over that between other neighbours
 (1 = no 8-px grid; the JPEG sources of data/demo score about 1.2 themselves), and the decoder's time
-per megapixel on one torch thread (a 512x512-px latent, best of three; time it on a quiet machine).
+per megapixel on one torch thread (``bench_latent_channels.decode_ms_per_mpx``: a 512x512-px image's
+latent, mean of three; time it on a quiet machine).
 ``--figure`` writes
 three crops at 1:1: the real ones on top, then one row per autoencoder.
 """
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _quality import hed_stats, holdout_crops, psnr, reconstruct, sharpness_values  # noqa: E402
+from bench_latent_channels import decode_ms_per_mpx  # noqa: E402
 from napari_pathup.datasets import discover  # noqa: E402
 from napari_pathup.models.base import Autoencoder, cast_floating  # noqa: E402
 from napari_pathup.training.data import load_images  # noqa: E402
@@ -42,17 +43,6 @@ def block_border_ratio(crops: list[np.ndarray], block: int = 8) -> float:
     border = steps[block - 1 :: block]
     inner = np.delete(steps, np.s_[block - 1 :: block])
     return float(border.mean() / inner.mean())
-
-
-def decode_ms_per_mpx(ae: Autoencoder, side: int = 64, repeats: int = 3) -> float:
-    latent = torch.randn(1, ae.latent_channels, side, side, generator=torch.Generator().manual_seed(0))
-    ae.decode(latent)  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        ae.decode(latent)
-        times.append(time.perf_counter() - start)
-    return min(times) * 1000 / ((ae.scale_factor * side) ** 2 / 1e6)
 
 
 def main() -> None:
@@ -85,7 +75,7 @@ def main() -> None:
             f"| {path} | {psnr(real.images, recon):.2f} | {' | '.join(per_class)} | "
             f"{sharpness_values(recon).mean() / real_sharpness:.3f} | "
             f"{stain['H mean'] / real_stain['H mean']:.3f} | {stain['E mean'] / real_stain['E mean']:.3f} | "
-            f"{block_border_ratio(recon):.3f} | {decode_ms_per_mpx(ae):.0f} |"
+            f"{block_border_ratio(recon):.3f} | {decode_ms_per_mpx(vae, ae.latent_channels):.0f} |"
         )
         rows.append([recon[i] for i in FIGURE_CROPS])
     print(f"| (real crops) | | {' | ' * len(index.classes)}| | | {block_border_ratio(real.images):.3f} | |")
