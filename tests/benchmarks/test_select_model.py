@@ -1,0 +1,83 @@
+"""The model-selection rule of ``benchmarks/bench_select_model.py``: which candidate it chooses, and
+which reports it refuses to rank together (the rule decides which trained leg is benchmarked)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def select():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "bench_select_model", BENCHMARKS / "bench_select_model.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
+
+
+def test_lowest_rank_sum_wins_among_eligible(select) -> None:
+    rows = {
+        "a": {"fd": 10.0, "sharpness": 0.60, "fidelity": 0.95},  # FD rank 1, sharpness rank 3
+        "b": {"fd": 11.0, "sharpness": 0.80, "fidelity": 0.92},  # 2 + 1: chosen
+        "c": {"fd": 12.0, "sharpness": 0.70, "fidelity": 0.99},  # 3 + 2
+        "d": {"fd": 5.0, "sharpness": 0.99, "fidelity": 0.50},  # best on both, but not eligible
+    }
+    chosen, ranks = select.choose(rows, min_fidelity=0.9)
+    assert chosen == "b"
+    assert set(ranks) == {"a", "b", "c"}
+    assert ranks["b"] == {"fd": 2, "sharpness": 1}
+
+
+def test_tie_goes_to_the_lower_distance(select) -> None:
+    rows = {
+        "sharp": {"fd": 20.0, "sharpness": 0.9, "fidelity": 0.9},  # 2 + 1
+        "close": {"fd": 15.0, "sharpness": 0.8, "fidelity": 0.9},  # 1 + 2
+    }
+    assert select.choose(rows, min_fidelity=0.9)[0] == "close"
+
+
+def test_nothing_eligible_chooses_none(select) -> None:
+    rows = {
+        "low": {"fd": 1.0, "sharpness": 1.0, "fidelity": 0.89},
+        "unmeasured": {"fd": math.nan, "sharpness": 1.0, "fidelity": 1.0},
+    }
+    assert select.choose(rows, min_fidelity=0.9) == (None, {})
+
+
+def _report(path: Path, candidates: dict, **settings) -> Path:
+    shared = {key: 1 for key in ("feature_network", "probe", "selection_crops", "seeds", "size")}
+    shared.update(fd_crops=64, draws=5, dtype="float32")
+    shared.update(settings)
+    path.write_text(json.dumps({**shared, "candidates": candidates}))
+    return path
+
+
+def test_merge_joins_reports_of_the_same_settings(select, tmp_path: Path) -> None:
+    one = _report(tmp_path / "1.json", {"a": {"fd": 1.0}})
+    two = _report(tmp_path / "2.json", {"b": {"fd": 2.0}})
+    report = select.merged([one, two])
+    assert set(report["candidates"]) == {"a", "b"}
+    assert report["fd_crops"] == 64
+
+
+def test_merge_refuses_other_settings_or_a_candidate_twice(select, tmp_path: Path) -> None:
+    one = _report(tmp_path / "1.json", {"a": {"fd": 1.0}})
+    other = _report(tmp_path / "2.json", {"b": {"fd": 2.0}}, draws=3)
+    with pytest.raises(SystemExit, match="other draws"):
+        select.merged([one, other])
+    again = _report(tmp_path / "3.json", {"a": {"fd": 1.5}})
+    with pytest.raises(SystemExit, match="a measured in more than one report"):
+        select.merged([one, again])
