@@ -235,22 +235,19 @@ def state_digest(module: torch.nn.Module) -> str:
 
 def load_autoencoder(path: Path) -> torch.nn.Module:
     """An autoencoder folder (config.json + safetensors) or a PathUp model folder's ``autoencoder/``."""
-    from napari_pathup.models.load import AUTOENCODER_CLASSES, autoencoder_class
+    from napari_pathup.models.load import autoencoder_class
 
     path = Path(path).expanduser()
     folder = path / "autoencoder" if (path / "pathup.json").is_file() else path
     config = folder / "config.json"
     if not config.is_file():
         raise ModelLoadError(f"{path}: expected an autoencoder folder (config.json) or a PathUp model folder")
-    class_name = json.loads(config.read_text()).get("_class_name")
-    if class_name not in AUTOENCODER_CLASSES:
-        raise ModelLoadError(
-            f"{config} names {class_name!r}; expected one of {', '.join(AUTOENCODER_CLASSES)}"
-        )
     try:
-        return autoencoder_class(class_name).from_pretrained(
-            folder, use_safetensors=True, local_files_only=True
-        )
+        cls = autoencoder_class(json.loads(config.read_text()).get("_class_name"))
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{config}: {exc}") from exc
+    try:
+        return cls.from_pretrained(folder, use_safetensors=True, local_files_only=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"cannot load {folder}: {exc}") from exc
 
