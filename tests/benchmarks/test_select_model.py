@@ -8,6 +8,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -15,7 +16,8 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
-def select():
+def select() -> ModuleType:
+    saved = list(sys.path)  # the module puts its own folder on the path too
     sys.path.insert(0, str(BENCHMARKS))
     try:
         spec = importlib.util.spec_from_file_location(
@@ -24,11 +26,11 @@ def select():
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
-        sys.path.remove(str(BENCHMARKS))
+        sys.path[:] = saved
     return module
 
 
-def test_lowest_rank_sum_wins_among_eligible(select) -> None:
+def test_lowest_rank_sum_wins_among_eligible(select: ModuleType) -> None:
     rows = {
         "a": {"fd": 10.0, "sharpness": 0.60, "fidelity": 0.95},  # FD rank 1, sharpness rank 3
         "b": {"fd": 11.0, "sharpness": 0.80, "fidelity": 0.92},  # 2 + 1: chosen
@@ -41,7 +43,7 @@ def test_lowest_rank_sum_wins_among_eligible(select) -> None:
     assert ranks["b"] == {"fd": 2, "sharpness": 1}
 
 
-def test_tie_goes_to_the_lower_distance(select) -> None:
+def test_tie_goes_to_the_lower_distance(select: ModuleType) -> None:
     rows = {
         "sharp": {"fd": 20.0, "sharpness": 0.9, "fidelity": 0.9},  # 2 + 1
         "close": {"fd": 15.0, "sharpness": 0.8, "fidelity": 0.9},  # 1 + 2
@@ -49,7 +51,7 @@ def test_tie_goes_to_the_lower_distance(select) -> None:
     assert select.choose(rows, min_fidelity=0.9)[0] == "close"
 
 
-def test_nothing_eligible_chooses_none(select) -> None:
+def test_nothing_eligible_chooses_none(select: ModuleType) -> None:
     rows = {
         "low": {"fd": 1.0, "sharpness": 1.0, "fidelity": 0.89},
         "unmeasured": {"fd": math.nan, "sharpness": 1.0, "fidelity": 1.0},
@@ -57,7 +59,7 @@ def test_nothing_eligible_chooses_none(select) -> None:
     assert select.choose(rows, min_fidelity=0.9) == (None, {})
 
 
-def _report(path: Path, candidates: dict, **settings) -> Path:
+def _report(path: Path, candidates: dict[str, dict[str, float]], **settings: object) -> Path:
     shared = {key: 1 for key in ("feature_network", "probe", "selection_crops", "seeds", "size")}
     shared.update(fd_crops=64, draws=5, dtype="float32")
     shared.update(settings)
@@ -65,7 +67,7 @@ def _report(path: Path, candidates: dict, **settings) -> Path:
     return path
 
 
-def test_merge_joins_reports_of_the_same_settings(select, tmp_path: Path) -> None:
+def test_merge_joins_reports_of_the_same_settings(select: ModuleType, tmp_path: Path) -> None:
     one = _report(tmp_path / "1.json", {"a": {"fd": 1.0}})
     two = _report(tmp_path / "2.json", {"b": {"fd": 2.0}})
     report = select.merged([one, two])
@@ -73,7 +75,7 @@ def test_merge_joins_reports_of_the_same_settings(select, tmp_path: Path) -> Non
     assert report["fd_crops"] == 64
 
 
-def test_merge_refuses_other_settings_or_a_candidate_twice(select, tmp_path: Path) -> None:
+def test_merge_refuses_other_settings_or_a_candidate_twice(select: ModuleType, tmp_path: Path) -> None:
     one = _report(tmp_path / "1.json", {"a": {"fd": 1.0}})
     other = _report(tmp_path / "2.json", {"b": {"fd": 2.0}}, draws=3)
     with pytest.raises(SystemExit, match="other draws"):
