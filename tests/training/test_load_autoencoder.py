@@ -48,3 +48,15 @@ def test_another_class_is_refused_with_the_file_and_the_choices(model_folder: Pa
 def test_a_folder_without_a_config_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="expected an autoencoder folder"):
         load_autoencoder(tmp_path)
+
+
+def test_an_unreadable_config_or_pickled_weights_are_refused(model_folder: Path) -> None:
+    folder = model_folder / "autoencoder"
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="is not valid JSON"):
+        load_autoencoder(folder)
+    (folder / "config.json").write_text(json.dumps({"_class_name": "PatchAutoencoder"}))
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    weights.rename(folder / "diffusion_pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match="pickle weights are never loaded"):
+        load_autoencoder(folder)

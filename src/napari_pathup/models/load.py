@@ -85,6 +85,12 @@ def _from_pretrained(cls: Any, folder: Path, **kwargs: Any) -> Any:
         raise ModelLoadError(f"cannot load {folder}: {exc}") from exc
 
 
+def load_autoencoder_folder(folder: Path) -> Any:
+    """The autoencoder of one component folder (config.json + safetensors), checked as a model's is."""
+    class_name, _ = _check_component(folder, "config.json", AUTOENCODER_CLASSES)
+    return _from_pretrained(autoencoder_class(class_name), folder)
+
+
 def autoencoder_class(class_name: str) -> type:
     """The class of an autoencoder config's ``_class_name`` (one of :data:`AUTOENCODER_CLASSES`)."""
     from diffusers import AutoencoderKL, AutoencoderTiny

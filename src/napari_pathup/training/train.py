@@ -235,21 +235,13 @@ def state_digest(module: torch.nn.Module) -> str:
 
 def load_autoencoder(path: Path) -> torch.nn.Module:
     """An autoencoder folder (config.json + safetensors) or a PathUp model folder's ``autoencoder/``."""
-    from napari_pathup.models.load import autoencoder_class
+    from napari_pathup.models.load import load_autoencoder_folder
 
     path = Path(path).expanduser()
     folder = path / "autoencoder" if (path / "pathup.json").is_file() else path
-    config = folder / "config.json"
-    if not config.is_file():
+    if not (folder / "config.json").is_file():
         raise ModelLoadError(f"{path}: expected an autoencoder folder (config.json) or a PathUp model folder")
-    try:
-        cls = autoencoder_class(json.loads(config.read_text()).get("_class_name"))
-    except ModelLoadError as exc:
-        raise ModelLoadError(f"{config}: {exc}") from exc
-    try:
-        return cls.from_pretrained(folder, use_safetensors=True, local_files_only=True)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"cannot load {folder}: {exc}") from exc
+    return load_autoencoder_folder(folder)
 
 
 def finished_info(final: Path, iterations: int) -> dict[str, Any] | None:
