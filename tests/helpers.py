@@ -163,3 +163,18 @@ def drain(generator):
             events.append(next(generator))
     except StopIteration as stop:
         return stop.value, events
+
+
+def save_patch_model(folder: Path, vae, classes: list[str]) -> Path:
+    """A PathUp model folder around ``vae`` (a ``PatchAutoencoder``): a tiny random denoiser with the
+    autoencoder's latent channels, seeded, and a DDIM scheduler."""
+    from diffusers import DDIMScheduler
+
+    from napari_pathup.models.build import build_denoiser
+    from napari_pathup.models.layout import save_pathup_model
+
+    torch.manual_seed(0)
+    channels = int(vae.config.latent_channels)
+    denoiser = build_denoiser(classes, preset="tiny", sample_size=8, latent_channels=channels)
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", clip_sample=False)
+    return save_pathup_model(folder, denoiser, vae, scheduler, classes)

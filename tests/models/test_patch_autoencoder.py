@@ -11,13 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import DEMO
+from helpers import DEMO, save_patch_model
 from napari_pathup.engine.pipeline import SynthesisSettings, run
 from napari_pathup.engine.vae import decode_tiled
 from napari_pathup.io import read_image
 from napari_pathup.models.base import Autoencoder
-from napari_pathup.models.build import build_denoiser
-from napari_pathup.models.layout import save_pathup_model
 from napari_pathup.models.load import load_model
 from napari_pathup.models.patch_autoencoder import PatchAutoencoder
 from napari_pathup.training.autoencoder import psnr
@@ -74,12 +72,7 @@ def test_more_latent_channels_keep_more_of_unseen_tissue() -> None:
 def test_saves_loads_and_synthesises_as_a_pathup_model(tmp_path: Path) -> None:
     vae = _initialised(8, _crops(0, 64))
     vae.register_to_config(scaling_factor=0.9, shift_factor=0.05)
-    torch.manual_seed(0)
-    denoiser = build_denoiser(["stroma", "tumour"], preset="tiny", sample_size=8, latent_channels=8)
-    from diffusers import DDIMScheduler
-
-    scheduler = DDIMScheduler(beta_schedule="scaled_linear", clip_sample=False)
-    folder = save_pathup_model(tmp_path / "model", denoiser, vae, scheduler, ["stroma", "tumour"])
+    folder = save_patch_model(tmp_path / "model", vae, ["stroma", "tumour"])
     assert sorted(p.name for p in (folder / "autoencoder").iterdir()) == [
         "config.json",
         "diffusion_pytorch_model.safetensors",
@@ -114,15 +107,11 @@ def test_tiled_decoding_blends_without_seams() -> None:
 
 @pytest.mark.parametrize(("key", "value"), [("patch_size", 0), ("patch_size", "8"), ("num_blocks", -1)])
 def test_a_broken_config_is_a_clear_load_error(tmp_path: Path, key: str, value: object) -> None:
-    from diffusers import DDIMScheduler
-
     from napari_pathup.errors import ModelLoadError
 
     torch.manual_seed(0)
     vae = PatchAutoencoder(latent_channels=4, width=8, num_blocks=1)
-    denoiser = build_denoiser(["tumour"], preset="tiny", sample_size=8, latent_channels=4)
-    scheduler = DDIMScheduler(beta_schedule="scaled_linear", clip_sample=False)
-    folder = save_pathup_model(tmp_path / "model", denoiser, vae, scheduler, ["tumour"])
+    folder = save_patch_model(tmp_path / "model", vae, ["tumour"])
     config = folder / "autoencoder" / "config.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), key: value}))
     with pytest.raises(ModelLoadError, match=key):

@@ -9,22 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import save_patch_model
 from napari_pathup.errors import ModelLoadError
-from napari_pathup.models.build import build_denoiser
-from napari_pathup.models.layout import save_pathup_model
 from napari_pathup.models.patch_autoencoder import PatchAutoencoder
 from napari_pathup.training.train import load_autoencoder
 
 
 @pytest.fixture
 def model_folder(tmp_path: Path) -> Path:
-    from diffusers import DDIMScheduler
-
     torch.manual_seed(0)
     vae = PatchAutoencoder(latent_channels=4, width=8, num_blocks=1)
-    denoiser = build_denoiser(["tumour"], preset="tiny", sample_size=8, latent_channels=4)
-    scheduler = DDIMScheduler(beta_schedule="scaled_linear", clip_sample=False)
-    return save_pathup_model(tmp_path / "model", denoiser, vae, scheduler, ["tumour"])
+    return save_patch_model(tmp_path / "model", vae, ["tumour"])
 
 
 def test_loads_from_a_model_folder_or_its_autoencoder_folder(model_folder: Path) -> None:
