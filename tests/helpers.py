@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from napari_pathup.models.patch_autoencoder import PatchAutoencoder
 
 #: ``pathup train`` settings of a tiny run on one thread (tests/training): tiny presets, small crops
 TINY_TRAINING = {
@@ -165,7 +169,7 @@ def drain(generator):
         return stop.value, events
 
 
-def save_patch_model(folder: Path, vae, classes: list[str]) -> Path:
+def save_patch_model(folder: Path, vae: PatchAutoencoder, classes: list[str]) -> Path:
     """A PathUp model folder around ``vae`` (a ``PatchAutoencoder``): a tiny random denoiser with the
     autoencoder's latent channels, seeded, and a DDIM scheduler."""
     from diffusers import DDIMScheduler
