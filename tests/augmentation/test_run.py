@@ -310,6 +310,24 @@ def test_a_store_from_before_dtype_was_recorded_resumes_as_float32(
     assert summary.ok and not summary.done and len(summary.skipped) == 8
 
 
+def test_a_store_begun_before_its_computed_dtype_was_recorded_records_it_when_resumed(
+    client, clean_store, data_dir, pathup_model_dir, tmp_path
+):
+    """A store of --dtype auto from before the workers' dtype was recorded: resuming it records what the
+    workers compute in, so that a later resume on other hardware is checked (not mixed unseen)."""
+    import json
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(clean_store, store)
+    config = json.loads((store / "augment.json").read_text())
+    computed = config.pop("computed_dtype")
+    (store / "augment.json").write_text(json.dumps(config))
+    summary = run(client, data_dir, store, pathup_model_dir)
+    assert summary.ok and len(summary.skipped) == 8
+    assert json.loads((store / "augment.json").read_text()) == {**config, "computed_dtype": computed}
+
+
 def test_a_store_computed_in_another_dtype_by_auto_is_not_resumed_and_the_hint_works(
     client, clean_store, data_dir, pathup_model_dir, tmp_path
 ):

@@ -491,11 +491,14 @@ def _run(
     from napari_pathup.io.atomic import atomic_output, remove_path
 
     config_path = store / CONFIG_NAME
-    recorded = json.loads(config_path.read_text()).get(COMPUTED_DTYPE) if config_path.is_file() else None
+    found = json.loads(config_path.read_text()) if config_path.is_file() else None
+    recorded = found.get(COMPUTED_DTYPE) if found is not None else None
     now = check_computed_dtype(store, recorded, workers_dtypes(client, job), job.dtype)
-    if not config_path.is_file():
-        with atomic_output(config_path, overwrite=False) as temp:
-            temp.write_text(json.dumps({**config, COMPUTED_DTYPE: now} if now else config, indent=2))
+    if found is None or (recorded is None and now is not None):
+        # a new store, or one begun before the dtype was recorded: what it holds from now on is checked
+        with atomic_output(config_path, overwrite=found is not None) as temp:
+            base = config if found is None else found
+            temp.write_text(json.dumps({**base, COMPUTED_DTYPE: now} if now else base, indent=2))
     for stale in stale_temporaries(store):
         remove_path(stale)  # a temporary that resists is tried again by the next run
     for class_name in sorted({it.class_name for it in items}):
