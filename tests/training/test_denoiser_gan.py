@@ -163,6 +163,24 @@ def test_a_class_factor_of_zero_leaves_the_class_to_the_v_loss(tiny_dataset: Pat
         leg("bad", denoiser_gan_class_weights={"lymph": 0.0})
 
 
+def test_crop_emphasis_changes_what_the_leg_sees_and_is_recorded(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Emphasis on a class's cellular crops changes the crops the leg draws (so its weights), is
+    recorded with the leg, and refuses names that are not classes."""
+
+    def leg(name: str, **changes) -> Path:
+        return train(
+            _config(tiny_dataset, tmp_path / name, denoiser_gan_iters=4, **changes), log=lambda _: None
+        )
+
+    plain, emphasised = leg("plain"), leg("emphasised", denoiser_gan_crop_emphasis={"tumour": 3.0})
+    a, b = _weights(plain), _weights(emphasised)
+    assert any(not torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert _adversarial(emphasised)["crop_emphasis"] == {"tumour": 3.0}
+    assert "crop_emphasis" not in _adversarial(plain)
+    with pytest.raises(InputError, match="crop emphasis 'lymph': not a class"):
+        leg("bad", denoiser_gan_crop_emphasis={"lymph": 1.0})
+
+
 def test_a_leg_saved_before_a_setting_existed_resumes_with_its_default(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:
@@ -201,6 +219,10 @@ def test_the_cli_passes_the_adversarial_settings(tiny_dataset: Path, tmp_path: P
         json.loads((paired / "pathup.json").read_text())["training"]["denoiser"]["adversarial"]["judge"]
         == "pair"
     )
+    emphasised = tmp_path / "emphasised"
+    emphasis = ["--denoiser-gan-crop-emphasis", "tumour=2", "--out", str(emphasised)]
+    assert main([*args, "--denoiser-gan-iters", "2", *emphasis]) == 0
+    assert _adversarial(emphasised)["crop_emphasis"] == {"tumour": 2.0}
     with pytest.raises(SystemExit) as stop:
         main([*args, "--denoiser-gan-weight", "-1", "--out", str(tmp_path / "bad")])
     assert stop.value.code == 2

@@ -85,3 +85,36 @@ def test_oriented_boxes_follow_the_arrays(orientation: int) -> None:
     for y, x in ((0, 0), (2, 5), (5, 9)):
         oy, ox = oriented_box(y, x, 4, 9, 13, orientation)
         assert np.array_equal(b[oy : oy + 4, ox : ox + 4], orient(a[y : y + 4, x : x + 4], orientation))
+
+
+def _half_cellular(kit, seed: int) -> np.ndarray:
+    """A 128x256 field whose left half is cellular (dense dark nuclei), its right half fibrous (sparse)."""
+    image = kit.he_like(128, 256, seed)
+    yy, xx = np.mgrid[:128, :128]
+    image[:, :128][(yy // 4 + xx // 4) % 2 == 0] = (90, 50, 140)
+    return image
+
+
+def test_emphasis_draws_cellular_crops_more_often_and_keeps_each_images_share(tmp_path: Path, kit) -> None:
+    kit.write_png(tmp_path / "t" / "a.png", _half_cellular(kit, 0))
+    kit.write_png(tmp_path / "t" / "b.png", kit.he_like(128, 128, 1))
+    index = discover(tmp_path)
+    data = build_sources(index, load_images(index), crop=32, reference_size=128)
+
+    def draws(emphasis: dict[int, float] | None) -> tuple[float, float, list]:
+        sampler, rng = CropSampler(data, overview_fraction=0.0, emphasis=emphasis), np.random.default_rng(3)
+        crops = [sampler.sample(rng) for _ in range(3000)]
+        on_a = [c for c in crops if data.sources[c.source].image == "t/a.png"]
+        x0 = np.array([data.sources[c.source].region.x0 + c.x for c in on_a])
+        cellular = np.clip(128 - x0, 0, 32) / 32  # the share of each crop in the cellular half
+        return len(on_a) / len(crops), float(cellular.mean()), crops
+
+    share, cellular, crops = draws(None)
+    share_k, cellular_k, _ = draws({0: 5.0})
+    assert 0.25 < cellular < 0.6  # uniform over the field: about half its crops in the cellular half
+    assert cellular_k > cellular + 0.15
+    assert abs(share_k - share) < 0.04  # image a keeps its share of the class (about 2/3 of its area)
+    assert draws({0: 0.0})[2] == crops  # a factor of 0 is no emphasis: the same crops
+    for bad in ({1: 1.0}, {0: -1.0}, {0: float("nan")}):
+        with pytest.raises(InputError, match="crop emphasis"):
+            CropSampler(data, emphasis=bad)

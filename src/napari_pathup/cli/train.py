@@ -195,6 +195,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="CLASS=FACTOR",
         help="scale the adversarial weight for one class, e.g. stroma=0 (repeatable; other classes: 1)",
     )
+    adv.add_argument(
+        "--denoiser-gan-crop-emphasis",
+        dest="denoiser_gan_crop_emphasis",
+        action="append",
+        type=_class_factor,
+        default=[],
+        metavar="CLASS=FACTOR",
+        help="during the leg, draw the crops of a class in proportion to 1 + FACTOR x their share of dark "
+        "(cellular) tissue against their image's mean, e.g. normal=3 for more epidermis (repeatable; "
+        "other classes: drawn uniformly over their tissue)",
+    )
 
     dn.add_argument(
         "--denoiser-storage",
@@ -280,6 +291,7 @@ def execute(args: argparse.Namespace) -> int:
         denoiser_gan_max_timestep=args.denoiser_gan_max_timestep,
         denoiser_gan_judge=args.denoiser_gan_judge,
         denoiser_gan_class_weights=dict(args.denoiser_gan_class_weights),
+        denoiser_gan_crop_emphasis=dict(args.denoiser_gan_crop_emphasis),
         hed_scale=args.hed_jitter[0],
         hed_shift=args.hed_jitter[1],
         init=args.init,

@@ -21,6 +21,7 @@ from napari_pathup.datasets import CELL, DatasetIndex, tissue_cells, tissue_mask
 from napari_pathup.errors import InputError
 from napari_pathup.geometry import Box, window_starts
 from napari_pathup.io.images import image_shape, read_image
+from napari_pathup.metrics.nuclei import otsu_threshold
 from napari_pathup.models.conditioning import SCALES
 
 NATIVE, OVERVIEW = SCALES.index("native"), SCALES.index("overview")
@@ -51,6 +52,14 @@ def oriented_box(y: int, x: int, size: int, height: int, width: int, orientation
     return y, x
 
 
+def window_sums(cells: np.ndarray, size: int) -> np.ndarray:
+    """The sum of every ``size`` x ``size``-cell window of ``cells`` (indexed by its top-left cell)."""
+    h, w = cells.shape
+    table = np.zeros((h + 1, w + 1), np.float64)
+    table[1:, 1:] = cells.cumsum(0).cumsum(1)
+    return table[size:, size:] - table[:-size, size:] - table[size:, :-size] + table[:-size, :-size]
+
+
 def valid_positions(cells: np.ndarray, size: int, min_tissue: float) -> tuple[np.ndarray, int]:
     """Flat indices of the top-left cells whose ``size`` x ``size``-cell window holds enough tissue.
 
@@ -59,10 +68,7 @@ def valid_positions(cells: np.ndarray, size: int, min_tissue: float) -> tuple[np
     h, w = cells.shape
     if h < size or w < size:
         return np.zeros(0, np.int64), 0
-    table = np.zeros((h + 1, w + 1), np.float64)
-    table[1:, 1:] = cells.cumsum(0).cumsum(1)
-    window = table[size:, size:] - table[:-size, size:] - table[size:, :-size] + table[:-size, :-size]
-    ok = window / (size * size) >= min_tissue - 1e-9
+    ok = window_sums(cells, size) / (size * size) >= min_tissue - 1e-9
     return np.flatnonzero(ok), ok.shape[1]
 
 
@@ -194,22 +200,91 @@ def build_sources(
 # ----------------------------------------------------------------------------------------- sampling
 
 
-class CropSampler:
-    """Class-balanced crops: a class uniformly, then a scale, then a tissue crop uniformly over its area."""
+def dark_cells(rgb: np.ndarray, threshold: float, cell: int = CELL) -> np.ndarray:
+    """The share of dark tissue pixels of every ``cell`` x ``cell`` block, (H // cell, W // cell)
+    float32: tissue whose grey level (mean of R, G, B) is below ``threshold``. In H&E the dark tissue
+    is the haematoxylin-rich, cellular part (nuclei, an epidermis, a tumour nest); collagen and other
+    fibrous tissue is lighter."""
+    h, w = rgb.shape[0] // cell, rgb.shape[1] // cell
+    rgb = rgb[: h * cell, : w * cell]
+    dark = (rgb.mean(axis=-1) < threshold) & tissue_mask(rgb)
+    return dark.reshape(h, cell, w, cell).mean(axis=(1, 3), dtype=np.float32)
 
-    def __init__(self, data: TrainingImages, overview_fraction: float = 0.3) -> None:
+
+def dark_threshold(rgb: np.ndarray) -> float:
+    """Otsu's threshold of the grey levels of an image's tissue pixels: cellular tissue below it."""
+    grey = rgb.mean(axis=-1)[tissue_mask(rgb)]
+    return otsu_threshold(grey) if grey.size >= 2 and grey.min() < grey.max() else float("-inf")
+
+
+class CropSampler:
+    """Class-balanced crops: a class uniformly, then a scale, then a tissue crop uniformly over its area.
+
+    ``emphasis`` (class index -> factor k >= 0) draws the crops of a class inside each of its images
+    in proportion to ``1 + k * d / mean(d)`` instead, where ``d`` is a crop's share of dark tissue
+    (:func:`dark_cells`, at the image's own :func:`dark_threshold`) and the mean runs over the image's
+    crops at that scale: cellular tissue (an epidermis, a tumour nest) is drawn more often than the
+    fibrous tissue beside it, and every image keeps its share of the class.
+    """
+
+    def __init__(
+        self, data: TrainingImages, overview_fraction: float = 0.3, emphasis: dict[int, float] | None = None
+    ) -> None:
         self.data = data
         self.overview_fraction = overview_fraction
+        self.emphasis = {c: float(k) for c, k in (emphasis or {}).items() if k}
+        for c, k in self.emphasis.items():
+            if not 0 <= c < len(data.classes) or not np.isfinite(k) or k < 0:
+                raise InputError(f"crop emphasis {c}={k}: expected a class index and a finite factor >= 0")
         self.pools: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        #: per emphasised source: the cumulative weights of its valid crops
+        self.position_weights: dict[int, np.ndarray] = {}
+        thresholds = self._thresholds()
         for c in range(len(data.classes)):
             for s in (NATIVE, OVERVIEW):
                 ids = np.array(
                     [i for i, src in enumerate(data.sources) if (src.class_index, src.scale_index) == (c, s)]
                 )
-                if len(ids):
-                    # crops per area of the original image: larger overview scales are not favoured
-                    weights = np.array([len(data.sources[i].valid) / data.sources[i].scale ** 2 for i in ids])
-                    self.pools[(c, s)] = (ids, np.cumsum(weights) / weights.sum())
+                if not len(ids):
+                    continue
+                # crops per area of the original image: larger overview scales are not favoured
+                mass = np.array([len(data.sources[i].valid) for i in ids], np.float64)
+                if c in self.emphasis:
+                    mass = self._emphasise(ids, self.emphasis[c], thresholds)
+                weights = mass / np.array([data.sources[i].scale ** 2 for i in ids])
+                self.pools[(c, s)] = (ids, np.cumsum(weights) / weights.sum())
+
+    def _thresholds(self) -> dict[str, float]:
+        keys = {src.image for src in self.data.sources if src.class_index in self.emphasis}
+        return {
+            entry.key: dark_threshold(rgb)
+            for entry, rgb in zip(self.data.index.images, self.data.arrays, strict=True)
+            if entry.key in keys
+        }
+
+    def dark_shares(self, source_id: int, threshold: float) -> np.ndarray:
+        """The dark-tissue share of every valid crop of a source (in the order of its ``valid``)."""
+        src, size = self.data.sources[source_id], self.data.crop // CELL
+        sums = window_sums(dark_cells(src.pixels, threshold), size)  # the grid ``valid`` indexes
+        return sums.ravel()[src.valid] / (size * size)
+
+    def _emphasise(self, ids: np.ndarray, factor: float, thresholds: dict[str, float]) -> np.ndarray:
+        """Weight the valid crops of ``ids`` by their dark share against the mean of their image's
+        crops (so each image keeps its share of the class); return each source's total weight."""
+        images = [self.data.sources[int(i)].image for i in ids]
+        shares = [self.dark_shares(int(i), thresholds[image]) for i, image in zip(ids, images, strict=True)]
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for d, image in zip(shares, images, strict=True):
+            sums[image] = sums.get(image, 0.0) + float(d.sum())
+            counts[image] = counts.get(image, 0) + len(d)
+        totals = []
+        for i, d, image in zip(ids, shares, images, strict=True):
+            mean = sums[image] / counts[image]
+            w = 1 + factor * d / mean if mean > 0 else np.full_like(d, 1 + factor)
+            self.position_weights[int(i)] = np.cumsum(w) / w.sum()
+            totals.append(w.sum() / (1 + factor))  # an image's crops weigh 1 each on average, as without
+        return np.array(totals, np.float64)
 
     def scale_for(self, rng: np.random.Generator, class_index: int) -> int:
         has = [s for s in (NATIVE, OVERVIEW) if (class_index, s) in self.pools]
@@ -223,7 +298,11 @@ class CropSampler:
         ids, cumulative = self.pools[(c, s)]
         source_id = int(ids[min(int(np.searchsorted(cumulative, rng.random(), side="right")), len(ids) - 1)])
         src = self.data.sources[source_id]
-        cy, cx = divmod(int(src.valid[rng.integers(len(src.valid))]), src.grid_width)
+        if (cumulative := self.position_weights.get(source_id)) is not None:
+            k = min(int(np.searchsorted(cumulative, rng.random(), side="right")), len(src.valid) - 1)
+        else:
+            k = int(rng.integers(len(src.valid)))
+        cy, cx = divmod(int(src.valid[k]), src.grid_width)
         y, x = cy * CELL, cx * CELL
         if jitter:
             dy, dx = (int(v) for v in rng.integers(0, CELL, 2))

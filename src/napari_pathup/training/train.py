@@ -87,6 +87,7 @@ DENOISER_GAN_KEYS = (
     "denoiser_gan_max_timestep",
     "denoiser_gan_judge",
     "denoiser_gan_class_weights",
+    "denoiser_gan_crop_emphasis",
 )
 #: the phases of a run, in order; ``--phases`` runs a subset (e.g. the decoder and the denoiser in two
 #: processes at once: both need only the finished autoencoder's encoder)
@@ -132,6 +133,9 @@ class TrainConfig:
     #: factors on the adversarial weight per class name (classes not named: 1; 0 leaves a class to the
     #: v loss alone)
     denoiser_gan_class_weights: dict[str, float] = field(default_factory=dict)
+    #: per class name, how much more often the leg draws crops of cellular (dark) tissue than the
+    #: rest of their image (``CropSampler``'s emphasis; classes not named: 0, drawn uniformly)
+    denoiser_gan_crop_emphasis: dict[str, float] = field(default_factory=dict)
     hed_scale: float = 0.0
     hed_shift: float = 0.0
     init: Path | None = None
@@ -524,12 +528,9 @@ def train_denoiser_gan(
         expected = ", ".join(DENOISER_GAN_JUDGES)
         raise InputError(f"denoiser_gan_judge {cfg.denoiser_gan_judge!r}: expected one of {expected}")
     factors = cfg.denoiser_gan_class_weights
-    for name, factor in factors.items():
-        if name not in classes:
-            known = ", ".join(classes)
-            raise InputError(f"denoiser-gan class weight {name!r}: not a class (classes: {known})")
-        if not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor < 0:
-            raise InputError(f"denoiser-gan class weight {name}={factor!r}: expected a finite number >= 0")
+    emphasis = cfg.denoiser_gan_crop_emphasis
+    _check_class_factors(factors, classes, "denoiser-gan class weight")
+    _check_class_factors(emphasis, classes, "denoiser-gan crop emphasis")
 
     if cfg.denoiser_gan_iters < start:
         raise InputError(
@@ -560,7 +561,13 @@ def train_denoiser_gan(
         torch_rng,
         lr=cfg.denoiser_gan_lr,
         device=plain.device,
-        sampler=plain.sampler,
+        sampler=CropSampler(
+            plain.sampler.data,
+            plain.sampler.overview_fraction,
+            emphasis={classes.index(name): float(k) for name, k in emphasis.items()},
+        )
+        if emphasis
+        else plain.sampler,
         bank=plain.bank,
         n_classes=plain.n_classes,
         batch_size=plain.batch_size,
@@ -579,6 +586,7 @@ def train_denoiser_gan(
         f"{cfg.denoiser_gan_iters}, adversarial weight {cfg.denoiser_gan_weight} below timestep "
         f"{cfg.denoiser_gan_max_timestep}, judging {'(clean, noisy) pairs' if paired else 'clean latents'}"
         + (f", class factors {factors}" if factors else "")
+        + (f", cellular crops emphasised {emphasis}" if emphasis else "")
     )
     result = run_phase(
         phase,
@@ -601,9 +609,19 @@ def train_denoiser_gan(
         "max_timestep": cfg.denoiser_gan_max_timestep,
         "judge": cfg.denoiser_gan_judge,
         "class_weights": {c: float(factors.get(c, 1.0)) for c in classes},
+        **({"crop_emphasis": {c: float(k) for c, k in emphasis.items()}} if emphasis else {}),
         "discriminator_parameters": n,
         **result.metrics,
     }
+
+
+def _check_class_factors(factors: dict[str, float], classes: Sequence[str], what: str) -> None:
+    """Refuse a per-class factor for a name that is not a class, or one that is not a finite number >= 0."""
+    for name, factor in factors.items():
+        if name not in classes:
+            raise InputError(f"{what} {name!r}: not a class (classes: {', '.join(classes)})")
+        if not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor < 0:
+            raise InputError(f"{what} {name}={factor!r}: expected a finite number >= 0")
 
 
 def _recorded(model: Path, phase: str) -> dict[str, Any]:
