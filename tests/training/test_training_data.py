@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +119,21 @@ def test_emphasis_draws_cellular_crops_more_often_and_keeps_each_images_share(tm
     for bad in ({1: 1.0}, {0: -1.0}, {0: float("nan")}):
         with pytest.raises(InputError, match="crop emphasis"):
             CropSampler(data, emphasis=bad)
+
+
+def test_emphasis_never_reads_the_holdout(tmp_path: Path, kit) -> None:
+    """Two data sets that differ only inside a hold-out give the same emphasised crops."""
+    crops = []
+    for name, fill in (("a", None), ("b", (20, 10, 40))):
+        image = _half_cellular(kit, 0)
+        if fill is not None:
+            image[:, 192:] = fill  # the hold-out, darker than anything else
+        root = tmp_path / name
+        kit.write_png(root / "t" / "a.png", image)
+        region = {"x": 192, "y": 0, "width": 64, "height": 128, "why": "right strip"}
+        (root / "holdout.json").write_text(json.dumps({"regions": {"t/a.png": region}}))
+        index = discover(root)
+        data = build_sources(index, load_images(index), crop=32, reference_size=128)
+        sampler, rng = CropSampler(data, overview_fraction=0.3, emphasis={0: 3.0}), np.random.default_rng(0)
+        crops.append([sampler.sample(rng) for _ in range(500)])
+    assert crops[0] == crops[1]

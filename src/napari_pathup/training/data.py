@@ -255,12 +255,15 @@ class CropSampler:
                 self.pools[(c, s)] = (ids, np.cumsum(weights) / weights.sum())
 
     def _thresholds(self) -> dict[str, float]:
-        keys = {src.image for src in self.data.sources if src.class_index in self.emphasis}
-        return {
-            entry.key: dark_threshold(rgb)
-            for entry, rgb in zip(self.data.index.images, self.data.arrays, strict=True)
-            if entry.key in keys
-        }
+        """Per emphasised image, :func:`dark_threshold` of its training regions' native pixels (of its
+        shrunk ones where it has none): the hold-out is never read, not even for a threshold."""
+        out: dict[str, float] = {}
+        for key in {src.image for src in self.data.sources if src.class_index in self.emphasis}:
+            mine = [src for src in self.data.sources if src.image == key]
+            native = [src.pixels.reshape(-1, 3) for src in mine if src.scale_index == NATIVE]
+            pixels = np.concatenate(native or [src.pixels.reshape(-1, 3) for src in mine])
+            out[key] = dark_threshold(pixels[None])
+        return out
 
     def dark_shares(self, source_id: int, threshold: float) -> np.ndarray:
         """The dark-tissue share of every valid crop of a source (in the order of its ``valid``)."""
