@@ -211,9 +211,15 @@ def dark_cells(rgb: np.ndarray, threshold: float, cell: int = CELL) -> np.ndarra
     return dark.reshape(h, cell, w, cell).mean(axis=(1, 3), dtype=np.float32)
 
 
-def dark_threshold(rgb: np.ndarray) -> float:
-    """Otsu's threshold of the grey levels of an image's tissue pixels: cellular tissue below it."""
-    grey = rgb.mean(axis=-1)[tissue_mask(rgb)]
+def tissue_grey(rgb: np.ndarray) -> np.ndarray:
+    """The grey levels (mean of R, G, B) of the tissue pixels of an image, flat."""
+    return rgb.mean(axis=-1)[tissue_mask(rgb)]
+
+
+def dark_threshold(rgb: np.ndarray | None = None, grey: np.ndarray | None = None) -> float:
+    """Otsu's threshold of the grey levels of an image's tissue pixels (or of ``grey``, those levels
+    already gathered): cellular tissue lies below it."""
+    grey = tissue_grey(rgb) if grey is None else grey
     return otsu_threshold(grey) if grey.size >= 2 and grey.min() < grey.max() else float("-inf")
 
 
@@ -260,9 +266,8 @@ class CropSampler:
         out: dict[str, float] = {}
         for key in {src.image for src in self.data.sources if src.class_index in self.emphasis}:
             mine = [src for src in self.data.sources if src.image == key]
-            native = [src.pixels.reshape(-1, 3) for src in mine if src.scale_index == NATIVE]
-            pixels = np.concatenate(native or [src.pixels.reshape(-1, 3) for src in mine])
-            out[key] = dark_threshold(pixels[None])
+            native = [src for src in mine if src.scale_index == NATIVE] or mine
+            out[key] = dark_threshold(grey=np.concatenate([tissue_grey(src.pixels) for src in native]))
         return out
 
     def dark_shares(self, source_id: int, threshold: float) -> np.ndarray:
