@@ -19,13 +19,20 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_pathup.datasets import discover, tissue_mask
-from napari_pathup.training.data import NATIVE, CropSampler, build_sources, dark_threshold, load_images
+from napari_pathup.training.data import (
+    NATIVE,
+    CropSampler,
+    build_sources,
+    dark_threshold,
+    load_images,
+    tissue_grey,
+)
 
 
 def epidermis_mask(rgb: np.ndarray, sigma: float = 16.0) -> np.ndarray:
     """The top quartile of the image's tissue by the smoothed density of dark pixels."""
     tissue = tissue_mask(rgb)
-    dark = (rgb.mean(axis=-1) < dark_threshold(rgb)) & tissue
+    dark = (rgb.mean(axis=-1) < dark_threshold(tissue_grey(rgb))) & tissue
     density = ndi.gaussian_filter(dark.astype(np.float32), sigma)
     return density > np.quantile(density[tissue], 0.75)
 

@@ -263,11 +263,17 @@ def tissue_mask(rgb: np.ndarray, min_chroma: int = 25, max_dark: int = 120) -> n
     return ((high - low) >= min_chroma) | (high <= max_dark)
 
 
+def cell_fractions(mask: np.ndarray, cell: int = CELL) -> np.ndarray:
+    """The fraction of true pixels of every whole ``cell`` x ``cell`` block of a mask,
+    (H // cell, W // cell) float32 (a partial last row or column of blocks is dropped)."""
+    h, w = mask.shape[0] // cell, mask.shape[1] // cell
+    return mask[: h * cell, : w * cell].reshape(h, cell, w, cell).mean(axis=(1, 3), dtype=np.float32)
+
+
 def tissue_cells(rgb: np.ndarray, cell: int = CELL) -> np.ndarray:
     """The tissue fraction of every ``cell`` x ``cell`` block, (H // cell, W // cell) float32."""
     h, w = rgb.shape[0] // cell, rgb.shape[1] // cell
-    mask = tissue_mask(rgb[: h * cell, : w * cell])
-    return mask.reshape(h, cell, w, cell).mean(axis=(1, 3), dtype=np.float32)
+    return cell_fractions(tissue_mask(rgb[: h * cell, : w * cell]), cell)
 
 
 # --------------------------------------------------------------------------------- synthetic stores

@@ -17,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from napari_pathup.datasets import CELL, DatasetIndex, tissue_cells, tissue_mask, training_regions
+from napari_pathup.datasets import (
+    CELL,
+    DatasetIndex,
+    cell_fractions,
+    tissue_cells,
+    tissue_mask,
+    training_regions,
+)
 from napari_pathup.errors import InputError
 from napari_pathup.geometry import Box, window_starts
 from napari_pathup.io.images import image_shape, read_image
@@ -207,8 +214,7 @@ def dark_cells(rgb: np.ndarray, threshold: float, cell: int = CELL) -> np.ndarra
     fibrous tissue is lighter."""
     h, w = rgb.shape[0] // cell, rgb.shape[1] // cell
     rgb = rgb[: h * cell, : w * cell]
-    dark = (rgb.mean(axis=-1) < threshold) & tissue_mask(rgb)
-    return dark.reshape(h, cell, w, cell).mean(axis=(1, 3), dtype=np.float32)
+    return cell_fractions((rgb.mean(axis=-1) < threshold) & tissue_mask(rgb), cell)
 
 
 def tissue_grey(rgb: np.ndarray) -> np.ndarray:
@@ -216,11 +222,15 @@ def tissue_grey(rgb: np.ndarray) -> np.ndarray:
     return rgb.mean(axis=-1)[tissue_mask(rgb)]
 
 
-def dark_threshold(rgb: np.ndarray | None = None, grey: np.ndarray | None = None) -> float:
-    """Otsu's threshold of the grey levels of an image's tissue pixels (or of ``grey``, those levels
-    already gathered): cellular tissue lies below it."""
-    grey = tissue_grey(rgb) if grey is None else grey
+def dark_threshold(grey: np.ndarray) -> float:
+    """Otsu's threshold of tissue grey levels (:func:`tissue_grey`): cellular tissue lies below it
+    (-inf, nothing dark, when the levels do not differ)."""
     return otsu_threshold(grey) if grey.size >= 2 and grey.min() < grey.max() else float("-inf")
+
+
+def draw(cumulative: np.ndarray, rng: np.random.Generator) -> int:
+    """An index drawn in proportion to the weights whose normalised cumulative sum is ``cumulative``."""
+    return min(int(np.searchsorted(cumulative, rng.random(), side="right")), len(cumulative) - 1)
 
 
 class CropSampler:
@@ -267,7 +277,7 @@ class CropSampler:
         for key in {src.image for src in self.data.sources if src.class_index in self.emphasis}:
             mine = [src for src in self.data.sources if src.image == key]
             native = [src for src in mine if src.scale_index == NATIVE] or mine
-            out[key] = dark_threshold(grey=np.concatenate([tissue_grey(src.pixels) for src in native]))
+            out[key] = dark_threshold(np.concatenate([tissue_grey(src.pixels) for src in native]))
         return out
 
     def dark_shares(self, source_id: int, threshold: float) -> np.ndarray:
@@ -304,12 +314,10 @@ class CropSampler:
         c = int(rng.integers(len(self.data.classes)))
         s = self.scale_for(rng, c)
         ids, cumulative = self.pools[(c, s)]
-        source_id = int(ids[min(int(np.searchsorted(cumulative, rng.random(), side="right")), len(ids) - 1)])
+        source_id = int(ids[draw(cumulative, rng)])
         src = self.data.sources[source_id]
-        if (cumulative := self.position_weights.get(source_id)) is not None:
-            k = min(int(np.searchsorted(cumulative, rng.random(), side="right")), len(src.valid) - 1)
-        else:
-            k = int(rng.integers(len(src.valid)))
+        weights = self.position_weights.get(source_id)
+        k = draw(weights, rng) if weights is not None else int(rng.integers(len(src.valid)))
         cy, cx = divmod(int(src.valid[k]), src.grid_width)
         y, x = cy * CELL, cx * CELL
         if jitter:
