@@ -38,7 +38,8 @@
 #  THREADS the torch threads of each process; SEED the training's seed (0: every shipped version);
 #  DGAN_ITERS the denoiser's iteration count at the end of its adversarial leg (0: none), DGAN_WEIGHT,
 #  DGAN_LR, DGAN_MAX_T and DGAN_JUDGE its adversarial weight, learning rate, the timesteps it judges and
-#  what its discriminator sees (clean latents or pairs); DGAN_CLASS_WEIGHTS="stroma=0" its factor per
+#  what its discriminator sees (clean latents, pairs, or pixel: the decoder's painting beside the
+#  noisy latent); DGAN_CLASS_WEIGHTS="stroma=0" its factor per
 #  class; DGAN_CROP_EMPHASIS="normal=3" draws a class's cellular crops more often during the leg.
 #  WITH_EXTRA=1 trains on data/demo, with its hold-outs, plus data/extra, training-only fields,
 #  linked together into $WORK.data.)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,9 +14,18 @@ from safetensors.torch import load_file
 from helpers import TINY_TRAINING
 from napari_pathup.cli import main
 from napari_pathup.errors import InputError
+from napari_pathup.models.base import Autoencoder
 from napari_pathup.training.denoiser import diffusion_target
-from napari_pathup.training.denoiser_gan import LatentDiscriminator, laplacian_energy, predicted_clean
-from napari_pathup.training.train import TrainConfig, train
+from napari_pathup.training.denoiser_gan import (
+    PIXEL_WINDOW,
+    DenoiserGanPhase,
+    LatentDiscriminator,
+    PixelDiscriminator,
+    differentiable_decode,
+    laplacian_energy,
+    predicted_clean,
+)
+from napari_pathup.training.train import TrainConfig, load_autoencoder, train
 
 
 def _config(data: Path, out: Path, **changes) -> TrainConfig:
@@ -135,11 +145,74 @@ def test_a_paired_judge_sees_the_noisy_latent_and_changes_the_leg(tiny_dataset: 
     assert any(not torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(InputError, match="denoiser_gan_judge: 'pair' → 'clean'"):
         train(_config(tiny_dataset, tmp_path / "pair", denoiser_gan_iters=5, resume=True), log=lambda _: None)
-    with pytest.raises(InputError, match="denoiser_gan_judge 'noisy': expected one of clean, pair"):
+    with pytest.raises(InputError, match="denoiser_gan_judge 'noisy': expected one of clean, pair, pixel"):
         train(
             _config(tiny_dataset, tmp_path / "bad", denoiser_gan_iters=4, denoiser_gan_judge="noisy"),
             log=lambda _: None,
         )
+
+
+def test_a_pixel_judge_sees_the_decoders_painting_and_changes_the_leg(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """``judge="pixel"``: the discriminator takes (RGB painting, noisy latent, noise level), 3 + C + 1
+    channels, trains the denoiser differently from the pair judge from the same draws, is recorded, and
+    its leg resumes bit for bit."""
+    pair = train(
+        _config(tiny_dataset, tmp_path / "pair", denoiser_gan_iters=4, denoiser_gan_judge="pair"),
+        log=lambda _: None,
+    )
+    whole = train(
+        _config(tiny_dataset, tmp_path / "pixel", denoiser_gan_iters=6, denoiser_gan_judge="pixel"),
+        log=lambda _: None,
+    )
+    assert _adversarial(whole)["judge"] == "pixel"
+    channels = json.loads((whole / "denoiser" / "config.json").read_text())["in_channels"]
+    state = load_file(whole / "checkpoints/denoiser_gan/step-0000004/model.safetensors")
+    assert state["discriminator.body.0.parametrizations.weight.original"].shape[1] == 3 + channels + 1
+    a, b = _weights(pair), load_file(whole / "checkpoints/denoiser_gan/step-0000004/model.safetensors")
+    assert any(not torch.equal(a[k], b[f"denoiser.{k}"]) for k in a)
+    split = tmp_path / "split"
+    train(_config(tiny_dataset, split, denoiser_gan_iters=4, denoiser_gan_judge="pixel"), log=lambda _: None)
+    train(
+        _config(tiny_dataset, split, denoiser_gan_iters=6, denoiser_gan_judge="pixel", resume=True),
+        log=lambda _: None,
+    )
+    c = load_file(whole / "checkpoints/denoiser_gan/step-0000006/model.safetensors")
+    d = load_file(split / "checkpoints/denoiser_gan/step-0000006/model.safetensors")
+    assert c.keys() == d.keys() and all(torch.equal(c[k], d[k]) for k in c)
+
+
+def test_the_pixel_judges_decoder_paints_as_synthesis_does_and_passes_gradients(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """The painting equals :meth:`Autoencoder.decode`'s (the engine's D), and the generator's gradient
+    reaches the latent while the frozen decoder's weights get none."""
+    model = train(_config(tiny_dataset, tmp_path / "m"), log=lambda _: None)
+    autoencoder = Autoencoder(load_autoencoder(model).requires_grad_(False))
+    latent = torch.randn(2, autoencoder.latent_channels, 8, 8, generator=torch.Generator().manual_seed(0))
+    latent.requires_grad_(True)
+    painted = differentiable_decode(autoencoder)(latent)
+    assert torch.allclose(painted, autoencoder.decode(latent.detach()).float(), atol=1e-5)
+    painted.mean().backward()
+    assert latent.grad is not None and latent.grad.abs().sum() > 0
+    assert all(p.grad is None for p in autoencoder.vae.parameters())
+
+
+def test_the_pixel_judge_sees_real_and_predicted_latents_at_one_place_per_step() -> None:
+    """A window of PIXEL_WINDOW latent pixels, the same place in every latent of a step, drawn anew each step
+    from the phase's generator (so a resumed leg draws the same); latent judges see the whole latent."""
+    z = torch.arange(2 * 32 * 32, dtype=torch.float32).view(1, 2, 32, 32)
+    phase = SimpleNamespace(decode=lambda x: x, torch_rng=torch.Generator().manual_seed(0))
+    places = set()
+    for _ in range(8):
+        real, fake = DenoiserGanPhase.window(phase, z, z + 0.5)
+        assert real.shape[2:] == (PIXEL_WINDOW, PIXEL_WINDOW) and torch.equal(fake, real + 0.5)
+        places.add(float(real[0, 0, 0, 0]))
+    assert len(places) > 1
+    assert DenoiserGanPhase.window(SimpleNamespace(decode=None), z)[0] is z
+    logits = PixelDiscriminator(2, 7)(torch.randn(3, 3 + 2 + 1, 128, 128), torch.tensor([0, 3, 6]))
+    assert logits.shape == (3, 1, 16, 16)  # one per 8x8-pixel block: a latent pixel's
 
 
 def test_a_class_factor_of_zero_leaves_the_class_to_the_v_loss(tiny_dataset: Path, tmp_path: Path) -> None:

@@ -183,8 +183,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--denoiser-gan-judge",
         choices=DENOISER_GAN_JUDGES,
         default="clean",
-        help="what the latent discriminator sees: the clean latent alone (clean, default), or beside the "
-        "noisy latent it was predicted from and the noise level (pair, as in denoising diffusion GANs)",
+        help="what the discriminator sees: the clean latent alone (clean, default), or beside the "
+        "noisy latent it was predicted from and the noise level (pair, as in denoising diffusion GANs), "
+        "or the frozen decoder's painting of a 16-latent-pixel window of it beside the same (pixel)",
     )
     adv.add_argument(
         "--denoiser-gan-class-weight",

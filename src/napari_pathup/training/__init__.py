@@ -8,5 +8,5 @@
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 #: ``pathup train --denoiser-storage``: how the exported denoiser's weights are stored (torch dtype names)
 DENOISER_STORAGES = ("float32", "float16")
-#: ``pathup train --denoiser-gan-judge``: what the latent discriminator sees (training/denoiser_gan.py)
-DENOISER_GAN_JUDGES = ("clean", "pair")
+#: ``pathup train --denoiser-gan-judge``: what the discriminator sees (training/denoiser_gan.py)
+DENOISER_GAN_JUDGES = ("clean", "pair", "pixel")

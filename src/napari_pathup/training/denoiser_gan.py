@@ -20,7 +20,7 @@ latent of the class.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -29,6 +29,7 @@ from diffusers import DDIMScheduler
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from napari_pathup.models.base import Autoencoder
 from napari_pathup.models.conditioning import class_label
 from napari_pathup.training.denoiser import DenoiserPhase
 from napari_pathup.training.loop import update
@@ -40,6 +41,8 @@ MAX_TIMESTEP = 750
 RAMP = 500
 #: the discriminator's learning rate over the denoiser's
 DISCRIMINATOR_LR_SCALE = 4.0
+#: the pixel judge sees a window of this many latent pixels a side (128 px at 8x), one place per step
+PIXEL_WINDOW = 16
 #: how the sampling figures of :meth:`DenoiserGanPhase.evaluate` draw (the default model's defaults)
 EVAL_STEPS, EVAL_GUIDANCE = 20, 2.5
 
@@ -79,12 +82,57 @@ class LatentDiscriminator(nn.Module):
         return self.out(h) + (self.embed(labels)[:, :, None, None] * h).sum(1, keepdim=True)
 
 
+class PixelDiscriminator(nn.Module):
+    """Real/fake logits per 8x8-pixel patch of a decoded clean latent, beside its noisy latent
+    (nearest-upsampled to the pixels) and the noise level, given its (class, scale) label.
+
+    Built as :class:`LatentDiscriminator` (spectral norm, no normalisation layers, label projection),
+    three stride-2 convolutions deep so that a logit's patch spans a latent pixel's 8x8 block.
+    """
+
+    paired = True
+
+    def __init__(self, latent_channels: int, n_labels: int, width: int = 32) -> None:
+        super().__init__()
+
+        def conv(cin: int, cout: int, k: int, s: int) -> nn.Module:
+            return spectral_norm(nn.Conv2d(cin, cout, k, s, padding=k // 2 if s == 1 else 1))
+
+        self.body = nn.Sequential(
+            conv(3 + latent_channels + 1, width, 3, 1),
+            nn.LeakyReLU(0.2),
+            conv(width, 2 * width, 4, 2),
+            nn.LeakyReLU(0.2),
+            conv(2 * width, 4 * width, 4, 2),
+            nn.LeakyReLU(0.2),
+            conv(4 * width, 4 * width, 4, 2),
+            nn.LeakyReLU(0.2),
+        )
+        self.out = conv(4 * width, 1, 3, 1)
+        self.embed = spectral_norm(nn.Embedding(n_labels, 4 * width))
+
+    def forward(self, judged: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = self.body(judged)
+        return self.out(h) + (self.embed(labels)[:, :, None, None] * h).sum(1, keepdim=True)
+
+
 def laplacian_energy(latents: torch.Tensor) -> torch.Tensor:
     """Mean absolute 4-neighbour Laplacian over every channel (a sharpness statistic of latents)."""
     c = latents.shape[1]
     kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=latents.dtype)
     kernel = kernel.view(1, 1, 3, 3).repeat(c, 1, 1, 1).to(latents.device)
     return F.conv2d(latents, kernel, groups=c).abs().mean()
+
+
+def differentiable_decode(autoencoder: Autoencoder) -> Callable[[torch.Tensor], torch.Tensor]:
+    """D of the frozen ``autoencoder`` from the diffusion model's latent scale, with gradients to its
+    input (:meth:`Autoencoder.decode` runs in inference mode)."""
+
+    def decode(latent: torch.Tensor) -> torch.Tensor:
+        z = latent / autoencoder.scaling_factor + autoencoder.shift_factor
+        return autoencoder.vae.decode(z.to(autoencoder.dtype)).sample.float()
+
+    return decode
 
 
 def predicted_clean(
@@ -106,7 +154,7 @@ class DenoiserGanPhase(DenoiserPhase):
     adversarial weight ramps up over :data:`RAMP` iterations from ``start`` (the leg's first); it
     applies to the timesteps below ``max_timestep``, scaled per class by ``class_weights`` (one factor
     per class index; None: 1 for every class). What the discriminator sees follows its ``paired``
-    flag (module docstring).
+    flag, or, for a :class:`PixelDiscriminator`, ``decode``'s painting (module docstring).
     """
 
     def __init__(
@@ -116,9 +164,13 @@ class DenoiserGanPhase(DenoiserPhase):
         start: int,
         max_timestep: int = MAX_TIMESTEP,
         class_weights: Sequence[float] | None = None,
+        decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        if isinstance(self.model["discriminator"], PixelDiscriminator) and decode is None:
+            raise ValueError("a pixel discriminator needs the decoder (decode=...)")
+        self.decode = decode
         self.weight = weight
         self.start = start
         self.max_timestep = max_timestep
@@ -138,11 +190,25 @@ class DenoiserGanPhase(DenoiserPhase):
 
     def judged_input(self, clean: torch.Tensor, noisy: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
         """What the discriminator sees of a clean latent: itself, or (paired) itself beside the noisy
-        latent and a channel holding the noise level sqrt(alpha_bar)."""
+        latent and a channel holding the noise level sqrt(alpha_bar); the pixel judge sees the
+        decoder's painting of it beside the noisy latent upsampled to the painting's pixels."""
         if not self.discriminator.paired:
             return clean
+        if self.decode is not None:
+            clean = self.decode(clean)
+            noisy = F.interpolate(noisy, size=clean.shape[2:], mode="nearest")
         level = alpha_bar.sqrt().to(clean.dtype).expand(-1, 1, *clean.shape[2:])
-        return torch.cat([clean, noisy, level], dim=1)
+        return torch.cat([clean, noisy.to(clean.dtype), level], dim=1)
+
+    def window(self, *latents: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The pixel judge's :data:`PIXEL_WINDOW` window of each latent, one place per step (drawn from
+        the phase's torch generator, so a resumed leg draws the same); the latent judges see all."""
+        if self.decode is None:
+            return latents
+        h, w = latents[0].shape[2:]
+        side = min(PIXEL_WINDOW, h, w)
+        y, x = (int(torch.randint(0, n - side + 1, (1,), generator=self.torch_rng)) for n in (h, w))
+        return tuple(z[:, :, y : y + side, x : x + side] for z in latents)
 
     def train_step(self) -> float:
         batch = self.predict()  # the same draws, in the same order, as DenoiserPhase's loss
@@ -152,7 +218,8 @@ class DenoiserGanPhase(DenoiserPhase):
         x0_hat = predicted_clean(batch.noisy, batch.prediction, batch.alpha_bar, self.prediction_type)
         judged = (batch.t < self.max_timestep).to(d)
         opt, disc = self.optimizer, self.discriminator
-        noisy, alpha_bar, y = batch.noisy[judged], batch.alpha_bar[judged], true[judged]
+        x0, x0_hat, noisy = self.window(x0[judged], x0_hat[judged], batch.noisy[judged])
+        alpha_bar, y = batch.alpha_bar[judged], true[judged]
 
         def seen(clean: torch.Tensor) -> torch.Tensor:
             return self.judged_input(clean, noisy, alpha_bar)
@@ -160,12 +227,13 @@ class DenoiserGanPhase(DenoiserPhase):
         d_loss = g_adv = torch.zeros((), device=d)
         if judged.any():
             # discriminator: hinge loss on real vs predicted clean latents
-            real, fake = seen(x0[judged]), seen(x0_hat[judged].detach())
+            with torch.no_grad():
+                real, fake = seen(x0), seen(x0_hat.detach())
             d_loss = F.relu(1 - disc(real, y)).mean() + F.relu(1 + disc(fake, y)).mean()
             update(opt, d_loss, frozen=self.denoiser)
             # generator: hinge term, per sample scaled by its class's factor; without factors the plain
             # mean, as the legs trained before factors existed computed it (their resumes stay exact)
-            logits = disc(seen(x0_hat[judged]), y)
+            logits = disc(seen(x0_hat), y)
             if self.class_weights is None:
                 g_adv = -logits.mean()
             else:

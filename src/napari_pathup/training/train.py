@@ -483,7 +483,14 @@ def train_denoiser(
     adversarial: dict[str, Any] | None = None
     if cfg.denoiser_gan_iters:
         adversarial = train_denoiser_gan(
-            cfg, phase, scheduler, result.iteration, ckpt / DENOISER_GAN_FOLDER, log, index.classes
+            cfg,
+            phase,
+            scheduler,
+            result.iteration,
+            ckpt / DENOISER_GAN_FOLDER,
+            log,
+            index.classes,
+            autoencoder,
         )
         unet.eval()
     if cfg.init is not None:  # a warm start records the schedules of the model it continued, too
@@ -513,15 +520,19 @@ def train_denoiser_gan(
     folder: Path,
     log: Callable[[str], None],
     classes: Sequence[str],
+    autoencoder: Autoencoder,
 ) -> dict[str, Any]:
     """Phase 2b: the finished denoiser (``plain.model``, its EMA weights, trained ``start`` iterations)
-    fine-tuned with a latent adversarial term up to ``cfg.denoiser_gan_iters``; leaves the EMA weights
+    fine-tuned with an adversarial term up to ``cfg.denoiser_gan_iters``; leaves the EMA weights
     in it and returns the leg's record. Resumes from ``folder`` only when its checkpoints start at
-    ``start``. ``classes``: the class names in label order (for ``cfg.denoiser_gan_class_weights``)."""
+    ``start``. ``classes``: the class names in label order (for ``cfg.denoiser_gan_class_weights``);
+    ``autoencoder``: the frozen one whose decoder paints for the pixel judge."""
     from napari_pathup.training.denoiser_gan import (
         DenoiserGanPhase,
         LatentDiscriminator,
+        PixelDiscriminator,
         denoiser_gan_optimizer,
+        differentiable_decode,
     )
 
     if cfg.denoiser_gan_judge not in DENOISER_GAN_JUDGES:
@@ -548,8 +559,13 @@ def train_denoiser_gan(
     unet = plain.model
     torch.manual_seed(cfg.seed + 5)
     n_labels = unet.config.num_class_embeds
-    paired = cfg.denoiser_gan_judge == "pair"
-    discriminator = LatentDiscriminator(unet.config.in_channels, n_labels, paired=paired).to(plain.device)
+    judge = cfg.denoiser_gan_judge
+    channels = unet.config.in_channels
+    discriminator: torch.nn.Module = (
+        PixelDiscriminator(channels, n_labels)
+        if judge == "pixel"
+        else LatentDiscriminator(channels, n_labels, paired=judge == "pair")
+    ).to(plain.device)
     model = torch.nn.ModuleDict({"denoiser": unet, "discriminator": discriminator})
     numpy_rng, torch_rng = seeded_generators(cfg.seed, 5)
     phase = DenoiserGanPhase(
@@ -579,12 +595,18 @@ def train_denoiser_gan(
         start=start,
         max_timestep=cfg.denoiser_gan_max_timestep,
         class_weights=[float(factors.get(c, 1.0)) for c in classes] if factors else None,
+        decode=differentiable_decode(autoencoder) if judge == "pixel" else None,
     )
     n = sum(p.numel() for p in discriminator.parameters())
+    seen = {
+        "clean": "clean latents",
+        "pair": "(clean, noisy) pairs",
+        "pixel": "decoded clean latents beside the noisy ones",
+    }[judge]
     log(
-        f"denoiser-gan: latent discriminator {n / 1e6:.2f} M parameters, iterations {start} to "
-        f"{cfg.denoiser_gan_iters}, adversarial weight {cfg.denoiser_gan_weight} below timestep "
-        f"{cfg.denoiser_gan_max_timestep}, judging {'(clean, noisy) pairs' if paired else 'clean latents'}"
+        f"denoiser-gan: {'pixel' if judge == 'pixel' else 'latent'} discriminator {n / 1e6:.2f} M "
+        f"parameters, iterations {start} to {cfg.denoiser_gan_iters}, adversarial weight "
+        f"{cfg.denoiser_gan_weight} below timestep {cfg.denoiser_gan_max_timestep}, judging {seen}"
         + (f", class factors {factors}" if factors else "")
         + (f", cellular crops emphasised {emphasis}" if emphasis else "")
     )
