@@ -78,6 +78,11 @@ class Autoencoder:
 
     @torch.inference_mode()
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.decode_with_grad(latent)
+
+    def decode_with_grad(self, latent: torch.Tensor) -> torch.Tensor:
+        """D with autograd: gradients reach ``latent`` (training's pixel judge); ``decode`` is this in
+        inference mode."""
         z = latent.to(self.device, self.dtype) / self.scaling_factor + self.shift_factor
         return self.vae.decode(z).sample
 

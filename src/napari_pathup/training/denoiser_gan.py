@@ -29,7 +29,6 @@ from diffusers import DDIMScheduler
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from napari_pathup.models.base import Autoencoder
 from napari_pathup.models.conditioning import class_label
 from napari_pathup.training.denoiser import DenoiserPhase
 from napari_pathup.training.loop import update
@@ -47,73 +46,53 @@ PIXEL_WINDOW = 16
 EVAL_STEPS, EVAL_GUIDANCE = 20, 2.5
 
 
-class LatentDiscriminator(nn.Module):
-    """Real/fake logits per 4x4-latent-pixel patch of a clean latent, given its (class, scale) label.
+class ProjectionDiscriminator(nn.Module):
+    """Real/fake logits per patch of what it judges, given its (class, scale) label.
 
-    Spectral-normalised convolutions without normalisation layers, and a projection of the label
-    embedding onto the features (Miyato & Koyama 2018), so that it judges "a plausible latent of
-    *this* class", not only "a plausible latent". With ``paired`` it takes the noisy latent and the
-    noise level as well (:meth:`DenoiserGanPhase.judged_input`).
+    Spectral-normalised convolutions without normalisation layers: ``in_channels`` -> ``width`` ->
+    2 x -> 4 x -> 4 x ``width``, one (kernel, stride, padding) per level in ``levels``, a 3x3 read-out,
+    and a projection of the label embedding onto the features (Miyato & Koyama 2018), so that it
+    judges "plausible for *this* class", not only "plausible".
     """
 
-    def __init__(self, latent_channels: int, n_labels: int, width: int = 64, paired: bool = False) -> None:
+    def __init__(
+        self, in_channels: int, n_labels: int, width: int, levels: Sequence[tuple[int, int, int]]
+    ) -> None:
         super().__init__()
-        self.paired = paired
-        in_channels = 2 * latent_channels + 1 if paired else latent_channels
-
-        def conv(cin: int, cout: int, k: int, s: int) -> nn.Module:
-            return spectral_norm(nn.Conv2d(cin, cout, k, s, padding=k // 2))
-
-        self.body = nn.Sequential(
-            conv(in_channels, width, 3, 1),
-            nn.LeakyReLU(0.2),
-            conv(width, 2 * width, 4, 2),
-            nn.LeakyReLU(0.2),
-            conv(2 * width, 4 * width, 4, 2),
-            nn.LeakyReLU(0.2),
-            conv(4 * width, 4 * width, 3, 1),
-            nn.LeakyReLU(0.2),
-        )
-        self.out = conv(4 * width, 1, 3, 1)
-        self.embed = spectral_norm(nn.Embedding(n_labels, 4 * width))
-
-    def forward(self, latent: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        h = self.body(latent)
-        return self.out(h) + (self.embed(labels)[:, :, None, None] * h).sum(1, keepdim=True)
-
-
-class PixelDiscriminator(nn.Module):
-    """Real/fake logits per 8x8-pixel patch of a decoded clean latent, beside its noisy latent
-    (nearest-upsampled to the pixels) and the noise level, given its (class, scale) label.
-
-    Built as :class:`LatentDiscriminator` (spectral norm, no normalisation layers, label projection),
-    three stride-2 convolutions deep so that a logit's patch spans a latent pixel's 8x8 block.
-    """
-
-    paired = True
-
-    def __init__(self, latent_channels: int, n_labels: int, width: int = 32) -> None:
-        super().__init__()
-
-        def conv(cin: int, cout: int, k: int, s: int) -> nn.Module:
-            return spectral_norm(nn.Conv2d(cin, cout, k, s, padding=k // 2 if s == 1 else 1))
-
-        self.body = nn.Sequential(
-            conv(3 + latent_channels + 1, width, 3, 1),
-            nn.LeakyReLU(0.2),
-            conv(width, 2 * width, 4, 2),
-            nn.LeakyReLU(0.2),
-            conv(2 * width, 4 * width, 4, 2),
-            nn.LeakyReLU(0.2),
-            conv(4 * width, 4 * width, 4, 2),
-            nn.LeakyReLU(0.2),
-        )
-        self.out = conv(4 * width, 1, 3, 1)
+        widths = (in_channels, width, 2 * width, 4 * width, 4 * width)
+        layers: list[nn.Module] = []
+        for (k, s, pad), cin, cout in zip(levels, widths[:-1], widths[1:], strict=True):
+            layers += [spectral_norm(nn.Conv2d(cin, cout, k, s, padding=pad)), nn.LeakyReLU(0.2)]
+        self.body = nn.Sequential(*layers)
+        self.out = spectral_norm(nn.Conv2d(4 * width, 1, 3, 1, padding=1))
         self.embed = spectral_norm(nn.Embedding(n_labels, 4 * width))
 
     def forward(self, judged: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = self.body(judged)
         return self.out(h) + (self.embed(labels)[:, :, None, None] * h).sum(1, keepdim=True)
+
+
+class LatentDiscriminator(ProjectionDiscriminator):
+    """Logits per 4x4-latent-pixel patch of a clean latent (two stride-2 levels). With ``paired`` it
+    takes the noisy latent and the noise level as well (:meth:`DenoiserGanPhase.judged_input`)."""
+
+    def __init__(self, latent_channels: int, n_labels: int, width: int = 64, paired: bool = False) -> None:
+        in_channels = 2 * latent_channels + 1 if paired else latent_channels
+        levels = ((3, 1, 1), (4, 2, 2), (4, 2, 2), (3, 1, 1))
+        super().__init__(in_channels, n_labels, width, levels)
+        self.paired = paired
+
+
+class PixelDiscriminator(ProjectionDiscriminator):
+    """Logits per 8x8-pixel patch of a decoded clean latent, beside its noisy latent (nearest-upsampled
+    to the pixels) and the noise level: three stride-2 levels, so that a logit's patch spans a latent
+    pixel's 8x8 block."""
+
+    paired = True
+
+    def __init__(self, latent_channels: int, n_labels: int, width: int = 32) -> None:
+        levels = ((3, 1, 1), (4, 2, 1), (4, 2, 1), (4, 2, 1))
+        super().__init__(3 + latent_channels + 1, n_labels, width, levels)
 
 
 def laplacian_energy(latents: torch.Tensor) -> torch.Tensor:
@@ -122,17 +101,6 @@ def laplacian_energy(latents: torch.Tensor) -> torch.Tensor:
     kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=latents.dtype)
     kernel = kernel.view(1, 1, 3, 3).repeat(c, 1, 1, 1).to(latents.device)
     return F.conv2d(latents, kernel, groups=c).abs().mean()
-
-
-def differentiable_decode(autoencoder: Autoencoder) -> Callable[[torch.Tensor], torch.Tensor]:
-    """D of the frozen ``autoencoder`` from the diffusion model's latent scale, with gradients to its
-    input (:meth:`Autoencoder.decode` runs in inference mode)."""
-
-    def decode(latent: torch.Tensor) -> torch.Tensor:
-        z = latent / autoencoder.scaling_factor + autoencoder.shift_factor
-        return autoencoder.vae.decode(z.to(autoencoder.dtype)).sample.float()
-
-    return decode
 
 
 def predicted_clean(
@@ -195,7 +163,7 @@ class DenoiserGanPhase(DenoiserPhase):
         if not self.discriminator.paired:
             return clean
         if self.decode is not None:
-            clean = self.decode(clean)
+            clean = self.decode(clean).float()
             noisy = F.interpolate(noisy, size=clean.shape[2:], mode="nearest")
         level = alpha_bar.sqrt().to(clean.dtype).expand(-1, 1, *clean.shape[2:])
         return torch.cat([clean, noisy.to(clean.dtype), level], dim=1)

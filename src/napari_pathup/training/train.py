@@ -532,7 +532,6 @@ def train_denoiser_gan(
         LatentDiscriminator,
         PixelDiscriminator,
         denoiser_gan_optimizer,
-        differentiable_decode,
     )
 
     if cfg.denoiser_gan_judge not in DENOISER_GAN_JUDGES:
@@ -595,7 +594,7 @@ def train_denoiser_gan(
         start=start,
         max_timestep=cfg.denoiser_gan_max_timestep,
         class_weights=[float(factors.get(c, 1.0)) for c in classes] if factors else None,
-        decode=differentiable_decode(autoencoder) if judge == "pixel" else None,
+        decode=autoencoder.decode_with_grad if judge == "pixel" else None,
     )
     n = sum(p.numel() for p in discriminator.parameters())
     seen = {
