@@ -39,8 +39,9 @@
 #  DGAN_ITERS the denoiser's iteration count at the end of its adversarial leg (0: none), DGAN_WEIGHT,
 #  DGAN_LR, DGAN_MAX_T and DGAN_JUDGE its adversarial weight, learning rate, the timesteps it judges and
 #  what its discriminator sees (clean latents, pairs, or pixel: the decoder's painting beside the
-#  noisy latent); DGAN_CLASS_WEIGHTS="stroma=0" its factor per
-#  class; DGAN_CROP_EMPHASIS="normal=3" draws a class's cellular crops more often during the leg.
+#  noisy latent; pair+pixel: both every step); DGAN_CLASS_WEIGHTS="stroma=0" its factor per
+#  class (with pair+pixel the pair judge's, DGAN_PIXEL_CLASS_WEIGHTS="normal=0" the pixel judge's);
+#  DGAN_CROP_EMPHASIS="normal=3" draws a class's cellular crops more often during the leg.
 #  WITH_EXTRA=1 trains on data/demo, with its hold-outs, plus data/extra, training-only fields,
 #  linked together into $WORK.data.)
 #
@@ -96,6 +97,12 @@ DGAN_MAX_T="${DGAN_MAX_T:-750}"
 DGAN_JUDGE="${DGAN_JUDGE:-clean}"
 DGAN_CLASS_ARGS=()  # DGAN_CLASS_WEIGHTS="stroma=0 ...": the adversarial weight's factor per class
 for factor in ${DGAN_CLASS_WEIGHTS:-}; do DGAN_CLASS_ARGS+=(--denoiser-gan-class-weight "$factor"); done
+pixel_factor_args() {  # DGAN_PIXEL_CLASS_WEIGHTS="normal=0 ...": the pixel judge's (judge pair+pixel)
+    for factor in ${DGAN_PIXEL_CLASS_WEIGHTS:-}; do
+        DGAN_CLASS_ARGS+=(--denoiser-gan-pixel-class-weight "$factor")
+    done
+}
+pixel_factor_args
 emphasis_args() {  # DGAN_CROP_EMPHASIS="normal=3 ...": how much more often the leg draws cellular crops
     for factor in ${DGAN_CROP_EMPHASIS:-}; do DGAN_CLASS_ARGS+=(--denoiser-gan-crop-emphasis "$factor"); done
 }
@@ -146,7 +153,8 @@ latest_denoiser_iteration() {
 
 if [ -n "${EXPORT_ONLY:-}" ] && [ -f "$WORK/checkpoints/denoiser_gan/latest.json" ]; then
     # the leg's iterations from its latest checkpoint, its settings from the work folder's config.json
-    read -r ITERS DGAN_ITERS DGAN_WEIGHT DGAN_LR DGAN_MAX_T DGAN_JUDGE DGAN_CROP_EMPHASIS DGAN_CLASS_WEIGHTS < <("$PYTHON" -c '
+    read -r ITERS DGAN_ITERS DGAN_WEIGHT DGAN_LR DGAN_MAX_T DGAN_JUDGE DGAN_CROP_EMPHASIS DGAN_PIXEL_CLASS_WEIGHTS \
+        DGAN_CLASS_WEIGHTS < <("$PYTHON" -c '
 import json, sys
 d = sys.argv[1] + "/checkpoints"
 latest = json.load(open(d + "/denoiser_gan/latest.json"))
@@ -154,12 +162,17 @@ start = json.load(open(d + "/denoiser_gan/" + latest["path"] + "/state.json"))["
 c = json.load(open(d + "/config.json"))
 factors = " ".join(f"{k}={v}" for k, v in c.get("denoiser_gan_class_weights", {}).items())
 emphasis = ",".join(f"{k}={v}" for k, v in c.get("denoiser_gan_crop_emphasis", {}).items()) or "-"
+pixel = ",".join(f"{k}={v}" for k, v in c.get("denoiser_gan_pixel_class_weights", {}).items()) or "-"
 print(start, latest["iteration"], c["denoiser_gan_weight"], c["denoiser_gan_lr"],
-      c.get("denoiser_gan_max_timestep", 750), c.get("denoiser_gan_judge", "clean"), emphasis, factors)' "$WORK")
+      c.get("denoiser_gan_max_timestep", 750), c.get("denoiser_gan_judge", "clean"), emphasis, pixel,
+      factors)' "$WORK")
     DGAN_CLASS_ARGS=()
     for factor in $DGAN_CLASS_WEIGHTS; do DGAN_CLASS_ARGS+=(--denoiser-gan-class-weight "$factor"); done
     [ "$DGAN_CROP_EMPHASIS" = - ] && DGAN_CROP_EMPHASIS="" || DGAN_CROP_EMPHASIS="${DGAN_CROP_EMPHASIS//,/ }"
     emphasis_args
+    [ "$DGAN_PIXEL_CLASS_WEIGHTS" = - ] && DGAN_PIXEL_CLASS_WEIGHTS="" \
+        || DGAN_PIXEL_CLASS_WEIGHTS="${DGAN_PIXEL_CLASS_WEIGHTS//,/ }"
+    pixel_factor_args
     echo "exporting the adversarial denoiser checkpoint of iteration $DGAN_ITERS (from $ITERS; weight" \
         "$DGAN_WEIGHT below timestep $DGAN_MAX_T, judge $DGAN_JUDGE${DGAN_CLASS_WEIGHTS:+, $DGAN_CLASS_WEIGHTS})"
 elif [ -n "${EXPORT_ONLY:-}" ]; then

@@ -3,6 +3,7 @@ to continue another denoiser, and the exported model records it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -144,7 +145,8 @@ def test_a_paired_judge_sees_the_noisy_latent_and_changes_the_leg(tiny_dataset: 
     assert any(not torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(InputError, match="denoiser_gan_judge: 'pair' → 'clean'"):
         train(_config(tiny_dataset, tmp_path / "pair", denoiser_gan_iters=5, resume=True), log=lambda _: None)
-    with pytest.raises(InputError, match="denoiser_gan_judge 'noisy': expected one of clean, pair, pixel"):
+    expected = "expected one of clean, pair, pixel, pair\\+pixel"
+    with pytest.raises(InputError, match=f"denoiser_gan_judge 'noisy': {expected}"):
         train(
             _config(tiny_dataset, tmp_path / "bad", denoiser_gan_iters=4, denoiser_gan_judge="noisy"),
             log=lambda _: None,
@@ -181,6 +183,94 @@ def test_a_pixel_judge_sees_the_decoders_painting_and_changes_the_leg(
     c = load_file(whole / "checkpoints/denoiser_gan/step-0000006/model.safetensors")
     d = load_file(split / "checkpoints/denoiser_gan/step-0000006/model.safetensors")
     assert c.keys() == d.keys() and all(torch.equal(c[k], d[k]) for k in c)
+
+
+def test_both_judges_judge_every_step_and_the_leg_resumes_bit_for_bit(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """``judge="pair+pixel"``: the pair judge keeps the ``discriminator`` key (2C + 1 channels), the pixel
+    judge trains beside it under ``pixel_discriminator`` (3 + C + 1), the denoiser trains differently
+    from either judge's leg alone, the pixel judge's factors are recorded, and the leg resumes exactly."""
+
+    def leg(name: str, iters: int = 4, **changes) -> Path:
+        config = _config(tiny_dataset, tmp_path / name, denoiser_gan_iters=iters, **changes)
+        return train(config, log=lambda _: None)
+
+    pixel_factors = {"stroma": 0.5}
+    both = leg("both", 6, denoiser_gan_judge="pair+pixel", denoiser_gan_pixel_class_weights=pixel_factors)
+    record = _adversarial(both)
+    assert record["judge"] == "pair+pixel"
+    assert record["pixel_class_weights"] == {"stroma": 0.5, "tumour": 1.0}
+    assert record["class_weights"] == {"stroma": 1.0, "tumour": 1.0}
+    channels = json.loads((both / "denoiser" / "config.json").read_text())["in_channels"]
+    state = load_file(both / "checkpoints/denoiser_gan/step-0000004/model.safetensors")
+    first = "body.0.parametrizations.weight.original"
+    assert state[f"discriminator.{first}"].shape[1] == 2 * channels + 1
+    assert state[f"pixel_discriminator.{first}"].shape[1] == 3 + channels + 1
+    labels = json.loads((both / "denoiser" / "config.json").read_text())["num_class_embeds"]
+    judges = (LatentDiscriminator(channels, labels, paired=True), PixelDiscriminator(channels, labels))
+    assert record["discriminator_parameters"] == sum(p.numel() for d in judges for p in d.parameters())
+    denoiser = [k for k in state if k.startswith("denoiser.")]
+    for judge in ("pair", "pixel"):
+        folder = leg(judge, denoiser_gan_judge=judge) / "checkpoints/denoiser_gan/step-0000004"
+        alone = load_file(folder / "model.safetensors")
+        assert any(not torch.equal(alone[k], state[k]) for k in denoiser), judge
+    split = "split"
+    leg(split, 4, denoiser_gan_judge="pair+pixel", denoiser_gan_pixel_class_weights=pixel_factors)
+    resumed = train(
+        _config(
+            tiny_dataset,
+            tmp_path / split,
+            denoiser_gan_iters=6,
+            denoiser_gan_judge="pair+pixel",
+            denoiser_gan_pixel_class_weights=pixel_factors,
+            resume=True,
+        ),
+        log=lambda _: None,
+    )
+    c = load_file(both / "checkpoints/denoiser_gan/step-0000006/model.safetensors")
+    d = load_file(resumed / "checkpoints/denoiser_gan/step-0000006/model.safetensors")
+    assert c.keys() == d.keys() and all(torch.equal(c[k], d[k]) for k in c)
+
+
+def test_the_pixel_judges_own_factors_apply_and_are_refused_without_it(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """Both judges' factors 0 for every class leave the denoiser to the v loss (as no timestep judged);
+    the pair judge's factors 0 alone do not (the pixel judge still pulls); pixel factors are refused
+    for a judge that has no second, pixel judge, and for names that are not classes."""
+
+    def leg(name: str, **changes) -> Path:
+        # a heavy weight: over a leg this short, the ramp leaves the default's pull below float noise
+        config = _config(
+            tiny_dataset,
+            tmp_path / name,
+            denoiser_gan_iters=4,
+            denoiser_gan_judge="pair+pixel",
+            denoiser_gan_weight=100.0,
+        )
+        return train(dataclasses.replace(config, **changes), log=lambda _: None)
+
+    zeros = {"stroma": 0.0, "tumour": 0.0}
+    silent = leg("silent", denoiser_gan_class_weights=zeros, denoiser_gan_pixel_class_weights=zeros)
+    unjudged = leg("unjudged", denoiser_gan_max_timestep=1)  # the same draws, no timestep judged
+    pixel_only = leg("pixel-only", denoiser_gan_class_weights=zeros)
+    a, b, c = _weights(silent), _weights(unjudged), _weights(pixel_only)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert any(not torch.allclose(c[k], b[k], atol=1e-6) for k in c)
+    with pytest.raises(InputError, match="only with judge 'pair\\+pixel'"):
+        train(
+            _config(
+                tiny_dataset,
+                tmp_path / "alone",
+                denoiser_gan_iters=4,
+                denoiser_gan_judge="pixel",
+                denoiser_gan_pixel_class_weights={"stroma": 0.0},
+            ),
+            log=lambda _: None,
+        )
+    with pytest.raises(InputError, match="pixel class weight 'lymph': not a class"):
+        leg("bad", denoiser_gan_pixel_class_weights={"lymph": 0.0})
 
 
 def test_the_pixel_judges_decoder_paints_as_synthesis_does_and_passes_gradients(
@@ -296,6 +386,10 @@ def test_the_cli_passes_the_adversarial_settings(tiny_dataset: Path, tmp_path: P
     emphasis = ["--denoiser-gan-crop-emphasis", "tumour=2", "--out", str(emphasised)]
     assert main([*args, "--denoiser-gan-iters", "2", *emphasis]) == 0
     assert _adversarial(emphasised)["crop_emphasis"] == {"tumour": 2.0}
+    both = tmp_path / "both"
+    judges = ["--denoiser-gan-judge", "pair+pixel", "--denoiser-gan-pixel-class-weight", "tumour=0"]
+    assert main([*args, "--denoiser-gan-iters", "2", *judges, "--out", str(both)]) == 0
+    assert _adversarial(both)["pixel_class_weights"] == {"stroma": 1.0, "tumour": 0.0}
     with pytest.raises(SystemExit) as stop:
         main([*args, "--denoiser-gan-weight", "-1", "--out", str(tmp_path / "bad")])
     assert stop.value.code == 2

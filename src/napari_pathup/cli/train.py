@@ -185,7 +185,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="clean",
         help="what the discriminator sees: the clean latent alone (clean, default), or beside the "
         "noisy latent it was predicted from and the noise level (pair, as in denoising diffusion GANs), "
-        "or the frozen decoder's painting of a 16-latent-pixel window of it beside the same (pixel)",
+        "or the frozen decoder's painting of a 16-latent-pixel window of it beside the same (pixel), or "
+        "both of the last two every step, each with its own class factors (pair+pixel)",
     )
     adv.add_argument(
         "--denoiser-gan-class-weight",
@@ -194,7 +195,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=_class_factor,
         default=[],
         metavar="CLASS=FACTOR",
-        help="scale the adversarial weight for one class, e.g. stroma=0 (repeatable; other classes: 1)",
+        help="scale the adversarial weight for one class, e.g. stroma=0 (repeatable; other classes: 1); "
+        "with --denoiser-gan-judge pair+pixel, the pair judge's",
+    )
+    adv.add_argument(
+        "--denoiser-gan-pixel-class-weight",
+        dest="denoiser_gan_pixel_class_weights",
+        action="append",
+        type=_class_factor,
+        default=[],
+        metavar="CLASS=FACTOR",
+        help="with --denoiser-gan-judge pair+pixel, the pixel judge's factor for one class, e.g. normal=0 "
+        "(repeatable; other classes: 1)",
     )
     adv.add_argument(
         "--denoiser-gan-crop-emphasis",
@@ -292,6 +304,7 @@ def execute(args: argparse.Namespace) -> int:
         denoiser_gan_max_timestep=args.denoiser_gan_max_timestep,
         denoiser_gan_judge=args.denoiser_gan_judge,
         denoiser_gan_class_weights=dict(args.denoiser_gan_class_weights),
+        denoiser_gan_pixel_class_weights=dict(args.denoiser_gan_pixel_class_weights),
         denoiser_gan_crop_emphasis=dict(args.denoiser_gan_crop_emphasis),
         hed_scale=args.hed_jitter[0],
         hed_shift=args.hed_jitter[1],

@@ -35,6 +35,7 @@ PATHUP_ONLY = (
     "denoiser_gan_max_timestep",
     "denoiser_gan_judge",
     "denoiser_gan_class_weights",
+    "denoiser_gan_pixel_class_weights",
     "denoiser_gan_crop_emphasis",
     "hed_jitter",
     "init",

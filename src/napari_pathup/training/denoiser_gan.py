@@ -15,7 +15,10 @@ the denoising diffusion GAN's discriminator does, the pair of the clean latent a
 was predicted from, with the noise level (``judge="pair"``: "is this a clean latent *that this noisy
 input came from*?"). A pair's real side is the training latent and its own noised copy, so a
 prediction is pushed towards sharp detail that stays consistent with its input, not towards any sharp
-latent of the class.
+latent of the class. The pixel judge (``judge="pixel"``) sees the frozen decoder's painting of a window of
+the clean latent instead, beside the same noisy latent; ``judge="pair+pixel"`` has both judge every step,
+each with its own factors per class (the pair judge under the model's ``discriminator`` key, the pixel
+judge under :data:`PIXEL_KEY`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ RAMP = 500
 DISCRIMINATOR_LR_SCALE = 4.0
 #: the pixel judge sees a window of this many latent pixels a side (128 px at 8x), one place per step
 PIXEL_WINDOW = 16
+#: the model key of the pixel judge's discriminator when it judges beside a latent one (alone, any judge's
+#: discriminator is the model's ``discriminator``: the keys of single-judge checkpoints stay)
+PIXEL_KEY = "pixel_discriminator"
 #: how the sampling figures of :meth:`DenoiserGanPhase.evaluate` draw (the default model's defaults)
 EVAL_STEPS, EVAL_GUIDANCE = 20, 2.5
 
@@ -114,15 +120,17 @@ def predicted_clean(
 
 
 class DenoiserGanPhase(DenoiserPhase):
-    """Train ``model`` = ``{"denoiser", "discriminator"}``: the denoiser on its v loss (as
-    :class:`DenoiserPhase`) plus ``weight`` x the hinge generator loss of its ``x0_hat``.
+    """Train ``model`` = ``{"denoiser", "discriminator"}`` (and :data:`PIXEL_KEY` for a second, pixel
+    judge): the denoiser on its v loss (as :class:`DenoiserPhase`) plus ``weight`` x the hinge generator
+    loss of its ``x0_hat``, summed over the judges.
 
-    One optimizer holds both networks (param groups); each step first updates the discriminator on
-    real vs predicted latents, then the denoiser, with the other network's gradients dropped. The
+    One optimizer holds every network (param groups); each step first updates each discriminator on
+    real vs predicted latents, then the denoiser, with the other networks' gradients dropped. The
     adversarial weight ramps up over :data:`RAMP` iterations from ``start`` (the leg's first); it
-    applies to the timesteps below ``max_timestep``, scaled per class by ``class_weights`` (one factor
-    per class index; None: 1 for every class). What the discriminator sees follows its ``paired``
-    flag, or, for a :class:`PixelDiscriminator`, ``decode``'s painting (module docstring).
+    applies to the timesteps below ``max_timestep``, scaled per class by ``class_weights`` (the
+    ``discriminator``'s term) and ``pixel_class_weights`` (:data:`PIXEL_KEY`'s), one factor per class
+    index (None: 1 for every class). What a discriminator sees follows its ``paired`` flag, or, for a
+    :class:`PixelDiscriminator`, ``decode``'s painting (module docstring).
     """
 
     def __init__(
@@ -132,22 +140,27 @@ class DenoiserGanPhase(DenoiserPhase):
         start: int,
         max_timestep: int = MAX_TIMESTEP,
         class_weights: Sequence[float] | None = None,
+        pixel_class_weights: Sequence[float] | None = None,
         decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        if isinstance(self.model["discriminator"], PixelDiscriminator) and decode is None:
+        self.judges = [key for key in ("discriminator", PIXEL_KEY) if key in self.model]
+        if any(isinstance(self.model[k], PixelDiscriminator) for k in self.judges) and decode is None:
             raise ValueError("a pixel discriminator needs the decoder (decode=...)")
+        if pixel_class_weights is not None and PIXEL_KEY not in self.model:
+            raise ValueError(f"pixel_class_weights need a second, pixel judge ({PIXEL_KEY!r})")
         self.decode = decode
         self.weight = weight
         self.start = start
         self.max_timestep = max_timestep
-        self.class_weights = None if class_weights is None else torch.tensor(class_weights).float()
+        factors = {"discriminator": class_weights, PIXEL_KEY: pixel_class_weights}
+        self.class_weights = {k: None if f is None else torch.tensor(f).float() for k, f in factors.items()}
         self.sampling = DDIMScheduler.from_config(kwargs["scheduler"].config)  # for evaluate's draws
 
     @property
-    def discriminator(self) -> nn.Module:
-        return self.model["discriminator"]
+    def discriminators(self) -> list[nn.Module]:
+        return [self.model[key] for key in self.judges]
 
     def adversarial_weight(self) -> float:
         return self.weight * min(1.0, max(0, self.iteration - self.start) / RAMP)
@@ -156,13 +169,16 @@ class DenoiserGanPhase(DenoiserPhase):
     def denoiser(self) -> nn.Module:
         return self.model["denoiser"]
 
-    def judged_input(self, clean: torch.Tensor, noisy: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
-        """What the discriminator sees of a clean latent: itself, or (paired) itself beside the noisy
-        latent and a channel holding the noise level sqrt(alpha_bar); the pixel judge sees the
-        decoder's painting of it beside the noisy latent upsampled to the painting's pixels."""
-        if not self.discriminator.paired:
+    def judged_input(
+        self, disc: nn.Module, clean: torch.Tensor, noisy: torch.Tensor, alpha_bar: torch.Tensor
+    ) -> torch.Tensor:
+        """What ``disc`` sees of a clean latent: itself, or (paired) itself beside the noisy latent and a
+        channel holding the noise level sqrt(alpha_bar); a pixel judge sees the decoder's painting of it
+        beside the noisy latent upsampled to the painting's pixels."""
+        if not disc.paired:
             return clean
-        if self.decode is not None:
+        if isinstance(disc, PixelDiscriminator):
+            assert self.decode is not None  # checked in __init__
             clean = self.decode(clean).float()
             noisy = F.interpolate(noisy, size=clean.shape[2:], mode="nearest")
         level = alpha_bar.sqrt().to(clean.dtype).expand(-1, 1, *clean.shape[2:])
@@ -182,35 +198,44 @@ class DenoiserGanPhase(DenoiserPhase):
         batch = self.predict()  # the same draws, in the same order, as DenoiserPhase's loss
         d = self.device
         true = torch.tensor([class_label(c.class_index, c.scale_index, self.n_classes) for c in batch.crops])
-        x0, true = batch.x0, true.to(d)
+        true = true.to(d)
         x0_hat = predicted_clean(batch.noisy, batch.prediction, batch.alpha_bar, self.prediction_type)
         judged = (batch.t < self.max_timestep).to(d)
-        opt, disc = self.optimizer, self.discriminator
-        x0, x0_hat, noisy = self.window(x0[judged], x0_hat[judged], batch.noisy[judged])
+        whole = batch.x0[judged], x0_hat[judged], batch.noisy[judged]
+        windowed = self.window(*whole)  # drawn once per step when a pixel judge judges
         alpha_bar, y = batch.alpha_bar[judged], true[judged]
+        classes = [c.class_index for c in batch.crops]
 
-        def seen(clean: torch.Tensor) -> torch.Tensor:
-            return self.judged_input(clean, noisy, alpha_bar)
+        def seen(disc: nn.Module) -> tuple[torch.Tensor, ...]:
+            return windowed if isinstance(disc, PixelDiscriminator) else whole
 
+        opt, discs = self.optimizer, self.discriminators
         d_loss = g_adv = torch.zeros((), device=d)
         if judged.any():
-            # discriminator: hinge loss on real vs predicted clean latents
-            with torch.no_grad():
-                real, fake = seen(x0), seen(x0_hat.detach())
-            d_loss = F.relu(1 - disc(real, y)).mean() + F.relu(1 + disc(fake, y)).mean()
-            update(opt, d_loss, frozen=self.denoiser)
-            # generator: hinge term, per sample scaled by its class's factor; without factors the plain
-            # mean, as the legs trained before factors existed computed it (their resumes stay exact)
-            logits = disc(seen(x0_hat), y)
-            if self.class_weights is None:
-                g_adv = -logits.mean()
-            else:
-                factor = self.class_weights[[c.class_index for c in batch.crops]].to(d)[judged]
-                g_adv = -(factor * logits.mean(dim=(1, 2, 3))).mean()
+            # each discriminator: hinge loss on real vs predicted clean latents
+            for disc in discs:
+                x0, fake, noisy = seen(disc)
+                with torch.no_grad():
+                    real = self.judged_input(disc, x0, noisy, alpha_bar)
+                    fake = self.judged_input(disc, fake.detach(), noisy, alpha_bar)
+                loss = F.relu(1 - disc(real, y)).mean() + F.relu(1 + disc(fake, y)).mean()
+                update(opt, loss, frozen=[self.denoiser])
+                d_loss = d_loss + loss
+            # generator: each judge's hinge term, per sample scaled by its class's factor; without
+            # factors the plain mean, as legs trained before factors existed computed it (exact resumes)
+            for key, disc in zip(self.judges, discs, strict=True):
+                _, fake, noisy = seen(disc)
+                logits = disc(self.judged_input(disc, fake, noisy, alpha_bar), y)
+                factors = self.class_weights[key]
+                if factors is None:
+                    g_adv = g_adv + -logits.mean()
+                else:
+                    factor = factors[classes].to(d)[judged]
+                    g_adv = g_adv + -(factor * logits.mean(dim=(1, 2, 3))).mean()
         g_loss = batch.loss + self.adversarial_weight() * g_adv
         if not (torch.isfinite(g_loss) and torch.isfinite(d_loss)):
             raise FloatingPointError(f"{self.name}: loss became {float(g_loss)} / {float(d_loss)}")
-        update(opt, g_loss, frozen=disc, clipped=self.denoiser, grad_clip=self.grad_clip)
+        update(opt, g_loss, frozen=discs, clipped=self.denoiser, grad_clip=self.grad_clip)
         self.ema.step(self.model.parameters())
         return float(batch.loss.detach())
 
@@ -248,9 +273,12 @@ class DenoiserGanPhase(DenoiserPhase):
         return self.with_ema_weights(run)
 
 
-def denoiser_gan_optimizer(denoiser: nn.Module, discriminator: nn.Module, lr: float) -> torch.optim.Optimizer:
-    """AdamW for the denoiser (as its phase 2, weight decay 1e-2) and Adam betas (0, 0.9) for the
-    discriminator at :data:`DISCRIMINATOR_LR_SCALE` x the rate (``lr_scale``, read by the loop)."""
+def denoiser_gan_optimizer(
+    denoiser: nn.Module, *discriminators: nn.Module, lr: float
+) -> torch.optim.Optimizer:
+    """AdamW for the denoiser (as its phase 2, weight decay 1e-2) and Adam betas (0, 0.9) for each
+    discriminator (one param group each) at :data:`DISCRIMINATOR_LR_SCALE` x the rate (``lr_scale``,
+    read by the loop)."""
     return torch.optim.AdamW(
         [
             {
@@ -259,12 +287,15 @@ def denoiser_gan_optimizer(denoiser: nn.Module, discriminator: nn.Module, lr: fl
                 "betas": (0.9, 0.999),
                 "weight_decay": 1e-2,
             },
-            {
-                "params": list(discriminator.parameters()),
-                "lr_scale": DISCRIMINATOR_LR_SCALE,
-                "betas": (0.0, 0.9),
-                "weight_decay": 0.0,
-            },
+            *(
+                {
+                    "params": list(discriminator.parameters()),
+                    "lr_scale": DISCRIMINATOR_LR_SCALE,
+                    "betas": (0.0, 0.9),
+                    "weight_decay": 0.0,
+                }
+                for discriminator in discriminators
+            ),
         ],
         lr=lr,
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,16 +82,18 @@ class Phase:
 def update(
     optimizer: torch.optim.Optimizer,
     loss: torch.Tensor,
-    frozen: torch.nn.Module,
+    frozen: torch.nn.Module | Sequence[torch.nn.Module],
     clipped: torch.nn.Module | None = None,
     grad_clip: float = 0.0,
 ) -> None:
-    """One optimizer step on ``loss`` for one of two networks that share ``optimizer`` (a GAN): the
-    ``frozen`` network's gradients are dropped, so Adam skips it; ``clipped``'s are clipped first."""
+    """One optimizer step on ``loss`` for one of the networks that share ``optimizer`` (a GAN): the
+    ``frozen`` network's (or networks') gradients are dropped, so Adam skips them; ``clipped``'s are
+    clipped first."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    for p in frozen.parameters():
-        p.grad = None
+    for network in [frozen] if isinstance(frozen, torch.nn.Module) else frozen:
+        for p in network.parameters():
+            p.grad = None
     if clipped is not None and grad_clip:
         torch.nn.utils.clip_grad_norm_(clipped.parameters(), grad_clip)
     optimizer.step()

@@ -87,6 +87,7 @@ DENOISER_GAN_KEYS = (
     "denoiser_gan_max_timestep",
     "denoiser_gan_judge",
     "denoiser_gan_class_weights",
+    "denoiser_gan_pixel_class_weights",
     "denoiser_gan_crop_emphasis",
 )
 #: the phases of a run, in order; ``--phases`` runs a subset (e.g. the decoder and the denoiser in two
@@ -124,7 +125,8 @@ class TrainConfig:
     gan_weight: float = 0.5
     #: phase 2b, the denoiser's adversarial leg: the denoiser's iteration count at its end (0: none),
     #: its learning rate, adversarial weight, the timesteps it judges and what its discriminator sees
-    #: ("clean" latents or "pair"s of clean and noisy latents; training/denoiser_gan.py)
+    #: ("clean" latents, "pair"s of clean and noisy latents, the decoder's "pixel" painting beside the
+    #: noisy latent, or "pair+pixel": two judges every step; training/denoiser_gan.py)
     denoiser_gan_iters: int = 0
     denoiser_gan_lr: float = 5e-5
     denoiser_gan_weight: float = 0.1
@@ -133,6 +135,9 @@ class TrainConfig:
     #: factors on the adversarial weight per class name (classes not named: 1; 0 leaves a class to the
     #: v loss alone)
     denoiser_gan_class_weights: dict[str, float] = field(default_factory=dict)
+    #: with judge "pair+pixel", the pixel judge's factors per class name (``denoiser_gan_class_weights``
+    #: are then the pair judge's)
+    denoiser_gan_pixel_class_weights: dict[str, float] = field(default_factory=dict)
     #: per class name, how much more often the leg draws crops of cellular (dark) tissue than the
     #: rest of their image (``CropSampler``'s emphasis; classes not named: 0, drawn uniformly)
     denoiser_gan_crop_emphasis: dict[str, float] = field(default_factory=dict)
@@ -528,6 +533,7 @@ def train_denoiser_gan(
     ``start``. ``classes``: the class names in label order (for ``cfg.denoiser_gan_class_weights``);
     ``autoencoder``: the frozen one whose decoder paints for the pixel judge."""
     from napari_pathup.training.denoiser_gan import (
+        PIXEL_KEY,
         DenoiserGanPhase,
         LatentDiscriminator,
         PixelDiscriminator,
@@ -537,9 +543,16 @@ def train_denoiser_gan(
     if cfg.denoiser_gan_judge not in DENOISER_GAN_JUDGES:
         expected = ", ".join(DENOISER_GAN_JUDGES)
         raise InputError(f"denoiser_gan_judge {cfg.denoiser_gan_judge!r}: expected one of {expected}")
-    factors = cfg.denoiser_gan_class_weights
+    judge = cfg.denoiser_gan_judge
+    factors, pixel_factors = cfg.denoiser_gan_class_weights, cfg.denoiser_gan_pixel_class_weights
     emphasis = cfg.denoiser_gan_crop_emphasis
     _check_class_factors(factors, classes, "denoiser-gan class weight")
+    _check_class_factors(pixel_factors, classes, "denoiser-gan pixel class weight")
+    if pixel_factors and judge != "pair+pixel":
+        raise InputError(
+            f"denoiser_gan_pixel_class_weights {pixel_factors}: only with judge 'pair+pixel' (the pixel "
+            f"judge's factors beside the pair judge's); judge {judge!r} takes denoiser_gan_class_weights"
+        )
     _check_class_factors(emphasis, classes, "denoiser-gan crop emphasis")
 
     if cfg.denoiser_gan_iters < start:
@@ -558,19 +571,22 @@ def train_denoiser_gan(
     unet = plain.model
     torch.manual_seed(cfg.seed + 5)
     n_labels = unet.config.num_class_embeds
-    judge = cfg.denoiser_gan_judge
     channels = unet.config.in_channels
-    discriminator: torch.nn.Module = (
-        PixelDiscriminator(channels, n_labels)
+    # the first (or only) judge's discriminator under "discriminator"; a pixel judge beside it under its own
+    discriminators: dict[str, torch.nn.Module] = {
+        "discriminator": PixelDiscriminator(channels, n_labels)
         if judge == "pixel"
-        else LatentDiscriminator(channels, n_labels, paired=judge == "pair")
-    ).to(plain.device)
-    model = torch.nn.ModuleDict({"denoiser": unet, "discriminator": discriminator})
+        else LatentDiscriminator(channels, n_labels, paired=judge != "clean")
+    }
+    if judge == "pair+pixel":
+        discriminators[PIXEL_KEY] = PixelDiscriminator(channels, n_labels)
+    model = torch.nn.ModuleDict({"denoiser": unet, **discriminators}).to(plain.device)
+    pixel = "pixel" in judge
     numpy_rng, torch_rng = seeded_generators(cfg.seed, 5)
     phase = DenoiserGanPhase(
         "denoiser-gan",
         model,
-        denoiser_gan_optimizer(unet, discriminator, cfg.denoiser_gan_lr),
+        denoiser_gan_optimizer(unet, *discriminators.values(), lr=cfg.denoiser_gan_lr),
         make_ema(model),
         numpy_rng,
         torch_rng,
@@ -594,19 +610,23 @@ def train_denoiser_gan(
         start=start,
         max_timestep=cfg.denoiser_gan_max_timestep,
         class_weights=[float(factors.get(c, 1.0)) for c in classes] if factors else None,
-        decode=autoencoder.decode_with_grad if judge == "pixel" else None,
+        pixel_class_weights=[float(pixel_factors.get(c, 1.0)) for c in classes] if pixel_factors else None,
+        decode=autoencoder.decode_with_grad if pixel else None,
     )
-    n = sum(p.numel() for p in discriminator.parameters())
+    n = sum(p.numel() for d in discriminators.values() for p in d.parameters())
     seen = {
         "clean": "clean latents",
         "pair": "(clean, noisy) pairs",
         "pixel": "decoded clean latents beside the noisy ones",
+        "pair+pixel": "(clean, noisy) pairs and, apart, decoded clean latents beside the noisy ones",
     }[judge]
+    kind = {"pixel": "pixel", "pair+pixel": "latent and pixel"}.get(judge, "latent")
     log(
-        f"denoiser-gan: {'pixel' if judge == 'pixel' else 'latent'} discriminator {n / 1e6:.2f} M "
+        f"denoiser-gan: {kind} discriminator{'s' if len(discriminators) > 1 else ''} {n / 1e6:.2f} M "
         f"parameters, iterations {start} to {cfg.denoiser_gan_iters}, adversarial weight "
         f"{cfg.denoiser_gan_weight} below timestep {cfg.denoiser_gan_max_timestep}, judging {seen}"
         + (f", class factors {factors}" if factors else "")
+        + (f", the pixel judge's class factors {pixel_factors}" if pixel_factors else "")
         + (f", cellular crops emphasised {emphasis}" if emphasis else "")
     )
     result = run_phase(
@@ -630,6 +650,11 @@ def train_denoiser_gan(
         "max_timestep": cfg.denoiser_gan_max_timestep,
         "judge": cfg.denoiser_gan_judge,
         "class_weights": {c: float(factors.get(c, 1.0)) for c in classes},
+        **(
+            {"pixel_class_weights": {c: float(pixel_factors.get(c, 1.0)) for c in classes}}
+            if judge == "pair+pixel"
+            else {}
+        ),
         **({"crop_emphasis": {c: float(k) for c, k in emphasis.items()}} if emphasis else {}),
         "discriminator_parameters": n,
         **result.metrics,
