@@ -202,7 +202,7 @@ class DenoiserGanPhase(DenoiserPhase):
         x0_hat = predicted_clean(batch.noisy, batch.prediction, batch.alpha_bar, self.prediction_type)
         judged = (batch.t < self.max_timestep).to(d)
         whole = batch.x0[judged], x0_hat[judged], batch.noisy[judged]
-        windowed = self.window(*whole)  # drawn once per step when a pixel judge judges
+        windowed = self.window(*whole)  # drawn once per step whenever a pixel judge takes part
         alpha_bar, y = batch.alpha_bar[judged], true[judged]
         classes = [c.class_index for c in batch.crops]
 
@@ -228,10 +228,10 @@ class DenoiserGanPhase(DenoiserPhase):
                 logits = disc(self.judged_input(disc, fake, noisy, alpha_bar), y)
                 factors = self.class_weights[key]
                 if factors is None:
-                    g_adv = g_adv + -logits.mean()
+                    g_adv = g_adv - logits.mean()
                 else:
                     factor = factors[classes].to(d)[judged]
-                    g_adv = g_adv + -(factor * logits.mean(dim=(1, 2, 3))).mean()
+                    g_adv = g_adv - (factor * logits.mean(dim=(1, 2, 3))).mean()
         g_loss = batch.loss + self.adversarial_weight() * g_adv
         if not (torch.isfinite(g_loss) and torch.isfinite(d_loss)):
             raise FloatingPointError(f"{self.name}: loss became {float(g_loss)} / {float(d_loss)}")
