@@ -173,8 +173,9 @@ print(start, latest["iteration"], c["denoiser_gan_weight"], c["denoiser_gan_lr"]
     [ "$DGAN_PIXEL_CLASS_WEIGHTS" = - ] && DGAN_PIXEL_CLASS_WEIGHTS="" \
         || DGAN_PIXEL_CLASS_WEIGHTS="${DGAN_PIXEL_CLASS_WEIGHTS//,/ }"
     pixel_factor_args
+    pixel_note="${DGAN_PIXEL_CLASS_WEIGHTS:+, pixel judge $DGAN_PIXEL_CLASS_WEIGHTS}"
     echo "exporting the adversarial denoiser checkpoint of iteration $DGAN_ITERS (from $ITERS; weight" \
-        "$DGAN_WEIGHT below timestep $DGAN_MAX_T, judge $DGAN_JUDGE${DGAN_CLASS_WEIGHTS:+, $DGAN_CLASS_WEIGHTS})"
+        "$DGAN_WEIGHT below timestep $DGAN_MAX_T, judge $DGAN_JUDGE${DGAN_CLASS_WEIGHTS:+, $DGAN_CLASS_WEIGHTS}$pixel_note)"
 elif [ -n "${EXPORT_ONLY:-}" ]; then
     ITERS="$(latest_denoiser_iteration)"
     echo "exporting the denoiser checkpoint of iteration $ITERS"
