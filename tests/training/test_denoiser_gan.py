@@ -40,6 +40,20 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(folder / "denoiser" / "diffusion_pytorch_model.safetensors")
 
 
+def _checkpoint(folder: Path, step: int) -> dict[str, torch.Tensor]:
+    return load_file(folder / f"checkpoints/denoiser_gan/step-{step:07d}/model.safetensors")
+
+
+def _assert_resumes_bit_for_bit(data: Path, whole: Path, split: Path, **settings) -> Path:
+    """A leg trained to 4 and resumed to 6 in ``split`` equals ``whole``'s leg trained to 6 in one go,
+    the whole checkpoint (incl. the discriminators' spectral-norm vectors and the optimizer state)."""
+    train(_config(data, split, denoiser_gan_iters=4, **settings), log=lambda _: None)
+    train(_config(data, split, denoiser_gan_iters=6, resume=True, **settings), log=lambda _: None)
+    a, b = _checkpoint(whole, 6), _checkpoint(split, 6)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    return split
+
+
 @pytest.mark.parametrize("prediction_type", ["v_prediction", "epsilon"])
 def test_the_clean_latent_of_the_true_target_is_the_clean_latent(prediction_type: str) -> None:
     g = torch.Generator().manual_seed(0)
@@ -98,13 +112,7 @@ def test_only_the_timesteps_below_the_limit_are_judged(tiny_dataset: Path, tmp_p
 
 def test_the_adversarial_leg_resumes_bit_for_bit(tiny_dataset: Path, tmp_path: Path) -> None:
     whole = train(_config(tiny_dataset, tmp_path / "whole", denoiser_gan_iters=6), log=lambda _: None)
-    out = tmp_path / "split"
-    train(_config(tiny_dataset, out, denoiser_gan_iters=4), log=lambda _: None)
-    train(_config(tiny_dataset, out, denoiser_gan_iters=6, resume=True), log=lambda _: None)
-    # incl. the discriminator's spectral-norm vectors and the optimizer state: the whole checkpoint
-    a = load_file(whole / "checkpoints/denoiser_gan/step-0000006/model.safetensors")
-    b = load_file(out / "checkpoints/denoiser_gan/step-0000006/model.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    out = _assert_resumes_bit_for_bit(tiny_dataset, whole, tmp_path / "split")
     w, s = _weights(whole), _weights(out)
     assert all(torch.equal(w[k], s[k]) for k in w)
 
@@ -169,20 +177,12 @@ def test_a_pixel_judge_sees_the_decoders_painting_and_changes_the_leg(
     )
     assert _adversarial(whole)["judge"] == "pixel"
     channels = json.loads((whole / "denoiser" / "config.json").read_text())["in_channels"]
-    state = load_file(whole / "checkpoints/denoiser_gan/step-0000004/model.safetensors")
+    state = _checkpoint(whole, 4)
     assert state["discriminator.body.0.parametrizations.weight.original"].shape[1] == 3 + channels + 1
-    before = load_file(pair / "checkpoints/denoiser_gan/step-0000004/model.safetensors")
+    before = _checkpoint(pair, 4)
     denoiser = [k for k in state if k.startswith("denoiser.")]
     assert denoiser and any(not torch.equal(before[k], state[k]) for k in denoiser)
-    split = tmp_path / "split"
-    train(_config(tiny_dataset, split, denoiser_gan_iters=4, denoiser_gan_judge="pixel"), log=lambda _: None)
-    train(
-        _config(tiny_dataset, split, denoiser_gan_iters=6, denoiser_gan_judge="pixel", resume=True),
-        log=lambda _: None,
-    )
-    c = load_file(whole / "checkpoints/denoiser_gan/step-0000006/model.safetensors")
-    d = load_file(split / "checkpoints/denoiser_gan/step-0000006/model.safetensors")
-    assert c.keys() == d.keys() and all(torch.equal(c[k], d[k]) for k in c)
+    _assert_resumes_bit_for_bit(tiny_dataset, whole, tmp_path / "split", denoiser_gan_judge="pixel")
 
 
 def test_both_judges_judge_every_step_and_the_leg_resumes_bit_for_bit(
@@ -203,7 +203,7 @@ def test_both_judges_judge_every_step_and_the_leg_resumes_bit_for_bit(
     assert record["pixel_class_weights"] == {"stroma": 0.5, "tumour": 1.0}
     assert record["class_weights"] == {"stroma": 1.0, "tumour": 1.0}
     channels = json.loads((both / "denoiser" / "config.json").read_text())["in_channels"]
-    state = load_file(both / "checkpoints/denoiser_gan/step-0000004/model.safetensors")
+    state = _checkpoint(both, 4)
     first = "body.0.parametrizations.weight.original"
     assert state[f"discriminator.{first}"].shape[1] == 2 * channels + 1
     assert state[f"pixel_discriminator.{first}"].shape[1] == 3 + channels + 1
@@ -212,25 +212,10 @@ def test_both_judges_judge_every_step_and_the_leg_resumes_bit_for_bit(
     assert record["discriminator_parameters"] == sum(p.numel() for d in judges for p in d.parameters())
     denoiser = [k for k in state if k.startswith("denoiser.")]
     for judge in ("pair", "pixel"):
-        folder = leg(judge, denoiser_gan_judge=judge) / "checkpoints/denoiser_gan/step-0000004"
-        alone = load_file(folder / "model.safetensors")
+        alone = _checkpoint(leg(judge, denoiser_gan_judge=judge), 4)
         assert any(not torch.equal(alone[k], state[k]) for k in denoiser), judge
-    split = "split"
-    leg(split, 4, denoiser_gan_judge="pair+pixel", denoiser_gan_pixel_class_weights=pixel_factors)
-    resumed = train(
-        _config(
-            tiny_dataset,
-            tmp_path / split,
-            denoiser_gan_iters=6,
-            denoiser_gan_judge="pair+pixel",
-            denoiser_gan_pixel_class_weights=pixel_factors,
-            resume=True,
-        ),
-        log=lambda _: None,
-    )
-    c = load_file(both / "checkpoints/denoiser_gan/step-0000006/model.safetensors")
-    d = load_file(resumed / "checkpoints/denoiser_gan/step-0000006/model.safetensors")
-    assert c.keys() == d.keys() and all(torch.equal(c[k], d[k]) for k in c)
+    settings = {"denoiser_gan_judge": "pair+pixel", "denoiser_gan_pixel_class_weights": pixel_factors}
+    _assert_resumes_bit_for_bit(tiny_dataset, both, tmp_path / "split", **settings)
 
 
 def test_the_pixel_judges_own_factors_apply_and_are_refused_without_it(

@@ -31,6 +31,13 @@ def _class_factor(text: str) -> tuple[str, float]:
     return name.strip(), number(0)(value)
 
 
+def _add_class_factors(group: argparse._ArgumentGroup, flag: str, dest: str, help: str) -> None:
+    """A repeatable ``CLASS=FACTOR`` option, collected as a list of (name, factor) pairs in ``dest``."""
+    group.add_argument(
+        flag, dest=dest, action="append", type=_class_factor, default=[], metavar="CLASS=FACTOR", help=help
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
@@ -188,34 +195,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "or the frozen decoder's painting of a 16-latent-pixel window of it beside the same (pixel), or "
         "both of the last two every step, each with its own class factors (pair+pixel)",
     )
-    adv.add_argument(
+    _add_class_factors(
+        adv,
         "--denoiser-gan-class-weight",
-        dest="denoiser_gan_class_weights",
-        action="append",
-        type=_class_factor,
-        default=[],
-        metavar="CLASS=FACTOR",
-        help="scale the adversarial weight for one class, e.g. stroma=0 (repeatable; other classes: 1); "
+        "denoiser_gan_class_weights",
+        "scale the adversarial weight for one class, e.g. stroma=0 (repeatable; other classes: 1); "
         "with --denoiser-gan-judge pair+pixel, the pair judge's",
     )
-    adv.add_argument(
+    _add_class_factors(
+        adv,
         "--denoiser-gan-pixel-class-weight",
-        dest="denoiser_gan_pixel_class_weights",
-        action="append",
-        type=_class_factor,
-        default=[],
-        metavar="CLASS=FACTOR",
-        help="with --denoiser-gan-judge pair+pixel, the pixel judge's factor for one class, e.g. normal=0 "
+        "denoiser_gan_pixel_class_weights",
+        "with --denoiser-gan-judge pair+pixel, the pixel judge's factor for one class, e.g. normal=0 "
         "(repeatable; other classes: 1)",
     )
-    adv.add_argument(
+    _add_class_factors(
+        adv,
         "--denoiser-gan-crop-emphasis",
-        dest="denoiser_gan_crop_emphasis",
-        action="append",
-        type=_class_factor,
-        default=[],
-        metavar="CLASS=FACTOR",
-        help="during the leg, draw the crops of a class in proportion to 1 + FACTOR x their share of dark "
+        "denoiser_gan_crop_emphasis",
+        "during the leg, draw the crops of a class in proportion to 1 + FACTOR x their share of dark "
         "(cellular) tissue against their image's mean, e.g. normal=3 for more epidermis (repeatable; "
         "other classes: drawn uniformly over their tissue)",
     )

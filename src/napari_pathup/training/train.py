@@ -555,6 +555,10 @@ def train_denoiser_gan(
         )
     _check_class_factors(emphasis, classes, "denoiser-gan crop emphasis")
 
+    def per_class(named: dict[str, float]) -> dict[str, float]:
+        """A factor for every class in label order (classes not named: 1)."""
+        return {c: float(named.get(c, 1.0)) for c in classes}
+
     if cfg.denoiser_gan_iters < start:
         raise InputError(
             f"--denoiser-gan-iters {cfg.denoiser_gan_iters} is below the denoiser's {start} iterations: it "
@@ -609,8 +613,8 @@ def train_denoiser_gan(
         weight=cfg.denoiser_gan_weight,
         start=start,
         max_timestep=cfg.denoiser_gan_max_timestep,
-        class_weights=[float(factors.get(c, 1.0)) for c in classes] if factors else None,
-        pixel_class_weights=[float(pixel_factors.get(c, 1.0)) for c in classes] if pixel_factors else None,
+        class_weights=list(per_class(factors).values()) if factors else None,
+        pixel_class_weights=list(per_class(pixel_factors).values()) if pixel_factors else None,
         decode=autoencoder.decode_with_grad if pixel else None,
     )
     n = sum(p.numel() for d in discriminators.values() for p in d.parameters())
@@ -649,12 +653,8 @@ def train_denoiser_gan(
         "weight": cfg.denoiser_gan_weight,
         "max_timestep": cfg.denoiser_gan_max_timestep,
         "judge": cfg.denoiser_gan_judge,
-        "class_weights": {c: float(factors.get(c, 1.0)) for c in classes},
-        **(
-            {"pixel_class_weights": {c: float(pixel_factors.get(c, 1.0)) for c in classes}}
-            if judge == "pair+pixel"
-            else {}
-        ),
+        "class_weights": per_class(factors),
+        **({"pixel_class_weights": per_class(pixel_factors)} if judge == "pair+pixel" else {}),
         **({"crop_emphasis": {c: float(k) for c, k in emphasis.items()}} if emphasis else {}),
         "discriminator_parameters": n,
         **result.metrics,
