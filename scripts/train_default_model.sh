@@ -34,6 +34,13 @@
 #       DEST=out/patch16-model scripts/train_default_model.sh
 #                                                  # the patch-autoencoder experiment (eleventh session):
 #                                                  # a 16-channel PatchAutoencoder and a new denoiser
+#   mkdir out/snap && cp -r out/train-patch16/checkpoints out/snap/ && EXPORT_ONLY=1 STORAGE=float16 \
+#       AE_PRESET=patch LATENT_CHANNELS=16 AE_LR=5e-4 WORK=out/snap DEST=candidates/patch16 \
+#       scripts/train_default_model.sh             # an unshipped line's continuation point, committed
+#                                                  # (candidates/README.md): the latest checkpoint of a
+#                                                  # copy (the line may go on training), half precision
+#   INIT=candidates/patch16 WORK=out/train-patch16-b DEST=out/patch16-model ITERS=48000 \
+#       scripts/train_default_model.sh             # a machine without the line's work folder continues it
 # (DATA, WORK and DEST override the data folder, the work folder and where the model is copied;
 #  THREADS the torch threads of each process; SEED the training's seed (0: every shipped version);
 #  DGAN_ITERS the denoiser's iteration count at the end of its adversarial leg (0: none), DGAN_WEIGHT,
@@ -201,6 +208,7 @@ cp -r "$WORK/pathup.json" "$WORK/denoiser" "$WORK/autoencoder" "$WORK/scheduler"
 if [ -f "$DEST/references/SOURCES.md" ] && [ ! -f "$DEST.partial/references/SOURCES.md" ]; then
     cp "$DEST/references/SOURCES.md" "$DEST.partial/references/"
 fi
+[ -f "$DEST/README.md" ] && cp "$DEST/README.md" "$DEST.partial/"  # a candidate's (candidates/): update it
 size_kb=$(du -sk "$DEST.partial" | cut -f1)
 if [ "$size_kb" -gt $((MAX_MB * 1024)) ]; then
     echo "error: the model is ${size_kb} kB, more than ${MAX_MB} MB; not copied (see $DEST.partial)" >&2
