@@ -41,6 +41,10 @@
 #                                                  # copy (the line may go on training), half precision
 #   INIT=candidates/patch16 WORK=out/train-patch16-b DEST=out/patch16-model ITERS=48000 \
 #       scripts/train_default_model.sh             # a machine without the line's work folder continues it
+#   AUTOENCODER=out/train-patch16/checkpoints/decoder/final PRESET=cpu-xl WORK=out/train-patch16-xl \
+#       DEST=out/patch16-xl-model scripts/train_default_model.sh
+#                                                  # another denoiser on a line's finished autoencoder
+#                                                  # (its encoder, GAN decoder and latent scale, as is)
 # (DATA, WORK and DEST override the data folder, the work folder and where the model is copied;
 #  THREADS the torch threads of each process; SEED the training's seed (0: every shipped version);
 #  DGAN_ITERS the denoiser's iteration count at the end of its adversarial leg (0: none), DGAN_WEIGHT,
@@ -118,6 +122,7 @@ DATA="${DATA:-}"
 WITH_EXTRA="${WITH_EXTRA:-}"
 DEST="${DEST:-$REPO/src/napari_pathup/data/default_model}"
 INIT="${INIT:-}"
+AUTOENCODER="${AUTOENCODER:-}"  # a trained autoencoder (folder or model) instead of phases 1 and 1b
 PRESET="${PRESET:-cpu-large}"  # the denoiser's; with INIT, cpu-deep deepens the shipped cpu-large one
 STORAGE="${STORAGE:-float32}"  # the exported denoiser's weights: float16 keeps cpu-deep under MAX_MB
 MAX_MB=40
@@ -150,7 +155,7 @@ train() {
         --denoiser-gan-iters "$DGAN_ITERS" --denoiser-gan-weight "$DGAN_WEIGHT" --denoiser-gan-lr "$DGAN_LR" \
         --denoiser-gan-max-timestep "$DGAN_MAX_T" --denoiser-gan-judge "$DGAN_JUDGE" "${DGAN_CLASS_ARGS[@]}" \
         --set-default upscale_strength=0.75 --denoiser-storage "$STORAGE" \
-        ${INIT:+--init "$INIT"} "$@"
+        ${INIT:+--init "$INIT"} ${AUTOENCODER:+--autoencoder "$AUTOENCODER"} "$@"
 }
 
 latest_denoiser_iteration() {

@@ -122,8 +122,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dn.add_argument(
         "--preset",
         default=None,
-        help="denoiser size: tiny, cpu (default), cpu-large, cpu-deep, small or base; with --init: the "
-        "model's own (default), or a preset of its channels with more layers per block (the model is "
+        help="denoiser size: tiny, cpu (default), cpu-large, cpu-deep, cpu-xl, small or base; with --init: "
+        "the model's own (default), or a preset of its channels with more layers per block (the model is "
         "deepened without changing its function)",
     )
     dn.add_argument("--iters", type=positive_int, default=6000, help="iterations (6000)")
