@@ -41,6 +41,7 @@
 #                                                  # copy (the line may go on training), half precision
 #   INIT=candidates/patch16 WORK=out/train-patch16-b DEST=out/patch16-model ITERS=48000 \
 #       scripts/train_default_model.sh             # a machine without the line's work folder continues it
+#                                                  # (PRESET=cpu-xl STORAGE=float16 for a cpu-xl line)
 #   AUTOENCODER=out/train-patch16/checkpoints/decoder/final PRESET=cpu-xl WORK=out/train-patch16-xl \
 #       DEST=out/patch16-xl-model scripts/train_default_model.sh
 #                                                  # another denoiser on a line's finished autoencoder
