@@ -22,8 +22,8 @@ from napari_pathup.models.layout import save_pathup_model
 #: UNet sizes: ``tiny`` for tests, ``cpu`` (2.7 M parameters, the first shipped model) and ``cpu-large``
 #: (7.2 M, the current shipped model) for a 2048x2048 synthesis on a 2-core CPU, ``cpu-deep`` (10.4 M:
 #: cpu-large with two resnets per block; ``pathup train --init`` deepens a cpu-large model to it),
-#: ``cpu-xl`` (11.3 M: cpu-large 1.25x as wide, for 16 latent channels' detail; about 1.4x its cost per
-#: call), ``small`` for benchmarks, ``small`` and ``base`` for training on GPUs
+#: ``cpu-xl`` (11.3 M: cpu-large 1.25x as wide, for 16 latent channels' detail; about 1.5x its cost per
+#: call, docs/model_card.md), ``small`` for benchmarks, ``small`` and ``base`` for training on GPUs
 DENOISER_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"block_out_channels": (16, 32), "layers_per_block": 1, "norm_num_groups": 8},
     "cpu": {"block_out_channels": (32, 64, 128), "layers_per_block": 1, "norm_num_groups": 8},
