@@ -192,7 +192,7 @@ print(start, latest["iteration"], c["denoiser_gan_weight"], c["denoiser_gan_lr"]
 elif [ -n "${EXPORT_ONLY:-}" ]; then
     ITERS="$(latest_denoiser_iteration)"
     echo "exporting the denoiser checkpoint of iteration $ITERS"
-elif [ -n "$INIT" ]; then
+elif [ -n "$INIT" ] || [ -n "$AUTOENCODER" ]; then  # the autoencoder is given: only the denoiser trains
     train --iters "$ITERS" --phases denoiser
 else
     train --iters "$ITERS" --phases autoencoder
