@@ -41,13 +41,16 @@
 #                                                  # copy (the line may go on training), half precision
 #   INIT=candidates/patch16 WORK=out/train-patch16-b DEST=out/patch16-model ITERS=48000 \
 #       scripts/train_default_model.sh             # a machine without the line's work folder continues it
-#                                                  # (PRESET=cpu-xl STORAGE=float16 for a cpu-xl line)
+#                                                  # (PRESET=cpu-xl STORAGE=float16 for a cpu-xl line): its
+#                                                  # rate warms up again over 500 iterations, its EMA goes
+#                                                  # on at the decay it had reached
 #   AUTOENCODER=out/train-patch16/checkpoints/decoder/final PRESET=cpu-xl WORK=out/train-patch16-xl \
 #       DEST=out/patch16-xl-model scripts/train_default_model.sh
 #                                                  # another denoiser on a line's finished autoencoder
 #                                                  # (its encoder, GAN decoder and latent scale, as is)
 # (DATA, WORK and DEST override the data folder, the work folder and where the model is copied;
 #  THREADS the torch threads of each process; SEED the training's seed (0: every shipped version);
+#  EVAL_EVERY how often the denoiser's hold-out validation loss is measured (1000 iterations);
 #  DGAN_ITERS the denoiser's iteration count at the end of its adversarial leg (0: none), DGAN_WEIGHT,
 #  DGAN_LR, DGAN_MAX_T and DGAN_JUDGE its adversarial weight, learning rate, the timesteps it judges and
 #  what its discriminator sees (clean latents, pairs, or pixel: the decoder's painting beside the
@@ -152,7 +155,7 @@ train() {
         --gan-batch-size 4 --gan-crop 96 --gan-lr 1e-4 \
         --hed-jitter 0.05 0.02 \
         --preset "$PRESET" --batch-size 8 --crop 256 --lr "$LR" --snr-gamma "$SNR_GAMMA" --prediction v_prediction \
-        --label-dropout 0.1 --overview-fraction 0.3 --checkpoint-every 250 --eval-every 1000 \
+        --label-dropout 0.1 --overview-fraction 0.3 --checkpoint-every 250 --eval-every "${EVAL_EVERY:-1000}" \
         --denoiser-gan-iters "$DGAN_ITERS" --denoiser-gan-weight "$DGAN_WEIGHT" --denoiser-gan-lr "$DGAN_LR" \
         --denoiser-gan-max-timestep "$DGAN_MAX_T" --denoiser-gan-judge "$DGAN_JUDGE" "${DGAN_CLASS_ARGS[@]}" \
         --set-default upscale_strength=0.75 --denoiser-storage "$STORAGE" \

@@ -146,6 +146,27 @@ def test_warm_start_continues_from_a_model_folder(tiny_dataset: Path, tmp_path: 
     assert meta["training"]["decoder"] == first_meta["decoder"]
 
 
+def test_a_warm_start_warms_up_its_fresh_optimizer_from_the_iteration_it_continues(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """Without the warm-up, the fresh optimizer's first full-rate steps raised the validation loss of a
+    continued model (candidates/patch16, twenty-first session); the EMA carries on from the count."""
+    torch.set_num_threads(1)
+    base = dict(data=tiny_dataset, **{**TINY, "checkpoint_every": 1})
+    first = train(TrainConfig(out=tmp_path / "a", iters=2, **base), log=lambda _: None)
+    second = train(TrainConfig(out=tmp_path / "b", iters=42, init=first, **base), log=lambda _: None)
+    steps = tmp_path / "b/checkpoints/denoiser"
+    state = json.loads((steps / "step-0000042" / "state.json").read_text())
+    assert state["ema"]["optimization_step"] == 42  # counted on from 2
+    # warm-up: min(500, 42 // 10) = 4 iterations, counted from 2 (the step counted as 3 runs at 1/4)
+    log = [json.loads(x) for x in (steps / "log.jsonl").read_text().splitlines()]
+    rates = {r["iteration"]: r["lr"] for r in log}
+    assert rates[3] == pytest.approx(TrainConfig.lr / 4) and rates[5] == pytest.approx(3 * TrainConfig.lr / 4)
+    assert rates[6] == rates[42] == pytest.approx(TrainConfig.lr)
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(TrainConfig.lr)
+    assert (second / "pathup.json").exists()
+
+
 def test_a_warm_start_records_its_model_by_hash_and_resumes_only_from_the_same_weights(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:

@@ -79,6 +79,25 @@ def test_resume_past_the_end_does_nothing(tiny_dataset: Path, tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-0000001", "step-0000002"]  # keeps two
 
 
+def test_a_warm_start_warms_the_rate_up_again_and_keeps_the_ema_at_its_reached_decay(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """Weights trained 20,000 steps continue with a fresh optimizer: the first steps run at a fraction
+    of the rate, and one step moves the EMA (what is exported) by 1 - 0.999 of the way, not most of it."""
+    phase = _phase(tiny_dataset)
+    start = [p.detach().clone() for p in phase.model.parameters()]
+    phase.warm_start(20_000)
+    assert phase.learning_rate(20_001) == pytest.approx(1e-3 / 2)  # warmup=2, counted from the start
+    assert phase.learning_rate(20_002) == pytest.approx(1e-3)
+    run_phase(phase, 20_001, tmp_path, checkpoint_every=1, eval_every=0, progress=False, initial=20_000)
+    moved = [(p.detach() - s).abs().sum() for p, s in zip(phase.model.parameters(), start, strict=True)]
+    ema = [(e - s).abs().sum() for e, s in zip(phase.ema.shadow_params, start, strict=True)]
+    assert float(sum(moved)) > 0
+    assert float(sum(ema)) == pytest.approx(0.001 * float(sum(moved)), rel=0.01)  # fresh: all of it
+    state = json.loads((tmp_path / "step-0020001" / "state.json").read_text())
+    assert state["ema"]["optimization_step"] == 20_001  # a resume continues that count
+
+
 def test_checkpoints_hold_no_pickle(tiny_dataset: Path, tmp_path: Path) -> None:
     run_phase(_phase(tiny_dataset), 1, tmp_path, checkpoint_every=1, eval_every=0, progress=False)
     files = sorted(p.name for p in (tmp_path / "step-0000001").iterdir())

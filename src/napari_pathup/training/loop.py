@@ -36,6 +36,7 @@ class Phase:
     torch_rng: torch.Generator
     lr: float
     warmup: int = 0
+    warmup_start: int = 0  # the iteration the warm-up counts from (a warm start's first one)
     grad_clip: float = 1.0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     iteration: int = 0
@@ -61,8 +62,19 @@ class Phase:
         return float(loss.detach())
 
     def learning_rate(self, iteration: int) -> float:
-        """Linear warm-up, then constant (so a run can be extended with --resume and more iterations)."""
-        return self.lr * min(1.0, iteration / self.warmup) if self.warmup else self.lr
+        """Linear warm-up from ``warmup_start``, then constant (so a run can be extended with --resume
+        and more iterations)."""
+        if not self.warmup:
+            return self.lr
+        return self.lr * min(1.0, (iteration - self.warmup_start) / self.warmup)
+
+    def warm_start(self, iteration: int) -> None:
+        """Continue weights trained ``iteration`` steps (their EMA) with a fresh optimizer: warm the
+        learning rate up again from here, since Adam's first steps without moment estimates are
+        large, and let the EMA average at the decay it had reached, since its starting point is
+        already an average (a fresh EMA warms up from decay 0 and follows the jolted weights)."""
+        self.warmup_start = iteration
+        self.ema.optimization_step = iteration
 
     def with_ema_weights(self, fn: Callable[[], Any]) -> Any:
         """Call ``fn`` with the EMA weights swapped into the model, then put the trained ones back."""
@@ -174,6 +186,7 @@ def run_phase(
                 record = {
                     "iteration": iteration,
                     "loss": smoothed,
+                    "lr": phase.learning_rate(iteration),  # the warm-up and any cool-down, as run
                     **metrics,
                     "seconds": round(elapsed, 1),
                     "it_per_s": round((iteration - start) / max(elapsed, 1e-9), 4),

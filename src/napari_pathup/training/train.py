@@ -448,6 +448,8 @@ def train_denoiser(
         snr_gamma=cfg.snr_gamma,
         eval_set=eval_set,
     )
+    if cfg.init is not None:
+        phase.warm_start(initial)  # a resumed warm start restores the EMA's own count from its checkpoint
     n = sum(p.numel() for p in unet.parameters())
     preset_name = cfg.preset or "the --init model's"
     log(
