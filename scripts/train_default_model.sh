@@ -51,6 +51,9 @@
 # (DATA, WORK and DEST override the data folder, the work folder and where the model is copied;
 #  THREADS the torch threads of each process; SEED the training's seed (0: every shipped version);
 #  EVAL_EVERY how often the denoiser's hold-out validation loss is measured (1000 iterations);
+#  DEVICE where the networks train (cpu; cuda where a GPU is lent: the checkpoints load onto the
+#  device and the data order and noise are drawn on the CPU either way, but no session has had a GPU
+#  to run the script on yet);
 #  DGAN_ITERS the denoiser's iteration count at the end of its adversarial leg (0: none), DGAN_WEIGHT,
 #  DGAN_LR, DGAN_MAX_T and DGAN_JUDGE its adversarial weight, learning rate, the timesteps it judges and
 #  what its discriminator sees (clean latents, pairs, or pixel: the decoder's painting beside the
@@ -148,7 +151,7 @@ fi
 
 export OMP_WAIT_POLICY=PASSIVE  # threads yield instead of spinning when THREADS > 1
 train() {
-    "$PYTHON" -m napari_pathup train "$DATA" --out "$WORK" --resume --seed "$SEED" --device cpu --threads "$THREADS" \
+    "$PYTHON" -m napari_pathup train "$DATA" --out "$WORK" --resume --seed "$SEED" --device "${DEVICE:-cpu}" --threads "$THREADS" \
         --ae-preset "$AE_PRESET" --ae-iters "$AE_ITERS" --ae-batch-size 8 --ae-crop 64 --ae-lr "$AE_LR" \
         --latent-channels "$LATENT_CHANNELS" \
         --gan-iters "${LEG_ITERS:-$GAN_ITERS}" --gan-weight "${LEG_WEIGHT:-${GAN_LEGS##*:}}" \
