@@ -167,6 +167,23 @@ def test_a_warm_start_warms_up_its_fresh_optimizer_from_the_iteration_it_continu
     assert (second / "pathup.json").exists()
 
 
+def test_a_warm_start_draws_new_batches_instead_of_replaying_the_continued_runs_first_ones(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    torch.set_num_threads(1)
+    base = dict(data=tiny_dataset, **TINY)
+    first = train(TrainConfig(out=tmp_path / "a", iters=2, **base), log=lambda _: None)
+    train(TrainConfig(out=tmp_path / "b", iters=4, init=first, **base), log=lambda _: None)
+
+    def rng_state(run: str, step: str) -> dict:
+        path = tmp_path / run / "checkpoints/denoiser" / step / "state.json"
+        return json.loads(path.read_text())["numpy_rng"]
+
+    # two steps from the same stream would leave the same state: the warm start's crops would be the
+    # crops the first run drew at its iterations 1 and 2
+    assert rng_state("b", "step-0000004") != rng_state("a", "step-0000002")
+
+
 def test_a_warm_start_records_its_model_by_hash_and_resumes_only_from_the_same_weights(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:

@@ -111,11 +111,16 @@ def update(
     optimizer.step()
 
 
-def seeded_generators(seed: int, stream: int) -> tuple[np.random.Generator, torch.Generator]:
+def seeded_generators(seed: int, stream: int, start: int = 0) -> tuple[np.random.Generator, torch.Generator]:
     """The numpy and torch generators of one training phase: ``stream`` tells the phases apart (1
     autoencoder, 2 denoiser, 3 decoder GAN, 4 fine-tune, 5 denoiser GAN), so each draws its own
-    sequence from one seed."""
-    return np.random.default_rng([seed, stream]), torch.Generator().manual_seed(seed * 1000 + stream)
+    sequence from one seed. ``start``: the iteration a warm start continues from, so that it draws new
+    batches and noise instead of replaying those the continued run began with (0: a run's own)."""
+    if not start:
+        return np.random.default_rng([seed, stream]), torch.Generator().manual_seed(seed * 1000 + stream)
+    numpy_rng = np.random.default_rng([seed, stream, start])
+    torch_seed = int(np.random.default_rng([seed, stream, start, 1]).integers(2**62))
+    return numpy_rng, torch.Generator().manual_seed(torch_seed)
 
 
 def make_ema(model: torch.nn.Module, decay: float = 0.999) -> EMAModel:

@@ -428,7 +428,7 @@ def train_denoiser(
         assert cfg.preset is not None  # train() records "cpu" when neither --preset nor --init is given
         unet = build_unet(index.classes, cfg.preset, cfg.crop // 8, autoencoder.latent_channels).to(device)
     scheduler = training_scheduler(cfg.prediction)
-    numpy_rng, torch_rng = seeded_generators(cfg.seed, 2)
+    numpy_rng, torch_rng = seeded_generators(cfg.seed, 2, start=initial)  # a warm start: new draws
     phase = DenoiserPhase(
         "denoiser",
         unet,
