@@ -41,9 +41,9 @@
 #                                                  # copy (the line may go on training), half precision
 #   INIT=candidates/patch16 WORK=out/train-patch16-b DEST=out/patch16-model ITERS=48000 \
 #       scripts/train_default_model.sh             # a machine without the line's work folder continues it
-#                                                  # (PRESET=cpu-xl STORAGE=float16 for a cpu-xl line): its
-#                                                  # rate warms up again over 500 iterations, its EMA goes
-#                                                  # on at the decay it had reached
+#                                                  # (STORAGE=float16 for a cpu-xl line; the preset is
+#                                                  # INIT's own): its rate warms up again over 500
+#                                                  # iterations, its EMA goes on at the decay it had reached
 #   AUTOENCODER=out/train-patch16/checkpoints/decoder/final PRESET=cpu-xl WORK=out/train-patch16-xl \
 #       DEST=out/patch16-xl-model scripts/train_default_model.sh
 #                                                  # another denoiser on a line's finished autoencoder
@@ -130,7 +130,13 @@ WITH_EXTRA="${WITH_EXTRA:-}"
 DEST="${DEST:-$REPO/src/napari_pathup/data/default_model}"
 INIT="${INIT:-}"
 AUTOENCODER="${AUTOENCODER:-}"  # a trained autoencoder (folder or model) instead of phases 1 and 1b
-PRESET="${PRESET:-cpu-large}"  # the denoiser's; with INIT, cpu-deep deepens the shipped cpu-large one
+# the denoiser's preset: cpu-large, or with INIT the INIT denoiser's own (none passed for an architecture
+# no preset names); PRESET=cpu-deep with a cpu-large INIT deepens it
+if [ -n "$INIT" ] && [ -z "${PRESET+set}" ]; then
+    PRESET="$("$PYTHON" -c 'import json, sys; from napari_pathup.models.build import preset_of
+print(preset_of(json.load(open(sys.argv[1]))) or "")' "$INIT/denoiser/config.json")" || exit 1
+fi
+[ -n "$INIT" ] || PRESET="${PRESET:-cpu-large}"
 STORAGE="${STORAGE:-float32}"  # the exported denoiser's weights: float16 keeps cpu-deep under MAX_MB
 MAX_MB=40
 
@@ -157,7 +163,7 @@ train() {
         --gan-iters "${LEG_ITERS:-$GAN_ITERS}" --gan-weight "${LEG_WEIGHT:-${GAN_LEGS##*:}}" \
         --gan-batch-size 4 --gan-crop 96 --gan-lr 1e-4 \
         --hed-jitter 0.05 0.02 \
-        --preset "$PRESET" --batch-size 8 --crop 256 --lr "$LR" --snr-gamma "$SNR_GAMMA" --prediction v_prediction \
+        ${PRESET:+--preset "$PRESET"} --batch-size 8 --crop 256 --lr "$LR" --snr-gamma "$SNR_GAMMA" --prediction v_prediction \
         --label-dropout 0.1 --overview-fraction 0.3 --checkpoint-every 250 --eval-every "${EVAL_EVERY:-1000}" \
         --denoiser-gan-iters "$DGAN_ITERS" --denoiser-gan-weight "$DGAN_WEIGHT" --denoiser-gan-lr "$DGAN_LR" \
         --denoiser-gan-max-timestep "$DGAN_MAX_T" --denoiser-gan-judge "$DGAN_JUDGE" "${DGAN_CLASS_ARGS[@]}" \

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,16 @@ def denoiser_config(
 
 def build_denoiser(classes: Sequence[str], **kwargs: Any) -> UNet2DModel:
     return UNet2DModel(**denoiser_config(classes, **kwargs))
+
+
+def preset_of(config: Mapping[str, Any]) -> str | None:
+    """The preset a denoiser's config was built from (its widths, depth and groups), or None for another
+    architecture; a warm start continues its model with that preset's name (scripts/train_default_model.sh)."""
+    shape = (tuple(config["block_out_channels"]), config["layers_per_block"], config["norm_num_groups"])
+    for name, p in DENOISER_PRESETS.items():
+        if shape == (tuple(p["block_out_channels"]), p["layers_per_block"], p["norm_num_groups"]):
+            return name
+    return None
 
 
 def build_random_autoencoder(kind: str = "kl", width: int = 8, latent_channels: int = 4) -> torch.nn.Module:
