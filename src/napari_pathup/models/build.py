@@ -66,7 +66,7 @@ def build_denoiser(classes: Sequence[str], **kwargs: Any) -> UNet2DModel:
 
 def preset_of(config: Mapping[str, Any]) -> str | None:
     """The preset a denoiser's config was built from (its widths, depth and groups), or None for another
-    architecture; a warm start continues its model with that preset's name (scripts/train_default_model.sh)."""
+    architecture; a warm start continues its model under that name (scripts/train_default_model.sh)."""
     shape = (tuple(config["block_out_channels"]), config["layers_per_block"], config["norm_num_groups"])
     for name, p in DENOISER_PRESETS.items():
         if shape == (tuple(p["block_out_channels"]), p["layers_per_block"], p["norm_num_groups"]):
