@@ -55,7 +55,7 @@ _ENTRY_POINTS: dict[str, str] = {
     "augment": "napari_pathup.augmentation.run",
     "evaluate": "napari_pathup.evaluation.run",
     "train": "napari_pathup.training.train",
-    "TrainConfig": "napari_pathup.training.train",
+    "TrainConfig": "napari_pathup.training.settings",
 }
 
 __all__ = [

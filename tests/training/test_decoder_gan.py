@@ -20,7 +20,8 @@ from napari_pathup.training.decoder_gan import (
     laplacian_energy,
 )
 from napari_pathup.training.loop import make_ema, run_phase
-from napari_pathup.training.train import TrainConfig, train
+from napari_pathup.training.settings import TrainConfig
+from napari_pathup.training.train import train
 
 #: the smallest whole run: tiny presets, 2 iterations a phase, no progress bars
 TINY = dict(

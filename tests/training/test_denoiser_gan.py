@@ -25,7 +25,8 @@ from napari_pathup.training.denoiser_gan import (
     laplacian_energy,
     predicted_clean,
 )
-from napari_pathup.training.train import TrainConfig, load_autoencoder, train
+from napari_pathup.training.settings import TrainConfig
+from napari_pathup.training.train import load_autoencoder, train
 
 
 def _config(data: Path, out: Path, **changes) -> TrainConfig:

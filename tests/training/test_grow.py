@@ -12,7 +12,8 @@ from helpers import TINY_TRAINING
 from napari_pathup.errors import InputError
 from napari_pathup.models.build import DENOISER_PRESETS, build_denoiser
 from napari_pathup.training.grow import grow_depth
-from napari_pathup.training.train import TrainConfig, train
+from napari_pathup.training.settings import TrainConfig
+from napari_pathup.training.train import train
 
 TINY = TINY_TRAINING
 

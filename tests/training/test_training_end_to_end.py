@@ -18,7 +18,8 @@ from napari_pathup.errors import InputError
 from napari_pathup.io import read_image
 from napari_pathup.models.default import reference_for_class
 from napari_pathup.models.load import load_model
-from napari_pathup.training.train import TrainConfig, train
+from napari_pathup.training.settings import TrainConfig
+from napari_pathup.training.train import train
 
 TINY = {**TINY_TRAINING, "iters": 4}
 

@@ -260,7 +260,8 @@ def execute(args: argparse.Namespace) -> int:
     from napari_pathup.errors import InputError
     from napari_pathup.models.build import DENOISER_PRESETS
     from napari_pathup.training.autoencoder import PRESET_NAMES
-    from napari_pathup.training.train import TrainConfig, train
+    from napari_pathup.training.settings import TrainConfig
+    from napari_pathup.training.train import train
 
     for flag, value, presets in (
         ("--ae-preset", args.ae_preset, PRESET_NAMES),

@@ -610,7 +610,7 @@ def _fine_tune(cfg: FineTuneConfig, log: Callable[[str], None]) -> Path:
     from napari_pathup import __version__
     from napari_pathup.engine.device import select_device
     from napari_pathup.models.load import model_hash
-    from napari_pathup.training.train import dataset_fingerprint
+    from napari_pathup.training.settings import dataset_fingerprint
 
     processes = current_processes(cfg.device)
     say = log if processes.is_main else (lambda _: None)

@@ -15,7 +15,6 @@ import math
 import os
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,10 @@ import torch
 
 from napari_pathup.datasets import DatasetIndex, discover
 from napari_pathup.errors import InputError, ModelLoadError
-from napari_pathup.io.atomic import write_text_atomic
 from napari_pathup.models.base import Autoencoder
 from napari_pathup.training import DENOISER_GAN_JUDGES
 from napari_pathup.training.augmentation import HedJitter
-from napari_pathup.training.checkpoint import latest_checkpoint, settings_json
+from napari_pathup.training.checkpoint import latest_checkpoint
 from napari_pathup.training.data import (
     CropSampler,
     TrainingImages,
@@ -39,199 +37,17 @@ from napari_pathup.training.data import (
 )
 from napari_pathup.training.denoiser import DEFAULT_SNR_GAMMA
 from napari_pathup.training.loop import make_ema, run_phase, seeded_generators
+from napari_pathup.training.settings import (
+    DENOISER_GAN_FOLDER,
+    PHASES,
+    TrainConfig,
+    dataset_fingerprint,
+    init_hash,
+    prepare_output,
+)
 
-#: settings a resumed autoencoder phase must share with the checkpoint (``ae_iters`` may grow)
-AE_KEYS = (
-    "autoencoder",
-    "ae_preset",
-    "ae_batch_size",
-    "ae_crop",
-    "ae_lr",
-    "latent_channels",
-    "seed",
-    "min_tissue",
-    "reference_size",
-)
-#: settings a resumed denoiser phase must share (``iters`` may grow)
-DENOISER_KEYS = (
-    *AE_KEYS,
-    "ae_iters",
-    "preset",
-    "batch_size",
-    "crop",
-    "prediction",
-    "label_dropout",
-    "overview_fraction",
-    "hed_scale",
-    "hed_shift",
-    "init",
-)
-#: settings a resumed decoder (GAN) phase must share (``gan_iters`` may grow, and ``gan_weight`` may
-#: change: a run can go on with a heavier adversarial term when its outputs are still too soft; each
-#: checkpoint and the final ``trained.json`` record the weights used)
-DECODER_KEYS = (
-    *AE_KEYS,
-    "ae_iters",
-    "gan_batch_size",
-    "gan_crop",
-    "gan_lr",
-    "hed_scale",
-    "hed_shift",
-)
-#: settings a resumed adversarial leg of the denoiser (phase 2b) must share (``denoiser_gan_iters`` may
-#: grow); the iteration it started from is checked on its own
-DENOISER_GAN_KEYS = (
-    *DENOISER_KEYS,
-    "denoiser_gan_lr",
-    "denoiser_gan_weight",
-    "denoiser_gan_max_timestep",
-    "denoiser_gan_judge",
-    "denoiser_gan_class_weights",
-    "denoiser_gan_pixel_class_weights",
-    "denoiser_gan_crop_emphasis",
-)
-#: the phases of a run, in order; ``--phases`` runs a subset (e.g. the decoder and the denoiser in two
-#: processes at once: both need only the finished autoencoder's encoder)
-PHASES = ("autoencoder", "decoder", "denoiser")
-#: the checkpoints of phase 2b, beside those of phase 2
-DENOISER_GAN_FOLDER = "denoiser_gan"
 #: hold-out crops for the autoencoder PSNR (or of the training crop, when no hold-out fits them)
 AE_EVAL_CROP = 128
-
-
-@dataclass
-class TrainConfig:
-    """Everything ``pathup train`` takes; see ``pathup train --help`` for each."""
-
-    data: Path
-    out: Path
-    autoencoder: Path | None = None
-    ae_preset: str = "cpu"
-    ae_iters: int = 6000
-    ae_batch_size: int = 4
-    ae_crop: int = 64
-    ae_lr: float = 2e-3
-    preset: str | None = None  # None: "cpu", or with ``init`` the init model's own architecture
-    iters: int = 6000
-    batch_size: int = 8
-    crop: int = 256
-    lr: float = 2e-4
-    snr_gamma: float = DEFAULT_SNR_GAMMA
-    latent_channels: int = 4
-    gan_iters: int = 0
-    gan_batch_size: int = 4
-    gan_crop: int = 128
-    gan_lr: float = 1e-4
-    gan_weight: float = 0.5
-    #: phase 2b, the denoiser's adversarial leg: the denoiser's iteration count at its end (0: none),
-    #: its learning rate, adversarial weight, the timesteps it judges and what its discriminator sees
-    #: ("clean" latents, "pair"s of clean and noisy latents, the decoder's "pixel" painting beside the
-    #: noisy latent, or "pair+pixel": two judges every step; training/denoiser_gan.py)
-    denoiser_gan_iters: int = 0
-    denoiser_gan_lr: float = 5e-5
-    denoiser_gan_weight: float = 0.1
-    denoiser_gan_max_timestep: int = 750
-    denoiser_gan_judge: str = "clean"
-    #: factors on the adversarial weight per class name (classes not named: 1; 0 leaves a class to the
-    #: v loss alone)
-    denoiser_gan_class_weights: dict[str, float] = field(default_factory=dict)
-    #: with judge "pair+pixel", the pixel judge's factors per class name (``denoiser_gan_class_weights``
-    #: are then the pair judge's)
-    denoiser_gan_pixel_class_weights: dict[str, float] = field(default_factory=dict)
-    #: per class name, how much more often the leg draws crops of cellular (dark) tissue than the
-    #: rest of their image (``CropSampler``'s emphasis; classes not named: 0, drawn uniformly)
-    denoiser_gan_crop_emphasis: dict[str, float] = field(default_factory=dict)
-    hed_scale: float = 0.0
-    hed_shift: float = 0.0
-    init: Path | None = None
-    phases: tuple[str, ...] = PHASES
-    prediction: str = "v_prediction"
-    label_dropout: float = 0.1
-    overview_fraction: float = 0.3
-    min_tissue: float = 0.5
-    reference_size: int = 512
-    checkpoint_every: int = 500
-    eval_every: int = 250
-    resume: bool = False
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    holdout: str | None = None
-    splits: tuple[str, ...] = ("train",)
-    max_images_per_class: int | None = None
-    defaults: dict[str, Any] = field(default_factory=dict)
-    progress: bool = True
-    #: the exported denoiser's weights on disk: "float16" halves the folder (a 10 M-parameter denoiser
-    #: fits the 40 MB package); they load as float32 (diffusers upcasts), rounded to float16 once
-    denoiser_storage: str = "float32"
-
-    def to_json(self) -> dict[str, Any]:
-        return settings_json(self)
-
-
-def dataset_fingerprint(index: DatasetIndex) -> dict[str, Any]:
-    return {
-        "layout": index.layout,
-        "classes": list(index.classes),
-        "images": {e.key: (e.holdout.to_json() if e.holdout else None) for e in index.images},
-    }
-
-
-def _check_settings(saved: dict[str, Any], current: dict[str, Any], keys: tuple[str, ...], what: str) -> None:
-    """Refuse to resume when a setting in ``keys`` differs; a key the saved settings lack predates that
-    setting, whose default (unchanged since it was added) is what the checkpoint was made with. A warm
-    start's model is compared by its hash where the saved settings record one, else by its path."""
-    defaults = {
-        f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-        for f in fields(TrainConfig)
-        if f.default is not MISSING or f.default_factory is not MISSING
-    }
-    if "init_hash" in saved:  # the warm start's model by its weights, wherever its folder is now
-        keys = tuple("init_hash" if k == "init" else k for k in keys)
-    saved = {k: saved.get(k, defaults.get(k)) for k in keys}
-    changed = [k for k in keys if saved.get(k) != current.get(k)]
-    if changed:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} → {current.get(k)!r}" for k in changed)
-        hint = "; the --init folder holds other weights now: pass a copy of the model it started from"
-        raise InputError(
-            f"cannot resume: the {what} checkpoint was made with other settings ({detail})"
-            + (hint if "init_hash" in changed else "")
-        )
-
-
-def _init_hash(cfg: TrainConfig) -> dict[str, str]:
-    """``{"init_hash": ...}`` of a warm start's model folder (its path may later hold another model,
-    as the package's default model does after a new version ships), else ``{}``."""
-    from napari_pathup.models.load import model_hash
-
-    return {"init_hash": model_hash(cfg.init)} if cfg.init is not None else {}
-
-
-def prepare_output(cfg: TrainConfig, index: DatasetIndex) -> Path:
-    """Check ``--out`` against ``--resume`` and record the settings; returns the checkpoint folder."""
-    out, ckpt = cfg.out, cfg.out / "checkpoints"
-    current = {**cfg.to_json(), "dataset": dataset_fingerprint(index), **_init_hash(cfg)}
-    saved_path = ckpt / "config.json"
-    if cfg.resume and saved_path.is_file():
-        saved = json.loads(saved_path.read_text())
-        if saved.get("dataset") != current["dataset"]:
-            raise InputError(
-                "cannot resume: the classes, images or hold-out regions differ from the checkpoint's"
-            )
-        if latest_checkpoint(ckpt / "denoiser") is not None:
-            _check_settings(saved, current, DENOISER_KEYS, "denoiser")
-        if latest_checkpoint(ckpt / DENOISER_GAN_FOLDER) is not None:
-            _check_settings(saved, current, DENOISER_GAN_KEYS, "adversarial denoiser")
-        if latest_checkpoint(ckpt / "decoder") is not None:
-            _check_settings(saved, current, DECODER_KEYS, "decoder")
-        if latest_checkpoint(ckpt / "autoencoder") is not None:
-            _check_settings(saved, current, AE_KEYS, "autoencoder")
-    elif out.exists() and any(out.iterdir()):
-        hint = "pass --resume to continue its training" if saved_path.is_file() else "choose an empty folder"
-        raise InputError(f"{out} is not empty; {hint}")
-    ckpt.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(saved_path, json.dumps(current, indent=1) + "\n")
-    return ckpt
 
 
 def state_digest(module: torch.nn.Module) -> str:
@@ -886,7 +702,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         "data": dataset_fingerprint(index),
         "settings": {
             **{k: v for k, v in cfg.to_json().items() if k not in ("resume", "progress", "out", "data")},
-            **_init_hash(cfg),
+            **init_hash(cfg),
         },
         "autoencoder": ae_info,
         "decoder": gan_info,
