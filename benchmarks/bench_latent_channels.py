@@ -41,7 +41,7 @@ from napari_pathup.training.data import (
     holdout_crops,
     load_images,
 )
-from napari_pathup.training.decoder_gan import laplacian_energy
+from napari_pathup.training.decoder_gan import grey, laplacian_energy
 from napari_pathup.training.loop import make_ema, run_phase
 
 
@@ -102,7 +102,9 @@ def main() -> None:
         vae.eval()
         with torch.no_grad():
             decoded = torch.cat([vae.decoder(vae.encoder(real[i : i + 4])) for i in range(0, len(real), 4)])
-        sharp = float(laplacian_energy(decoded.clamp(-1, 1)).mean() / laplacian_energy(real).mean())
+        sharp = float(
+            laplacian_energy(grey(decoded.clamp(-1, 1))).mean() / laplacian_energy(grey(real)).mean()
+        )
         rows.append(
             [
                 preset,

@@ -22,7 +22,6 @@ from napari_pathup.training.denoiser_gan import (
     DenoiserGanPhase,
     LatentDiscriminator,
     PixelDiscriminator,
-    laplacian_energy,
     predicted_clean,
 )
 from napari_pathup.training.settings import TrainConfig
@@ -62,12 +61,6 @@ def test_the_clean_latent_of_the_true_target_is_the_clean_latent(prediction_type
     alpha_bar = torch.tensor([0.9, 0.5, 0.05]).view(-1, 1, 1, 1)
     noisy, target = diffusion_target(x0, noise, alpha_bar, prediction_type)
     assert torch.allclose(predicted_clean(noisy, target, alpha_bar, prediction_type), x0, atol=1e-5)
-
-
-def test_latent_laplacian_energy_ranks_blur_below_sharp() -> None:
-    sharp = torch.randn(2, 8, 16, 16, generator=torch.Generator().manual_seed(0))
-    blurred = torch.nn.functional.avg_pool2d(sharp, 3, stride=1, padding=1)
-    assert laplacian_energy(blurred) < 0.5 * laplacian_energy(sharp)
 
 
 def test_the_adversarial_leg_continues_the_denoiser_and_is_recorded(

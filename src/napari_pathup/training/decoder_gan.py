@@ -69,11 +69,18 @@ class GanWeights:
     ramp: int = 500  # iterations over which the adversarial weight grows from 0
 
 
-def laplacian_energy(images: torch.Tensor) -> torch.Tensor:
-    """Mean absolute 4-neighbour Laplacian of the grey image, per image (a sharpness statistic)."""
-    grey = images.mean(dim=1, keepdim=True)
-    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=grey.dtype)
-    return F.conv2d(grey, kernel.view(1, 1, 3, 3).to(grey.device)).abs().mean(dim=(1, 2, 3))
+def laplacian_energy(x: torch.Tensor) -> torch.Tensor:
+    """Mean absolute 4-neighbour Laplacian of each sample over all its channels (a sharpness statistic
+    of images, read on their grey mean, or of latents, as the denoiser's leg does)."""
+    c = x.shape[1]
+    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=x.dtype)
+    kernel = kernel.view(1, 1, 3, 3).repeat(c, 1, 1, 1).to(x.device)
+    return F.conv2d(x, kernel, groups=c).abs().mean(dim=(1, 2, 3))
+
+
+def grey(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) → (N, 1, H, W): the channels' mean."""
+    return images.mean(dim=1, keepdim=True)
 
 
 class DecoderGanPhase(Phase):
@@ -159,7 +166,8 @@ class DecoderGanPhase(Phase):
                 x = self.eval_batch[i : i + 4].to(self.device)
                 outs.append(self.decoder(self.encoder(x)).clamp(-1, 1).cpu())
             y = torch.cat(outs)
-            ratio = laplacian_energy(y).mean() / laplacian_energy(self.eval_batch).mean().clamp(min=1e-8)
+            sharp, real = laplacian_energy(grey(y)).mean(), laplacian_energy(grey(self.eval_batch)).mean()
+            ratio = sharp / real.clamp(min=1e-8)
             return {"psnr": psnr(y, self.eval_batch), "sharpness": float(ratio)}
 
         return self.with_ema_weights(run)

@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from napari_pathup.models.conditioning import class_label
+from napari_pathup.training.decoder_gan import laplacian_energy
 from napari_pathup.training.denoiser import DenoiserPhase
 from napari_pathup.training.loop import update
 
@@ -99,14 +100,6 @@ class PixelDiscriminator(ProjectionDiscriminator):
     def __init__(self, latent_channels: int, n_labels: int, width: int = 32) -> None:
         levels = ((3, 1, 1), (4, 2, 1), (4, 2, 1), (4, 2, 1))
         super().__init__(3 + latent_channels + 1, n_labels, width, levels)
-
-
-def laplacian_energy(latents: torch.Tensor) -> torch.Tensor:
-    """Mean absolute 4-neighbour Laplacian over every channel (a sharpness statistic of latents)."""
-    c = latents.shape[1]
-    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=latents.dtype)
-    kernel = kernel.view(1, 1, 3, 3).repeat(c, 1, 1, 1).to(latents.device)
-    return F.conv2d(latents, kernel, groups=c).abs().mean()
 
 
 def predicted_clean(
@@ -267,7 +260,7 @@ class DenoiserGanPhase(DenoiserPhase):
                     cond = self.denoiser(z, ts, class_labels=labels.to(d)).sample
                     uncond = self.denoiser(z, ts, class_labels=null.to(d)).sample
                     z = scheduler.step(uncond + EVAL_GUIDANCE * (cond - uncond), s, z).prev_sample
-                out[name] = float(laplacian_energy(z.float().cpu()) / laplacian_energy(x0))
+                out[name] = float(laplacian_energy(z.float().cpu()).mean() / laplacian_energy(x0).mean())
             return out
 
         return self.with_ema_weights(run)
