@@ -226,6 +226,7 @@ class DenoiserPhase(Phase):
         self.bank = bank
         self.n_classes = n_classes
         self.batch_size = batch_size
+        self.scheduler = scheduler
         self.prediction_type = scheduler.config.prediction_type
         self.alphas = scheduler.alphas_cumprod.to(torch.float32)
         self.T = int(scheduler.config.num_train_timesteps)
@@ -262,21 +263,31 @@ class DenoiserPhase(Phase):
         return self.predict().loss
 
     def evaluate(self) -> dict[str, float]:
-        """Unweighted MSE on hold-out latents at fixed timesteps and noise (comparable across runs)."""
+        """The EMA denoiser's :func:`validation_loss` on the hold-out latents."""
         if self.eval_set is None:
             return {}
-        x0, labels = self.eval_set
-        g = torch.Generator().manual_seed(1234)
-        t = torch.linspace(50, self.T - 50, len(x0)).round().long()
-        noise = torch.randn(x0.shape, generator=g)
-        noisy, target = diffusion_target(x0, noise, self.alphas[t].view(-1, 1, 1, 1), self.prediction_type)
+        eval_set = self.eval_set
+        return self.with_ema_weights(
+            lambda: {"val": validation_loss(self.denoiser, eval_set, self.scheduler)}
+        )
 
-        def run() -> dict[str, float]:
-            d = self.device
-            pred = self.denoiser(noisy.to(d), t.to(d), class_labels=labels.to(d)).sample.float().cpu()
-            return {"val": float((pred - target).pow(2).mean())}
 
-        return self.with_ema_weights(run)
+def validation_loss(
+    denoiser: torch.nn.Module, eval_set: tuple[torch.Tensor, torch.Tensor], scheduler: DDIMScheduler
+) -> float:
+    """Unweighted MSE of the prediction on hold-out latents at fixed timesteps (evenly spread over
+    50..T-50) and fixed noise (seed 1234): comparable across runs, iterations and machines."""
+    x0, labels = eval_set
+    alphas = scheduler.alphas_cumprod.to(torch.float32)
+    T = int(scheduler.config.num_train_timesteps)
+    g = torch.Generator().manual_seed(1234)
+    t = torch.linspace(50, T - 50, len(x0)).round().long()
+    noise = torch.randn(x0.shape, generator=g)
+    noisy, target = diffusion_target(x0, noise, alphas[t].view(-1, 1, 1, 1), scheduler.config.prediction_type)
+    d = next(denoiser.parameters()).device
+    with torch.no_grad():
+        pred = denoiser(noisy.to(d), t.to(d), class_labels=labels.to(d)).sample.float().cpu()
+    return float((pred - target).pow(2).mean())
 
 
 def holdout_latents(
