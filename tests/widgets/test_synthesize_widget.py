@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 import napari_pathup.widgets._base as base_module
+import napari_pathup.widgets._run as run_module
 import napari_pathup.widgets.synthesize as synth_module
 from napari_pathup.engine.device import select_dtype
 from napari_pathup.engine.events import PatchPreview
@@ -149,7 +150,7 @@ def test_engine_error_becomes_a_notification(widget, qtbot, monkeypatch):
         yield from ()
         raise RuntimeError("denoiser exploded")
 
-    monkeypatch.setattr(synth_module, "synthesize", broken)
+    monkeypatch.setattr(run_module, "synthesize", broken)
     widget.start()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
     assert any("denoiser exploded" in message for message in errors)

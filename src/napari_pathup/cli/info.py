@@ -12,6 +12,7 @@ from napari_pathup.cli._common import (
     read_spec,
     sampling_settings,
 )
+from napari_pathup.formatting import format_bytes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,14 +29,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_sampling_arguments(p)
     p.add_argument("--no-calibrate", action="store_true", help="only count the work; measure nothing")
     p.set_defaults(func=execute)
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -75,5 +68,5 @@ def execute(args: argparse.Namespace) -> int:
     print(f"patch evaluations      {plan.patch_evaluations}{over}")
     if result.seconds is not None:
         print(f"estimated time         {result.seconds:.1f} s (measured calibration, scaled by the counts)")
-        print(f"estimated peak memory  {_bytes(result.peak_memory_bytes)}")
+        print(f"estimated peak memory  {format_bytes(result.peak_memory_bytes)}")
     return 0

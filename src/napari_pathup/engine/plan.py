@@ -25,6 +25,7 @@ from typing import Any
 
 from napari_pathup.engine.grid import PatchGrid, default_overlap, default_patch_size
 from napari_pathup.errors import RunTooLargeError, SettingsError
+from napari_pathup.formatting import format_bytes
 from napari_pathup.models.spec import ModelInfo
 
 #: the blend weights w (implemented in ``engine.weights``): MultiDiffusion's uniform, Mixture of
@@ -505,20 +506,17 @@ class RunPlan:
             over.append(f"{self.patch_evaluations:,} denoiser patch evaluations (budget {WORK_BUDGET:,})")
         if available_memory is not None and self.memory_bytes > available_memory:
             over.append(
-                f"about {_gb(self.memory_bytes)} of memory besides the model "
-                f"({_gb(available_memory)} available)"
+                f"about {format_bytes(self.memory_bytes)} of memory besides the model "
+                f"({format_bytes(available_memory)} available)"
             )
         if free_disk is not None and self.disk_bytes > free_disk:
-            over.append(f"up to {_gb(self.disk_bytes)} of disk at the output ({_gb(free_disk)} free)")
+            need, free = format_bytes(self.disk_bytes), format_bytes(free_disk)
+            over.append(f"up to {need} of disk at the output ({free} free)")
         if over:
             raise RunTooLargeError(
                 f"a {self.width}x{self.height} px run needs an estimated {' and '.join(over)}; "
                 "pass --allow-large-run (allow_large=True) to start it anyway"
             )
-
-
-def _gb(n: int) -> str:
-    return f"{n / 1024**3:.1f} GB"
 
 
 def available_memory() -> int:

@@ -5,6 +5,9 @@ pixels of the image layer (which may be multiscale, dask-backed and opened by an
 then read from one pyramid level only (:mod:`napari_pathup.io.slide`). The image layer's pixel size comes
 from its scale when its units are a length (our slide reader, napari-ome-zarr), else from the reader's
 metadata ("pixel_size_um" from ours, "resolution" from napari-wsi), else it is unknown.
+
+:func:`layer_reference` is the whole step for the Synthesize dock: the RoI (checked now, read later) and
+the :class:`Placement` of the output layer, at the RoI's physical scale, just right of the RoI.
 """
 
 from __future__ import annotations
@@ -21,8 +24,12 @@ from napari_pathup.io.arrays import scale_pixel_size
 if TYPE_CHECKING:
     from napari.layers import Image, Shapes
 
+    from napari_pathup.io.slide import ReferenceRoi
+
 #: vertices this close (in level-0 pixels) count as on the same row or column
 TOLERANCE = 0.5
+#: gap between the RoI and the synthetic layer placed to its right, as a fraction of the RoI's width
+PLACEMENT_GAP = 0.05
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,32 @@ class LayerRoi:
 
     region: Box
     world_box: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the output layer goes in world coordinates: its scale, translation and units."""
+
+    scale: tuple[float, float] | None = None
+    translate: tuple[float, float] | None = None
+    units: tuple[str, str] | None = None
+
+    @classmethod
+    def at_pixel_size(cls, pixel_size: float | None) -> Placement:
+        """A reference that is not a layer: the output at its pixel size in micrometres, if known."""
+        if pixel_size is None:
+            return cls()
+        return cls(scale=(pixel_size, pixel_size), units=("micrometer", "micrometer"))
+
+    def layer_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        if self.scale is not None:
+            kwargs["scale"] = self.scale
+        if self.translate is not None:
+            kwargs["translate"] = self.translate
+        if self.units is not None:
+            kwargs["units"] = self.units
+        return kwargs
 
 
 def layer_levels(layer: Image) -> list[Any]:
@@ -109,3 +142,44 @@ def cropped_levels(levels: list[Any], region: Box) -> list[Any]:
         lazy = level if isinstance(level, da.Array) else da.from_array(level, chunks=(512, 512, -1))
         cropped.append(lazy[rows, cols])
     return cropped
+
+
+def layer_reference(
+    image: Image,
+    shapes: Shapes | None,
+    level: int | None,
+    min_size: int,
+    model_mpp: float | None,
+) -> tuple[ReferenceRoi, Placement]:
+    """The reference RoI from ``image`` (the rectangle of ``shapes``, or the whole image when None), lazy:
+    checked now, read in the worker, since a large RoI must not block the GUI thread; and the output
+    layer's placement: the pixel size of the level read, right of the RoI in world coordinates.
+
+    ``level`` is the pyramid level to read (None: the one nearest the model's µm/px ``model_mpp``);
+    ``min_size`` the smallest side a drawn rectangle may have (level-0 pixels)."""
+    from napari_pathup.io.slide import roi_from_levels
+
+    levels = layer_levels(image)
+    if shapes is None:
+        region, min_size = None, 1
+        h, w = levels[0].shape[:2]
+        corners = np.array([image.data_to_world(p) for p in ((0, 0), (h, w))])[:, -2:]
+        world_box = (*corners.min(axis=0), *corners.max(axis=0))
+    else:
+        roi_box = rectangle_roi(shapes, image)
+        region, world_box = roi_box.region, roi_box.world_box
+    roi = roi_from_levels(
+        levels,
+        layer_pixel_size(image),
+        region,
+        level=level,
+        model_mpp=model_mpp,
+        min_size=min_size,
+        source=f"layer {image.name!r}",
+        lazy=True,
+    )
+    downsample = float(levels[0].shape[1]) / float(levels[roi.level].shape[1])
+    scale = tuple(float(s) * downsample for s in image.scale[-2:])
+    y0, x0, _y1, x1 = (float(v) for v in world_box)
+    units = tuple(str(u) for u in image.units[-2:])
+    return roi, Placement(scale, (y0, x1 + PLACEMENT_GAP * (x1 - x0)), units)  # type: ignore[arg-type]

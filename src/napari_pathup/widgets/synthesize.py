@@ -12,9 +12,10 @@ holds the viewer for long. The layer gets the RoI's µm/px as its scale and sits
 coordinates. At the end the store is a complete OME-Zarr: it is copied (file by file) to "save to" when
 one is chosen, and File > Save writes it chunk by chunk.
 
-The run is a stream of typed events in the base class's generator worker (``WorkerDock.run_stream``);
-Cancel stops within one patch batch; an engine error becomes one napari notification. The fields show the
-chosen model's resolved defaults; only the values a user changed are sent ("model defaults" resets them).
+The run is a stream of typed events (``widgets._run``) in the base class's generator worker
+(``WorkerDock.run_stream``); Cancel stops within one patch batch; an engine error becomes one napari
+notification. The fields show the chosen model's resolved defaults; only the values a user changed are
+sent ("model defaults" resets them).
 """
 
 from __future__ import annotations
@@ -24,12 +25,9 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -45,16 +43,18 @@ from napari.qt.threading import FunctionWorker, thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
-from napari_pathup.engine.events import Finished, PatchPreview, StageStarted, TileDecoded
-from napari_pathup.engine.pipeline import SynthesisSettings, synthesize
+from napari_pathup.engine.events import PatchPreview, StageStarted, TileDecoded
+from napari_pathup.engine.pipeline import SynthesisSettings
 from napari_pathup.engine.plan import DTYPE_CHOICES, REFERENCE_FITS, SAMPLING_FIELDS
 from napari_pathup.engine.weights import WEIGHT_MODES
 from napari_pathup.errors import InputError
+from napari_pathup.formatting import format_bytes, format_seconds
 from napari_pathup.io.live_zarr import LiveOmeZarr
-from napari_pathup.io.slide import ReferenceRoi, load_roi, native_mpp, read_reference_roi, roi_from_levels
+from napari_pathup.io.slide import ReferenceRoi, native_mpp, read_reference_roi
 from napari_pathup.models.schedulers import SCHEDULERS
 from napari_pathup.widgets._base import WorkerDock
-from napari_pathup.widgets._roi import layer_levels, layer_pixel_size, rectangle_roi
+from napari_pathup.widgets._roi import Placement, layer_reference
+from napari_pathup.widgets._run import OutputReady, RunFinished, synthesis_events
 
 # What the first Start needs (dask, tifffile, ome-zarr-py's pydantic models) is imported with the dock
 # instead of on the click: 14 of the 18.6 s of a first Start on a loaded 2-core machine were imports.
@@ -83,47 +83,9 @@ PROGRESS_INTERVAL = 0.5
 #: delay (ms) between the GUI-thread steps that show a new run (layer, its selection, progress bar): a timer,
 #: not a queued call, so that Qt paints and handles input between them
 SETUP_STEP_MS = 1
-#: the worker waits at most this long (seconds) for the GUI thread to show the output layer and progress bar
-GUI_SETUP_TIMEOUT = 30.0
-#: gap between the RoI and the synthetic layer placed to its right, as a fraction of the RoI's width
-PLACEMENT_GAP = 0.05
 #: the sampling settings whose fields show the model's resolved defaults (jitter is a checkbox of its own,
 #: always sent)
 DEFAULT_FIELDS = tuple(name for name in SAMPLING_FIELDS if name != "jitter")
-
-
-@dataclass(frozen=True)
-class OutputReady:
-    """The first event of a run: the worker created the output store; the GUI thread adds its layer."""
-
-    store: LiveOmeZarr
-
-
-@dataclass(frozen=True)
-class RunFinished:
-    """The last event of a successful run: the engine's result and the attributes it records."""
-
-    finished: Finished
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where the output layer goes in world coordinates: its scale, translation and units."""
-
-    scale: tuple[float, float] | None = None
-    translate: tuple[float, float] | None = None
-    units: tuple[str, str] | None = None
-
-    def layer_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {}
-        if self.scale is not None:
-            kwargs["scale"] = self.scale
-        if self.translate is not None:
-            kwargs["translate"] = self.translate
-        if self.units is not None:
-            kwargs["units"] = self.units
-        return kwargs
 
 
 class SynthesizeWidget(WorkerDock):
@@ -425,8 +387,9 @@ class SynthesizeWidget(WorkerDock):
 
     # -- reference ---------------------------------------------------------------------------
     def reference_roi(self) -> tuple[ReferenceRoi, str | None, Placement]:
-        """The reference RoI (read now, from one pyramid level), its file when it came from one, and
-        where the output layer goes. Raises :class:`InputError` with the reason when it cannot be used."""
+        """The reference RoI (checked now, read in the worker, from one pyramid level), its file when it
+        came from one, and where the output layer goes. Raises :class:`InputError` with the reason when it
+        cannot be used."""
         from napari_pathup.models.default import reference_for_class
 
         model = self.model()
@@ -435,36 +398,14 @@ class SynthesizeWidget(WorkerDock):
         if str(self.reference_file.value) not in ("", "."):
             path = Path(self.reference_file.value)
             roi = read_reference_roi(path, None, None, None, model, lazy=True)
-            return roi, str(path), _unit_placement(roi.pixel_size)
+            return roi, str(path), Placement.at_pixel_size(roi.pixel_size)
         layer = self._reference_layer()
         if layer is None:
             path = reference_for_class(model, str(self.class_name.value))
             roi = read_reference_roi(path, None, None, None, model, lazy=True)
-            return roi, str(path), _unit_placement(roi.pixel_size)
-        levels = layer_levels(layer)
-        if self.region.value in (None, WHOLE_IMAGE):
-            region, min_size = None, 1
-            h, w = levels[0].shape[:2]
-            corners = np.array([layer.data_to_world(p) for p in ((0, 0), (h, w))])[:, -2:]
-            world_box = (*corners.min(axis=0), *corners.max(axis=0))
-        else:
-            roi_box = rectangle_roi(self.viewer.layers[self.region.value], layer)
-            region, min_size, world_box = roi_box.region, native_px, roi_box.world_box
-        roi = roi_from_levels(
-            levels,
-            layer_pixel_size(layer),
-            region,
-            level=level,
-            model_mpp=native_mpp(model.metadata),
-            min_size=min_size,
-            source=f"layer {layer.name!r}",
-            lazy=True,  # checked now, read in the worker: a large RoI must not block the GUI thread
-        )
-        downsample = float(levels[0].shape[1]) / float(levels[roi.level].shape[1])
-        scale = tuple(float(s) * downsample for s in layer.scale[-2:])
-        y0, x0, _y1, x1 = (float(v) for v in world_box)
-        units = tuple(str(u) for u in layer.units[-2:])
-        placement = Placement(scale, (y0, x1 + PLACEMENT_GAP * (x1 - x0)), units)  # type: ignore[arg-type]
+            return roi, str(path), Placement.at_pixel_size(roi.pixel_size)
+        shapes = None if self.region.value in (None, WHOLE_IMAGE) else self.viewer.layers[self.region.value]
+        roi, placement = layer_reference(layer, shapes, level, native_px, native_mpp(model.metadata))
         return roi, None, placement
 
     # -- running ---------------------------------------------------------------------------
@@ -650,59 +591,6 @@ class SynthesizeWidget(WorkerDock):
             show_info(f"PathUp: saved {written}")
 
 
-def _unit_placement(pixel_size: float | None) -> Placement:
-    """A reference that is not a layer: the output is shown at its pixel size in micrometres, if known."""
-    if pixel_size is None:
-        return Placement()
-    return Placement(scale=(pixel_size, pixel_size), units=("micrometer", "micrometer"))
-
-
-def synthesis_events(
-    model: PathupModel,
-    reference: np.ndarray,
-    settings: SynthesisSettings,
-    pixel_size: float | None,
-    reference_path: str | None,
-    extra: dict[str, Any],
-    gui_ready: threading.Event | None = None,
-) -> Iterator[Any]:
-    """Runs in the worker (no Qt): creates the output store (:class:`OutputReady`) and waits until
-    ``gui_ready`` is set (the GUI thread showed its layer; at most :data:`GUI_SETUP_TIMEOUT`), reads the
-    reference RoI if it is still lazy, then the engine's events, after pasting each preview into the
-    store's small levels and averaging each decoded tile down its pyramid; then :class:`RunFinished`."""
-    from napari_pathup.provenance import run_attributes
-
-    try:
-        store = LiveOmeZarr.temporary(settings.height, settings.width, pixel_size=pixel_size)
-    except OSError as exc:
-        raise InputError(f"cannot create the output store in {tempfile.gettempdir()}: {exc}") from exc
-    extra = {**extra, "output_store": str(store.path)}
-    yield OutputReady(store)
-    if gui_ready is not None:
-        gui_ready.wait(GUI_SETUP_TIMEOUT)
-    shapes: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
-    reference = load_roi(reference)
-    for event in synthesize(model, reference, settings, store.sink):
-        if isinstance(event, StageStarted):
-            shapes[event.stage] = (event.latent_shape, event.image_shape)
-        elif isinstance(event, PatchPreview):
-            box = event.box
-            store.paste_preview(event.rgb, box, shapes[event.stage][0])
-        elif isinstance(event, TileDecoded):
-            box = event.box
-            if event.stage == 1:
-                store.paste_preview(event.rgb, box, shapes[1][1])
-            else:  # the engine wrote it into level 0 already
-                store.update_pyramid(box)
-        if isinstance(event, Finished):
-            attrs = {**run_attributes(model, event.settings, reference_path), **extra}
-            store.set_attrs(attrs)
-            yield event
-            yield RunFinished(event, attrs)
-        else:
-            yield event
-
-
 def describe_work(stages: tuple[StageWork, StageWork]) -> str:
     """One line of work counts: stage-2 patches per step and steps, denoiser evaluations, tiles."""
     one, two = stages
@@ -711,21 +599,3 @@ def describe_work(stages: tuple[StageWork, StageWork]) -> str:
         f"{two.patches_per_step} patches/step x {two.steps} steps; {evaluations} denoiser evaluations; "
         f"{one.decode_tiles + two.decode_tiles} tiles"
     )
-
-
-def format_seconds(seconds: float | None) -> str:
-    """``95 s``, ``12.5 min`` or ``2.1 h``."""
-    if seconds is None:
-        return "? s"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-
-
-def format_bytes(n: float | None) -> str:
-    """``512 MB`` or ``1.3 GB`` (binary units)."""
-    if n is None:
-        return "? B"
-    if n < 1024**3:
-        return f"{n / 1024**2:.0f} MB"
-    return f"{n / 1024**3:.1f} GB"
