@@ -1,4 +1,5 @@
-"""The settings of a ``pathup train`` run (:class:`TrainConfig`) and the resume check: a resumed phase
+"""The settings of a ``pathup train`` run (:class:`TrainConfig`, whose :class:`RunSettings` the
+fine-tune's config shares) and the resume check: a resumed phase
 must share the settings its checkpoints were made with (``*_KEYS``), compared with the run's
 ``checkpoints/config.json`` before anything is trained."""
 
@@ -72,8 +73,31 @@ PHASES = ("autoencoder", "decoder", "denoiser")
 DENOISER_GAN_FOLDER = "denoiser_gan"
 
 
+@dataclass(kw_only=True)
+class RunSettings:
+    """What both training paths (a PathUp-layout model, a Stable Diffusion fine-tune) take alike: how
+    crops are drawn and labelled, which images and hold-outs, checkpoints, device and seed
+    (``cli._common.run_settings`` fills most of them from the ``pathup train`` flags)."""
+
+    label_dropout: float = 0.1
+    overview_fraction: float = 0.3
+    min_tissue: float = 0.5
+    reference_size: int = 512
+    checkpoint_every: int = 500
+    eval_every: int = 250
+    resume: bool = False
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    holdout: str | None = None
+    splits: tuple[str, ...] = ("train",)
+    max_images_per_class: int | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+    progress: bool = True
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(RunSettings):
     """Everything ``pathup train`` takes; see ``pathup train --help`` for each."""
 
     data: Path
@@ -119,21 +143,6 @@ class TrainConfig:
     init: Path | None = None
     phases: tuple[str, ...] = PHASES
     prediction: str = "v_prediction"
-    label_dropout: float = 0.1
-    overview_fraction: float = 0.3
-    min_tissue: float = 0.5
-    reference_size: int = 512
-    checkpoint_every: int = 500
-    eval_every: int = 250
-    resume: bool = False
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    holdout: str | None = None
-    splits: tuple[str, ...] = ("train",)
-    max_images_per_class: int | None = None
-    defaults: dict[str, Any] = field(default_factory=dict)
-    progress: bool = True
     #: the exported denoiser's weights on disk: "float16" halves the folder (a 10 M-parameter denoiser
     #: fits the 40 MB package); they load as float32 (diffusers upcasts), rounded to float16 once
     denoiser_storage: str = "float32"

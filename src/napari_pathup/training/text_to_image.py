@@ -34,7 +34,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ from napari_pathup.training.data import (
 )
 from napari_pathup.training.denoiser import diffusion_target, min_snr_weight
 from napari_pathup.training.loop import Phase, make_ema, run_phase, seeded_generators
+from napari_pathup.training.settings import RunSettings
 
 #: attention projections that LoRA adapts (as diffusers' text-to-image LoRA example)
 LORA_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
@@ -88,7 +89,7 @@ VARIANTS = (".fp16.", ".bf16.", ".non_ema.", ".ema.")
 
 
 @dataclass
-class FineTuneConfig:
+class FineTuneConfig(RunSettings):
     """Everything ``pathup train --base`` takes; see ``pathup train --help``."""
 
     data: Path
@@ -106,22 +107,7 @@ class FineTuneConfig:
     mixed_precision: str = "auto"
     gradient_checkpointing: bool = False
     prompt_template: str | None = None
-    label_dropout: float = 0.1
-    overview_fraction: float = 0.3
     snr_gamma: float = 5.0
-    min_tissue: float = 0.5
-    reference_size: int = 512
-    checkpoint_every: int = 500
-    eval_every: int = 250
-    resume: bool = False
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    holdout: str | None = None
-    splits: tuple[str, ...] = ("train",)
-    max_images_per_class: int | None = None
-    defaults: dict[str, Any] = field(default_factory=dict)
-    progress: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return settings_json(self)
