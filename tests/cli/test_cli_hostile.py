@@ -341,3 +341,31 @@ def test_settings_that_need_no_model_are_refused_before_torch_is_even_imported(t
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "guidance (--guidance) must be a finite number" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["augment", "evaluate", "train"])
+@pytest.mark.parametrize("value", [",", " , ", ""])
+def test_a_split_list_without_a_name_is_refused_naming_the_flag(
+    pathup_model_dir, tmp_path, capsys, command, value
+):
+    (tmp_path / "out").mkdir()
+    argv = [*command_argv(command, pathup_model_dir, tmp_path), f"--split={value}"]
+    with pytest.raises(SystemExit) as exc:  # argparse: usage line + one error line
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "--split" in errors[0] and "split folder names" in errors[0], err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["augment", "evaluate", "train", "prepare"])
+def test_split_names_are_read_the_same_by_every_command(pathup_model_dir, tmp_path, command):
+    from napari_pathup.cli import build_parser
+
+    argv = {"prepare": ["prepare", str(tmp_path / "data"), "--out", str(tmp_path / "tiles")]}.get(
+        command
+    ) or command_argv(command, pathup_model_dir, tmp_path)
+    parser = build_parser()
+    assert parser.parse_args(argv).split == ("train",)
+    assert parser.parse_args([*argv, "--split", " train, val ,"]).split == ("train", "val")

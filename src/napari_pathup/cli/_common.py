@@ -208,6 +208,27 @@ def sampling_settings(args: argparse.Namespace) -> dict[str, Any]:
     return given
 
 
+def split_names(text: str) -> tuple[str, ...]:
+    """An argparse type: BRACS split folder names, comma-separated (``train`` or ``train,val``)."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected one or more split folder names, comma-separated (e.g. train or train,val)"
+        )
+    return names
+
+
+def add_split_argument(parser: argparse.ArgumentParser, purpose: str) -> None:
+    """``--split``: which BRACS split folders a command reads (a folder of class folders has none)."""
+    parser.add_argument(
+        "--split",
+        type=split_names,
+        default=("train",),
+        metavar="NAME[,NAME...]",
+        help=f"BRACS split folder(s) {purpose}, comma-separated (default: train)",
+    )
+
+
 def max_image_pixels(args: argparse.Namespace) -> int:
     from napari_pathup.io.images import MAX_IMAGE_PIXELS
 
@@ -239,7 +260,7 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
         "device": args.device,
         "threads": args.threads,
         "holdout": args.holdout,
-        "splits": tuple(s.strip() for s in args.split.split(",") if s.strip()),
+        "splits": args.split,
         "max_images_per_class": args.max_images_per_class,
         "defaults": dict(args.defaults),
         "progress": not args.quiet,

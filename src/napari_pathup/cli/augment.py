@@ -13,6 +13,7 @@ from napari_pathup.cli._common import (
     add_model_arguments,
     add_sampling_arguments,
     add_size_argument,
+    add_split_argument,
     max_image_pixels,
     number,
     positive_int,
@@ -21,8 +22,6 @@ from napari_pathup.cli._common import (
 
 if TYPE_CHECKING:
     from napari_pathup.augmentation.run import Summary
-
-SPLIT_HELP = "BRACS split folder(s) whose RoIs are augmented, comma-separated (default: train)"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="synthetic images per real image (1.0); a fraction picks a fixed, hash-ordered subset of "
         "each class for the extra copy (0.5: half of each class)",
     )
-    p.add_argument("--split", default="train", help=SPLIT_HELP)
+    add_split_argument(p, "whose RoIs are augmented")
     add_model_arguments(p)
     add_size_argument(p, "output size (the paper's synthetic RoIs are 2048)")
     add_sampling_arguments(p, old_scheduler_flag=False)
@@ -127,7 +126,7 @@ def _augment(args: argparse.Namespace) -> Summary:
         model=args.model,
         allow_download=args.allow_download,
         base_seed=args.seed,
-        splits=[s.strip() for s in args.split.split(",") if s.strip()],
+        splits=list(args.split),
         dask_address=args.dask_address,
         workers=args.workers,
         device=args.device,

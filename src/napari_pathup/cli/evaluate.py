@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from napari_pathup.cli._common import number, positive_int, whole
+from napari_pathup.cli._common import add_split_argument, number, positive_int, whole
 from napari_pathup.training import MIXED_PRECISION
 
 DESCRIPTION = """\
@@ -90,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--min-tissue", type=number(0, 1), default=0.5, help="least tissue fraction of a RoI (0.5)"
     )
-    p.add_argument("--split", default="train", help="BRACS split folder(s), comma-separated (train)")
+    add_split_argument(p, "to evaluate on")
     p.add_argument("--classes", metavar="A,B,...", help="evaluate these classes only")
     p.add_argument(
         "--groups",
@@ -225,7 +225,7 @@ def execute(args: argparse.Namespace) -> int:
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     data = collect_real(
         args.data,
-        splits=[s.strip() for s in args.split.split(",") if s.strip()],
+        splits=list(args.split),
         classes=classes,
         groups=args.groups,
         roi_size=args.roi_size,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from napari_pathup.cli._common import number, positive_int, whole
+from napari_pathup.cli._common import add_split_argument, number, positive_int, whole
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--min-tissue", type=number(0, 1), default=0.5, help="least tissue fraction of a tile (0.5)"
     )
     p.add_argument("--classes", metavar="A,B,...", help="these classes only")
-    p.add_argument("--split", default="train", help="BRACS split folder(s), comma-separated (train)")
+    add_split_argument(p, "to cut into tiles")
     p.set_defaults(func=execute)
 
 
@@ -48,7 +48,7 @@ def execute(args: argparse.Namespace) -> int:
         classes=[c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None,
         per_image=args.per_image,
         min_tissue=args.min_tissue,
-        splits=[s.strip() for s in args.split.split(",") if s.strip()],
+        splits=list(args.split),
     )
     for line in summary.lines():
         print(line)

@@ -6,12 +6,17 @@ import argparse
 import json
 from pathlib import Path
 
-from napari_pathup.cli._common import number, positive_int, run_settings, trained_message, whole
+from napari_pathup.cli._common import (
+    add_split_argument,
+    number,
+    positive_int,
+    run_settings,
+    trained_message,
+    whole,
+)
 from napari_pathup.cli.train_text_to_image import add_arguments as add_fine_tune_arguments
 from napari_pathup.cli.train_text_to_image import run_fine_tune
 from napari_pathup.training import DENOISER_GAN_JUDGES, DENOISER_STORAGES
-
-SPLIT_HELP = "BRACS split folder(s) to train on, comma-separated (default: train)"
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -57,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE.json",
         help="hold-out regions (default: DATA/holdout.json if present; 'none' for none)",
     )
-    p.add_argument("--split", default="train", help=SPLIT_HELP)
+    add_split_argument(p, "to train on")
     p.add_argument(
         "--max-images-per-class", type=positive_int, metavar="N", help="seeded random subset of each class"
     )
