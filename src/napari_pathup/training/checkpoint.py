@@ -29,10 +29,19 @@ LATEST = "latest.json"
 
 def settings_json(config: Any) -> dict[str, Any]:
     """A run's settings dataclass as JSON values (paths as strings, tuples as lists), as checkpoints and
-    ``pathup.json`` record them."""
+    ``pathup.json`` record them: the run's own settings first (data, out, ...), then those it shares
+    with the other training path (``RunSettings``)."""
+    values = dataclasses.asdict(config)
+    inherited = {
+        f.name
+        for base in type(config).__mro__[1:]
+        if dataclasses.is_dataclass(base)
+        for f in dataclasses.fields(base)
+    }
+    order = [k for k in values if k not in inherited] + [k for k in values if k in inherited]
     return {
         k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
-        for k, v in dataclasses.asdict(config).items()
+        for k, v in ((k, values[k]) for k in order)
     }
 
 
