@@ -24,7 +24,7 @@ from diffusers import DDIMScheduler, UNet2DModel
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from napari_pathup.datasets import CELL
+from napari_pathup.datasets import CELL, DatasetIndex
 from napari_pathup.engine.vae import crop_source, encode_tiled
 from napari_pathup.io.atomic import replace_atomically
 from napari_pathup.models.base import Autoencoder
@@ -36,6 +36,7 @@ from napari_pathup.training.data import (
     CropSampler,
     TrainingImages,
     crops_to_tensor,
+    holdout_crops,
     orient,
     oriented_box,
 )
@@ -44,6 +45,8 @@ from napari_pathup.training.loop import Phase
 PREDICTION_TYPES: tuple[str, ...] = ("v_prediction", "epsilon")
 #: latent tiles for encoding training regions: larger than synthesis tiles (less overlap to recompute)
 BANK_TILE, BANK_OVERLAP = 128, 16
+#: hold-out crops the validation loss is measured on
+EVAL_CROPS = 16
 
 
 def build_unet(classes: Sequence[str], preset: str, sample_size: int, latent_channels: int) -> UNet2DModel:
@@ -291,13 +294,17 @@ def validation_loss(
 
 
 def holdout_latents(
-    crops: list[np.ndarray], labels: list[int], autoencoder: Autoencoder
+    index: DatasetIndex, images: list[np.ndarray], crop: int, min_tissue: float, autoencoder: Autoencoder
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Latents of hold-out crops with their native-scale labels (validation only)."""
-    if not crops:
+    """The validation set of :func:`validation_loss`: latents of up to :data:`EVAL_CROPS` hold-out crops
+    of ``crop`` px with their native-scale labels (None when the data has none), built the same way by
+    the training and by ``training.validate``."""
+    held = holdout_crops(index, images, crop, limit=EVAL_CROPS, min_tissue=min_tissue)
+    if not held:
         return None
     with torch.no_grad():
-        z = torch.cat([autoencoder.encode(crops_to_tensor([c])).float().cpu() for c in crops])
+        z = torch.cat([autoencoder.encode(crops_to_tensor([c])).float().cpu() for c, _ in held])
+    labels = [native_label(k, len(index.classes)) for _, k in held]
     return z, torch.tensor(labels, dtype=torch.long)
 
 

@@ -200,7 +200,6 @@ def train_denoiser(
         LatentBank,
         build_unet,
         holdout_latents,
-        native_label,
         training_scheduler,
     )
 
@@ -230,10 +229,7 @@ def train_denoiser(
         bank.save(bank_path)
     sampler = CropSampler(data, cfg.overview_fraction)
     n_classes = len(index.classes)
-    held = holdout_crops(index, arrays, cfg.crop, limit=16, min_tissue=cfg.min_tissue)
-    eval_set = holdout_latents(
-        [c for c, _ in held], [native_label(k, n_classes) for _, k in held], autoencoder
-    )
+    eval_set = holdout_latents(index, arrays, cfg.crop, cfg.min_tissue, autoencoder)
     torch.manual_seed(cfg.seed + 2)
     initial = 0
     if cfg.init is not None:  # warm start: the model's denoiser and iteration count, a fresh optimizer
@@ -268,10 +264,11 @@ def train_denoiser(
         phase.warm_start(initial)  # a resumed warm start restores the EMA's own count from its checkpoint
     n = sum(p.numel() for p in unet.parameters())
     preset_name = cfg.preset or "the --init model's"
+    held = 0 if eval_set is None else len(eval_set[0])
     log(
         f"denoiser: {preset_name} preset, {n / 1e6:.2f} M parameters, {cfg.iters} iterations of "
         f"{cfg.batch_size} "
-        f"x {cfg.crop // 8}^2 latents ({cfg.prediction}); validation on {len(held)} hold-out crops"
+        f"x {cfg.crop // 8}^2 latents ({cfg.prediction}); validation on {held} hold-out crops"
     )
     # the learning rate (a cool-down) and the loss weighting may change on resume; the checkpoints
     # record from when each value held

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from napari_pathup.datasets import discover
 from napari_pathup.errors import InputError, ModelLoadError
-from napari_pathup.training.data import holdout_crops, load_images
-from napari_pathup.training.denoiser import holdout_latents, native_label, training_scheduler, validation_loss
+from napari_pathup.training.data import load_images
+from napari_pathup.training.denoiser import holdout_latents, training_scheduler, validation_loss
 from napari_pathup.training.settings import dataset_fingerprint
 from napari_pathup.training.train import load_denoiser
 
@@ -43,15 +43,12 @@ def model_validation_loss(model: Path, data: Path) -> tuple[int, float]:
             f"{data}: its classes, images or hold-out regions differ from those {model} was trained on; "
             "the validation loss is only comparable on the model's own data"
         )
-    arrays = load_images(index)
-    held = holdout_crops(index, arrays, settings["crop"], limit=16, min_tissue=settings["min_tissue"])
-    if not held:
-        raise InputError(f"{data}: no hold-out crop of {settings['crop']} px to validate on")
     autoencoder = load_model(model).autoencoder
     eval_set = holdout_latents(
-        [c for c, _ in held], [native_label(k, len(index.classes)) for _, k in held], autoencoder
+        index, load_images(index), settings["crop"], settings["min_tissue"], autoencoder
     )
-    assert eval_set is not None
+    if eval_set is None:
+        raise InputError(f"{data}: no hold-out crop of {settings['crop']} px to validate on")
     denoiser, iterations = load_denoiser(model)
     loss = validation_loss(denoiser.eval(), eval_set, training_scheduler(settings["prediction"]))
     return iterations, loss
