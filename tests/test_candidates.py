@@ -33,6 +33,9 @@ def test_a_candidate_is_the_model_its_readme_describes_and_synthesises(folder: P
     assert training["denoiser_storage"] == "float16"  # half the bytes in the repository per update
     model = load_model(folder)
     assert unet.config.in_channels == unet.config.out_channels == model.autoencoder.latent_channels
+    # its training record says what the model is, and no path of the machine that trained it
+    assert training["settings"]["latent_channels"] == unet.config.in_channels
+    assert "/work/" not in json.dumps(training) and "/home/" not in json.dumps(training)
     reference = read_image(reference_for_class(model, "tumour"))
     settings = SynthesisSettings("tumour", height=64, width=64, reference_size=64, steps=3)
     image = run(model, reference, settings).image

@@ -203,10 +203,14 @@ def test_a_warm_start_records_its_model_by_hash_and_resumes_only_from_the_same_w
     shipped = tmp_path / "shipped"
     shutil.copytree(first, shipped, ignore=shutil.ignore_patterns("checkpoints"))
     started = model_hash(shipped)
-    leg = dict(out=tmp_path / "b", init=shipped, **base)
+    leg = dict(out=tmp_path / "b", init=shipped, latent_channels=8, **base)  # 8: unused, init has 4
     second = train(TrainConfig(iters=3, **leg), log=lambda _: None)
     record = json.loads((second / "pathup.json").read_text())["training"]["settings"]
-    assert record["init"] == str(shipped) and record["init_hash"] == started
+    # the exported record names the model it started from by folder name and hash, not by a path of
+    # this machine, and says the latent channels the model has
+    assert record["init"] == "shipped" and record["init_hash"] == started
+    assert str(tmp_path) not in json.dumps(record)
+    assert record["latent_channels"] == 4
     moved = tmp_path / "moved"
     shipped.rename(moved)  # the same weights in another folder: resumes
     train(TrainConfig(iters=4, resume=True, **{**leg, "init": moved}), log=lambda _: None)

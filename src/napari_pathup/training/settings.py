@@ -189,6 +189,30 @@ def init_hash(cfg: TrainConfig) -> dict[str, str]:
     return {"init_hash": model_hash(cfg.init)} if cfg.init is not None else {}
 
 
+def folder_label(folder: Path) -> str:
+    """A folder as an exported record names it: its path below the working folder, else its name (a
+    path elsewhere on the training machine means nothing where the model is used)."""
+    path, here = Path(folder).resolve(), Path.cwd().resolve()
+    return str(path.relative_to(here)) if path.is_relative_to(here) else path.name
+
+
+def exported_settings(cfg: TrainConfig, latent_channels: int) -> dict[str, Any]:
+    """The settings an exported model's ``pathup.json`` records: the run's, with each folder it started
+    from (``init``, ``autoencoder``) named by :func:`folder_label` and its weights hash, and
+    ``latent_channels`` as the model has them (a warm start's or a given autoencoder's, not the unused
+    ``--latent-channels``)."""
+    from napari_pathup.models.load import model_hash
+
+    settings = {k: v for k, v in cfg.to_json().items() if k not in ("resume", "progress", "out", "data")}
+    for key in ("init", "autoencoder"):
+        folder = getattr(cfg, key)
+        if folder is not None:
+            settings[key] = folder_label(folder)
+            settings[f"{key}_hash"] = model_hash(folder)
+    settings["latent_channels"] = latent_channels
+    return settings
+
+
 def prepare_output(cfg: TrainConfig, index: DatasetIndex) -> Path:
     """Check ``--out`` against ``--resume`` and record the settings; returns the checkpoint folder."""
     out, ckpt = cfg.out, cfg.out / "checkpoints"

@@ -42,7 +42,8 @@ from napari_pathup.training.settings import (
     PHASES,
     TrainConfig,
     dataset_fingerprint,
-    init_hash,
+    exported_settings,
+    folder_label,
     prepare_output,
 )
 
@@ -115,8 +116,8 @@ def train_autoencoder(
         vae = load_autoencoder(given)
         log(f"autoencoder: {given} ({type(vae).__name__}, not trained further)")
         if cfg.init is not None and cfg.autoencoder is None:
-            return vae, _recorded(cfg.init, "autoencoder") or {"source": str(given)}
-        return vae, {"source": str(given)}
+            return vae, _recorded(cfg.init, "autoencoder") or {"source": folder_label(given)}
+        return vae, {"source": folder_label(given)}
     if "autoencoder" not in cfg.phases and latest_checkpoint(ckpt / "autoencoder") is None:
         raise InputError("the autoencoder phase has not run yet; run it first (--phases autoencoder)")
     if cfg.ae_iters < 1:
@@ -697,10 +698,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     training = {
         "pathup_version": __version__,
         "data": dataset_fingerprint(index),
-        "settings": {
-            **{k: v for k, v in cfg.to_json().items() if k not in ("resume", "progress", "out", "data")},
-            **init_hash(cfg),
-        },
+        "settings": exported_settings(cfg, unet.config.in_channels),
         "autoencoder": ae_info,
         "decoder": gan_info,
         "denoiser": dn_info,
