@@ -105,8 +105,13 @@ def test_fine_tuning_lowers_the_loss_on_the_training_crops(
     assert log[-1]["iteration"] == 40 and log[-1]["val"] < log[0]["val"]  # on the hold-out strips
 
 
-def test_the_pipeline_loads_with_its_classes_and_the_stored_prompts(fine_tuned: Path) -> None:
+def test_the_pipeline_loads_with_its_classes_and_the_stored_prompts(
+    fine_tuned: Path, sd_model_dir: Path
+) -> None:
     meta = json.loads((fine_tuned / "pathup.json").read_text())
+    # the base named by folder and hash, as another machine can check it, not by this machine's path
+    assert meta["training"]["base"] == meta["training"]["settings"]["base"] == sd_model_dir.name
+    assert str(sd_model_dir.parent) not in json.dumps(meta["training"])
     assert meta["classes"] == ["stroma", "tumour"]
     assert (
         meta["prompt_template"]

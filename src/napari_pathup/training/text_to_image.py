@@ -58,7 +58,7 @@ from napari_pathup.training.data import (
 )
 from napari_pathup.training.denoiser import diffusion_target, min_snr_weight
 from napari_pathup.training.loop import Phase, make_ema, run_phase, seeded_generators
-from napari_pathup.training.settings import RunSettings
+from napari_pathup.training.settings import RunSettings, folder_label
 
 #: attention projections that LoRA adapts (as diffusers' text-to-image LoRA example)
 LORA_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
@@ -700,13 +700,17 @@ def _fine_tune(cfg: FineTuneConfig, log: Callable[[str], None]) -> Path:
     )
     phase.ema.copy_to(trained.parameters())
     if processes.is_main:
+        # a local base by folder name (its hash identifies it; a path of this machine would not travel),
+        # a downloaded one by its hub id
+        base_name = folder_label(base) if Path(cfg.base).exists() else cfg.base
         training = {
             "pathup_version": __version__,
-            "base": cfg.base,
+            "base": base_name,
             "base_hash": current["base_hash"],
             "data": current["dataset"],
             "settings": {
-                k: v for k, v in cfg.to_json().items() if k not in ("resume", "progress", "out", "data")
+                **{k: v for k, v in cfg.to_json().items() if k not in ("resume", "progress", "out", "data")},
+                "base": base_name,
             },
             "processes": processes.world,
             "class_contrastive_term": "absent",
