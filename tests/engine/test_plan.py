@@ -269,6 +269,36 @@ def test_patches_follow_the_denoiser_input_rule_of_the_shipped_model():
         SynthesisSettings("tumour", height=24, width=512).resolve(spec)
 
 
+def test_a_model_can_sample_one_class_with_its_own_defaults(pathup_model_dir):
+    """pathup.json "class_defaults" override "defaults" for that class only; what a user sets wins."""
+    from napari_pathup.models.load import read_model_spec
+
+    spec = read_model_spec(pathup_model_dir)
+    other = next(c for c in spec.classes if c != "tumour")
+    size = {k: v for k, v in SMALL.items() if k != "steps"}
+
+    def with_defaults(per_class):
+        meta = {**spec.metadata, "defaults": {"guidance": 2.5, "steps": 7}, "class_defaults": per_class}
+        return dataclasses.replace(spec, metadata=meta)
+
+    model = with_defaults({"tumour": {"guidance": 4.0}})
+    tumour = SynthesisSettings("tumour", **size).resolve(model).settings
+    assert (tumour.guidance, tumour.steps) == (4.0, 7)
+    assert SynthesisSettings(other, **size).resolve(model).settings.guidance == 2.5
+    assert SynthesisSettings("tumour", guidance=1.0, **size).resolve(model).settings.guidance == 1.0
+    # a typo in a class or a setting would silently change nothing: refused, naming it
+    for per_class, named in (
+        ({"tumor": {"guidance": 4.0}}, "'tumor'"),
+        ({"tumour": {"guidence": 4.0}}, "guidence"),
+        ({"tumour": 4.0}, "4.0"),
+        ([], r"\[\]"),
+    ):
+        with pytest.raises(SettingsError, match=rf"class_defaults.*{named}"):
+            SynthesisSettings(other, **size).resolve(with_defaults(per_class))
+    with pytest.raises(SettingsError, match=r"guidance \(--guidance\) must be >= 0"):  # same rules
+        SynthesisSettings("tumour", **size).resolve(with_defaults({"tumour": {"guidance": -1.0}}))
+
+
 def test_sizes_are_checked_against_the_model_configs(pathup_model_dir):
     from napari_pathup.models.load import read_model_spec
 

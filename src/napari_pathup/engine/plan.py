@@ -158,6 +158,26 @@ def _float(field: str, value: Any, rule: str, ok: Any) -> None:
         raise _fail(field, rule, value)
 
 
+def model_defaults(model: ModelInfo, class_name: str) -> dict[str, Any]:
+    """The defaults a run of ``class_name`` starts from: the library's (:data:`DEFAULTS`), then the
+    model's (``pathup.json`` "defaults"), then its class's (``"class_defaults": {class: {...}}``), so
+    that a model can sample one class with other settings (a higher guidance for a class it draws
+    softer). Raises :class:`SettingsError` when "class_defaults" names a class the model lacks or a
+    setting that does not exist (a typo would otherwise change nothing, silently)."""
+    per_class = model.metadata.get("class_defaults", {})
+    settable = {f.name for f in dataclasses.fields(SynthesisSettings)} - {"class_name", "seed"}
+    where = 'the model\'s pathup.json "class_defaults"'
+    if not isinstance(per_class, dict):
+        raise _fail(where, "a mapping of class name to settings", per_class)
+    for name, values in per_class.items():
+        if model.classes and name not in model.classes:
+            raise _fail(where, f"keyed by the model's classes ({', '.join(model.classes)})", name)
+        if not isinstance(values, dict) or not set(values) <= settable:
+            rule = f"a mapping of settings ({', '.join(sorted(settable))})"
+            raise _fail(f"{where}[{name!r}]", rule, values)
+    return {**DEFAULTS, **model.metadata.get("defaults", {}), **per_class.get(class_name, {})}
+
+
 @dataclass(frozen=True)
 class SynthesisSettings:
     """Everything that determines a run's output (with the model and the reference image).
@@ -237,7 +257,7 @@ class SynthesisSettings:
         :class:`SettingsError` naming the setting, its flag and the allowed values.
         """
         self.check()
-        defaults = {**DEFAULTS, **model.metadata.get("defaults", {})}
+        defaults = model_defaults(model, self.class_name)
         filled = {
             k: (defaults[k] if getattr(self, k) is None and k in defaults else getattr(self, k))
             for k in (f.name for f in dataclasses.fields(self))
