@@ -394,8 +394,12 @@ def synthesize_all(bench: Bench) -> dict[str, Any]:
                 bench.speed_load = (load, os.getloadavg()[0])
             print(f"  {name} seed {seed}: {bench.runs[name][-1].seconds['total']:.1f} s", file=sys.stderr)
     torch.set_num_threads(args.threads)
-    settings = {k: bench.runs[classes[0]][0].settings[k] for k in SETTING_KEYS}
+    per_class = {name: {k: bench.runs[name][0].settings[k] for k in SETTING_KEYS} for name in classes}
+    settings = per_class[classes[0]]
+    differing = {name: s for name, s in per_class.items() if s != settings}  # pathup.json "class_defaults"
     print(f"Resolved default settings: {settings}")
+    for name, s in differing.items():
+        print(f"  for {name}: {s}")
 
     stride = args.synthetic_stride
     for c, name in enumerate(classes):
@@ -414,6 +418,7 @@ def synthesize_all(bench: Bench) -> dict[str, Any]:
         "synthetic_stride": stride,
         "references": shared.reference_note,
         "settings": settings,
+        **({"class_settings": per_class} if differing else {}),
     }
 
 
