@@ -186,6 +186,26 @@ def test_the_manifest_docks_the_widget(make_napari_viewer):
     assert isinstance(widget, SynthesizeWidget)
 
 
+def test_the_fields_show_the_chosen_class_own_defaults(widget, pathup_model_dir, tmp_path):
+    """A model whose pathup.json gives one class its own guidance: choosing that class shows it, choosing
+    another shows the model's, and neither is sent as a user's value."""
+    import json
+    import shutil
+
+    folder = tmp_path / "per-class"
+    shutil.copytree(pathup_model_dir, folder)
+    meta = json.loads((folder / "pathup.json").read_text())
+    meta["class_defaults"] = {"tumour": {"guidance": 4.5}}
+    (folder / "pathup.json").write_text(json.dumps(meta))
+    widget.model_dir.value = str(folder)
+    widget.class_name.value = "tumour"
+    assert widget.guidance.value == 4.5 and widget.settings().guidance is None
+    widget.class_name.value = "stroma"
+    model_guidance = SynthesisSettings("stroma").resolve(widget.model()).guidance
+    assert model_guidance != 4.5 and widget.guidance.value == model_guidance
+    assert widget.settings().guidance is None
+
+
 def test_the_estimate_counts_follow_the_settings(widget):
     from napari_pathup.engine.estimate import count_work
 
