@@ -95,6 +95,14 @@ class RunSettings:
     defaults: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
 
+    def to_json(self) -> dict[str, Any]:
+        return settings_json(self)
+
+    def recorded(self) -> dict[str, Any]:
+        """The settings an exported model's ``pathup.json`` "training" records: all but how this run
+        was invoked (``resume``, ``progress``, ``out``, ``data``)."""
+        return {k: v for k, v in self.to_json().items() if k not in ("resume", "progress", "out", "data")}
+
 
 @dataclass
 class TrainConfig(RunSettings):
@@ -146,9 +154,6 @@ class TrainConfig(RunSettings):
     #: the exported denoiser's weights on disk: "float16" halves the folder (a 10 M-parameter denoiser
     #: fits the 40 MB package); they load as float32 (diffusers upcasts), rounded to float16 once
     denoiser_storage: str = "float32"
-
-    def to_json(self) -> dict[str, Any]:
-        return settings_json(self)
 
 
 def dataset_fingerprint(index: DatasetIndex) -> dict[str, Any]:
@@ -203,7 +208,7 @@ def exported_settings(cfg: TrainConfig, latent_channels: int) -> dict[str, Any]:
     ``--latent-channels``)."""
     from napari_pathup.models.load import model_hash
 
-    settings = {k: v for k, v in cfg.to_json().items() if k not in ("resume", "progress", "out", "data")}
+    settings = cfg.recorded()
     for key in ("init", "autoencoder"):
         folder = getattr(cfg, key)
         if folder is not None:

@@ -48,7 +48,7 @@ from napari_pathup.models.base import Autoencoder, PathupModel
 from napari_pathup.models.conditioning import SCALES, TextConditioner
 from napari_pathup.models.layout import PATHUP_JSON
 from napari_pathup.training import MIXED_PRECISION
-from napari_pathup.training.checkpoint import latest_checkpoint, settings_json
+from napari_pathup.training.checkpoint import latest_checkpoint
 from napari_pathup.training.data import (
     CropSampler,
     build_sources,
@@ -108,9 +108,6 @@ class FineTuneConfig(RunSettings):
     gradient_checkpointing: bool = False
     prompt_template: str | None = None
     snr_gamma: float = 5.0
-
-    def to_json(self) -> dict[str, Any]:
-        return settings_json(self)
 
 
 # ---------------------------------------------------------------------------------------- processes
@@ -708,10 +705,7 @@ def _fine_tune(cfg: FineTuneConfig, log: Callable[[str], None]) -> Path:
             "base": base_name,
             "base_hash": current["base_hash"],
             "data": current["dataset"],
-            "settings": {
-                **{k: v for k, v in cfg.to_json().items() if k not in ("resume", "progress", "out", "data")},
-                "base": base_name,
-            },
+            "settings": {**cfg.recorded(), "base": base_name},
             "processes": processes.world,
             "class_contrastive_term": "absent",
             "unet": {"iterations": result.iteration, **result.metrics},
