@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from helpers import rgb, synthesize_argv
-from napari_pathup.cli import main
+from napari_pathup.cli import build_parser, main
 
 
 def bomb_png(path: Path, width: int = 30000, height: int = 30000) -> Path:
@@ -341,6 +341,24 @@ def test_settings_that_need_no_model_are_refused_before_torch_is_even_imported(t
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "guidance (--guidance) must be a finite number" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_misspelt_synthesis_default_for_training_is_refused_before_any_work(
+    pathup_model_dir, tmp_path, capsys
+):
+    """``pathup train --set-default guidence=4`` would train for hours and write a default nothing
+    reads; it is refused at once, naming the flag and the key."""
+    (tmp_path / "out").mkdir()
+    argv = [*command_argv("train", pathup_model_dir, tmp_path), "--set-default", "guidence=4"]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert exc.value.code == 2 and len(errors) == 1, err
+    assert "--set-default" in errors[0] and "guidence" in errors[0] and "guidance" in errors[0], err
+    assert list((tmp_path / "out").iterdir()) == []
+    parsed = build_parser().parse_args([*argv[:-1], "guidance=4"])
+    assert parsed.defaults == [("guidance", 4)]
 
 
 @pytest.mark.parametrize("command", ["augment", "evaluate", "train"])

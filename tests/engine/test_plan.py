@@ -297,6 +297,10 @@ def test_a_model_can_sample_one_class_with_its_own_defaults(pathup_model_dir):
             SynthesisSettings(other, **size).resolve(with_defaults(per_class))
     with pytest.raises(SettingsError, match=r"guidance \(--guidance\) must be >= 0"):  # same rules
         SynthesisSettings("tumour", **size).resolve(with_defaults({"tumour": {"guidance": -1.0}}))
+    # the same for the model-wide "defaults": a misspelt key is named, not ignored
+    typo = dataclasses.replace(spec, metadata={**spec.metadata, "defaults": {"guidence": 4.0, "steps": 7}})
+    with pytest.raises(SettingsError, match=r'pathup.json "defaults" must be .*guidence'):
+        SynthesisSettings("tumour", **size).resolve(typo)
 
 
 def test_sizes_are_checked_against_the_model_configs(pathup_model_dir):

@@ -111,6 +111,11 @@ def test_output_folder_rules(trained: Path, tiny_dataset: Path, tmp_path: Path) 
     (other / "x.txt").write_text("x")
     with pytest.raises(InputError, match="choose an empty folder"):
         train(_config(tiny_dataset, other), log=lambda _: None)
+    # a misspelt synthesis default is refused before the run starts, and nothing is written
+    fresh = tmp_path / "fresh"
+    with pytest.raises(InputError, match=r"--set-default must be .*guidence"):
+        train(_config(tiny_dataset, fresh, defaults={"guidence": 4.0}), log=lambda _: None)
+    assert not fresh.exists()
 
 
 def test_a_given_autoencoder_is_reused(trained: Path, tiny_dataset: Path, tmp_path: Path) -> None:

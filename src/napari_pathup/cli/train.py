@@ -16,6 +16,8 @@ from napari_pathup.cli._common import (
 )
 from napari_pathup.cli.train_text_to_image import add_arguments as add_fine_tune_arguments
 from napari_pathup.cli.train_text_to_image import run_fine_tune
+from napari_pathup.engine.plan import check_defaults
+from napari_pathup.errors import SettingsError
 from napari_pathup.training import DENOISER_GAN_JUDGES, DENOISER_STORAGES
 
 
@@ -24,9 +26,14 @@ def _key_value(text: str) -> tuple[str, object]:
         raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. steps=20")
     key, value = text.split("=", 1)
     try:
-        return key.strip(), json.loads(value)
+        parsed = json.loads(value)
     except json.JSONDecodeError:
-        return key.strip(), value
+        parsed = value
+    try:
+        check_defaults({key.strip(): parsed}, "--set-default")
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return key.strip(), parsed
 
 
 def _class_factor(text: str) -> tuple[str, float]:

@@ -158,24 +158,34 @@ def _float(field: str, value: Any, rule: str, ok: Any) -> None:
         raise _fail(field, rule, value)
 
 
+def check_defaults(values: Any, where: str) -> dict[str, Any]:
+    """``values`` if it is a mapping of settings a model may default (every :class:`SynthesisSettings`
+    field but ``class_name`` and ``seed``); else :class:`SettingsError` naming ``where`` and the
+    offending value, since a misspelt key would otherwise change nothing, silently. The values'
+    own rules are checked when a run resolves them."""
+    settable = sorted({f.name for f in dataclasses.fields(SynthesisSettings)} - {"class_name", "seed"})
+    if not isinstance(values, dict) or not set(values) <= set(settable):
+        unknown = sorted(set(values) - set(settable)) if isinstance(values, dict) else values
+        raise _fail(where, f"a mapping of settings ({', '.join(settable)})", unknown)
+    return values
+
+
 def model_defaults(model: ModelInfo, class_name: str) -> dict[str, Any]:
     """The defaults a run of ``class_name`` starts from: the library's (:data:`DEFAULTS`), then the
     model's (``pathup.json`` "defaults"), then its class's (``"class_defaults": {class: {...}}``), so
     that a model can sample one class with other settings (a higher guidance for a class it draws
-    softer). Raises :class:`SettingsError` when "class_defaults" names a class the model lacks or a
-    setting that does not exist (a typo would otherwise change nothing, silently)."""
+    softer). Raises :class:`SettingsError` when "class_defaults" names a class the model lacks, or
+    either names a setting that does not exist (a typo would otherwise change nothing, silently)."""
+    defaults = check_defaults(model.metadata.get("defaults", {}), 'the model\'s pathup.json "defaults"')
     per_class = model.metadata.get("class_defaults", {})
-    settable = {f.name for f in dataclasses.fields(SynthesisSettings)} - {"class_name", "seed"}
     where = 'the model\'s pathup.json "class_defaults"'
     if not isinstance(per_class, dict):
         raise _fail(where, "a mapping of class name to settings", per_class)
     for name, values in per_class.items():
         if model.classes and name not in model.classes:
             raise _fail(where, f"keyed by the model's classes ({', '.join(model.classes)})", name)
-        if not isinstance(values, dict) or not set(values) <= settable:
-            rule = f"a mapping of settings ({', '.join(sorted(settable))})"
-            raise _fail(f"{where}[{name!r}]", rule, values)
-    return {**DEFAULTS, **model.metadata.get("defaults", {}), **per_class.get(class_name, {})}
+        check_defaults(values, f"{where}[{name!r}]")
+    return {**DEFAULTS, **defaults, **per_class.get(class_name, {})}
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ import torch
 
 from napari_pathup.datasets import CELL, DatasetIndex, discover
 from napari_pathup.engine.device import autocast
+from napari_pathup.engine.plan import check_defaults
 from napari_pathup.errors import InputError, ModelLoadError
 from napari_pathup.io.atomic import write_text_atomic
 from napari_pathup.models.base import Autoencoder, PathupModel
@@ -372,6 +373,7 @@ def _unet_multiple(unet: torch.nn.Module) -> int:
 
 def resolve_config(cfg: FineTuneConfig, model: PathupModel, processes: Processes) -> FineTuneConfig:
     """Fill the defaults that depend on the base pipeline and check every setting."""
+    check_defaults(cfg.defaults, "--set-default")
     unet = model.modules["denoiser"]
     crop = cfg.crop if cfg.crop is not None else model.native_size * CELL
     multiple = _unet_multiple(unet)

@@ -667,8 +667,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     """Train both phases and write the model folder ``cfg.out``; returns it."""
     from napari_pathup import __version__
     from napari_pathup.engine.device import select_device
+    from napari_pathup.engine.plan import check_defaults
     from napari_pathup.training.export import export_model, folder_megabytes
 
+    check_defaults(cfg.defaults, "--set-default")  # refused now, not by the first synthesis hours later
     if cfg.preset is None and cfg.init is None:  # recorded as "cpu", as before --init could deepen
         cfg = dataclasses.replace(cfg, preset="cpu")
     if cfg.threads:
