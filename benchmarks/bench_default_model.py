@@ -46,7 +46,7 @@ references, seeds and settings, and adds its columns to the summary and its crop
 Synthetic images start from the reference images shipped in MODEL_DIR (``pathup.json`` "references",
 cut from training areas), else from ``--reference-dir/<class>.png``, else from the window with the most
 tissue in each class's training areas of ``--data`` (as training picks them); with ``--references
-per-image``, from one such window per training image of the class, image k from window k mod their
+per-image``, from one such window per training image of the class, seed s from window s mod their
 number (as augmentation starts from many real RoIs). The baseline model starts from the same references.
 Everything else uses ``--threads`` torch threads (default 1). The feature network of the Fréchet
 distance and the probe is EfficientNet-Lite0 (printed with every table); no training loss of the
@@ -101,6 +101,7 @@ from napari_pathup.io.images import read_image
 from napari_pathup.metrics import FeatureExtractor, extract_features, get_extractor
 from napari_pathup.metrics.nuclei import haematoxylin_threshold
 from napari_pathup.models.base import PathupModel
+from napari_pathup.models.default import class_references
 from napari_pathup.models.load import load_model
 from napari_pathup.training.data import TrainingImages, load_images
 from napari_pathup.training.export import choose_references
@@ -155,7 +156,7 @@ class Shared:
     extractor: FeatureExtractor
     real: RealCrops
     real_feats: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    references: dict[str, list[np.ndarray]] = field(default_factory=dict)  # image k uses [k % len]
+    references: dict[str, list[np.ndarray]] = field(default_factory=dict)  # seed s uses [s % len]
     reference_note: str = ""
     probe: tuple[str, Callable[[np.ndarray], np.ndarray], np.ndarray] | None = None
     train_crops: list[np.ndarray] = field(default_factory=list)  # the probe's crops (training areas)
@@ -293,10 +294,13 @@ def references_for(shared: Shared, model: PathupModel) -> tuple[dict[str, list[n
             "their number"
         )
     if all(c in shipped for c in classes):
-        refs = {c: [read_image(Path(model.path) / shipped[c])] for c in classes}
+        refs = {c: [read_image(path) for path in class_references(model, c)] for c in classes}
+        several = [f"{c} {len(refs[c])}" for c in classes if len(refs[c]) > 1]
         return (
             refs,
-            f"the shipped references of {model.path} (pathup.json 'references', cut from training areas)",
+            f"the shipped references of {model.path} (pathup.json 'references', cut from training areas"
+            + (f"; {', '.join(several)}, seed s from reference s mod their number" if several else "")
+            + ")",
         )
     if shared.args.reference_dir is not None:
         folder = shared.args.reference_dir
@@ -389,7 +393,7 @@ def synthesize_all(bench: Bench) -> dict[str, Any]:
             load = os.getloadavg()[0]
             settings = SynthesisSettings(name, height=args.size, width=args.size, seed=seed)
             references = shared.references[name]
-            bench.runs[name].append(timed_run(bench.model, references[k % len(references)], settings))
+            bench.runs[name].append(timed_run(bench.model, references[seed % len(references)], settings))
             if speed_run:
                 bench.speed_load = (load, os.getloadavg()[0])
             print(f"  {name} seed {seed}: {bench.runs[name][-1].seconds['total']:.1f} s", file=sys.stderr)

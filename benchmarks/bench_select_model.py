@@ -65,6 +65,7 @@ from napari_pathup.engine.plan import DTYPE_CHOICES
 from napari_pathup.io.atomic import write_text_atomic
 from napari_pathup.io.images import read_image
 from napari_pathup.metrics import extract_features, get_extractor
+from napari_pathup.models.default import reference_for_class
 from napari_pathup.models.load import load_model
 from napari_pathup.training.data import load_images
 
@@ -159,9 +160,9 @@ def measure(args: argparse.Namespace, started: float) -> dict[str, Any]:
             raise SystemExit(f"{folder}: pathup.json 'references' must name a reference for {classes}")
         results = {}
         for c, cls in enumerate(classes):
-            reference = read_image(Path(model.path) / shipped[cls])
             tiles: list[np.ndarray] = []
             for seed in seeds:
+                reference = read_image(reference_for_class(model, cls, seed))
                 settings = SynthesisSettings(cls, height=args.size, width=args.size, seed=seed)
                 tiles += grid_tiles(timed_run(model, reference, settings).image, CROP)
             tiles, _ = with_tissue(tiles, MIN_TISSUE)

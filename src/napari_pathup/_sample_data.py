@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from napari_pathup.errors import ModelLoadError
+from napari_pathup.errors import InputError, ModelLoadError
 from napari_pathup.io import read_image
 from napari_pathup.models.default import default_model_path
 
@@ -12,21 +12,27 @@ ATTRIBUTION = "real H&E from openly licensed packages; see SOURCES.md in the mod
 
 
 def _reference(class_name: str) -> list[tuple[Any, dict[str, Any], str]]:
-    import json
+    """One image layer per reference the default model names for ``class_name``."""
+    from napari_pathup.models.default import class_references
+    from napari_pathup.models.load import read_model_spec
 
     folder = default_model_path()
     if folder is None:
         raise ModelLoadError("this installation ships no default model, so it has no sample references")
-    references = json.loads((folder / "pathup.json").read_text()).get("references", {})
-    if class_name not in references:
-        raise ModelLoadError(f"the default model has no reference image for class {class_name!r}")
-    path = folder / references[class_name]
-    meta = {
-        "rgb": True,
-        "name": f"{class_name} reference (real H&E)",
-        "metadata": {"pathup": {"class": class_name, "reference": str(path), "attribution": ATTRIBUTION}},
-    }
-    return [(read_image(path), meta, "image")]
+    try:
+        paths = class_references(read_model_spec(folder), class_name)
+    except InputError as exc:
+        raise ModelLoadError(f"the default model has no reference image for class {class_name!r}") from exc
+    layers = []
+    for k, path in enumerate(paths):
+        name = f"{class_name} reference (real H&E)" + (f" {k + 1}" if len(paths) > 1 else "")
+        meta = {
+            "rgb": True,
+            "name": name,
+            "metadata": {"pathup": {"class": class_name, "reference": str(path), "attribution": ATTRIBUTION}},
+        }
+        layers.append((read_image(path), meta, "image"))
+    return layers
 
 
 def tumour_reference() -> list[tuple[Any, dict[str, Any], str]]:

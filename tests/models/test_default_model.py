@@ -49,3 +49,44 @@ def test_cli_runs_on_the_default_model_without_model_or_reference(tmp_path):
     assert read_image(out).shape == (256, 256, 3)
     attrs = read_attrs(out)
     assert attrs["model"]["path"] == str(default_model_path())
+
+
+def test_a_class_with_several_references_starts_each_seed_from_one_in_turn(pathup_model_dir, tmp_path):
+    """pathup.json "references" may list a class's slides; seed s starts from reference s mod n, and
+    the output records which one (a class spanning dermis and epidermis is not drawn from one alone)."""
+    import shutil
+
+    import pytest
+    from PIL import Image
+
+    from napari_pathup.errors import InputError, ModelLoadError
+    from napari_pathup.models.default import class_references
+    from napari_pathup.models.load import read_model_spec
+
+    model = shutil.copytree(pathup_model_dir, tmp_path / "model")
+    (model / "references").mkdir()
+    for name, colour in (("a", (200, 120, 180)), ("b", (150, 60, 140))):
+        Image.fromarray(np.full((128, 128, 3), colour, np.uint8)).save(model / "references" / f"{name}.png")
+    meta = json.loads((model / "pathup.json").read_text())
+
+    def with_references(references):
+        (model / "pathup.json").write_text(json.dumps({**meta, "references": references}))
+        return read_model_spec(model)
+
+    spec = with_references({"tumour": ["references/a.png", "references/b.png"], "stroma": "references/a.png"})
+    assert [reference_for_class(spec, "tumour", s).name for s in range(4)] == ["a.png", "b.png"] * 2
+    assert [p.name for p in class_references(spec, "stroma")] == ["a.png"]  # one path, as before
+    out = tmp_path / "seed1.ome.zarr"
+    argv = ["synthesize", "--model", str(model), "--class", "tumour", "--seed", "1", "--out", str(out)]
+    assert main([*argv, "--size", "64", "--steps", "4", "--quiet"]) == 0
+    assert read_attrs(out)["reference"]["path"] == str(model / "references" / "b.png")
+
+    with pytest.raises(InputError, match="no reference image for class 'normal'"):
+        reference_for_class(spec, "normal")
+    for bad, message in (
+        ([], r"'tumour'.*non-empty list"),
+        (["references/a.png", 3], r"'tumour'.*non-empty list"),
+        (["references/a.png", "references/gone.png"], "gone.png named in .* is missing"),
+    ):
+        with pytest.raises(ModelLoadError, match=message):
+            reference_for_class(with_references({"tumour": bad}), "tumour")

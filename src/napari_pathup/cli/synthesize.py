@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--class", dest="class_name", required=True, help="tissue class (see `pathup info`)")
     add_model_arguments(p)
     p.add_argument(
-        "--reference", metavar="IMAGE", help="real reference RoI (default: the model's own for CLASS)"
+        "--reference",
+        metavar="IMAGE",
+        help="real reference RoI (default: the model's own for CLASS; of several, the SEED mod n-th)",
     )
     p.add_argument(
         "--region",
@@ -90,7 +92,9 @@ def execute(args: argparse.Namespace) -> int:
     spec = read_spec(args)
     plan = settings.resolve(spec)
     plan.check_budget(args.allow_large_run, available_memory(), free_bytes(out.parent))
-    reference_path = Path(args.reference) if args.reference else reference_for_class(spec, args.class_name)
+    reference_path = (
+        Path(args.reference) if args.reference else reference_for_class(spec, args.class_name, settings.seed)
+    )
     limit = max_image_pixels(args)
     if args.region is None and args.level is None and args.mpp is None:  # the whole image: its header
         check_pixels(reference_path, *image_shape(reference_path), limit)

@@ -26,15 +26,34 @@ def resolve_model_spec(spec: str | Path | None) -> str | Path:
     return default
 
 
-def reference_for_class(model: PathupModel, class_name: str) -> Path:
-    """The real reference image a model folder names for ``class_name`` (``pathup.json`` "references")."""
+def class_references(model: PathupModel, class_name: str) -> list[Path]:
+    """The real reference images a model folder names for ``class_name`` (``pathup.json``
+    "references": one path, or a list when the class spans slides that look different, e.g. dermis
+    and epidermis); each checked to exist."""
     references = model.metadata.get("references", {})
-    if class_name not in references:
+    if not isinstance(references, dict) or class_name not in references:
         raise InputError(
             f"model {model.path} names no reference image for class {class_name!r}; "
             "give one with --reference IMAGE"
         )
-    path = Path(model.path) / references[class_name]
-    if not path.is_file():
-        raise ModelLoadError(f"reference image {path} named in {Path(model.path) / PATHUP_JSON} is missing")
-    return path
+    named = references[class_name]
+    names = [named] if isinstance(named, str) else named
+    where = Path(model.path) / PATHUP_JSON
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise ModelLoadError(
+            f'{where}: "references"[{class_name!r}] must be an image path or a non-empty list of them, '
+            f"got {named!r}"
+        )
+    paths = [Path(model.path) / name for name in names]
+    for path in paths:
+        if not path.is_file():
+            raise ModelLoadError(f"reference image {path} named in {where} is missing")
+    return paths
+
+
+def reference_for_class(model: PathupModel, class_name: str, seed: int = 0) -> Path:
+    """The reference a run of ``class_name`` with ``seed`` starts from when the user gives none: the
+    class's references taken in turn (reference ``seed mod n``), so that a class's seeds cover all of
+    its slides."""
+    paths = class_references(model, class_name)
+    return paths[seed % len(paths)]

@@ -401,7 +401,7 @@ class SynthesizeWidget(WorkerDock):
             return roi, str(path), Placement.at_pixel_size(roi.pixel_size)
         layer = self._reference_layer()
         if layer is None:
-            path = reference_for_class(model, str(self.class_name.value))
+            path = reference_for_class(model, str(self.class_name.value), int(self.seed.value))
             roi = read_reference_roi(path, None, None, None, model, lazy=True)
             return roi, str(path), Placement.at_pixel_size(roi.pixel_size)
         shapes = None if self.region.value in (None, WHOLE_IMAGE) else self.viewer.layers[self.region.value]
