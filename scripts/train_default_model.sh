@@ -11,6 +11,13 @@
 #                                                  # a machine without the checkpoints: continue from the
 #                                                  # shipped weights (autoencoder as shipped, denoiser warm
 #                                                  # start with a fresh optimizer, iterations counted on)
+#   INIT=candidates/patch16 ITERS=39000 DGAN_ITERS=43000 DGAN_WEIGHT=0.1 DGAN_MAX_T=400 DGAN_JUDGE=pair \
+#       DGAN_CLASS_WEIGHTS="stroma=0 normal=2" DGAN_CROP_EMPHASIS="normal=3" SLIDE_REFERENCES=normal \
+#       WORK=out/train-v4 DEST=out/v4-model scripts/train_default_model.sh
+#                                                  # version 4's leg from the committed 39,000 of the
+#                                                  # sixteen-channel line (version 4 itself ran from that
+#                                                  # line's work folder, so this repeat is not bit-identical),
+#                                                  # and normal's second reference (scripts/slide_references.py)
 #   SNR_GAMMA=0 ITERS=40000 scripts/train_default_model.sh
 #                                                  # a leg with the plain v loss (no min-SNR weighting)
 #   WITH_EXTRA=1 WORK=out/train-v4 INIT=src/napari_pathup/data/default_model SNR_GAMMA=0 LR=1e-4 \
@@ -22,9 +29,9 @@
 #                                                  # phase 2b, version 3.2's leg: version 3.1's denoiser
 #                                                  # trained on from iteration 27,000 to 31,000 with a
 #                                                  # latent adversarial term (training/denoiser_gan.py);
-#                                                  # INIT=src/napari_pathup/data/default_model ITERS=31000
-#                                                  # DGAN_ITERS=35000 (same DGAN_*) starts a new leg
-#                                                  # from the shipped version 3.2
+#                                                  # (version 3.2 is in git history: git archive c6b8dd5
+#                                                  # src/napari_pathup/data/default_model; a new leg of
+#                                                  # the shipped version 4: ITERS=43000 DGAN_ITERS=47000)
 #   WORK=out/train-deep INIT=src/napari_pathup/data/default_model PRESET=cpu-deep STORAGE=float16 \
 #       ITERS=60000 DEST=out/deep-model scripts/train_default_model.sh
 #                                                  # the depth experiment: the shipped denoiser deepened
@@ -60,6 +67,8 @@
 #  noisy latent; pair+pixel: both every step); DGAN_CLASS_WEIGHTS="stroma=0" its factor per
 #  class (with pair+pixel the pair judge's, DGAN_PIXEL_CLASS_WEIGHTS="normal=0" the pixel judge's);
 #  DGAN_CROP_EMPHASIS="normal=3" draws a class's cellular crops more often during the leg.
+#  SLIDE_REFERENCES="normal" gives the exported model one reference per training slide of those classes
+#  (scripts/slide_references.py; version 4: normal).
 #  WITH_EXTRA=1 trains on data/demo, with its hold-outs, plus data/extra, training-only fields,
 #  linked together into $WORK.data.)
 #
@@ -227,6 +236,10 @@ if [ -f "$DEST/references/SOURCES.md" ] && [ ! -f "$DEST.partial/references/SOUR
     cp "$DEST/references/SOURCES.md" "$DEST.partial/references/"
 fi
 [ -f "$DEST/README.md" ] && cp "$DEST/README.md" "$DEST.partial/"  # a candidate's (candidates/): update it
+if [ -n "${SLIDE_REFERENCES:-}" ]; then  # word splitting intended: class names
+    # shellcheck disable=SC2086
+    "$PYTHON" scripts/slide_references.py "$DEST.partial" --data "$DATA" --classes $SLIDE_REFERENCES
+fi
 size_kb=$(du -sk "$DEST.partial" | cut -f1)
 if [ "$size_kb" -gt $((MAX_MB * 1024)) ]; then
     echo "error: the model is ${size_kb} kB, more than ${MAX_MB} MB; not copied (see $DEST.partial)" >&2

@@ -6,8 +6,8 @@ from importlib import resources
 from pathlib import Path
 
 from napari_pathup.errors import InputError, ModelLoadError
-from napari_pathup.models.base import PathupModel
 from napari_pathup.models.layout import PATHUP_JSON
+from napari_pathup.models.spec import ModelInfo
 
 
 def default_model_path() -> Path | None:
@@ -26,7 +26,7 @@ def resolve_model_spec(spec: str | Path | None) -> str | Path:
     return default
 
 
-def class_references(model: PathupModel, class_name: str) -> list[Path]:
+def class_references(model: ModelInfo, class_name: str) -> list[Path]:
     """The real reference images a model folder names for ``class_name`` (``pathup.json``
     "references": one path, or a list when the class spans slides that look different, e.g. dermis
     and epidermis); each checked to exist."""
@@ -51,7 +51,7 @@ def class_references(model: PathupModel, class_name: str) -> list[Path]:
     return paths
 
 
-def reference_for_class(model: PathupModel, class_name: str, seed: int = 0) -> Path:
+def reference_for_class(model: ModelInfo, class_name: str, seed: int = 0) -> Path:
     """The reference a run of ``class_name`` with ``seed`` starts from when the user gives none: the
     class's references taken in turn (reference ``seed mod n``), so that a class's seeds cover all of
     its slides."""
