@@ -206,6 +206,32 @@ def test_the_fields_show_the_chosen_class_own_defaults(widget, pathup_model_dir,
     assert widget.settings().guidance is None
 
 
+def test_the_model_reference_follows_the_seed_and_the_tooltip_names_it(widget, pathup_model_dir, tmp_path):
+    """A class with several references (one per slide): the dock starts seed s from reference s mod n,
+    as the CLI does, and the reference's tooltip says which file that is before the run."""
+    import json
+    import shutil
+
+    folder = tmp_path / "two-references"
+    shutil.copytree(pathup_model_dir, folder)
+    (folder / "references").mkdir()
+    for name, colour in (("a", (200, 120, 180)), ("b", (150, 60, 140))):
+        Image.fromarray(np.full((128, 128, 3), colour, np.uint8)).save(folder / "references" / f"{name}.png")
+    meta = json.loads((folder / "pathup.json").read_text())
+    meta["references"] = {"stroma": ["references/a.png", "references/b.png"]}
+    (folder / "pathup.json").write_text(json.dumps(meta))
+    widget.reference_file.line_edit.value = ""  # as a user clears it (.value = "" sets the cwd)
+    widget.model_dir.value = str(folder)
+    widget.class_name.value = "stroma"
+    for seed, name, k in ((0, "a.png", 1), (1, "b.png", 2), (4, "a.png", 1)):
+        widget.seed.value = seed
+        assert f"{name} (reference {k} of 2" in widget.reference.tooltip
+        _roi, path, _placement = widget.reference_roi()
+        assert path == str(folder / "references" / name)
+    widget.class_name.value = "tumour"
+    assert "none for this class" in widget.reference.tooltip
+
+
 def test_the_estimate_counts_follow_the_settings(widget):
     from napari_pathup.engine.estimate import count_work
 

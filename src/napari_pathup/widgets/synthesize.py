@@ -219,6 +219,8 @@ class SynthesizeWidget(WorkerDock):
         for widget in (self.class_name, self.out_width, self.out_height, self.device, self.dtype):
             widget.changed.connect(self._update_estimate)
         self.reference.changed.connect(lambda _: self.level.reset_choices())
+        self.class_name.changed.connect(self._show_model_reference)
+        self.seed.changed.connect(self._show_model_reference)
         self.defaults_button.changed.connect(self.reset_to_model_defaults)
         self.estimate_button.changed.connect(self.run_estimate)
         self.start_button.changed.connect(self.start)
@@ -240,6 +242,23 @@ class SynthesizeWidget(WorkerDock):
         except (ValueError, OSError):
             own = "unknown: the model does not load"
         self.scheduler.tooltip = f'the diffusers scheduler; "model\'s own" is {own}'
+
+    def _show_model_reference(self, _value: Any = None) -> None:
+        """The reference's tooltip names the file "the model's own reference" is for this class and
+        seed: a class may name several (one per slide), taken in turn by seed."""
+        from napari_pathup.models.default import class_references, reference_for_class
+
+        try:
+            model, name = self.model(), str(self.class_name.value)
+            paths = class_references(model, name)
+            chosen = reference_for_class(model, name, int(self.seed.value))
+        except (ValueError, OSError):
+            own = "none for this class: choose a layer or a file"
+        else:
+            own = chosen.name
+            if len(paths) > 1:
+                own += f" (reference {paths.index(chosen) + 1} of {len(paths)}: seed mod {len(paths)})"
+        self.reference.tooltip = f'the real reference RoI; "{MODEL_REFERENCE}" is {own}'
 
     def _region_choices(self, _widget: Any = None) -> list[str]:
         return [WHOLE_IMAGE, *(layer.name for layer in self.viewer.layers if isinstance(layer, Shapes))]
@@ -291,6 +310,7 @@ class SynthesizeWidget(WorkerDock):
             return
         self.class_name.choices = classes
         self._show_model_scheduler()
+        self._show_model_reference()
         self._update_estimate()
 
     def _field_changed(self, name: str) -> None:
