@@ -56,7 +56,6 @@ shipped model may use it.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -104,7 +103,7 @@ from napari_pathup.models.base import PathupModel
 from napari_pathup.models.default import class_references
 from napari_pathup.models.load import load_model
 from napari_pathup.training.data import TrainingImages, load_images
-from napari_pathup.training.export import choose_references
+from napari_pathup.training.export import choose_references, image_references
 
 CROP = 256
 MIN_TISSUE = 0.5  # as training: real crops hold at least half tissue
@@ -214,9 +213,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--references",
         choices=("shipped", "per-image"),
         default="shipped",
-        help="shipped: the model's one reference per class (default); per-image: one reference per "
-        "training image of the class (its window with the most tissue, never from a hold-out), image k "
-        "of a class from reference k mod their number, as augmentation draws them from real RoIs",
+        help="shipped: the model's references (default; of several, seed s from reference s mod their "
+        "number); per-image: one reference per training image of the class (its window with the most tissue, "
+        "never from a hold-out), seed s of a class from reference s mod their number, as augmentation draws "
+        "them from real RoIs",
     )
     p.add_argument("--images", type=int, help="synthetic images per class (default 3; --quick 1)")
     p.add_argument(
@@ -281,16 +281,14 @@ def references_for(shared: Shared, model: PathupModel) -> tuple[dict[str, list[n
     shipped = model.metadata.get("references") or {}
     if shared.args.references == "per-image":
         refs: dict[str, list[np.ndarray]] = {c: [] for c in classes}
-        for entry, rgb in zip(shared.index.images, shared.arrays, strict=True):
-            one = dataclasses.replace(shared.index, images=(entry,))
-            for c, window in choose_references(TrainingImages(one, [rgb], [], CROP, MIN_TISSUE)).items():
-                refs[c].append(window)
+        for entry, window in image_references(shared.index, shared.arrays):
+            refs[entry.class_name].append(window)
         sizes = "; ".join(
             f"{c}: " + ", ".join(f"{r.shape[1]}x{r.shape[0]}" for r in refs[c]) for c in classes
         )
         return refs, (
             "one reference per training image of each class (its window of at most 1024x1024 with the most "
-            f"tissue in its training areas, never from a hold-out; {sizes}), image k from reference k mod "
+            f"tissue in its training areas, never from a hold-out; {sizes}), seed s from reference s mod "
             "their number"
         )
     if all(c in shipped for c in classes):

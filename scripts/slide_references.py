@@ -5,7 +5,7 @@ in the class's training areas, which comes from one slide. Where a class spans s
 different (the demo data's ``normal``: 20x dermis and 10x skin), a run without a reference of its own
 then only ever starts from one of them. This script adds, for each class named, the window with the
 most tissue of every other training image of the class (never a hold-out pixel; the same rule as
-training's, ``training.export.choose_references``), after the model's own, so that seed 0 keeps the
+training's, ``training.export.image_window``), after the model's own, so that seed 0 keeps the
 reference it had and seed s starts from reference s mod n (``models.default.reference_for_class``).
 
     python scripts/slide_references.py MODEL_DIR --data data/demo --classes normal
@@ -28,11 +28,8 @@ from napari_pathup.io.images import read_image
 from napari_pathup.models.default import class_references
 from napari_pathup.models.layout import PATHUP_JSON
 from napari_pathup.models.load import read_model_spec
-from napari_pathup.training.data import TrainingImages, load_images
-from napari_pathup.training.export import REFERENCE_DIR, choose_references
-
-CROP = 256
-MIN_TISSUE = 0.5
+from napari_pathup.training.data import load_images
+from napari_pathup.training.export import REFERENCE_DIR, image_references
 
 
 def slide_windows(data: Path, class_name: str) -> list[tuple[str, np.ndarray]]:
@@ -40,17 +37,10 @@ def slide_windows(data: Path, class_name: str) -> list[tuple[str, np.ndarray]]:
     index = discover(data, ("train",), None, None, 0)
     if index.holdout_file is None:
         raise SystemExit(f"{data}: no holdout.json; without it a window could hold evaluation pixels")
-    entries = [e for e in index.images if e.class_name == class_name]
-    if not entries:
+    index = dataclasses.replace(index, images=tuple(e for e in index.images if e.class_name == class_name))
+    if not index.images:
         raise SystemExit(f"{data}: no training image of class {class_name!r}")
-    windows = []
-    arrays = load_images(dataclasses.replace(index, images=tuple(entries)))
-    for entry, rgb in zip(entries, arrays, strict=True):
-        one = dataclasses.replace(index, images=(entry,))
-        chosen = choose_references(TrainingImages(one, [rgb], [], CROP, MIN_TISSUE))
-        if class_name in chosen:
-            windows.append((entry.key, chosen[class_name]))
-    return windows
+    return [(entry.key, window) for entry, window in image_references(index, load_images(index))]
 
 
 def main(argv: list[str] | None = None) -> None:

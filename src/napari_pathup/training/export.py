@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from diffusers import SchedulerMixin
 
-from napari_pathup.datasets import CELL, tissue_cells, training_regions
+from napari_pathup.datasets import CELL, Box, DatasetIndex, ImageEntry, tissue_cells, training_regions
 from napari_pathup.models.base import cast_floating
 from napari_pathup.models.layout import save_pathup_model
 from napari_pathup.training import DENOISER_STORAGES
@@ -32,6 +32,39 @@ REFERENCE_DIR = "references"
 MAX_REFERENCE_SIDE = 1024
 
 
+def image_window(
+    rgb: np.ndarray, holdout: Box | None, max_side: int = MAX_REFERENCE_SIDE
+) -> tuple[float, np.ndarray] | None:
+    """One image's window (at most ``max_side`` square) with the most tissue among its training
+    regions, with its tissue score; None when it has no training region. Hold-out pixels are never
+    part of it."""
+    best: tuple[float, np.ndarray] | None = None
+    for r in training_regions(*rgb.shape[:2], holdout, CELL):
+        cells = tissue_cells(rgb[r.y0 : r.y1, r.x0 : r.x1])
+        wh, ww = min(cells.shape[0], max_side // CELL), min(cells.shape[1], max_side // CELL)
+        table = np.zeros((cells.shape[0] + 1, cells.shape[1] + 1))
+        table[1:, 1:] = cells.cumsum(0).cumsum(1)
+        sums = table[wh:, ww:] - table[:-wh, ww:] - table[wh:, :-ww] + table[:-wh, :-ww]
+        cy, cx = np.unravel_index(int(np.argmax(sums)), sums.shape)
+        if best is None or sums[cy, cx] > best[0]:
+            y, x = r.y0 + cy * CELL, r.x0 + cx * CELL
+            best = (float(sums[cy, cx]), rgb[y : y + wh * CELL, x : x + ww * CELL])
+    return best
+
+
+def image_references(
+    index: DatasetIndex, arrays: list[np.ndarray], max_side: int = MAX_REFERENCE_SIDE
+) -> list[tuple[ImageEntry, np.ndarray]]:
+    """(entry, its window of :func:`image_window`) per image of ``index`` that has a training region:
+    one reference per slide, for a class whose slides differ (``scripts/slide_references.py``)."""
+    out = []
+    for entry, rgb in zip(index.images, arrays, strict=True):
+        found = image_window(rgb, entry.holdout, max_side)
+        if found is not None:
+            out.append((entry, np.ascontiguousarray(found[1])))
+    return out
+
+
 def choose_references(data: TrainingImages, max_side: int = MAX_REFERENCE_SIDE) -> dict[str, np.ndarray]:
     """Per class, the window (at most ``max_side`` square) with the most tissue among the training
     regions of its images; hold-out pixels are never part of a reference."""
@@ -39,18 +72,9 @@ def choose_references(data: TrainingImages, max_side: int = MAX_REFERENCE_SIDE) 
     for name in data.classes:
         best: tuple[float, np.ndarray] | None = None
         for entry, rgb in zip(data.index.images, data.arrays, strict=True):
-            if entry.class_name != name:
-                continue
-            for r in training_regions(*rgb.shape[:2], entry.holdout, CELL):
-                cells = tissue_cells(rgb[r.y0 : r.y1, r.x0 : r.x1])
-                wh, ww = min(cells.shape[0], max_side // CELL), min(cells.shape[1], max_side // CELL)
-                table = np.zeros((cells.shape[0] + 1, cells.shape[1] + 1))
-                table[1:, 1:] = cells.cumsum(0).cumsum(1)
-                sums = table[wh:, ww:] - table[:-wh, ww:] - table[wh:, :-ww] + table[:-wh, :-ww]
-                cy, cx = np.unravel_index(int(np.argmax(sums)), sums.shape)
-                if best is None or sums[cy, cx] > best[0]:
-                    y, x = r.y0 + cy * CELL, r.x0 + cx * CELL
-                    best = (float(sums[cy, cx]), rgb[y : y + wh * CELL, x : x + ww * CELL])
+            found = image_window(rgb, entry.holdout, max_side) if entry.class_name == name else None
+            if found is not None and (best is None or found[0] > best[0]):
+                best = found
         if best is not None:
             out[name] = np.ascontiguousarray(best[1])
     return out
