@@ -20,7 +20,7 @@ from napari_pathup.training.decoder_gan import (
     laplacian_energy,
 )
 from napari_pathup.training.loop import make_ema, run_phase
-from napari_pathup.training.settings import TrainConfig
+from napari_pathup.training.settings import AUTOENCODER_PHASE_KEYS, TrainConfig
 from napari_pathup.training.train import train
 
 #: the smallest whole run: tiny presets, 2 iterations a phase, no progress bars
@@ -211,6 +211,11 @@ def test_a_warm_start_records_its_model_by_hash_and_resumes_only_from_the_same_w
     assert record["init"] == "shipped" and record["init_hash"] == started
     assert str(tmp_path) not in json.dumps(record)
     assert record["latent_channels"] == 4
+    # nor the autoencoder and decoder flags of a run that trained neither (its own preset, say, is not
+    # the autoencoder the model has); the run that trained them records them
+    assert not set(AUTOENCODER_PHASE_KEYS) & set(record)
+    trained = json.loads((first / "pathup.json").read_text())["training"]["settings"]
+    assert set(AUTOENCODER_PHASE_KEYS) <= set(trained) and trained["ae_preset"] == TINY["ae_preset"]
     moved = tmp_path / "moved"
     shipped.rename(moved)  # the same weights in another folder: resumes
     train(TrainConfig(iters=4, resume=True, **{**leg, "init": moved}), log=lambda _: None)

@@ -66,6 +66,22 @@ DENOISER_GAN_KEYS = (
     "denoiser_gan_pixel_class_weights",
     "denoiser_gan_crop_emphasis",
 )
+#: the settings of phases 1 and 1b (autoencoder, GAN decoder): a run whose autoencoder is given
+#: (``--init``, ``--autoencoder``) trains neither, so its exported record leaves them out rather than
+#: record flags it did not use (the given model is named by label and hash; with ``--init`` its
+#: "autoencoder" and "decoder" records are copied)
+AUTOENCODER_PHASE_KEYS = (
+    "ae_preset",
+    "ae_iters",
+    "ae_batch_size",
+    "ae_crop",
+    "ae_lr",
+    "gan_iters",
+    "gan_batch_size",
+    "gan_crop",
+    "gan_lr",
+    "gan_weight",
+)
 #: the phases of a run, in order; ``--phases`` runs a subset (e.g. the decoder and the denoiser in two
 #: processes at once: both need only the finished autoencoder's encoder)
 PHASES = ("autoencoder", "decoder", "denoiser")
@@ -205,7 +221,8 @@ def exported_settings(cfg: TrainConfig, latent_channels: int) -> dict[str, Any]:
     """The settings an exported model's ``pathup.json`` records: the run's, with each folder it started
     from (``init``, ``autoencoder``) named by :func:`folder_label` and its weights hash, and
     ``latent_channels`` as the model has them (a warm start's or a given autoencoder's, not the unused
-    ``--latent-channels``)."""
+    ``--latent-channels``); without the settings of the phases such a run skips
+    (:data:`AUTOENCODER_PHASE_KEYS`)."""
     from napari_pathup.models.load import model_hash
 
     settings = cfg.recorded()
@@ -214,6 +231,9 @@ def exported_settings(cfg: TrainConfig, latent_channels: int) -> dict[str, Any]:
         if folder is not None:
             settings[key] = folder_label(folder)
             settings[f"{key}_hash"] = model_hash(folder)
+    if cfg.init is not None or cfg.autoencoder is not None:
+        for key in AUTOENCODER_PHASE_KEYS:
+            del settings[key]
     settings["latent_channels"] = latent_channels
     return settings
 
