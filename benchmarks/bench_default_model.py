@@ -628,8 +628,10 @@ def realism(bench: Bench) -> dict[str, Any]:
             "PathUp": bench.crops[name]["PathUp"],
             "stage-1 upsampled": bench.crops[name]["stage-1 upsampled"],
         }
-        sets |= control_sets(shared, c, name)
         ids = shared.real.of(c)
+        sets |= control_sets(shared, c, name)
+        if bench.recon:  # what the decoder alone makes of the held-out crops' nuclei
+            sets["reconstruction"] = [bench.recon[i] for i in ids]
         if not ids or name not in shared.thresholds:
             out[name] = {}
             continue
@@ -711,10 +713,11 @@ def realism(bench: Bench) -> dict[str, Any]:
         f"4. Sharpness and nucleus morphology (no feature network) — {bench.label}",
         "Sharpness: mean share of the luma's spectral power above 1/4 Nyquist (Hann window, mean removed) "
         f"over the crops; ratio: over that of the real held-out crops of the class (bar {low}-{high} for "
-        "PathUp). Two rows of real tissue are yardsticks, not bars: 'real training areas' (the class "
-        "probe's crops: what a model that reproduced its training tissue exactly would score) and "
+        "PathUp). Three rows are yardsticks, not bars: 'real training areas' (the class "
+        "probe's crops: what a model that reproduced its training tissue exactly would score), "
         f"'reference, 1:1 tiles' (the references the syntheses start from, cut into {CROP}-px tiles at "
-        "their own size, before any enlargement).",
+        "their own size, before any enlargement) and 'reconstruction' (section 1's "
+        "reconstructions: what the decoder alone keeps of the real crops' sharpness and nuclei).",
         markdown_table(["class", "set", "crops", "sharpness", "real", "ratio", f"{low}-{high}"], sharp_rows),
         "Nucleus morphology: haematoxylin-dense components (haematoxylin density Gaussian-smoothed by 1 px, "
         "above the class's threshold: Otsu's on the pooled tissue pixels of its real held-out crops; holes "
