@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from napari_pathup.io import read_image
-from napari_pathup.models.default import class_references, reference_for_class
+from napari_pathup.models.default import class_references, reference_for_class, take_reference
 from napari_pathup.models.load import read_model_spec
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "slide_references.py"
@@ -42,6 +42,9 @@ def test_each_training_slide_of_a_class_becomes_a_reference(
     paths = class_references(spec, "tumour")
     assert [p.name for p in paths] == ["tumour.png", "tumour-a.png", "tumour-b.png"]
     assert reference_for_class(spec, "tumour", 0) == paths[0]  # seed 0 keeps the reference it had
+    taken = [reference_for_class(spec, "tumour", seed) for seed in (1, 2, 3, 5)]
+    assert taken == [paths[1], paths[2], paths[0], paths[2]]  # seeds take the slides in turn
+    assert take_reference(paths, 4) == reference_for_class(spec, "tumour", 4)
     window = read_image(paths[1])
     assert window.shape[1] <= 112  # a.png's hold-out is the strip x >= 112: none of it
     a = read_image(tiny_dataset / "tumour" / "a.png")[..., :3]

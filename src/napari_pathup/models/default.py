@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -55,5 +56,10 @@ def reference_for_class(model: ModelInfo, class_name: str, seed: int = 0) -> Pat
     """The reference a run of ``class_name`` with ``seed`` starts from when the user gives none: the
     class's references taken in turn (reference ``seed mod n``), so that a class's seeds cover all of
     its slides."""
-    paths = class_references(model, class_name)
+    return take_reference(class_references(model, class_name), seed)
+
+
+def take_reference(paths: Sequence[Path], seed: int) -> Path:
+    """Reference ``seed mod n`` of a class's ``n`` references (:func:`class_references`): the rule
+    :func:`reference_for_class` applies, for a caller that already holds the list."""
     return paths[seed % len(paths)]

@@ -17,6 +17,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +34,12 @@ from napari_pathup.measure.tasks import TaskCancelledError
 
 if TYPE_CHECKING:
     import napari
+
+
+def chosen_path(value: Any) -> Path | None:
+    """A ``FileEdit`` value as a path, or ``None`` when the field is empty: magicgui hands an empty
+    field back as ``Path(".")``, which must not read as "the working directory"."""
+    return None if str(value) in ("", ".") else Path(value)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from napari_pathup.metrics import (
 )
 from napari_pathup.widgets._base import (
     WorkerDock,
+    chosen_path,
     follow_real_and_synthetic,
     rgb_levels,
 )
@@ -32,10 +33,6 @@ from napari_pathup.widgets._plot import PlotView, RenderedPlot
 if TYPE_CHECKING:
     import napari
     from napari.layers import Image
-
-
-def _unset(value: Any) -> bool:
-    return str(value) in ("", ".")
 
 
 class QualityWidget(WorkerDock):
@@ -118,8 +115,8 @@ class QualityWidget(WorkerDock):
 
     def _side(self, layers: list[Image], folder: Any, what: str) -> list[Any] | Path:
         """A folder when one is given, else the chosen layers' level-0 arrays (not loaded yet)."""
-        if not _unset(folder):
-            return Path(folder)
+        if (path := chosen_path(folder)) is not None:
+            return path
         if not layers:
             raise InputError(f"choose {what} layers or a {what} folder")
         return [rgb_levels(layer)[0] for layer in layers]
@@ -129,8 +126,8 @@ class QualityWidget(WorkerDock):
             "crops": int(self.crops.value) or None,
             "extractor": str(self.extractor.value),
             "inception_weights": None
-            if _unset(self.inception_weights.value)
-            else str(self.inception_weights.value),
+            if (weights := chosen_path(self.inception_weights.value)) is None
+            else str(weights),
             "device": None if self.device.value == "auto" else str(self.device.value),
             "k": int(self.k.value),
             "kid_subsets": int(self.kid_subsets.value),

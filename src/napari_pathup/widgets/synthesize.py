@@ -25,7 +25,6 @@ import tempfile
 import threading
 import time
 import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import (
@@ -52,7 +51,7 @@ from napari_pathup.formatting import format_bytes, format_seconds
 from napari_pathup.io.live_zarr import LiveOmeZarr
 from napari_pathup.io.slide import ReferenceRoi, native_mpp, read_reference_roi
 from napari_pathup.models.schedulers import SCHEDULERS
-from napari_pathup.widgets._base import WorkerDock
+from napari_pathup.widgets._base import WorkerDock, chosen_path
 from napari_pathup.widgets._roi import Placement, layer_reference
 from napari_pathup.widgets._run import OutputReady, RunFinished, synthesis_events
 
@@ -246,12 +245,11 @@ class SynthesizeWidget(WorkerDock):
     def _show_model_reference(self, _value: Any = None) -> None:
         """The reference's tooltip names the file "the model's own reference" is for this class and
         seed: a class may name several (one per slide), taken in turn by seed."""
-        from napari_pathup.models.default import class_references, reference_for_class
+        from napari_pathup.models.default import class_references, take_reference
 
         try:
-            model, name = self.model(), str(self.class_name.value)
-            paths = class_references(model, name)
-            chosen = reference_for_class(model, name, int(self.seed.value))
+            paths = class_references(self.model(), str(self.class_name.value))
+            chosen = take_reference(paths, int(self.seed.value))
         except (ValueError, OSError):
             own = "none for this class: choose a layer or a file"
         else:
@@ -292,7 +290,8 @@ class SynthesizeWidget(WorkerDock):
         from napari_pathup.models.default import resolve_model_spec
         from napari_pathup.models.load import load_model
 
-        spec = str(self.model_dir.value) if str(self.model_dir.value) not in ("", ".") else None
+        folder = chosen_path(self.model_dir.value)
+        spec = None if folder is None else str(folder)
         key = (str(spec), self.device.value, self.dtype.value)
         if key not in self._models:
             device = select_device(self.device.value)
@@ -415,8 +414,7 @@ class SynthesizeWidget(WorkerDock):
         model = self.model()
         native_px = model.native_size * model.vae_scale_factor
         level = None if self.level.value in (None, AUTO_LEVEL) else int(self.level.value)
-        if str(self.reference_file.value) not in ("", "."):
-            path = Path(self.reference_file.value)
+        if (path := chosen_path(self.reference_file.value)) is not None:
             roi = read_reference_roi(path, None, None, None, model, lazy=True)
             return roi, str(path), Placement.at_pixel_size(roi.pixel_size)
         layer = self._reference_layer()
@@ -446,7 +444,7 @@ class SynthesizeWidget(WorkerDock):
         try:
             model = self.model()
             settings = self.settings().resolve(model)
-            out = str(self.output.value) if str(self.output.value) not in ("", ".") else None
+            out = None if (target := chosen_path(self.output.value)) is None else str(target)
             if out is not None:
                 if output_format(out) != "ome-zarr":
                     raise InputError(f"save to {out}: the live output is an OME-Zarr; name it *.ome.zarr")
