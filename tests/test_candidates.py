@@ -17,6 +17,7 @@ FOLDERS = sorted(p.parent for p in CANDIDATES.glob("*/pathup.json"))
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
 def test_a_candidate_is_the_model_its_readme_describes_and_synthesises(folder: Path) -> None:
+    from napari_pathup.checksum import sha256_of
     from napari_pathup.engine.pipeline import SynthesisSettings, run
     from napari_pathup.io import read_image
     from napari_pathup.models.default import reference_for_class
@@ -30,8 +31,11 @@ def test_a_candidate_is_the_model_its_readme_describes_and_synthesises(folder: P
     unet, iterations = load_denoiser(folder)  # what a warm start (--init) continues from
     assert iterations == int(said.group(1).replace(",", ""))
     training = json.loads((folder / "pathup.json").read_text())["training"]
-    # half the bytes in the repository per update; a model awaiting shipping is kept exactly as measured
-    assert training.get("denoiser_storage") == "float16" or "exactly as measured" in readme
+    if training.get("denoiser_storage") != "float16":  # half the bytes in the repository per update
+        # unless it awaits shipping: then it is kept exactly as measured, and its README says which bytes
+        measured = re.search(r"denoiser weights exactly as measured: sha256 \*\*([0-9a-f]{64})\*\*", readme)
+        assert measured, f"{folder}: not half precision, and its README gives no measured denoiser sha256"
+        assert sha256_of(folder / "denoiser" / "diffusion_pytorch_model.safetensors") == measured.group(1)
     model = load_model(folder)
     assert unet.config.in_channels == unet.config.out_channels == model.autoencoder.latent_channels
     # its training record says what the model is, and no path of the machine that trained it
