@@ -19,7 +19,12 @@ This script measures every candidate on other real tissue and another draw of im
 - Per candidate and class: the Fréchet distance (EfficientNet-Lite0 features, the same
   ``--fd-crops`` tiles for every candidate, mean over ``--draws`` subsets) to the selection tissue of
   the class, the tiles' sharpness over that tissue's, and the share of tiles a linear probe trained on
-  the selection tissue assigns to the class.
+  the selection tissue assigns to the class. Beside them, not ranked: the median nucleus area of the
+  tiles (median over tiles of each tile's median haematoxylin component, ``metrics.nuclei``, at the
+  class's threshold on the selection tissue), with the selection tissue's own median, as the quality
+  benchmark measures nucleus morphology on the hold-outs.
+- ``--classes`` measures some classes only (the probe still learns every class): for a change that
+  touches one class, such as a ``class_defaults`` entry of ``pathup.json``.
 
 Rule (fixed before any candidate was measured; docs/model_card.md, tenth session): a candidate is
 eligible when its class fidelity over all classes is >= ``--min-fidelity`` (0.9). Eligible candidates
@@ -50,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_info, markdown_table
 from _quality import (
+    Morphology,
     grid_tiles,
     linear_probe,
     matched_fd,
@@ -64,7 +70,7 @@ from napari_pathup.engine.pipeline import SynthesisSettings
 from napari_pathup.engine.plan import DTYPE_CHOICES
 from napari_pathup.io.atomic import write_text_atomic
 from napari_pathup.io.images import read_image
-from napari_pathup.metrics import extract_features, get_extractor
+from napari_pathup.metrics import extract_features, get_extractor, haematoxylin_threshold
 from napari_pathup.models.default import reference_for_class
 from napari_pathup.models.load import load_model
 from napari_pathup.training.data import load_images
@@ -97,6 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--sharp-classes", nargs="+", default=["normal", "tumour"], help="classes whose sharpness is ranked"
     )
+    p.add_argument("--classes", nargs="+", help="measure these classes only (default: every class)")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help="as `pathup synthesize --dtype`")
     args = p.parse_args(argv)
@@ -120,8 +127,15 @@ def choose(rows: dict[str, dict[str, float]], min_fidelity: float) -> tuple[str 
     if not eligible:
         return None, {}
     by_fd = sorted(eligible, key=lambda k: rows[k]["fd"])
-    by_sharp = sorted(eligible, key=lambda k: -rows[k]["sharpness"])
-    ranks = {k: {"fd": by_fd.index(k) + 1, "sharpness": by_sharp.index(k) + 1} for k in eligible}
+    # measured without a ranked class (``--classes``), sharpness is NaN: every candidate ranks the same
+    by_sharp = sorted(
+        eligible, key=lambda k: 0.0 if math.isnan(rows[k]["sharpness"]) else -rows[k]["sharpness"]
+    )
+    same = [k for k in eligible if math.isnan(rows[k]["sharpness"])]
+    ranks = {
+        k: {"fd": by_fd.index(k) + 1, "sharpness": 1 if k in same else by_sharp.index(k) + 1}
+        for k in eligible
+    }
     chosen = min(eligible, key=lambda k: (ranks[k]["fd"] + ranks[k]["sharpness"], rows[k]["fd"]))
     return chosen, ranks
 
@@ -130,9 +144,12 @@ def measure(args: argparse.Namespace, started: float) -> dict[str, Any]:
     """Every candidate on the selection tissue and draw: the ``candidates`` and settings of the report."""
     index = discover(args.data)
     classes = list(index.classes)
-    missing = [c for c in args.sharp_classes if c not in classes]
-    if missing:
-        raise SystemExit(f"--sharp-classes {missing}: not classes of {args.data} ({classes})")
+    measured = args.classes or classes
+    for option, names in (("--classes", measured), ("--sharp-classes", args.sharp_classes)):
+        missing = [c for c in names if c not in classes]
+        if missing:
+            raise SystemExit(f"{option} {missing}: not classes of {args.data} ({classes})")
+    sharp_classes = [c for c in args.sharp_classes if c in measured]
     dtype = select_dtype(args.dtype, torch.device("cpu"))
     extractor = get_extractor("effnet-lite0", device="cpu")
     print(f"Model dtype: {str(dtype).removeprefix('torch.')}; feature network: {extractor.label}  ")
@@ -143,6 +160,14 @@ def measure(args: argparse.Namespace, started: float) -> dict[str, Any]:
     sharp = sharpness_values(crops)
     probe, predict = linear_probe(feats, labels)
     counts = ", ".join(f"{n} {int((labels == c).sum())}" for c, n in enumerate(classes))
+    nuclei: dict[str, dict[str, float]] = {}  # per class: threshold and the tissue's median area
+    for c, cls in enumerate(classes):
+        own_crops = [crop for crop, label in zip(crops, labels, strict=True) if label == c]
+        threshold = haematoxylin_threshold(own_crops)
+        nuclei[cls] = {
+            "threshold_h": threshold,
+            "median_area_px": _median_area(Morphology.of(own_crops, threshold)),
+        }
     print(
         f"Selection tissue: {len(crops)} real {CROP}-px crops of the training areas of {args.data} "
         f"({counts}; {args.stride}-px grid); probe: {probe}.  "
@@ -160,6 +185,8 @@ def measure(args: argparse.Namespace, started: float) -> dict[str, Any]:
             raise SystemExit(f"{folder}: pathup.json 'references' must name a reference for {classes}")
         results = {}
         for c, cls in enumerate(classes):
+            if cls not in measured:
+                continue
             tiles: list[np.ndarray] = []
             for seed in seeds:
                 reference = read_image(reference_for_class(model, cls, seed))
@@ -178,12 +205,15 @@ def measure(args: argparse.Namespace, started: float) -> dict[str, Any]:
                 if tiles
                 else math.nan,
                 "fidelity": float(np.mean(predict(synthetic) == c)) if tiles else math.nan,
+                "nucleus_area_px": _median_area(Morphology.of(tiles, nuclei[cls]["threshold_h"])),
             }
             print(f"  {folder} {cls}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
         tiles_all = sum(r["tiles"] for r in results.values())
         candidates[str(folder)] = {
             "fd": float(np.mean([r["fd"] for r in results.values()])),
-            "sharpness": float(np.mean([results[c]["sharpness_ratio"] for c in args.sharp_classes])),
+            "sharpness": float(np.mean([results[c]["sharpness_ratio"] for c in sharp_classes]))
+            if sharp_classes
+            else math.nan,
             "fidelity": sum(r["fidelity"] * r["tiles"] for r in results.values() if r["tiles"])
             / max(tiles_all, 1),
             "per_class": results,
@@ -192,6 +222,8 @@ def measure(args: argparse.Namespace, started: float) -> dict[str, Any]:
         "feature_network": extractor.label,
         "probe": probe,
         "selection_crops": counts,
+        "classes": measured,
+        "selection_nuclei": nuclei,
         "seeds": seeds,
         "size": args.size,
         "fd_crops": args.fd_crops,
@@ -202,7 +234,22 @@ def measure(args: argparse.Namespace, started: float) -> dict[str, Any]:
 
 
 #: what two reports must share for their candidates to be ranked together (``--merge``)
-SHARED_KEYS = ("feature_network", "probe", "selection_crops", "seeds", "size", "fd_crops", "draws", "dtype")
+SHARED_KEYS = (
+    "feature_network",
+    "probe",
+    "selection_crops",
+    "classes",
+    "seeds",
+    "size",
+    "fd_crops",
+    "draws",
+    "dtype",
+)
+
+
+def _median_area(morphology: Morphology) -> float:
+    """The median over crops of each crop's median nucleus area (NaN when no crop has one)."""
+    return float(np.median(morphology.area)) if len(morphology.area) else math.nan
 
 
 def merged(paths: list[Path]) -> dict[str, Any]:
@@ -218,7 +265,7 @@ def merged(paths: list[Path]) -> dict[str, Any]:
             raise SystemExit(f"--merge: {', '.join(sorted(twice))} measured in more than one report")
     candidates = {k: v for r in reports for k, v in r["candidates"].items()}
     return {
-        **{k: first[k] for k in SHARED_KEYS},
+        **{k: first.get(k) for k in SHARED_KEYS},  # "classes": absent before the 28th session
         "merged_from": [str(p) for p in paths],
         "candidates": candidates,
     }
@@ -230,6 +277,7 @@ def decide(report: dict[str, Any], args: argparse.Namespace) -> None:
     chosen, ranks = choose(candidates, args.min_fidelity)
     classes = list(next(iter(candidates.values()))["per_class"])
     table = []
+    tissue = report.get("selection_nuclei", {})  # absent from reports of before the twenty-eighth session
     for name, r in candidates.items():
         c = r["per_class"]
         r["ranks"] = ranks.get(name)
@@ -239,15 +287,18 @@ def decide(report: dict[str, Any], args: argparse.Namespace) -> None:
                 " / ".join(f"{c[n]['fd']:.1f}" for n in classes) + f" ({r['fd']:.1f})",
                 " / ".join(f"{c[n]['sharpness_ratio']:.2f}" for n in classes),
                 " / ".join(f"{c[n]['fidelity']:.2f}" for n in classes) + f" ({r['fidelity']:.2f})",
+                " / ".join(f"{c[n].get('nucleus_area_px', math.nan):.0f}" for n in classes),
                 f"{ranks[name]['fd']} + {ranks[name]['sharpness']}" if name in ranks else "not eligible",
             ]
         )
     names = " / ".join(classes)
+    areas = " / ".join(f"{tissue[n]['median_area_px']:.0f}" if n in tissue else "-" for n in classes)
     headers = [
         "candidate",
         f"FD to the training areas, {names} (mean)",
         f"sharpness / training areas, {names}",
         f"class fidelity, {names} (all)",
+        f"nucleus area px, {names} (training areas: {areas})",
         "rank FD + sharpness",
     ]
     print(markdown_table(headers, table))

@@ -83,3 +83,54 @@ def test_merge_refuses_other_settings_or_a_candidate_twice(select: ModuleType, t
     again = _report(tmp_path / "3.json", {"a": {"fd": 1.5}})
     with pytest.raises(SystemExit, match="a measured in more than one report"):
         select.merged([one, again])
+
+
+def test_without_a_ranked_class_the_lower_distance_wins(select: ModuleType) -> None:
+    """``--classes stroma`` measures no sharpness-ranked class: the rule falls back to the distance."""
+    rows = {
+        "far": {"fd": 30.0, "sharpness": math.nan, "fidelity": 1.0},
+        "near": {"fd": 20.0, "sharpness": math.nan, "fidelity": 1.0},
+    }
+    chosen, ranks = select.choose(rows, min_fidelity=0.9)
+    assert chosen == "near"
+    assert ranks["far"]["sharpness"] == ranks["near"]["sharpness"] == 1
+
+
+def _candidate(fd: float, area: float | None) -> dict[str, object]:
+    per_class = {"fd": fd, "sharpness_ratio": 1.0, "fidelity": 1.0}
+    if area is not None:
+        per_class["nucleus_area_px"] = area
+    return {"fd": fd, "sharpness": 1.0, "fidelity": 1.0, "per_class": {"stroma": per_class}}
+
+
+def test_table_shows_nucleus_area_beside_the_tissue_s(
+    select: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = {
+        "candidates": {"a": _candidate(10.0, 57.0)},
+        "selection_nuclei": {"stroma": {"threshold_h": 0.3, "median_area_px": 66.0}},
+    }
+    args = select.parse_args(["some/model"])
+    select.decide(report, args)
+    out = capsys.readouterr().out
+    assert "nucleus area px, stroma (training areas: 66)" in out
+    assert "| 57 |" in out
+    assert report["chosen"] == "a"
+
+
+def test_table_reads_reports_measured_before_nuclei_were(
+    select: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = {"candidates": {"old": _candidate(10.0, None)}}  # an earlier session's selection.json
+    select.decide(report, select.parse_args(["some/model"]))
+    out = capsys.readouterr().out
+    assert "(training areas: -)" in out
+    assert "| nan |" in out
+
+
+def test_median_area_is_the_median_over_crops(select: ModuleType) -> None:
+    import numpy as np
+
+    morphology = select.Morphology(np.ones(3), np.array([40.0, 70.0, 90.0]), np.ones(3))
+    assert select._median_area(morphology) == 70.0
+    assert math.isnan(select._median_area(select.Morphology(np.zeros(2), np.zeros(0), np.zeros(0))))
