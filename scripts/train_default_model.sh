@@ -13,11 +13,13 @@
 #                                                  # start with a fresh optimizer, iterations counted on)
 #   INIT=candidates/patch16 ITERS=39000 DGAN_ITERS=43000 DGAN_WEIGHT=0.1 DGAN_MAX_T=400 DGAN_JUDGE=pair \
 #       DGAN_CLASS_WEIGHTS="stroma=0 normal=2" DGAN_CROP_EMPHASIS="normal=3" SLIDE_REFERENCES=normal \
-#       WORK=out/train-v4 DEST=out/v4-model scripts/train_default_model.sh
-#                                                  # version 4's leg from the committed 39,000 of the
-#                                                  # sixteen-channel line (version 4 itself ran from that
-#                                                  # line's work folder, so this repeat is not bit-identical),
-#                                                  # and normal's second reference (scripts/slide_references.py)
+#       SEED=3 WORK=out/train-v41 DEST=out/v41-model scripts/train_default_model.sh
+#                                                  # the shipped version 4.1: version 4's leg from the
+#                                                  # committed 39,000 of the sixteen-channel line with
+#                                                  # seed 3, and normal's second reference
+#                                                  # (scripts/slide_references.py); without SEED, version
+#                                                  # 4's leg (version 4 itself ran from that line's work
+#                                                  # folder, so that repeat is not bit-identical)
 #   SNR_GAMMA=0 ITERS=40000 scripts/train_default_model.sh
 #                                                  # a leg with the plain v loss (no min-SNR weighting)
 #   WITH_EXTRA=1 WORK=out/train-v4 INIT=src/napari_pathup/data/default_model SNR_GAMMA=0 LR=1e-4 \
@@ -31,7 +33,7 @@
 #                                                  # latent adversarial term (training/denoiser_gan.py);
 #                                                  # (version 3.2 is in git history: git archive c6b8dd5
 #                                                  # src/napari_pathup/data/default_model; a new leg of
-#                                                  # the shipped version 4: ITERS=43000 DGAN_ITERS=47000)
+#                                                  # the shipped version 4.1: ITERS=43000 DGAN_ITERS=47000)
 #   WORK=out/train-deep INIT=src/napari_pathup/data/default_model PRESET=cpu-deep STORAGE=float16 \
 #       ITERS=60000 DEST=out/deep-model scripts/train_default_model.sh
 #                                                  # the depth experiment: the shipped denoiser deepened
@@ -56,7 +58,8 @@
 #                                                  # another denoiser on a line's finished autoencoder
 #                                                  # (its encoder, GAN decoder and latent scale, as is)
 # (DATA, WORK and DEST override the data folder, the work folder and where the model is copied;
-#  THREADS the torch threads of each process; SEED the training's seed (0: every shipped version);
+#  THREADS the torch threads of each process; SEED the training's seed (0: every shipped version
+#  but 4.1, 3);
 #  EVAL_EVERY how often the denoiser's hold-out validation loss is measured (1000 iterations);
 #  DEVICE where the networks train (cpu; cuda where a GPU is lent: the checkpoints load onto the
 #  device and the data order and noise are drawn on the CPU either way, but no session has had a GPU
@@ -68,7 +71,7 @@
 #  class (with pair+pixel the pair judge's, DGAN_PIXEL_CLASS_WEIGHTS="normal=0" the pixel judge's);
 #  DGAN_CROP_EMPHASIS="normal=3" draws a class's cellular crops more often during the leg.
 #  SLIDE_REFERENCES="normal" gives the exported model one reference per training slide of those classes
-#  (scripts/slide_references.py; version 4: normal).
+#  (scripts/slide_references.py; versions 4 and 4.1: normal).
 #  WITH_EXTRA=1 trains on data/demo, with its hold-outs, plus data/extra, training-only fields,
 #  linked together into $WORK.data.)
 #
