@@ -132,13 +132,10 @@ def choose(rows: dict[str, dict[str, float]], min_fidelity: float) -> tuple[str 
     if not eligible:
         return None, {}
     by_fd = sorted(eligible, key=lambda k: rows[k]["fd"])
-    # measured without a ranked class (``--classes``), sharpness is NaN: every candidate ranks the same
-    by_sharp = sorted(
-        eligible, key=lambda k: 0.0 if math.isnan(rows[k]["sharpness"]) else -rows[k]["sharpness"]
-    )
-    same = [k for k in eligible if math.isnan(rows[k]["sharpness"])]
+    unranked = {k for k in eligible if math.isnan(rows[k]["sharpness"])}  # no ranked class measured
+    by_sharp = sorted(eligible, key=lambda k: 0.0 if k in unranked else -rows[k]["sharpness"])
     ranks = {
-        k: {"fd": by_fd.index(k) + 1, "sharpness": 1 if k in same else by_sharp.index(k) + 1}
+        k: {"fd": by_fd.index(k) + 1, "sharpness": 1 if k in unranked else by_sharp.index(k) + 1}
         for k in eligible
     }
     chosen = min(eligible, key=lambda k: (ranks[k]["fd"] + ranks[k]["sharpness"], rows[k]["fd"]))
@@ -277,7 +274,7 @@ def merged(paths: list[Path]) -> dict[str, Any]:
             raise SystemExit(f"--merge: {', '.join(sorted(twice))} measured in more than one report")
     candidates = {k: v for r in reports for k, v in r["candidates"].items()}
     return {
-        **{k: first.get(k) for k in SHARED_KEYS},  # "classes": absent before the 28th session
+        **{k: first.get(k) for k in SHARED_KEYS},  # "classes": absent before the twenty-eighth session
         "merged_from": [str(p) for p in paths],
         "candidates": candidates,
     }
