@@ -23,7 +23,7 @@ This script measures every candidate on other real tissue and another draw of im
   tiles (median over tiles of each tile's median haematoxylin component, ``metrics.nuclei``, at the
   class's threshold on the selection tissue), with the selection tissue's own median, as the quality
   benchmark measures nucleus morphology on the hold-outs. The threshold is Otsu's over the class's
-  tissue pixels up to their 99th percentile (``haematoxylin_threshold`` spans to the 99.9th): 0.3 %
+  tissue pixels up to their 99th percentile (the quality benchmark's spans to the 99.9th): 0.3 %
   of `normal`'s training-area pixels are pigment or ink at haematoxylin densities up to 1.8, which
   the wider histogram splits off at 0.97 instead of the nuclei (0.08).
 - ``--classes`` measures some classes only (the probe still learns every class): for a change that
@@ -73,15 +73,14 @@ from napari_pathup.engine.pipeline import SynthesisSettings
 from napari_pathup.engine.plan import DTYPE_CHOICES
 from napari_pathup.io.atomic import write_text_atomic
 from napari_pathup.io.images import read_image
-from napari_pathup.metrics import extract_features, get_extractor
-from napari_pathup.metrics.nuclei import otsu_threshold
-from napari_pathup.metrics.stain import rgb_to_hed, tissue_pixels
+from napari_pathup.metrics import extract_features, get_extractor, haematoxylin_threshold
 from napari_pathup.models.default import reference_for_class
 from napari_pathup.models.load import load_model
 from napari_pathup.training.data import load_images
 
 CROP = 256
 MIN_TISSUE = 0.5  # as training and the quality benchmark
+NUCLEUS_TOP = 0.99  # the quantile the nucleus threshold's histogram spans to (module docstring)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -165,7 +164,7 @@ def measure(args: argparse.Namespace, started: float) -> dict[str, Any]:
     nuclei: dict[str, dict[str, float]] = {}  # per class: threshold and the tissue's median area
     for c, cls in enumerate(classes):
         own_crops = [crop for crop, label in zip(crops, labels, strict=True) if label == c]
-        threshold = nucleus_threshold(own_crops)
+        threshold = haematoxylin_threshold(own_crops, top=NUCLEUS_TOP)
         nuclei[cls] = {
             "threshold_h": threshold,
             "median_area_px": _median_area(Morphology.of(own_crops, threshold)),
@@ -247,13 +246,6 @@ SHARED_KEYS = (
     "draws",
     "dtype",
 )
-
-
-def nucleus_threshold(crops: list[np.ndarray]) -> float:
-    """Otsu's threshold of the crops' pooled tissue haematoxylin densities up to their 99th
-    percentile, so that a little dark pigment or ink does not become the split (module docstring)."""
-    densities = rgb_to_hed(np.concatenate([tissue_pixels(c[..., :3]) for c in crops]))[:, 0]
-    return otsu_threshold(densities, top=0.99)
 
 
 def _median_area(morphology: Morphology) -> float:

@@ -101,3 +101,21 @@ def test_otsu_ignores_a_few_extreme_values():
     rng = np.random.default_rng(1)
     values = np.concatenate([rng.normal(0.02, 0.01, 5000), rng.normal(0.12, 0.02, 2000), [1.8] * 3])
     assert 0.04 < otsu_threshold(values) < 0.1
+
+
+def test_a_lower_top_keeps_a_little_ink_from_moving_the_threshold() -> None:
+    """0.4 % near-black pixels (ink, pigment) move the threshold over the 99.9 % range, not over the
+    99 % range, which must still split the nuclei from the rest of the tissue."""
+    rng = np.random.default_rng(0)
+    pink, purple = np.array([220, 140, 195]), np.array([70, 45, 130])
+    clean = []
+    for _ in range(4):  # tissue from eosin pink to haematoxylin purple, with a long purple tail
+        t = np.clip(rng.gamma(1.2, 0.25, (128, 128)), 0, 1)
+        clean.append((pink + (purple - pink) * t[..., None]).astype(np.uint8))
+    inked = [c.copy() for c in clean]
+    for c in inked:
+        c[rng.random(c.shape[:2]) < 0.004] = (8, 8, 20)
+    assert haematoxylin_threshold(inked, top=0.99) == pytest.approx(
+        haematoxylin_threshold(clean, top=0.99), rel=0.02
+    )
+    assert haematoxylin_threshold(inked) > 1.1 * haematoxylin_threshold(clean)
