@@ -8,6 +8,7 @@ benchmark and training agree on which pixels are held out.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -291,6 +292,16 @@ class Morphology:
             np.array([s.median_area for s in found], float),
             np.array([s.median_solidity for s in found], float),
         )
+
+    @property
+    def median_area(self) -> float:
+        """The median over crops of each crop's median component area (NaN when no crop has one)."""
+        return float(np.median(self.area)) if len(self.area) else math.nan
+
+    @property
+    def median_solidity(self) -> float:
+        """The median over crops of each crop's median solidity (NaN when no crop has one)."""
+        return float(np.median(self.solidity)) if len(self.solidity) else math.nan
 
 
 def sharpness_values(crops: list[np.ndarray]) -> np.ndarray:

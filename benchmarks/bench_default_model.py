@@ -663,8 +663,7 @@ def realism(bench: Bench) -> dict[str, Any]:
                 continue
             shares = sharpness_values(crops)
             m = Morphology.of(crops, shared.thresholds[name])
-            area = float(np.median(m.area)) if len(m.area) else math.nan
-            solidity = float(np.median(m.solidity)) if len(m.solidity) else math.nan
+            area, solidity = m.median_area, m.median_solidity
             area_ok = within(area, *entry["real"]["median_area_px"])
             solidity_ok = within(solidity, *entry["real"]["median_solidity"])
             entry[kind] = {

@@ -161,13 +161,14 @@ def measure(args: argparse.Namespace, started: float) -> dict[str, Any]:
     sharp = sharpness_values(crops)
     probe, predict = linear_probe(feats, labels)
     counts = ", ".join(f"{n} {int((labels == c).sum())}" for c, n in enumerate(classes))
+    measured_ids = [(c, cls) for c, cls in enumerate(classes) if cls in measured]
     nuclei: dict[str, dict[str, float]] = {}  # per class: threshold and the tissue's median area
-    for c, cls in enumerate(classes):
+    for c, cls in measured_ids:
         own_crops = [crop for crop, label in zip(crops, labels, strict=True) if label == c]
         threshold = haematoxylin_threshold(own_crops, top=NUCLEUS_TOP)
         nuclei[cls] = {
             "threshold_h": threshold,
-            "median_area_px": _median_area(Morphology.of(own_crops, threshold)),
+            "median_area_px": Morphology.of(own_crops, threshold).median_area,
         }
     print(
         f"Selection tissue: {len(crops)} real {CROP}-px crops of the training areas of {args.data} "
@@ -185,9 +186,7 @@ def measure(args: argparse.Namespace, started: float) -> dict[str, Any]:
         if not all(c in shipped for c in classes):
             raise SystemExit(f"{folder}: pathup.json 'references' must name a reference for {classes}")
         results = {}
-        for c, cls in enumerate(classes):
-            if cls not in measured:
-                continue
+        for c, cls in measured_ids:
             tiles: list[np.ndarray] = []
             for seed in seeds:
                 reference = read_image(reference_for_class(model, cls, seed))
@@ -206,7 +205,7 @@ def measure(args: argparse.Namespace, started: float) -> dict[str, Any]:
                 if tiles
                 else math.nan,
                 "fidelity": float(np.mean(predict(synthetic) == c)) if tiles else math.nan,
-                "nucleus_area_px": _median_area(Morphology.of(tiles, nuclei[cls]["threshold_h"])),
+                "nucleus_area_px": Morphology.of(tiles, nuclei[cls]["threshold_h"]).median_area,
             }
             print(f"  {folder} {cls}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
         tiles_all = sum(r["tiles"] for r in results.values())
@@ -246,11 +245,6 @@ SHARED_KEYS = (
     "draws",
     "dtype",
 )
-
-
-def _median_area(morphology: Morphology) -> float:
-    """The median over crops of each crop's median nucleus area (NaN when no crop has one)."""
-    return float(np.median(morphology.area)) if len(morphology.area) else math.nan
 
 
 def merged(paths: list[Path]) -> dict[str, Any]:

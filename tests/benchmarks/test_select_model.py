@@ -131,6 +131,7 @@ def test_table_reads_reports_measured_before_nuclei_were(
 def test_median_area_is_the_median_over_crops(select: ModuleType) -> None:
     import numpy as np
 
-    morphology = select.Morphology(np.ones(3), np.array([40.0, 70.0, 90.0]), np.ones(3))
-    assert select._median_area(morphology) == 70.0
-    assert math.isnan(select._median_area(select.Morphology(np.zeros(2), np.zeros(0), np.zeros(0))))
+    morphology = select.Morphology(np.ones(3), np.array([40.0, 70.0, 90.0]), np.array([0.9, 0.7, 0.8]))
+    assert morphology.median_area == 70.0
+    assert morphology.median_solidity == 0.8
+    assert math.isnan(select.Morphology(np.zeros(2), np.zeros(0), np.zeros(0)).median_area)
