@@ -6,9 +6,10 @@ chooses, and writes them as ``selection.json`` in ``--out``. Candidates measured
 the same settings (each measurement depends only on its candidate, so two processes can share the
 work) are ranked together with ``--merge A/selection.json B/selection.json``.
 
-Why: legs of one training recipe that differ only in their seed spread as widely as the settings the
-model card compares (ninth session). Choosing the best of them by ``bench_default_model.py`` would
-select on its held-out crops, so the figures it then reports for the choice would be biased upwards.
+Why: legs of one training recipe that differ only in their seed spread as widely as the settings
+compared in docs/model_experiments.md (ninth session). Choosing the best of them by
+``bench_default_model.py`` would select on its held-out crops, so the figures it then reports for
+the choice would be biased upwards.
 This script measures every candidate on other real tissue and another draw of images:
 
 - Selection tissue: real 256-px crops of the **training areas** of ``--data`` (outside every hold-out
@@ -29,7 +30,7 @@ This script measures every candidate on other real tissue and another draw of im
 - ``--classes`` measures some classes only (the probe still learns every class): for a change that
   touches one class, such as a ``class_defaults`` entry of ``pathup.json``.
 
-Rule (fixed before any candidate was measured; docs/model_card.md, tenth session): a candidate is
+Rule (fixed before any candidate was measured; docs/model_experiments.md, tenth session): a candidate is
 eligible when its class fidelity over all classes is >= ``--min-fidelity`` (0.9). Eligible candidates
 are ranked by their mean Fréchet distance over the classes (ascending) and by the mean sharpness ratio
 of ``--sharp-classes`` (normal and tumour: the classes below the sharpness bar; descending); the chosen

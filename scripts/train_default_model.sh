@@ -24,7 +24,7 @@
 #                                                  # a leg with the plain v loss (no min-SNR weighting)
 #   WITH_EXTRA=1 WORK=out/train-v4 INIT=src/napari_pathup/data/default_model SNR_GAMMA=0 LR=1e-4 \
 #       ITERS=44000 DEST=out/v4-model scripts/train_default_model.sh
-#                                                  # the version-4 experiment (docs/model_card.md): the
+#                                                  # the version-4 experiment (docs/model_experiments.md): the
 #                                                  # shipped model trained on with data/extra as well
 #   INIT=VERSION_3.1_COPY ITERS=27000 DGAN_ITERS=31000 DGAN_WEIGHT=0.1 DGAN_MAX_T=400 DGAN_JUDGE=pair \
 #       DGAN_CLASS_WEIGHTS=stroma=0 WORK=out/train-dgan DEST=out/dgan-model scripts/train_default_model.sh

@@ -11,7 +11,7 @@ latents are replaced by what stage 2 makes of them: the crops blurred (1x, 2x or
 encoded, noised to one of the last 2-12 of 20 DDIM steps and denoised with guidance 2.5; the
 reconstruction term then compares 8x low-passed images only (the denoised latent keeps the layout,
 not the detail). The idea: a decoder that learns to paint real detail on the soft latents synthesis
-produces. Measured (docs/model_card.md, fifth session): worse on every synthesis figure, so not used.
+produces. Measured (docs/model_experiments.md, fifth session): worse on every synthesis figure, so not used.
 """
 
 from __future__ import annotations

@@ -463,7 +463,7 @@ class RunPlan:
 
         ``stretch`` (PathUp treats the reference as the output's field): a note when the reference is
         enlarged more than 1.25x on a side, because its tissue then looks magnified
-        (docs/model_card.md, "What limits the pictures"). ``outpaint``: a note saying how much of
+        (docs/model_experiments.md, "What limits the pictures"). ``outpaint``: a note saying how much of
         the output is drawn around the reference, or that a larger reference is cropped."""
         height, width = int(shape[0]), int(shape[1])
         down, across = self.height / height, self.width / width
