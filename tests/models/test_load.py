@@ -59,6 +59,15 @@ def test_model_hash_identifies_the_weights(pathup_model_dir, tmp_path):
     assert model_hash(copy) != model_hash(pathup_model_dir)
 
 
+def test_model_hash_without_documentation_ignores_markdown_only(pathup_model_dir, tmp_path):
+    copy = shutil.copytree(pathup_model_dir, tmp_path / "copy")
+    (copy / "README.md").write_text("# notes\n")
+    assert model_hash(copy) != model_hash(pathup_model_dir)  # the whole folder, as recorded in stores
+    assert model_hash(copy, documentation=False) == model_hash(pathup_model_dir, documentation=False)
+    (copy / "scheduler" / "scheduler_config.json").write_text("{}")
+    assert model_hash(copy, documentation=False) != model_hash(pathup_model_dir, documentation=False)
+
+
 def broken(pathup_model_dir: Path, tmp_path: Path, how: str) -> Path:
     folder = Path(shutil.copytree(pathup_model_dir, tmp_path / "m"))
     weights = folder / "denoiser" / "diffusion_pytorch_model.safetensors"

@@ -191,8 +191,9 @@ def test_a_warm_start_draws_new_batches_instead_of_replaying_the_continued_runs_
 def test_a_warm_start_records_its_model_by_hash_and_resumes_only_from_the_same_weights(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:
-    """A work folder continues the model it started from wherever that folder now is, and refuses when
-    the path of --init holds other weights (the package's default model after a new version ships)."""
+    """A work folder continues the model it started from wherever that folder now is and whatever its
+    README now says, and refuses when the path of --init holds other weights (the package's default
+    model after a new version ships)."""
     import shutil
 
     from napari_pathup.models.load import model_hash
@@ -202,7 +203,7 @@ def test_a_warm_start_records_its_model_by_hash_and_resumes_only_from_the_same_w
     first = train(TrainConfig(out=tmp_path / "a", iters=2, **base), log=lambda _: None)
     shipped = tmp_path / "shipped"
     shutil.copytree(first, shipped, ignore=shutil.ignore_patterns("checkpoints"))
-    started = model_hash(shipped)
+    started = model_hash(shipped, documentation=False)
     leg = dict(out=tmp_path / "b", init=shipped, latent_channels=8, **base)  # 8: unused, init has 4
     second = train(TrainConfig(iters=3, **leg), log=lambda _: None)
     record = json.loads((second / "pathup.json").read_text())["training"]["settings"]
@@ -219,9 +220,16 @@ def test_a_warm_start_records_its_model_by_hash_and_resumes_only_from_the_same_w
     moved = tmp_path / "moved"
     shipped.rename(moved)  # the same weights in another folder: resumes
     train(TrainConfig(iters=4, resume=True, **{**leg, "init": moved}), log=lambda _: None)
+    (moved / "README.md").write_text("# What this candidate is\n")  # documentation, not the model
+    train(TrainConfig(iters=5, resume=True, **{**leg, "init": moved}), log=lambda _: None)
+    # a work folder from before documentation was left out recorded the whole folder's hash: resumes
+    config = tmp_path / "b" / "checkpoints" / "config.json"
+    assert model_hash(moved) != model_hash(moved, documentation=False)
+    config.write_text(json.dumps({**json.loads(config.read_text()), "init_hash": model_hash(moved)}))
+    train(TrainConfig(iters=6, resume=True, **{**leg, "init": moved}), log=lambda _: None)
     shutil.copytree(second, shipped, ignore=shutil.ignore_patterns("checkpoints"))  # a new version there
     with pytest.raises(InputError, match=r"init_hash: .*holds other weights now"):
-        train(TrainConfig(iters=5, resume=True, **leg), log=lambda _: None)
+        train(TrainConfig(iters=7, resume=True, **leg), log=lambda _: None)
 
 
 def test_a_resumed_decoder_may_raise_the_adversarial_weight_and_records_it(

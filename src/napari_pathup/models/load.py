@@ -329,10 +329,16 @@ def read_model_spec(spec: str | Path | None = None, allow_download: bool = False
     return (_pathup_spec(path) if layout == "pathup" else _stable_diffusion_spec(path))[0]
 
 
-def model_hash(path: str | Path) -> str:
-    """sha256 over the folder's files (relative names and contents): identifies the exact weights."""
+def model_hash(path: str | Path, *, documentation: bool = True) -> str:
+    """sha256 over the folder's files (relative names and contents): identifies the exact weights.
+    ``documentation=False`` leaves out Markdown files (a candidate's README.md, the references'
+    SOURCES.md), so that editing what a folder says about itself does not make it another model."""
     path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and (documentation or p.suffix.lower() != ".md")
+    )
     stamp = tuple((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
     return _hash_files(str(path), stamp)
 

@@ -204,10 +204,25 @@ def check_settings(saved: dict[str, Any], current: dict[str, Any], keys: tuple[s
 
 def init_hash(cfg: TrainConfig) -> dict[str, str]:
     """``{"init_hash": ...}`` of a warm start's model folder (its path may later hold another model,
-    as the package's default model does after a new version ships), else ``{}``."""
+    as the package's default model does after a new version ships), else ``{}``. Its Markdown files
+    are left out: a candidate's README may be edited while a run that started from it goes on."""
     from napari_pathup.models.load import model_hash
 
-    return {"init_hash": model_hash(cfg.init)} if cfg.init is not None else {}
+    return {"init_hash": model_hash(cfg.init, documentation=False)} if cfg.init is not None else {}
+
+
+def recorded_init_hash(saved: dict[str, Any], cfg: TrainConfig) -> str | None:
+    """The ``init_hash`` a work folder's saved settings match for this run's --init: the current one,
+    or the whole-folder hash (documentation included) that work folders recorded until 2026-12-04;
+    ``None`` when there is nothing to compare."""
+    from napari_pathup.models.load import model_hash
+
+    if cfg.init is None or "init_hash" not in saved:
+        return None
+    current = model_hash(cfg.init, documentation=False)
+    if saved["init_hash"] != current and saved["init_hash"] == model_hash(cfg.init):
+        return saved["init_hash"]
+    return current
 
 
 def folder_label(folder: Path) -> str:
@@ -230,7 +245,7 @@ def exported_settings(cfg: TrainConfig, latent_channels: int) -> dict[str, Any]:
         folder = getattr(cfg, key)
         if folder is not None:
             settings[key] = folder_label(folder)
-            settings[f"{key}_hash"] = model_hash(folder)
+            settings[f"{key}_hash"] = model_hash(folder, documentation=False)
     if cfg.init is not None or cfg.autoencoder is not None:
         for key in AUTOENCODER_PHASE_KEYS:
             del settings[key]
@@ -245,6 +260,8 @@ def prepare_output(cfg: TrainConfig, index: DatasetIndex) -> Path:
     saved_path = ckpt / "config.json"
     if cfg.resume and saved_path.is_file():
         saved = json.loads(saved_path.read_text())
+        if (recorded := recorded_init_hash(saved, cfg)) is not None:
+            current["init_hash"] = recorded  # keep what the work folder recorded: it still matches
         if saved.get("dataset") != current["dataset"]:
             raise InputError(
                 "cannot resume: the classes, images or hold-out regions differ from the checkpoint's"
