@@ -361,6 +361,27 @@ def test_a_misspelt_synthesis_default_for_training_is_refused_before_any_work(
     assert parsed.defaults == [("guidance", 4)]
 
 
+@pytest.mark.parametrize(
+    ("flag", "named"),
+    [("tumour:guidence=4", "guidence"), ("upscale_strength=0.9", "CLASS:KEY=VALUE"), (":steps=9", "CLASS")],
+)
+def test_a_malformed_class_default_for_training_is_refused_before_any_work(
+    pathup_model_dir, tmp_path, capsys, flag, named
+):
+    """``--set-class-default`` takes CLASS:KEY=VALUE; a missing class or a misspelt key is refused at
+    once, naming the flag, not after hours of training."""
+    (tmp_path / "out").mkdir()
+    argv = [*command_argv("train", pathup_model_dir, tmp_path), "--set-class-default", flag]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert exc.value.code == 2 and len(errors) == 1 and "--set-class-default" in errors[0], errors
+    assert named in errors[0], errors
+    assert list((tmp_path / "out").iterdir()) == []
+    parsed = build_parser().parse_args([*argv[:-1], "tumour:guidance=4"])
+    assert parsed.class_defaults == [("tumour", "guidance", 4)]
+
+
 @pytest.mark.parametrize("command", ["augment", "evaluate", "train"])
 @pytest.mark.parametrize("value", [",", " , ", ""])
 def test_a_split_list_without_a_name_is_refused_naming_the_flag(

@@ -14,10 +14,11 @@ from safetensors.torch import load_file
 from helpers import TINY_TRAINING
 from napari_pathup.cli import main
 from napari_pathup.engine.pipeline import SynthesisSettings, run
+from napari_pathup.engine.plan import model_defaults
 from napari_pathup.errors import InputError
 from napari_pathup.io import read_image
 from napari_pathup.models.default import reference_for_class
-from napari_pathup.models.load import load_model
+from napari_pathup.models.load import load_model, read_model_spec
 from napari_pathup.training.settings import TrainConfig
 from napari_pathup.training.train import train
 
@@ -116,6 +117,10 @@ def test_output_folder_rules(trained: Path, tiny_dataset: Path, tmp_path: Path) 
     with pytest.raises(InputError, match=r"--set-default must be .*guidence"):
         train(_config(tiny_dataset, fresh, defaults={"guidence": 4.0}), log=lambda _: None)
     assert not fresh.exists()
+    # so is a class default for a class the data lacks (a typo of "tumour" would change nothing)
+    with pytest.raises(InputError, match=r"--set-class-default must be keyed by .*stroma, tumour.*'tumor'"):
+        train(_config(tiny_dataset, fresh, class_defaults={"tumor": {"steps": 5}}), log=lambda _: None)
+    assert not fresh.exists()
 
 
 def test_a_given_autoencoder_is_reused(trained: Path, tiny_dataset: Path, tmp_path: Path) -> None:
@@ -158,9 +163,20 @@ def test_cli_trains_and_reports_errors(tiny_dataset: Path, tmp_path: Path, capsy
         "--quiet",
         "--set-default",
         "steps=12",
+        "--set-class-default",
+        "tumour:upscale_strength=0.9",
+        "--set-class-default",
+        "tumour:steps=14",
     ]
     assert main(args) == 0
-    assert json.loads((out / "pathup.json").read_text())["defaults"]["steps"] == 12
+    meta = json.loads((out / "pathup.json").read_text())
+    assert meta["defaults"]["steps"] == 12
+    assert meta["class_defaults"] == {"tumour": {"upscale_strength": 0.9, "steps": 14}}
+    # a run of tumour starts from its class's defaults, stroma from the model's
+    model = read_model_spec(out)
+    tumour = model_defaults(model, "tumour")
+    assert tumour["steps"] == 14 and tumour["upscale_strength"] == 0.9
+    assert model_defaults(model, "stroma")["steps"] == 12
     assert main(args) == 2
     assert "not empty" in capsys.readouterr().err
     assert main(["train", str(tmp_path / "missing"), "--out", str(tmp_path / "m2")]) == 2

@@ -248,6 +248,14 @@ def add_size_argument(parser: argparse.ArgumentParser, help_text: str = "output 
     )
 
 
+def class_defaults(flags: list[tuple[str, str, Any]]) -> dict[str, dict[str, Any]]:
+    """``--set-class-default`` flags, (class, key, value) each, as ``pathup.json`` "class_defaults"."""
+    grouped: dict[str, dict[str, Any]] = {}
+    for name, key, value in flags:
+        grouped.setdefault(name, {})[key] = value
+    return grouped
+
+
 def run_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The ``pathup train`` settings both training paths share (data, hold-outs, run), by field name."""
     return {
@@ -263,6 +271,7 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
         "splits": args.split,
         "max_images_per_class": args.max_images_per_class,
         "defaults": dict(args.defaults),
+        "class_defaults": class_defaults(args.class_defaults),
         "progress": not args.quiet,
     }
 

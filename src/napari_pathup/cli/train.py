@@ -21,7 +21,7 @@ from napari_pathup.errors import SettingsError
 from napari_pathup.training import DENOISER_GAN_JUDGES, DENOISER_STORAGES
 
 
-def _key_value(text: str) -> tuple[str, object]:
+def _key_value(text: str, flag: str = "--set-default") -> tuple[str, object]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. steps=20")
     key, value = text.split("=", 1)
@@ -30,10 +30,18 @@ def _key_value(text: str) -> tuple[str, object]:
     except json.JSONDecodeError:
         parsed = value
     try:
-        check_defaults({key.strip(): parsed}, "--set-default")
+        check_defaults({key.strip(): parsed}, flag)
     except SettingsError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return key.strip(), parsed
+
+
+def _class_key_value(text: str) -> tuple[str, str, object]:
+    name, sep, setting = text.partition(":")
+    if not sep or not name.strip():
+        example = "tumour:upscale_strength=0.9"
+        raise argparse.ArgumentTypeError(f"{text!r}: expected CLASS:KEY=VALUE, e.g. {example}")
+    return (name.strip(), *_key_value(setting, "--set-class-default"))
 
 
 def _class_factor(text: str) -> tuple[str, float]:
@@ -169,6 +177,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="synthesis default written to pathup.json, e.g. steps=20 (repeatable)",
+    )
+    dn.add_argument(
+        "--set-class-default",
+        dest="class_defaults",
+        action="append",
+        type=_class_key_value,
+        default=[],
+        metavar="CLASS:KEY=VALUE",
+        help="synthesis default of one class, over --set-default, written to pathup.json "
+        '"class_defaults", e.g. tumour:upscale_strength=0.9 (repeatable)',
     )
 
     adv = p.add_argument_group(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,15 +178,22 @@ def model_defaults(model: ModelInfo, class_name: str) -> dict[str, Any]:
     softer). Raises :class:`SettingsError` when "class_defaults" names a class the model lacks, or
     either names a setting that does not exist (a typo would otherwise change nothing, silently)."""
     defaults = check_defaults(model.metadata.get("defaults", {}), 'the model\'s pathup.json "defaults"')
-    per_class = model.metadata.get("class_defaults", {})
-    where = 'the model\'s pathup.json "class_defaults"'
-    if not isinstance(per_class, dict):
-        raise _fail(where, "a mapping of class name to settings", per_class)
-    for name, values in per_class.items():
-        if model.classes and name not in model.classes:
-            raise _fail(where, f"keyed by the model's classes ({', '.join(model.classes)})", name)
-        check_defaults(values, f"{where}[{name!r}]")
+    per_class = check_class_defaults(
+        model.metadata.get("class_defaults", {}), model.classes, 'the model\'s pathup.json "class_defaults"'
+    )
     return {**DEFAULTS, **defaults, **per_class.get(class_name, {})}
+
+
+def check_class_defaults(values: Any, classes: Sequence[str], where: str) -> dict[str, dict[str, Any]]:
+    """``values`` if it maps names of ``classes`` (any name when ``classes`` is empty) to settings that
+    :func:`check_defaults` accepts; else :class:`SettingsError` naming ``where`` and what is wrong."""
+    if not isinstance(values, dict):
+        raise _fail(where, "a mapping of class name to settings", values)
+    for name, settings in values.items():
+        if classes and name not in classes:
+            raise _fail(where, f"keyed by the model's classes ({', '.join(classes)})", name)
+        check_defaults(settings, f"{where}[{name!r}]")
+    return values
 
 
 @dataclass(frozen=True)

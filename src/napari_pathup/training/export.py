@@ -101,19 +101,23 @@ def export_model(
     defaults: dict[str, Any],
     training: dict[str, Any],
     denoiser_storage: str = "float32",
+    class_defaults: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Write the model folder that :func:`napari_pathup.models.load.load_model` loads.
 
     ``denoiser_storage`` "float16" writes the denoiser's weights in half precision (recorded in
-    "training"); loading upcasts them to float32."""
+    "training"); loading upcasts them to float32. ``class_defaults`` (class -> settings) become
+    ``pathup.json`` "class_defaults", which a run of that class starts from over "defaults"."""
     if denoiser_storage not in STORAGE_DTYPES:
         raise ValueError(
             f"denoiser storage must be one of {', '.join(STORAGE_DTYPES)}, got {denoiser_storage!r}"
         )
     references = write_references(folder, choose_references(data))
     holdout = {e.key: e.holdout.to_json() for e in data.index.images if e.holdout is not None}
-    extra = {
-        "defaults": {**DEFAULT_SYNTHESIS, **defaults},
+    extra: dict[str, Any] = {"defaults": {**DEFAULT_SYNTHESIS, **defaults}}
+    if class_defaults:
+        extra["class_defaults"] = class_defaults
+    extra |= {
         "references": references,
         "holdout": holdout,
         "training": training,

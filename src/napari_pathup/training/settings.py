@@ -109,6 +109,7 @@ class RunSettings:
     splits: tuple[str, ...] = ("train",)
     max_images_per_class: int | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
+    class_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     progress: bool = True
 
     def to_json(self) -> dict[str, Any]:
@@ -195,7 +196,10 @@ def check_settings(saved: dict[str, Any], current: dict[str, Any], keys: tuple[s
     changed = [k for k in keys if saved.get(k) != current.get(k)]
     if changed:
         detail = ", ".join(f"{k}: {saved.get(k)!r} → {current.get(k)!r}" for k in changed)
-        hint = "; the --init folder holds other weights now: pass a copy of the model it started from"
+        hint = (
+            "; the --init folder holds other weights now (or, for a work folder begun before 2026-12-04, "
+            "other Markdown files): pass a copy of the model it started from"
+        )
         raise InputError(
             f"cannot resume: the {what} checkpoint was made with other settings ({detail})"
             + (hint if "init_hash" in changed else "")

@@ -42,7 +42,7 @@ import torch
 
 from napari_pathup.datasets import CELL, DatasetIndex, discover
 from napari_pathup.engine.device import autocast
-from napari_pathup.engine.plan import check_defaults
+from napari_pathup.engine.plan import check_class_defaults, check_defaults
 from napari_pathup.errors import InputError, ModelLoadError
 from napari_pathup.io.atomic import write_text_atomic
 from napari_pathup.models.base import Autoencoder, PathupModel
@@ -552,6 +552,7 @@ def export_pipeline(
         "scale_words": conditioner.scale_words,
         "prompts": {c: {s: conditioner.prompt(c, s) for s in SCALES} for c in index.classes},
         "defaults": {**DEFAULT_SYNTHESIS, **base_meta.get("defaults", {}), **cfg.defaults},
+        **({"class_defaults": cfg.class_defaults} if cfg.class_defaults else {}),
         "references": references,
         "holdout": {e.key: e.holdout.to_json() for e in index.images if e.holdout is not None},
         "training": training,
@@ -601,6 +602,7 @@ def _fine_tune(cfg: FineTuneConfig, log: Callable[[str], None]) -> Path:
     say = log if processes.is_main else (lambda _: None)
     device = processes.device if processes.device is not None else select_device(cfg.device)
     index = discover(cfg.data, cfg.splits, cfg.holdout, cfg.max_images_per_class, cfg.seed)
+    check_class_defaults(cfg.class_defaults, index.classes, "--set-class-default")
     base, model = load_base(cfg)
     cfg = resolve_config(cfg, model, processes)
     dtype = autocast_dtype(cfg.mixed_precision, device)

@@ -667,7 +667,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     """Train both phases and write the model folder ``cfg.out``; returns it."""
     from napari_pathup import __version__
     from napari_pathup.engine.device import select_device
-    from napari_pathup.engine.plan import check_defaults
+    from napari_pathup.engine.plan import check_class_defaults, check_defaults
     from napari_pathup.training.export import export_model, folder_megabytes
 
     check_defaults(cfg.defaults, "--set-default")  # refused now, not by the first synthesis hours later
@@ -677,6 +677,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         torch.set_num_threads(cfg.threads)
     device = select_device(cfg.device)
     index = discover(cfg.data, cfg.splits, cfg.holdout, cfg.max_images_per_class, cfg.seed)
+    check_class_defaults(cfg.class_defaults, index.classes, "--set-class-default")
     held = sum(e.holdout is not None for e in index.images)
     log(
         f"data: {cfg.data} ({index.layout}), classes {', '.join(index.classes)}; {len(index.images)} images, "
@@ -705,6 +706,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         "decoder": gan_info,
         "denoiser": dn_info,
     }
-    export_model(cfg.out, unet, vae, scheduler, data, cfg.defaults, training, cfg.denoiser_storage)
+    export_model(
+        cfg.out, unet, vae, scheduler, data, cfg.defaults, training, cfg.denoiser_storage, cfg.class_defaults
+    )
     log(f"model: {cfg.out} ({folder_megabytes(cfg.out):.1f} MB without checkpoints)")
     return cfg.out
