@@ -13,11 +13,14 @@
 #                                                  # start with a fresh optimizer, iterations counted on)
 #   INIT=candidates/patch16 ITERS=39000 DGAN_ITERS=43000 DGAN_WEIGHT=0.1 DGAN_MAX_T=400 DGAN_JUDGE=pair \
 #       DGAN_CLASS_WEIGHTS="stroma=0 normal=2" DGAN_CROP_EMPHASIS="normal=3" SLIDE_REFERENCES=normal \
-#       SEED=3 WORK=out/train-v41 DEST=out/v41-model scripts/train_default_model.sh
-#                                                  # the shipped version 4.1: version 4's leg from the
+#       SEED=3 CLASS_DEFAULTS="tumour:upscale_strength=0.9" WORK=out/train-v42 DEST=out/v42-model \
+#       scripts/train_default_model.sh
+#                                                  # the shipped version 4.2: version 4's leg from the
 #                                                  # committed 39,000 of the sixteen-channel line with
-#                                                  # seed 3, and normal's second reference
-#                                                  # (scripts/slide_references.py); without SEED, version
+#                                                  # seed 3, normal's second reference
+#                                                  # (scripts/slide_references.py) and tumour's stage 2
+#                                                  # at upscale strength 0.9 (version 4.1: without
+#                                                  # CLASS_DEFAULTS); without SEED, version
 #                                                  # 4's leg (version 4 itself ran from that line's work
 #                                                  # folder, so that repeat is not bit-identical)
 #   SNR_GAMMA=0 ITERS=40000 scripts/train_default_model.sh
@@ -33,7 +36,7 @@
 #                                                  # latent adversarial term (training/denoiser_gan.py);
 #                                                  # (version 3.2 is in git history: git archive c6b8dd5
 #                                                  # src/napari_pathup/data/default_model; a new leg of
-#                                                  # the shipped version 4.1: ITERS=43000 DGAN_ITERS=47000)
+#                                                  # the shipped version 4.2: ITERS=43000 DGAN_ITERS=47000)
 #   WORK=out/train-deep INIT=src/napari_pathup/data/default_model PRESET=cpu-deep STORAGE=float16 \
 #       ITERS=60000 DEST=out/deep-model scripts/train_default_model.sh
 #                                                  # the depth experiment: the shipped denoiser deepened
@@ -96,7 +99,8 @@
 #                    iterations. Version 3.2: 27,000 to 31,000, weight 0.1, below 400, pair, stroma=0
 #   defaults         upscale strength 0.75 instead of 0.45 (measured with bench_default_model.py --quick
 #                    on this model: sharper stage 2 at the same FD and class fidelity, 15 instead of 9
-#                    stage-2 steps; 0.6 until bfloat16 on the CPU made room for the cost; docs/model_card.md)
+#                    stage-2 steps; 0.6 until bfloat16 on the CPU made room for the cost; docs/model_card.md);
+#                    CLASS_DEFAULTS="CLASS:KEY=VALUE ..." sets one class's own (pathup.json "class_defaults")
 # Phases 1b and 2 need only the finished encoder, so they run as two processes at once. Every phase
 # checkpoints every 250 iterations into $WORK/checkpoints and resumes exactly from the latest one.
 # The body is one { ... } block ending in exit: bash reads all of it before running any, so editing this
@@ -125,6 +129,8 @@ DGAN_WEIGHT="${DGAN_WEIGHT:-0.1}"
 DGAN_LR="${DGAN_LR:-5e-5}"
 DGAN_MAX_T="${DGAN_MAX_T:-750}"
 DGAN_JUDGE="${DGAN_JUDGE:-clean}"
+CLASS_DEFAULT_ARGS=()  # CLASS_DEFAULTS="tumour:upscale_strength=0.9 ...": one class's synthesis defaults
+for setting in ${CLASS_DEFAULTS:-}; do CLASS_DEFAULT_ARGS+=(--set-class-default "$setting"); done
 DGAN_CLASS_ARGS=()  # DGAN_CLASS_WEIGHTS="stroma=0 ...": the adversarial weight's factor per class
 for factor in ${DGAN_CLASS_WEIGHTS:-}; do DGAN_CLASS_ARGS+=(--denoiser-gan-class-weight "$factor"); done
 pixel_factor_args() {  # DGAN_PIXEL_CLASS_WEIGHTS="normal=0 ...": the pixel judge's (judge pair+pixel)
@@ -179,7 +185,7 @@ train() {
         --label-dropout 0.1 --overview-fraction 0.3 --checkpoint-every 250 --eval-every "${EVAL_EVERY:-1000}" \
         --denoiser-gan-iters "$DGAN_ITERS" --denoiser-gan-weight "$DGAN_WEIGHT" --denoiser-gan-lr "$DGAN_LR" \
         --denoiser-gan-max-timestep "$DGAN_MAX_T" --denoiser-gan-judge "$DGAN_JUDGE" "${DGAN_CLASS_ARGS[@]}" \
-        --set-default upscale_strength=0.75 --denoiser-storage "$STORAGE" \
+        --set-default upscale_strength=0.75 "${CLASS_DEFAULT_ARGS[@]}" --denoiser-storage "$STORAGE" \
         ${INIT:+--init "$INIT"} ${AUTOENCODER:+--autoencoder "$AUTOENCODER"} "$@"
 }
 
