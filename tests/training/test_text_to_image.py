@@ -257,9 +257,10 @@ def test_cli_fine_tunes_and_refuses_pathup_only_options(
     args = ["train", str(real_crops), "--out", str(out), "--base", str(sd_model_dir), "--iters", "1"]
     args += ["--batch-size", "1", "--crop", "64", "--threads", "1", "--quiet", "--set-default", "steps=9"]
     template = "an H&E image of {class_name} at {scale} power"
-    assert main([*args, "--prompt-template", template]) == 0
+    assert main([*args, "--prompt-template", template, "--set-class-default", "stroma:guidance=4.5"]) == 0
     meta = json.loads((out / "pathup.json").read_text())
     assert meta["defaults"]["steps"] == 9 and meta["prompt_template"] == template
+    assert meta["class_defaults"] == {"stroma": {"guidance": 4.5}}
     assert meta["prompts"]["stroma"]["native"] == "an H&E image of stroma at high power"
     assert meta["training"]["settings"]["lr"] == 1e-5  # the fine-tune default, not the PathUp one
     assert main([*args[:3], str(tmp_path / "x"), *args[4:], "--ae-iters", "3"]) == 2
@@ -267,6 +268,10 @@ def test_cli_fine_tunes_and_refuses_pathup_only_options(
     assert main([*args[:3], str(tmp_path / "y"), *args[4:], "--mixed-precision", "bf16"]) == 2
     assert "needs a CUDA device" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    # a class default for a class the crops lack is refused before the base model loads
+    assert main([*args[:3], str(tmp_path / "z"), *args[4:], "--set-class-default", "tumor:steps=5"]) == 2
+    assert "--set-class-default must be keyed by" in capsys.readouterr().err
+    assert not (tmp_path / "z").exists()
 
 
 @pytest.mark.slow
