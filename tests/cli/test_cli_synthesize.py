@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 
@@ -143,6 +146,29 @@ def test_info_lists_classes_and_estimates(pathup_model_dir, capsys):
     out = capsys.readouterr().out
     assert "tumour, stroma, normal" in out and "overview, native" in out
     assert "estimated time" in out and "estimated peak memory" in out
+
+
+def test_info_shows_the_defaults_of_each_class_and_plans_with_them(pathup_model_dir, tmp_path, capsys):
+    """A model whose class samples with its own defaults ("class_defaults") says so, and the run it
+    estimates for that class uses them: a user sees why one class costs more than another."""
+    model = tmp_path / "model"
+    shutil.copytree(pathup_model_dir, model)
+    meta = json.loads((model / "pathup.json").read_text())
+    meta["defaults"] = {"steps": 10, "strength": 0.6, "upscale_strength": 0.5}
+    meta["class_defaults"] = {"stroma": {"upscale_strength": 1.0}}
+    (model / "pathup.json").write_text(json.dumps(meta))
+    stage_2_steps = {}
+    for class_name in ("tumour", "stroma"):
+        argv = ["info", "--model", str(model), "--size", "256", "--class", class_name, "--no-calibrate"]
+        assert main([*argv, "--device", "cpu"]) == 0
+        out = capsys.readouterr().out
+        assert "defaults    steps 10, strength 0.6, upscale strength 0.5" in out
+        assert "            stroma: upscale strength 1.0" in out
+        assert f"run of {class_name}, 256x256 px" in out
+        stage_2_steps[class_name] = int(
+            next(line for line in out.splitlines() if line.startswith("2 ")).split()[5]
+        )
+    assert stage_2_steps == {"tumour": 5, "stroma": 10}
 
 
 def test_without_a_default_model_the_error_says_what_to_do(reference_file, tmp_path, capsys, monkeypatch):

@@ -51,8 +51,11 @@ def execute(args: argparse.Namespace) -> int:
         f"native patch {model.native_size} (patches: multiples of {model.patch_multiple})"
     )
     print(f"scheduler   {type(model.scheduler).__name__}")
+    print(f"defaults    {_settings_text(spec.metadata.get('defaults', {}))}")
+    for name, values in spec.metadata.get("class_defaults", {}).items():
+        print(f"            {name}: {_settings_text(values)}")
     result = estimate(model, plan, calibrate=not args.no_calibrate)
-    print(f"\nrun of {plan.width}x{plan.height} px (WxH) on {result.device}:")
+    print(f"\nrun of {class_name}, {plan.width}x{plan.height} px (WxH) on {result.device}:")
     print("stage  latent      patch  overlap  patches/step  steps  denoiser calls  patch evals  tiles")
     for number, st in enumerate(result.stages, start=1):
         print(
@@ -70,3 +73,8 @@ def execute(args: argparse.Namespace) -> int:
         print(f"estimated time         {result.seconds:.1f} s (measured calibration, scaled by the counts)")
         print(f"estimated peak memory  {format_bytes(result.peak_memory_bytes)}")
     return 0
+
+
+def _settings_text(values: dict[str, object]) -> str:
+    """A model's synthesis defaults as one line, e.g. "steps 20, upscale strength 0.9"."""
+    return ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in values.items()) or "(the library's)"
