@@ -189,6 +189,14 @@ class Bench:
     feats: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     tissue: dict[str, float] = field(default_factory=dict)  # class → share of synthetic tiles kept
     speed_load: tuple[float, float] = (0.0, 0.0)
+    references: dict[str, list[np.ndarray]] = field(default_factory=dict)  # seed s uses [s % len]
+    reference_note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.args.references == "own":  # each model from its own references
+            self.references, self.reference_note = references_for(self.shared, self.model)
+        else:  # the same references for every model, so that only the networks differ
+            self.references, self.reference_note = self.shared.references, self.shared.reference_note
 
     @property
     def args(self) -> argparse.Namespace:
@@ -211,12 +219,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reference-dir", type=Path, help="<class>.png references (when the model has none)")
     p.add_argument(
         "--references",
-        choices=("shipped", "per-image"),
+        choices=("shipped", "own", "per-image"),
         default="shipped",
-        help="shipped: the model's references (default; of several, seed s from reference s mod their "
-        "number); per-image: one reference per training image of the class (its window with the most tissue, "
-        "never from a hold-out), seed s of a class from reference s mod their number, as augmentation draws "
-        "them from real RoIs",
+        help="shipped: the model's references for both models (default; of several, seed s from reference "
+        "s mod their number); own: each model its own shipped references (a change of references, "
+        "measured before/after); per-image: one reference per training image of the class (its window "
+        "with the most tissue, never from a hold-out), seed s of a class from reference s mod their "
+        "number, as augmentation draws them from real RoIs",
     )
     p.add_argument("--images", type=int, help="synthetic images per class (default 3; --quick 1)")
     p.add_argument(
@@ -380,7 +389,7 @@ def synthesize_all(bench: Bench) -> dict[str, Any]:
     print(
         f"\nSynthesis ({bench.label}): {args.images} image(s) of {args.size}x{args.size} per class "
         f"(seeds {args.first_seed}-{args.first_seed + args.images - 1}), default settings, from "
-        f"{shared.reference_note}."
+        f"{bench.reference_note}."
     )
     for name in classes:
         bench.runs[name] = []
@@ -390,7 +399,7 @@ def synthesize_all(bench: Bench) -> dict[str, Any]:
             torch.set_num_threads(args.speed_threads if speed_run else args.threads)
             load = os.getloadavg()[0]
             settings = SynthesisSettings(name, height=args.size, width=args.size, seed=seed)
-            references = shared.references[name]
+            references = bench.references[name]
             bench.runs[name].append(timed_run(bench.model, references[seed % len(references)], settings))
             if speed_run:
                 bench.speed_load = (load, os.getloadavg()[0])
@@ -418,7 +427,7 @@ def synthesize_all(bench: Bench) -> dict[str, Any]:
         "images_per_class": args.images,
         "size": args.size,
         "synthetic_stride": stride,
-        "references": shared.reference_note,
+        "references": bench.reference_note,
         "settings": settings,
         **({"class_settings": per_class} if differing else {}),
     }
@@ -608,13 +617,14 @@ def span(values: np.ndarray) -> tuple[float, float]:
     return (float(values.min()), float(values.max())) if len(values) else (math.nan, math.nan)
 
 
-def control_sets(shared: Shared, c: int, name: str) -> dict[str, list[np.ndarray]]:
+def control_sets(bench: Bench, c: int, name: str) -> dict[str, list[np.ndarray]]:
     """Real tissue measured like the synthetic crops, as yardsticks for them (no bar): the class
     probe's crops of the training areas (what a model that reproduced its training tissue exactly
     would score) and the class's references cut into 1:1 tiles (what the synthesis starts from)."""
+    shared = bench.shared
     _, _, train_y = probe_of(shared)
     trained = [shared.train_crops[i] for i in np.flatnonzero(train_y == c)]
-    tiles = [t for ref in shared.references.get(name, []) for t in grid_tiles(ref, CROP)]
+    tiles = [t for ref in bench.references.get(name, []) for t in grid_tiles(ref, CROP)]
     return {"real training areas": trained, "reference, 1:1 tiles": with_tissue(tiles, MIN_TISSUE)[0]}
 
 
@@ -629,7 +639,7 @@ def realism(bench: Bench) -> dict[str, Any]:
             "stage-1 upsampled": bench.crops[name]["stage-1 upsampled"],
         }
         ids = shared.real.of(c)
-        sets |= control_sets(shared, c, name)
+        sets |= control_sets(bench, c, name)
         if bench.recon:  # what the decoder alone makes of the held-out crops' nuclei
             sets["reconstruction"] = [bench.recon[i] for i in ids]
         if not ids or name not in shared.thresholds:
@@ -775,7 +785,7 @@ def sweep(bench: Bench, parts: list[str]) -> dict[str, Any]:
         overlap = min(round(patch * fraction), patch - 1)
         for jitter in (False, True):
             s = SynthesisSettings(first, height=size, width=size, seed=0, overlap=overlap, jitter=jitter)
-            run = timed_run(model, bench.shared.references[first][0], s)
+            run = timed_run(model, bench.references[first][0], s)
             value = seam_measure(run.image, patch, overlap, f)
             results.append(
                 {"overlap": overlap, "fraction": label, "jitter": jitter, "seam": value}
@@ -810,7 +820,7 @@ def stain(bench: Bench) -> dict[str, Any]:
             "reconstruction": [bench.recon[i] for i in shared.real.of(c)],
             "PathUp": bench.crops[name]["PathUp"],
             "stage-1 upsampled": bench.crops[name]["stage-1 upsampled"],
-            **control_sets(shared, c, name),
+            **control_sets(bench, c, name),
         }
         stats = {k: hed_stats(v) for k, v in groups.items() if v}
         real = stats.get("real held-out", {})

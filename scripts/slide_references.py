@@ -9,7 +9,10 @@ training's, ``training.export.image_window``), after the model's own, so that se
 reference it had and seed s starts from reference s mod n (``models.default.reference_for_class``).
 
     python scripts/slide_references.py MODEL_DIR --data data/demo --classes normal
+    python scripts/slide_references.py MODEL_DIR --classes normal tumour --skip tumour/tumour_stardist.jpg
 
+``--skip`` leaves out slides by their key (class folder/file name): a slide whose training area is too
+small to stand in for a whole output (the demo data's StarDist field keeps a 256x296 window).
 ``pathup.json`` is rewritten through a temporary file; the images are written before it names them.
 """
 
@@ -48,17 +51,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("model", type=Path, help="PathUp model folder to change")
     parser.add_argument("--data", type=Path, default=Path("data/demo"), help="its training data")
     parser.add_argument("--classes", nargs="+", required=True, help="classes to give one reference per slide")
+    parser.add_argument(
+        "--skip", nargs="+", default=[], metavar="KEY", help="slides to leave out, e.g. tumour/x.jpg"
+    )
     args = parser.parse_args(argv)
+    windows = {class_name: slide_windows(args.data, class_name) for class_name in args.classes}
+    if unknown := sorted(set(args.skip) - {key for found in windows.values() for key, _ in found}):
+        raise SystemExit(
+            f"--skip {' '.join(unknown)}: no training slide of {', '.join(args.classes)} has that key"
+        )
     from PIL import Image
 
     spec = read_model_spec(args.model)
     meta = json.loads((args.model / PATHUP_JSON).read_text())
     for class_name in args.classes:
-        windows = slide_windows(args.data, class_name)
         own = class_references(spec, class_name)
         kept = [read_image(p)[..., :3] for p in own]
         names = [str(p.relative_to(args.model)) for p in own]
-        for key, window in windows:
+        for key, window in windows[class_name]:
+            if key in args.skip:
+                continue
             if any(k.shape == window.shape and np.array_equal(k, window) for k in kept):
                 continue
             stem = Path(key).stem.replace(".", "_")

@@ -63,3 +63,31 @@ def test_data_without_hold_outs_is_refused(pathup_model_dir, tiny_dataset, tmp_p
     (data / "holdout.json").unlink()
     with pytest.raises(SystemExit, match=r"no holdout\.json"):
         run_script(monkeypatch, str(pathup_model_dir), "--data", str(data), "--classes", "tumour")
+
+
+def test_skipped_slides_give_no_reference_and_an_unknown_key_is_refused(
+    pathup_model_dir, tiny_dataset, tmp_path, monkeypatch
+):
+    model = shutil.copytree(pathup_model_dir, tmp_path / "model")
+    (model / "references").mkdir()
+    own = read_image(tiny_dataset / "tumour" / "b.png")[:128, :128, :3]
+    from PIL import Image
+
+    Image.fromarray(np.ascontiguousarray(own)).save(model / "references" / "tumour.png")
+    meta = json.loads((model / "pathup.json").read_text())
+    (model / "pathup.json").write_text(
+        json.dumps({**meta, "references": {"tumour": "references/tumour.png"}})
+    )
+    before = (model / "pathup.json").read_text()
+    data = ["--data", str(tiny_dataset), "--classes", "tumour"]
+    with pytest.raises(SystemExit, match=r"--skip tumour/c\.png: no training slide"):
+        run_script(monkeypatch, str(model), *data, "--skip", "tumour/c.png")
+    assert (model / "pathup.json").read_text() == before and sorted(
+        p.name for p in (model / "references").iterdir()
+    ) == ["tumour.png"]
+
+    run_script(monkeypatch, str(model), *data, "--skip", "tumour/b.png")
+    assert [p.name for p in class_references(read_model_spec(model), "tumour")] == [
+        "tumour.png",
+        "tumour-a.png",
+    ]
