@@ -969,7 +969,9 @@ def summary_rows(report: dict[str, Any], classes: list[str]) -> list[tuple[str, 
     return rows
 
 
-def summary(reports: dict[str, dict[str, Any]], classes: list[str], extractor: str) -> list[list[str]]:
+def summary(
+    reports: dict[str, dict[str, Any]], classes: list[str], extractor: str, own_references: bool = False
+) -> list[list[str]]:
     """Print the summary table (one value column per model) and return its rows."""
     per_model = {label: summary_rows(r, classes) for label, r in reports.items()}
     first = next(iter(per_model.values()))
@@ -978,10 +980,11 @@ def summary(reports: dict[str, dict[str, Any]], classes: list[str], extractor: s
         for k, (measure_name, bar, _) in enumerate(first)
     ]
     paths = "; ".join(f"{label}: {r['model']['path']}" for label, r in reports.items())
+    references = "each model from its own references" if own_references else "the same references"
     section(
         "Summary" + (" (before/after)" if len(reports) > 1 else ""),
-        f"{paths}. Same real crops, references, seeds and settings for every model; FD and class fidelity "
-        f"in {extractor} features.",
+        f"{paths}. Same real crops and seeds for every model, {references}, each at its own default "
+        f"settings; FD and class fidelity in {extractor} features.",
         markdown_table(["measure", "bar", *per_model], rows),
     )
     return rows
@@ -995,8 +998,9 @@ def write_sheet(shared: Shared, benches: list[Bench], path: Path) -> None:
     classes = shared.classes
     groups = [("real, held-out", {n: spread(shared.real_of(c)) for c, n in enumerate(classes)})]
 
-    def tiles(bench: Bench, name: str) -> list[np.ndarray]:  # non-overlapping, of the first image
-        return spread(with_tissue(grid_tiles(bench.runs[name][0].image, CROP), MIN_TISSUE)[0])
+    def tiles(bench: Bench, name: str) -> list[np.ndarray]:  # non-overlapping, spread over every image
+        grid = [t for run in bench.runs[name] for t in grid_tiles(run.image, CROP)]
+        return spread(with_tissue(grid, MIN_TISSUE)[0])
 
     groups += [(f"synthetic, {b.label}", {n: tiles(b, n) for n in classes}) for b in benches]
     first = shared.args.first_seed
@@ -1062,7 +1066,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     if "baseline" in reports:
         report["baseline"] = reports["baseline"]
-    report["summary"] = summary(reports, shared.classes, extractor.label)
+    report["summary"] = summary(reports, shared.classes, extractor.label, args.references == "own")
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if args.quick else ""
     sheet_path = args.out / f"default_model_contact_sheet{suffix}.png"
