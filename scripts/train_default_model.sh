@@ -12,15 +12,17 @@
 #                                                  # shipped weights (autoencoder as shipped, denoiser warm
 #                                                  # start with a fresh optimizer, iterations counted on)
 #   INIT=candidates/patch16 ITERS=39000 DGAN_ITERS=43000 DGAN_WEIGHT=0.1 DGAN_MAX_T=400 DGAN_JUDGE=pair \
-#       DGAN_CLASS_WEIGHTS="stroma=0 normal=2" DGAN_CROP_EMPHASIS="normal=3" SLIDE_REFERENCES=normal \
-#       SEED=3 CLASS_DEFAULTS="tumour:upscale_strength=0.9" WORK=out/train-v42 DEST=out/v42-model \
+#       DGAN_CLASS_WEIGHTS="stroma=0 normal=2" DGAN_CROP_EMPHASIS="normal=3" \
+#       SLIDE_REFERENCES="normal tumour" SLIDE_REFERENCES_SKIP=tumour/tumour_stardist.jpg \
+#       SEED=3 CLASS_DEFAULTS="tumour:upscale_strength=0.9" WORK=out/train-v43 DEST=out/v43-model \
 #       scripts/train_default_model.sh
-#                                                  # the shipped version 4.2: version 4's leg from the
+#                                                  # the shipped version 4.3: version 4's leg from the
 #                                                  # committed 39,000 of the sixteen-channel line with
-#                                                  # seed 3, normal's second reference
-#                                                  # (scripts/slide_references.py) and tumour's stage 2
-#                                                  # at upscale strength 0.9 (version 4.1: without
-#                                                  # CLASS_DEFAULTS); without SEED, version
+#                                                  # seed 3, a reference from each slide of normal and
+#                                                  # of tumour but StarDist's (scripts/slide_references.py)
+#                                                  # and tumour's stage 2 at upscale strength 0.9
+#                                                  # (version 4.2: SLIDE_REFERENCES=normal; version 4.1:
+#                                                  # without CLASS_DEFAULTS as well); without SEED, version
 #                                                  # 4's leg (version 4 itself ran from that line's work
 #                                                  # folder, so that repeat is not bit-identical)
 #   SNR_GAMMA=0 ITERS=40000 scripts/train_default_model.sh
@@ -36,7 +38,7 @@
 #                                                  # latent adversarial term (training/denoiser_gan.py);
 #                                                  # (version 3.2 is in git history: git archive c6b8dd5
 #                                                  # src/napari_pathup/data/default_model; a new leg of
-#                                                  # the shipped version 4.2: ITERS=43000 DGAN_ITERS=47000)
+#                                                  # the shipped version 4.3: ITERS=43000 DGAN_ITERS=47000)
 #   WORK=out/train-deep INIT=src/napari_pathup/data/default_model PRESET=cpu-deep STORAGE=float16 \
 #       ITERS=60000 DEST=out/deep-model scripts/train_default_model.sh
 #                                                  # the depth experiment: the shipped denoiser deepened
@@ -74,7 +76,8 @@
 #  class (with pair+pixel the pair judge's, DGAN_PIXEL_CLASS_WEIGHTS="normal=0" the pixel judge's);
 #  DGAN_CROP_EMPHASIS="normal=3" draws a class's cellular crops more often during the leg.
 #  SLIDE_REFERENCES="normal" gives the exported model one reference per training slide of those classes
-#  (scripts/slide_references.py; versions 4 and 4.1: normal).
+#  (scripts/slide_references.py; versions 4 to 4.2: normal; 4.3: normal tumour), SLIDE_REFERENCES_SKIP
+#  the slides left out by key (4.3: tumour/tumour_stardist.jpg, a 256x296 window).
 #  WITH_EXTRA=1 trains on data/demo, with its hold-outs, plus data/extra, training-only fields,
 #  linked together into $WORK.data.)
 #
@@ -247,7 +250,8 @@ fi
 [ -f "$DEST/README.md" ] && cp "$DEST/README.md" "$DEST.partial/"  # a candidate's (candidates/): update it
 if [ -n "${SLIDE_REFERENCES:-}" ]; then  # word splitting intended: class names
     # shellcheck disable=SC2086
-    "$PYTHON" scripts/slide_references.py "$DEST.partial" --data "$DATA" --classes $SLIDE_REFERENCES
+    "$PYTHON" scripts/slide_references.py "$DEST.partial" --data "$DATA" --classes $SLIDE_REFERENCES \
+        ${SLIDE_REFERENCES_SKIP:+--skip $SLIDE_REFERENCES_SKIP}
 fi
 size_kb=$(du -sk "$DEST.partial" | cut -f1)
 if [ "$size_kb" -gt $((MAX_MB * 1024)) ]; then
