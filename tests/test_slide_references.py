@@ -23,20 +23,25 @@ def run_script(monkeypatch, *args: str) -> None:
     runpy.run_path(str(SCRIPT), run_name="__main__")
 
 
+def model_with_one_reference(pathup_model_dir: Path, tiny_dataset: Path, tmp_path: Path) -> Path:
+    """A copy of the tiny model whose only reference is ``tumour``'s, a crop of b.png that is not a
+    window the rule picks."""
+    from PIL import Image
+
+    model = shutil.copytree(pathup_model_dir, tmp_path / "model")
+    (model / "references").mkdir()
+    own = read_image(tiny_dataset / "tumour" / "b.png")[:128, :128, :3]
+    Image.fromarray(np.ascontiguousarray(own)).save(model / "references" / "tumour.png")
+    meta = json.loads((model / "pathup.json").read_text())
+    references = {"tumour": "references/tumour.png"}
+    (model / "pathup.json").write_text(json.dumps({**meta, "references": references}))
+    return model
+
+
 def test_each_training_slide_of_a_class_becomes_a_reference(
     pathup_model_dir, tiny_dataset, tmp_path, monkeypatch
 ):
-    model = shutil.copytree(pathup_model_dir, tmp_path / "model")
-    (model / "references").mkdir()
-    own = read_image(tiny_dataset / "tumour" / "b.png")[:128, :128, :3]  # not a window the rule picks
-    from PIL import Image
-
-    Image.fromarray(np.ascontiguousarray(own)).save(model / "references" / "tumour.png")
-    meta = json.loads((model / "pathup.json").read_text())
-    (model / "pathup.json").write_text(
-        json.dumps({**meta, "references": {"tumour": "references/tumour.png"}})
-    )
-
+    model = model_with_one_reference(pathup_model_dir, tiny_dataset, tmp_path)
     run_script(monkeypatch, str(model), "--data", str(tiny_dataset), "--classes", "tumour")
     spec = read_model_spec(model)
     paths = class_references(spec, "tumour")
@@ -68,16 +73,7 @@ def test_data_without_hold_outs_is_refused(pathup_model_dir, tiny_dataset, tmp_p
 def test_skipped_slides_give_no_reference_and_an_unknown_key_is_refused(
     pathup_model_dir, tiny_dataset, tmp_path, monkeypatch
 ):
-    model = shutil.copytree(pathup_model_dir, tmp_path / "model")
-    (model / "references").mkdir()
-    own = read_image(tiny_dataset / "tumour" / "b.png")[:128, :128, :3]
-    from PIL import Image
-
-    Image.fromarray(np.ascontiguousarray(own)).save(model / "references" / "tumour.png")
-    meta = json.loads((model / "pathup.json").read_text())
-    (model / "pathup.json").write_text(
-        json.dumps({**meta, "references": {"tumour": "references/tumour.png"}})
-    )
+    model = model_with_one_reference(pathup_model_dir, tiny_dataset, tmp_path)
     before = (model / "pathup.json").read_text()
     data = ["--data", str(tiny_dataset), "--classes", "tumour"]
     with pytest.raises(SystemExit, match=r"--skip tumour/c\.png: no training slide"):
