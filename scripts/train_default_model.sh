@@ -63,7 +63,8 @@
 #                                                  # another denoiser on a line's finished autoencoder
 #                                                  # (its encoder, GAN decoder and latent scale, as is)
 # (DATA, WORK and DEST override the data folder, the work folder and where the model is copied;
-#  THREADS the torch threads of each process; SEED the training's seed (0: every shipped version
+#  THREADS the torch threads of each process; BATCH the denoiser's latent crops per iteration (8; every
+#  shipped version; a GPU affords more, scripts/device_train.sh); SEED the training's seed (0: every shipped version
 #  but 4.1, 3);
 #  EVAL_EVERY how often the denoiser's hold-out validation loss is measured (1000 iterations);
 #  DEVICE where the networks train (cpu; cuda where a GPU is lent: the checkpoints load onto the
@@ -184,8 +185,8 @@ train() {
         --gan-iters "${LEG_ITERS:-$GAN_ITERS}" --gan-weight "${LEG_WEIGHT:-${GAN_LEGS##*:}}" \
         --gan-batch-size 4 --gan-crop 96 --gan-lr 1e-4 \
         --hed-jitter 0.05 0.02 \
-        ${PRESET:+--preset "$PRESET"} --batch-size 8 --crop 256 --lr "$LR" --snr-gamma "$SNR_GAMMA" --prediction v_prediction \
-        --label-dropout 0.1 --overview-fraction 0.3 --checkpoint-every 250 --eval-every "${EVAL_EVERY:-1000}" \
+        ${PRESET:+--preset "$PRESET"} --batch-size "${BATCH:-8}" --crop 256 --lr "$LR" --snr-gamma "$SNR_GAMMA" --prediction v_prediction \
+        --label-dropout 0.1 --overview-fraction 0.3 --checkpoint-every "${CHECKPOINT_EVERY:-250}" --eval-every "${EVAL_EVERY:-1000}" \
         --denoiser-gan-iters "$DGAN_ITERS" --denoiser-gan-weight "$DGAN_WEIGHT" --denoiser-gan-lr "$DGAN_LR" \
         --denoiser-gan-max-timestep "$DGAN_MAX_T" --denoiser-gan-judge "$DGAN_JUDGE" "${DGAN_CLASS_ARGS[@]}" \
         --set-default upscale_strength=0.75 "${CLASS_DEFAULT_ARGS[@]}" --denoiser-storage "$STORAGE" \

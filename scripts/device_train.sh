@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# One time-boxed training run on the lent GPU (the `device` tool; docs/training.md, "On a lent GPU"):
+# variants of a denoiser line (one seed each) trained side by side on the one GPU, each a plain phase
+# cut at a wall-clock share, then the adversarial leg of version 4.3's recipe from wherever the plain
+# phase reached, then the export. The exported models come back under $OUT as one tar in 15-MB parts
+# (the tool returns at most 8 files of 16 MiB), with the logs; the checkpoints stay there (a later
+# session continues by warm start from the exported model, not by exact resume).
+#
+#   VARIANTS="xl0:0 xl3:3 large3:3:candidates/patch16" INIT=candidates/patch16-xl BATCH=32 \
+#       PLAIN=8000 LEG=2000 BUDGET=500 PLAIN_SECONDS=280 DEVICE=cuda scripts/device_train.sh
+#
+# VARIANTS are name:seed or name:seed:init (a variant's own warm start; INIT otherwise).
+# PLAIN and LEG are iterations added to INIT's count; PLAIN_SECONDS caps the plain phase (the rest of
+# BUDGET, less EXPORT_SECONDS, goes to the leg). A variant that fails in the first FAIL_FAST seconds
+# stops the run, so that a warm machine can take a corrected command. Here (no GPU) the same script
+# runs with DEVICE=cpu and tiny counts: tests nothing, rehearses everything.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+start=$(date +%s)
+PYTHON="${PYTHON:-python3}"
+VARIANTS="${VARIANTS:-xl0:0 xl3:3}"  # name:seed[:init] ...
+INIT="${INIT:-candidates/patch16-xl}"
+BATCH="${BATCH:-32}"
+PLAIN="${PLAIN:-8000}"
+LEG="${LEG:-2000}"
+BUDGET="${BUDGET:-540}"
+PLAIN_SECONDS="${PLAIN_SECONDS:-300}"
+EXPORT_SECONDS="${EXPORT_SECONDS:-60}"
+FAIL_FAST="${FAIL_FAST:-150}"
+SCRATCH="${SCRATCH:-/tmp/pathup-device}"
+OUT="${OUT:-$SCRATCH/out}"
+# version 4.3's leg and export (scripts/train_default_model.sh gives its whole command)
+export DGAN_WEIGHT=0.1 DGAN_MAX_T=400 DGAN_JUDGE=pair DGAN_CLASS_WEIGHTS="stroma=0 normal=2" \
+    DGAN_CROP_EMPHASIS="normal=3" SLIDE_REFERENCES="normal tumour" \
+    SLIDE_REFERENCES_SKIP=tumour/tumour_stardist.jpg CLASS_DEFAULTS="tumour:upscale_strength=0.9"
+export PYTHON BATCH INIT STORAGE="${STORAGE:-float16}" DEVICE="${DEVICE:-cuda}" THREADS="${THREADS:-4}" \
+    PYTHONUNBUFFERED=1
+rm -rf "$SCRATCH" && mkdir -p "$SCRATCH/logs" "$SCRATCH/pack" "$OUT"
+echo "plain +$PLAIN, leg +$LEG iterations, batch $BATCH, on $DEVICE: $VARIANTS (default init $INIT)"
+
+variant() {  # name seed init: plain phase, leg, export, pack; the last line of its log is its outcome
+    local name=$1 seed=$2 log="$SCRATCH/logs/$1.log" status="$SCRATCH/logs/$1.status" rc reached initial
+    export WORK="$SCRATCH/work-$name" DEST="$SCRATCH/model-$name" SEED=$seed INIT=$3
+    initial="$("$PYTHON" -c 'import json, sys; s = json.load(open(sys.argv[1]))["training"]["settings"]
+print(max(s["iters"], s["denoiser_gan_iters"]))' "$INIT/pathup.json")" || { echo "FAILED init" >> "$status"; return 1; }
+    echo "$name: seed $seed, from $INIT at iteration $initial" >> "$status"
+    timeout "$PLAIN_SECONDS" env ITERS=$((initial + PLAIN)) DGAN_ITERS=0 scripts/train_default_model.sh >> "$log" 2>&1
+    rc=$?
+    if [ "$rc" != 0 ] && [ "$rc" != 124 ]; then echo "FAILED plain rc $rc" >> "$status"; return 1; fi
+    reached="$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["iteration"])' \
+        "$WORK/checkpoints/denoiser/latest.json")" || { echo "FAILED no checkpoint" >> "$status"; return 1; }
+    echo "plain phase: rc $rc at iteration $reached, $(($(date +%s) - start)) s" >> "$status"
+    local left=$((start + BUDGET - EXPORT_SECONDS - $(date +%s)))
+    if [ "$left" -gt 10 ]; then  # (timeout 0 would mean none)
+        timeout "$left" env ITERS="$reached" DGAN_ITERS=$((reached + LEG)) scripts/train_default_model.sh >> "$log" 2>&1
+        rc=$?
+    else
+        rc="no time"
+    fi
+    echo "leg: rc $rc, $(($(date +%s) - start)) s" >> "$status"
+    if [ "$rc" != 0 ]; then  # cut: export the latest checkpoint of the leg
+        EXPORT_ONLY=1 ITERS="$reached" DGAN_ITERS=$((reached + LEG)) scripts/train_default_model.sh >> "$log" 2>&1 \
+            || { echo "FAILED export" >> "$status"; return 1; }
+    fi
+    mkdir -p "$SCRATCH/pack/$name"
+    cp -r "$DEST/pathup.json" "$DEST/denoiser" "$DEST/scheduler" "$SCRATCH/pack/$name/"
+    (cd "$DEST" && find . -type f -print0 | sort -z | xargs -0 sha256sum) > "$SCRATCH/pack/$name/sha256.txt"
+    for phase in denoiser denoiser_gan; do  # iterations, losses, validation, it/s at each checkpoint
+        [ -f "$WORK/checkpoints/$phase/log.jsonl" ] && cp "$WORK/checkpoints/$phase/log.jsonl" "$SCRATCH/pack/$name/$phase.jsonl"
+    done
+    echo "DONE $name $(($(date +%s) - start)) s" >> "$status"
+}
+
+nvidia-smi --query-gpu=name,utilization.gpu,memory.used --format=csv -l 15 > "$SCRATCH/logs/gpu.csv" 2>&1 &
+smi=$!
+pids=()
+for v in $VARIANTS; do
+    IFS=: read -r name seed init <<< "$v"
+    variant "$name" "$seed" "${init:-$INIT}" &
+    pids+=($!)
+done
+while :; do  # fail fast: a variant that dies early stops the run
+    running=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2> /dev/null && running=1; done
+    [ "$running" = 0 ] && break
+    if [ $(($(date +%s) - start)) -lt "$FAIL_FAST" ] && grep -q '^FAILED' "$SCRATCH"/logs/*.status 2> /dev/null; then
+        echo "a variant failed early: stopping the run"
+        pkill -f train_default_model.sh; pkill -f 'napari_pathup train'; sleep 2
+        break
+    fi
+    sleep 5
+done
+wait
+kill "$smi" 2> /dev/null
+for v in $VARIANTS; do
+    echo "== $(cat "$SCRATCH/logs/${v%%:*}.status")"
+    tail -c 600 "$SCRATCH/logs/${v%%:*}.log" | tr '\r' '\n' | tail -n 4
+    for f in "$SCRATCH/pack/${v%%:*}"/*.jsonl; do [ -f "$f" ] && grep val "$f" | tail -n 3; tail -n 1 "$f"; done
+done
+tar -C "$SCRATCH/pack" -cf "$SCRATCH/models.tar" . && split -b 15M -d "$SCRATCH/models.tar" "$OUT/models.tar.part"
+(cd "$SCRATCH" && sha256sum models.tar) > "$OUT/models.sha256"
+tar -C "$SCRATCH" -czf "$OUT/logs.tgz" logs
+ls -la "$OUT"
+echo "total $(($(date +%s) - start)) s"
