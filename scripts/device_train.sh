@@ -2,16 +2,19 @@
 # One time-boxed training run on the lent GPU (the `device` tool; docs/training.md, "On a lent GPU"):
 # variants of a denoiser line (one seed each) trained side by side on the one GPU, each a plain phase
 # cut at a wall-clock share, then the adversarial leg of version 4.3's recipe from wherever the plain
-# phase reached, then the export. The exported models come back under $OUT as one tar in 15-MB parts
-# (the tool returns at most 8 files of 16 MiB), with the logs; the checkpoints stay there (a later
-# session continues by warm start from the exported model, not by exact resume).
+# phase reached, then the export. Each exported model comes back under $OUT as its own tar in 15-MB
+# parts as soon as it is packed (the tool returns at most 8 files of 16 MiB: three cpu-xl variants
+# fill 6), with the logs; the checkpoints stay there (a later session continues by warm start from
+# the exported model, not by exact resume). Here: cat NAME.tar.part* > NAME.tar, check models.sha256.
 #
 #   VARIANTS="xl0:0 xl3:3 large3:3:candidates/patch16" INIT=candidates/patch16-xl BATCH=32 \
 #       PLAIN=8000 LEG=2000 BUDGET=500 PLAIN_SECONDS=280 DEVICE=cuda scripts/device_train.sh
 #
 # VARIANTS are name:seed or name:seed:init (a variant's own warm start; INIT otherwise).
-# PLAIN and LEG are iterations added to INIT's count; PLAIN_SECONDS caps the plain phase (the rest of
-# BUDGET, less EXPORT_SECONDS, goes to the leg). A variant that fails in the first FAIL_FAST seconds
+# PLAIN and LEG are iterations added to INIT's count (LEG=0: the plain models alone, which the next
+# GPU session should bring back: a leg's batch is part of its checkpoints' settings, so a leg at
+# batch 8 starts from the exported plain model; docs/model_experiments.md, thirty-first session);
+# PLAIN_SECONDS caps the plain phase (the rest of BUDGET, less EXPORT_SECONDS, goes to the leg). A variant that fails in the first FAIL_FAST seconds
 # stops the run, so that a warm machine can take a corrected command. Here (no GPU) the same script
 # runs with DEVICE=cpu and tiny counts: tests nothing, rehearses everything.
 set -uo pipefail
@@ -51,14 +54,16 @@ print(max(s["iters"], s["denoiser_gan_iters"]))' "$INIT/pathup.json")" || { echo
         "$WORK/checkpoints/denoiser/latest.json")" || { echo "FAILED no checkpoint" >> "$status"; return 1; }
     echo "plain phase: rc $rc at iteration $reached, $(($(date +%s) - start)) s" >> "$status"
     local left=$((start + BUDGET - EXPORT_SECONDS - $(date +%s)))
-    if [ "$left" -gt 10 ]; then  # (timeout 0 would mean none)
+    if [ "$LEG" = 0 ]; then  # the plain model alone (a leg at another batch needs it as a warm start)
+        rc="no leg"
+    elif [ "$left" -gt 10 ]; then  # (timeout 0 would mean none)
         timeout "$left" env ITERS="$reached" DGAN_ITERS=$((reached + LEG)) scripts/train_default_model.sh >> "$log" 2>&1
         rc=$?
     else
         rc="no time"
     fi
     echo "leg: rc $rc, $(($(date +%s) - start)) s" >> "$status"
-    if [ "$rc" != 0 ]; then  # cut: export the latest checkpoint of the leg
+    if [ "$rc" != 0 ]; then  # cut (or no leg): export the latest checkpoint
         EXPORT_ONLY=1 ITERS="$reached" DGAN_ITERS=$((reached + LEG)) scripts/train_default_model.sh >> "$log" 2>&1 \
             || { echo "FAILED export" >> "$status"; return 1; }
     fi
@@ -68,6 +73,9 @@ print(max(s["iters"], s["denoiser_gan_iters"]))' "$INIT/pathup.json")" || { echo
     for phase in denoiser denoiser_gan; do  # iterations, losses, validation, it/s at each checkpoint
         [ -f "$WORK/checkpoints/$phase/log.jsonl" ] && cp "$WORK/checkpoints/$phase/log.jsonl" "$SCRATCH/pack/$name/$phase.jsonl"
     done
+    # into $OUT at once, so that a run stopped at the tool's limit still returns the finished variants
+    tar -C "$SCRATCH/pack" -cf "$SCRATCH/$name.tar" "$name" && split -b 15M -d "$SCRATCH/$name.tar" "$OUT/$name.tar.part" \
+        && (cd "$SCRATCH" && sha256sum "$name.tar") >> "$OUT/models.sha256"
     echo "DONE $name $(($(date +%s) - start)) s" >> "$status"
 }
 
@@ -90,15 +98,13 @@ while :; do  # fail fast: a variant that dies early stops the run
     fi
     sleep 5
 done
-wait
+wait "${pids[@]}"  # not a bare wait: nvidia-smi -l never ends (the first run hung here until the tool's limit)
 kill "$smi" 2> /dev/null
 for v in $VARIANTS; do
     echo "== $(cat "$SCRATCH/logs/${v%%:*}.status")"
     tail -c 600 "$SCRATCH/logs/${v%%:*}.log" | tr '\r' '\n' | tail -n 4
     for f in "$SCRATCH/pack/${v%%:*}"/*.jsonl; do [ -f "$f" ] && grep val "$f" | tail -n 3; tail -n 1 "$f"; done
 done
-tar -C "$SCRATCH/pack" -cf "$SCRATCH/models.tar" . && split -b 15M -d "$SCRATCH/models.tar" "$OUT/models.tar.part"
-(cd "$SCRATCH" && sha256sum models.tar) > "$OUT/models.sha256"
 tar -C "$SCRATCH" -czf "$OUT/logs.tgz" logs
 ls -la "$OUT"
 echo "total $(($(date +%s) - start)) s"

@@ -68,8 +68,8 @@
 #  but 4.1, 3);
 #  EVAL_EVERY how often the denoiser's hold-out validation loss is measured (1000 iterations);
 #  DEVICE where the networks train (cpu; cuda where a GPU is lent: the checkpoints load onto the
-#  device and the data order and noise are drawn on the CPU either way, but no session has had a GPU
-#  to run the script on yet; docs/training.md, "On a lent GPU", and scripts/device_wheels.sh);
+#  device and the data order and noise are drawn on the CPU either way; first run on an H200 in the
+#  thirty-first session by scripts/device_train.sh: docs/training.md, "On a lent GPU");
 #  DGAN_ITERS the denoiser's iteration count at the end of its adversarial leg (0: none), DGAN_WEIGHT,
 #  DGAN_LR, DGAN_MAX_T and DGAN_JUDGE its adversarial weight, learning rate, the timesteps it judges and
 #  what its discriminator sees (clean latents, pairs, or pixel: the decoder's painting beside the
