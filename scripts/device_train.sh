@@ -14,7 +14,10 @@
 # PLAIN and LEG are iterations added to INIT's count (LEG=0: the plain models alone, which the next
 # GPU session should bring back: a leg's batch is part of its checkpoints' settings, so a leg at
 # batch 8 starts from the exported plain model; docs/model_experiments.md, thirty-first session);
-# PLAIN_SECONDS caps the plain phase (the rest of BUDGET, less EXPORT_SECONDS, goes to the leg). A variant that fails in the first FAIL_FAST seconds
+# PLAIN_SECONDS caps the plain phase (the rest of BUDGET, less EXPORT_SECONDS, goes to the leg).
+# LEG_BATCH (BATCH unless set) is the leg's batch: another one makes the leg a warm start from the
+# exported plain model, in a work folder of its own (KEEP_PLAIN=1 brings that plain model back too,
+# as NAME-plain). A variant that fails in the first FAIL_FAST seconds
 # stops the run, so that a warm machine can take a corrected command. Here (no GPU) the same script
 # runs with DEVICE=cpu and tiny counts: tests nothing, rehearses everything.
 set -uo pipefail
@@ -24,6 +27,7 @@ PYTHON="${PYTHON:-python3}"
 VARIANTS="${VARIANTS:-xl0:0 xl3:3}"  # name:seed[:init] ...
 INIT="${INIT:-candidates/patch16-xl}"
 BATCH="${BATCH:-32}"
+LEG_BATCH="${LEG_BATCH:-$BATCH}"  # another: the leg warm-starts from the exported plain model
 PLAIN="${PLAIN:-8000}"
 LEG="${LEG:-2000}"
 BUDGET="${BUDGET:-540}"
@@ -39,10 +43,23 @@ export DGAN_WEIGHT=0.1 DGAN_MAX_T=400 DGAN_JUDGE=pair DGAN_CLASS_WEIGHTS="stroma
 export PYTHON BATCH INIT STORAGE="${STORAGE:-float16}" DEVICE="${DEVICE:-cuda}" THREADS="${THREADS:-4}" \
     PYTHONUNBUFFERED=1
 rm -rf "$SCRATCH" && mkdir -p "$SCRATCH/logs" "$SCRATCH/pack" "$OUT"
-echo "plain +$PLAIN, leg +$LEG iterations, batch $BATCH, on $DEVICE: $VARIANTS (default init $INIT)"
+echo "plain +$PLAIN (batch $BATCH), leg +$LEG (batch $LEG_BATCH) iterations, on $DEVICE: $VARIANTS (default init $INIT)"
 
-variant() {  # name seed init: plain phase, leg, export, pack; the last line of its log is its outcome
-    local name=$1 seed=$2 log="$SCRATCH/logs/$1.log" status="$SCRATCH/logs/$1.status" rc reached initial
+pack() {  # name work dest: the model (not its autoencoder or references) into $OUT, in 15-MB parts
+    local name=$1 work=$2 dest=$3
+    mkdir -p "$SCRATCH/pack/$name"
+    cp -r "$dest/pathup.json" "$dest/denoiser" "$dest/scheduler" "$SCRATCH/pack/$name/"
+    (cd "$dest" && find . -type f -print0 | sort -z | xargs -0 sha256sum) > "$SCRATCH/pack/$name/sha256.txt"
+    for phase in denoiser denoiser_gan; do  # iterations, losses, validation, it/s at each checkpoint
+        [ -f "$work/checkpoints/$phase/log.jsonl" ] && cp "$work/checkpoints/$phase/log.jsonl" "$SCRATCH/pack/$name/$phase.jsonl"
+    done
+    # into $OUT at once, so that a run stopped at the tool's limit still returns the finished variants
+    tar -C "$SCRATCH/pack" -cf "$SCRATCH/$name.tar" "$name" && split -b 15M -d "$SCRATCH/$name.tar" "$OUT/$name.tar.part" \
+        && (cd "$SCRATCH" && sha256sum "$name.tar") >> "$OUT/models.sha256"
+}
+
+variant() {  # name seed init: plain phase, leg, export, pack; the last line of its status is its outcome
+    local name=$1 seed=$2 log="$SCRATCH/logs/$1.log" status="$SCRATCH/logs/$1.status" rc reached initial left
     export WORK="$SCRATCH/work-$name" DEST="$SCRATCH/model-$name" SEED=$seed INIT=$3
     initial="$("$PYTHON" -c 'import json, sys; s = json.load(open(sys.argv[1]))["training"]["settings"]
 print(max(s["iters"], s["denoiser_gan_iters"]))' "$INIT/pathup.json")" || { echo "FAILED init" >> "$status"; return 1; }
@@ -53,29 +70,29 @@ print(max(s["iters"], s["denoiser_gan_iters"]))' "$INIT/pathup.json")" || { echo
     reached="$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["iteration"])' \
         "$WORK/checkpoints/denoiser/latest.json")" || { echo "FAILED no checkpoint" >> "$status"; return 1; }
     echo "plain phase: rc $rc at iteration $reached, $(($(date +%s) - start)) s" >> "$status"
-    local left=$((start + BUDGET - EXPORT_SECONDS - $(date +%s)))
-    if [ "$LEG" = 0 ]; then  # the plain model alone (a leg at another batch needs it as a warm start)
-        rc="no leg"
-    elif [ "$left" -gt 10 ]; then  # (timeout 0 would mean none)
+    if [ "$LEG" = 0 ] || [ "$LEG_BATCH" != "$BATCH" ]; then  # the plain model, exported
+        if [ "$rc" != 0 ]; then  # cut: export its latest checkpoint (a finished phase exported itself)
+            EXPORT_ONLY=1 ITERS="$reached" DGAN_ITERS=0 scripts/train_default_model.sh >> "$log" 2>&1 \
+                || { echo "FAILED export" >> "$status"; return 1; }
+        fi
+        if [ "$LEG" = 0 ]; then pack "$name" "$WORK" "$DEST"; echo "DONE $name $(($(date +%s) - start)) s" >> "$status"; return 0; fi
+        [ -z "${KEEP_PLAIN:-}" ] || pack "$name-plain" "$WORK" "$DEST"
+        # a leg at another batch: a warm start from the plain model (the batch is a checkpoint setting)
+        export INIT="$DEST" WORK="$WORK-leg" DEST="$DEST-leg" BATCH="$LEG_BATCH"
+    fi
+    left=$((start + BUDGET - EXPORT_SECONDS - $(date +%s)))
+    if [ "$left" -gt 10 ]; then  # (timeout 0 would mean none)
         timeout "$left" env ITERS="$reached" DGAN_ITERS=$((reached + LEG)) scripts/train_default_model.sh >> "$log" 2>&1
         rc=$?
     else
         rc="no time"
     fi
-    echo "leg: rc $rc, $(($(date +%s) - start)) s" >> "$status"
-    if [ "$rc" != 0 ]; then  # cut (or no leg): export the latest checkpoint
+    echo "leg (batch $BATCH): rc $rc, $(($(date +%s) - start)) s" >> "$status"
+    if [ "$rc" != 0 ]; then  # cut: export the latest checkpoint of the leg (or of what it started from)
         EXPORT_ONLY=1 ITERS="$reached" DGAN_ITERS=$((reached + LEG)) scripts/train_default_model.sh >> "$log" 2>&1 \
             || { echo "FAILED export" >> "$status"; return 1; }
     fi
-    mkdir -p "$SCRATCH/pack/$name"
-    cp -r "$DEST/pathup.json" "$DEST/denoiser" "$DEST/scheduler" "$SCRATCH/pack/$name/"
-    (cd "$DEST" && find . -type f -print0 | sort -z | xargs -0 sha256sum) > "$SCRATCH/pack/$name/sha256.txt"
-    for phase in denoiser denoiser_gan; do  # iterations, losses, validation, it/s at each checkpoint
-        [ -f "$WORK/checkpoints/$phase/log.jsonl" ] && cp "$WORK/checkpoints/$phase/log.jsonl" "$SCRATCH/pack/$name/$phase.jsonl"
-    done
-    # into $OUT at once, so that a run stopped at the tool's limit still returns the finished variants
-    tar -C "$SCRATCH/pack" -cf "$SCRATCH/$name.tar" "$name" && split -b 15M -d "$SCRATCH/$name.tar" "$OUT/$name.tar.part" \
-        && (cd "$SCRATCH" && sha256sum "$name.tar") >> "$OUT/models.sha256"
+    pack "$name" "$WORK" "$DEST"
     echo "DONE $name $(($(date +%s) - start)) s" >> "$status"
 }
 
