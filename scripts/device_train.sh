@@ -21,7 +21,7 @@
 # stops the run, so that a warm machine can take a corrected command. Here (no GPU) the same script
 # runs with DEVICE=cpu and tiny counts: tests nothing, rehearses everything.
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 start=$(date +%s)
 PYTHON="${PYTHON:-python3}"
 VARIANTS="${VARIANTS:-xl0:0 xl3:3}"  # name:seed[:init] ...
