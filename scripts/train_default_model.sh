@@ -63,9 +63,9 @@
 #                                                  # another denoiser on a line's finished autoencoder
 #                                                  # (its encoder, GAN decoder and latent scale, as is)
 # (DATA, WORK and DEST override the data folder, the work folder and where the model is copied;
-#  THREADS the torch threads of each process; BATCH the denoiser's latent crops per iteration (8; every
-#  shipped version; a GPU affords more, scripts/device_train.sh); SEED the training's seed (0: every shipped version
-#  but 4.1, 3);
+#  THREADS the torch threads of each process; BATCH the denoiser's latent crops per iteration (8, every
+#  shipped version's; a GPU affords more: scripts/device_train.sh); CHECKPOINT_EVERY how often every
+#  phase checkpoints (250 iterations); SEED the training's seed (0: every shipped version but 4.1, 3);
 #  EVAL_EVERY how often the denoiser's hold-out validation loss is measured (1000 iterations);
 #  DEVICE where the networks train (cpu; cuda where a GPU is lent: the checkpoints load onto the
 #  device and the data order and noise are drawn on the CPU either way; first run on an H200 in the
