@@ -8,7 +8,8 @@
 # the exported model, not by exact resume). Here: cat NAME.tar.part* > NAME.tar, check models.sha256.
 #
 #   VARIANTS="xl0:0 xl3:3 large3:3:candidates/patch16" INIT=candidates/patch16-xl BATCH=32 \
-#       PLAIN=8000 LEG=2000 BUDGET=500 PLAIN_SECONDS=280 DEVICE=cuda scripts/device_train.sh
+#       PLAIN=8000 LEG=2000 BUDGET=500 PLAIN_SECONDS=270 EXPORT_SECONDS=60 DEVICE=cuda THREADS=4 \
+#       scripts/device_train.sh          # the first run (thirty-first session; the wait fixed since)
 #
 # VARIANTS are name:seed or name:seed:init (a variant's own warm start; INIT otherwise).
 # PLAIN and LEG are iterations added to INIT's count (LEG=0: the plain models alone, which the next
@@ -17,9 +18,9 @@
 # PLAIN_SECONDS caps the plain phase (the rest of BUDGET, less EXPORT_SECONDS, goes to the leg).
 # LEG_BATCH (BATCH unless set) is the leg's batch: another one makes the leg a warm start from the
 # exported plain model, in a work folder of its own (KEEP_PLAIN=1 brings that plain model back too,
-# as NAME-plain). A variant that fails in the first FAIL_FAST seconds
-# stops the run, so that a warm machine can take a corrected command. Here (no GPU) the same script
-# runs with DEVICE=cpu and tiny counts: tests nothing, rehearses everything.
+# as NAME-plain). A variant that fails in the first FAIL_FAST seconds stops the run, so that a warm
+# machine can take a corrected command. Here (no GPU) the same script runs with DEVICE=cpu, tiny
+# counts and CHECKPOINT_EVERY=5: it tests nothing, but rehearses every path (docs/training.md).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 start=$(date +%s)
