@@ -408,3 +408,29 @@ def test_split_names_are_read_the_same_by_every_command(pathup_model_dir, tmp_pa
     parser = build_parser()
     assert parser.parse_args(argv).split == ("train",)
     assert parser.parse_args([*argv, "--split", " train, val ,"]).split == ("train", "val")
+
+
+#: what diffusers raises for a scheduler whose optional package is missing (several lines)
+MISSING_TORCHSDE = (
+    "\nDPMSolverSDEScheduler requires the torchsde library but it was not found in your environment. "
+    "You can install it with pip: `pip install torchsde`\n"
+)
+
+
+def test_a_sampler_whose_package_is_missing_is_refused_in_one_line(
+    pathup_model_dir, reference_file, tmp_path, capsys, monkeypatch
+):
+    """`--sampler dpm++-sde` without torchsde: one line naming the sampler and the package, exit 2."""
+    from napari_pathup.models import schedulers
+
+    class NeedsTorchsde:
+        @classmethod
+        def from_config(cls, config):
+            raise ImportError(MISSING_TORCHSDE)
+
+    monkeypatch.setattr(schedulers, "scheduler_class", lambda class_name: NeedsTorchsde)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    argv = synthesize_argv(pathup_model_dir, reference_file, out_dir / "o.png", "--sampler", "dpm++-sde")
+    line = refused(argv, capsys, out_dir, "scheduler 'dpm++-sde' (--sampler) cannot be used here")
+    assert "requires the torchsde library" in line and "pip install torchsde" in line

@@ -161,3 +161,18 @@ def test_moving_a_model_to_its_device_and_dtype_logs_no_diffusers_warning(tmp_pa
         assert {p.dtype for p in module.parameters()} == {torch.bfloat16}
         assert all(b.dtype in (torch.bfloat16, torch.long, torch.int64) for b in module.buffers())
     assert model.dtype == torch.bfloat16
+
+
+def test_a_scheduler_whose_package_is_missing_fails_as_a_load_error(pathup_model_dir, monkeypatch):
+    """A model whose scheduler needs an optional package that is absent: a ModelLoadError naming it."""
+    from napari_pathup.models import load
+
+    class NeedsTorchsde:
+        @classmethod
+        def from_pretrained(cls, folder, **kwargs):
+            raise ImportError("\nDPMSolverSDEScheduler requires the torchsde library but it was not found.\n")
+
+    monkeypatch.setattr(load, "scheduler_class", lambda class_name: NeedsTorchsde)
+    message = r"cannot load .*scheduler: DDIMScheduler cannot be used here: .*torchsde"
+    with pytest.raises(ModelLoadError, match=message):
+        load_model(pathup_model_dir)

@@ -34,7 +34,7 @@ from napari_pathup.models.layout import (
     PATHUP_JSON,
     SCHEDULER_DIR,
 )
-from napari_pathup.models.schedulers import ALLOWED_SCHEDULER_CLASSES, scheduler_class
+from napari_pathup.models.schedulers import ALLOWED_SCHEDULER_CLASSES, missing_backend, scheduler_class
 from napari_pathup.models.spec import (
     ModelSpec,
     autoencoder_scale_factor,
@@ -172,6 +172,8 @@ def _load_scheduler(folder: Path):
     class_name, _ = _check_component(folder, "scheduler_config.json", ALLOWED_SCHEDULER_CLASSES)
     try:
         return scheduler_class(class_name).from_pretrained(folder, local_files_only=True)
+    except ImportError as exc:  # a diffusers scheduler whose optional package is missing
+        raise ModelLoadError(f"cannot load {folder}: {class_name} {missing_backend(exc)}") from exc
     except (OSError, ValueError, TypeError) as exc:
         raise ModelLoadError(f"cannot load {folder}: {exc}") from exc
 

@@ -39,14 +39,24 @@ def scheduler_class(class_name: str) -> type[SchedulerMixin]:
 def scheduler_by_name(name: str, base: SchedulerMixin) -> SchedulerMixin:
     """A fresh scheduler: ``name`` (a short name or a class name) configured from the model's own.
 
-    Raises :class:`~napari_pathup.errors.SettingsError` for a name that is not a diffusers scheduler.
+    Raises :class:`~napari_pathup.errors.SettingsError` for a name that is not a diffusers scheduler,
+    and for one whose optional package is not installed (``dpm++-sde`` needs torchsde).
     """
     class_name = SCHEDULERS.get(name, name)
     if class_name not in ALLOWED_SCHEDULER_CLASSES:
         raise SettingsError(
             f"unknown scheduler {name!r} (--sampler); expected one of {', '.join(SCHEDULERS)}"
         )
-    return scheduler_class(class_name).from_config(base.config)
+    try:
+        return scheduler_class(class_name).from_config(base.config)
+    except ImportError as exc:  # diffusers' requires_backends: the class exists, its backend does not
+        raise SettingsError(f"scheduler {name!r} (--sampler) {missing_backend(exc)}") from exc
+
+
+def missing_backend(exc: ImportError) -> str:
+    """What diffusers' import error says is missing, in one line (its message spans several)."""
+    said = " ".join(str(exc).split()) or "a package it needs is not installed"
+    return f"cannot be used here: {said}"
 
 
 #: deprecated spelling of :func:`scheduler_by_name`, kept for one release
