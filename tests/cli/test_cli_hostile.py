@@ -411,26 +411,35 @@ def test_split_names_are_read_the_same_by_every_command(pathup_model_dir, tmp_pa
 
 
 #: what diffusers raises for a scheduler whose optional package is missing (several lines)
-MISSING_TORCHSDE = (
-    "\nDPMSolverSDEScheduler requires the torchsde library but it was not found in your environment. "
-    "You can install it with pip: `pip install torchsde`\n"
+MISSING_SCIPY = (
+    "\nLMSDiscreteScheduler requires the scipy library but it was not found in your environment. "
+    "You can install it with pip: `pip install scipy`\n"
 )
 
 
 def test_a_sampler_whose_package_is_missing_is_refused_in_one_line(
     pathup_model_dir, reference_file, tmp_path, capsys, monkeypatch
 ):
-    """`--sampler dpm++-sde` without torchsde: one line naming the sampler and the package, exit 2."""
+    """A listed sampler whose optional package is absent: one line naming the sampler and the package."""
     from napari_pathup.models import schedulers
 
-    class NeedsTorchsde:
+    class NeedsScipy:
         @classmethod
         def from_config(cls, config):
-            raise ImportError(MISSING_TORCHSDE)
+            raise ImportError(MISSING_SCIPY)
 
-    monkeypatch.setattr(schedulers, "scheduler_class", lambda class_name: NeedsTorchsde)
+    monkeypatch.setattr(schedulers, "scheduler_class", lambda class_name: NeedsScipy)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    argv = synthesize_argv(pathup_model_dir, reference_file, out_dir / "o.png", "--sampler", "lms")
+    line = refused(argv, capsys, out_dir, "scheduler 'lms' (--sampler) cannot be used here")
+    assert "requires the scipy library" in line and "pip install scipy" in line
+
+
+def test_a_sampler_that_ignores_the_seed_is_refused(pathup_model_dir, reference_file, tmp_path, capsys):
+    """dpm++-sde seeds its noise from torch's global generator: a run could not be repeated from its seed."""
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     argv = synthesize_argv(pathup_model_dir, reference_file, out_dir / "o.png", "--sampler", "dpm++-sde")
-    line = refused(argv, capsys, out_dir, "scheduler 'dpm++-sde' (--sampler) cannot be used here")
-    assert "requires the torchsde library" in line and "pip install torchsde" in line
+    line = refused(argv, capsys, out_dir, "scheduler 'dpm++-sde' (--sampler) is not supported")
+    assert "could not be repeated from its seed" in line and "euler-a" in line

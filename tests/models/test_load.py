@@ -176,3 +176,15 @@ def test_a_scheduler_whose_package_is_missing_fails_as_a_load_error(pathup_model
     message = r"cannot load .*scheduler: DDIMScheduler cannot be used here: .*torchsde"
     with pytest.raises(ModelLoadError, match=message):
         load_model(pathup_model_dir)
+
+
+def test_a_model_whose_scheduler_ignores_the_seed_is_refused(pathup_model_dir, tmp_path):
+    """A scheduler config naming DPMSolverSDEScheduler: refused at load, since no run could be repeated."""
+    folder = Path(shutil.copytree(pathup_model_dir, tmp_path / "model"))
+    config = folder / "scheduler" / "scheduler_config.json"
+    data = json.loads(config.read_text())
+    data["_class_name"] = "DPMSolverSDEScheduler"
+    config.write_text(json.dumps(data))
+    message = r"DPMSolverSDEScheduler is not supported: .*repeated from its seed"
+    with pytest.raises(ModelLoadError, match=message):
+        load_model(folder)

@@ -34,7 +34,13 @@ from napari_pathup.models.layout import (
     PATHUP_JSON,
     SCHEDULER_DIR,
 )
-from napari_pathup.models.schedulers import ALLOWED_SCHEDULER_CLASSES, missing_backend, scheduler_class
+from napari_pathup.models.schedulers import (
+    ALLOWED_SCHEDULER_CLASSES,
+    UNSEEDED,
+    missing_backend,
+    scheduler_class,
+    unseeded,
+)
 from napari_pathup.models.spec import (
     ModelSpec,
     autoencoder_scale_factor,
@@ -170,6 +176,8 @@ def load_model(spec: str | Path | None = None, allow_download: bool = False) -> 
 
 def _load_scheduler(folder: Path):
     class_name, _ = _check_component(folder, "scheduler_config.json", ALLOWED_SCHEDULER_CLASSES)
+    if class_name in UNSEEDED:
+        raise ModelLoadError(f"cannot load {folder}: {class_name} is not supported: {unseeded(class_name)}")
     try:
         return scheduler_class(class_name).from_pretrained(folder, local_files_only=True)
     except ImportError as exc:  # a diffusers scheduler whose optional package is missing

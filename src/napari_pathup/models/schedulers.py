@@ -21,6 +21,11 @@ SCHEDULERS: dict[str, str] = {
     "lms": "LMSDiscreteScheduler",
 }
 
+#: scheduler classes a run could not repeat from its seed: they draw noise outside the engine's generators
+UNSEEDED: dict[str, str] = {
+    "DPMSolverSDEScheduler": "its Brownian-tree noise is seeded from torch's global generator, not the run's",
+}
+
 #: every scheduler class a model folder may name in its scheduler config
 ALLOWED_SCHEDULER_CLASSES: frozenset[str] = frozenset(
     name
@@ -40,17 +45,28 @@ def scheduler_by_name(name: str, base: SchedulerMixin) -> SchedulerMixin:
     """A fresh scheduler: ``name`` (a short name or a class name) configured from the model's own.
 
     Raises :class:`~napari_pathup.errors.SettingsError` for a name that is not a diffusers scheduler,
-    and for one whose optional package is not installed (``dpm++-sde`` needs torchsde).
+    for one a run could not repeat from its seed (:data:`UNSEEDED`), and for one whose optional
+    package is not installed.
     """
     class_name = SCHEDULERS.get(name, name)
     if class_name not in ALLOWED_SCHEDULER_CLASSES:
         raise SettingsError(
             f"unknown scheduler {name!r} (--sampler); expected one of {', '.join(SCHEDULERS)}"
         )
+    if class_name in UNSEEDED:
+        raise SettingsError(f"scheduler {name!r} (--sampler) is not supported: {unseeded(class_name)}")
     try:
         return scheduler_class(class_name).from_config(base.config)
     except ImportError as exc:  # diffusers' requires_backends: the class exists, its backend does not
         raise SettingsError(f"scheduler {name!r} (--sampler) {missing_backend(exc)}") from exc
+
+
+def unseeded(class_name: str) -> str:
+    """Why a scheduler of :data:`UNSEEDED` is refused, and what to use instead."""
+    return (
+        f"{UNSEEDED[class_name]}, so a run could not be repeated from its seed; "
+        "for stochastic sampling use euler-a or ddpm"
+    )
 
 
 def missing_backend(exc: ImportError) -> str:
