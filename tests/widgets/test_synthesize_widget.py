@@ -13,7 +13,7 @@ from napari_pathup.engine.device import select_dtype
 from napari_pathup.engine.events import PatchPreview
 from napari_pathup.engine.pipeline import SynthesisSettings, run
 from napari_pathup.models.load import load_model, model_hash
-from napari_pathup.widgets.synthesize import SynthesizeWidget
+from napari_pathup.widgets.synthesize import MODEL_SCHEDULER, SynthesizeWidget
 
 TIMEOUT_MS = 120_000
 
@@ -204,6 +204,26 @@ def test_the_fields_show_the_chosen_class_own_defaults(widget, pathup_model_dir,
     model_guidance = SynthesisSettings("stroma").resolve(widget.model()).guidance
     assert model_guidance != 4.5 and widget.guidance.value == model_guidance
     assert widget.settings().guidance is None
+
+
+def test_a_class_own_sampler_shows_and_a_refused_sampler_is_not_offered(widget, pathup_model_dir, tmp_path):
+    """Version 4.4's kind of default, a sampler for one class: shown for that class, "model's own" for the
+    others, sent as no user value; dpm++-sde (its noise ignores the seed) is not among the choices."""
+    import json
+    import shutil
+
+    folder = tmp_path / "per-class-sampler"
+    shutil.copytree(pathup_model_dir, folder)
+    meta = json.loads((folder / "pathup.json").read_text())
+    meta["class_defaults"] = {"stroma": {"scheduler": "euler-a"}}
+    (folder / "pathup.json").write_text(json.dumps(meta))
+    widget.model_dir.value = str(folder)
+    widget.class_name.value = "stroma"
+    assert widget.scheduler.value == "euler-a" and widget.settings().scheduler is None
+    widget.class_name.value = "tumour"
+    assert widget.scheduler.value == MODEL_SCHEDULER and widget.settings().scheduler is None
+    offered = [value for value in widget.scheduler.choices]
+    assert "euler-a" in offered and "ddpm" in offered and "dpm++-sde" not in offered
 
 
 def test_the_model_reference_follows_the_seed_and_the_tooltip_names_it(widget, pathup_model_dir, tmp_path):
