@@ -64,8 +64,9 @@ pack() {  # name work dest: the model (not its autoencoder or references) into $
 variant() {  # name seed init: plain phase, leg, export, pack; the last line of its status is its outcome
     local name=$1 seed=$2 log="$SCRATCH/logs/$1.log" status="$SCRATCH/logs/$1.status" rc reached initial left
     export WORK="$SCRATCH/work-$name" DEST="$SCRATCH/model-$name" SEED=$seed INIT=$3
-    initial="$("$PYTHON" -c 'import json, sys; s = json.load(open(sys.argv[1]))["training"]["settings"]
-print(max(s["iters"], s["denoiser_gan_iters"]))' "$INIT/pathup.json")" || { echo "FAILED init" >> "$status"; return 1; }
+    # the count the warm start continues from (training.train.trained_iterations, as --init reads it)
+    initial="$("$PYTHON" -c 'import sys; from napari_pathup.training.train import trained_iterations
+print(trained_iterations(sys.argv[1]))' "$INIT")" || { echo "FAILED init" >> "$status"; return 1; }
     echo "$name: seed $seed, from $INIT at iteration $initial" >> "$status"
     timeout "$PLAIN_SECONDS" env ITERS=$((initial + PLAIN)) DGAN_ITERS=0 scripts/train_default_model.sh >> "$log" 2>&1
     rc=$?

@@ -544,7 +544,13 @@ def load_denoiser(model: Path) -> tuple[torch.nn.Module, int]:
         unet = UNet2DModel.from_pretrained(folder, use_safetensors=True, local_files_only=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"cannot load {folder}: {exc}") from exc
-    return unet, int(_recorded(model, "denoiser").get("iterations", 0))
+    return unet, trained_iterations(model)
+
+
+def trained_iterations(model: Path) -> int:
+    """The iterations a PathUp model folder's denoiser was trained for, as its ``pathup.json`` records
+    them: the count a warm start from it continues from (0 when none is recorded)."""
+    return int(_recorded(model, "denoiser").get("iterations", 0))
 
 
 def latest_iteration(folder: Path) -> int:
