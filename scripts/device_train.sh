@@ -12,7 +12,9 @@
 #       scripts/device_train.sh          # the first run (thirty-first session; the wait fixed since)
 #
 # VARIANTS are name:seed or name:seed:init (a variant's own warm start; INIT otherwise).
-# PLAIN and LEG are iterations added to INIT's count (LEG=0: the plain models alone, which the next
+# PLAIN and LEG are iterations added to INIT's count (PLAIN=0: the leg alone, at LEG_BATCH, as a warm
+# start from the variant's init, e.g. a plain model a first call left in the warm machine's /tmp, run
+# with another SCRATCH; LEG=0: the plain models alone, which the next
 # GPU session should bring back: a leg's batch is part of its checkpoints' settings, so a leg at
 # batch 8 starts from the exported plain model; docs/model_experiments.md, thirty-first session);
 # PLAIN_SECONDS caps the plain phase (the rest of BUDGET, less EXPORT_SECONDS, goes to the leg).
@@ -68,13 +70,18 @@ variant() {  # name seed init: plain phase, leg, export, pack; the last line of 
     initial="$("$PYTHON" -c 'import sys; from napari_pathup.training.train import trained_iterations
 print(trained_iterations(sys.argv[1]))' "$INIT")" || { echo "FAILED init" >> "$status"; return 1; }
     echo "$name: seed $seed, from $INIT at iteration $initial" >> "$status"
-    timeout "$PLAIN_SECONDS" env ITERS=$((initial + PLAIN)) DGAN_ITERS=0 scripts/train_default_model.sh >> "$log" 2>&1
-    rc=$?
-    if [ "$rc" != 0 ] && [ "$rc" != 124 ]; then echo "FAILED plain rc $rc" >> "$status"; return 1; fi
-    reached="$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["iteration"])' \
-        "$WORK/checkpoints/denoiser/latest.json")" || { echo "FAILED no checkpoint" >> "$status"; return 1; }
-    echo "plain phase: rc $rc at iteration $reached, $(($(date +%s) - start)) s" >> "$status"
-    if [ "$LEG" = 0 ] || [ "$LEG_BATCH" != "$BATCH" ]; then  # the plain model, exported
+    if [ "$PLAIN" = 0 ]; then  # the leg alone, a warm start from INIT (e.g. a plain model left in /tmp)
+        reached=$initial
+        export BATCH="$LEG_BATCH"
+    else
+        timeout "$PLAIN_SECONDS" env ITERS=$((initial + PLAIN)) DGAN_ITERS=0 scripts/train_default_model.sh >> "$log" 2>&1
+        rc=$?
+        if [ "$rc" != 0 ] && [ "$rc" != 124 ]; then echo "FAILED plain rc $rc" >> "$status"; return 1; fi
+        reached="$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["iteration"])' \
+            "$WORK/checkpoints/denoiser/latest.json")" || { echo "FAILED no checkpoint" >> "$status"; return 1; }
+        echo "plain phase: rc $rc at iteration $reached, $(($(date +%s) - start)) s" >> "$status"
+    fi
+    if [ "$PLAIN" != 0 ] && { [ "$LEG" = 0 ] || [ "$LEG_BATCH" != "$BATCH" ]; }; then  # the plain model, exported
         if [ "$rc" != 0 ]; then  # cut: export its latest checkpoint (a finished phase exported itself)
             EXPORT_ONLY=1 ITERS="$reached" DGAN_ITERS=0 scripts/train_default_model.sh >> "$log" 2>&1 \
                 || { echo "FAILED export" >> "$status"; return 1; }
