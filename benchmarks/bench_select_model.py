@@ -245,6 +245,7 @@ SHARED_KEYS = (
     "fd_crops",
     "draws",
     "dtype",
+    "selection_nuclei",  # the training areas' nucleus figures, printed beside the candidates'
 )
 
 

@@ -75,6 +75,23 @@ def test_merge_joins_reports_of_the_same_settings(select: ModuleType, tmp_path: 
     assert report["fd_crops"] == 64
 
 
+def test_merge_keeps_the_training_areas_nucleus_figures(
+    select: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The merged table prints the real tissue's nucleus areas beside the candidates', as one report does."""
+    nuclei = {"normal": {"threshold_h": 0.3, "median_area_px": 76.0}}
+    row = {"fd": 1.0, "sharpness": 1.0, "fidelity": 1.0}
+    per_class = {"normal": {"fd": 1.0, "sharpness_ratio": 1.0, "fidelity": 1.0, "nucleus_area_px": 40.0}}
+    one = _report(tmp_path / "1.json", {"a": {**row, "per_class": per_class}}, selection_nuclei=nuclei)
+    two = _report(tmp_path / "2.json", {"b": {**row, "per_class": per_class}}, selection_nuclei=nuclei)
+    report = select.merged([one, two])
+    select.decide(report, select.parse_args(["--merge", str(one), str(two)]))
+    assert "training areas: 76)" in capsys.readouterr().out
+    other = _report(tmp_path / "3.json", {"c": row}, selection_nuclei={"normal": {"median_area_px": 70.0}})
+    with pytest.raises(SystemExit, match="other selection_nuclei"):
+        select.merged([one, other])
+
+
 def test_merge_refuses_other_settings_or_a_candidate_twice(select: ModuleType, tmp_path: Path) -> None:
     one = _report(tmp_path / "1.json", {"a": {"fd": 1.0}})
     other = _report(tmp_path / "2.json", {"b": {"fd": 2.0}}, draws=3)
