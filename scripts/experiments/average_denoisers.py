@@ -1,0 +1,50 @@
+"""Average the denoiser weights of several models trained from one start ("model soup").
+
+Run: ``python scripts/experiments/average_denoisers.py OUT BASE MODEL [MODEL ...]``
+
+OUT becomes a copy of the model folder BASE whose denoiser weights are the element-wise mean of the
+MODELs' denoisers (computed in float32, stored in BASE's dtype). The MODELs must share one denoiser
+config (same architecture): averaging is only meaningful for fine-tunes of one start, such as the
+adversarial legs of one plain denoiser with different seeds (thirty-second session).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+WEIGHTS = "denoiser/diffusion_pytorch_model.safetensors"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("out", type=Path)
+    p.add_argument("base", type=Path, help="the model folder copied (its denoiser weights replaced)")
+    p.add_argument("models", type=Path, nargs="+", help="models whose denoisers are averaged")
+    args = p.parse_args(argv)
+    configs = {
+        json.dumps(json.loads((m / "denoiser/config.json").read_text()), sort_keys=True) for m in args.models
+    }
+    if len(configs) != 1:
+        sys.exit("error: the models' denoisers differ in config; only one architecture can be averaged")
+    states = [load_file(m / WEIGHTS) for m in args.models]
+    dtype = next(iter(load_file(args.base / WEIGHTS).values())).dtype
+    mean = {k: (sum(s[k].float() for s in states) / len(states)).to(dtype).contiguous() for k in states[0]}
+    if args.out.exists():
+        sys.exit(f"error: {args.out} exists")
+    partial = args.out.with_name(args.out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(args.base, partial)
+    shutil.copy(args.models[0] / "denoiser/config.json", partial / "denoiser/config.json")
+    save_file(mean, partial / WEIGHTS)
+    partial.rename(args.out)
+    print(f"{args.out}: mean of {len(states)} denoisers, {dtype}")
+
+
+if __name__ == "__main__":
+    main()
