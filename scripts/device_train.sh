@@ -99,6 +99,10 @@ print(trained_iterations(sys.argv[1]))' "$INIT")" || { echo "FAILED init" >> "$s
         rc="no time"
     fi
     echo "leg (batch $BATCH): rc $rc, $(($(date +%s) - start)) s" >> "$status"
+    if [ "$rc" != 0 ] && [ ! -f "$WORK/checkpoints/denoiser_gan/latest.json" ] \
+        && [ ! -f "$WORK/checkpoints/denoiser/latest.json" ]; then  # a warm-start leg with no checkpoint yet
+        echo "FAILED leg cut before its first checkpoint: nothing of it to export" >> "$status"; return 1
+    fi
     if [ "$rc" != 0 ]; then  # cut: export the latest checkpoint of the leg (or of what it started from)
         EXPORT_ONLY=1 ITERS="$reached" DGAN_ITERS=$((reached + LEG)) scripts/train_default_model.sh >> "$log" 2>&1 \
             || { echo "FAILED export" >> "$status"; return 1; }
