@@ -1,11 +1,13 @@
 """Average the denoiser weights of several models trained from one start ("model soup").
 
-Run: ``python scripts/experiments/average_denoisers.py OUT BASE MODEL [MODEL ...]``
+Run: ``python scripts/experiments/average_denoisers.py OUT BASE MODEL [MODEL ...] [--weights W ...]``
 
 OUT becomes a copy of the model folder BASE whose denoiser weights are the element-wise mean of the
 MODELs' denoisers (computed in float32, stored in BASE's dtype). The MODELs must share one denoiser
 config (same architecture): averaging is only meaningful for fine-tunes of one start, such as the
-adversarial legs of one plain denoiser with different seeds (thirty-second session).
+adversarial legs of one plain denoiser with different seeds (thirty-second session). ``--weights``
+gives one weight per MODEL instead of the mean (they must sum to 1): ``LEG PLAIN --weights 1.5 -0.5``
+is the plain denoiser moved 1.5x the leg's way ("task arithmetic").
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("out", type=Path)
     p.add_argument("base", type=Path, help="the model folder copied (its denoiser weights replaced)")
     p.add_argument("models", type=Path, nargs="+", help="models whose denoisers are averaged")
+    p.add_argument("--weights", type=float, nargs="+", help="one per model, summing to 1 (default: equal)")
     args = p.parse_args(argv)
+    weights = args.weights or [1 / len(args.models)] * len(args.models)
+    if len(weights) != len(args.models) or abs(sum(weights) - 1) > 1e-6:
+        sys.exit(f"error: --weights needs one weight per model ({len(args.models)}), summing to 1")
     configs = {
         json.dumps(json.loads((m / "denoiser/config.json").read_text()), sort_keys=True) for m in args.models
     }
@@ -34,7 +40,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("error: the models' denoisers differ in config; only one architecture can be averaged")
     states = [load_file(m / WEIGHTS) for m in args.models]
     dtype = next(iter(load_file(args.base / WEIGHTS).values())).dtype
-    mean = {k: (sum(s[k].float() for s in states) / len(states)).to(dtype).contiguous() for k in states[0]}
+    mean = {
+        k: sum(w * s[k].float() for w, s in zip(weights, states, strict=True)).to(dtype).contiguous()
+        for k in states[0]
+    }
     if args.out.exists():
         sys.exit(f"error: {args.out} exists")
     partial = args.out.with_name(args.out.name + ".partial")
@@ -43,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     shutil.copy(args.models[0] / "denoiser/config.json", partial / "denoiser/config.json")
     save_file(mean, partial / WEIGHTS)
     partial.rename(args.out)
-    print(f"{args.out}: mean of {len(states)} denoisers, {dtype}")
+    print(f"{args.out}: the denoisers weighted {', '.join(f'{w:g}' for w in weights)}, {dtype}")
 
 
 if __name__ == "__main__":
