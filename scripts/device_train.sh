@@ -47,6 +47,7 @@ export DGAN_WEIGHT=0.1 DGAN_MAX_T=400 DGAN_JUDGE=pair DGAN_CLASS_WEIGHTS="stroma
     CLASS_DEFAULTS="tumour:upscale_strength=0.9 stroma:scheduler=euler-a"
 export PYTHON BATCH INIT STORAGE="${STORAGE:-float16}" DEVICE="${DEVICE:-cuda}" THREADS="${THREADS:-4}" \
     PYTHONUNBUFFERED=1
+if [ "$PLAIN" = 0 ] && [ "$LEG" = 0 ]; then echo "error: PLAIN=0 and LEG=0 leave nothing to train" >&2; exit 1; fi
 rm -rf "$SCRATCH" && mkdir -p "$SCRATCH/logs" "$SCRATCH/pack" "$OUT"
 echo "plain +$PLAIN (batch $BATCH), leg +$LEG (batch $LEG_BATCH) iterations, on $DEVICE: $VARIANTS (default init $INIT)"
 
