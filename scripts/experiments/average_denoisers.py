@@ -7,7 +7,9 @@ MODELs' denoisers (computed in float32, stored in BASE's dtype). The MODELs must
 config (same architecture): averaging is only meaningful for fine-tunes of one start, such as the
 adversarial legs of one plain denoiser with different seeds (thirty-second session). ``--weights``
 gives one weight per MODEL instead of the mean (they must sum to 1): ``LEG PLAIN --weights 1.5 -0.5``
-is the plain denoiser moved 1.5x the leg's way ("task arithmetic").
+is the plain denoiser moved 1.5x the leg's way ("task arithmetic"). BASE's ``pathup.json`` is kept
+as it is: its "training" record describes BASE's denoiser, not the average (an experiment's folder,
+not one to ship without a record of its own).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("models", type=Path, nargs="+", help="models whose denoisers are averaged")
     p.add_argument("--weights", type=float, nargs="+", help="one per model, summing to 1 (default: equal)")
     args = p.parse_args(argv)
+    if args.out.exists():
+        sys.exit(f"error: {args.out} exists")
     weights = args.weights or [1 / len(args.models)] * len(args.models)
     if len(weights) != len(args.models) or abs(sum(weights) - 1) > 1e-6:
         sys.exit(f"error: --weights needs one weight per model ({len(args.models)}), summing to 1")
@@ -44,8 +48,6 @@ def main(argv: list[str] | None = None) -> None:
         k: sum(w * s[k].float() for w, s in zip(weights, states, strict=True)).to(dtype).contiguous()
         for k in states[0]
     }
-    if args.out.exists():
-        sys.exit(f"error: {args.out} exists")
     partial = args.out.with_name(args.out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(args.base, partial)
