@@ -124,16 +124,17 @@ def run(checkout: Path, scratch: Path, **env: str) -> subprocess.CompletedProces
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
-def returned_model(out: Path, name: str, tmp_path: Path) -> dict:
-    """The model NAME as this machine gets it back: parts joined, sha256 checked, unpacked."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    joined = tmp_path / f"{name}.tar"
+def returned_model(out: Path, name: str, into: Path) -> dict:
+    """The model NAME as this machine gets it back (into a folder of its own): parts joined, sha256
+    checked, unpacked; its training record."""
+    into.mkdir(parents=True, exist_ok=True)
+    joined = into / f"{name}.tar"
     joined.write_bytes(b"".join(p.read_bytes() for p in sorted(out.glob(f"{name}.tar.part*"))))
     sums = dict(line.split()[::-1] for line in (out / "models.sha256").read_text().splitlines())
     assert hashlib.sha256(joined.read_bytes()).hexdigest() == sums[f"{name}.tar"]
     with tarfile.open(joined) as tar:
-        tar.extractall(tmp_path / "unpacked", filter="data")
-    model = tmp_path / "unpacked" / name
+        tar.extractall(into / "unpacked", filter="data")
+    model = into / "unpacked" / name
     assert (model / "denoiser" / "weights.bin").exists() and (model / "sha256.txt").exists()
     return json.loads((model / "pathup.json").read_text())["training"]["denoiser"]
 
@@ -158,7 +159,7 @@ def test_plain_models_then_their_legs_in_a_second_call(checkout: Path, init: Pat
     leg = returned_model(second / "out", "aL", tmp_path / "aL")
     assert leg["iterations"] == 7650 and leg["batch"] == "8" and leg["seed"] == "1"
     assert leg["init"] == f"{first}/model-a" and leg["how"] == "leg, finished"
-    assert "from " + f"{first}/model-a at iteration 7600" in status(second, "aL")
+    assert f"from {first}/model-a at iteration 7600" in status(second, "aL")
 
 
 def test_a_cut_plain_phase_returns_its_latest_checkpoint(checkout: Path, init: Path, tmp_path: Path) -> None:
