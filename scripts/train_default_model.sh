@@ -14,15 +14,15 @@
 #   INIT=candidates/patch16 ITERS=39000 DGAN_ITERS=43000 DGAN_WEIGHT=0.1 DGAN_MAX_T=400 DGAN_JUDGE=pair \
 #       DGAN_CLASS_WEIGHTS="stroma=0 normal=2" DGAN_CROP_EMPHASIS="normal=3" \
 #       SLIDE_REFERENCES="normal tumour" SLIDE_REFERENCES_SKIP=tumour/tumour_stardist.jpg \
-#       SEED=3 CLASS_DEFAULTS="tumour:upscale_strength=0.9 stroma:scheduler=euler-a" \
-#       WORK=out/train-v44 DEST=out/v44-model scripts/train_default_model.sh
-#                                                  # the shipped version 4.4: version 4's leg from the
+#       SEED=3 CLASS_DEFAULTS="tumour:upscale_strength=0.9 stroma:scheduler=euler-a stroma:guidance=1.5" \
+#       WORK=out/train-v45 DEST=out/v45-model scripts/train_default_model.sh
+#                                                  # the shipped version 4.5: version 4's leg from the
 #                                                  # committed 39,000 of the sixteen-channel line with
 #                                                  # seed 3, a reference from each slide of normal and
 #                                                  # of tumour but StarDist's (scripts/slide_references.py)
 #                                                  # and tumour's stage 2 at upscale strength 0.9,
-#                                                  # stroma sampled by euler-a (version 4.3: CLASS_DEFAULTS
-#                                                  # tumour's alone; version 4.2: SLIDE_REFERENCES=normal
+#                                                  # stroma sampled by euler-a at guidance 1.5 (version 4.4:
+#                                                  # guidance 2.5; version 4.3: CLASS_DEFAULTS tumour's alone; version 4.2: SLIDE_REFERENCES=normal
 #                                                  # too; version 4.1: no CLASS_DEFAULTS); without SEED, version
 #                                                  # 4's leg (version 4 itself ran from that line's work
 #                                                  # folder, so that repeat is not bit-identical)
