@@ -260,10 +260,10 @@ class SynthesisSettings:
         if not isinstance(self.jitter, bool):
             raise _fail("jitter", "True or False", self.jitter)
         if self.scheduler is not None:
-            from napari_pathup.models.schedulers import SCHEDULERS
+            from napari_pathup.models.schedulers import USABLE_SCHEDULERS
 
             if not isinstance(self.scheduler, str) or not self.scheduler:
-                raise _fail("scheduler", f"a scheduler name ({', '.join(SCHEDULERS)})", self.scheduler)
+                raise _fail("scheduler", f"a scheduler name ({', '.join(USABLE_SCHEDULERS)})", self.scheduler)
         return self
 
     def resolve(self, model: ModelInfo) -> RunPlan:

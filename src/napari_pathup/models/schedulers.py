@@ -26,6 +26,9 @@ UNSEEDED: dict[str, str] = {
     "DPMSolverSDEScheduler": "its Brownian-tree noise is seeded from torch's global generator, not the run's",
 }
 
+#: the short names a run accepts (SCHEDULERS less UNSEEDED): what errors and the widget offer
+USABLE_SCHEDULERS: tuple[str, ...] = tuple(n for n, c in SCHEDULERS.items() if c not in UNSEEDED)
+
 #: every scheduler class a model folder may name in its scheduler config
 ALLOWED_SCHEDULER_CLASSES: frozenset[str] = frozenset(
     name
@@ -51,7 +54,7 @@ def scheduler_by_name(name: str, base: SchedulerMixin) -> SchedulerMixin:
     class_name = SCHEDULERS.get(name, name)
     if class_name not in ALLOWED_SCHEDULER_CLASSES:
         raise SettingsError(
-            f"unknown scheduler {name!r} (--sampler); expected one of {', '.join(SCHEDULERS)}"
+            f"unknown scheduler {name!r} (--sampler); expected one of {', '.join(USABLE_SCHEDULERS)}"
         )
     if class_name in UNSEEDED:
         raise SettingsError(f"scheduler {name!r} (--sampler) is not supported: {unseeded(class_name)}")

@@ -50,7 +50,7 @@ from napari_pathup.errors import InputError
 from napari_pathup.formatting import format_bytes, format_seconds
 from napari_pathup.io.live_zarr import LiveOmeZarr
 from napari_pathup.io.slide import ReferenceRoi, native_mpp, read_reference_roi
-from napari_pathup.models.schedulers import SCHEDULERS, UNSEEDED
+from napari_pathup.models.schedulers import USABLE_SCHEDULERS
 from napari_pathup.widgets._base import WorkerDock, chosen_path
 from napari_pathup.widgets._roi import Placement, layer_reference
 from napari_pathup.widgets._run import OutputReady, RunFinished, synthesis_events
@@ -144,9 +144,8 @@ class SynthesizeWidget(WorkerDock):
         self.sigma = FloatSpinBox(
             label="gaussian sigma", min=0.01, max=10.0, step=0.05, value=0.3, tooltip="gaussian weights only"
         )
-        usable = [name for name, class_name in SCHEDULERS.items() if class_name not in UNSEEDED]
         self.scheduler = ComboBox(  # not the samplers a run refuses (their noise ignores the seed)
-            label="sampler", choices=[("model's own", MODEL_SCHEDULER), *((n, n) for n in usable)]
+            label="sampler", choices=[("model's own", MODEL_SCHEDULER), *((n, n) for n in USABLE_SCHEDULERS)]
         )
         self.reference_size = SpinBox(
             label="stage-1 size", min=8, max=4096, step=8, value=512, tooltip="shorter side of stage 1"
