@@ -20,6 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 WEIGHTS = "denoiser/diffusion_pytorch_model.safetensors"
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     if len(configs) != 1:
         sys.exit("error: the models' denoisers differ in config; only one architecture can be averaged")
     states = [load_file(m / WEIGHTS) for m in args.models]
-    dtype = next(iter(load_file(args.base / WEIGHTS).values())).dtype
+    with safe_open(args.base / WEIGHTS, framework="pt") as base:  # one tensor for the dtype, not the file
+        dtype = base.get_tensor(next(iter(base.keys()))).dtype
     mean = {
         k: sum(w * s[k].float() for w, s in zip(weights, states, strict=True)).to(dtype).contiguous()
         for k in states[0]
