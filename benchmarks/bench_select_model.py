@@ -49,6 +49,8 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +70,7 @@ from _quality import (
     training_crops,
     with_tissue,
 )
-from napari_pathup.datasets import discover
+from napari_pathup.datasets import DatasetIndex, discover
 from napari_pathup.engine.device import select_dtype
 from napari_pathup.engine.pipeline import SynthesisSettings
 from napari_pathup.engine.plan import DTYPE_CHOICES
@@ -82,6 +84,58 @@ from napari_pathup.training.data import load_images
 CROP = 256
 MIN_TISSUE = 0.5  # as training and the quality benchmark
 NUCLEUS_TOP = 0.99  # the quantile the nucleus threshold's histogram spans to (module docstring)
+
+
+@dataclass
+class SelectionTissue:
+    """The real training-area crops a draw is scored against, and how a class's tiles are scored."""
+
+    labels: np.ndarray  # class index of each real crop
+    feats: np.ndarray  # their features (the extractor's)
+    sharp: np.ndarray  # their sharpness values
+    probe: str  # the linear probe, described
+    predict: Callable[[np.ndarray], np.ndarray]  # the probe's class for each feature row
+    nuclei: dict[str, dict[str, float]]  # per measured class: threshold and the tissue's median area
+
+    @classmethod
+    def of(
+        cls, index: DatasetIndex, extractor: Any, stride: int, per_class: int, measured: list[str]
+    ) -> SelectionTissue:
+        """Crops of the training areas of ``index`` (``CROP`` px on a ``stride`` grid, at most
+        ``per_class`` a class), with the nucleus threshold of each ``measured`` class."""
+        crops, labels, _ = training_crops(index, load_images(index), CROP, stride, MIN_TISSUE, per_class)
+        feats = extract_features(extractor, crops, batch_size=16)
+        probe, predict = linear_probe(feats, labels)
+        nuclei = {}
+        for c, name in enumerate(index.classes):
+            if name in measured:
+                own = [crop for crop, label in zip(crops, labels, strict=True) if label == c]
+                threshold = haematoxylin_threshold(own, top=NUCLEUS_TOP)
+                nuclei[name] = {
+                    "threshold_h": threshold,
+                    "median_area_px": Morphology.of(own, threshold).median_area,
+                }
+        return cls(labels, feats, sharpness_values(crops), probe, predict, nuclei)
+
+    def score(
+        self, extractor: Any, tiles: list[np.ndarray], c: int, name: str, fd_crops: int, draws: int
+    ) -> dict[str, float]:
+        """Synthetic tiles of class ``c`` (``name``) against its real crops: FD (NaN under ``fd_crops``
+        tiles with tissue), sharpness ratio, class fidelity and median nucleus area."""
+        tiles, _ = with_tissue(tiles, MIN_TISSUE)
+        synthetic = extract_features(extractor, tiles, batch_size=16) if tiles else np.zeros((0, 1280))
+        own = self.labels == c
+        return {
+            "tiles": len(tiles),
+            "fd": matched_fd(self.feats[own], [synthetic], [fd_crops], draws, c)
+            if len(tiles) >= fd_crops
+            else math.nan,
+            "sharpness_ratio": float(sharpness_values(tiles).mean() / self.sharp[own].mean())
+            if tiles
+            else math.nan,
+            "fidelity": float(np.mean(self.predict(synthetic) == c)) if tiles else math.nan,
+            "nucleus_area_px": Morphology.of(tiles, self.nuclei[name]["threshold_h"]).median_area,
+        }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -155,25 +209,12 @@ def measure(args: argparse.Namespace, started: float) -> dict[str, Any]:
     dtype = select_dtype(args.dtype, torch.device("cpu"))
     extractor = get_extractor("effnet-lite0", device="cpu")
     print(f"Model dtype: {str(dtype).removeprefix('torch.')}; feature network: {extractor.label}  ")
-    crops, labels, _ = training_crops(
-        index, load_images(index), CROP, args.stride, MIN_TISSUE, args.train_crops
-    )
-    feats = extract_features(extractor, crops, batch_size=16)
-    sharp = sharpness_values(crops)
-    probe, predict = linear_probe(feats, labels)
-    counts = ", ".join(f"{n} {int((labels == c).sum())}" for c, n in enumerate(classes))
+    tissue = SelectionTissue.of(index, extractor, args.stride, args.train_crops, measured)
+    counts = ", ".join(f"{n} {int((tissue.labels == c).sum())}" for c, n in enumerate(classes))
     measured_ids = [(c, cls) for c, cls in enumerate(classes) if cls in measured]
-    nuclei: dict[str, dict[str, float]] = {}  # per class: threshold and the tissue's median area
-    for c, cls in measured_ids:
-        own_crops = [crop for crop, label in zip(crops, labels, strict=True) if label == c]
-        threshold = haematoxylin_threshold(own_crops, top=NUCLEUS_TOP)
-        nuclei[cls] = {
-            "threshold_h": threshold,
-            "median_area_px": Morphology.of(own_crops, threshold).median_area,
-        }
     print(
-        f"Selection tissue: {len(crops)} real {CROP}-px crops of the training areas of {args.data} "
-        f"({counts}; {args.stride}-px grid); probe: {probe}.  "
+        f"Selection tissue: {len(tissue.labels)} real {CROP}-px crops of the training areas of {args.data} "
+        f"({counts}; {args.stride}-px grid); probe: {tissue.probe}.  "
     )
     seeds = list(range(args.first_seed, args.first_seed + args.images))
     print(f"Selection draw: seeds {seeds[0]}-{seeds[-1]}, {args.size}x{args.size}, the models' defaults.\n")
@@ -193,21 +234,7 @@ def measure(args: argparse.Namespace, started: float) -> dict[str, Any]:
                 reference = read_image(reference_for_class(model, cls, seed))
                 settings = SynthesisSettings(cls, height=args.size, width=args.size, seed=seed)
                 tiles += grid_tiles(timed_run(model, reference, settings).image, CROP)
-            tiles, _ = with_tissue(tiles, MIN_TISSUE)
-            synthetic = extract_features(extractor, tiles, batch_size=16) if tiles else np.zeros((0, 1280))
-            own = labels == c
-            enough = len(tiles) >= args.fd_crops
-            results[cls] = {
-                "tiles": len(tiles),
-                "fd": matched_fd(feats[own], [synthetic], [args.fd_crops], args.draws, c)
-                if enough
-                else math.nan,
-                "sharpness_ratio": float(sharpness_values(tiles).mean() / sharp[own].mean())
-                if tiles
-                else math.nan,
-                "fidelity": float(np.mean(predict(synthetic) == c)) if tiles else math.nan,
-                "nucleus_area_px": Morphology.of(tiles, nuclei[cls]["threshold_h"]).median_area,
-            }
+            results[cls] = tissue.score(extractor, tiles, c, cls, args.fd_crops, args.draws)
             print(f"  {folder} {cls}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
         tiles_all = sum(r["tiles"] for r in results.values())
         candidates[str(folder)] = {
@@ -221,10 +248,10 @@ def measure(args: argparse.Namespace, started: float) -> dict[str, Any]:
         }
     return {
         "feature_network": extractor.label,
-        "probe": probe,
+        "probe": tissue.probe,
         "selection_crops": counts,
         "classes": measured,
-        "selection_nuclei": nuclei,
+        "selection_nuclei": tissue.nuclei,
         "seeds": seeds,
         "size": args.size,
         "fd_crops": args.fd_crops,

@@ -4,11 +4,11 @@ Run: ``python scripts/experiments/colour_fix.py MODEL [--class normal] [--data d
 
 Synthesises the selection benchmark's draw for one class (``benchmarks/bench_select_model.py``:
 seeds 100-101, 2048x2048, the model's defaults) and scores its 256-px tiles against the class's
-training-area crops as that benchmark does (FD on EfficientNet-Lite0 features, sharpness ratio, the
-linear probe's class fidelity, nucleus area), three times: raw, and after a global per-channel
-mean/std match in CIELAB (Reinhard) of each output to (a) its reference, (b) its stage-1 result,
-the colour fix of diffusion upscalers (StableSR). The raw row reproduces the benchmark's figures
-(thirty-first session: `normal` 196.3 on version 4.3; matched 197.4 and 199.1).
+training-area crops with that benchmark's ``SelectionTissue`` (FD on EfficientNet-Lite0 features,
+sharpness ratio, the linear probe's class fidelity, nucleus area), three times: raw, and after a
+global per-channel mean/std match in CIELAB (Reinhard) of each output to (a) its reference, (b) its
+stage-1 result, the colour fix of diffusion upscalers (StableSR). The raw row reproduces the
+benchmark's figures (thirty-first session: `normal` 196.3 on version 4.3; matched 197.4 and 199.1).
 """
 
 from __future__ import annotations
@@ -25,24 +25,15 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench_select_model as select  # noqa: E402
-from _quality import (  # noqa: E402
-    Morphology,
-    grid_tiles,
-    linear_probe,
-    matched_fd,
-    sharpness_values,
-    training_crops,
-    with_tissue,
-)
+from _quality import grid_tiles  # noqa: E402
 from napari_pathup.datasets import discover  # noqa: E402
 from napari_pathup.engine.device import select_dtype  # noqa: E402
 from napari_pathup.engine.events import Finished, TileDecoded  # noqa: E402
 from napari_pathup.engine.pipeline import SynthesisSettings, synthesize  # noqa: E402
 from napari_pathup.io.images import read_image  # noqa: E402
-from napari_pathup.metrics import extract_features, get_extractor, haematoxylin_threshold  # noqa: E402
+from napari_pathup.metrics import get_extractor  # noqa: E402
 from napari_pathup.models.default import reference_for_class  # noqa: E402
 from napari_pathup.models.load import load_model  # noqa: E402
-from napari_pathup.training.data import load_images  # noqa: E402
 
 SEEDS = (100, 101)
 SIZE = 2048
@@ -82,14 +73,7 @@ def main() -> None:
     index = discover(args.data)
     label = list(index.classes).index(args.class_name)
     extractor = get_extractor("effnet-lite0", device="cpu")
-    crops, labels, _ = training_crops(index, load_images(index), select.CROP, 128, select.MIN_TISSUE, 200)
-    feats = extract_features(extractor, crops, batch_size=16)
-    sharp = sharpness_values(crops)
-    _, predict = linear_probe(feats, labels)
-    own = labels == label
-    threshold = haematoxylin_threshold(
-        [c for c, k in zip(crops, labels, strict=True) if k == label], top=select.NUCLEUS_TOP
-    )
+    tissue = select.SelectionTissue.of(index, extractor, 128, 200, [args.class_name])
     model = load_model(args.model).to("cpu", select_dtype("auto", torch.device("cpu")))
     sets: dict[str, list[np.ndarray]] = {
         "raw": [],
@@ -104,14 +88,11 @@ def main() -> None:
         sets["matched to its stage 1"] += grid_tiles(reinhard(image, stage1), select.CROP)
     print(f"{args.model}, {args.class_name}, seeds {SEEDS[0]}-{SEEDS[-1]}, {SIZE}x{SIZE} (training areas)")
     for name, tiles in sets.items():
-        tiles, _ = with_tissue(tiles, select.MIN_TISSUE)
-        synthetic = extract_features(extractor, tiles, batch_size=16)
-        fd = matched_fd(feats[own], [synthetic], [64], 5, label)
+        score = tissue.score(extractor, tiles, label, args.class_name, 64, 5)
         print(
-            f"  {name}: {len(tiles)} tiles, FD {fd:.1f}, sharpness "
-            f"{sharpness_values(tiles).mean() / sharp[own].mean():.2f}, class fidelity "
-            f"{np.mean(predict(synthetic) == label):.2f}, nucleus area "
-            f"{Morphology.of(tiles, threshold).median_area:.0f} px"
+            f"  {name}: {score['tiles']} tiles, FD {score['fd']:.1f}, sharpness "
+            f"{score['sharpness_ratio']:.2f}, class fidelity {score['fidelity']:.2f}, nucleus area "
+            f"{score['nucleus_area_px']:.0f} px"
         )
 
 

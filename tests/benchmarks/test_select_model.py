@@ -24,6 +24,7 @@ def select() -> ModuleType:
             "bench_select_model", BENCHMARKS / "bench_select_model.py"
         )
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # its dataclass resolves annotations through sys.modules
         spec.loader.exec_module(module)
     finally:
         sys.path[:] = saved
