@@ -10,6 +10,14 @@
 #   VARIANTS="xl0:0 xl3:3 large3:3:candidates/patch16" INIT=candidates/patch16-xl BATCH=32 \
 #       PLAIN=8000 LEG=2000 BUDGET=500 PLAIN_SECONDS=270 EXPORT_SECONDS=60 DEVICE=cuda THREADS=4 \
 #       scripts/device_train.sh          # the first run (thirty-first session; the wait fixed since)
+#   VARIANTS="xl0:0 xl3:3" INIT=candidates/patch16-xl BATCH=32 PLAIN=8000 LEG=0 PLAIN_SECONDS=450 \
+#       BUDGET=560 EXPORT_SECONDS=40 CHECKPOINT_EVERY=500 DEVICE=cuda THREADS=6 scripts/device_train.sh
+#   VARIANTS="xl0L:0:/tmp/pathup-device/model-xl0 xl3L:3:/tmp/pathup-device/model-xl3" BATCH=8 PLAIN=0 \
+#       LEG=4000 BUDGET=490 EXPORT_SECONDS=45 CHECKPOINT_EVERY=250 DEVICE=cuda THREADS=6 \
+#       SCRATCH=/tmp/pathup-device2 scripts/device_train.sh
+#                                        # the second run (thirty-second session): plain models, then
+#                                        # batch-8 legs from them in a second call on the warm machine
+#                                        # (the calls as run: docs/training.md, "The second run")
 #
 # VARIANTS are name:seed or name:seed:init (a variant's own warm start; INIT otherwise).
 # PLAIN and LEG are iterations added to INIT's count (PLAIN=0: the leg alone, at LEG_BATCH, as a warm
