@@ -153,3 +153,35 @@ def test_median_area_is_the_median_over_crops(select: ModuleType) -> None:
     assert morphology.median_area == 70.0
     assert morphology.median_solidity == 0.8
     assert math.isnan(select.Morphology(np.zeros(2), np.zeros(0), np.zeros(0)).median_area)
+
+
+def test_a_class_s_own_tissue_scores_as_the_tissue(select: ModuleType, tmp_path: Path) -> None:
+    """Scoring a class's real training-area crops as if synthetic gives the tissue's own figures: the
+    same nucleus area, a sharpness ratio of 1, the probe's class, and an FD far below another class's."""
+    from PIL import Image
+
+    data = Path(__file__).resolve().parents[2] / "data" / "demo"
+    for name, source, box in (
+        ("normal", "normal/skin.tif", (0, 0, 768, 768)),
+        ("stroma", "stroma/hgsc_stroma.jpg", (0, 0, 768, 768)),
+    ):
+        (tmp_path / name).mkdir()
+        with Image.open(data / source) as image:
+            image.convert("RGB").crop(box).save(tmp_path / name / "field.png")
+    index = select.discover(tmp_path)
+    extractor = select.get_extractor("effnet-lite0", device="cpu")
+    tissue = select.SelectionTissue.of(index, extractor, 128, 12, ["stroma"])
+    assert set(tissue.nuclei) == {"stroma"}  # the measured class only
+    crops, labels, _ = select.training_crops(
+        index, select.load_images(index), select.CROP, 128, select.MIN_TISSUE, 12
+    )
+    own = [c for c, k in zip(crops, labels, strict=True) if k == 1]
+    other = [c for c, k in zip(crops, labels, strict=True) if k == 0]
+    assert len(own) >= 8 and len(other) >= 8
+    score = tissue.score(extractor, own, 1, "stroma", 8, 2)
+    assert score["tiles"] == len(own)
+    assert score["nucleus_area_px"] == tissue.nuclei["stroma"]["median_area_px"]
+    assert score["sharpness_ratio"] == pytest.approx(1.0)
+    assert score["fidelity"] == 1.0
+    assert score["fd"] < tissue.score(extractor, other, 1, "stroma", 8, 2)["fd"]
+    assert math.isnan(tissue.score(extractor, own[:4], 1, "stroma", 8, 2)["fd"])  # too few tiles
