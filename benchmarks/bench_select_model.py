@@ -90,6 +90,8 @@ NUCLEUS_TOP = 0.99  # the quantile the nucleus threshold's histogram spans to (m
 class SelectionTissue:
     """The real training-area crops a draw is scored against, and how a class's tiles are scored."""
 
+    classes: list[str]  # the data's classes, in label order
+    extractor: Any  # the feature network (FD, probe)
     labels: np.ndarray  # class index of each real crop
     feats: np.ndarray  # their features (the extractor's)
     sharp: np.ndarray  # their sharpness values
@@ -115,15 +117,15 @@ class SelectionTissue:
                     "threshold_h": threshold,
                     "median_area_px": Morphology.of(own, threshold).median_area,
                 }
-        return cls(labels, feats, sharpness_values(crops), probe, predict, nuclei)
+        classes = list(index.classes)
+        return cls(classes, extractor, labels, feats, sharpness_values(crops), probe, predict, nuclei)
 
-    def score(
-        self, extractor: Any, tiles: list[np.ndarray], c: int, name: str, fd_crops: int, draws: int
-    ) -> dict[str, float]:
-        """Synthetic tiles of class ``c`` (``name``) against its real crops: FD (NaN under ``fd_crops``
-        tiles with tissue), sharpness ratio, class fidelity and median nucleus area."""
+    def score(self, tiles: list[np.ndarray], name: str, fd_crops: int, draws: int) -> dict[str, float]:
+        """Synthetic tiles of class ``name`` against its real crops: FD (NaN under ``fd_crops`` tiles
+        with tissue), sharpness ratio, class fidelity and median nucleus area."""
+        c = self.classes.index(name)
         tiles, _ = with_tissue(tiles, MIN_TISSUE)
-        synthetic = extract_features(extractor, tiles, batch_size=16) if tiles else np.zeros((0, 1280))
+        synthetic = extract_features(self.extractor, tiles, batch_size=16) if tiles else np.zeros((0, 1280))
         own = self.labels == c
         return {
             "tiles": len(tiles),
@@ -211,7 +213,7 @@ def measure(args: argparse.Namespace, started: float) -> dict[str, Any]:
     print(f"Model dtype: {str(dtype).removeprefix('torch.')}; feature network: {extractor.label}  ")
     tissue = SelectionTissue.of(index, extractor, args.stride, args.train_crops, measured)
     counts = ", ".join(f"{n} {int((tissue.labels == c).sum())}" for c, n in enumerate(classes))
-    measured_ids = [(c, cls) for c, cls in enumerate(classes) if cls in measured]
+    measured_in_order = [cls for cls in classes if cls in measured]
     print(
         f"Selection tissue: {len(tissue.labels)} real {CROP}-px crops of the training areas of {args.data} "
         f"({counts}; {args.stride}-px grid); probe: {tissue.probe}.  "
@@ -228,13 +230,13 @@ def measure(args: argparse.Namespace, started: float) -> dict[str, Any]:
         if not all(c in shipped for c in classes):
             raise SystemExit(f"{folder}: pathup.json 'references' must name a reference for {classes}")
         results = {}
-        for c, cls in measured_ids:
+        for cls in measured_in_order:
             tiles: list[np.ndarray] = []
             for seed in seeds:
                 reference = read_image(reference_for_class(model, cls, seed))
                 settings = SynthesisSettings(cls, height=args.size, width=args.size, seed=seed)
                 tiles += grid_tiles(timed_run(model, reference, settings).image, CROP)
-            results[cls] = tissue.score(extractor, tiles, c, cls, args.fd_crops, args.draws)
+            results[cls] = tissue.score(tiles, cls, args.fd_crops, args.draws)
             print(f"  {folder} {cls}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
         tiles_all = sum(r["tiles"] for r in results.values())
         candidates[str(folder)] = {

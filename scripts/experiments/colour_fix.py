@@ -71,7 +71,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     index = discover(args.data)
-    label = list(index.classes).index(args.class_name)
+    if args.class_name not in index.classes:
+        raise SystemExit(f"--class {args.class_name}: not a class of {args.data} ({list(index.classes)})")
     extractor = get_extractor("effnet-lite0", device="cpu")
     tissue = select.SelectionTissue.of(index, extractor, 128, 200, [args.class_name])
     model = load_model(args.model).to("cpu", select_dtype("auto", torch.device("cpu")))
@@ -88,7 +89,7 @@ def main() -> None:
         sets["matched to its stage 1"] += grid_tiles(reinhard(image, stage1), select.CROP)
     print(f"{args.model}, {args.class_name}, seeds {SEEDS[0]}-{SEEDS[-1]}, {SIZE}x{SIZE} (training areas)")
     for name, tiles in sets.items():
-        score = tissue.score(extractor, tiles, label, args.class_name, 64, 5)
+        score = tissue.score(tiles, args.class_name, 64, 5)
         print(
             f"  {name}: {score['tiles']} tiles, FD {score['fd']:.1f}, sharpness "
             f"{score['sharpness_ratio']:.2f}, class fidelity {score['fidelity']:.2f}, nucleus area "

@@ -178,10 +178,10 @@ def test_a_class_s_own_tissue_scores_as_the_tissue(select: ModuleType, tmp_path:
     own = [c for c, k in zip(crops, labels, strict=True) if k == 1]
     other = [c for c, k in zip(crops, labels, strict=True) if k == 0]
     assert len(own) >= 8 and len(other) >= 8
-    score = tissue.score(extractor, own, 1, "stroma", 8, 2)
+    score = tissue.score(own, "stroma", 8, 2)
     assert score["tiles"] == len(own)
     assert score["nucleus_area_px"] == tissue.nuclei["stroma"]["median_area_px"]
     assert score["sharpness_ratio"] == pytest.approx(1.0)
     assert score["fidelity"] == 1.0
-    assert score["fd"] < tissue.score(extractor, other, 1, "stroma", 8, 2)["fd"]
-    assert math.isnan(tissue.score(extractor, own[:4], 1, "stroma", 8, 2)["fd"])  # too few tiles
+    assert score["fd"] < tissue.score(other, "stroma", 8, 2)["fd"]
+    assert math.isnan(tissue.score(own[:4], "stroma", 8, 2)["fd"])  # too few tiles
