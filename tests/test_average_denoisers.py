@@ -3,6 +3,7 @@ or not at all (the thirty-third session's interpolation between a plain denoiser
 
 from __future__ import annotations
 
+import json
 import runpy
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from napari_pathup.models.build import build_random_pathup_model
+from napari_pathup.models.load import model_hash
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "experiments" / "average_denoisers.py"
 WEIGHTS = "denoiser/diffusion_pytorch_model.safetensors"
@@ -38,7 +40,14 @@ def test_weights_interpolate_every_tensor(
     assert set(mixed) == set(a)
     for name, tensor in mixed.items():
         torch.testing.assert_close(tensor.float(), 0.65 * a[name].float() + 0.35 * b[name].float())
-    assert (out / "pathup.json").read_text() == (leg / "pathup.json").read_text()  # BASE's, as documented
+    meta, base = (json.loads((p / "pathup.json").read_text()) for p in (out, leg))
+    made_by = [
+        {"model": "a", "hash": model_hash(leg, documentation=False), "weight": 0.65},
+        {"model": "b", "hash": model_hash(plain, documentation=False), "weight": 0.35},
+    ]
+    training = base.get("training", {})
+    denoiser = {**training.get("denoiser", {}), "weight_average": made_by}
+    assert meta == {**base, "training": {**training, "denoiser": denoiser}}  # BASE's, and what made it
     assert not (tmp_path / "mix.partial").exists()
 
 

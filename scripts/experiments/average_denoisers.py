@@ -7,9 +7,11 @@ MODELs' denoisers (computed in float32, stored in BASE's dtype). The MODELs must
 config (same architecture): averaging is only meaningful for fine-tunes of one start, such as the
 adversarial legs of one plain denoiser with different seeds (thirty-second session). ``--weights``
 gives one weight per MODEL instead of the mean (they must sum to 1): ``LEG PLAIN --weights 1.5 -0.5``
-is the plain denoiser moved 1.5x the leg's way ("task arithmetic"). BASE's ``pathup.json`` is kept
-as it is: its "training" record describes BASE's denoiser, not the average (an experiment's folder,
-not one to ship without a record of its own).
+is the plain denoiser moved 1.5x the leg's way ("task arithmetic"); ``LEG LEG PLAIN --weights 0.65
+0.35`` (BASE = LEG) keeps 0.65 of the leg (the thirty-third session's interpolation). BASE's
+``pathup.json`` is kept, its "training" record gaining ``denoiser.weight_average``: each MODEL's
+folder name, weights hash (``model_hash``, Markdown left out) and weight, so that the record says
+which denoisers made the one in the folder.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path
 
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+
+from napari_pathup.models.load import model_hash
 
 WEIGHTS = "denoiser/diffusion_pytorch_model.safetensors"
 
@@ -55,6 +59,13 @@ def main(argv: list[str] | None = None) -> None:
     shutil.copytree(args.base, partial)
     shutil.copy(args.models[0] / "denoiser/config.json", partial / "denoiser/config.json")
     save_file(mean, partial / WEIGHTS)
+    meta = json.loads((args.base / "pathup.json").read_text())
+    record = meta.setdefault("training", {}).setdefault("denoiser", {})
+    record["weight_average"] = [
+        {"model": m.resolve().name, "hash": model_hash(m, documentation=False), "weight": w}
+        for m, w in zip(args.models, weights, strict=True)
+    ]
+    (partial / "pathup.json").write_text(json.dumps(meta, indent=2))
     partial.rename(args.out)
     print(f"{args.out}: the denoisers weighted {', '.join(f'{w:g}' for w in weights)}, {dtype}")
 
