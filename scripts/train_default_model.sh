@@ -16,7 +16,14 @@
 #       SLIDE_REFERENCES="normal tumour" SLIDE_REFERENCES_SKIP=tumour/tumour_stardist.jpg \
 #       SEED=3 CLASS_DEFAULTS="tumour:upscale_strength=0.9 stroma:scheduler=euler-a stroma:guidance=1.5" \
 #       WORK=out/train-v45 DEST=out/v45-model scripts/train_default_model.sh
-#                                                  # the shipped version 4.5: version 4's leg from the
+#   python scripts/experiments/average_denoisers.py out/v46-model out/v45-model out/v45-model \
+#       candidates/patch16 --weights 0.8 0.2
+#                                                  # the shipped version 4.6: version 4.5 (the line
+#                                                  # above, its DEST) with its denoiser averaged in
+#                                                  # weight space, 0.8 of it and 0.2 of the plain
+#                                                  # 39,000 it was trained from (the record goes into
+#                                                  # pathup.json "training"/"denoiser"/"weight_average")
+#                                                  # version 4.5: version 4's leg from the
 #                                                  # committed 39,000 of the sixteen-channel line with
 #                                                  # seed 3, a reference from each slide of normal and
 #                                                  # of tumour but StarDist's (scripts/slide_references.py)
