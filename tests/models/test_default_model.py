@@ -90,3 +90,28 @@ def test_a_class_with_several_references_starts_each_seed_from_one_in_turn(pathu
     ):
         with pytest.raises(ModelLoadError, match=message):
             reference_for_class(with_references({"tumour": bad}), "tumour")
+
+
+def test_a_committed_model_the_default_denoiser_averages_is_still_the_one_recorded():
+    """Version 4.6's denoiser is a weighted average (``training.denoiser.weight_average``); a model it
+    averages that the repository keeps (``candidates/``) must still be those bytes, or the shipped
+    model could no longer be rebuilt from the repository as the training script's usage line says."""
+    from pathlib import Path
+
+    import pytest
+
+    from napari_pathup.models.load import model_hash
+
+    folder = default_model_path()
+    record = json.loads((folder / "pathup.json").read_text())["training"]["denoiser"]
+    averaged = record.get("weight_average", [])
+    if not averaged:
+        pytest.skip("the shipped denoiser is no average")
+    assert sum(entry["weight"] for entry in averaged) == pytest.approx(1.0)
+    candidates = Path(__file__).resolve().parents[2] / "candidates"
+    if not candidates.is_dir():
+        pytest.skip("no candidates/ folder beside the tests (an installed package)")
+    kept = [entry for entry in averaged if (candidates / entry["model"]).is_dir()]
+    assert kept, f"none of {[e['model'] for e in averaged]} is kept in candidates/"
+    for entry in kept:
+        assert model_hash(candidates / entry["model"], documentation=False) == entry["hash"], entry["model"]
