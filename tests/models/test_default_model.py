@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from napari_pathup.cli import main
 from napari_pathup.engine.pipeline import SynthesisSettings, run
 from napari_pathup.io import read_attrs, read_image
 from napari_pathup.models.default import default_model_path, reference_for_class
-from napari_pathup.models.load import load_model
+from napari_pathup.models.load import load_model, model_hash
 
 MAX_BYTES = 40 * 1024 * 1024
 
@@ -96,12 +98,6 @@ def test_a_committed_model_the_default_denoiser_averages_is_still_the_one_record
     """Version 4.6's denoiser is a weighted average (``training.denoiser.weight_average``); a model it
     averages that the repository keeps (``candidates/``) must still be those bytes, or the shipped
     model could no longer be rebuilt from the repository as the training script's usage line says."""
-    from pathlib import Path
-
-    import pytest
-
-    from napari_pathup.models.load import model_hash
-
     folder = default_model_path()
     record = json.loads((folder / "pathup.json").read_text())["training"]["denoiser"]
     averaged = record.get("weight_average", [])
