@@ -10,7 +10,7 @@ gives one weight per MODEL instead of the mean (they must sum to 1): ``LEG PLAIN
 is the plain denoiser moved 1.5x the leg's way ("task arithmetic"); ``LEG LEG PLAIN --weights 0.65
 0.35`` (BASE = LEG) keeps 0.65 of the leg (the thirty-third session's interpolation). BASE's
 ``pathup.json`` is kept, its "training" record gaining ``denoiser.weight_average``: each MODEL's
-folder name, weights hash (``model_hash``, Markdown left out) and weight, so that the record says
+folder name, model hash (``model_hash`` of the folder, Markdown left out) and weight, so that the record says
 which denoisers made the one in the folder.
 """
 
