@@ -271,11 +271,15 @@ def test_classes_the_model_does_not_know_are_refused(pathup_model_dir, tmp_path)
     ("change", "message"),
     [
         ({"settings": {**SETTINGS, "steps": 5}}, r"settings.steps \(4 there, 5 now\)"),
+        (
+            {"settings": {**SETTINGS, "guidance_interval": (0.5, 1.0)}},
+            r"settings.guidance_interval \(\[0.0, 1.0\] there, \[0.5, 1.0\] now\)",
+        ),
         # clean_store was made in the default dtype (auto): the dtype its workers did not compute in
         # (bfloat16 or float32, by this machine's CPU) would mix two kinds of images
         ({"dtype": "OTHER"}, r"dtype \('auto' there, 'OTHER' now: pass --dtype auto\)"),
     ],
-    ids=["settings", "dtype"],
+    ids=["settings", "guidance-interval", "dtype"],
 )
 def test_a_store_of_other_settings_or_dtype_is_not_resumed(
     change, message, clean_store, data_dir, pathup_model_dir
@@ -307,6 +311,21 @@ def test_a_store_from_before_dtype_was_recorded_resumes_as_float32(
     with pytest.raises(InputError, match=r"dtype \('float32' there, 'auto' now"):
         run(client, data_dir, store, pathup_model_dir)
     summary = run(client, data_dir, store, pathup_model_dir, dtype="float32")
+    assert summary.ok and not summary.done and len(summary.skipped) == 8
+
+
+def test_a_store_from_before_the_guidance_interval_resumes_as_guided_at_every_step(
+    client, clean_store, data_dir, pathup_model_dir, tmp_path
+):
+    import json
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(clean_store, store)
+    config = json.loads((store / "augment.json").read_text())
+    assert config["settings"].pop("guidance_interval") == [0.0, 1.0]  # as written before it existed
+    (store / "augment.json").write_text(json.dumps(config))
+    summary = run(client, data_dir, store, pathup_model_dir)
     assert summary.ok and not summary.done and len(summary.skipped) == 8
 
 

@@ -76,6 +76,8 @@ def refused(argv, capsys, out_dir: Path, message: str) -> str:
         # 3: a run that cannot finish
         (["--size", "100000"], "run needs an estimated"),
         (["--seed", "-1"], "seed (--seed) must be between 0 and"),
+        (["--guidance-interval", "0.5,0.2"], "guidance_interval (--guidance-interval) must be a pair"),
+        (["--guidance-interval", "nan,1"], "guidance_interval (--guidance-interval) must be a pair"),
         (["--sampler", "magic"], "unknown scheduler 'magic'"),
     ],
 )
@@ -223,6 +225,7 @@ NUMERIC_FLAGS = {
         "--strength",
         "--upscale-strength",
         "--guidance",
+        "--guidance-interval",
         "--patch",
         "--overlap",
         "--sigma",

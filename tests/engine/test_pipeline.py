@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -138,6 +140,29 @@ def test_work_counts_match_a_real_run(pathup_model, reference):
         assert work.steps == started.steps and work.patches_per_step == started.patches_per_step
         assert work.patch_evaluations == 2 * len(previews)  # guidance doubles every evaluation
         assert work.decode_tiles == len(tiles)
+
+
+def test_guidance_outside_its_interval_is_skipped_as_the_plan_counts(pathup_model, reference, monkeypatch):
+    """Steps outside the guidance interval send the conditional batch alone: the denoiser sees the
+    plan's patch evaluations, fewer than with guidance at every step, and the image changes."""
+    settings = SynthesisSettings(
+        "tumour", **{**SMALL, "strength": 1.0, "upscale_strength": 1.0, "guidance_interval": (0.5, 1.0)}
+    )
+    plan = settings.resolve(pathup_model)
+    denoiser, seen = pathup_model.denoiser, []
+
+    def counting(x, t, labels):
+        seen.append(x.shape[0])
+        return denoiser(x, t, labels)
+
+    monkeypatch.setattr(pathup_model, "denoiser", counting)
+    limited = run(pathup_model, reference, plan).image
+    assert sum(seen) == plan.patch_evaluations
+    assert plan.patch_evaluations < sum(st.steps * len(st.grid) * 2 for st in plan.stages)
+    monkeypatch.undo()
+    everywhere = run(pathup_model, reference, dataclasses.replace(settings, guidance_interval=None)).image
+    moved = np.abs(limited.astype(int) - everywhere.astype(int)) > 0
+    assert moved.mean() > 0.05  # far above float rounding (one level on < 0.5 % of the pixels)
 
 
 def test_non_finite_latents_fail_the_run_and_nothing_is_returned(pathup_model_dir, reference):

@@ -183,6 +183,22 @@ def test_every_message_names_the_setting_and_its_flag():
         ("seed", -1, r"seed \(--seed\) must be between 0 and"),
         ("overlap", -1, r"overlap \(--overlap\) must be at least 0"),
         ("jitter", "yes", r"jitter \(--jitter\) must be True or False"),
+        (
+            "guidance_interval",
+            (0.5, 0.5),
+            r"guidance_interval \(--guidance-interval\) must be a pair .*0 <= LOW < HIGH <= 1",
+        ),
+        ("guidance_interval", (0.6, 0.3), r"guidance_interval \(--guidance-interval\) must be a pair"),
+        ("guidance_interval", (-0.1, 1.0), r"guidance_interval \(--guidance-interval\) must be a pair"),
+        ("guidance_interval", (0.0, 1.5), r"guidance_interval \(--guidance-interval\) must be a pair"),
+        (
+            "guidance_interval",
+            (float("nan"), 1.0),
+            r"guidance_interval \(--guidance-interval\) must be a pair",
+        ),
+        ("guidance_interval", (0.3,), r"guidance_interval \(--guidance-interval\) must be a pair"),
+        ("guidance_interval", "0.3,1", r"guidance_interval \(--guidance-interval\) must be a pair"),
+        ("guidance_interval", (True, 1.0), r"guidance_interval \(--guidance-interval\) must be a pair"),
     ],
 )
 def test_bad_values_are_refused_without_a_model(field, value, message):
@@ -301,6 +317,33 @@ def test_a_model_can_sample_one_class_with_its_own_defaults(pathup_model_dir):
     typo = dataclasses.replace(spec, metadata={**spec.metadata, "defaults": {"guidence": 4.0, "steps": 7}})
     with pytest.raises(SettingsError, match=r'pathup.json "defaults" must be .*guidence'):
         SynthesisSettings("tumour", **size).resolve(typo)
+
+
+def test_a_guidance_interval_halves_the_work_of_the_steps_outside_it(pathup_model_dir):
+    """The plan counts a doubled batch only for the steps whose noise level t / T is inside the
+    interval, as the engine runs them; a model's JSON list is a valid default."""
+    from napari_pathup.engine.sampler import img2img_timesteps
+    from napari_pathup.models.load import read_model_spec
+
+    spec = read_model_spec(pathup_model_dir)
+    run = {**SMALL, "strength": 1.0, "upscale_strength": 1.0}  # every step of the schedule, in both stages
+    everywhere = SynthesisSettings("tumour", **run).resolve(spec)
+    limited = SynthesisSettings("tumour", guidance_interval=(0.5, 1.0), **run).resolve(spec)
+    assert everywhere.settings.guidance_interval == (0.0, 1.0)  # the library default: every step
+    for full, part in zip(everywhere.stages, limited.stages, strict=True):
+        assert full.guided_steps == full.steps and full.guided_calls == full.denoiser_calls
+        strength = part.sampling.strength
+        timesteps = img2img_timesteps(spec.scheduler, SMALL["steps"], strength, torch.device("cpu"))
+        inside = sum(float(t) >= 500 for t in timesteps)
+        assert 0 < part.guided_steps == inside < part.steps
+        assert part.patch_evaluations == (part.steps + inside) * len(part.grid)
+    assert limited.patch_evaluations < everywhere.patch_evaluations
+    meta = {**spec.metadata, "defaults": {"guidance_interval": [0.5, 1]}}
+    from_json = SynthesisSettings("tumour", **run).resolve(dataclasses.replace(spec, metadata=meta))
+    assert from_json.settings.guidance_interval == (0.5, 1.0)
+    assert from_json.patch_evaluations == limited.patch_evaluations
+    unguided = SynthesisSettings("tumour", guidance=1.0, **run).resolve(spec)
+    assert all(st.guided_steps == 0 for st in unguided.stages)
 
 
 def test_sizes_are_checked_against_the_model_configs(pathup_model_dir):

@@ -40,8 +40,11 @@ def scheduler(name: str):
     return SCHEDULERS[name](num_train_timesteps=1000, beta_schedule="scaled_linear")
 
 
-def whole_latent_reference(denoiser, sched, clean, cond, uncond, steps, strength, guidance, seed):
-    """Plain diffusers-style img2img loop over the whole latent, written independently of the engine."""
+def whole_latent_reference(
+    denoiser, sched, clean, cond, uncond, steps, strength, guidance, seed, interval=(0.0, 1.0)
+):
+    """Plain diffusers-style img2img loop over the whole latent, written independently of the engine;
+    guidance only at timesteps t with ``interval[0] <= t / 1000 <= interval[1]``."""
     g = torch.Generator().manual_seed(seed)
     sched.set_timesteps(steps)
     init = min(int(steps * strength), steps)
@@ -53,7 +56,7 @@ def whole_latent_reference(denoiser, sched, clean, cond, uncond, steps, strength
     kwargs = {"generator": g} if "generator" in inspect.signature(sched.step).parameters else {}
     for t in timesteps:
         inp = sched.scale_model_input(x, t)
-        if guidance == 1.0:
+        if guidance == 1.0 or not interval[0] * 1000 <= float(t) <= interval[1] * 1000:
             out = denoiser(inp, t, cond)
         else:
             u = denoiser(inp, t, uncond)
@@ -146,6 +149,65 @@ def test_batched_calls_and_guidance_doubling():
     tiled(counting, scheduler("ddim"), clean, torch.tensor([0]), torch.tensor([1]), sampling, seed=0)
     # 9 patches per step in batches of 4, 4, 1, each doubled by classifier-free guidance: 3 calls a step
     assert calls == [8, 8, 2] * 2
+
+
+@pytest.mark.parametrize("name", ["ddim", "dpm++", "euler-a"])
+def test_guidance_in_an_interval_equals_whole_latent(name):
+    """Guidance at the noise levels inside the interval only, as an independent loop applies it."""
+    torch.manual_seed(0)
+    clean = torch.randn(1, 4, 20, 28)
+    denoiser = PixelDenoiser()
+    cond, uncond = torch.tensor([1]), torch.tensor([3])
+    interval = (0.3, 0.8)
+    sampling = PatchSampling(
+        steps=12,
+        strength=0.9,
+        guidance=2.5,
+        patch_size=8,
+        overlap=3,
+        batch_size=5,
+        guidance_interval=interval,
+    )
+    expected = whole_latent_reference(
+        denoiser, scheduler(name), clean, cond, uncond, 12, 0.9, 2.5, seed=7, interval=interval
+    )
+    got, _ = tiled(denoiser, scheduler(name), clean, cond, uncond, sampling, seed=7)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    everywhere, _ = tiled(
+        denoiser,
+        scheduler(name),
+        clean,
+        cond,
+        uncond,
+        PatchSampling(steps=12, strength=0.9, guidance=2.5, patch_size=8, overlap=3, batch_size=5),
+        seed=7,
+    )
+    assert not torch.allclose(got, everywhere, atol=1e-3)  # the interval changed the computation
+
+
+def test_steps_outside_the_guidance_interval_run_the_conditional_batch_alone():
+    calls = []
+
+    def counting(x, t, c):
+        calls.append((int(t), x.shape[0], sorted(set(c.tolist()))))
+        return torch.zeros_like(x)
+
+    clean = torch.zeros(1, 4, 24, 24)
+    sampling = PatchSampling(
+        steps=4,
+        strength=1.0,
+        guidance=3.0,
+        patch_size=8,
+        overlap=0,
+        batch_size=4,
+        guidance_interval=(0.3, 1.0),
+    )
+    tiled(counting, scheduler("ddim"), clean, torch.tensor([0]), torch.tensor([1]), sampling, seed=0)
+    # DDIM's 4 steps are t = 750, 500, 250, 0: the first two are inside [300, 1000] and doubled
+    guided = [(750, 8), (750, 8), (750, 2), (500, 8), (500, 8), (500, 2)]
+    alone = [(250, 4), (250, 4), (250, 1), (0, 4), (0, 4), (0, 1)]
+    assert [(t, n) for t, n, _ in calls] == guided + alone
+    assert {tuple(c) for t, _, c in calls if t < 300} == {(0,)}  # the class label alone
 
 
 def test_cancel_between_patch_batches():

@@ -148,6 +148,8 @@ def check_not_inside(data: Path, store: Path) -> None:
 
 #: what a store written before ``dtype`` was recorded computed in (there was no other choice then)
 OLD_STORE_DTYPE = "float32"
+#: settings a store written before they existed ran with (guidance at every step)
+OLD_STORE_SETTINGS: dict[str, Any] = {"guidance_interval": [0.0, 1.0]}
 
 
 def store_config(checksum: str, settings: dict[str, Any], base_seed: int, dtype: str) -> dict[str, Any]:
@@ -161,7 +163,7 @@ def store_config(checksum: str, settings: dict[str, Any], base_seed: int, dtype:
         "model_checksum": checksum,
         "seed": base_seed,
         "dtype": dtype,
-        "settings": settings,
+        "settings": json.loads(json.dumps(settings)),  # as read back: pairs are lists in JSON
     }
 
 
@@ -231,7 +233,7 @@ def check_store(store: Path, config: dict[str, Any]) -> None:
     made_in = found.get("dtype", OLD_STORE_DTYPE)
     if made_in != config["dtype"] and found.get(COMPUTED_DTYPE) != config["dtype"]:
         differ.append(f"dtype ({made_in!r} there, {config['dtype']!r} now: pass --dtype {made_in})")
-    old, new = found.get("settings", {}), config["settings"]
+    old, new = {**OLD_STORE_SETTINGS, **found.get("settings", {})}, config["settings"]
     differ += [
         f"settings.{k} ({old.get(k)!r} there, {new.get(k)!r} now)" for k in new if old.get(k) != new[k]
     ]

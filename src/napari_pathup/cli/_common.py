@@ -118,6 +118,8 @@ def _default_text(field: str) -> str:
 
     if field in DEFAULTS:
         value = DEFAULTS[field]
+        if isinstance(value, tuple):
+            value = ",".join(f"{v:g}" for v in value)
         return "the model's default" + ("" if value is None else f", else {value}")
     default = {f.name: f.default for f in dataclasses.fields(SynthesisSettings)}[field]
     if field == "patch_size":
@@ -142,6 +144,19 @@ class _Deprecated(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+def noise_interval(text: str) -> tuple[float, float]:
+    """An argparse type: ``LOW,HIGH``, two noise levels (the plan checks their range)."""
+    parts = text.split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return (float(parts[0]), float(parts[1]))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected two noise levels LOW,HIGH between 0 and 1 (e.g. 0.3,1)"
+        ) from None
+
+
 def add_sampling_arguments(parser: argparse.ArgumentParser, old_scheduler_flag: bool = True) -> None:
     """The engine's sampling settings, one flag per row of the settings table (no defaults here).
 
@@ -155,6 +170,7 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, old_scheduler_flag: 
         "strength": float,
         "upscale_strength": float,
         "guidance": float,
+        "guidance_interval": noise_interval,
         "sigma": float,
         "scheduler": str,
     }

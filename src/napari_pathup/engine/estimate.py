@@ -26,6 +26,7 @@ class StageWork:
     overlap: int
     patches_per_step: int
     steps: int
+    guided_steps: int
     denoiser_calls: int
     patch_evaluations: int
     encode_tiles: int
@@ -44,7 +45,8 @@ class Estimate:
 
 
 def count_work(model: ModelInfo, settings: SynthesisSettings | RunPlan) -> tuple[StageWork, StageWork]:
-    """Denoiser calls, patch evaluations (doubled by guidance) and autoencoder tiles of both stages.
+    """Denoiser calls, patch evaluations (doubled by guidance where it applies) and autoencoder tiles
+    of both stages.
 
     ``model`` may be a :class:`~napari_pathup.models.spec.ModelSpec`: counting needs no weights.
     """
@@ -56,6 +58,7 @@ def count_work(model: ModelInfo, settings: SynthesisSettings | RunPlan) -> tuple
             st.grid.overlap,
             st.patches_per_step,
             st.steps,
+            st.guided_steps,
             st.denoiser_calls,
             st.patch_evaluations,
             st.tiles,
@@ -105,7 +108,9 @@ def estimate(model: PathupModel, settings: SynthesisSettings | RunPlan, calibrat
         return best
 
     with torch.inference_mode():
-        t_call = timed(lambda: guided_output(model.denoiser, x, t, cond, uncond, s.guidance))
+        t_guided = timed(lambda: guided_output(model.denoiser, x, t, cond, uncond, s.guidance))
+        plain = any(st.guided_steps < st.steps for st in plan.stages)  # steps outside the interval
+        t_plain = timed(lambda: guided_output(model.denoiser, x, t, cond, None, 1.0)) if plain else 0.0
         t_decode = timed(lambda: model.autoencoder.decode(z), repeat=2)
         t_encode = timed(
             lambda: model.autoencoder.encode(
@@ -114,7 +119,10 @@ def estimate(model: PathupModel, settings: SynthesisSettings | RunPlan, calibrat
             repeat=1,
         )
     seconds = sum(
-        st.denoiser_calls * t_call + st.decode_tiles * t_decode + st.encode_tiles * t_encode for st in stages
+        st.guided_calls * t_guided
+        + (st.denoiser_calls - st.guided_calls) * t_plain
+        + st.tiles * (t_decode + t_encode)
+        for st in plan.stages
     )
     params = sum(p.numel() * p.element_size() for m in model.modules.values() for p in m.parameters())
     # the plan's buffers (latents, a decoded tile row, the in-memory result) on top of the measured peak

@@ -84,7 +84,7 @@ def synthesize(
     ):
         latent_hw = tuple(clean.shape[-2:])
         assert latent_hw == st.latent_shape, (latent_hw, st.latent_shape)
-        uncond = model.conditioner(None, st.scale) if st.sampling.guidance != 1.0 else None
+        uncond = model.conditioner(None, st.scale) if st.guided_steps else None
         yield StageStarted(st.number, st.steps, len(st.grid), st.pixel_shape, st.latent_shape)
         z = yield from denoise_patches(
             model.denoiser,

@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "strength": 0.6,
     "upscale_strength": 0.45,
     "guidance": 3.0,
+    "guidance_interval": (0.0, 1.0),
     "weights": "cosine",
     "scheduler": None,
     "reference_fit": "stretch",
@@ -85,6 +86,7 @@ SAMPLING_FIELDS = (
     "strength",
     "upscale_strength",
     "guidance",
+    "guidance_interval",
     "patch_size",
     "overlap",
     "weights",
@@ -104,6 +106,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("upscale_strength", "--upscale-strength", "stage-2 noise strength in (0, 1]", "T"),
     Setting(
         "guidance", "--guidance", "classifier-free guidance scale, >= 0 (1 = none, 0 = unconditional)", "G"
+    ),
+    Setting(
+        "guidance_interval",
+        "--guidance-interval",
+        "noise levels t/T where guidance applies, LOW,HIGH with 0 <= LOW < HIGH <= 1; the other steps "
+        "use the class-conditional output alone, at half the work",
+        "LOW,HIGH",
     ),
     Setting("patch_size", "--patch", "latent patch size p (default: the denoiser's native size)", "P"),
     Setting("overlap", "--overlap", "latent patch overlap o, 0 <= o < p (default: p/4)", "O"),
@@ -213,6 +222,7 @@ class SynthesisSettings:
     strength: float | None = None
     upscale_strength: float | None = None
     guidance: float | None = None
+    guidance_interval: tuple[float, float] | None = None
     patch_size: int | None = None
     overlap: int | None = None
     weights: str | None = None
@@ -252,6 +262,8 @@ class SynthesisSettings:
                 _float(name, getattr(self, name), "in (0, 1]", lambda v: 0 < v <= 1)
         if self.guidance is not None:
             _float("guidance", self.guidance, ">= 0", lambda v: v >= 0)
+        if self.guidance_interval is not None:
+            check_interval(self.guidance_interval)
         _float("sigma", self.sigma, "> 0", lambda v: v > 0)
         if self.weights is not None and self.weights not in WEIGHT_MODES:
             raise _fail("weights", f"one of {', '.join(WEIGHT_MODES)}", self.weights)
@@ -307,6 +319,7 @@ class SynthesisSettings:
             filled["overlap"] = default_overlap(patch)
         elif filled["overlap"] >= patch:
             raise _fail("overlap", f"smaller than the patch ({patch})", filled["overlap"])
+        filled["guidance_interval"] = check_interval(filled["guidance_interval"])  # a JSON list, as a pair
         settings = SynthesisSettings(**filled)
         settings.check()  # the model's defaults obey the same rules
         model.check_class(settings.class_name)
@@ -329,6 +342,21 @@ class SynthesisSettings:
 _FIELDS = frozenset(f.name for f in dataclasses.fields(SynthesisSettings))
 
 
+def check_interval(value: Any) -> tuple[float, float]:
+    """``value`` as a ``(low, high)`` pair of noise levels with 0 <= low < high <= 1 (a list from a
+    model's JSON is accepted); else :class:`SettingsError` naming the guidance interval."""
+    rule = "a pair of noise levels LOW,HIGH with 0 <= LOW < HIGH <= 1"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+        raise _fail("guidance_interval", rule, value)
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            raise _fail("guidance_interval", rule, value)
+    low, high = float(value[0]), float(value[1])
+    if not 0 <= low < high <= 1:
+        raise _fail("guidance_interval", rule, value)
+    return (low, high)
+
+
 def _floor(value: int, multiple: int) -> int:
     return max(multiple, value - value % multiple)
 
@@ -345,6 +373,12 @@ class StagePlan:
     grid: PatchGrid
     steps: int  # denoising steps actually run (the tail of the schedule that ``strength`` selects)
     tiles: int  # autoencoder tiles of the tiled encode (and of the decode)
+    guided_steps: int  # of ``steps``, those that run guidance (a doubled batch): inside its interval
+
+    @property
+    def guided_calls(self) -> int:
+        """Denoiser calls on a doubled (guided) batch; the other calls run the conditional batch alone."""
+        return self.guided_steps * -(-len(self.grid) // self.sampling.batch_size)
 
     @property
     def patches_per_step(self) -> int:
@@ -356,8 +390,8 @@ class StagePlan:
 
     @property
     def patch_evaluations(self) -> int:
-        """Patches through the denoiser, doubled by classifier-free guidance."""
-        return self.steps * len(self.grid) * (2 if self.sampling.guidance != 1.0 else 1)
+        """Patches through the denoiser, doubled by classifier-free guidance where it applies."""
+        return (self.steps + self.guided_steps) * len(self.grid)
 
 
 @dataclass(frozen=True)
@@ -413,12 +447,13 @@ class RunPlan:
                 batch_size=s.batch_size,
                 jitter=s.jitter,
                 known_strength=s.strength if outpaint and number == 1 else None,
+                guidance_interval=s.guidance_interval,
             )
             grid = PatchGrid(*latent, patch, overlap)
             try:
                 if sampling.known_strength is not None:  # the reference's own schedule must exist too
                     img2img_timesteps(scheduler, s.steps, sampling.known_strength, torch.device("cpu"))
-                steps = len(img2img_timesteps(scheduler, s.steps, strength, torch.device("cpu")))
+                timesteps = img2img_timesteps(scheduler, s.steps, strength, torch.device("cpu"))
             except ValueError as exc:
                 given = s.strength if sampling.known_strength is not None else strength
                 raise SettingsError(
@@ -426,7 +461,9 @@ class RunPlan:
                     f"gives no usable schedule for stage {number}: {exc}"
                 ) from exc
             tiles = len(tile_grid(*latent, s.decode_tile, s.decode_overlap))
-            stages.append(StagePlan(number, scale, latent, (h, w), sampling, grid, steps, tiles))
+            guided = sum(sampling.guidance_at(scheduler, t) != 1.0 for t in timesteps)
+            steps = len(timesteps)
+            stages.append(StagePlan(number, scale, latent, (h, w), sampling, grid, steps, tiles, guided))
         return cls(s, (stages[0], stages[1]), f, model.latent_channels, model.native_size)
 
     # -- what the UIs and the outputs read ------------------------------------------------------

@@ -51,6 +51,16 @@ class PatchSampling:
     #: its own denoising (the img2img strength t_i); ``strength`` is then where the rest starts
     #: (``plan.OUTPAINT_FILL_STRENGTH``)
     known_strength: float | None = None
+    #: the noise levels (t / T, T the training schedule's length) at which guidance applies, both ends
+    #: included; at the other steps the class-conditional output alone is used, at half the work
+    #: (Kynkäänniemi et al. 2024, "Applying guidance in a limited interval")
+    guidance_interval: tuple[float, float] = (0.0, 1.0)
+
+    def guidance_at(self, scheduler: SchedulerMixin, t: torch.Tensor | float) -> float:
+        """The guidance scale of the step at timestep ``t``: ``guidance`` inside the interval, else 1."""
+        low, high = self.guidance_interval
+        level = float(t) / scheduler.config.num_train_timesteps
+        return self.guidance if low <= level <= high else 1.0
 
 
 def img2img_timesteps(
@@ -175,13 +185,14 @@ def denoise_patches(
             box_weights = torch.stack([weights(b, merge_dtype) for b in boxes]).to(device)
             fixed_weights = None if sampling.jitter else box_weights
         model_input = scheduler.scale_model_input(x, t)
+        guidance = sampling.guidance_at(scheduler, t)
         merged = torch.zeros_like(model_input, dtype=merge_dtype)
         evaluated = [k for k, b in enumerate(boxes) if not (held and _wholly_known(known, b))]
         for first in range(0, len(evaluated), batch_size):
             indexes = evaluated[first : first + batch_size]
             batch: Sequence[Box] = [boxes[k] for k in indexes]
             patches = torch.cat([model_input[..., b.y0 : b.y1, b.x0 : b.x1] for b in batch])
-            out = guided_output(denoiser, patches.to(model_dtype), t, cond, uncond, sampling.guidance).float()
+            out = guided_output(denoiser, patches.to(model_dtype), t, cond, uncond, guidance).float()
             for k, b, o in zip(indexes, batch, out, strict=True):
                 merged[..., b.y0 : b.y1, b.x0 : b.x1] += box_weights[k] * o
             for k, b, p, o in zip(indexes, batch, patches, out, strict=True):
