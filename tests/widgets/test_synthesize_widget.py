@@ -206,6 +206,35 @@ def test_the_fields_show_the_chosen_class_own_defaults(widget, pathup_model_dir,
     assert widget.settings().guidance is None
 
 
+def test_the_guidance_interval_shows_the_models_and_a_change_is_sent_and_counted(
+    widget, pathup_model_dir, tmp_path
+):
+    """A model that guides part of the schedule shows its interval; a changed one is sent and the
+    estimate counts its doubled batches only."""
+    import json
+    import shutil
+
+    from napari_pathup.engine.estimate import count_work
+
+    folder = tmp_path / "interval"
+    shutil.copytree(pathup_model_dir, folder)
+    meta = json.loads((folder / "pathup.json").read_text())
+    meta["defaults"] = {**meta.get("defaults", {}), "guidance_interval": [0.4, 1.0]}
+    (folder / "pathup.json").write_text(json.dumps(meta))
+    widget.model_dir.value = str(folder)
+    assert widget.guidance_interval.value == (0.4, 1.0) and widget.settings().guidance_interval is None
+    before = widget.estimate_label.value
+    widget.guidance_interval.value = (0.0, 1.0)
+    assert widget.settings().guidance_interval == (0.0, 1.0)
+    one, two = count_work(widget.model(), widget.settings())
+    assert (
+        f"{one.patch_evaluations + two.patch_evaluations} denoiser evaluations" in widget.estimate_label.value
+    )
+    assert widget.estimate_label.value != before  # more doubled batches than the model's own interval
+    widget.reset_to_model_defaults()
+    assert widget.guidance_interval.value == (0.4, 1.0) and widget.settings().guidance_interval is None
+
+
 def test_a_class_own_sampler_shows_and_a_refused_sampler_is_not_offered(widget, pathup_model_dir, tmp_path):
     """Version 4.4's kind of default, a sampler for one class: shown for that class, "model's own" for the
     others, sent as no user value; dpm++-sde (its noise ignores the seed) is not among the choices."""

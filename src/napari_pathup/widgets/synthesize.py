@@ -36,6 +36,7 @@ from magicgui.widgets import (
     Label,
     PushButton,
     SpinBox,
+    TupleEdit,
 )
 from napari.layers import Image, Shapes
 from napari.qt.threading import FunctionWorker, thread_worker
@@ -136,6 +137,13 @@ class SynthesizeWidget(WorkerDock):
             label="upscale strength", min=0.0, max=1.0, step=0.05, value=0.45, tooltip=tip
         )
         self.guidance = FloatSpinBox(label="guidance", min=0.0, max=30.0, step=0.5, value=3.0, tooltip=tip)
+        self.guidance_interval = TupleEdit(
+            label="guidance interval",
+            value=(0.0, 1.0),
+            options={"min": 0.0, "max": 1.0, "step": 0.05},
+            tooltip="noise levels t/T (low, high) at which guidance applies; the other steps run the "
+            "class-conditional denoiser alone, at half the work. " + tip,
+        )
         self.patch = SpinBox(label="patch (latent)", min=1, max=1024, value=64, tooltip=tip)
         self.overlap = SpinBox(label="overlap (latent)", min=0, max=1023, value=16, tooltip=tip)
         self.weights = ComboBox(
@@ -191,6 +199,7 @@ class SynthesizeWidget(WorkerDock):
             "strength": self.strength,
             "upscale_strength": self.upscale_strength,
             "guidance": self.guidance,
+            "guidance_interval": self.guidance_interval,
             "patch_size": self.patch,
             "overlap": self.overlap,
             "weights": self.weights,
@@ -204,7 +213,8 @@ class SynthesizeWidget(WorkerDock):
             widgets=[
                 self.model_dir, self.class_name, self.reference, self.region, self.level, self.reference_file,
                 self.out_width, self.out_height, self.steps, self.strength, self.upscale_strength,
-                self.guidance, self.patch, self.overlap, self.weights, self.sigma, self.scheduler,
+                self.guidance, self.guidance_interval, self.patch, self.overlap, self.weights, self.sigma,
+                self.scheduler,
                 self.reference_size, self.reference_fit, self.batch_size, self.defaults_button, self.jitter,
                 self.seed, self.device, self.dtype, self.output, self.estimate_label, self.estimate_button,
                 self.start_button, self.cancel_button,
