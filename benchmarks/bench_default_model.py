@@ -128,6 +128,8 @@ SETTING_KEYS = (
     "strength",
     "upscale_strength",
     "guidance",
+    "guidance_interval",
+    "scheduler",
     "weights",
     "patch_size",
     "overlap",

@@ -47,7 +47,7 @@ EXPORT_SECONDS="${EXPORT_SECONDS:-60}"
 FAIL_FAST="${FAIL_FAST:-150}"
 SCRATCH="${SCRATCH:-/tmp/pathup-device}"
 OUT="${OUT:-$SCRATCH/out}"
-# the shipped version's leg and export (4.5's; version 4.6 averages that leg's denoiser with INIT's,
+# the shipped version's leg and export (4.5's; versions 4.6 and 4.7 average that leg's denoiser with INIT's,
 # 0.8 and 0.2: scripts/train_default_model.sh gives its whole command; the first run exported with
 # 4.3's class defaults, tumour's alone)
 export DGAN_WEIGHT=0.1 DGAN_MAX_T=400 DGAN_JUDGE=pair DGAN_CLASS_WEIGHTS="stroma=0 normal=2" \

@@ -18,11 +18,14 @@
 #       WORK=out/train-v45 DEST=out/v45-model scripts/train_default_model.sh
 #   python scripts/experiments/average_denoisers.py out/v46-model out/v45-model out/v45-model \
 #       candidates/patch16 --weights 0.8 0.2
-#                                                  # the shipped version 4.6: version 4.5 (the line
+#                                                  # the shipped version 4.7: version 4.5 (the line
 #                                                  # above, its DEST) with its denoiser averaged in
 #                                                  # weight space, 0.8 of it and 0.2 of the plain
 #                                                  # 39,000 it was trained from (the record goes into
-#                                                  # pathup.json "training"/"denoiser"/"weight_average")
+#                                                  # pathup.json "training"/"denoiser"/"weight_average"),
+#                                                  # guidance at t/T <= 0.7 only (every export's
+#                                                  # default since version 4.7; version 4.6 was the
+#                                                  # same folder without "guidance_interval")
 #                                                  # version 4.5: version 4's leg from the
 #                                                  # committed 39,000 of the sixteen-channel line with
 #                                                  # seed 3, a reference from each slide of normal and
@@ -109,7 +112,7 @@
 #                    beside the noisy latent; hinge loss, weight DGAN_WEIGHT (ramped over 500 iterations)
 #                    against the v loss, per class DGAN_CLASS_WEIGHTS, lr DGAN_LR, up to DGAN_ITERS
 #                    iterations. Version 3.2: 27,000 to 31,000, weight 0.1, below 400, pair, stroma=0
-#   defaults         upscale strength 0.75 instead of 0.45 (measured with bench_default_model.py --quick
+#   defaults         guidance at the noise levels t/T <= 0.7 only (version 4.7); upscale strength 0.75 instead of 0.45 (measured with bench_default_model.py --quick
 #                    on this model: sharper stage 2 at the same FD and class fidelity, 15 instead of 9
 #                    stage-2 steps; 0.6 until bfloat16 on the CPU made room for the cost; docs/model_card.md);
 #                    CLASS_DEFAULTS="CLASS:KEY=VALUE ..." sets one class's own (pathup.json "class_defaults")
@@ -197,7 +200,8 @@ train() {
         --label-dropout 0.1 --overview-fraction 0.3 --checkpoint-every "${CHECKPOINT_EVERY:-250}" --eval-every "${EVAL_EVERY:-1000}" \
         --denoiser-gan-iters "$DGAN_ITERS" --denoiser-gan-weight "$DGAN_WEIGHT" --denoiser-gan-lr "$DGAN_LR" \
         --denoiser-gan-max-timestep "$DGAN_MAX_T" --denoiser-gan-judge "$DGAN_JUDGE" "${DGAN_CLASS_ARGS[@]}" \
-        --set-default upscale_strength=0.75 "${CLASS_DEFAULT_ARGS[@]}" --denoiser-storage "$STORAGE" \
+        --set-default upscale_strength=0.75 --set-default 'guidance_interval=[0,0.7]' "${CLASS_DEFAULT_ARGS[@]}" \
+        --denoiser-storage "$STORAGE" \
         ${INIT:+--init "$INIT"} ${AUTOENCODER:+--autoencoder "$AUTOENCODER"} "$@"
 }
 
