@@ -1,8 +1,11 @@
 """The README's main job, timed as a user runs it: a cold ``pathup synthesize`` process per run.
 
-Run: ``python benchmarks/bench_readme_job.py [--variant NAME=ARGS ...] [--rounds 2]``. Each variant
+Run: ``python benchmarks/bench_readme_job.py [--variant NAME=ARGS ...] [--executable NAME=PATH ...]
+[--rounds 2]``. Each variant
 is the README command (``pathup synthesize --class tumour --size 2048 --out OUT``) plus its extra
-arguments (``shipped=`` for none, ``unguided-tail=--guidance-interval 0.4,1``, ``other=--model DIR``).
+arguments (``shipped=`` for none, ``unguided-tail=--guidance-interval 0.4,1``, ``other=--model DIR``), run by
+``--pathup`` or by its own ``--executable`` (another environment's ``pathup``, e.g. one installed as the
+README says, without the development extras).
 Variants run alternately, round after round, so that a machine that slows down mid-run slows every
 variant alike; the table gives each run's wall seconds (imports, model load, both stages, the
 OME-Zarr pyramid), the load average before it, and each variant's median as a ratio of the first's.
@@ -53,17 +56,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--variant", type=parse_variant, action="append", help="NAME=ARGS (repeatable)")
     p.add_argument("--rounds", type=int, default=2, help="runs of every variant, alternating")
     p.add_argument("--pathup", default=shutil.which("pathup") or "pathup", help="the pathup executable")
+    p.add_argument(
+        "--executable", type=parse_variant, action="append", default=[], help="NAME=PATH: a variant's pathup"
+    )
     args = p.parse_args(argv)
     variants = args.variant or [("shipped", [])]
+    executables = {name: (path[0] if path else args.pathup) for name, path in args.executable}
+    unknown = set(executables) - {name for name, _ in variants}
+    if unknown:
+        p.error(f"--executable names no variant: {', '.join(sorted(unknown))}")
     print(machine_info())
-    print(f"README job: pathup {' '.join(README_JOB)} --out OUT [ARGS]; {args.rounds} rounds\n")
+    print(f"README job: pathup {' '.join(README_JOB)} --out OUT [ARGS]; {args.rounds} rounds")
+    for name, _ in variants:
+        print(f"  {name}: {executables.get(name, args.pathup)}")
+    print()
     seconds: dict[str, list[float]] = {name: [] for name, _ in variants}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(1, args.rounds + 1):
             for name, extra in variants:
                 load = os.getloadavg()[0]
-                s = timed_run(args.pathup, extra, Path(tmp) / "job.ome.zarr")
+                s = timed_run(executables.get(name, args.pathup), extra, Path(tmp) / "job.ome.zarr")
                 seconds[name].append(s)
                 rows.append((round_, name, " ".join(extra) or "(none)", f"{s:.1f}", f"{load:.1f}"))
                 print(f"round {round_} {name}: {s:.1f} s (load before {load:.1f})", flush=True)
