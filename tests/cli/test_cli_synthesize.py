@@ -171,6 +171,20 @@ def test_info_shows_the_defaults_of_each_class_and_plans_with_them(pathup_model_
     assert stage_2_steps == {"tumour": 5, "stroma": 10}
 
 
+def test_info_counts_the_guided_steps_of_a_guidance_interval(pathup_model_dir, capsys):
+    """The table says how many steps run guidance (a doubled batch), and the evaluations follow."""
+    argv = ["info", "--model", str(pathup_model_dir), "--size", "256", "--class", "tumour", "--no-calibrate"]
+    rows = {}
+    for interval in ("0,1", "0,0.5"):
+        assert main([*argv, "--steps", "10", "--upscale-strength", "1", "--guidance-interval", interval]) == 0
+        line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("2 "))
+        rows[interval] = [int(v) for v in line.split()[3:9]]  # overlap, patches, steps, guided, calls, evals
+    _, patches, steps, guided, _, evaluations = rows["0,1"]
+    assert guided == steps == 10 and evaluations == 2 * steps * patches
+    _, patches, steps, guided, _, evaluations = rows["0,0.5"]
+    assert 0 < guided < steps and evaluations == (steps + guided) * patches
+
+
 def test_without_a_default_model_the_error_says_what_to_do(reference_file, tmp_path, capsys, monkeypatch):
     import napari_pathup.models.default as default
 

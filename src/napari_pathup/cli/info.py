@@ -56,11 +56,14 @@ def execute(args: argparse.Namespace) -> int:
         print(f"            {name}: {_settings_text(values)}")
     result = estimate(model, plan, calibrate=not args.no_calibrate)
     print(f"\nrun of {class_name}, {plan.width}x{plan.height} px (WxH) on {result.device}:")
-    print("stage  latent      patch  overlap  patches/step  steps  denoiser calls  patch evals  tiles")
+    print(
+        "stage  latent      patch  overlap  patches/step  steps  guided  denoiser calls  patch evals  tiles"
+    )
     for number, st in enumerate(result.stages, start=1):
         print(
             f"{number:<6} {st.latent_shape[1]}x{st.latent_shape[0]:<8} {st.patch_size:<6} {st.overlap:<8} "
-            f"{st.patches_per_step:<13} {st.steps:<6} {st.denoiser_calls:<15} {st.patch_evaluations:<12} "
+            f"{st.patches_per_step:<13} {st.steps:<6} {st.guided_steps:<7} {st.denoiser_calls:<15} "
+            f"{st.patch_evaluations:<12} "
             f"{st.decode_tiles}"
         )
     over = (
