@@ -108,8 +108,12 @@ def estimate(model: PathupModel, settings: SynthesisSettings | RunPlan, calibrat
         return best
 
     with torch.inference_mode():
-        t_guided = timed(lambda: guided_output(model.denoiser, x, t, cond, uncond, s.guidance))
+        # each kind of call is timed only if the run makes it (guidance 1 makes no guided call)
+        guided = any(st.guided_steps for st in plan.stages)
         plain = any(st.guided_steps < st.steps for st in plan.stages)  # steps outside the interval
+        t_guided = (
+            timed(lambda: guided_output(model.denoiser, x, t, cond, uncond, s.guidance)) if guided else 0.0
+        )
         t_plain = timed(lambda: guided_output(model.denoiser, x, t, cond, None, 1.0)) if plain else 0.0
         t_decode = timed(lambda: model.autoencoder.decode(z), repeat=2)
         t_encode = timed(
