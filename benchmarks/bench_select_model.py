@@ -26,7 +26,9 @@ This script measures every candidate on other real tissue and another draw of im
   benchmark measures nucleus morphology on the hold-outs. The threshold is Otsu's over the class's
   tissue pixels up to their 99th percentile (the quality benchmark's spans to the 99.9th): 0.3 %
   of `normal`'s training-area pixels are pigment or ink at haematoxylin densities up to 1.8, which
-  the wider histogram splits off at 0.97 instead of the nuclei (0.08).
+  the wider histogram splits off at 0.97 instead of the nuclei (0.08). Also beside, not ranked: the
+  largest seam measure (``engine.seams.seam_measure``, the quality benchmark's bar: <= 1.05) of the
+  class's syntheses, for candidates whose tiling (patch size, overlap) differs.
 - ``--classes`` measures some classes only (the probe still learns every class): for a change that
   touches one class, such as a ``class_defaults`` entry of ``pathup.json``.
 
@@ -74,6 +76,7 @@ from napari_pathup.datasets import DatasetIndex, discover
 from napari_pathup.engine.device import select_dtype
 from napari_pathup.engine.pipeline import SynthesisSettings
 from napari_pathup.engine.plan import DTYPE_CHOICES
+from napari_pathup.engine.seams import seam_measure
 from napari_pathup.io.atomic import write_text_atomic
 from napari_pathup.io.images import read_image
 from napari_pathup.metrics import extract_features, get_extractor, haematoxylin_threshold
@@ -232,11 +235,18 @@ def measure(args: argparse.Namespace, started: float) -> dict[str, Any]:
         results = {}
         for cls in measured_in_order:
             tiles: list[np.ndarray] = []
+            seams = []
             for seed in seeds:
                 reference = read_image(reference_for_class(model, cls, seed))
                 settings = SynthesisSettings(cls, height=args.size, width=args.size, seed=seed)
-                tiles += grid_tiles(timed_run(model, reference, settings).image, CROP)
-            results[cls] = tissue.score(tiles, cls, args.fd_crops, args.draws)
+                run = timed_run(model, reference, settings)
+                tiles += grid_tiles(run.image, CROP)
+                tiling = run.settings["patch_size"], run.settings["overlap"]
+                seams.append(seam_measure(run.image, *tiling, model.vae_scale_factor))
+            results[cls] = tissue.score(tiles, cls, args.fd_crops, args.draws) | {
+                "seam_max": max(seams),
+                "tiling": list(tiling),
+            }
             print(f"  {folder} {cls}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
         tiles_all = sum(r["tiles"] for r in results.values())
         candidates[str(folder)] = {
@@ -314,6 +324,7 @@ def decide(report: dict[str, Any], args: argparse.Namespace) -> None:
                 " / ".join(f"{c[n]['sharpness_ratio']:.2f}" for n in classes),
                 " / ".join(f"{c[n]['fidelity']:.2f}" for n in classes) + f" ({r['fidelity']:.2f})",
                 " / ".join(f"{c[n].get('nucleus_area_px', math.nan):.0f}" for n in classes),
+                " / ".join(f"{c[n].get('seam_max', math.nan):.3f}" for n in classes),
                 f"{ranks[name]['fd']} + {ranks[name]['sharpness']}" if name in ranks else "not eligible",
             ]
         )
@@ -325,6 +336,7 @@ def decide(report: dict[str, Any], args: argparse.Namespace) -> None:
         f"sharpness / training areas, {names}",
         f"class fidelity, {names} (all)",
         f"nucleus area px, {names} (training areas: {areas})",
+        f"seam measure max, {names}",
         "rank FD + sharpness",
     ]
     print(markdown_table(headers, table))
