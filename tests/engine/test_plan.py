@@ -346,6 +346,35 @@ def test_a_guidance_interval_halves_the_work_of_the_steps_outside_it(pathup_mode
     assert all(st.guided_steps == 0 for st in unguided.stages)
 
 
+def test_a_models_overlap_default_goes_with_its_default_patch(pathup_model_dir):
+    """pathup.json "defaults" "overlap" tiles the model's own patch size; a run at another patch (the
+    user's, or one clamped for a small output) overlaps by a quarter of it, as without the default."""
+    from napari_pathup.models.load import read_model_spec
+
+    spec = read_model_spec(pathup_model_dir)  # native patch 16 latent px
+    meta = {**spec.metadata, "defaults": {"overlap": 3}}
+    model = dataclasses.replace(spec, metadata=meta)
+    size = {"height": 1024, "width": 1024}  # latent 128: 121 patches at p / 4, 100 at overlap 3
+    assert SynthesisSettings("tumour", **size).resolve(spec).stages[1].grid.overlap == 4  # p / 4
+    own = SynthesisSettings("tumour", **size).resolve(model)
+    assert (own.patch_size, own.overlap, own.stages[1].grid.overlap) == (16, 3, 3)
+    assert len(own.stages[1].grid) < len(SynthesisSettings("tumour", **size).resolve(spec).stages[1].grid)
+    assert SynthesisSettings("tumour", patch_size=32, **size).resolve(model).overlap == 8  # the user's patch
+    assert (
+        SynthesisSettings("tumour", height=64, width=512).resolve(model).overlap == 2
+    )  # clamped patch 8: 8 // 4
+    assert SynthesisSettings("tumour", overlap=6, **size).resolve(model).overlap == 6  # the user's overlap
+    with_patch = dataclasses.replace(
+        spec, metadata={**spec.metadata, "defaults": {"patch_size": 32, "overlap": 4}}
+    )
+    assert SynthesisSettings("tumour", **size).resolve(with_patch).overlap == 4
+    too_wide = dataclasses.replace(spec, metadata={**spec.metadata, "defaults": {"overlap": 16}})
+    with pytest.raises(
+        SettingsError, match=r"overlap \(--overlap\) must be smaller than the patch \(16\), as the model"
+    ):
+        SynthesisSettings("tumour", **size).resolve(too_wide)
+
+
 def test_sizes_are_checked_against_the_model_configs(pathup_model_dir):
     from napari_pathup.models.load import read_model_spec
 

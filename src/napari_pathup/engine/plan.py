@@ -193,6 +193,16 @@ def model_defaults(model: ModelInfo, class_name: str) -> dict[str, Any]:
     return {**DEFAULTS, **defaults, **per_class.get(class_name, {})}
 
 
+def _model_overlap(defaults: dict[str, Any], patch: int, native: int) -> int:
+    """The overlap of a run that sets none: the model's "overlap" default belongs to its default patch
+    size ("patch_size", else the denoiser's native size), so a run at another patch size (set by the
+    user, or clamped for a small output) overlaps by a quarter of its patch, as without the default."""
+    own = defaults.get("overlap")
+    if own is None or patch != (defaults.get("patch_size") or native):
+        return default_overlap(patch)
+    return own
+
+
 def check_class_defaults(values: Any, classes: Sequence[str], where: str) -> dict[str, dict[str, Any]]:
     """``values`` if it maps names of ``classes`` (any name when ``classes`` is empty) to settings that
     :func:`check_defaults` accepts; else :class:`SettingsError` naming ``where`` and what is wrong."""
@@ -315,10 +325,11 @@ class SynthesisSettings:
             )
             raise _fail("patch_size", rule, patch)
         filled["patch_size"] = patch
-        if filled["overlap"] is None:
-            filled["overlap"] = default_overlap(patch)
-        elif filled["overlap"] >= patch:
-            raise _fail("overlap", f"smaller than the patch ({patch})", filled["overlap"])
+        if self.overlap is None:
+            filled["overlap"] = _model_overlap(defaults, patch, model.native_size)
+        if filled["overlap"] >= patch:
+            source = "" if self.overlap is not None else ", as the model's pathup.json defaults set it"
+            raise _fail("overlap", f"smaller than the patch ({patch}){source}", filled["overlap"])
         filled["guidance_interval"] = check_interval(filled["guidance_interval"])  # a JSON list, as a pair
         settings = SynthesisSettings(**filled)
         settings.check()  # the model's defaults obey the same rules
