@@ -123,9 +123,9 @@ def _default_text(field: str) -> str:
         return "the model's default" + ("" if value is None else f", else {value}")
     default = {f.name: f.default for f in dataclasses.fields(SynthesisSettings)}[field]
     if field == "patch_size":
-        return "the denoiser's native size"
+        return "the model's default, else the denoiser's native size"
     if field == "overlap":
-        return "a quarter of the patch"
+        return "the model's default at its default patch, else a quarter of the patch"
     return str(default)
 
 
