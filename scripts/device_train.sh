@@ -47,13 +47,13 @@ EXPORT_SECONDS="${EXPORT_SECONDS:-60}"
 FAIL_FAST="${FAIL_FAST:-150}"
 SCRATCH="${SCRATCH:-/tmp/pathup-device}"
 OUT="${OUT:-$SCRATCH/out}"
-# the shipped version's leg and export (4.5's; versions 4.6 and 4.7 average that leg's denoiser with INIT's,
+# the shipped version's leg and export (4.5's; versions 4.6 to 4.8 average that leg's denoiser with INIT's,
 # 0.8 and 0.2: scripts/train_default_model.sh gives its whole command; the first run exported with
 # 4.3's class defaults, tumour's alone)
 export DGAN_WEIGHT=0.1 DGAN_MAX_T=400 DGAN_JUDGE=pair DGAN_CLASS_WEIGHTS="stroma=0 normal=2" \
     DGAN_CROP_EMPHASIS="normal=3" SLIDE_REFERENCES="normal tumour" \
     SLIDE_REFERENCES_SKIP=tumour/tumour_stardist.jpg \
-    CLASS_DEFAULTS="tumour:upscale_strength=0.9 stroma:scheduler=euler-a stroma:guidance=1.5"
+    CLASS_DEFAULTS="tumour:upscale_strength=0.9 stroma:scheduler=euler-a stroma:guidance=1.5 normal:overlap=4 tumour:overlap=4"
 export PYTHON BATCH INIT STORAGE="${STORAGE:-float16}" DEVICE="${DEVICE:-cuda}" THREADS="${THREADS:-4}" \
     PYTHONUNBUFFERED=1
 if [ "$PLAIN" = 0 ] && [ "$LEG" = 0 ]; then echo "error: PLAIN=0 and LEG=0 leave nothing to train" >&2; exit 1; fi

@@ -14,18 +14,22 @@
 #   INIT=candidates/patch16 ITERS=39000 DGAN_ITERS=43000 DGAN_WEIGHT=0.1 DGAN_MAX_T=400 DGAN_JUDGE=pair \
 #       DGAN_CLASS_WEIGHTS="stroma=0 normal=2" DGAN_CROP_EMPHASIS="normal=3" \
 #       SLIDE_REFERENCES="normal tumour" SLIDE_REFERENCES_SKIP=tumour/tumour_stardist.jpg \
-#       SEED=3 CLASS_DEFAULTS="tumour:upscale_strength=0.9 stroma:scheduler=euler-a stroma:guidance=1.5" \
+#       SEED=3 CLASS_DEFAULTS="tumour:upscale_strength=0.9 stroma:scheduler=euler-a stroma:guidance=1.5 \
+#       normal:overlap=4 tumour:overlap=4" \
 #       WORK=out/train-v45 DEST=out/v45-model scripts/train_default_model.sh
 #   python scripts/experiments/average_denoisers.py out/v46-model out/v45-model out/v45-model \
 #       candidates/patch16 --weights 0.8 0.2
-#                                                  # the shipped version 4.7: version 4.5 (the line
+#                                                  # the shipped version 4.8: version 4.5 (the line
 #                                                  # above, its DEST) with its denoiser averaged in
 #                                                  # weight space, 0.8 of it and 0.2 of the plain
 #                                                  # 39,000 it was trained from (the record goes into
 #                                                  # pathup.json "training"/"denoiser"/"weight_average"),
 #                                                  # guidance at t/T <= 0.7 only (every export's
 #                                                  # default since version 4.7; version 4.6 was the
-#                                                  # same folder without "guidance_interval")
+#                                                  # same folder without "guidance_interval"),
+#                                                  # normal and tumour at patch overlap 4 (versions 4.5
+#                                                  # to 4.7: CLASS_DEFAULTS without the two overlap
+#                                                  # entries)
 #                                                  # version 4.5: version 4's leg from the
 #                                                  # committed 39,000 of the sixteen-channel line with
 #                                                  # seed 3, a reference from each slide of normal and
