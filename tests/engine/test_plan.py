@@ -373,6 +373,15 @@ def test_a_models_overlap_default_goes_with_its_default_patch(pathup_model_dir):
         SettingsError, match=r"overlap \(--overlap\) must be smaller than the patch \(16\), as the model"
     ):
         SynthesisSettings("tumour", **size).resolve(too_wide)
+    # a hostile pathup.json: a SettingsError naming it, not a TypeError from the tiling arithmetic
+    for defaults, named in (
+        ({"overlap": "4"}, r"overlap \(--overlap\) must be a whole number, got '4', as the model"),
+        ({"overlap": -1}, r"overlap \(--overlap\) must be at least 0, got -1, as the model"),
+        ({"patch_size": "16"}, r"patch_size \(--patch\) must be a whole number, got '16', as the model"),
+    ):
+        hostile = dataclasses.replace(spec, metadata={**spec.metadata, "defaults": defaults})
+        with pytest.raises(SettingsError, match=named):
+            SynthesisSettings("tumour", **size).resolve(hostile)
 
 
 def test_sizes_are_checked_against_the_model_configs(pathup_model_dir):

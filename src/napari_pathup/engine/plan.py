@@ -302,6 +302,12 @@ class SynthesisSettings:
             k: (defaults[k] if getattr(self, k) is None and k in defaults else getattr(self, k))
             for k in (f.name for f in dataclasses.fields(self))
         }
+        for name, low in (("patch_size", 1), ("overlap", 0)):  # the model's, used in arithmetic below
+            if getattr(self, name) is None and filled[name] is not None:
+                try:
+                    _int(name, filled[name], low)
+                except SettingsError as exc:
+                    raise SettingsError(f"{exc}, as the model's pathup.json defaults set it") from None
         f, m = model.vae_scale_factor, model.patch_multiple
         smallest = m * f  # one denoiser input of the smallest side, in pixels
         for name in ("height", "width", "reference_size"):
