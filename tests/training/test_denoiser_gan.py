@@ -81,10 +81,19 @@ def test_the_adversarial_leg_continues_the_denoiser_and_is_recorded(
     before, after = _weights(plain), _weights(tuned)
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert (tuned / "checkpoints/denoiser_gan/step-0000004").is_dir()
-    # a warm start from the tuned model (plain training on) records the leg it continued
+    # a warm start from the tuned model (plain training on) records the leg it continued, and the
+    # weight average its denoiser is (as scripts/experiments/average_denoisers.py records it)
+    meta = json.loads((tuned / "pathup.json").read_text())
+    average = [
+        {"model": "a", "hash": "sha256:00", "weight": 0.8},
+        {"model": "b", "hash": "sha256:11", "weight": 0.2},
+    ]
+    meta["training"]["denoiser"]["weight_average"] = average
+    (tuned / "pathup.json").write_text(json.dumps(meta))
     again = train(_config(tiny_dataset, tmp_path / "again", init=tuned, iters=5), log=lambda _: None)
     record = json.loads((again / "pathup.json").read_text())["training"]["denoiser"]
     assert record["init_adversarial"] == adversarial and "adversarial" not in record
+    assert record["init_weight_average"] == average and "weight_average" not in record
 
 
 def test_only_the_timesteps_below_the_limit_are_judged(tiny_dataset: Path, tmp_path: Path) -> None:

@@ -326,8 +326,9 @@ def train_denoiser(
         **result.metrics,
     }
     continued = _recorded(cfg.init, "denoiser") if cfg.init is not None else {}
-    if "adversarial" in continued:
-        info["init_adversarial"] = continued["adversarial"]  # what it continued
+    for key in ("adversarial", "weight_average"):  # what it continued: a leg, or weights averaged
+        if key in continued:
+            info[f"init_{key}"] = continued[key]
     if adversarial is not None:
         info = {**info, "iterations": adversarial["iterations"], "adversarial": adversarial}
     return unet, scheduler, data, info
