@@ -63,6 +63,8 @@ IN_MEMORY_PIXELS = 4096 * 4096
 WORK_BUDGET = 500_000
 #: the engine offsets the seed for its jitter generator; torch seeds must stay below 2**64
 MAX_SEED = 2**63 - 1_000_004
+#: appended to a settings error whose value came from the model's pathup.json, not from the user
+FROM_MODEL = ", as the model's pathup.json defaults set it"
 #: hard limits that keep planning itself cheap (a 1,000,000 px side is a 3 TB image)
 MAX_SIDE = 1_000_000
 MAX_STEPS = 10_000
@@ -307,7 +309,7 @@ class SynthesisSettings:
                 try:
                     _int(name, filled[name], low)
                 except SettingsError as exc:
-                    raise SettingsError(f"{exc}, as the model's pathup.json defaults set it") from None
+                    raise SettingsError(f"{exc}{FROM_MODEL}") from None
         f, m = model.vae_scale_factor, model.patch_multiple
         smallest = m * f  # one denoiser input of the smallest side, in pixels
         for name in ("height", "width", "reference_size"):
@@ -334,7 +336,7 @@ class SynthesisSettings:
         if self.overlap is None:
             filled["overlap"] = _model_overlap(defaults, patch, model.native_size)
         if filled["overlap"] >= patch:
-            source = "" if self.overlap is not None else ", as the model's pathup.json defaults set it"
+            source = "" if self.overlap is not None else FROM_MODEL
             raise _fail("overlap", f"smaller than the patch ({patch}){source}", filled["overlap"])
         filled["guidance_interval"] = check_interval(filled["guidance_interval"])  # a JSON list, as a pair
         settings = SynthesisSettings(**filled)
