@@ -311,8 +311,19 @@ def test_a_model_can_sample_one_class_with_its_own_defaults(pathup_model_dir):
     ):
         with pytest.raises(SettingsError, match=rf"class_defaults.*{named}"):
             SynthesisSettings(other, **size).resolve(with_defaults(per_class))
-    with pytest.raises(SettingsError, match=r"guidance \(--guidance\) must be >= 0"):  # same rules
+    with pytest.raises(SettingsError, match=r"guidance \(--guidance\) must be >= 0, got -1.0, as the model"):
         SynthesisSettings("tumour", **size).resolve(with_defaults({"tumour": {"guidance": -1.0}}))
+    backwards = with_defaults({"tumour": {"guidance_interval": [0.9, 0.1]}})
+    with pytest.raises(SettingsError, match=r"guidance_interval \(--guidance-interval\) .*, as the model"):
+        SynthesisSettings("tumour", **size).resolve(backwards)
+    # the user's own value is not blamed on the model
+    with pytest.raises(SettingsError, match=r"must be >= 0, got -1.0$"):
+        SynthesisSettings("tumour", guidance=-1.0, **size).resolve(spec)
+    # a setting a run never takes from the model would change nothing, silently: refused, naming it
+    for key in ("height", "seed", "sigma", "decode_tile"):
+        ignored = dataclasses.replace(spec, metadata={**spec.metadata, "defaults": {key: 8}})
+        with pytest.raises(SettingsError, match=rf'pathup.json "defaults" must be .*{key}'):
+            SynthesisSettings("tumour", **size).resolve(ignored)
     # the same for the model-wide "defaults": a misspelt key is named, not ignored
     typo = dataclasses.replace(spec, metadata={**spec.metadata, "defaults": {"guidence": 4.0, "steps": 7}})
     with pytest.raises(SettingsError, match=r'pathup.json "defaults" must be .*guidence'):

@@ -171,11 +171,12 @@ def _float(field: str, value: Any, rule: str, ok: Any) -> None:
 
 
 def check_defaults(values: Any, where: str) -> dict[str, Any]:
-    """``values`` if it is a mapping of settings a model may default (every :class:`SynthesisSettings`
-    field but ``class_name`` and ``seed``); else :class:`SettingsError` naming ``where`` and the
-    offending value, since a misspelt key would otherwise change nothing, silently. The values'
-    own rules are checked when a run resolves them."""
-    settable = sorted({f.name for f in dataclasses.fields(SynthesisSettings)} - {"class_name", "seed"})
+    """``values`` if it is a mapping of settings a model may default (the :class:`SynthesisSettings`
+    fields whose own default is ``None``: the ones a run fills from the model); else
+    :class:`SettingsError` naming ``where`` and the offending value, since a misspelt key, or one a run
+    never takes from the model (``height``, ``seed``), would otherwise change nothing, silently. The
+    values' own rules are checked when a run resolves them."""
+    settable = sorted(f.name for f in dataclasses.fields(SynthesisSettings) if f.default is None)
     if not isinstance(values, dict) or not set(values) <= set(settable):
         unknown = sorted(set(values) - set(settable)) if isinstance(values, dict) else values
         raise _fail(where, f"a mapping of settings ({', '.join(settable)})", unknown)
@@ -336,13 +337,24 @@ class SynthesisSettings:
         if self.overlap is None:
             filled["overlap"] = _model_overlap(defaults, patch, model.native_size)
         if filled["overlap"] >= patch:
-            source = "" if self.overlap is not None else FROM_MODEL
-            raise _fail("overlap", f"smaller than the patch ({patch}){source}", filled["overlap"])
-        filled["guidance_interval"] = check_interval(filled["guidance_interval"])  # a JSON list, as a pair
+            rule = f"smaller than the patch ({patch}){self._source('overlap')}"
+            raise _fail("overlap", rule, filled["overlap"])
+        try:  # a model's JSON list, as a pair
+            filled["guidance_interval"] = check_interval(filled["guidance_interval"])
+        except SettingsError as exc:
+            raise SettingsError(f"{exc}{self._source('guidance_interval')}") from None
         settings = SynthesisSettings(**filled)
-        settings.check()  # the model's defaults obey the same rules
+        try:
+            settings.check()  # the model's defaults obey the same rules
+        except SettingsError as exc:  # self.check() passed: a value the model's defaults filled in is wrong
+            raise SettingsError(f"{exc}{FROM_MODEL}") from None
         model.check_class(settings.class_name)
         return RunPlan.build(settings, model)
+
+    def _source(self, name: str) -> str:
+        """:data:`FROM_MODEL` for a setting this run left to the defaults (the library's are valid, so a
+        wrong one is the model's), else nothing: the suffix of an error about the filled-in value."""
+        return FROM_MODEL if getattr(self, name) is None else ""
 
     def stage_one_shape(self) -> tuple[int, int]:
         """Stage 1 works at ``reference_size`` on the shorter side, with the output's aspect ratio."""
