@@ -23,7 +23,7 @@ from napari_pathup.engine.sampler import denoise_patches
 from napari_pathup.engine.vae import crop_source, decode_tiled, encode_tiled, resized_source
 from napari_pathup.errors import InputError, SynthesisError
 from napari_pathup.models.base import PathupModel
-from napari_pathup.models.schedulers import scheduler_by_name
+from napari_pathup.models.schedulers import run_scheduler
 
 __all__ = ["DEFAULTS", "RunPlan", "SynthesisSettings", "plan_for", "reference_tensor", "run", "synthesize"]
 
@@ -71,11 +71,7 @@ def synthesize(
     if sink is not None and tuple(sink.shape) != (s.height, s.width, 3):
         raise InputError(f"sink has shape {tuple(sink.shape)}; this run writes {(s.height, s.width, 3)}")
     device, dtype, f = model.device, model.dtype, model.vae_scale_factor
-    scheduler = (
-        scheduler_by_name(s.scheduler, model.scheduler)
-        if s.scheduler
-        else model.scheduler.from_config(model.scheduler.config)
-    )
+    scheduler = run_scheduler(s.scheduler, model.scheduler)
     noise_generator = torch.Generator("cpu").manual_seed(s.seed)
     jitter_generator = torch.Generator("cpu").manual_seed(s.seed + 1_000_003)
 

@@ -446,14 +446,10 @@ class RunPlan:
 
         from napari_pathup.engine.sampler import PatchSampling, img2img_timesteps
         from napari_pathup.engine.vae import tile_grid
-        from napari_pathup.models.schedulers import scheduler_by_name
+        from napari_pathup.models.schedulers import run_scheduler
 
         f = model.vae_scale_factor
-        scheduler = (
-            scheduler_by_name(s.scheduler, model.scheduler)
-            if s.scheduler
-            else model.scheduler.from_config(model.scheduler.config)
-        )
+        scheduler = run_scheduler(s.scheduler, model.scheduler)
         h1, w1 = s.stage_one_shape()
         outpaint = s.reference_fit == "outpaint"
         stages = []

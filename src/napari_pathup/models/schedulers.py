@@ -64,6 +64,12 @@ def scheduler_by_name(name: str, base: SchedulerMixin) -> SchedulerMixin:
         raise SettingsError(f"scheduler {name!r} (--sampler) {missing_backend(exc)}") from exc
 
 
+def run_scheduler(name: str | None, base: SchedulerMixin) -> SchedulerMixin:
+    """A run's own scheduler (a fresh one, since schedulers hold state): ``name``'s configured from the
+    model's scheduler ``base`` (:func:`scheduler_by_name`), or, with no name, a copy of ``base``."""
+    return scheduler_by_name(name, base) if name else base.from_config(base.config)
+
+
 def unseeded(class_name: str) -> str:
     """Why a scheduler of :data:`UNSEEDED` is refused, and what to use instead."""
     return (
