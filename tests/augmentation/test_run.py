@@ -385,7 +385,7 @@ def test_workers_that_cannot_say_their_dtype_are_one_clear_error():
         def run(self, *args, **kwargs):
             raise ModuleNotFoundError("No module named 'napari_pathup'")
 
-    job = Job(store="s", model_path="m", model_checksum="c", plan=None)  # type: ignore[arg-type]
+    job = Job(store="s", model_path="m", model_checksum="c", plans={})
     with pytest.raises(InputError, match=r"cannot ask the Dask workers which dtype .*\(ModuleNotFoundError"):
         workers_dtypes(Unreachable(), job)
     assert workers_dtypes(None, job) == set()
@@ -515,3 +515,38 @@ def test_a_store_on_a_read_only_file_system_is_one_line_before_the_cluster_start
     with pytest.raises(OutputError, match="the file system is read-only"):
         augment(data_dir, tmp_path / "store", settings=SETTINGS, model=str(pathup_model_dir), progress=False)
     assert not (tmp_path / "store").exists()
+
+
+def test_each_class_is_drawn_with_its_own_class_defaults_and_the_store_records_them(
+    client, data_dir, pathup_model_dir, tmp_path
+):
+    """A model's "class_defaults" hold in augment as in synthesize: every class resolved on its own
+    (not every item with the data's last class's settings), recorded per class in augment.json."""
+    import json
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(pathup_model_dir, model)
+    meta = json.loads((model / "pathup.json").read_text())
+    own = {"guidance": 1.5, "upscale_strength": 0.5}
+    meta["class_defaults"] = {"stroma": own}
+    (model / "pathup.json").write_text(json.dumps(meta))
+    store = tmp_path / "store"
+    summary = run(client, data_dir, store, model)
+    assert summary.ok and len(summary.done) == 8
+    config = json.loads((store / "augment.json").read_text())
+    assert config["class_settings"] == {"stroma": own, "tumour": {"guidance": 3.0, "upscale_strength": 0.45}}
+    assert "guidance" not in config["settings"] and config["settings"]["steps"] == SETTINGS["steps"]
+    rows = {r.output: r for r in read_manifest(store / MANIFEST_NAME)}
+    for output, row in rows.items():
+        attrs = read_ome_zarr_attrs(store / output)
+        expected = own if row.class_name == "stroma" else {"guidance": 3.0, "upscale_strength": 0.45}
+        assert {k: attrs["settings"][k] for k in own} == expected, output
+        assert row.settings == attrs["settings"]
+    # a store of this model from before a class's own settings were recorded drew every class with the
+    # last class's: it is not resumed as if it held these images
+    del config["class_settings"]
+    config["settings"].update({"guidance": 3.0, "upscale_strength": 0.45})
+    (store / "augment.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match=r"class_settings\.stroma\.guidance \(None there, 1\.5 now\)"):
+        run(client, data_dir, store, model)

@@ -445,12 +445,12 @@ def test_the_plan_reads_like_its_resolved_settings(pathup_model):
     assert pickle.loads(pickle.dumps(plan.settings)) == plan.settings
 
 
-def test_a_plan_for_another_item_equals_a_fresh_resolution(pathup_model):
+def test_a_plan_with_another_seed_equals_a_fresh_resolution(pathup_model):
     plan = SynthesisSettings("tumour", **SMALL).resolve(pathup_model)
-    fresh = SynthesisSettings("stroma", seed=42, **SMALL).resolve(pathup_model)
-    assert plan.for_item("stroma", 42) == fresh
+    fresh = SynthesisSettings("tumour", seed=42, **SMALL).resolve(pathup_model)
+    assert plan.with_seed(42) == fresh
     with pytest.raises(SettingsError, match=r"seed \(--seed\)"):
-        plan.for_item("stroma", -1)
+        plan.with_seed(-1)
 
 
 def test_a_reference_smaller_than_the_output_gets_a_note_that_it_is_enlarged(pathup_model_dir):

@@ -87,17 +87,17 @@ class Summary:
 
 
 def check_references(
-    items: Sequence[AugmentItem], plan: RunPlan, max_pixels: int | None = MAX_IMAGE_PIXELS
+    items: Sequence[AugmentItem], plans: dict[str, RunPlan], max_pixels: int | None = MAX_IMAGE_PIXELS
 ) -> None:
     """Read every reference's header once (never its pixels), so that an unreadable, oversized
-    (a decompression bomb) or too small image fails before anything is written."""
+    (a decompression bomb) or too small image (for its class's plan) fails before anything is written."""
     from napari_pathup.io.images import check_pixels, image_shape
 
-    for key, path in {it.key: it.reference for it in items}.items():
+    for key, (path, class_name) in {it.key: (it.reference, it.class_name) for it in items}.items():
         try:
             shape = image_shape(path)
             check_pixels(path, *shape, max_pixels)
-            plan.check_reference(shape, f"reference {path}")
+            plans[class_name].check_reference(shape, f"reference {path}")
         except PathupError as exc:
             raise InputError(f"reference image {key} cannot be used: {exc}") from exc
 
@@ -112,8 +112,9 @@ def prepare_model(model: str | None, allow_download: bool) -> tuple[Path, str, A
     return path, model_hash(path), read_model_spec(path)
 
 
-def resolve_settings(model: Any, settings: dict[str, Any], classes: Sequence[str]) -> RunPlan:
-    """The run plan of every class (they differ only in the class), checked; returns the last one."""
+def resolve_settings(model: Any, settings: dict[str, Any], classes: Sequence[str]) -> dict[str, RunPlan]:
+    """The run plan of every class, checked: each resolved on its own, since a model's
+    "class_defaults" may give a class other settings (another sampler, strength or tiling)."""
     known = getattr(model, "classes", None)
     missing = [c for c in classes if known and c not in known]
     if missing:
@@ -121,19 +122,27 @@ def resolve_settings(model: Any, settings: dict[str, Any], classes: Sequence[str
             f"class(es) {', '.join(missing)} of DATA are not classes of the model {model.path} "
             f"({', '.join(known)}); train a model on these classes (pathup train) or pass --model"
         )
-    plan = None
-    for name in classes:
-        plan = SynthesisSettings(**{**settings, "class_name": name}).resolve(model)
-    assert plan is not None  # discover() refuses data without classes
-    return plan
+    plans = {name: SynthesisSettings(**{**settings, "class_name": name}).resolve(model) for name in classes}
+    assert plans  # discover() refuses data without classes
+    return plans
 
 
-def shared_settings(plan: RunPlan) -> dict[str, Any]:
-    """The resolved settings every image of a store shares: all but the class and the seed."""
-    resolved = plan.to_dict()
-    resolved.pop("class_name", None)
-    resolved.pop("seed", None)
-    return resolved
+def shared_settings(plans: dict[str, RunPlan]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The resolved settings of a store: those every class shares (all but the class and the seed),
+    and per class those it has of its own (empty for a model without "class_defaults")."""
+    resolved = {name: plan.to_dict() for name, plan in plans.items()}
+    for values in resolved.values():
+        values.pop("class_name", None)
+        values.pop("seed", None)
+    first = next(iter(resolved.values()))
+    shared = {k: v for k, v in first.items() if all(r[k] == v for r in resolved.values())}
+    own = {name: {k: v for k, v in r.items() if k not in shared} for name, r in resolved.items()}
+    return shared, {name: values for name, values in own.items() if values}
+
+
+def class_settings(config: dict[str, Any], class_name: str) -> dict[str, Any]:
+    """The resolved settings of one class's images, from a store description (:func:`store_config`)."""
+    return {**config["settings"], **config.get("class_settings", {}).get(class_name, {})}
 
 
 def check_not_inside(data: Path, store: Path) -> None:
@@ -152,12 +161,20 @@ OLD_STORE_DTYPE = "float32"
 OLD_STORE_SETTINGS: dict[str, Any] = {"guidance_interval": [0.0, 1.0]}
 
 
-def store_config(checksum: str, settings: dict[str, Any], base_seed: int, dtype: str) -> dict[str, Any]:
-    """What every image of a store shares: the model, the base seed, the settings and the requested
-    dtype (a float32 image and a bfloat16 one of the same seed differ slightly, so a store does not mix
-    them; the device is left free, as float32 on two devices differs only by rounding). Its first run
-    adds the dtype its workers computed in (:data:`COMPUTED_DTYPE`), as ``auto`` resolves per machine."""
-    return {
+def store_config(
+    checksum: str,
+    settings: dict[str, Any],
+    base_seed: int,
+    dtype: str,
+    per_class: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """What every image of a store shares: the model, the base seed, the settings (``per_class``: a
+    class's own, as "class_settings", present only when some class has any, so that stores of models
+    without "class_defaults" read as before) and the requested dtype (a float32 image and a bfloat16
+    one of the same seed differ slightly, so a store does not mix them; the device is left free, as
+    float32 on two devices differs only by rounding). Its first run adds the dtype its workers
+    computed in (:data:`COMPUTED_DTYPE`), as ``auto`` resolves per machine."""
+    config = {
         "format": CONFIG_FORMAT,
         "version": 1,
         "model_checksum": checksum,
@@ -165,6 +182,9 @@ def store_config(checksum: str, settings: dict[str, Any], base_seed: int, dtype:
         "dtype": dtype,
         "settings": json.loads(json.dumps(settings)),  # as read back: pairs are lists in JSON
     }
+    if per_class:
+        config["class_settings"] = json.loads(json.dumps(per_class))
+    return config
 
 
 def worker_dtype(device: str, dtype: str) -> str:
@@ -237,6 +257,16 @@ def check_store(store: Path, config: dict[str, Any]) -> None:
     differ += [
         f"settings.{k} ({old.get(k)!r} there, {new.get(k)!r} now)" for k in new if old.get(k) != new[k]
     ]
+    # a class's own settings (a store written before they were recorded ran every class with the
+    # settings of the data's last class: it differs here for a model with "class_defaults")
+    old_own, new_own = found.get("class_settings", {}), config.get("class_settings", {})
+    for name in sorted(set(old_own) | set(new_own)):
+        there, now = old_own.get(name, {}), new_own.get(name, {})
+        differ += [
+            f"class_settings.{name}.{k} ({there.get(k)!r} there, {now.get(k)!r} now)"
+            for k in sorted(set(there) | set(now))
+            if there.get(k) != now.get(k)
+        ]
     if differ:
         raise InputError(
             f"{store} was made with another model, seed or settings ({', '.join(differ)}); rerun with "
@@ -444,12 +474,14 @@ def augment(
     check_not_inside(Path(data), store)
     model_path, checksum, spec = prepare_model(model, allow_download)
     index = discover(data, splits=splits, holdout="none")
-    plan = resolve_settings(spec, settings, index.classes)
-    plan.check_budget(allow_large, available_memory() if client is None and dask_address is None else None)
+    plans = resolve_settings(spec, settings, index.classes)
+    memory = available_memory() if client is None and dask_address is None else None
+    for plan in plans.values():
+        plan.check_budget(allow_large, memory)
     items = plan_items(index, ratio, base_seed)
-    check_references(items, plan, max_pixels)
-    resolved = shared_settings(plan)
-    config = store_config(checksum, resolved, base_seed, dtype)
+    check_references(items, plans, max_pixels)
+    shared, per_class = shared_settings(plans)
+    config = store_config(checksum, shared, base_seed, dtype, per_class)
     check_store(store, config)
     check_writable(store if store.is_dir() else store.parent, store)
     size: LocalSize | None = None
@@ -459,7 +491,7 @@ def augment(
         store=str(store),
         model_path=str(model_path),
         model_checksum=checksum,
-        plan=plan,
+        plans=plans,
         device=device,
         dtype=dtype,
         torch_threads=torch_threads or (size.torch_threads if size else None),
@@ -506,19 +538,23 @@ def _run(
     for class_name in sorted({it.class_name for it in items}):
         (store / class_name).mkdir(exist_ok=True)
     rows, blocked = scan_store(store, items, job.model_checksum)
-    shared = config["settings"]
+    settings_of = {name: class_settings(config, name) for name in {it.class_name for it in items}}
+
+    def planned(item: AugmentItem, status: str, error: str = "") -> ManifestRow:
+        return planned_row(item, settings_of[item.class_name], job.model_checksum, status, error)
+
     summary = Summary(store, len(items))
     todo = []
     for item in items:
         if item.output in blocked:
             reason = f"{store / item.output} exists but is not this item's image; move it away and rerun"
             summary.failed[item.output] = reason
-            rows[item.output] = planned_row(item, shared, job.model_checksum, "failed", reason)
+            rows[item.output] = planned(item, "failed", reason)
         elif item.output in rows:
             summary.skipped.append(item.output)
         else:
             todo.append(item)
-            rows[item.output] = planned_row(item, shared, job.model_checksum, "pending")
+            rows[item.output] = planned(item, "pending")
     manifest = store / MANIFEST_NAME
     write_manifest(manifest, rows.values())
     by_output = {it.output: it for it in todo}
@@ -540,13 +576,13 @@ def _run(
             summary.pending.remove(result.output)
             if result.status == "failed":
                 summary.failed[result.output] = result.error
-                rows[result.output] = planned_row(item, shared, job.model_checksum, "failed", result.error)
+                rows[result.output] = planned(item, "failed", result.error)
             else:
                 row = committed_row(store, result.output, item, job.model_checksum)
                 if row is None:  # the worker said done but the disk disagrees: never report it done
                     reason = "the worker reported the image written but it is not in the store"
                     summary.failed[result.output] = reason
-                    row = planned_row(item, shared, job.model_checksum, "failed", reason)
+                    row = planned(item, "failed", reason)
                 else:
                     summary.done.append(result.output)
                 rows[result.output] = row

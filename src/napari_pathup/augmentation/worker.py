@@ -37,13 +37,14 @@ _LOADS: list[str] = []
 
 @dataclass(frozen=True)
 class Job:
-    """What every item of a run shares: the store, the model and the run plan (resolved once by the
-    client; each item takes it with its own class and seed, :meth:`RunPlan.for_item`)."""
+    """What every item of a run shares: the store, the model and each class's run plan (resolved once
+    by the client, per class since a model's "class_defaults" may differ; each item takes its class's
+    plan with its own seed, :meth:`RunPlan.with_seed`)."""
 
     store: str
     model_path: str
     model_checksum: str
-    plan: RunPlan
+    plans: dict[str, RunPlan]
     device: str = "auto"
     dtype: str = "auto"
     torch_threads: int | None = None
@@ -160,7 +161,7 @@ def write_item(model: Any, job: Job, item: AugmentItem, final: Path, start: floa
     from napari_pathup.io.images import read_image
 
     reference = read_image(item.reference, max_pixels=job.max_pixels)
-    plan = job.plan.for_item(item.class_name, item.seed)
+    plan = job.plans[item.class_name].with_seed(item.seed)
     with output_sink(final, plan.height, plan.width, plan.in_memory) as sink:
         finished = run(model, reference, plan, sink)
         attrs = item_attributes(model, finished.settings, item, time.perf_counter() - start)

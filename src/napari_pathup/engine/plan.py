@@ -505,14 +505,12 @@ class RunPlan:
         """The resolved settings as recorded in every output's metadata."""
         return self.settings.to_dict()
 
-    def for_item(self, class_name: str, seed: int) -> RunPlan:
-        """The same run for another class and seed (neither changes a grid or a count): how
-        ``pathup augment`` gives every item its plan without resolving again. The class must be one
-        the plan's model knows (the caller checked it when it resolved)."""
+    def with_seed(self, seed: int) -> RunPlan:
+        """The same run with another seed (a seed changes no setting, grid or count): how ``pathup
+        augment`` gives every item of a class its plan without resolving again. Another class needs
+        a plan of its own: a model's "class_defaults" may give it other settings."""
         _int("seed", seed, 0, MAX_SEED)
-        return dataclasses.replace(
-            self, settings=dataclasses.replace(self.settings, class_name=class_name, seed=seed)
-        )
+        return dataclasses.replace(self, settings=dataclasses.replace(self.settings, seed=seed))
 
     # -- checks and budgets ---------------------------------------------------------------------
     @property
