@@ -324,6 +324,7 @@ def test_a_store_from_before_the_guidance_interval_resumes_as_guided_at_every_st
     shutil.copytree(clean_store, store)
     config = json.loads((store / "augment.json").read_text())
     assert config["settings"].pop("guidance_interval") == [0.0, 1.0]  # as written before it existed
+    assert config["settings"].pop("guidance_mode") == "cfg"  # likewise
     (store / "augment.json").write_text(json.dumps(config))
     summary = run(client, data_dir, store, pathup_model_dir)
     assert summary.ok and not summary.done and len(summary.skipped) == 8

@@ -188,3 +188,69 @@ def test_a_sink_of_the_wrong_shape_is_refused_before_any_work(pathup_model, refe
     )
     with pytest.raises(InputError, match=r"sink has shape \(8, 8, 3\); this run writes \(128, 192, 3\)"):
         next(events)
+
+
+@pytest.fixture(scope="module")
+def autoguided_model(pathup_model_dir, tmp_path_factory):
+    """The tiny model with a weak denoiser: another random network of the same architecture."""
+    import shutil
+
+    from napari_pathup.models.build import build_random_pathup_model
+    from napari_pathup.models.load import load_model
+    from napari_pathup.models.weak import add_weak_denoiser
+
+    folder = tmp_path_factory.mktemp("autoguided") / "model"
+    shutil.copytree(pathup_model_dir, folder)
+    add_weak_denoiser(folder, build_random_pathup_model(tmp_path_factory.mktemp("weak") / "weak", seed=1))
+    return load_model(folder)
+
+
+def test_autoguidance_steers_away_from_the_weak_denoiser_under_the_same_class(autoguided_model):
+    import torch
+
+    from napari_pathup.engine.sampler import guided_output
+
+    m = autoguided_model
+    x, t = (
+        torch.randn(3, m.latent_channels, 16, 16, generator=torch.Generator().manual_seed(0)),
+        torch.tensor(400),
+    )
+    cond, uncond = m.conditioner("stroma", "native"), m.conditioner(None, "native")
+    c, a = m.denoiser(x, t, cond.expand(3)), m.weak_denoiser(x, t, cond.expand(3))
+    out = guided_output(m.denoiser, x, t, cond, uncond, 2.5, m.weak_denoiser)
+    assert torch.allclose(out, a + 2.5 * (c - a), atol=1e-5)
+    cfg = guided_output(m.denoiser, x, t, cond, uncond, 2.5)
+    assert not torch.allclose(out, cfg, atol=1e-3)  # steered away from another output
+    assert torch.equal(guided_output(m.denoiser, x, t, cond, None, 2.5, m.denoiser), c)  # itself: c
+
+
+def test_an_autoguided_run_is_repeatable_and_differs_from_classifier_free(autoguided_model, reference):
+    auto = SynthesisSettings("tumour", guidance_mode="auto", **SMALL)
+    first = run(autoguided_model, reference, auto)
+    assert first.settings["guidance_mode"] == "auto"
+    assert np.array_equal(first.image, run(autoguided_model, reference, auto).image)
+    cfg = run(autoguided_model, reference, SynthesisSettings("tumour", **SMALL)).image
+    assert not np.array_equal(first.image, cfg)
+    # at guidance 1 neither guidance runs: the class-conditional output alone, bit for bit
+    one = {**SMALL, "guidance": 1.0}
+    assert np.array_equal(
+        run(autoguided_model, reference, SynthesisSettings("tumour", guidance_mode="auto", **one)).image,
+        run(autoguided_model, reference, SynthesisSettings("tumour", **one)).image,
+    )
+
+
+def test_autoguidance_without_a_weak_denoiser_is_refused_naming_the_setting(pathup_model, sd_model_dir):
+    from napari_pathup.models.load import read_model_spec
+
+    for model in (pathup_model, read_model_spec(sd_model_dir)):
+        with pytest.raises(
+            SettingsError, match=r"guidance_mode \(--guidance-mode\) must be cfg for .*weak_den"
+        ):
+            SynthesisSettings("tumour", guidance_mode="auto", **SMALL).resolve(model)
+    with pytest.raises(SettingsError, match=r"guidance_mode \(--guidance-mode\) must be one of cfg, auto"):
+        SynthesisSettings("tumour", guidance_mode="weak", **SMALL).check()
+    own = dataclasses.replace(
+        pathup_model, metadata={**pathup_model.metadata, "defaults": {"guidance_mode": "auto"}}
+    )
+    with pytest.raises(SettingsError, match=r"which this model lacks, as the model's pathup.json defaults"):
+        SynthesisSettings("tumour", **SMALL).resolve(own)

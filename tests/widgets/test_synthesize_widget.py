@@ -338,3 +338,32 @@ def test_one_progress_bar_counts_every_preview(widget, qtbot, monkeypatch):
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
     assert len(bars) == 1 and previews
     assert bars[0].total == len(previews) == bars[0].counted
+
+
+def test_the_guidance_mode_shows_a_class_own_autoguidance_and_a_model_without_one_says_why(
+    widget, pathup_model_dir, tmp_path
+):
+    """A model with a weak denoiser that autoguides one class shows "auto" for it and "cfg" for the
+    others, sent as no user value; "auto" on a model without a weak denoiser is an invalid estimate
+    naming the setting, not a crash, and Start refuses it."""
+    import json
+    import shutil
+
+    from napari_pathup.models.build import build_random_pathup_model
+    from napari_pathup.models.weak import add_weak_denoiser
+
+    folder = tmp_path / "autoguided"
+    shutil.copytree(pathup_model_dir, folder)
+    add_weak_denoiser(folder, build_random_pathup_model(tmp_path / "weak", seed=1))
+    meta = json.loads((folder / "pathup.json").read_text())
+    meta["class_defaults"] = {"stroma": {"guidance_mode": "auto"}}
+    (folder / "pathup.json").write_text(json.dumps(meta))
+    widget.model_dir.value = str(folder)
+    widget.class_name.value = "stroma"
+    assert widget.guidance_mode.value == "auto" and widget.settings().guidance_mode is None
+    widget.class_name.value = "tumour"
+    assert widget.guidance_mode.value == "cfg" and widget.settings().guidance_mode is None
+    widget.model_dir.value = str(pathup_model_dir)
+    widget.guidance_mode.value = "auto"
+    assert widget.settings().guidance_mode == "auto"
+    assert widget.estimate_label.value.startswith("invalid: guidance_mode (--guidance-mode) must be cfg")

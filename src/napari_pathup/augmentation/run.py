@@ -157,8 +157,8 @@ def check_not_inside(data: Path, store: Path) -> None:
 
 #: what a store written before ``dtype`` was recorded computed in (there was no other choice then)
 OLD_STORE_DTYPE = "float32"
-#: settings a store written before they existed ran with (guidance at every step)
-OLD_STORE_SETTINGS: dict[str, Any] = {"guidance_interval": [0.0, 1.0]}
+#: settings a store written before they existed ran with (classifier-free guidance at every step)
+OLD_STORE_SETTINGS: dict[str, Any] = {"guidance_interval": [0.0, 1.0], "guidance_mode": "cfg"}
 
 
 def store_config(

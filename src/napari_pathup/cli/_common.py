@@ -164,7 +164,13 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, old_scheduler_flag: 
     ``--scheduler`` still works, with a deprecation message (``pathup augment`` gives
     ``--scheduler`` to the Dask address for one more release instead).
     """
-    from napari_pathup.engine.plan import REFERENCE_FITS, SAMPLING_FIELDS, SETTINGS, WEIGHT_MODES
+    from napari_pathup.engine.plan import (
+        GUIDANCE_MODES,
+        REFERENCE_FITS,
+        SAMPLING_FIELDS,
+        SETTINGS,
+        WEIGHT_MODES,
+    )
 
     types = {
         "strength": float,
@@ -174,7 +180,7 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, old_scheduler_flag: 
         "sigma": float,
         "scheduler": str,
     }
-    choices = {"weights": WEIGHT_MODES, "reference_fit": REFERENCE_FITS}
+    choices = {"weights": WEIGHT_MODES, "reference_fit": REFERENCE_FITS, "guidance_mode": GUIDANCE_MODES}
     group = parser.add_argument_group("sampling (unset: the model's default, else the library's)")
     for setting in SETTINGS:
         if setting.field not in SAMPLING_FIELDS:

@@ -86,7 +86,8 @@ def estimate(model: PathupModel, settings: SynthesisSettings | RunPlan, calibrat
     x = torch.zeros(batch, model.latent_channels, p, p, device=device, dtype=dtype)
     t = torch.tensor(500, device=device)
     cond = model.conditioner(s.class_name, "native")
-    uncond = model.conditioner(None, "native")
+    weak = model.weak_denoiser if s.guidance_mode == "auto" else None  # autoguidance
+    uncond = model.conditioner(None, "native") if weak is None else None
     tile = min(s.decode_tile, *two.latent_shape)
     z = torch.zeros(1, model.latent_channels, tile, tile, device=device, dtype=dtype)
     if device.type == "cuda":
@@ -111,9 +112,11 @@ def estimate(model: PathupModel, settings: SynthesisSettings | RunPlan, calibrat
         # each kind of call is timed only if the run makes it (guidance 1 makes no guided call)
         guided = any(st.guided_steps for st in plan.stages)
         plain = any(st.guided_steps < st.steps for st in plan.stages)  # steps outside the interval
-        t_guided = (
-            timed(lambda: guided_output(model.denoiser, x, t, cond, uncond, s.guidance)) if guided else 0.0
-        )
+
+        def guided_call() -> None:
+            guided_output(model.denoiser, x, t, cond, uncond, s.guidance, weak)
+
+        t_guided = timed(guided_call) if guided else 0.0
         t_plain = timed(lambda: guided_output(model.denoiser, x, t, cond, None, 1.0)) if plain else 0.0
         t_decode = timed(lambda: model.autoencoder.decode(z), repeat=2)
         t_encode = timed(

@@ -74,13 +74,14 @@ def synthesize(
     scheduler = run_scheduler(s.scheduler, model.scheduler)
     noise_generator = torch.Generator("cpu").manual_seed(s.seed)
     jitter_generator = torch.Generator("cpu").manual_seed(s.seed + 1_000_003)
+    weak = model.weak_denoiser if s.guidance_mode == "auto" else None  # autoguidance
 
     def stage(
         st: StagePlan, clean: torch.Tensor, previewer: LatentPreviewer, known: torch.Tensor | None = None
     ):
         latent_hw = tuple(clean.shape[-2:])
         assert latent_hw == st.latent_shape, (latent_hw, st.latent_shape)
-        uncond = model.conditioner(None, st.scale) if st.guided_steps else None
+        uncond = model.conditioner(None, st.scale) if st.guided_steps and weak is None else None
         yield StageStarted(st.number, st.steps, len(st.grid), st.pixel_shape, st.latent_shape)
         z = yield from denoise_patches(
             model.denoiser,
@@ -96,6 +97,7 @@ def synthesize(
             scale_factor=f,
             model_dtype=dtype,
             known=known,
+            weak=weak,
         )
         _check_finite(z, st.number)
         return z

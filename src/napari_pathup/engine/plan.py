@@ -39,6 +39,10 @@ DTYPE_CHOICES: tuple[str, ...] = ("auto", "float32", "float16", "bfloat16")
 #: resized to it) or "outpaint" (the reference 1:1 in the field's centre, the rest drawn around it;
 #: ``engine.outpaint``)
 REFERENCE_FITS: tuple[str, ...] = ("stretch", "outpaint")
+#: what guidance steers away from: "cfg", the unconditional output (classifier-free guidance), or
+#: "auto", the output of the model's weak denoiser under the same class (autoguidance, Karras et al.
+#: 2024, "Guiding a diffusion model with a bad version of itself"; models with ``weak_denoiser/``)
+GUIDANCE_MODES: tuple[str, ...] = ("cfg", "auto")
 #: where "outpaint" starts stage 1 around the reference: the reference mirrored into the rest of the
 #: field, noised to this strength (0.9 keeps a few per cent of it: its colours and coarse density, not
 #: its layout, so no mirror shows). From pure noise (1.0) the default model drew pink, soft tissue
@@ -51,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "upscale_strength": 0.45,
     "guidance": 3.0,
     "guidance_interval": (0.0, 1.0),
+    "guidance_mode": "cfg",
     "weights": "cosine",
     "scheduler": None,
     "reference_fit": "stretch",
@@ -89,6 +94,7 @@ SAMPLING_FIELDS = (
     "upscale_strength",
     "guidance",
     "guidance_interval",
+    "guidance_mode",
     "patch_size",
     "overlap",
     "weights",
@@ -107,7 +113,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("strength", "--strength", "stage-1 img2img strength t_i in (0, 1]", "T"),
     Setting("upscale_strength", "--upscale-strength", "stage-2 noise strength in (0, 1]", "T"),
     Setting(
-        "guidance", "--guidance", "classifier-free guidance scale, >= 0 (1 = none, 0 = unconditional)", "G"
+        "guidance",
+        "--guidance",
+        "guidance scale, >= 0 (1 = none; 0 = the unconditional output, or with autoguidance the weak "
+        "denoiser's)",
+        "G",
     ),
     Setting(
         "guidance_interval",
@@ -115,6 +125,12 @@ SETTINGS: tuple[Setting, ...] = (
         "noise levels t/T where guidance applies, LOW,HIGH with 0 <= LOW < HIGH <= 1; the other steps "
         "use the class-conditional output alone, at half the work",
         "LOW,HIGH",
+    ),
+    Setting(
+        "guidance_mode",
+        "--guidance-mode",
+        "what guidance steers away from: cfg, the unconditional output (classifier-free); auto, the "
+        "model's weak denoiser under the same class (autoguidance; models with weak_denoiser/)",
     ),
     Setting("patch_size", "--patch", "latent patch size p", "P"),
     Setting("overlap", "--overlap", "latent patch overlap o, 0 <= o < p", "O"),
@@ -236,6 +252,7 @@ class SynthesisSettings:
     upscale_strength: float | None = None
     guidance: float | None = None
     guidance_interval: tuple[float, float] | None = None
+    guidance_mode: str | None = None
     patch_size: int | None = None
     overlap: int | None = None
     weights: str | None = None
@@ -278,6 +295,8 @@ class SynthesisSettings:
         if self.guidance_interval is not None:
             check_interval(self.guidance_interval)
         _float("sigma", self.sigma, "> 0", lambda v: v > 0)
+        if self.guidance_mode is not None and self.guidance_mode not in GUIDANCE_MODES:
+            raise _fail("guidance_mode", f"one of {', '.join(GUIDANCE_MODES)}", self.guidance_mode)
         if self.weights is not None and self.weights not in WEIGHT_MODES:
             raise _fail("weights", f"one of {', '.join(WEIGHT_MODES)}", self.weights)
         if self.reference_fit is not None and self.reference_fit not in REFERENCE_FITS:
@@ -348,6 +367,12 @@ class SynthesisSettings:
             settings.check()  # the model's defaults obey the same rules
         except SettingsError as exc:  # self.check() passed: a value the model's defaults filled in is wrong
             raise SettingsError(f"{exc}{FROM_MODEL}") from None
+        if settings.guidance_mode == "auto" and not model.has_weak_denoiser:
+            rule = (
+                f"cfg for {model.path}: autoguidance needs a weak denoiser (a weak_denoiser/ folder), "
+                f"which this model lacks{self._source('guidance_mode')}"
+            )
+            raise _fail("guidance_mode", rule, settings.guidance_mode)
         model.check_class(settings.class_name)
         return RunPlan.build(settings, model)
 

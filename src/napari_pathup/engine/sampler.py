@@ -107,18 +107,28 @@ def guided_output(
     cond: torch.Tensor,
     uncond: torch.Tensor | None,
     guidance: float,
+    weak: DenoiserFn | None = None,
 ) -> torch.Tensor:
-    """Classifier-free guidance in one denoiser call: u + g (c - u) on a doubled batch."""
+    """Guidance a + g (c - a): c the class-conditional output, a what guidance steers away from.
+
+    Classifier-free guidance: a is the unconditional output (``uncond``), in one denoiser call on a
+    doubled batch. Autoguidance (``weak``; Karras et al. 2024): a is the weak denoiser's output
+    under the same class, one call of each denoiser. ``guidance`` 1, or neither ``uncond`` nor
+    ``weak``: c alone, in one call.
+    """
     n = patches.shape[0]
 
     def expand(c: torch.Tensor) -> torch.Tensor:
         return c.expand(n, *c.shape[1:])
 
-    if uncond is None or guidance == 1.0:
+    if guidance == 1.0 or (uncond is None and weak is None):
         return denoiser(patches, t, expand(cond))
-    out = denoiser(torch.cat([patches, patches]), t, torch.cat([expand(uncond), expand(cond)]))
-    u, c = out.chunk(2)
-    return u + guidance * (c - u)
+    if weak is not None:
+        a, c = weak(patches, t, expand(cond)), denoiser(patches, t, expand(cond))
+    else:
+        out = denoiser(torch.cat([patches, patches]), t, torch.cat([expand(uncond), expand(cond)]))
+        a, c = out.chunk(2)
+    return a + guidance * (c - a)
 
 
 def _step_kwargs(scheduler: SchedulerMixin, generator: torch.Generator) -> dict[str, object]:
@@ -140,6 +150,7 @@ def denoise_patches(
     scale_factor: int = 8,
     model_dtype: torch.dtype = torch.float32,
     known: torch.Tensor | None = None,
+    weak: DenoiserFn | None = None,
 ) -> Generator[Event, None, torch.Tensor]:
     """Noise ``clean`` (1, C, h, w) to ``sampling.strength`` and denoise it patch-wise; returns X_0.
 
@@ -151,6 +162,8 @@ def denoise_patches(
     is held at ``clean`` noised to the current timestep until ``sampling.known_strength`` is reached
     (patches wholly inside it are not evaluated meanwhile), blended by the mask at its feathered
     edge; elsewhere ``clean`` (the caller's fill) is only the start, noised to ``sampling.strength``.
+    ``weak``: guide away from this denoiser's output under ``cond`` (autoguidance) instead of the
+    unconditional output (``uncond``), see :func:`guided_output`.
     """
     device = clean.device
     _, _, h, w = clean.shape
@@ -192,7 +205,7 @@ def denoise_patches(
             indexes = evaluated[first : first + batch_size]
             batch: Sequence[Box] = [boxes[k] for k in indexes]
             patches = torch.cat([model_input[..., b.y0 : b.y1, b.x0 : b.x1] for b in batch])
-            out = guided_output(denoiser, patches.to(model_dtype), t, cond, uncond, guidance).float()
+            out = guided_output(denoiser, patches.to(model_dtype), t, cond, uncond, guidance, weak).float()
             for k, b, o in zip(indexes, batch, out, strict=True):
                 merged[..., b.y0 : b.y1, b.x0 : b.x1] += box_weights[k] * o
             for k, b, p, o in zip(indexes, batch, patches, out, strict=True):

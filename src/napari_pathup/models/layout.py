@@ -31,6 +31,9 @@ LABEL_LAYOUT = "scale-major-with-null"
 DENOISER_DIR = "denoiser"
 AUTOENCODER_DIR = "autoencoder"
 SCHEDULER_DIR = "scheduler"
+#: optional: a weaker denoiser of the same architecture (e.g. the same line trained shorter), which
+#: autoguidance guides away from (``guidance_mode`` "auto"; Karras et al. 2024)
+WEAK_DENOISER_DIR = "weak_denoiser"
 
 
 #: config keys that a diffusers class registers itself in ``__init__`` but does not accept as an

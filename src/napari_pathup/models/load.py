@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from napari_pathup.errors import ModelLoadError
-from napari_pathup.models.base import Autoencoder, PathupModel
+from napari_pathup.models.base import Autoencoder, DenoiserFn, PathupModel
 from napari_pathup.models.conditioning import (
     DEFAULT_PROMPT_TEMPLATE,
     DEFAULT_SCALE_WORDS,
@@ -33,6 +33,7 @@ from napari_pathup.models.layout import (
     PATHUP_FORMAT,
     PATHUP_JSON,
     SCHEDULER_DIR,
+    WEAK_DENOISER_DIR,
 )
 from napari_pathup.models.schedulers import (
     ALLOWED_SCHEDULER_CLASSES,
@@ -186,6 +187,11 @@ def _load_scheduler(folder: Path):
         raise ModelLoadError(f"cannot load {folder}: {exc}") from exc
 
 
+def _architecture(config: dict[str, Any]) -> dict[str, Any]:
+    """A diffusers config without its bookkeeping keys (``_class_name``, ``_diffusers_version``, ...)."""
+    return {k: v for k, v in config.items() if not k.startswith("_")}
+
+
 def _pathup_spec(path: Path) -> tuple[ModelSpec, str]:
     """Check a PathUp folder's metadata and component configs; the spec and the autoencoder class."""
     meta = _read_json(path / PATHUP_JSON)
@@ -199,6 +205,19 @@ def _pathup_spec(path: Path) -> tuple[ModelSpec, str]:
         raise ModelLoadError(f"{path / PATHUP_JSON}: 'scales' must include {', '.join(missing)}")
     unet_class, unet_config = _check_component(path / DENOISER_DIR, "config.json", ("UNet2DModel",))
     vae_class, vae_config = _check_component(path / AUTOENCODER_DIR, "config.json", AUTOENCODER_CLASSES)
+    weak = path / WEAK_DENOISER_DIR
+    if weak.exists():
+        _, weak_config = _check_component(weak, "config.json", ("UNet2DModel",))
+        if _architecture(weak_config) != _architecture(unet_config):
+            differ = sorted(
+                k
+                for k in _architecture(unet_config) | _architecture(weak_config)
+                if unet_config.get(k) != weak_config.get(k)
+            )
+            raise ModelLoadError(
+                f"{weak / 'config.json'}: the weak denoiser must have the denoiser's architecture "
+                f"({path / DENOISER_DIR / 'config.json'}); they differ in {', '.join(differ)}"
+            )
     scheduler = _load_scheduler(path / SCHEDULER_DIR)
     spec = ModelSpec(
         kind="pathup",
@@ -211,6 +230,7 @@ def _pathup_spec(path: Path) -> tuple[ModelSpec, str]:
         patch_multiple=denoiser_patch_multiple(unet_class, unet_config),
         scheduler=scheduler,
         metadata=meta,
+        has_weak_denoiser=weak.exists(),
     )
     return spec, vae_class
 
@@ -228,15 +248,22 @@ def _load_pathup(path: Path) -> PathupModel:
             f"but {len(classes)} classes x {len(scales)} scales need {expected}"
         )
     vae = _from_pretrained(autoencoder_class(vae_class), path / AUTOENCODER_DIR)
+    modules = {"denoiser": unet, "autoencoder": vae}
+    if spec.has_weak_denoiser:
+        modules["weak_denoiser"] = _from_pretrained(UNet2DModel, path / WEAK_DENOISER_DIR)
 
-    def denoiser(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return unet(x, t, class_labels=cond.to(x.device)).sample
+    def run_unet(name: str) -> DenoiserFn:
+        def denoiser(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+            return modules[name](x, t, class_labels=cond.to(x.device)).sample
+
+        return denoiser
 
     return PathupModel(
         kind="pathup",
         path=str(path),
-        denoiser=denoiser,
-        modules={"denoiser": unet, "autoencoder": vae},
+        denoiser=run_unet("denoiser"),
+        weak_denoiser=run_unet("weak_denoiser") if spec.has_weak_denoiser else None,
+        modules=modules,
         autoencoder=Autoencoder(vae),
         scheduler=scheduler,
         conditioner=ClassConditioner(classes, scales),

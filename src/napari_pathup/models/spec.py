@@ -27,6 +27,8 @@ class ModelInfo(Protocol):
     patch_multiple: int
     metadata: dict[str, Any]
     scheduler: SchedulerMixin
+    #: whether the model has a weak denoiser (``weak_denoiser/``), which autoguidance needs
+    has_weak_denoiser: bool
 
     @property
     def vae_scale_factor(self) -> int: ...
@@ -60,6 +62,7 @@ class ModelSpec:
     patch_multiple: int
     scheduler: SchedulerMixin
     metadata: dict[str, Any] = field(default_factory=dict)
+    has_weak_denoiser: bool = False
 
     @property
     def vae_scale_factor(self) -> int:

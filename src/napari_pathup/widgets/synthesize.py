@@ -45,7 +45,7 @@ from qtpy.QtCore import QTimer
 
 from napari_pathup.engine.events import PatchPreview, StageStarted, TileDecoded
 from napari_pathup.engine.pipeline import SynthesisSettings
-from napari_pathup.engine.plan import DTYPE_CHOICES, REFERENCE_FITS, SAMPLING_FIELDS
+from napari_pathup.engine.plan import DTYPE_CHOICES, GUIDANCE_MODES, REFERENCE_FITS, SAMPLING_FIELDS
 from napari_pathup.engine.weights import WEIGHT_MODES
 from napari_pathup.errors import InputError
 from napari_pathup.formatting import format_bytes, format_seconds
@@ -144,6 +144,14 @@ class SynthesizeWidget(WorkerDock):
             tooltip="noise levels t/T (low, high) at which guidance applies; the other steps run the "
             "class-conditional denoiser alone, at half the work. " + tip,
         )
+        self.guidance_mode = ComboBox(
+            label="guidance mode",
+            choices=list(GUIDANCE_MODES),
+            value="cfg",
+            tooltip="what guidance steers away from: cfg, the unconditional output (classifier-free); auto, "
+            "the model's weak denoiser under the same class (autoguidance; models with weak_denoiser/). "
+            + tip,
+        )
         self.patch = SpinBox(label="patch (latent)", min=1, max=1024, value=64, tooltip=tip)
         self.overlap = SpinBox(label="overlap (latent)", min=0, max=1023, value=16, tooltip=tip)
         self.weights = ComboBox(
@@ -200,6 +208,7 @@ class SynthesizeWidget(WorkerDock):
             "upscale_strength": self.upscale_strength,
             "guidance": self.guidance,
             "guidance_interval": self.guidance_interval,
+            "guidance_mode": self.guidance_mode,
             "patch_size": self.patch,
             "overlap": self.overlap,
             "weights": self.weights,
@@ -213,7 +222,8 @@ class SynthesizeWidget(WorkerDock):
             widgets=[
                 self.model_dir, self.class_name, self.reference, self.region, self.level, self.reference_file,
                 self.out_width, self.out_height, self.steps, self.strength, self.upscale_strength,
-                self.guidance, self.guidance_interval, self.patch, self.overlap, self.weights, self.sigma,
+                self.guidance, self.guidance_interval, self.guidance_mode, self.patch, self.overlap,
+                self.weights, self.sigma,
                 self.scheduler,
                 self.reference_size, self.reference_fit, self.batch_size, self.defaults_button, self.jitter,
                 self.seed, self.device, self.dtype, self.output, self.estimate_label, self.estimate_button,
