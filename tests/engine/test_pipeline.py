@@ -254,3 +254,12 @@ def test_autoguidance_without_a_weak_denoiser_is_refused_naming_the_setting(path
     )
     with pytest.raises(SettingsError, match=r"which this model lacks, as the model's pathup.json defaults"):
         SynthesisSettings("tumour", **SMALL).resolve(own)
+
+
+def test_an_autoguided_plan_counts_a_call_of_each_denoiser_per_guided_batch(autoguided_model):
+    cfg = SynthesisSettings("tumour", **SMALL).resolve(autoguided_model)
+    auto = SynthesisSettings("tumour", guidance_mode="auto", **SMALL).resolve(autoguided_model)
+    for c, a in zip(cfg.stages, auto.stages, strict=True):
+        assert a.patch_evaluations == c.patch_evaluations  # the same work as a doubled batch
+        assert c.denoiser_calls == c.batch_steps and a.guided_calls == c.guided_calls > 0
+        assert a.denoiser_calls == c.denoiser_calls + c.guided_calls

@@ -127,7 +127,7 @@ def estimate(model: PathupModel, settings: SynthesisSettings | RunPlan, calibrat
         )
     seconds = sum(
         st.guided_calls * t_guided
-        + (st.denoiser_calls - st.guided_calls) * t_plain
+        + (st.batch_steps - st.guided_calls) * t_plain
         + st.tiles * (t_decode + t_encode)
         for st in plan.stages
     )

@@ -430,10 +430,17 @@ class StagePlan:
     steps: int  # denoising steps actually run (the tail of the schedule that ``strength`` selects)
     tiles: int  # autoencoder tiles of the tiled encode (and of the decode)
     guided_steps: int  # of ``steps``, those that run guidance (a doubled batch): inside its interval
+    autoguided: bool = False  # guidance by the weak denoiser: a guided batch is one call of each network
+
+    @property
+    def batch_steps(self) -> int:
+        """Patch batches denoised over the stage (each one guided or not)."""
+        return self.steps * -(-len(self.grid) // self.sampling.batch_size)
 
     @property
     def guided_calls(self) -> int:
-        """Denoiser calls on a doubled (guided) batch; the other calls run the conditional batch alone."""
+        """Guided batches (a doubled batch, or with autoguidance a batch through both denoisers); the
+        other batches run the conditional denoiser alone."""
         return self.guided_steps * -(-len(self.grid) // self.sampling.batch_size)
 
     @property
@@ -442,7 +449,8 @@ class StagePlan:
 
     @property
     def denoiser_calls(self) -> int:
-        return self.steps * -(-len(self.grid) // self.sampling.batch_size)
+        """Network calls: one per batch, two per guided batch with autoguidance (one of each denoiser)."""
+        return self.batch_steps + (self.guided_calls if self.autoguided else 0)
 
     @property
     def patch_evaluations(self) -> int:
@@ -515,7 +523,10 @@ class RunPlan:
             tiles = len(tile_grid(*latent, s.decode_tile, s.decode_overlap))
             guided = sum(sampling.guidance_at(scheduler, t) != 1.0 for t in timesteps)
             steps = len(timesteps)
-            stages.append(StagePlan(number, scale, latent, (h, w), sampling, grid, steps, tiles, guided))
+            auto = s.guidance_mode == "auto"
+            stages.append(
+                StagePlan(number, scale, latent, (h, w), sampling, grid, steps, tiles, guided, auto)
+            )
         return cls(s, (stages[0], stages[1]), f, model.latent_channels, model.native_size)
 
     # -- what the UIs and the outputs read ------------------------------------------------------
