@@ -1,7 +1,8 @@
 """Give a PathUp model folder the weak denoiser that autoguidance steers away from.
 
 Autoguidance (``guidance_mode`` "auto"; Karras et al. 2024) guides a class's output away from a weaker
-denoiser of the same architecture and latent space under the same class, instead of away from the
+denoiser of the same latent space and labels (the same line trained shorter, or a smaller network)
+under the same class, instead of away from the
 unconditional output. This copies SOURCE's denoiser into MODEL as ``weak_denoiser/`` (written under a
 temporary name, then renamed) and records it in MODEL's ``pathup.json`` ("weak_denoiser": source,
 note, both files' sha256, dtype). Which classes use it is a sampling default, set separately

@@ -46,26 +46,38 @@ def test_a_weak_denoiser_is_written_recorded_and_loaded(pair):
     assert torch.allclose(other, expected, atol=5e-2)  # the source's network, at float16 weights
 
 
-def test_a_weak_denoiser_of_another_architecture_is_refused_before_anything_is_written(pair, tmp_path):
-    model, _ = pair
-    wider = build_random_pathup_model(tmp_path / "wider", sample_size=32)
+def test_a_smaller_weak_denoiser_guides_but_one_of_other_labels_or_patches_is_refused_unwritten(
+    pair, tmp_path
+):
+    """A weak denoiser may be another network (autoguidance's usually is smaller), but it must take the
+    model's latents, labels and patches: otherwise refused before anything is written."""
+    model, _ = pair  # the tiny preset: two levels, patches in multiples of 2
+    deeper = build_random_pathup_model(tmp_path / "deeper", preset="cpu")  # three levels: multiples of 4
+    two_classes = build_random_pathup_model(tmp_path / "two", classes=("tumour", "stroma"))
     before = sorted(p.name for p in model.iterdir())
-    with pytest.raises(ModelLoadError, match=r"differs from .* in sample_size"):
-        add_weak_denoiser(model, wider)
-    assert sorted(p.name for p in model.iterdir()) == before
+    for source, named in (
+        (deeper, r"patch multiple \(4, which does not divide the denoiser's 2\)"),
+        (two_classes, r"num_class_embeds \(6 against the denoiser's 8\)"),
+    ):
+        with pytest.raises(ModelLoadError, match=rf"cannot guide .* it differs in {named}"):
+            add_weak_denoiser(model, source)
+        assert sorted(p.name for p in model.iterdir()) == before
+    wider = build_random_pathup_model(tmp_path / "wider", sample_size=32)  # another native size: fine
+    add_weak_denoiser(model, wider)
+    assert load_model(model).has_weak_denoiser
 
 
 def test_a_model_folder_with_a_bad_weak_denoiser_fails_to_load_naming_it(pair, tmp_path):
     model, weak = pair
     shutil.copytree(weak / "denoiser", model / WEAK_DENOISER_DIR)
     config = json.loads((model / WEAK_DENOISER_DIR / "config.json").read_text())
-    config["sample_size"] = 32
+    config["in_channels"] = config["out_channels"] = 8
     (model / WEAK_DENOISER_DIR / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelLoadError, match=r"weak_denoiser/config.json: .* differ in sample_size"):
+    with pytest.raises(ModelLoadError, match=r"weak_denoiser/config.json: .* differs in in_channels \(8 "):
         read_model_spec(model)
     for weights in (model / WEAK_DENOISER_DIR).glob("*.safetensors"):
         weights.rename(weights.with_suffix(".bin"))  # pickles are never loaded
-    config["sample_size"] = 16
+    config["in_channels"] = config["out_channels"] = 4
     (model / WEAK_DENOISER_DIR / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match=r"no \.safetensors weights in .*weak_denoiser"):
         load_model(model)

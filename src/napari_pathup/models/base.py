@@ -110,7 +110,7 @@ class PathupModel:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: patch sides must be a multiple of this, and at least this (see ``models.spec``)
     patch_multiple: int = 1
-    #: a weaker denoiser of the same architecture that autoguidance guides away from (``weak_denoiser/``)
+    #: a weaker denoiser of the same inputs and outputs that autoguidance guides away from
     weak_denoiser: DenoiserFn | None = None
     _hash: str | None = None
 

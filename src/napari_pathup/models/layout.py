@@ -31,8 +31,8 @@ LABEL_LAYOUT = "scale-major-with-null"
 DENOISER_DIR = "denoiser"
 AUTOENCODER_DIR = "autoencoder"
 SCHEDULER_DIR = "scheduler"
-#: optional: a weaker denoiser of the same architecture (e.g. the same line trained shorter), which
-#: autoguidance guides away from (``guidance_mode`` "auto"; Karras et al. 2024)
+#: optional: a weaker denoiser with the same inputs and outputs (the same line trained shorter, or a
+#: smaller network), which autoguidance guides away from (``guidance_mode`` "auto"; Karras et al. 2024)
 WEAK_DENOISER_DIR = "weak_denoiser"
 
 

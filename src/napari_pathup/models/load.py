@@ -47,6 +47,7 @@ from napari_pathup.models.spec import (
     autoencoder_scale_factor,
     denoiser_patch_multiple,
     native_sample_size,
+    weak_denoiser_mismatch,
 )
 
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
@@ -187,11 +188,6 @@ def _load_scheduler(folder: Path):
         raise ModelLoadError(f"cannot load {folder}: {exc}") from exc
 
 
-def _architecture(config: dict[str, Any]) -> dict[str, Any]:
-    """A diffusers config without its bookkeeping keys (``_class_name``, ``_diffusers_version``, ...)."""
-    return {k: v for k, v in config.items() if not k.startswith("_")}
-
-
 def _pathup_spec(path: Path) -> tuple[ModelSpec, str]:
     """Check a PathUp folder's metadata and component configs; the spec and the autoencoder class."""
     meta = _read_json(path / PATHUP_JSON)
@@ -208,15 +204,10 @@ def _pathup_spec(path: Path) -> tuple[ModelSpec, str]:
     weak = path / WEAK_DENOISER_DIR
     if weak.exists():
         _, weak_config = _check_component(weak, "config.json", ("UNet2DModel",))
-        if _architecture(weak_config) != _architecture(unet_config):
-            differ = sorted(
-                k
-                for k in _architecture(unet_config) | _architecture(weak_config)
-                if unet_config.get(k) != weak_config.get(k)
-            )
+        if mismatch := weak_denoiser_mismatch(unet_config, weak_config):
             raise ModelLoadError(
-                f"{weak / 'config.json'}: the weak denoiser must have the denoiser's architecture "
-                f"({path / DENOISER_DIR / 'config.json'}); they differ in {', '.join(differ)}"
+                f"{weak / 'config.json'}: the weak denoiser must take and give what the denoiser "
+                f"({path / DENOISER_DIR / 'config.json'}) does; it differs in {mismatch}"
             )
     scheduler = _load_scheduler(path / SCHEDULER_DIR)
     spec = ModelSpec(

@@ -87,6 +87,27 @@ def denoiser_patch_multiple(class_name: str, config: Mapping[str, Any]) -> int:
     return 2 ** max(0, blocks - 1)
 
 
+#: what a weak denoiser (autoguidance) must share with the denoiser: the same inputs and outputs
+WEAK_DENOISER_INTERFACE = ("in_channels", "out_channels", "num_class_embeds", "class_embed_type")
+
+
+def weak_denoiser_mismatch(denoiser: Mapping[str, Any], weak: Mapping[str, Any]) -> str | None:
+    """Why a ``UNet2DModel`` config ``weak`` cannot guide the denoiser of config ``denoiser``, or None.
+
+    It may be smaller or shallower (autoguidance's weak network usually is), but it must take the
+    same latents and labels and give the same outputs, and take every patch the denoiser takes (its
+    patch multiple divides the denoiser's)."""
+    differ = [
+        f"{k} ({weak.get(k)!r} against the denoiser's {denoiser.get(k)!r})"
+        for k in WEAK_DENOISER_INTERFACE
+        if weak.get(k) != denoiser.get(k)
+    ]
+    own, theirs = (denoiser_patch_multiple("UNet2DModel", c) for c in (denoiser, weak))
+    if own % theirs:
+        differ.append(f"patch multiple ({theirs}, which does not divide the denoiser's {own})")
+    return ", ".join(differ) or None
+
+
 def autoencoder_scale_factor(class_name: str, config: Mapping[str, Any]) -> int:
     """The autoencoder's spatial down-sampling factor from its config (one halving per block but the last).
 

@@ -2,7 +2,7 @@
 
 Autoguidance (Karras et al. 2024, "Guiding a diffusion model with a bad version of itself") replaces
 classifier-free guidance's unconditional output by the class-conditional output of a weaker denoiser of
-the same architecture and latent space: typically the same line trained for less long. The engine uses
+the same latent space and labels: the same line trained for less long, or a smaller network. The engine uses
 it for ``guidance_mode`` "auto" (``engine.sampler.guided_output``); this module writes it into a model
 folder as ``weak_denoiser/`` (safetensors) and records where it came from in ``pathup.json``.
 """
@@ -18,6 +18,7 @@ import torch
 
 from napari_pathup.io.atomic import atomic_output, write_text_atomic
 from napari_pathup.models.layout import DENOISER_DIR, PATHUP_JSON, WEAK_DENOISER_DIR, clean_saved_config
+from napari_pathup.models.spec import weak_denoiser_mismatch
 
 #: the pathup.json key that records the weak denoiser's provenance
 WEAK_DENOISER_KEY = "weak_denoiser"
@@ -40,7 +41,8 @@ def add_weak_denoiser(
     ``note`` says what the weak denoiser is (e.g. "the same line at 14,250 iterations"). The folder is
     written under a temporary name and renamed, replacing an earlier weak denoiser; pathup.json then
     records the provenance under "weak_denoiser". Both models are loaded first, so a source of another
-    architecture or latent space fails before anything is written. Returns the recorded provenance.
+    latent space or other inputs and outputs (``models.spec.weak_denoiser_mismatch``) fails before
+    anything is written. Returns the recorded provenance.
     """
     from diffusers import UNet2DModel
 
@@ -55,11 +57,8 @@ def add_weak_denoiser(
     unet = weak.modules["denoiser"]
     if not isinstance(unet, UNet2DModel):
         raise ModelLoadError(f"{source}: a weak denoiser must be a PathUp model's UNet2DModel")
-    mine = {k: v for k, v in dict(own.modules["denoiser"].config).items() if not k.startswith("_")}
-    theirs = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
-    if mine != theirs:
-        differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
-        raise ModelLoadError(f"{source}'s denoiser differs from {model}'s in {', '.join(differ)}")
+    if mismatch := weak_denoiser_mismatch(dict(own.modules["denoiser"].config), dict(unet.config)):
+        raise ModelLoadError(f"{source}'s denoiser cannot guide {model}'s: it differs in {mismatch}")
     if dtype is not None:
         unet = unet.to(dtype)
     final = model / WEAK_DENOISER_DIR
