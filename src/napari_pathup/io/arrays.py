@@ -205,10 +205,11 @@ def store_chunkwise(sources: list[Any], targets: list[Any]) -> None:
     still writing chunks when :func:`~napari_pathup.io.atomic.atomic_output` deletes the temporary.
     """
     import dask.array as da
+    from dask.threaded import get
 
     pool = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1))
-    try:
-        da.store(sources, targets, lock=False, scheduler="threads", pool=pool)
+    try:  # the threaded scheduler named as a callable: a name makes dask import dask.distributed (0.1 s)
+        da.store(sources, targets, lock=False, scheduler=get, pool=pool)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

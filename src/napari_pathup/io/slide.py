@@ -243,7 +243,17 @@ def read_region(
             f"{MAX_ROI_PIXELS} pixels; read it from a coarser level (--level / --mpp)"
         )
     block = levels[level][rows, cols]
-    return block if lazy else to_rgb_uint8(np.asarray(block), source)
+    return block if lazy else to_rgb_uint8(materialise(block), source)
+
+
+def materialise(block: Any) -> np.ndarray:
+    """A lazy (dask) block read into memory with dask's thread pool, named as a callable: dask's
+    default look-up imports dask.distributed (0.1 s) only to find no client; other arrays as they are."""
+    if hasattr(block, "dask") and hasattr(block, "compute"):
+        from dask.threaded import get
+
+        return np.asarray(block.compute(scheduler=get))
+    return np.asarray(block)
 
 
 def load_roi(image: Any, source: str = "reference") -> np.ndarray:
@@ -253,7 +263,7 @@ def load_roi(image: Any, source: str = "reference") -> np.ndarray:
     return (
         image
         if isinstance(image, np.ndarray) and image.dtype == np.uint8
-        else to_rgb_uint8(np.asarray(image), source)
+        else to_rgb_uint8(materialise(image), source)
     )
 
 
