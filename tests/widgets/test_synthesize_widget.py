@@ -18,6 +18,17 @@ from napari_pathup.widgets.synthesize import MODEL_SCHEDULER, SynthesizeWidget
 TIMEOUT_MS = 120_000
 
 
+def edited_model(source, folder, **meta):
+    """A copy of the model folder ``source`` at ``folder`` with pathup.json keys replaced by ``meta``."""
+    import json
+    import shutil
+
+    shutil.copytree(source, folder)
+    data = {**json.loads((folder / "pathup.json").read_text()), **meta}
+    (folder / "pathup.json").write_text(json.dumps(data))
+    return folder
+
+
 @pytest.fixture
 def widget(make_napari_viewer, pathup_model_dir, reference, tmp_path):
     viewer = make_napari_viewer()
@@ -189,14 +200,8 @@ def test_the_manifest_docks_the_widget(make_napari_viewer):
 def test_the_fields_show_the_chosen_class_own_defaults(widget, pathup_model_dir, tmp_path):
     """A model whose pathup.json gives one class its own guidance: choosing that class shows it, choosing
     another shows the model's, and neither is sent as a user's value."""
-    import json
-    import shutil
-
-    folder = tmp_path / "per-class"
-    shutil.copytree(pathup_model_dir, folder)
-    meta = json.loads((folder / "pathup.json").read_text())
-    meta["class_defaults"] = {"tumour": {"guidance": 4.5}}
-    (folder / "pathup.json").write_text(json.dumps(meta))
+    own = {"tumour": {"guidance": 4.5}}
+    folder = edited_model(pathup_model_dir, tmp_path / "per-class", class_defaults=own)
     widget.model_dir.value = str(folder)
     widget.class_name.value = "tumour"
     assert widget.guidance.value == 4.5 and widget.settings().guidance is None
@@ -238,14 +243,8 @@ def test_the_guidance_interval_shows_the_models_and_a_change_is_sent_and_counted
 def test_a_class_own_sampler_shows_and_a_refused_sampler_is_not_offered(widget, pathup_model_dir, tmp_path):
     """Version 4.4's kind of default, a sampler for one class: shown for that class, "model's own" for the
     others, sent as no user value; dpm++-sde (its noise ignores the seed) is not among the choices."""
-    import json
-    import shutil
-
-    folder = tmp_path / "per-class-sampler"
-    shutil.copytree(pathup_model_dir, folder)
-    meta = json.loads((folder / "pathup.json").read_text())
-    meta["class_defaults"] = {"stroma": {"scheduler": "euler-a"}}
-    (folder / "pathup.json").write_text(json.dumps(meta))
+    own = {"stroma": {"scheduler": "euler-a"}}
+    folder = edited_model(pathup_model_dir, tmp_path / "per-class-sampler", class_defaults=own)
     widget.model_dir.value = str(folder)
     widget.class_name.value = "stroma"
     assert widget.scheduler.value == "euler-a" and widget.settings().scheduler is None
@@ -346,18 +345,12 @@ def test_the_guidance_mode_shows_a_class_own_autoguidance_and_a_model_without_on
     """A model with a weak denoiser that autoguides one class shows "auto" for it and "cfg" for the
     others, sent as no user value; "auto" on a model without a weak denoiser is an invalid estimate
     naming the setting, not a crash, and Start refuses it."""
-    import json
-    import shutil
-
     from napari_pathup.models.build import build_random_pathup_model
     from napari_pathup.models.weak import add_weak_denoiser
 
-    folder = tmp_path / "autoguided"
-    shutil.copytree(pathup_model_dir, folder)
+    own = {"stroma": {"guidance_mode": "auto"}}
+    folder = edited_model(pathup_model_dir, tmp_path / "autoguided", class_defaults=own)
     add_weak_denoiser(folder, build_random_pathup_model(tmp_path / "weak", seed=1))
-    meta = json.loads((folder / "pathup.json").read_text())
-    meta["class_defaults"] = {"stroma": {"guidance_mode": "auto"}}
-    (folder / "pathup.json").write_text(json.dumps(meta))
     widget.model_dir.value = str(folder)
     widget.class_name.value = "stroma"
     assert widget.guidance_mode.value == "auto" and widget.settings().guidance_mode is None
