@@ -9,27 +9,19 @@ folder as ``weak_denoiser/`` (safetensors) and records where it came from in ``p
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from napari_pathup.checksum import sha256_of
 from napari_pathup.io.atomic import atomic_output, write_text_atomic
 from napari_pathup.models.layout import DENOISER_DIR, PATHUP_JSON, WEAK_DENOISER_DIR, clean_saved_config
 from napari_pathup.models.spec import weak_denoiser_mismatch
 
 #: the pathup.json key that records the weak denoiser's provenance
 WEAK_DENOISER_KEY = "weak_denoiser"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
 
 
 def add_weak_denoiser(
@@ -68,8 +60,8 @@ def add_weak_denoiser(
     record = {
         "source": str(source),
         "note": note,
-        "source_denoiser_sha256": file_sha256(next((source / DENOISER_DIR).glob("*.safetensors"))),
-        "sha256": file_sha256(next(final.glob("*.safetensors"))),
+        "source_denoiser_sha256": "sha256:" + sha256_of(next((source / DENOISER_DIR).glob("*.safetensors"))),
+        "sha256": "sha256:" + sha256_of(next(final.glob("*.safetensors"))),
         "dtype": str(dtype or torch.float32).removeprefix("torch."),
     }
     meta = json.loads((model / PATHUP_JSON).read_text())
