@@ -121,12 +121,13 @@ def guided_output(
     def expand(c: torch.Tensor) -> torch.Tensor:
         return c.expand(n, *c.shape[1:])
 
+    labels = expand(cond)
     if guidance == 1.0 or (uncond is None and weak is None):
-        return denoiser(patches, t, expand(cond))
+        return denoiser(patches, t, labels)
     if weak is not None:
-        a, c = weak(patches, t, expand(cond)), denoiser(patches, t, expand(cond))
+        a, c = weak(patches, t, labels), denoiser(patches, t, labels)
     else:
-        out = denoiser(torch.cat([patches, patches]), t, torch.cat([expand(uncond), expand(cond)]))
+        out = denoiser(torch.cat([patches, patches]), t, torch.cat([expand(uncond), labels]))
         a, c = out.chunk(2)
     return a + guidance * (c - a)
 
