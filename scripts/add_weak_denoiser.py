@@ -8,10 +8,12 @@ temporary name, then renamed) and records it in MODEL's ``pathup.json`` ("weak_d
 note, both files' sha256, dtype). Which classes use it is a sampling default, set separately
 (``pathup.json`` "class_defaults", e.g. ``{"stroma": {"guidance_mode": "auto"}}``).
 
-    python scripts/add_weak_denoiser.py MODEL SOURCE --note "the same line at 14,250 iterations" --float16
+    python scripts/add_weak_denoiser.py MODEL SOURCE --float16 --note "preset cpu, 14,000 iterations"
 
-The default model's weak denoiser (version 4.9) is ``candidates/patch16`` at 14,250 iterations
-(``git archive 05d4f68 candidates/patch16``), stored in float16 as it was exported.
+The default model's weak denoiser (version 4.9, ``normal`` autoguided at scale 1.5) is a ``cpu``-preset
+denoiser (2.75 M parameters) trained from scratch for 14,000 iterations on the model's autoencoder,
+stored in float16 (the command: scripts/train_default_model.sh, WEAK_DENOISER). The same line's own
+denoiser at 14,250 iterations guided worse (docs/model_experiments.md, thirty-seventh session).
 """
 
 from __future__ import annotations

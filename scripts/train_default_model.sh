@@ -11,15 +11,20 @@
 #                                                  # a machine without the checkpoints: continue from the
 #                                                  # shipped weights (autoencoder as shipped, denoiser warm
 #                                                  # start with a fresh optimizer, iterations counted on)
+#   AUTOENCODER=candidates/patch16 PRESET=cpu LATENT_CHANNELS=16 ITERS=14000 SEED=0 WORK=out/train-weak \
+#       DEST=out/weak-model scripts/train_default_model.sh
+#                                                  # version 4.9's weak denoiser: a small cpu-preset
+#                                                  # denoiser from scratch on the line's autoencoder
 #   INIT=candidates/patch16 ITERS=39000 DGAN_ITERS=43000 DGAN_WEIGHT=0.1 DGAN_MAX_T=400 DGAN_JUDGE=pair \
 #       DGAN_CLASS_WEIGHTS="stroma=0 normal=2" DGAN_CROP_EMPHASIS="normal=3" \
 #       SLIDE_REFERENCES="normal tumour" SLIDE_REFERENCES_SKIP=tumour/tumour_stardist.jpg \
 #       SEED=3 CLASS_DEFAULTS="tumour:upscale_strength=0.9 stroma:scheduler=euler-a stroma:guidance=1.5 \
-#       normal:overlap=4 tumour:overlap=4" \
+#       normal:overlap=4 tumour:overlap=4 normal:guidance_mode=auto normal:guidance=1.5" \
+#       WEAK_DENOISER=out/weak-model WEAK_NOTE="preset cpu from scratch, 14,000 iterations" \
 #       WORK=out/train-v45 DEST=out/v45-model scripts/train_default_model.sh
 #   python scripts/experiments/average_denoisers.py out/v46-model out/v45-model out/v45-model \
 #       candidates/patch16 --weights 0.8 0.2
-#                                                  # the shipped version 4.8: version 4.5 (the line
+#                                                  # the shipped version 4.9: version 4.5 (the line
 #                                                  # above, its DEST) with its denoiser averaged in
 #                                                  # weight space, 0.8 of it and 0.2 of the plain
 #                                                  # 39,000 it was trained from (the record goes into
@@ -29,7 +34,10 @@
 #                                                  # same folder without "guidance_interval"),
 #                                                  # normal and tumour at patch overlap 4 (versions 4.5
 #                                                  # to 4.7: CLASS_DEFAULTS without the two overlap
-#                                                  # entries)
+#                                                  # entries), normal autoguided by the weak denoiser
+#                                                  # at scale 1.5 (version 4.8: no WEAK_DENOISER and
+#                                                  # no normal guidance entries; 4.9 itself was 4.8's
+#                                                  # folder given the weak one by add_weak_denoiser.py)
 #                                                  # version 4.5: version 4's leg from the
 #                                                  # committed 39,000 of the sixteen-channel line with
 #                                                  # seed 3, a reference from each slide of normal and
@@ -120,6 +128,8 @@
 #                    on this model: sharper stage 2 at the same FD and class fidelity, 15 instead of 9
 #                    stage-2 steps; 0.6 until bfloat16 on the CPU made room for the cost; docs/model_card.md);
 #                    CLASS_DEFAULTS="CLASS:KEY=VALUE ..." sets one class's own (pathup.json "class_defaults")
+#   weak denoiser    (WEAK_DENOISER=MODEL) MODEL's denoiser, in float16, as weak_denoiser/ for the classes
+#                    whose guidance_mode is auto (autoguidance); WEAK_NOTE says what it is (pathup.json)
 # Phases 1b and 2 need only the finished encoder, so they run as two processes at once. Every phase
 # checkpoints every 250 iterations into $WORK/checkpoints and resumes exactly from the latest one.
 # The body is one { ... } block ending in exit: bash reads all of it before running any, so editing this
@@ -150,6 +160,11 @@ DGAN_MAX_T="${DGAN_MAX_T:-750}"
 DGAN_JUDGE="${DGAN_JUDGE:-clean}"
 CLASS_DEFAULT_ARGS=()  # CLASS_DEFAULTS="tumour:upscale_strength=0.9 ...": one class's synthesis defaults
 for setting in ${CLASS_DEFAULTS:-}; do CLASS_DEFAULT_ARGS+=(--set-class-default "$setting"); done
+if [[ " ${CLASS_DEFAULTS:-} " == *guidance_mode=auto* ]] && [ -z "${WEAK_DENOISER:-}" ]; then
+    echo "error: CLASS_DEFAULTS autoguide a class (guidance_mode=auto), and WEAK_DENOISER names no model" \
+        "whose denoiser would be its weak denoiser" >&2
+    exit 1
+fi
 DGAN_CLASS_ARGS=()  # DGAN_CLASS_WEIGHTS="stroma=0 ...": the adversarial weight's factor per class
 for factor in ${DGAN_CLASS_WEIGHTS:-}; do DGAN_CLASS_ARGS+=(--denoiser-gan-class-weight "$factor"); done
 pixel_factor_args() {  # DGAN_PIXEL_CLASS_WEIGHTS="normal=0 ...": the pixel judge's (judge pair+pixel)
@@ -175,7 +190,7 @@ print(preset_of(json.load(open(sys.argv[1]))) or "")' "$INIT/denoiser/config.jso
 fi
 [ -n "$INIT" ] || PRESET="${PRESET:-cpu-large}"
 STORAGE="${STORAGE:-float32}"  # the exported denoiser's weights: float16 keeps cpu-deep under MAX_MB
-MAX_MB=40
+MAX_MB=45  # 40 until version 4.9, whose weak denoiser (5.5 MB in float16) took it to 44.2 MB
 
 [ -n "$DATA" ] || [ -f data/demo/holdout.json ] || "$PYTHON" scripts/prepare_demo_data.py
 if [ -z "$DATA" ] && [ -z "$WITH_EXTRA" ]; then
@@ -269,6 +284,10 @@ if [ -n "${SLIDE_REFERENCES:-}" ]; then  # word splitting intended: class names
     # shellcheck disable=SC2086
     "$PYTHON" scripts/slide_references.py "$DEST.partial" --data "$DATA" --classes $SLIDE_REFERENCES \
         ${SLIDE_REFERENCES_SKIP:+--skip $SLIDE_REFERENCES_SKIP}
+fi
+if [ -n "${WEAK_DENOISER:-}" ]; then  # a PathUp model whose denoiser autoguides (scripts/add_weak_denoiser.py)
+    "$PYTHON" scripts/add_weak_denoiser.py "$DEST.partial" "$WEAK_DENOISER" --float16 \
+        --note "${WEAK_NOTE:-}" > /dev/null
 fi
 size_kb=$(du -sk "$DEST.partial" | cut -f1)
 if [ "$size_kb" -gt $((MAX_MB * 1024)) ]; then
