@@ -13,3 +13,8 @@ def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def tagged_sha256(path: str | Path) -> str:
+    """``sha256:<hex>`` of a file: the form pathup.json and output attributes record."""
+    return "sha256:" + sha256_of(path)

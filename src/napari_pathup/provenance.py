@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_pathup import __version__
-from napari_pathup.checksum import sha256_of
+from napari_pathup.checksum import tagged_sha256
 from napari_pathup.models.base import PathupModel
 from napari_pathup.models.load import model_hash
 
@@ -18,7 +18,7 @@ from napari_pathup.models.load import model_hash
 def file_sha256(path: str | Path) -> str:
     """sha256 of a file ("" for a folder such as an OME-Zarr store)."""
     path = Path(path)
-    return "" if path.is_dir() else "sha256:" + sha256_of(path)
+    return "" if path.is_dir() else tagged_sha256(path)
 
 
 def run_attributes(

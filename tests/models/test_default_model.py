@@ -35,13 +35,13 @@ def test_the_default_model_ships_and_loads():
 def test_the_default_models_normal_class_is_autoguided_by_the_weak_denoiser_it_records():
     """Version 4.9 draws ``normal`` guided away from a small weak denoiser (the others by classifier-free
     guidance); the weights shipped are the ones pathup.json's provenance record names."""
-    from napari_pathup.checksum import sha256_of
+    from napari_pathup.checksum import tagged_sha256
     from napari_pathup.models.load import read_model_spec
 
     folder = default_model_path()
     record = json.loads((folder / "pathup.json").read_text())["weak_denoiser"]
     weights = folder / "weak_denoiser" / "diffusion_pytorch_model.safetensors"
-    assert record["sha256"] == "sha256:" + sha256_of(weights)
+    assert record["sha256"] == tagged_sha256(weights)
     spec = read_model_spec(folder)
     plans = {c: SynthesisSettings(c).resolve(spec) for c in spec.classes}
     autoguided = {c: [stage.autoguided for stage in plan.stages] for c, plan in plans.items()}

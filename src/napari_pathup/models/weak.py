@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from napari_pathup.checksum import sha256_of
+from napari_pathup.checksum import tagged_sha256
 from napari_pathup.io.atomic import atomic_output, write_text_atomic
 from napari_pathup.models.layout import DENOISER_DIR, PATHUP_JSON, WEAK_DENOISER_DIR, clean_saved_config
 from napari_pathup.models.spec import weak_denoiser_mismatch
@@ -60,8 +60,8 @@ def add_weak_denoiser(
     record = {
         "source": str(source),
         "note": note,
-        "source_denoiser_sha256": "sha256:" + sha256_of(next((source / DENOISER_DIR).glob("*.safetensors"))),
-        "sha256": "sha256:" + sha256_of(next(final.glob("*.safetensors"))),
+        "source_denoiser_sha256": tagged_sha256(next((source / DENOISER_DIR).glob("*.safetensors"))),
+        "sha256": tagged_sha256(next(final.glob("*.safetensors"))),
         "dtype": str(dtype or torch.float32).removeprefix("torch."),
     }
     meta = json.loads((model / PATHUP_JSON).read_text())
