@@ -4,6 +4,7 @@ synthetic H&E-like data sets (class folders with a hold-out file, BRACS layout).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,20 @@ def sd_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from napari_pathup.models.build import build_random_stable_diffusion
 
     return build_random_stable_diffusion(tmp_path_factory.mktemp("models") / "sd")
+
+
+@pytest.fixture
+def edited_model(pathup_model_dir: Path, tmp_path: Path):
+    """A factory: ``edited_model(name, **meta)`` copies the tiny PathUp model to ``tmp_path / name`` with
+    the pathup.json keys in ``meta`` replaced (e.g. ``class_defaults={...}``) and returns the folder."""
+
+    def make(name: str, **meta) -> Path:
+        folder = Path(shutil.copytree(pathup_model_dir, tmp_path / name))
+        path = folder / "pathup.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **meta}))
+        return folder
+
+    return make
 
 
 @pytest.fixture(scope="session")

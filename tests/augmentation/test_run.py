@@ -519,19 +519,14 @@ def test_a_store_on_a_read_only_file_system_is_one_line_before_the_cluster_start
 
 
 def test_each_class_is_drawn_with_its_own_class_defaults_and_the_store_records_them(
-    client, data_dir, pathup_model_dir, tmp_path
+    client, data_dir, edited_model, tmp_path
 ):
     """A model's "class_defaults" hold in augment as in synthesize: every class resolved on its own
     (not every item with the data's last class's settings), recorded per class in augment.json."""
     import json
-    import shutil
 
-    model = tmp_path / "model"
-    shutil.copytree(pathup_model_dir, model)
-    meta = json.loads((model / "pathup.json").read_text())
     own = {"guidance": 1.5, "upscale_strength": 0.5}
-    meta["class_defaults"] = {"stroma": own}
-    (model / "pathup.json").write_text(json.dumps(meta))
+    model = edited_model("model", class_defaults={"stroma": own})
     store = tmp_path / "store"
     summary = run(client, data_dir, store, model)
     assert summary.ok and len(summary.done) == 8

@@ -40,10 +40,9 @@ def test_single_patch_has_no_seam_to_measure():
     assert np.isnan(seam_measure(textured(128, 128), patch_size=16, overlap=4))
 
 
-def test_seam_grid_comes_from_recorded_settings_else_the_model_run_plan(tmp_path, pathup_model_dir):
-    import json
-    import shutil
-
+def test_seam_grid_comes_from_recorded_settings_else_the_model_run_plan(
+    tmp_path, pathup_model_dir, edited_model
+):
     from napari_pathup.engine.plan import SynthesisSettings
     from napari_pathup.engine.seams import seam_grid
     from napari_pathup.errors import ModelLoadError
@@ -57,10 +56,7 @@ def test_seam_grid_comes_from_recorded_settings_else_the_model_run_plan(tmp_path
     # the same grid the run plan gives synthesize: one source of truth
     plan = SynthesisSettings("tumour", height=1024, width=2048).resolve(read_model_spec(pathup_model_dir))
     assert (plan.stages[1].grid.patch_size, plan.stages[1].grid.overlap) == (grid.patch_size, grid.overlap)
-    model = tmp_path / "model"
-    shutil.copytree(pathup_model_dir, model)
-    meta = json.loads((model / "pathup.json").read_text())
-    (model / "pathup.json").write_text(json.dumps({**meta, "defaults": {"patch_size": 12, "overlap": 2}}))
+    model = edited_model("model", defaults={"patch_size": 12, "overlap": 2})
     assert (seam_grid(1024, 1024, None, model).patch_size, seam_grid(1024, 1024, None, model).overlap) == (
         12,
         2,

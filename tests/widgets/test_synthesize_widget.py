@@ -18,17 +18,6 @@ from napari_pathup.widgets.synthesize import MODEL_SCHEDULER, SynthesizeWidget
 TIMEOUT_MS = 120_000
 
 
-def edited_model(source, folder, **meta):
-    """A copy of the model folder ``source`` at ``folder`` with pathup.json keys replaced by ``meta``."""
-    import json
-    import shutil
-
-    shutil.copytree(source, folder)
-    data = {**json.loads((folder / "pathup.json").read_text()), **meta}
-    (folder / "pathup.json").write_text(json.dumps(data))
-    return folder
-
-
 @pytest.fixture
 def widget(make_napari_viewer, pathup_model_dir, reference, tmp_path):
     viewer = make_napari_viewer()
@@ -197,11 +186,11 @@ def test_the_manifest_docks_the_widget(make_napari_viewer):
     assert isinstance(widget, SynthesizeWidget)
 
 
-def test_the_fields_show_the_chosen_class_own_defaults(widget, pathup_model_dir, tmp_path):
+def test_the_fields_show_the_chosen_class_own_defaults(widget, edited_model):
     """A model whose pathup.json gives one class its own guidance: choosing that class shows it, choosing
     another shows the model's, and neither is sent as a user's value."""
     own = {"tumour": {"guidance": 4.5}}
-    folder = edited_model(pathup_model_dir, tmp_path / "per-class", class_defaults=own)
+    folder = edited_model("per-class", class_defaults=own)
     widget.model_dir.value = str(folder)
     widget.class_name.value = "tumour"
     assert widget.guidance.value == 4.5 and widget.settings().guidance is None
@@ -240,11 +229,11 @@ def test_the_guidance_interval_shows_the_models_and_a_change_is_sent_and_counted
     assert widget.guidance_interval.value == (0.4, 1.0) and widget.settings().guidance_interval is None
 
 
-def test_a_class_own_sampler_shows_and_a_refused_sampler_is_not_offered(widget, pathup_model_dir, tmp_path):
+def test_a_class_own_sampler_shows_and_a_refused_sampler_is_not_offered(widget, edited_model):
     """Version 4.4's kind of default, a sampler for one class: shown for that class, "model's own" for the
     others, sent as no user value; dpm++-sde (its noise ignores the seed) is not among the choices."""
     own = {"stroma": {"scheduler": "euler-a"}}
-    folder = edited_model(pathup_model_dir, tmp_path / "per-class-sampler", class_defaults=own)
+    folder = edited_model("per-class-sampler", class_defaults=own)
     widget.model_dir.value = str(folder)
     widget.class_name.value = "stroma"
     assert widget.scheduler.value == "euler-a" and widget.settings().scheduler is None
@@ -340,7 +329,7 @@ def test_one_progress_bar_counts_every_preview(widget, qtbot, monkeypatch):
 
 
 def test_the_guidance_mode_shows_a_class_own_autoguidance_and_a_model_without_one_says_why(
-    widget, pathup_model_dir, tmp_path
+    widget, pathup_model_dir, tmp_path, edited_model
 ):
     """A model with a weak denoiser that autoguides one class shows "auto" for it and "cfg" for the
     others, sent as no user value; "auto" on a model without a weak denoiser is an invalid estimate
@@ -349,7 +338,7 @@ def test_the_guidance_mode_shows_a_class_own_autoguidance_and_a_model_without_on
     from napari_pathup.models.weak import add_weak_denoiser
 
     own = {"stroma": {"guidance_mode": "auto"}}
-    folder = edited_model(pathup_model_dir, tmp_path / "autoguided", class_defaults=own)
+    folder = edited_model("autoguided", class_defaults=own)
     add_weak_denoiser(folder, build_random_pathup_model(tmp_path / "weak", seed=1))
     widget.model_dir.value = str(folder)
     widget.class_name.value = "stroma"
