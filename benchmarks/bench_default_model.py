@@ -10,8 +10,9 @@ adds ``_quick`` to both names).
    sharpness ratio (bar 0.8-1.25) and the ratios of the mean haematoxylin (H) and eosin (E) optical
    densities (bar: within 10 %).
 2. Fréchet distance in EfficientNet-Lite0 features to real held-out crops, per class, beside
-   colour-matched Gaussian noise, stage 1 alone upsampled bicubically to the output size, and the
-   real-vs-real floor. The real crops (a ``--stride`` grid) are split in a checkerboard into halves
+   colour-matched Gaussian noise, stage 1 alone upsampled bicubically to the output size, the
+   real-vs-real floor, real crops of the training areas and half B's own reconstructions (what the
+   autoencoder alone costs). The real crops (a ``--stride`` grid) are split in a checkerboard into halves
    A and B; every set is compared with A at the size of B (mean over ``--draws`` subsets). Bar:
    PathUp's FD <= 2.5x the floor.
 3. Class fidelity: a logistic regression on features of real crops of the training areas (outside
