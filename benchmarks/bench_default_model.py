@@ -493,7 +493,7 @@ def frechet(bench: Bench) -> dict[str, Any]:
         f"column is a set of n_B crops (the mean over {args.draws} random subsets when larger): real half B "
         f"(the floor, what real tissue scores), PathUp ({args.size}x{args.size} outputs cut into {CROP}-px "
         f"crops on a {args.synthetic_stride}-px grid), stage 1 alone (its {stage_one}-px result upsampled "
-        f"bicubically to {args.size}), Gaussian noise with the class's mean colour and RGB covariance, and "
+        f"bicubically to {args.size}), Gaussian noise with the class's mean colour and RGB covariance, "
         "real crops of the same slides' training areas (the class probe's crops: what a model that "
         "reproduced its training tissue exactly would score), and half B's own reconstructions "
         "(decode(encode(crop)): what a denoiser that drew real latents exactly would score through this "
