@@ -1,0 +1,92 @@
+"""How flat the model draws glass: luma spread in background windows of real, decoded and synthetic images.
+
+Run: ``python scripts/experiments/glass_noise.py MODEL IMAGE [IMAGE ...] [--synthetic PNG ...]``
+
+Each IMAGE (a real field, e.g. the model's references) is measured as it is and as the model's
+autoencoder reconstructs it (decode(encode(image)), untiled, float32); each ``--synthetic`` image
+(e.g. ``pathup synthesize --class normal --seed 0 --out normal.png``) as it is. Glass: 16x16 windows
+whose every pixel has all three channels >= 200; the figure is the median over those windows of the
+luma's standard deviation (0: flat). Blockiness: mean absolute luma step across the 8-px grid's
+lines over that at every other offset (1: no grid), since the autoencoder codes 8x8 pixel blocks.
+Thirty-ninth session: version 4.9's decoder draws a pink/cyan dither on glass (luma spread 4.2-4.4
+against the real fields' 0.4 and 1.8); docs/model_experiments.md has the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _quality import reconstruct  # noqa: E402
+from napari_pathup.models.load import load_model  # noqa: E402
+
+#: a pixel is glass when every channel is at least this bright
+GLASS_LEVEL = 200
+#: the side of a glass window (pixels)
+WINDOW = 16
+#: the autoencoder's block (pixels per latent pixel)
+BLOCK = 8
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """Rec. 601 luma of (H, W, 3) uint8 pixels."""
+    return rgb[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def glass_spread(rgb: np.ndarray) -> tuple[float, int]:
+    """Median luma standard deviation over the WINDOW-px windows that are all glass, and their count."""
+    glass = np.all(rgb[..., :3] >= GLASS_LEVEL, axis=-1)
+    y = luma(rgb)
+    spreads = [
+        float(y[i : i + WINDOW, j : j + WINDOW].std())
+        for i in range(0, y.shape[0] - WINDOW + 1, WINDOW)
+        for j in range(0, y.shape[1] - WINDOW + 1, WINDOW)
+        if glass[i : i + WINDOW, j : j + WINDOW].all()
+    ]
+    return (float(np.median(spreads)) if spreads else float("nan")), len(spreads)
+
+
+def blockiness(rgb: np.ndarray) -> float:
+    """Mean |luma step| across the BLOCK-px grid's lines over that at the other offsets."""
+    y = luma(rgb)
+    dx, dy = np.abs(np.diff(y, axis=1)), np.abs(np.diff(y, axis=0))
+    on_x = np.arange(dx.shape[1]) % BLOCK == BLOCK - 1
+    on_y = np.arange(dy.shape[0]) % BLOCK == BLOCK - 1
+    return float((dx[:, on_x].mean() + dy[on_y].mean()) / (dx[:, ~on_x].mean() + dy[~on_y].mean()))
+
+
+def row(name: str, rgb: np.ndarray) -> str:
+    spread, windows = glass_spread(rgb)
+    return f"| {name} | {spread:.2f} | {windows} | {blockiness(rgb):.3f} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="PathUp model folder (its autoencoder reconstructs the real images)")
+    parser.add_argument("images", nargs="+", help="real RGB fields")
+    parser.add_argument("--synthetic", nargs="*", default=[], help="synthetic RGB images, as they are")
+    args = parser.parse_args()
+    model = load_model(args.model)  # float32 on the CPU
+    print("| image | glass luma spread (median) | glass windows | blockiness (8-px grid) |")
+    print("|---|---|---|---|")
+    for path in args.images:
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        rgb = rgb[: rgb.shape[0] // BLOCK * BLOCK, : rgb.shape[1] // BLOCK * BLOCK]
+        with torch.no_grad():
+            recon = reconstruct(model, [rgb], batch=1)[0]
+        print(row(f"{Path(path).name}, real", rgb))
+        print(row(f"{Path(path).name}, reconstruction", recon))
+    for path in args.synthetic:
+        print(row(f"{Path(path).name}, synthetic", np.asarray(Image.open(path).convert("RGB"))))
+
+
+if __name__ == "__main__":
+    main()
