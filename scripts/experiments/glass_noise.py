@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _quality import reconstruct  # noqa: E402
+from napari_pathup.metrics.sharpness import luminance  # noqa: E402
 from napari_pathup.models.load import load_model  # noqa: E402
 
 #: a pixel is glass when every channel is at least this bright
@@ -37,8 +38,8 @@ BLOCK = 8
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
-    """Rec. 601 luma of (H, W, 3) uint8 pixels."""
-    return rgb[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    """The sharpness metric's luma, on the 0-255 scale of the pixels."""
+    return luminance(np.ascontiguousarray(rgb)) * 255.0
 
 
 def glass_spread(rgb: np.ndarray) -> tuple[float, int]:
