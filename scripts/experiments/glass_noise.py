@@ -8,6 +8,8 @@ autoencoder reconstructs it (decode(encode(image)), untiled, float32); each ``--
 whose every pixel has all three channels >= 200; the figure is the median over those windows of the
 luma's standard deviation (0: flat). Blockiness: mean absolute luma step across the 8-px grid's
 lines over that at every other offset (1: no grid), since the autoencoder codes 8x8 pixel blocks.
+Reconstruction rows add PSNR against the real image and the sharpness ratio (the benchmark's
+high-frequency power share, reconstruction over real).
 Thirty-ninth session: version 4.9's decoder draws a pink/cyan dither on glass (luma spread 4.2-4.4
 against the real fields' 0.4 and 1.8); docs/model_experiments.md has the figures.
 """
@@ -26,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _quality import reconstruct  # noqa: E402
-from napari_pathup.metrics.sharpness import luminance  # noqa: E402
+from napari_pathup.metrics.sharpness import high_frequency_share, luminance  # noqa: E402
 from napari_pathup.models.load import load_model  # noqa: E402
 
 #: a pixel is glass when every channel is at least this bright
@@ -64,9 +66,15 @@ def blockiness(rgb: np.ndarray) -> float:
     return float((dx[:, on_x].mean() + dy[on_y].mean()) / (dx[:, ~on_x].mean() + dy[~on_y].mean()))
 
 
-def row(name: str, rgb: np.ndarray) -> str:
+def row(name: str, rgb: np.ndarray, real: np.ndarray | None = None) -> str:
+    """A table row; with ``real`` (the image ``rgb`` reconstructs) also PSNR and sharpness ratio."""
     spread, windows = glass_spread(rgb)
-    return f"| {name} | {spread:.2f} | {windows} | {blockiness(rgb):.3f} |"
+    cells = f"| {name} | {spread:.2f} | {windows} | {blockiness(rgb):.3f} |"
+    if real is None:
+        return cells + " | |"
+    mse = np.mean((rgb.astype(np.float64) - real.astype(np.float64)) ** 2)
+    sharp = high_frequency_share(rgb) / high_frequency_share(real)
+    return cells + f" {10 * np.log10(255**2 / max(mse, 1e-10)):.2f} | {sharp:.3f} |"
 
 
 def main() -> None:
@@ -76,15 +84,18 @@ def main() -> None:
     parser.add_argument("--synthetic", nargs="*", default=[], help="synthetic RGB images, as they are")
     args = parser.parse_args()
     model = load_model(args.model)  # float32 on the CPU
-    print("| image | glass luma spread (median) | glass windows | blockiness (8-px grid) |")
-    print("|---|---|---|---|")
+    print(
+        "| image | glass luma spread (median) | glass windows | blockiness (8-px grid) | PSNR (dB) "
+        "| sharpness / real |"
+    )
+    print("|---|---|---|---|---|---|")
     for path in args.images:
         rgb = np.asarray(Image.open(path).convert("RGB"))
         rgb = rgb[: rgb.shape[0] // BLOCK * BLOCK, : rgb.shape[1] // BLOCK * BLOCK]
         with torch.no_grad():
             recon = reconstruct(model, [rgb], batch=1)[0]
         print(row(f"{Path(path).name}, real", rgb))
-        print(row(f"{Path(path).name}, reconstruction", recon))
+        print(row(f"{Path(path).name}, reconstruction", recon, rgb))
     for path in args.synthetic:
         print(row(f"{Path(path).name}, synthetic", np.asarray(Image.open(path).convert("RGB"))))
 

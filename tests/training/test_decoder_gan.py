@@ -15,9 +15,11 @@ from napari_pathup.training.autoencoder import build_autoencoder
 from napari_pathup.training.data import CropSampler, build_sources, holdout_crops, load_images
 from napari_pathup.training.decoder_gan import (
     DecoderGanPhase,
+    GanWeights,
     PatchDiscriminator,
     gan_optimizer,
     laplacian_energy,
+    reconstruction_loss,
 )
 from napari_pathup.training.loop import make_ema, run_phase
 from napari_pathup.training.settings import AUTOENCODER_PHASE_KEYS, TrainConfig
@@ -270,3 +272,22 @@ def test_a_warm_start_from_a_model_without_recorded_schedules_records_its_settin
     record = json.loads((second / "pathup.json").read_text())["training"]["denoiser"]
     assert record["lr_from_iteration"] == {"0": 3e-4, "2": TrainConfig.lr}
     assert record["snr_gamma_from_iteration"] == {"0": 5.0, "2": 0.0}
+
+
+def test_the_full_resolution_term_sees_a_two_pixel_dither_the_low_passed_term_cannot() -> None:
+    # flat glass, and the same glass with a +-0.05 checkerboard of 2-px period (what a decoder drew on it)
+    x = torch.full((1, 3, 16, 16), 0.9)
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 0.1 - 0.05
+    y = x + checker
+    plain = reconstruction_loss(y, x, GanWeights())
+    assert float(plain) == pytest.approx(0.0, abs=1e-6)  # the 2x average pool cancels the pattern
+    full = reconstruction_loss(y, x, GanWeights(full=2.0))
+    assert float(full) == pytest.approx(2.0 * 0.05, rel=1e-4)
+    # on a blurred copy of real detail both terms see the difference, and the full one adds to it
+    z = torch.rand(1, 3, 16, 16) * 2 - 1
+    blurred = torch.nn.functional.avg_pool2d(z, 3, stride=1, padding=1)
+    assert (
+        float(reconstruction_loss(blurred, z, GanWeights(full=1.0)))
+        > float(reconstruction_loss(blurred, z, GanWeights()))
+        > 0
+    )

@@ -1,0 +1,110 @@
+"""A decoder leg from a trained model's decoder: its GAN phase's losses, optionally a full-resolution L1 term.
+
+Run: ``python scripts/experiments/decoder_leg.py MODEL OUT [--iters 1500] [--full 1.0] [--threads 1]``
+
+Copies the PathUp model folder MODEL to OUT, then trains OUT's decoder on against a fresh patch
+discriminator with the encoder frozen (so the latent space, and the denoiser trained on it, stay
+valid), as ``pathup train``'s decoder phase does (``training.decoder_gan``: 2x-pooled L1, stain L1,
+hinge loss ramped over 500 iterations, Adam betas (0.9, 0.9), the discriminator at 2x the rate),
+on crops of the training areas of ``--data`` only, and writes the EMA decoder into OUT/autoencoder
+(temporary name, then rename). ``--full`` adds an L1 term at full resolution, which the 2x-pooled
+term lacks: the thirty-ninth session found version 4.9's decoder dithering glass at the 2-px scale
+that term cannot see (``scripts/experiments/glass_noise.py``; ``/work/notes/rule78.md``).
+The pipeline's decoder phase trains only a decoder it trained itself; this leg starts from a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from napari_pathup.datasets import discover
+from napari_pathup.training.data import CropSampler, build_sources, load_images
+from napari_pathup.training.decoder_gan import DecoderGanPhase, GanWeights, PatchDiscriminator, gan_optimizer
+from napari_pathup.training.loop import make_ema, seeded_generators
+from napari_pathup.training.settings import TrainConfig
+from napari_pathup.training.train import load_autoencoder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", type=Path, help="PathUp model folder whose decoder is trained on")
+    parser.add_argument("out", type=Path, help="new model folder (a copy of MODEL with the new decoder)")
+    parser.add_argument("--data", type=Path, default=Path("data/demo"), help="training data with hold-outs")
+    parser.add_argument("--iters", type=int, default=1500)
+    parser.add_argument("--full", type=float, default=1.0, help="weight of the full-resolution L1 term")
+    parser.add_argument("--adversarial", type=float, default=2.0, help="the shipped decoder's last weight")
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--crop", type=int, default=96)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    if args.out.exists():
+        sys.exit(f"{args.out} exists; choose a new folder")
+    torch.set_num_threads(args.threads)
+    defaults = TrainConfig(data=args.data, out=args.out)
+
+    index = discover(args.data)
+    arrays = load_images(index)
+    sources = build_sources(index, arrays, args.crop, defaults.min_tissue, defaults.reference_size)
+    sampler = CropSampler(sources, overview_fraction=0.2)  # as the decoder phase samples
+    vae = load_autoencoder(args.model).train()
+    torch.manual_seed(args.seed + 3)
+    discriminator = PatchDiscriminator(vae.config.latent_channels)
+    model = torch.nn.ModuleDict({"decoder": vae.decoder, "discriminator": discriminator})
+    numpy_rng, torch_rng = seeded_generators(args.seed, 3)
+    weights = GanWeights(adversarial=args.adversarial, full=args.full)
+    phase = DecoderGanPhase(
+        "decoder",
+        model,
+        gan_optimizer(vae.decoder, discriminator, args.lr),
+        make_ema(model),
+        numpy_rng,
+        torch_rng,
+        lr=args.lr,
+        encoder=vae.encoder,
+        sampler=sampler,
+        batch_size=args.batch,
+        eval_crops=[],
+        weights=weights,
+    )
+    start = time.perf_counter()
+    for iteration in range(1, args.iters + 1):  # as training.loop.run_phase steps a phase
+        phase.iteration = iteration
+        for group in phase.optimizer.param_groups:  # the discriminator's group runs at 2x the rate
+            group["lr"] = phase.learning_rate(iteration) * group.get("lr_scale", 1.0)
+        loss = phase.train_step()
+        if iteration % 100 == 0:
+            print(f"{iteration}/{args.iters} reconstruction {loss:.4f} ({time.perf_counter() - start:.0f} s)")
+    phase.ema.copy_to(model.parameters())
+    vae.eval()
+
+    partial = args.out.with_name(f".{args.out.name}.partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    shutil.copytree(args.model, partial)
+    shutil.rmtree(partial / "autoencoder")
+    vae.save_pretrained(partial / "autoencoder", safe_serialization=True)
+    record = {
+        "from": str(args.model),
+        "iterations": args.iters,
+        "weights": weights.__dict__,
+        "lr": args.lr,
+        "batch": [args.batch, args.crop],
+        "seed": args.seed,
+    }
+    (partial / "decoder_leg.json").write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(partial, args.out)
+    print(f"wrote {args.out} in {time.perf_counter() - start:.0f} s: {record}")
+
+
+if __name__ == "__main__":
+    main()
