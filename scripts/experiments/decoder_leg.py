@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data/demo"), help="training data with hold-outs")
     parser.add_argument("--iters", type=int, default=1500)
     parser.add_argument("--full", type=float, default=1.0, help="weight of the full-resolution L1 term")
+    parser.add_argument("--glass", type=float, default=0.0, help="weight of that term on glass pixels only")
     parser.add_argument("--adversarial", type=float, default=2.0, help="the shipped decoder's last weight")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch", type=int, default=4)
@@ -61,7 +62,7 @@ def main() -> None:
     discriminator = PatchDiscriminator(vae.config.latent_channels)
     model = torch.nn.ModuleDict({"decoder": vae.decoder, "discriminator": discriminator})
     numpy_rng, torch_rng = seeded_generators(args.seed, 3)
-    weights = GanWeights(adversarial=args.adversarial, full=args.full)
+    weights = GanWeights(adversarial=args.adversarial, full=args.full, glass=args.glass)
     phase = DecoderGanPhase(
         "decoder",
         model,

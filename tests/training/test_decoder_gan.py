@@ -291,3 +291,15 @@ def test_the_full_resolution_term_sees_a_two_pixel_dither_the_low_passed_term_ca
         > float(reconstruction_loss(blurred, z, GanWeights()))
         > 0
     )
+
+
+def test_the_glass_term_weighs_only_the_pixels_that_are_glass_in_the_real_crop() -> None:
+    x = torch.full((1, 3, 8, 8), 0.9)  # glass: every channel above 200 / 255
+    x[..., :, :4] = -0.2  # tissue on the left half
+    dither = torch.zeros_like(x)
+    dither[..., :, 4:] = 0.05  # a uniform offset on the glass half only
+    glass_only = reconstruction_loss(x + dither, x, GanWeights(l1=0, colour=0, glass=1.0))
+    assert float(glass_only) == pytest.approx(0.05, rel=1e-4)  # the mean over glass pixels
+    tissue = torch.zeros_like(x)
+    tissue[..., :, :4] = 0.3  # an error on tissue only: not the glass term's
+    assert float(reconstruction_loss(x + tissue, x, GanWeights(l1=0, colour=0, glass=1.0))) == 0.0

@@ -62,7 +62,7 @@ class PatchDiscriminator(nn.Module):
 @dataclass(frozen=True)
 class GanWeights:
     """Generator loss = l1 * |D(z) - x| (2x low-passed) + full * |D(z) - x| (full resolution)
-    + colour * stain L1 + adversarial * hinge.
+    + glass * |D(z) - x| (full resolution, glass pixels only) + colour * stain L1 + adversarial * hinge.
 
     The 2x low-pass leaves the finest detail to the discriminator; it is also blind to a pattern of
     2-px period, which a decoder may then draw on flat glass (thirty-ninth session): ``full`` > 0
@@ -73,6 +73,13 @@ class GanWeights:
     adversarial: float = 0.5
     ramp: int = 500  # iterations over which the adversarial weight grows from 0
     full: float = 0.0
+    #: the full-resolution L1 on glass pixels only (every channel of the real pixel >= GLASS_LEVEL),
+    #: a mean over those pixels: flat glass pinned down, tissue left to the discriminator
+    glass: float = 0.0
+
+
+#: a real pixel is glass when all three channels are at least this bright (of 255)
+GLASS_LEVEL = 200
 
 
 def reconstruction_loss(y: torch.Tensor, x: torch.Tensor, weights: GanWeights) -> torch.Tensor:
@@ -82,6 +89,9 @@ def reconstruction_loss(y: torch.Tensor, x: torch.Tensor, weights: GanWeights) -
     loss = weights.l1 * l1 + weights.colour * colour
     if weights.full:
         loss = loss + weights.full * (y - x).abs().mean()
+    if weights.glass:
+        glass = (x >= GLASS_LEVEL / 127.5 - 1).all(dim=1, keepdim=True).to(y.dtype)
+        loss = loss + weights.glass * ((y - x).abs() * glass).sum() / (3 * glass.sum()).clamp(min=1)
     return loss
 
 
