@@ -30,9 +30,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _quality import reconstruct  # noqa: E402
 from napari_pathup.metrics.sharpness import high_frequency_share, luminance  # noqa: E402
 from napari_pathup.models.load import load_model  # noqa: E402
+from napari_pathup.training.decoder_gan import GLASS_LEVEL  # noqa: E402  (the glass term's own)
 
-#: a pixel is glass when every channel is at least this bright
-GLASS_LEVEL = 200
 #: the side of a glass window (pixels)
 WINDOW = 16
 #: the autoencoder's block (pixels per latent pixel)
