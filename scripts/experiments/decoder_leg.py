@@ -1,15 +1,17 @@
 """A decoder leg from a trained model's decoder: its GAN phase's losses, optionally a full-resolution L1 term.
 
-Run: ``python scripts/experiments/decoder_leg.py MODEL OUT [--iters 1500] [--full 1.0] [--threads 1]``
+Run: ``python scripts/experiments/decoder_leg.py MODEL OUT [--iters 1500] [--full 1.0] [--glass 0]``
 
 Copies the PathUp model folder MODEL to OUT, then trains OUT's decoder on against a fresh patch
 discriminator with the encoder frozen (so the latent space, and the denoiser trained on it, stay
-valid), as ``pathup train``'s decoder phase does (``training.decoder_gan``: 2x-pooled L1, stain L1,
-hinge loss ramped over 500 iterations, Adam betas (0.9, 0.9), the discriminator at 2x the rate),
-on crops of the training areas of ``--data`` only, and writes the EMA decoder into OUT/autoencoder
-(temporary name, then rename). ``--full`` adds an L1 term at full resolution, which the 2x-pooled
-term lacks: the thirty-ninth session found version 4.9's decoder dithering glass at the 2-px scale
-that term cannot see (``scripts/experiments/glass_noise.py``; ``/work/notes/rule78.md``).
+valid), built and stepped as ``pathup train``'s decoder phase (``decoder_gan.decoder_gan_phase``,
+``loop.run_phase``: 2x-pooled L1, stain L1, hinge loss ramped over 500 iterations, Adam betas
+(0.9, 0.9), the discriminator at 2x the rate), on crops of the training areas of ``--data`` only,
+checkpointing into ``.OUT.work`` beside OUT (the same command resumes), and writes the EMA decoder
+into OUT/autoencoder (temporary name, then rename). ``--full`` adds an L1 term at full resolution,
+which the 2x-pooled term lacks, ``--glass`` the same on glass pixels only: the thirty-ninth session
+found version 4.9's decoder dithering glass at the 2-px scale that term cannot see
+(``scripts/experiments/glass_noise.py``; ``/work/notes/rule78.md`` to ``rule80.md``).
 The pipeline's decoder phase trains only a decoder it trained itself; this leg starts from a model.
 """
 
@@ -27,8 +29,8 @@ import torch
 
 from napari_pathup.datasets import discover
 from napari_pathup.training.data import CropSampler, build_sources, load_images
-from napari_pathup.training.decoder_gan import DecoderGanPhase, GanWeights, PatchDiscriminator, gan_optimizer
-from napari_pathup.training.loop import make_ema, seeded_generators
+from napari_pathup.training.decoder_gan import GanWeights, decoder_gan_phase
+from napari_pathup.training.loop import run_phase
 from napari_pathup.training.settings import TrainConfig
 from napari_pathup.training.train import load_autoencoder
 
@@ -57,35 +59,22 @@ def main() -> None:
     arrays = load_images(index)
     sources = build_sources(index, arrays, args.crop, defaults.min_tissue, defaults.reference_size)
     sampler = CropSampler(sources, overview_fraction=0.2)  # as the decoder phase samples
-    vae = load_autoencoder(args.model).train()
-    torch.manual_seed(args.seed + 3)
-    discriminator = PatchDiscriminator(vae.config.latent_channels)
-    model = torch.nn.ModuleDict({"decoder": vae.decoder, "discriminator": discriminator})
-    numpy_rng, torch_rng = seeded_generators(args.seed, 3)
+    vae = load_autoencoder(args.model)
     weights = GanWeights(adversarial=args.adversarial, full=args.full, glass=args.glass)
-    phase = DecoderGanPhase(
-        "decoder",
-        model,
-        gan_optimizer(vae.decoder, discriminator, args.lr),
-        make_ema(model),
-        numpy_rng,
-        torch_rng,
+    phase = decoder_gan_phase(
+        vae,
+        sampler,
         lr=args.lr,
-        encoder=vae.encoder,
-        sampler=sampler,
         batch_size=args.batch,
+        seed=args.seed,
+        device=torch.device("cpu"),
         eval_crops=[],
         weights=weights,
     )
     start = time.perf_counter()
-    for iteration in range(1, args.iters + 1):  # as training.loop.run_phase steps a phase
-        phase.iteration = iteration
-        for group in phase.optimizer.param_groups:  # the discriminator's group runs at 2x the rate
-            group["lr"] = phase.learning_rate(iteration) * group.get("lr_scale", 1.0)
-        loss = phase.train_step()
-        if iteration % 100 == 0:
-            print(f"{iteration}/{args.iters} reconstruction {loss:.4f} ({time.perf_counter() - start:.0f} s)")
-    phase.ema.copy_to(model.parameters())
+    work = args.out.with_name(f".{args.out.name}.work")  # its checkpoints: rerun the same command to resume
+    run_phase(phase, args.iters, work, checkpoint_every=500, eval_every=0, resume=True)
+    phase.ema.copy_to(phase.model.parameters())
     vae.eval()
 
     partial = args.out.with_name(f".{args.out.name}.partial")
@@ -104,6 +93,7 @@ def main() -> None:
     }
     (partial / "decoder_leg.json").write_text(json.dumps(record, indent=2) + "\n")
     os.replace(partial, args.out)
+    shutil.rmtree(work)
     print(f"wrote {args.out} in {time.perf_counter() - start:.0f} s: {record}")
 
 

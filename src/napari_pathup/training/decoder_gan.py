@@ -27,7 +27,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from napari_pathup.training.augmentation import HedJitter, hed_jitter
 from napari_pathup.training.autoencoder import psnr, stain_densities
 from napari_pathup.training.data import CropSampler, crops_to_tensor
-from napari_pathup.training.loop import Phase, update
+from napari_pathup.training.loop import Phase, make_ema, seeded_generators, update
 
 
 class PatchDiscriminator(nn.Module):
@@ -194,6 +194,43 @@ class DecoderGanPhase(Phase):
             return {"psnr": psnr(y, self.eval_batch), "sharpness": float(ratio)}
 
         return self.with_ema_weights(run)
+
+
+def decoder_gan_phase(
+    vae: nn.Module,
+    sampler: CropSampler,
+    *,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    eval_crops: list[np.ndarray],
+    weights: GanWeights,
+    jitter: HedJitter | None = None,
+) -> DecoderGanPhase:
+    """``vae``'s decoder against a fresh discriminator (seeded from ``seed``), the encoder frozen: the
+    decoder phase of ``pathup train`` and a decoder leg from a trained model build it alike."""
+    torch.manual_seed(seed + 3)
+    discriminator = PatchDiscriminator(vae.config.latent_channels).to(device)
+    model = nn.ModuleDict({"decoder": vae.decoder, "discriminator": discriminator})
+    numpy_rng, torch_rng = seeded_generators(seed, 3)
+    return DecoderGanPhase(
+        "decoder",
+        model,
+        gan_optimizer(vae.decoder, discriminator, lr),
+        make_ema(model),
+        numpy_rng,
+        torch_rng,
+        lr=lr,
+        warmup=0,
+        device=device,
+        encoder=vae.encoder,
+        sampler=sampler,
+        batch_size=batch_size,
+        eval_crops=eval_crops,
+        weights=weights,
+        jitter=jitter,
+    )
 
 
 def gan_optimizer(decoder: nn.Module, discriminator: nn.Module, lr: float, d_lr_scale: float = 2.0):

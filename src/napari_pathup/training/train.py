@@ -591,12 +591,7 @@ def train_decoder(
     from diffusers import AutoencoderTiny
 
     from napari_pathup.models.patch_autoencoder import PatchAutoencoder
-    from napari_pathup.training.decoder_gan import (
-        DecoderGanPhase,
-        GanWeights,
-        PatchDiscriminator,
-        gan_optimizer,
-    )
+    from napari_pathup.training.decoder_gan import GanWeights, decoder_gan_phase
 
     if cfg.init is not None and cfg.autoencoder is None:  # the model's decoder, as it was trained
         return vae, _recorded(cfg.init, "decoder")
@@ -618,28 +613,18 @@ def train_decoder(
         c for c, _ in holdout_crops(index, arrays, AE_EVAL_CROP, limit=16, min_tissue=cfg.min_tissue)
     ]
     vae = vae.to(device)
-    torch.manual_seed(cfg.seed + 3)
-    discriminator = PatchDiscriminator(vae.config.latent_channels).to(device)
-    model = torch.nn.ModuleDict({"decoder": vae.decoder, "discriminator": discriminator})
-    numpy_rng, torch_rng = seeded_generators(cfg.seed, 3)
-    phase = DecoderGanPhase(
-        "decoder",
-        model,
-        gan_optimizer(vae.decoder, discriminator, cfg.gan_lr),
-        make_ema(model),
-        numpy_rng,
-        torch_rng,
+    phase = decoder_gan_phase(
+        vae,
+        sampler,
         lr=cfg.gan_lr,
-        warmup=0,
-        device=device,
-        encoder=vae.encoder,
-        sampler=sampler,
         batch_size=cfg.gan_batch_size,
+        seed=cfg.seed,
+        device=device,
         eval_crops=eval_crops,
         weights=GanWeights(adversarial=cfg.gan_weight),
         jitter=HedJitter(cfg.hed_scale, cfg.hed_shift),
     )
-    n = sum(p.numel() for p in discriminator.parameters())
+    n = sum(p.numel() for p in phase.discriminator.parameters())
     log(
         f"decoder: conditional GAN, patch discriminator {n / 1e6:.2f} M parameters, {cfg.gan_iters} its "
         f"of {cfg.gan_batch_size} x {cfg.gan_crop} px, adversarial weight {cfg.gan_weight}"
@@ -658,7 +643,7 @@ def train_decoder(
         cfg.progress,
         extra_state={"gan_weight_schedule": schedule},
     )
-    phase.ema.copy_to(model.parameters())
+    phase.ema.copy_to(phase.model.parameters())
     vae.eval()
     info = {
         "iterations": cfg.gan_iters,
