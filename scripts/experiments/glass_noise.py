@@ -27,7 +27,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _quality import reconstruct  # noqa: E402
+from _quality import psnr, reconstruct  # noqa: E402
 from napari_pathup.metrics.sharpness import high_frequency_share, luminance  # noqa: E402
 from napari_pathup.models.load import load_model  # noqa: E402
 from napari_pathup.training.decoder_gan import GLASS_LEVEL  # noqa: E402  (the glass term's own)
@@ -71,9 +71,8 @@ def row(name: str, rgb: np.ndarray, real: np.ndarray | None = None) -> str:
     cells = f"| {name} | {spread:.2f} | {windows} | {blockiness(rgb):.3f} |"
     if real is None:
         return cells + " | |"
-    mse = np.mean((rgb.astype(np.float64) - real.astype(np.float64)) ** 2)
     sharp = high_frequency_share(rgb) / high_frequency_share(real)
-    return cells + f" {10 * np.log10(255**2 / max(mse, 1e-10)):.2f} | {sharp:.3f} |"
+    return cells + f" {psnr([real], [rgb]):.2f} | {sharp:.3f} |"
 
 
 def main() -> None:
