@@ -450,7 +450,7 @@ def frechet(bench: Bench) -> dict[str, Any]:
     def add(name: str, values: dict[str, float], n_a: int, n_b: int, tissue: str) -> None:
         out[name] = {"n_A": n_a, "n_B": n_b, **values}
         for k in ("PathUp", "real training areas", "reconstruction B"):
-            out[name][f"{k} / floor"] = ratio(values.get(k, math.nan), values["real B (floor)"])
+            out[name][f"{k} / floor"] = ratio(values[k], values["real B (floor)"])
         rows.append(
             [
                 name if name != "all" else "**all**",
