@@ -252,8 +252,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--denoiser-storage",
         choices=DENOISER_STORAGES,
         default="float32",
-        help="how the exported denoiser's weights are stored: float16 halves the model folder; they "
-        "load as float32 (float32)",
+        help="how the exported denoiser's weights are stored: float16 or bfloat16 halves the model "
+        "folder; they load as float32; bfloat16 computes the same bits where the model runs in "
+        "bfloat16 (--dtype auto on a CPU that computes it) (float32)",
     )
 
     run_group = p.add_argument_group("run")

@@ -7,6 +7,6 @@
 #: ``pathup train --base --mixed-precision`` modes (here, not in text_to_image: the CLI must not import torch)
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 #: ``pathup train --denoiser-storage``: how the exported denoiser's weights are stored (torch dtype names)
-DENOISER_STORAGES = ("float32", "float16")
+DENOISER_STORAGES = ("float32", "float16", "bfloat16")
 #: ``pathup train --denoiser-gan-judge``: what the discriminator sees (training/denoiser_gan.py)
 DENOISER_GAN_JUDGES = ("clean", "pair", "pixel", "pair+pixel")
