@@ -12,6 +12,8 @@ into OUT/autoencoder (temporary name, then rename). ``--full`` adds an L1 term a
 which the 2x-pooled term lacks, ``--glass`` the same on glass pixels only: the thirty-ninth session
 found version 4.9's decoder dithering glass at the 2-px scale that term cannot see
 (``scripts/experiments/glass_noise.py``; ``/work/notes/rule78.md`` to ``rule80.md``).
+``--decoder-width`` first widens the decoder (``PatchAutoencoder.widen_decoder``: it decodes exactly
+as before until the leg trains its new channels; rule 85).
 The pipeline's decoder phase trains only a decoder it trained itself; this leg starts from a model.
 """
 
@@ -44,6 +46,9 @@ def main() -> None:
     parser.add_argument("--full", type=float, default=1.0, help="weight of the full-resolution L1 term")
     parser.add_argument("--glass", type=float, default=0.0, help="weight of that term on glass pixels only")
     parser.add_argument("--adversarial", type=float, default=2.0, help="the shipped decoder's last weight")
+    parser.add_argument(
+        "--decoder-width", type=int, default=0, help="widen the decoder's residual stack first (0: as is)"
+    )
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--crop", type=int, default=96)
@@ -60,6 +65,8 @@ def main() -> None:
     sources = build_sources(index, arrays, args.crop, defaults.min_tissue, defaults.reference_size)
     sampler = CropSampler(sources, overview_fraction=0.2)  # as the decoder phase samples
     vae = load_autoencoder(args.model)
+    if args.decoder_width:  # decoding exactly as before until the leg trains the new channels
+        vae = vae.widen_decoder(args.decoder_width, seed=args.seed)
     weights = GanWeights(adversarial=args.adversarial, full=args.full, glass=args.glass)
     phase = decoder_gan_phase(
         vae,
@@ -90,6 +97,7 @@ def main() -> None:
         "lr": args.lr,
         "batch": [args.batch, args.crop],
         "seed": args.seed,
+        "decoder_width": args.decoder_width or None,
     }
     (partial / "decoder_leg.json").write_text(json.dumps(record, indent=2) + "\n")
     os.replace(partial, args.out)

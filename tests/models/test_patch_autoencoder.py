@@ -105,6 +105,34 @@ def test_tiled_decoding_blends_without_seams() -> None:
     assert np.abs(sink.astype(float) - whole).max() < 3.0
 
 
+def test_a_widened_decoder_decodes_as_before_then_learns_with_its_new_channels(tmp_path: Path) -> None:
+    """A decoder grown beside a frozen encoder (a decoder leg) starts as the old one, to the bit, and its
+    new channels take part once trained; the wider decoder saves and loads as a model."""
+    vae = _initialised(8, _crops(0, 64))
+    with torch.no_grad():  # a trained-looking residual: the old channels do something
+        for p in vae.decoder.residual.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(4)) * 0.05)
+    wide = vae.widen_decoder(24)
+    assert wide.decoder.residual.conv_out.weight.shape[1] == 24 and wide.config.decoder_width == 24
+    x = _crops(5, 2)
+    z = vae.encode(x).latents
+    assert torch.equal(wide.encode(x).latents, z)
+    assert torch.equal(wide.decode(z).sample, vae.decode(z).sample)
+    loss = (wide.decode(z).sample - x).abs().mean()
+    loss.backward()
+    grad = wide.decoder.residual.conv_out.weight.grad
+    assert grad[:, 8:].abs().sum() > 0  # the new channels are alive: their output weights learn
+    torch.optim.SGD(wide.decoder.parameters(), lr=0.5).step()
+    after = (wide.decode(z).sample - x).abs().mean()
+    assert after < loss
+    folder = save_patch_model(tmp_path / "wide", wide, ["tumour"])
+    loaded = load_model(folder).modules["autoencoder"]
+    assert loaded.config.decoder_width == 24
+    assert torch.equal(loaded.decode(z).sample, wide.decode(z).sample)
+    with pytest.raises(ValueError, match="decoder width: expected more than the current 24, got 16"):
+        wide.widen_decoder(16)
+
+
 @pytest.mark.parametrize(("key", "value"), [("patch_size", 0), ("patch_size", "8"), ("num_blocks", -1)])
 def test_a_broken_config_is_a_clear_load_error(tmp_path: Path, key: str, value: object) -> None:
     from napari_pathup.errors import ModelLoadError

@@ -97,6 +97,7 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
         num_blocks: int = 2,
         scaling_factor: float = 1.0,
         shift_factor: float = 0.0,
+        decoder_width: int | None = None,
     ) -> None:
         super().__init__()
         for name, value, low in (
@@ -104,11 +105,13 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
             ("patch_size", patch_size, 1),
             ("width", width, 1),
             ("num_blocks", num_blocks, 0),
+            ("decoder_width", width if decoder_width is None else decoder_width, 1),
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"PatchAutoencoder {name} must be a whole number >= {low}, got {value!r}")
         self.encoder = PatchEncoder(patch_size, latent_channels, width, num_blocks)
-        self.decoder = PatchDecoder(patch_size, latent_channels, width, num_blocks)
+        # decoder_width (None: width) lets a decoder grow beside a frozen encoder (widen_decoder)
+        self.decoder = PatchDecoder(patch_size, latent_channels, decoder_width or width, num_blocks)
 
     def encode(
         self, x: torch.Tensor, return_dict: bool = True
@@ -122,6 +125,41 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
 
     def forward(self, sample: torch.Tensor, return_dict: bool = True) -> DecoderOutput | tuple[torch.Tensor]:
         return self.decode(self.encode(sample).latents, return_dict)
+
+    @torch.no_grad()
+    def widen_decoder(self, width: int, scale: float = 1e-2, seed: int = 0) -> PatchAutoencoder:
+        """A copy whose decoder's residual stack is ``width`` channels wide, decoding exactly as this one.
+
+        The new channels start from small random weights (``scale``; a zero start would stay zero under
+        ReLU's gradient) and only read from and write to new channels, while the output convolution's
+        weights for them start at zero: nothing they compute reaches the image until training gives it
+        weight. The encoder, the latent space and the old channels are copied unchanged.
+        """
+        old = self.config.decoder_width or self.config.width
+        if self.dtype != torch.float32:
+            raise ValueError(f"widen_decoder works on a float32 autoencoder, this one is {self.dtype}")
+        if width <= old:
+            raise ValueError(f"decoder width: expected more than the current {old}, got {width}")
+        config = {k: v for k, v in self.config.items() if not k.startswith("_")}
+        wide = PatchAutoencoder(**{**config, "decoder_width": width})
+        wide.encoder.load_state_dict(self.encoder.state_dict())
+        wide.decoder.readout.load_state_dict(self.decoder.readout.state_dict())
+        generator = torch.Generator().manual_seed(seed)
+        for name, target in wide.decoder.residual.named_modules():
+            if not isinstance(target, nn.Conv2d):
+                continue
+            source = self.decoder.residual.get_submodule(name)
+            o, i = source.weight.shape[:2]
+            weight = torch.randn(target.weight.shape, generator=generator, dtype=target.weight.dtype) * scale
+            weight[:o] = 0.0  # old outputs read only old inputs ...
+            weight[:o, :i] = source.weight  # ... with their old weights
+            bias = torch.zeros_like(target.bias)
+            bias[:o] = source.bias
+            if name == "conv_out":
+                weight[:, i:] = 0.0  # new channels reach the image only through training
+            target.weight.copy_(weight)
+            target.bias.copy_(bias)
+        return wide
 
     @torch.no_grad()
     def initialise_from_blocks(self, images: torch.Tensor) -> dict[str, float]:
