@@ -31,7 +31,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _quality import psnr, reconstruct  # noqa: E402
-from napari_pathup.metrics.sharpness import high_frequency_share, luminance  # noqa: E402
+from napari_pathup.metrics.sharpness import (  # noqa: E402
+    EDGE_FRACTION,
+    high_frequency_share,
+    luma_gradient,
+    luminance,
+)
 from napari_pathup.models.load import load_model  # noqa: E402
 from napari_pathup.training.decoder_gan import GLASS_LEVEL  # noqa: E402  (the glass term's own)
 
@@ -43,8 +48,6 @@ BLOCK = 8
 #: eosin passes the glass test too, so a window without any glass pixel is rare in some fields)
 TISSUE = 32
 TISSUE_GLASS = 0.02
-#: edge acutance reads the real image's strongest luma edges: this top fraction of its pixels
-EDGE_FRACTION = 0.05
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
@@ -93,20 +96,12 @@ def tissue_sharpness(rgb: np.ndarray, real: np.ndarray) -> float:
     return share(rgb) / share(real)
 
 
-def gradient(rgb: np.ndarray) -> np.ndarray:
-    """Luma gradient magnitude (central differences, 0-255 scale), zero on the border."""
-    y = luma(rgb)
-    g = np.zeros_like(y)
-    g[1:-1, 1:-1] = np.hypot(y[1:-1, 2:] - y[1:-1, :-2], y[2:, 1:-1] - y[:-2, 1:-1]) / 2
-    return g
-
-
 def edge_acutance(rgb: np.ndarray, real: np.ndarray) -> float:
     """Mean luma gradient of ``rgb`` over that of ``real`` at ``real``'s strongest EDGE_FRACTION of edges:
     blur lowers it, while grain barely moves it there (it adds in quadrature to a strong edge)."""
-    g_real = gradient(real)
+    g_real = luma_gradient(real)
     edges = g_real >= np.quantile(g_real, 1 - EDGE_FRACTION)
-    return float(gradient(rgb)[edges].mean() / g_real[edges].mean())
+    return float(luma_gradient(rgb)[edges].mean() / g_real[edges].mean())
 
 
 def row(name: str, rgb: np.ndarray, real: np.ndarray | None = None) -> str:

@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from helpers import rgb
 from napari_pathup.errors import InputError
-from napari_pathup.metrics.sharpness import high_frequency_share, luminance, sharpness_ratio
+from napari_pathup.metrics.sharpness import edge_contrast, high_frequency_share, luminance, sharpness_ratio
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "demo"
 
@@ -53,6 +53,21 @@ def test_ratio_is_one_for_the_same_set_and_above_one_with_added_noise():
     noise = np.random.default_rng(0).normal(0, 20, crop.shape)
     noisy = np.clip(crop + noise, 0, 255).astype(np.uint8)
     assert sharpness_ratio([noisy], [crop]) > 1.25
+
+
+def test_edge_contrast_falls_with_blur_but_hardly_moves_with_grain_that_the_share_counts_as_detail():
+    """A decoder's fine dither raises the spectral share as if it were detail; the steepness of the
+    strongest edges, which blur lowers, barely changes under it."""
+    crop = he_crop()
+    grain = np.random.default_rng(0).normal(0, 6, crop.shape[:2])[..., None]  # grey, std 6 of 255
+    grainy = np.clip(crop + grain, 0, 255).astype(np.uint8)
+    share_up = high_frequency_share(grainy) / high_frequency_share(crop)
+    edges_up = edge_contrast(grainy) / edge_contrast(crop)
+    assert share_up > 1.2 and abs(edges_up - 1) < 0.04
+    assert edge_contrast(blur(crop, 1.5)) < 0.7 * edge_contrast(crop)
+    assert edge_contrast(np.full((16, 16, 3), 90, np.uint8)) == 0.0
+    with pytest.raises(InputError, match="fraction"):
+        edge_contrast(crop, fraction=0)
 
 
 def test_bad_input_is_named():
