@@ -311,6 +311,13 @@ def sharpness_values(crops: list[np.ndarray]) -> np.ndarray:
     return np.array([high_frequency_share(c) for c in crops], float)
 
 
+def edge_values(crops: list[np.ndarray]) -> np.ndarray:
+    """``edge_contrast`` of every crop (the steepness of its strongest edges; grain hardly moves it)."""
+    from napari_pathup.metrics.sharpness import edge_contrast
+
+    return np.array([edge_contrast(c) for c in crops], float)
+
+
 def linear_probe(train_x: np.ndarray, train_y: np.ndarray, seed: int = 0) -> tuple[str, Any]:
     """A standardised multinomial logistic regression: (description, predict function)."""
     try:
