@@ -40,7 +40,7 @@ from napari_pathup.metrics.nuclei import (
     otsu_threshold,
 )
 from napari_pathup.metrics.report import MetricsReport, SetSummary
-from napari_pathup.metrics.sharpness import high_frequency_share, sharpness_ratio
+from napari_pathup.metrics.sharpness import edge_contrast, high_frequency_share, sharpness_ratio
 
 __all__ = [
     "EXTRACTORS",
@@ -57,6 +57,7 @@ __all__ = [
     "SetSummary",
     "compute_feature_metrics",
     "compute_metrics",
+    "edge_contrast",
     "effnet_lite0_extractor",
     "extract_features",
     "frechet_distance",
