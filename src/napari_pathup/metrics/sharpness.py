@@ -4,6 +4,7 @@ A decoder trained on pixel losses alone blurs: its outputs lose power at high sp
 while their colour and PSNR stay close to the original. ``high_frequency_share`` reads that loss
 directly, and a ratio of it (synthetic or decoded over real crops) near 1 says the detail is there
 in the right amount: a blurry output scores below 1, an output with added noise or ringing above.
+``edge_contrast`` reads the steepness of the strongest edges instead, which fine grain hardly moves.
 No Qt or napari here.
 """
 
