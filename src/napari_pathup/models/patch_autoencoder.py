@@ -130,10 +130,10 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
     def widen_decoder(self, width: int, scale: float = 1e-2, seed: int = 0) -> PatchAutoencoder:
         """A copy whose decoder's residual stack is ``width`` channels wide, decoding exactly as this one.
 
-        The new channels start from small random weights (``scale``; a zero start would stay zero under
-        ReLU's gradient) and only read from and write to new channels, while the output convolution's
-        weights for them start at zero: nothing they compute reaches the image until training gives it
-        weight. The encoder, the latent space and the old channels are copied unchanged.
+        The old channels keep their weights and read only old channels; the new ones read every channel
+        through small random weights (``scale``; a zero start would stay zero under ReLU's gradient),
+        and the output convolution's weights from them start at zero: nothing they compute reaches the
+        image until training gives it weight. The encoder and the latent space are copied unchanged.
         """
         old = self.config.decoder_width or self.config.width
         if self.dtype != torch.float32:
