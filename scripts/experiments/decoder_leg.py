@@ -34,7 +34,7 @@ from napari_pathup.training.data import CropSampler, build_sources, load_images
 from napari_pathup.training.decoder_gan import GanWeights, decoder_gan_phase
 from napari_pathup.training.loop import run_phase
 from napari_pathup.training.settings import TrainConfig
-from napari_pathup.training.train import load_autoencoder
+from napari_pathup.training.train import AE_OVERVIEW_FRACTION, load_autoencoder
 
 
 def main() -> None:
@@ -63,7 +63,7 @@ def main() -> None:
     index = discover(args.data)
     arrays = load_images(index)
     sources = build_sources(index, arrays, args.crop, defaults.min_tissue, defaults.reference_size)
-    sampler = CropSampler(sources, overview_fraction=0.2)  # as the decoder phase samples
+    sampler = CropSampler(sources, overview_fraction=AE_OVERVIEW_FRACTION)  # as the decoder phase samples
     vae = load_autoencoder(args.model)
     if args.decoder_width:  # decoding exactly as before until the leg trains the new channels
         vae = vae.widen_decoder(args.decoder_width, seed=args.seed)

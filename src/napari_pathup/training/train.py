@@ -49,6 +49,8 @@ from napari_pathup.training.settings import (
 
 #: hold-out crops for the autoencoder PSNR (or of the training crop, when no hold-out fits them)
 AE_EVAL_CROP = 128
+#: the share of the autoencoder's and decoder's training crops drawn from overview (shrunk) images
+AE_OVERVIEW_FRACTION = 0.2
 
 
 def state_digest(module: torch.nn.Module) -> str:
@@ -131,7 +133,7 @@ def train_autoencoder(
         return load_autoencoder(final), info
 
     data = build_sources(index, arrays, cfg.ae_crop, cfg.min_tissue, cfg.reference_size)
-    sampler = CropSampler(data, overview_fraction=0.2)
+    sampler = CropSampler(data, overview_fraction=AE_OVERVIEW_FRACTION)
     eval_crops = [
         c for c, _ in holdout_crops(index, arrays, AE_EVAL_CROP, limit=16, min_tissue=cfg.min_tissue)
     ]
@@ -608,7 +610,7 @@ def train_decoder(
             raise InputError(f"the decoder phase has not finished {cfg.gan_iters} iterations; run it first")
         return vae, {}
     data = build_sources(index, arrays, cfg.gan_crop, cfg.min_tissue, cfg.reference_size)
-    sampler = CropSampler(data, overview_fraction=0.2)
+    sampler = CropSampler(data, overview_fraction=AE_OVERVIEW_FRACTION)
     eval_crops = [
         c for c, _ in holdout_crops(index, arrays, AE_EVAL_CROP, limit=16, min_tissue=cfg.min_tissue)
     ]
