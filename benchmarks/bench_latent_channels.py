@@ -43,6 +43,7 @@ from napari_pathup.training.data import (
 )
 from napari_pathup.training.decoder_gan import grey, laplacian_energy
 from napari_pathup.training.loop import make_ema, run_phase
+from napari_pathup.training.train import AE_OVERVIEW_FRACTION
 
 
 def decode_ms_per_mpx(vae: torch.nn.Module, channels: int, side: int = 64, repeats: int = 3) -> float:
@@ -77,7 +78,7 @@ def main() -> None:
     for preset, channels in [(p, c) for p in args.presets for c in args.channels]:
         torch.manual_seed(0)
         vae = build_autoencoder(preset, channels)
-        sampler = CropSampler(data, overview_fraction=0.2)
+        sampler = CropSampler(data, overview_fraction=AE_OVERVIEW_FRACTION)
         initialise(vae, sampler, np.random.default_rng([0, 98]))  # patch: principal components
         start = reconstruct_psnr(vae, real, torch.device("cpu"))
         phase = AutoencoderPhase(

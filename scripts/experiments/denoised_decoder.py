@@ -39,6 +39,7 @@ from napari_pathup.training.data import (
 )
 from napari_pathup.training.decoder_gan import DecoderGanPhase, GanWeights, PatchDiscriminator, gan_optimizer
 from napari_pathup.training.loop import make_ema, run_phase, seeded_generators
+from napari_pathup.training.train import AE_OVERVIEW_FRACTION
 
 GUIDANCE = 2.5
 
@@ -59,7 +60,7 @@ def main() -> None:
 
     index = discover(Path("data/demo"))
     arrays = load_images(index)
-    sampler = CropSampler(build_sources(index, arrays, 96, 0.5, 512), overview_fraction=0.2)
+    sampler = CropSampler(build_sources(index, arrays, 96, 0.5, 512), overview_fraction=AE_OVERVIEW_FRACTION)
     eval_crops = [c for c, _ in holdout_crops(index, arrays, 128, limit=16)]
 
     @torch.no_grad()
