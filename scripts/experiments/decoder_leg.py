@@ -8,10 +8,12 @@ valid), built and stepped as ``pathup train``'s decoder phase (``decoder_gan.dec
 ``loop.run_phase``: 2x-pooled L1, stain L1, hinge loss ramped over 500 iterations, Adam betas
 (0.9, 0.9), the discriminator at 2x the rate), on crops of the training areas of ``--data`` only,
 checkpointing into ``.OUT.work`` beside OUT (the same command resumes), and writes the EMA decoder
-into OUT/autoencoder (temporary name, then rename). ``--full`` adds an L1 term at full resolution,
-which the 2x-pooled term lacks, ``--glass`` the same on glass pixels only: the thirty-ninth session
-found version 4.9's decoder dithering glass at the 2-px scale that term cannot see
-(``scripts/experiments/glass_noise.py``; ``/work/notes/rule78.md`` to ``rule80.md``).
+into OUT/autoencoder (the whole folder under a temporary name, then renamed). OUT's ``pathup.json``
+"training" record gains ``decoder.legs``: MODEL's folder name and model hash, and the leg's settings.
+``--full`` adds an L1 term at full resolution, which the 2x-pooled term lacks, ``--glass`` the same
+on glass pixels only: the thirty-ninth session found version 4.9's decoder dithering glass at the
+2-px scale that term cannot see (``scripts/experiments/glass_noise.py``; ``/work/notes/rule78.md``
+to ``rule80.md``).
 ``--decoder-width`` first widens the decoder (``PatchAutoencoder.widen_decoder``: it decodes exactly
 as before until the leg trains its new channels; rule 85).
 The pipeline's decoder phase trains only a decoder it trained itself; this leg starts from a model.
@@ -20,6 +22,7 @@ The pipeline's decoder phase trains only a decoder it trained itself; this leg s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -30,6 +33,7 @@ from pathlib import Path
 import torch
 
 from napari_pathup.datasets import discover
+from napari_pathup.models.load import model_hash
 from napari_pathup.training.data import CropSampler, build_sources, load_images
 from napari_pathup.training.decoder_gan import GanWeights, decoder_gan_phase
 from napari_pathup.training.loop import run_phase
@@ -37,7 +41,7 @@ from napari_pathup.training.settings import TrainConfig
 from napari_pathup.training.train import AE_OVERVIEW_FRACTION, load_autoencoder
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path, help="PathUp model folder whose decoder is trained on")
     parser.add_argument("out", type=Path, help="new model folder (a copy of MODEL with the new decoder)")
@@ -54,7 +58,7 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=96)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.out.exists():
         sys.exit(f"{args.out} exists; choose a new folder")
     torch.set_num_threads(args.threads)
@@ -91,15 +95,20 @@ def main() -> None:
     shutil.rmtree(partial / "autoencoder")
     vae.save_pretrained(partial / "autoencoder", safe_serialization=True)
     record = {
-        "from": str(args.model),
+        "model": args.model.resolve().name,
+        "hash": model_hash(args.model, documentation=False),
         "iterations": args.iters,
-        "weights": weights.__dict__,
+        "weights": dataclasses.asdict(weights),
         "lr": args.lr,
         "batch": [args.batch, args.crop],
         "seed": args.seed,
         "decoder_width": args.decoder_width or None,
     }
-    (partial / "decoder_leg.json").write_text(json.dumps(record, indent=2) + "\n")
+    meta = json.loads((partial / "pathup.json").read_text())
+    training = meta.setdefault("training", {})
+    decoder = training["decoder"] = dict(training.get("decoder", {}))
+    decoder["legs"] = [*decoder.get("legs", []), record]
+    (partial / "pathup.json").write_text(json.dumps(meta, indent=2) + "\n")
     os.replace(partial, args.out)
     shutil.rmtree(work)
     print(f"wrote {args.out} in {time.perf_counter() - start:.0f} s: {record}")
