@@ -649,6 +649,17 @@ def control_sets(bench: Bench, c: int, name: str) -> dict[str, list[np.ndarray]]
     return {"real training areas": trained, "reference, 1:1 tiles": with_tissue(tiles, MIN_TISSUE)[0]}
 
 
+def per_image_crops(bench: Bench, name: str) -> list[list[np.ndarray]]:
+    """Each synthetic image's crops on their own (the 'PathUp' set pools them): how much one image moves a
+    figure shows how far a reading of a few images can be trusted."""
+    grids = [grid_tiles(r.image, CROP, bench.args.synthetic_stride) for r in bench.runs[name]]
+    return [crops for crops in (with_tissue(g, MIN_TISSUE)[0] for g in grids) if crops]
+
+
+def span_text(values: list[float], digits: int) -> str:
+    return f"{min(values):.{digits}f}-{max(values):.{digits}f}" if values else ""
+
+
 def realism(bench: Bench) -> dict[str, Any]:
     """Sharpness and nucleus morphology of the synthetic crops against the real held-out crops."""
     shared = bench.shared
@@ -689,6 +700,7 @@ def realism(bench: Bench) -> dict[str, Any]:
                 "{:.0f}-{:.0f}".format(*span(real_m.area)),
                 "{:.2f}-{:.2f}".format(*span(real_m.solidity)),
                 "",
+                "",
             ]
         )
         for kind, crops in sets.items():
@@ -718,6 +730,14 @@ def realism(bench: Bench) -> dict[str, Any]:
                 )
                 / max(len(crops), 1),
             }
+            if kind == "PathUp":
+                images = per_image_crops(bench, name)
+                entry[kind]["sharpness_ratio_per_image"] = [
+                    ratio(float(sharpness_values(t).mean()), real_share) for t in images
+                ]
+                entry[kind]["median_area_px_per_image"] = [
+                    Morphology.of(t, shared.thresholds[name]).median_area for t in images
+                ]
             e = entry[kind]
             sharp_rows.append(
                 [
@@ -728,6 +748,7 @@ def realism(bench: Bench) -> dict[str, Any]:
                     fmt(real_share, 3),
                     fmt(e["sharpness_ratio"]),
                     verdict(within(e["sharpness_ratio"], low, high)) if kind == "PathUp" else "",
+                    span_text(e.get("sharpness_ratio_per_image", []), 2),
                     fmt(e["edge_ratio"]),
                 ]
             )
@@ -739,6 +760,7 @@ def realism(bench: Bench) -> dict[str, Any]:
                     f"{e['components_per_crop']:.0f}",
                     f"{fmt(area, 0)} ({'in' if area_ok else 'out'})",
                     f"{fmt(solidity)} ({'in' if solidity_ok else 'out'})",
+                    span_text(e.get("median_area_px_per_image", []), 0),
                     f"{e['crops_in_real_range']:.0%}"
                     + (f" {verdict(area_ok and solidity_ok)}" if kind == "PathUp" else ""),
                 ]
@@ -755,16 +777,29 @@ def realism(bench: Bench) -> dict[str, Any]:
         "reconstructions: what the decoder alone keeps of the real crops' sharpness and nuclei). "
         "Edge ratio (no bar): the mean luma gradient over each crop's strongest 5 % of pixels "
         "(napari_pathup.metrics.sharpness.edge_contrast), over that of the real held-out crops: blur "
-        "lowers it, while fine grain, which the spectral share counts as detail, hardly moves it.",
+        "lowers it, while fine grain, which the spectral share counts as detail, hardly moves it. "
+        "Per image: the range of the ratio over PathUp's images, each measured on its own crops.",
         markdown_table(
-            ["class", "set", "crops", "sharpness", "real", "ratio", f"{low}-{high}", "edge ratio"], sharp_rows
+            [
+                "class",
+                "set",
+                "crops",
+                "sharpness",
+                "real",
+                "ratio",
+                f"{low}-{high}",
+                "per image",
+                "edge ratio",
+            ],
+            sharp_rows,
         ),
         "Nucleus morphology: haematoxylin-dense components (haematoxylin density Gaussian-smoothed by 1 px, "
         "above the class's threshold: Otsu's on the pooled tissue pixels of its real held-out crops; holes "
         "filled; at least 12 px; not touching the crop border). Per crop: the number of components, their "
         "median area (px) and median solidity (area / convex hull). Real rows give the range over the real "
         "crops; synthetic rows the median over their crops, 'in' when inside the real range (the bar, for "
-        "PathUp: area and solidity in), and the share of crops whose own area and solidity both are.",
+        "PathUp: area and solidity in), and the share of crops whose own area and solidity both are; "
+        "per image: the range of the median area over PathUp's images, each on its own crops.",
         markdown_table(
             [
                 "class",
@@ -773,6 +808,7 @@ def realism(bench: Bench) -> dict[str, Any]:
                 "components per crop",
                 "median area (px)",
                 "median solidity",
+                "median area per image",
                 "crops in real range",
             ],
             morph_rows,
@@ -972,13 +1008,18 @@ def summary_rows(report: dict[str, Any], classes: list[str]) -> list[tuple[str, 
     realism_report = report["realism"]
     synthetic = {n: realism_report[n]["PathUp"] for n in classes if realism_report.get(n, {}).get("PathUp")}
     for name, e in synthetic.items():
-        r = e["sharpness_ratio"]
-        add(f"Sharpness ratio synthetic / real, {name}", f"{low}-{high}", fmt(r), within(r, low, high))
+        r, each = e["sharpness_ratio"], e.get("sharpness_ratio_per_image", [])
+        detail = f"; per image {span_text(each, 2)}" if len(each) > 1 else ""
+        add(
+            f"Sharpness ratio synthetic / real, {name}", f"{low}-{high}", fmt(r), within(r, low, high), detail
+        )
     for name, e in synthetic.items():
         real = realism_report[name]["real"]
         ranges = "; real {:.0f}-{:.0f}".format(*real["median_area_px"]) + " / {:.2f}-{:.2f}".format(
             *real["median_solidity"]
         )
+        if len(each_area := e.get("median_area_px_per_image", [])) > 1:
+            ranges += f"; area per image {span_text(each_area, 0)}"
         add(
             f"Nucleus area / solidity, {name} (real range)",
             "inside real range",
