@@ -107,11 +107,17 @@ def grid_tiles(image: np.ndarray, size: int, stride: int | None = None) -> list[
     ]
 
 
+def tissue_selection(crops: list[np.ndarray], min_tissue: float) -> tuple[np.ndarray, float]:
+    """Indices of the crops with at least ``min_tissue`` tissue (the rule the real crops pass) and the
+    kept fraction; all indices when none pass (so that a washed-out result is still measured, not hidden)."""
+    passed = np.flatnonzero([tissue_mask(c).mean() >= min_tissue for c in crops])
+    return (passed if len(passed) else np.arange(len(crops))), len(passed) / max(len(crops), 1)
+
+
 def with_tissue(crops: list[np.ndarray], min_tissue: float) -> tuple[list[np.ndarray], float]:
-    """The crops with at least ``min_tissue`` tissue (the rule the real crops pass) and the kept fraction;
-    all crops when none pass (so that a washed-out result is still measured, not hidden)."""
-    kept = [c for c in crops if tissue_mask(c).mean() >= min_tissue]
-    return (kept or crops), len(kept) / max(len(crops), 1)
+    """The crops ``tissue_selection`` keeps, and the kept fraction."""
+    index, fraction = tissue_selection(crops, min_tissue)
+    return [crops[i] for i in index], fraction
 
 
 def colour_noise(crops: list[np.ndarray], count: int, size: int, seed: int) -> list[np.ndarray]:
@@ -292,6 +298,11 @@ class Morphology:
             np.array([s.median_area for s in found], float),
             np.array([s.median_solidity for s in found], float),
         )
+
+    @classmethod
+    def joined(cls, parts: list[Morphology]) -> Morphology:
+        """The crop sets of ``parts`` as one, in order: what ``of`` gives for their crops concatenated."""
+        return cls(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("count", "area", "solidity")))
 
     @property
     def median_area(self) -> float:

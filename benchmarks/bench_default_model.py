@@ -89,6 +89,7 @@ from _quality import (
     reconstruct,
     sharpness_values,
     timed_run,
+    tissue_selection,
     training_crops,
     upsample,
     with_tissue,
@@ -193,6 +194,7 @@ class Bench:
     crops: dict[str, dict[str, list[np.ndarray]]] = field(default_factory=dict)  # class → kind → crops
     feats: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     tissue: dict[str, float] = field(default_factory=dict)  # class → share of synthetic tiles kept
+    image_of: dict[str, np.ndarray] = field(default_factory=dict)  # class → the image of each PathUp crop
     speed_load: tuple[float, float] = (0.0, 0.0)
     references: dict[str, list[np.ndarray]] = field(default_factory=dict)  # seed s uses [s % len]
     reference_note: str = ""
@@ -419,9 +421,11 @@ def synthesize_all(bench: Bench) -> dict[str, Any]:
 
     stride = args.synthetic_stride
     for c, name in enumerate(classes):
-        synthetic, bench.tissue[name] = with_tissue(
-            [t for r in bench.runs[name] for t in grid_tiles(r.image, CROP, stride)], MIN_TISSUE
-        )
+        grids = [grid_tiles(r.image, CROP, stride) for r in bench.runs[name]]
+        tiles = [t for grid in grids for t in grid]
+        kept, bench.tissue[name] = tissue_selection(tiles, MIN_TISSUE)
+        synthetic = [tiles[i] for i in kept]
+        bench.image_of[name] = np.repeat(np.arange(len(grids)), [len(g) for g in grids])[kept]
         upsampled = [upsample(r.stage_one, args.size, args.size) for r in bench.runs[name]]
         upsampled, _ = with_tissue([t for u in upsampled for t in grid_tiles(u, CROP, stride)], MIN_TISSUE)
         real = shared.real_of(c)
@@ -649,13 +653,6 @@ def control_sets(bench: Bench, c: int, name: str) -> dict[str, list[np.ndarray]]
     return {"real training areas": trained, "reference, 1:1 tiles": with_tissue(tiles, MIN_TISSUE)[0]}
 
 
-def per_image_crops(bench: Bench, name: str) -> list[list[np.ndarray]]:
-    """Each synthetic image's crops on their own (the 'PathUp' set pools them): how much one image moves a
-    figure shows how far a reading of a few images can be trusted."""
-    grids = [grid_tiles(r.image, CROP, bench.args.synthetic_stride) for r in bench.runs[name]]
-    return [crops for crops in (with_tissue(g, MIN_TISSUE)[0] for g in grids) if crops]
-
-
 def span_text(values: list[float], digits: int) -> str:
     return f"{min(values):.{digits}f}-{max(values):.{digits}f}" if values else ""
 
@@ -707,7 +704,13 @@ def realism(bench: Bench) -> dict[str, Any]:
             if not crops:
                 continue
             shares, edges = sharpness_values(crops), edge_values(crops)
-            m = Morphology.of(crops, shared.thresholds[name])
+            if kind == "PathUp":  # pooled in image order; each image's crops on their own too: how much
+                # one image moves a figure shows how far a reading of a few images can be trusted
+                images = [np.flatnonzero(bench.image_of[name] == i) for i in np.unique(bench.image_of[name])]
+                parts = [Morphology.of([crops[j] for j in i], shared.thresholds[name]) for i in images]
+                m = Morphology.joined(parts)
+            else:
+                m = Morphology.of(crops, shared.thresholds[name])
             area, solidity = m.median_area, m.median_solidity
             area_ok = within(area, *entry["real"]["median_area_px"])
             solidity_ok = within(solidity, *entry["real"]["median_solidity"])
@@ -731,13 +734,10 @@ def realism(bench: Bench) -> dict[str, Any]:
                 / max(len(crops), 1),
             }
             if kind == "PathUp":
-                images = per_image_crops(bench, name)
                 entry[kind]["sharpness_ratio_per_image"] = [
-                    ratio(float(sharpness_values(t).mean()), real_share) for t in images
+                    ratio(float(shares[i].mean()), real_share) for i in images
                 ]
-                entry[kind]["median_area_px_per_image"] = [
-                    Morphology.of(t, shared.thresholds[name]).median_area for t in images
-                ]
+                entry[kind]["median_area_px_per_image"] = [p.median_area for p in parts]
             e = entry[kind]
             sharp_rows.append(
                 [
