@@ -182,3 +182,17 @@ def save_patch_model(folder: Path, vae: PatchAutoencoder, classes: list[str]) ->
     denoiser = build_denoiser(classes, preset="tiny", sample_size=8, latent_channels=channels)
     scheduler = DDIMScheduler(beta_schedule="scaled_linear", clip_sample=False)
     return save_pathup_model(folder, denoiser, vae, scheduler, classes)
+
+
+def tiny_patch_model(data: Path, folder: Path) -> Path:
+    """A PathUp model around a PatchAutoencoder (width 8) started from 8x8 blocks of the tiny data set
+    (``tiny_dataset``: classes stroma and tumour)."""
+    from napari_pathup.io import read_image
+    from napari_pathup.models.patch_autoencoder import PatchAutoencoder
+
+    image = read_image(data / "tumour" / "b.png")[:128, :128]
+    crops = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    torch.manual_seed(0)
+    vae = PatchAutoencoder(latent_channels=4, width=8, num_blocks=1).eval()
+    vae.initialise_from_blocks(crops)
+    return save_patch_model(folder, vae, ["stroma", "tumour"])

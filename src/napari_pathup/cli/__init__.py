@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "metrics",
     "prepare",
     "train",
+    "train-decoder",
     "augment",
     "evaluate",
     "rehearse",
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"napari-pathup {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        module = importlib.import_module(f"napari_pathup.cli.{name}")
+        module = importlib.import_module(f"napari_pathup.cli.{name.replace('-', '_')}")
         module.register(subparsers)
     return parser
 
