@@ -50,3 +50,12 @@ def test_auto_dtype_is_bfloat16_only_on_a_cpu_that_computes_it(monkeypatch, nati
 def test_unknown_dtype_names_the_choices():
     with pytest.raises(SettingsError, match=r"'float64'.*auto, float32, float16, bfloat16"):
         select_dtype("float64")
+
+
+def test_denoisers_are_channels_last_only_on_the_cpu_in_float32():
+    from napari_pathup.engine.device import denoiser_memory_format
+
+    assert denoiser_memory_format(torch.device("cpu"), torch.float32) == torch.channels_last
+    for device, dtype in (("cpu", torch.bfloat16), ("cpu", torch.float16), ("cuda", torch.float32),
+                          ("mps", torch.float32)):  # fmt: skip
+        assert denoiser_memory_format(torch.device(device), dtype) == torch.contiguous_format

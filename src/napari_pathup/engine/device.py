@@ -62,6 +62,20 @@ def auto_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cpu" and cpu_computes_bfloat16() else torch.float32
 
 
+def denoiser_memory_format(device: torch.device, dtype: torch.dtype) -> torch.memory_format:
+    """How a denoiser's convolution weights are laid out for a run on ``device`` in ``dtype``.
+
+    channels_last (NHWC) on the CPU in float32: oneDNN's convolutions then skip a layout conversion,
+    0.87-0.93x the time per call of the default model's denoisers on a 2-core AVX2 CPU, the same values
+    to float rounding (``benchmarks/bench_memory_format.py``, docs/performance.md). Contiguous (NCHW)
+    everywhere else: bfloat16 CPUs, CUDA and MPS are not measured here. The autoencoder is not laid out
+    so (its encoder ran 1.3x slower). ``load_model`` and ``PathupModel.to`` apply it, so that every path
+    of a run (library, command line, widgets, augmentation workers) computes the same bits."""
+    if device.type == "cpu" and dtype == torch.float32:
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 @functools.cache
 def cpu_computes_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether this CPU has bfloat16 dot-product instructions (x86 AVX512-BF16 or AMX-BF16, as

@@ -25,6 +25,10 @@ def cast_floating(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Modul
     return module
 
 
+#: the ``PathupModel.modules`` that run once per patch and step: the denoiser and the weak one
+DENOISER_MODULES = frozenset({"denoiser", "weak_denoiser"})
+
+
 class Conditioner(Protocol):
     """Turns a class name and a scale (``overview`` or ``native``) into conditioning for one sample.
 
@@ -131,10 +135,17 @@ class PathupModel:
         return self.autoencoder.dtype
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> PathupModel:
-        for module in self.modules.values():
+        """Move every module to ``device`` (and cast it to ``dtype``), the denoisers' weights laid out
+        as ``engine.device.denoiser_memory_format`` says is fastest there."""
+        from napari_pathup.engine.device import denoiser_memory_format
+
+        for name, module in self.modules.items():
             module.to(device=device)
             if dtype is not None:
                 cast_floating(module, dtype)
+            if name in DENOISER_MODULES:
+                weights = next(module.parameters())
+                module.to(memory_format=denoiser_memory_format(weights.device, weights.dtype))
         return self
 
     def parameter_count(self) -> dict[str, int]:

@@ -153,7 +153,8 @@ def resolve_model_path(spec: str | Path, allow_download: bool = False) -> Path:
 
 
 def load_model(spec: str | Path | None = None, allow_download: bool = False) -> PathupModel:
-    """Load a PathUp or Stable Diffusion model folder (on the CPU, float32; move it with ``.to``).
+    """Load a PathUp or Stable Diffusion model folder (on the CPU, float32, the denoisers' weights laid out
+    channels_last; move it with ``.to``).
 
     Args:
         spec: a model folder, a hub id (with ``allow_download``), or None for the embedded default model.
@@ -173,7 +174,7 @@ def load_model(spec: str | Path | None = None, allow_download: bool = False) -> 
     model = _load_pathup(path) if layout == "pathup" else _load_stable_diffusion(path)
     for module in model.modules.values():
         module.eval().requires_grad_(False)
-    return model
+    return model.to("cpu")  # the denoisers laid out as the CPU runs them fastest, as ``.to`` lays them out
 
 
 def _load_scheduler(folder: Path):
