@@ -9,8 +9,9 @@ on every pixel (``full``) or on glass only (``glass``), joins the 2x-pooled one,
 2-px dither. The default model's candidates of the forty-first session were made this way
 (``pathup train-decoder``; docs/model_experiments.md).
 
-The new model folder is MODEL's files with the new ``autoencoder/``, and its ``pathup.json`` records the
-leg under "training" / "decoder" / "legs"; it is written whole under a temporary name, then renamed.
+The new model folder is MODEL's files (less the checkpoints of MODEL's own ``pathup train``) with the
+new ``autoencoder/``, and its ``pathup.json`` records the leg under "training" / "decoder" / "legs";
+it is written whole under a temporary name, then renamed.
 Checkpoints go to ``.OUT.work`` beside OUT: the same command resumes; other settings are refused.
 """
 
@@ -30,6 +31,8 @@ from napari_pathup.errors import InputError, ModelLoadError, OutputExistsError
 
 #: what a work folder records of its leg, so that a resume with other settings is refused
 _WORK_RECORD = "leg.json"
+#: the checkpoints ``pathup train`` keeps inside a model folder: MODEL's own training's, not copied to OUT
+CHECKPOINTS = "checkpoints"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,8 +88,10 @@ def _load_decoder_model(model: Path, leg: DecoderLeg) -> torch.nn.Module:
         )
     if leg.decoder_width:
         if not isinstance(vae, PatchAutoencoder):
-            raise InputError(f"--decoder-width: only a PatchAutoencoder's decoder widens ({model} has an "
-                             f"{type(vae).__name__})")  # fmt: skip
+            kind = type(vae).__name__
+            raise InputError(
+                f"--decoder-width: only a PatchAutoencoder's decoder widens ({model} has an {kind})"
+            )
         current = vae.config.decoder_width or vae.config.width
         if leg.decoder_width <= current:
             raise InputError(
@@ -189,7 +194,8 @@ def train_decoder_leg(
     vae = vae.eval().to("cpu")
 
     with atomic_output(out, overwrite=False) as partial:
-        shutil.copytree(model, partial)
+        top = str(model)  # MODEL's own training's checkpoints stay with MODEL
+        shutil.copytree(model, partial, ignore=lambda folder, names: [CHECKPOINTS] * (folder == top))
         shutil.rmtree(partial / "autoencoder")
         vae.save_pretrained(partial / "autoencoder", safe_serialization=True)
         meta = json.loads((partial / "pathup.json").read_text())
