@@ -69,8 +69,9 @@ def denoiser_memory_format(device: torch.device, dtype: torch.dtype) -> torch.me
     0.87-0.93x the time per call of the default model's denoisers on a 2-core AVX2 CPU, the same values
     to float rounding (``benchmarks/bench_memory_format.py``, docs/performance.md). Contiguous (NCHW)
     everywhere else: bfloat16 CPUs, CUDA and MPS are not measured here. A Stable Diffusion pipeline's
-    UNet is laid out alike (not timed here). The autoencoder is not (its encoder ran 1.3x slower). ``load_model`` and ``PathupModel.to`` apply it, so that every path
-    of a run (library, command line, widgets, augmentation workers) computes the same bits."""
+    UNet is laid out alike (not timed here). The autoencoder is not (its encoder ran 1.3x slower).
+    ``load_model`` and ``PathupModel.to`` apply it, so that every path of a run (library, command line,
+    widgets, augmentation workers) computes the same bits."""
     if device.type == "cpu" and dtype == torch.float32:
         return torch.channels_last
     return torch.contiguous_format
