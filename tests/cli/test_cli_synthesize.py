@@ -7,9 +7,11 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from helpers import synthesize_argv
 from napari_pathup.cli import main
+from napari_pathup.engine.device import select_dtype
 from napari_pathup.io import read_attrs, read_image
 from napari_pathup.io.ome_zarr import ome_zarr_level_shapes
 
@@ -146,6 +148,9 @@ def test_info_lists_classes_and_estimates(pathup_model_dir, capsys):
     out = capsys.readouterr().out
     assert "tumour, stroma, normal" in out and "overview, native" in out
     assert "estimated time" in out and "estimated peak memory" in out
+    (dtype,) = [line for line in out.splitlines() if line.startswith("dtype")]
+    assert dtype.split()[1] == str(select_dtype("auto", torch.device("cpu"))).removeprefix("torch.")
+    assert "(auto: this CPU" in dtype  # and why
 
 
 def test_info_shows_the_defaults_of_each_class_and_plans_with_them(pathup_model_dir, tmp_path, capsys):

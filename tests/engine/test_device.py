@@ -59,3 +59,15 @@ def test_denoisers_are_channels_last_only_on_the_cpu_in_float32():
     for device, dtype in (("cpu", torch.bfloat16), ("cpu", torch.float16), ("cuda", torch.float32),
                           ("mps", torch.float32)):  # fmt: skip
         assert denoiser_memory_format(torch.device(device), dtype) == torch.contiguous_format
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_dtype_reason_says_why(monkeypatch, native):
+    from napari_pathup.engine.device import dtype_reason
+
+    monkeypatch.setattr(device_module, "cpu_computes_bfloat16", lambda: native)
+    cpu = dtype_reason("auto", torch.device("cpu"))
+    assert ("computes bfloat16 in hardware" in cpu) is native
+    assert ("no bfloat16 instructions" in cpu) is not native
+    assert dtype_reason("float32", torch.device("cpu")) == "as asked (--dtype)"
+    assert "not measured on cuda" in dtype_reason("auto", torch.device("cuda"))

@@ -32,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
+    from napari_pathup.engine.device import dtype_reason
     from napari_pathup.engine.estimate import estimate
     from napari_pathup.engine.plan import WORK_BUDGET, SynthesisSettings
 
@@ -51,6 +52,7 @@ def execute(args: argparse.Namespace) -> int:
         f"native patch {model.native_size} (patches: multiples of {model.patch_multiple})"
     )
     print(f"scheduler   {type(model.scheduler).__name__}")
+    print(f"dtype       {str(model.dtype).removeprefix('torch.')} ({dtype_reason(args.dtype, model.device)})")
     print(f"defaults    {_settings_text(spec.metadata.get('defaults', {}))}")
     for name, values in spec.metadata.get("class_defaults", {}).items():
         print(f"            {name}: {_settings_text(values)}")

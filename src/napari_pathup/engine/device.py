@@ -62,6 +62,17 @@ def auto_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cpu" and cpu_computes_bfloat16() else torch.float32
 
 
+def dtype_reason(name: str, device: torch.device) -> str:
+    """Why a run on ``device`` computes in the dtype that ``--dtype name`` gives (``pathup info``)."""
+    if name != "auto":
+        return "as asked (--dtype)"
+    if device.type != "cpu":
+        return f"auto: half precision is not measured on {device.type}"
+    if cpu_computes_bfloat16():
+        return "auto: this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX)"
+    return "auto: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX); in software it is far slower"
+
+
 def denoiser_memory_format(device: torch.device, dtype: torch.dtype) -> torch.memory_format:
     """How a denoiser's convolution weights are laid out for a run on ``device`` in ``dtype``.
 
