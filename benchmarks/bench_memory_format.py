@@ -9,8 +9,9 @@ Part 2 (``--job-rounds``, 0 to skip) times the README job (``bench_readme_job``)
 alternating the engine as it is with the engine forced to contiguous weights
 (``engine.device.denoiser_memory_format`` replaced in a wrapper executable). On a CPU that computes
 bfloat16 the job runs in bfloat16 (``--dtype auto``) and this layout does not apply: the script says
-which dtype the job runs in, and how far apart the two variants' images are. Time it on a quiet
-machine.
+which dtype the job runs in, and how far apart the two variants' images are. ``--half`` first times one
+guided denoiser call in each of float32, bfloat16 and float16 as ``PathupModel.to`` casts the model
+(the engine's layout for each): what ``--dtype`` costs on this CPU. Time it on a quiet machine.
 """
 
 from __future__ import annotations
@@ -149,6 +150,26 @@ def part_networks(model_dir: Path, rounds: int, repeats: int) -> None:
     print(f"A 2048x2048 float32 matrix product runs at {matmul_gflops():.0f} GFLOP/s here.")
 
 
+def part_half(model_dir: Path) -> None:
+    """One guided denoiser call (batch 16) per dtype, after one warm-up call: half precision on a CPU
+    without bfloat16 instructions is computed in software."""
+    rows = []
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        unet = load_model(model_dir).to("cpu", dtype).modules["denoiser"]
+        side = int(unet.config.sample_size)
+        x = torch.randn(16, unet.config.in_channels, side, side, generator=torch.Generator().manual_seed(0))
+        x = x.to(dtype)
+        t = torch.full((16,), 500)
+        labels = {"class_labels": torch.zeros(16, dtype=torch.long)} if unet.config.num_class_embeds else {}
+        ms, _ = median_ms(lambda u=unet, x=x, t=t, k=labels: u(x, t, **k).sample, repeats=1)
+        rows.append((str(dtype).removeprefix("torch."), f"{ms / 1000:.2f}"))
+        print(f"{dtype}: {ms / 1000:.2f} s", flush=True)
+    first = float(rows[0][1])
+    rows = [(name, s, f"{float(s) / first:.0f}x") for name, s in rows]
+    print(f"\nOne guided denoiser call (batch 16); auto dtype here: {auto_dtype(torch.device('cpu'))}")
+    print(markdown_table(["dtype", "seconds", "ratio to float32"], rows))
+
+
 def part_job(pathup: str, rounds: int) -> None:
     dtype = auto_dtype(torch.device("cpu"))
     print(f"\nREADME job: pathup {' '.join(README_JOB)} --out OUT; --dtype auto runs {dtype} on this CPU")
@@ -195,6 +216,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--model", type=Path, default=default_model_path(), help="PathUp model folder (the shipped one)"
     )
+    p.add_argument(
+        "--half", action="store_true", help="first time one call per dtype (slow without bfloat16)"
+    )
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds of part 1 (0: skip)")
     p.add_argument("--repeats", type=int, default=5, help="timed calls per round and layout")
     p.add_argument("--job-rounds", type=int, default=3, help="alternating README jobs per variant (0: skip)")
@@ -203,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = p.parse_args(argv)
     print(machine_info())
+    if args.half:
+        part_half(args.model)
     if args.rounds:
         part_networks(args.model, args.rounds, args.repeats)
     if args.job_rounds:

@@ -274,3 +274,19 @@ def test_mpp_reads_the_roi_from_the_nearest_level_and_the_output_gets_its_pixel_
                 size="192x128",
             )
         )
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_half_precision_in_software_is_warned_of(pathup_model_dir, capsys, monkeypatch, native):
+    """On a CPU without bfloat16 instructions, --dtype bfloat16 or float16 runs about 60x slower than
+    float32: the command says so before it loads the model (and not for auto, which picks float32)."""
+    import napari_pathup.engine.device as device
+
+    monkeypatch.setattr(device, "cpu_computes_bfloat16", lambda: native)
+    base = ["info", "--model", str(pathup_model_dir), "--size", "64", "--device", "cpu", "--no-calibrate"]
+    for dtype in ("bfloat16", "float16"):
+        assert main([*base, "--dtype", dtype]) == 0
+        err = capsys.readouterr().err
+        assert (f"warning: {dtype} on this CPU is computed in software" in err) is not native, err
+    assert main([*base, "--dtype", "auto"]) == 0
+    assert "warning" not in capsys.readouterr().err

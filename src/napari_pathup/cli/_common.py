@@ -94,13 +94,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_for_run(args: argparse.Namespace):
-    """Load the model named by ``--model`` onto ``--device`` in ``--dtype``."""
-    from napari_pathup.engine.device import select_device, select_dtype
+    """Load the model named by ``--model`` onto ``--device`` in ``--dtype`` (warning first when that is
+    half precision computed in software)."""
+    from napari_pathup.engine.device import select_device, select_dtype, slow_half_precision
     from napari_pathup.models.default import resolve_model_spec
     from napari_pathup.models.load import load_model
 
     device = select_device(args.device)
     dtype = select_dtype(args.dtype, device)
+    if (warning := slow_half_precision(device, dtype)) is not None:
+        print(f"pathup: warning: {warning}", file=sys.stderr)
     model = load_model(resolve_model_spec(args.model), allow_download=args.allow_download)
     return model.to(device, dtype)
 

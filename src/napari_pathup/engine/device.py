@@ -73,6 +73,21 @@ def dtype_reason(name: str, device: torch.device) -> str:
     return "auto: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX); in software it is far slower"
 
 
+def slow_half_precision(device: torch.device, dtype: torch.dtype) -> str | None:
+    """A warning for half precision asked for on a CPU without bfloat16 instructions, or None.
+
+    There oneDNN computes bfloat16 and float16 in software: one guided denoiser call of the default
+    model took 59x and 58x as long as in float32 on a 2-core AVX2 CPU (``bench_memory_format.py
+    --half``, docs/performance.md), so a README job would take about an hour."""
+    if device.type != "cpu" or dtype not in (torch.bfloat16, torch.float16) or cpu_computes_bfloat16():
+        return None
+    name = str(dtype).removeprefix("torch.")
+    return (
+        f"{name} on this CPU is computed in software (it has no AVX512-BF16 or AMX): about 60x slower than "
+        "float32, which --dtype auto computes here"
+    )
+
+
 def denoiser_memory_format(device: torch.device, dtype: torch.dtype) -> torch.memory_format:
     """How a denoiser's convolution weights are laid out for a run on ``device`` in ``dtype``.
 
