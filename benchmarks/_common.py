@@ -52,14 +52,36 @@ def reference_image(size: int = 512, seed: int = 0) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name and its widest vector instructions (AVX2, AVX-512, AMX), as far as
+    ``cpuinfo`` says, so that figures of hosts with and without bfloat16 in hardware are told apart
+    (``--dtype auto`` computes float32 on the latter)."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    name = next(
+        (line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), ""
+    )
+    flags = {f for line in text.splitlines() if line.startswith("flags") for f in line.split()}
+    vector = [
+        label
+        for flag, label in (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("amx_tile", "AMX"))
+        if flag in flags
+    ]
+    bf16 = "bfloat16 in hardware" if flags & {"avx512_bf16", "amx_bf16"} else "no bfloat16 in hardware"
+    return f"{name or platform.processor() or 'unknown CPU'} ({', '.join(vector) or 'no AVX2'}; {bf16})"
+
+
 def machine_info() -> str:
-    """One line: date, CPUs and load average, torch version and threads, device."""
+    """One line: date, CPUs (model, vector instructions) and load average, torch version and threads,
+    device."""
     import torch
 
     now = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (
-        f"{now}; {os.cpu_count()} CPU cores ({platform.machine()}), {gpu}; load average "
+        f"{now}; {os.cpu_count()} CPU cores ({platform.machine()}, {cpu_model()}), {gpu}; load average "
         f"{os.getloadavg()[0]:.1f} (other jobs share the cores); Python "
         f"{platform.python_version()}, torch {torch.__version__} with {torch.get_num_threads()} threads"
     )
