@@ -151,7 +151,7 @@ def part_networks(model_dir: Path, rounds: int, repeats: int) -> None:
 
 
 def part_half(model_dir: Path) -> None:
-    """One guided denoiser call (batch 16) per dtype, after one warm-up call: half precision on a CPU
+    """One guided denoiser call (batch 16) per dtype, after two warm-up calls: half precision on a CPU
     without bfloat16 instructions is computed in software."""
     rows = []
     for dtype in (torch.float32, torch.bfloat16, torch.float16):
