@@ -349,3 +349,22 @@ def test_the_guidance_mode_shows_a_class_own_autoguidance_and_a_model_without_on
     widget.guidance_mode.value = "auto"
     assert widget.settings().guidance_mode == "auto"
     assert widget.estimate_label.value.startswith("invalid: guidance_mode (--guidance-mode) must be cfg")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_half_precision_in_software_is_warned_of_once(widget, monkeypatch, native):
+    """On a CPU without bfloat16 instructions the bfloat16 choice computes about 60x slower than float32:
+    a notification says so when that model loads (once), not for auto, which computes float32 there."""
+    import napari_pathup.engine.device as device_module
+
+    warnings: list[str] = []
+    monkeypatch.setattr(base_module, "show_warning", warnings.append)
+    monkeypatch.setattr(device_module, "cpu_computes_bfloat16", lambda: native)
+    widget.dtype.value = "bfloat16"
+    widget.model()
+    widget.model()  # loaded once per choice: said once
+    assert len(warnings) == (0 if native else 1), warnings
+    assert all("bfloat16 on this CPU is computed in software" in w for w in warnings)
+    widget.dtype.value = "auto"
+    widget.model()
+    assert len(warnings) == (0 if native else 1)

@@ -252,6 +252,9 @@ class WorkerDock(QWidget):
         self.last_error = message
         show_error(f"{self.title}: {message}")
 
+    def report_warning(self, message: str) -> None:
+        show_warning(f"{self.title}: {message}")
+
     def _on_progress(self, done: int, total: int, description: str) -> None:
         if self._progress is None:
             self._progress = progress(total=total, desc=f"{self.title}: {description}")

@@ -306,7 +306,7 @@ class SynthesizeWidget(WorkerDock):
     def model(self) -> PathupModel:
         """The chosen model on the chosen device in the chosen dtype, loaded once per (folder, device,
         dtype)."""
-        from napari_pathup.engine.device import select_device, select_dtype
+        from napari_pathup.engine.device import select_device, select_dtype, slow_half_precision
         from napari_pathup.models.default import resolve_model_spec
         from napari_pathup.models.load import load_model
 
@@ -315,9 +315,10 @@ class SynthesizeWidget(WorkerDock):
         key = (str(spec), self.device.value, self.dtype.value)
         if key not in self._models:
             device = select_device(self.device.value)
-            self._models[key] = load_model(resolve_model_spec(spec)).to(
-                device, select_dtype(self.dtype.value, device)
-            )
+            dtype = select_dtype(self.dtype.value, device)
+            if (warning := slow_half_precision(device, dtype)) is not None:
+                self.report_warning(warning)
+            self._models[key] = load_model(resolve_model_spec(spec)).to(device, dtype)
         return self._models[key]
 
     def _load_classes(self, _value: Any = None) -> None:
