@@ -31,6 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_info, markdown_table
+from _quality import psnr
 from bench_readme_job import README_JOB, timed_run
 from napari_pathup.engine.device import auto_dtype
 from napari_pathup.io import read_image
@@ -48,11 +49,6 @@ device.denoiser_memory_format = lambda *args: torch.contiguous_format
 from napari_pathup.cli import main
 sys.exit(main())
 """
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def median_ms(call: Callable[[], torch.Tensor], repeats: int) -> tuple[float, torch.Tensor]:
@@ -195,7 +191,7 @@ def part_job(pathup: str, rounds: int) -> None:
     print()
     print(markdown_table(["round", "variant", "wall s", "load before"], rows))
     print(
-        f"\nThe two images (last round): PSNR {psnr(images[0], images[1]):.1f} dB; "
+        f"\nThe two images (last round): PSNR {psnr([images[0]], [images[1]]):.1f} dB; "
         f"at most {int(levels.max())} grey levels apart, {share:.2f} % of the values moved"
     )
     first = statistics.median(seconds["contiguous"])
