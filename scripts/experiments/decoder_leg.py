@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
+from napari_pathup.cli.train_decoder import leg_from_args
 from napari_pathup.errors import PathupError
-from napari_pathup.training.decoder_leg import DecoderLeg, train_decoder_leg
+from napari_pathup.training.decoder_leg import train_decoder_leg
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,25 +38,14 @@ def main(argv: list[str] | None = None) -> None:
         "--decoder-width", type=int, default=0, help="widen the decoder's residual stack first (0: as is)"
     )
     parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--batch", dest="batch_size", type=int, default=4)
     parser.add_argument("--crop", type=int, default=96)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    leg = DecoderLeg(
-        iterations=args.iters,
-        adversarial=args.adversarial,
-        full=args.full,
-        glass=args.glass,
-        decoder_width=args.decoder_width,
-        lr=args.lr,
-        batch_size=args.batch,
-        crop=args.crop,
-        seed=args.seed,
-    )
     try:
-        train_decoder_leg(args.model, args.out, args.data, leg)
+        train_decoder_leg(args.model, args.out, args.data, leg_from_args(args))
     except PathupError as exc:
         sys.exit(f"decoder_leg: {exc}")
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from napari_pathup.cli._common import number, whole
+
+if TYPE_CHECKING:
+    from napari_pathup.training.decoder_leg import DecoderLeg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,13 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=execute)
 
 
-def execute(args: argparse.Namespace) -> int:
-    import torch
+def leg_from_args(args: argparse.Namespace) -> DecoderLeg:
+    """The :class:`~napari_pathup.training.decoder_leg.DecoderLeg` the flags describe (the experiments'
+    ``scripts/experiments/decoder_leg.py`` names its flags alike, with its own defaults)."""
+    from napari_pathup.training.decoder_leg import DecoderLeg
 
-    from napari_pathup.engine.device import select_device
-    from napari_pathup.training.decoder_leg import DecoderLeg, train_decoder_leg
-
-    leg = DecoderLeg(
+    return DecoderLeg(
         iterations=args.iters,
         adversarial=args.adversarial,
         full=args.full,
@@ -67,6 +70,15 @@ def execute(args: argparse.Namespace) -> int:
         crop=args.crop,
         seed=args.seed,
     )
+
+
+def execute(args: argparse.Namespace) -> int:
+    import torch
+
+    from napari_pathup.engine.device import select_device
+    from napari_pathup.training.decoder_leg import train_decoder_leg
+
+    leg = leg_from_args(args)
     leg.check()  # before the device and the data load
     if args.threads:
         torch.set_num_threads(args.threads)

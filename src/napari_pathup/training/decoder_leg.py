@@ -80,7 +80,7 @@ def _load_decoder_model(model: Path, leg: DecoderLeg) -> torch.nn.Module:
 
     if not (model / "pathup.json").is_file():
         raise ModelLoadError(f"{model}: expected a PathUp model folder (pathup.json beside autoencoder/)")
-    vae = load_autoencoder(model)
+    vae = load_autoencoder(model).float()  # trained (and widened) in full precision
     if not isinstance(vae, AutoencoderTiny | PatchAutoencoder):
         raise ModelLoadError(
             f"{model}: its autoencoder is a {type(vae).__name__}; a decoder leg trains an AutoencoderTiny "
@@ -97,8 +97,8 @@ def _load_decoder_model(model: Path, leg: DecoderLeg) -> torch.nn.Module:
             raise InputError(
                 f"--decoder-width {leg.decoder_width}: expected more than the decoder's current {current}"
             )
-        vae = vae.float().widen_decoder(leg.decoder_width, seed=leg.seed)  # decodes as before until trained
-    return vae.float()
+        vae = vae.widen_decoder(leg.decoder_width, seed=leg.seed)  # decodes as before until trained
+    return vae
 
 
 def _check_resume(work: Path, record: dict[str, Any]) -> None:
@@ -176,13 +176,14 @@ def train_decoder_leg(
         "decoder_width": leg.decoder_width or None,
     }
     work = _work_folder(out)
-    _check_resume(work, {**record, "iterations": None})  # more iterations may continue a shorter leg
+    settings = {**record, "iterations": None}  # what a resume must share: more iterations may continue a leg
+    _check_resume(work, settings)
     if (done := latest_iteration(work)) > leg.iterations:
         raise InputError(
             f"{work} holds a leg already {done} iterations long; ask for at least that many, or delete it"
         )
     work.mkdir(exist_ok=True)
-    (work / _WORK_RECORD).write_text(json.dumps({**record, "iterations": None}, indent=2) + "\n")
+    (work / _WORK_RECORD).write_text(json.dumps(settings, indent=2) + "\n")
     log(
         f"decoder leg: {model} -> {out}, {leg.iterations} iterations of {leg.batch_size} x {leg.crop} px "
         f"on {device}; weights {dataclasses.asdict(weights)}"
