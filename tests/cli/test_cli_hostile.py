@@ -329,21 +329,34 @@ def test_every_numeric_flag_refuses_hostile_values_with_one_line_before_any_work
     assert seconds < 5
 
 
-def test_settings_that_need_no_model_are_refused_before_torch_is_even_imported(tmp_path):
-    """NaN, negative and zero values are refused in a fraction of a second, before heavy imports."""
+@pytest.mark.parametrize(
+    ("out_name", "extra", "message"),
+    [
+        ("o.png", ["--guidance", "nan"], "guidance (--guidance) must be a finite number"),
+        ("o.zarr", [], "unsupported output extension"),
+        ("taken.png", [], "already exists; pass --overwrite"),
+    ],
+    ids=["nan-setting", "output-extension", "existing-output"],
+)
+def test_input_that_needs_no_model_is_refused_before_torch_is_even_imported(
+    tmp_path, out_name, extra, message
+):
+    """NaN settings, an output format we cannot write and an output that exists are refused in a
+    fraction of a second, before the seconds of torch and diffusers imports; nothing is written."""
     import subprocess
     import sys
 
+    (tmp_path / "taken.png").write_bytes(b"the user's own file")
     code = (
         "import sys; from napari_pathup.cli import main; "
-        f"rc = main(['synthesize', '--class', 'tumour', '--out', {str(tmp_path / 'o.png')!r}, "
-        "'--guidance', 'nan']); "
+        f"rc = main(['synthesize', '--class', 'tumour', '--out', {str(tmp_path / out_name)!r}, *{extra!r}]); "
         "assert rc == 2, rc; heavy = [m for m in ('torch', 'diffusers') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "guidance (--guidance) must be a finite number" in result.stderr
-    assert list(tmp_path.iterdir()) == []
+    assert message in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.png"]
+    assert (tmp_path / "taken.png").read_bytes() == b"the user's own file"
 
 
 def test_a_misspelt_synthesis_default_for_training_is_refused_before_any_work(

@@ -72,13 +72,18 @@ def execute(args: argparse.Namespace) -> int:
     #    settings against the model's configs, the budget, the reference's header
     seed = {} if args.seed is None else {"seed": args.seed}
     settings = SynthesisSettings(class_name=args.class_name, **seed, **sampling_settings(args)).check()
+    from napari_pathup.io import check_output, output_format  # no torch: a wrong --out fails at once
+
+    out = Path(args.out)
+    output_format(out)
+    out = check_output(out, args.overwrite, probe=True)
 
     from tqdm import tqdm
 
     from napari_pathup.engine.events import Finished, PatchPreview, StageStarted, TileDecoded
     from napari_pathup.engine.pipeline import synthesize
     from napari_pathup.engine.plan import available_memory
-    from napari_pathup.io import check_output, image_shape, output_format, write_image
+    from napari_pathup.io import image_shape, write_image
     from napari_pathup.io.atomic import free_bytes
     from napari_pathup.io.images import check_pixels
     from napari_pathup.io.sink import output_sink
@@ -86,9 +91,6 @@ def execute(args: argparse.Namespace) -> int:
     from napari_pathup.models.default import reference_for_class
     from napari_pathup.provenance import run_attributes
 
-    out = Path(args.out)
-    output_format(out)
-    out = check_output(out, args.overwrite, probe=True)
     spec = read_spec(args)
     plan = settings.resolve(spec)
     plan.check_budget(args.allow_large_run, available_memory(), free_bytes(out.parent))
