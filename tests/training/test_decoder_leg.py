@@ -123,8 +123,9 @@ def test_refuses_what_a_leg_cannot_run_before_training(
 
     out.mkdir()
     (out / "keep.txt").write_text("a user's file")
-    with pytest.raises(OutputExistsError, match="already exists"):
+    with pytest.raises(OutputExistsError, match="exists; a decoder leg writes a new folder") as refused:
         train_decoder_leg(patch_model, out, tiny_dataset, LEG, **quiet)
+    assert "--overwrite" not in str(refused.value)  # the command has no such flag to offer
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
