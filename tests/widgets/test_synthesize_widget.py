@@ -168,6 +168,23 @@ def test_invalid_settings_are_reported_without_a_layer(widget, monkeypatch):
     assert "invalid" in widget.estimate_label.value
 
 
+def test_an_existing_output_is_refused_in_the_widgets_words_and_kept(widget, tmp_path, monkeypatch):
+    """The widget has no overwrite switch: an existing "save to" store is refused before any layer,
+    without offering the command line's --overwrite, and left as it was."""
+    errors = []
+    monkeypatch.setattr(synth_module, "show_error", errors.append)
+    taken = tmp_path / "taken.ome.zarr"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("a user's file")
+    widget.output.value = str(taken)
+    layers = len(widget.viewer.layers)
+    assert widget.start() is None
+    assert len(widget.viewer.layers) == layers
+    assert len(errors) == 1 and "already exists; choose a new name" in errors[0], errors
+    assert "--overwrite" not in errors[0]
+    assert [p.name for p in taken.iterdir()] == ["keep.txt"]
+
+
 def test_a_reference_smaller_than_the_native_patch_is_refused_before_any_layer(widget, tmp_path, monkeypatch):
     errors = []
     monkeypatch.setattr(synth_module, "show_error", errors.append)
