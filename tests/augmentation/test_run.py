@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import cloudpickle
@@ -23,7 +24,7 @@ from napari_pathup.augmentation.run import (
     check_computed_dtype,
     stale_temporaries,
     wait_for_active,
-    worker_dtype,
+    worker_precision,
     workers_dtypes,
 )
 from napari_pathup.augmentation.worker import Job, model_loads
@@ -360,7 +361,7 @@ def test_a_store_computed_in_another_dtype_by_auto_is_not_resumed_and_the_hint_w
     store = tmp_path / "store"
     shutil.copytree(clean_store, store)
     config = json.loads((store / "augment.json").read_text())
-    here = set(client.run(worker_dtype, "auto", "auto").values())
+    here = {dtype for dtype, _ in client.run(worker_precision, "auto", "auto").values()}
     assert config["dtype"] == "auto" and {config["computed_dtype"]} == here
     other = "float32" if here == {"bfloat16"} else "bfloat16"
     config["computed_dtype"] = other  # as if the first run had been on the other kind of machine
@@ -390,6 +391,39 @@ def test_workers_that_cannot_say_their_dtype_are_one_clear_error():
     with pytest.raises(InputError, match=r"cannot ask the Dask workers which dtype .*\(ModuleNotFoundError"):
         workers_dtypes(Unreachable(), job)
     assert workers_dtypes(None, job) == set()
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_workers_that_would_compute_half_precision_in_software_are_warned_of(client, dtype):
+    """--dtype bfloat16 on a CPU without bfloat16 instructions is computed in software, about 60x
+    slower: the workers say so before the run (as ``pathup synthesize`` does); float32 never warns."""
+    import torch
+
+    from napari_pathup.augmentation.cluster import ClusterWarning
+    from napari_pathup.engine.device import slow_half_precision
+
+    job = Job(store="s", model_path="m", model_checksum="c", plans={}, device="cpu", dtype=dtype)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert workers_dtypes(client, job) == {dtype}
+    said = [str(w.message) for w in caught if issubclass(w.category, ClusterWarning)]
+    expected = slow_half_precision(torch.device("cpu"), getattr(torch, dtype))  # the workers share this CPU
+    if expected is None:
+        assert said == []
+    else:
+        assert said == [f"2 of 2 Dask workers: {expected}"]
+
+
+def test_half_precision_in_software_on_some_workers_is_counted():
+    class Mixed:  # a cluster of one bfloat16 CPU and one without bfloat16 instructions
+        def run(self, function, *args):
+            return {"tcp://a": ("bfloat16", None), "tcp://b": ("bfloat16", "bfloat16 on this CPU is slow")}
+
+    from napari_pathup.augmentation.cluster import ClusterWarning
+
+    job = Job(store="s", model_path="m", model_checksum="c", plans={}, dtype="bfloat16")
+    with pytest.warns(ClusterWarning, match=r"^1 of 2 Dask workers: bfloat16 on this CPU is slow$"):
+        assert workers_dtypes(Mixed(), job) == {"bfloat16"}
 
 
 def test_workers_that_would_compute_in_two_dtypes_are_refused(tmp_path):

@@ -21,12 +21,13 @@ import contextlib
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from napari_pathup.augmentation.cluster import LocalSize, local_size, open_client
+from napari_pathup.augmentation.cluster import ClusterWarning, LocalSize, local_size, open_client
 from napari_pathup.augmentation.manifest import MANIFEST_NAME, ManifestRow, write_manifest
 from napari_pathup.augmentation.plan import OUTPUT_SUFFIX, AugmentItem, plan_items
 from napari_pathup.augmentation.worker import (
@@ -187,25 +188,40 @@ def store_config(
     return config
 
 
-def worker_dtype(device: str, dtype: str) -> str:
+def worker_precision(device: str, dtype: str) -> tuple[str, str | None]:
     """The dtype a worker computes in for ``device`` and ``dtype`` (run on the worker: ``auto`` resolves
-    on its own hardware, bfloat16 on a CPU that computes it, else float32)."""
-    from napari_pathup.engine.device import select_device, select_dtype
+    on its own hardware, bfloat16 on a CPU that computes it, else float32), and the warning for half
+    precision that its CPU computes in software (``engine.device.slow_half_precision``: about 60x
+    slower), or None."""
+    from napari_pathup.engine.device import select_device, select_dtype, slow_half_precision
 
-    return str(select_dtype(dtype, select_device(device))).removeprefix("torch.")
+    chosen = select_device(device)
+    computed = select_dtype(dtype, chosen)
+    return str(computed).removeprefix("torch."), slow_half_precision(chosen, computed)
 
 
 def workers_dtypes(client: Any, job: Job) -> set[str]:
-    """The dtypes the cluster's workers would compute ``job`` in (empty without a client or workers)."""
+    """The dtypes the cluster's workers would compute ``job`` in (empty without a client or workers).
+
+    Workers that would compute half precision in software are named in one :class:`ClusterWarning`
+    (the command line prints it before the run): ``--dtype bfloat16`` on such CPUs takes about an hour
+    per image, which the user should hear before the run rather than from the progress bar."""
     if client is None:
         return set()
     try:
-        return set(client.run(worker_dtype, job.device, job.dtype).values())
+        answers = client.run(worker_precision, job.device, job.dtype)  # worker address -> (dtype, warning)
     except Exception as exc:  # the workers' error, whatever it is, as one line
         raise InputError(
             f"cannot ask the Dask workers which dtype they compute in ({type(exc).__name__}: {exc}); every "
             "worker needs napari-pathup and torch installed"
         ) from exc
+    slow = sorted({warning for _, warning in answers.values() if warning is not None})
+    if slow:
+        count = sum(warning is not None for _, warning in answers.values())
+        warnings.warn(
+            f"{count} of {len(answers)} Dask workers: {'; '.join(slow)}", ClusterWarning, stacklevel=2
+        )
+    return {dtype for dtype, _ in answers.values()}
 
 
 def check_computed_dtype(store: Path, recorded: str | None, computed: set[str], requested: str) -> str | None:
