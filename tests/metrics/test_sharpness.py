@@ -55,6 +55,18 @@ def test_ratio_is_one_for_the_same_set_and_above_one_with_added_noise():
     assert sharpness_ratio([noisy], [crop]) > 1.25
 
 
+@pytest.mark.parametrize("fraction", [1.0, 0.1, 1e-9])
+def test_edge_contrast_is_the_mean_of_the_strongest_gradients(fraction):
+    """The top share of the pixels by gradient, as a full sort would pick them (ties included)."""
+    from napari_pathup.metrics.sharpness import luma_gradient
+
+    rgb = np.random.default_rng(3).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    rgb[:10] = 128  # flat rows: many equal (zero) gradients
+    inner = np.sort(luma_gradient(rgb)[1:-1, 1:-1].ravel())
+    expected = inner[-max(1, round(fraction * inner.size)) :].mean()
+    assert edge_contrast(rgb, fraction) == pytest.approx(expected, rel=1e-12)
+
+
 def test_edge_contrast_falls_with_blur_but_hardly_moves_with_grain_that_the_share_counts_as_detail():
     """A decoder's fine dither raises the spectral share as if it were detail; the steepness of the
     strongest edges, which blur lowers, barely changes under it."""
