@@ -485,3 +485,16 @@ def test_outpaint_says_how_much_is_drawn_and_plans_stage_1_from_noise(pathup_mod
     stretch = SynthesisSettings("tumour", height=2048, width=2048).resolve(spec)
     assert stretch.reference_fit == "stretch"  # the library default: PathUp's
     assert stretch.stages[0].sampling.known_strength is None and stretch.stages[0].steps < plan.steps
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "expected"), [(8, {8: 1, 7: 1}), (5, {5: 3}), (4, {4: 3, 3: 1}), (64, {15: 1})]
+)
+def test_a_step_batches_its_patches_in_full_batches_and_one_remainder(pathup_model, batch_size, expected):
+    """What the sampler's loop does with a step's 15 patches, and what the estimate costs one by one."""
+    plan = SynthesisSettings("tumour", height=320, width=448, batch_size=batch_size).resolve(pathup_model)
+    for stage in plan.stages:
+        assert stage.patches_per_step == 15
+        assert stage.step_batches == expected
+        assert sum(k * n for k, n in stage.step_batches.items()) == stage.patches_per_step
+        assert sum(stage.step_batches.values()) * stage.steps == stage.batch_steps

@@ -75,7 +75,7 @@ def execute(args: argparse.Namespace) -> int:
     )
     print(f"patch evaluations      {plan.patch_evaluations}{over}")
     if result.seconds is not None:
-        print(f"estimated time         {result.seconds:.1f} s (measured calibration, scaled by the counts)")
+        print(f"estimated time         {result.seconds:.1f} s (the run: a measured calibration, scaled)")
         print(f"estimated peak memory  {format_bytes(result.peak_memory_bytes)}")
     return 0
 

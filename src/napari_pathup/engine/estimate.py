@@ -1,8 +1,11 @@
 """Work counts and a measured estimate of time and peak memory, before a run starts.
 
 Counts (patch evaluations, tiles) follow from the settings alone. Time and memory come from a
-short calibration on the chosen device: one batched denoiser call and one tile through the
-autoencoder, scaled by the counts. It is an estimate, labelled as one wherever it is shown.
+short calibration on the chosen device: a denoiser call of each batch size the run makes (its full
+batches and the remainder of a step's patches: a last batch of one patch costs far less than a full
+one) and one tile through the autoencoder, scaled by the counts. It is the run's time, without the
+process's start (imports, model load) or the output's writing, and labelled as an estimate wherever
+it is shown.
 """
 
 from __future__ import annotations
@@ -81,9 +84,6 @@ def estimate(model: PathupModel, settings: SynthesisSettings | RunPlan, calibrat
     s = plan.settings
     device, dtype, f = model.device, model.dtype, model.vae_scale_factor
     two = stages[1]
-    p = two.patch_size
-    batch = min(s.batch_size, two.patches_per_step)
-    x = torch.zeros(batch, model.latent_channels, p, p, device=device, dtype=dtype)
     t = torch.tensor(500, device=device)
     cond = model.conditioner(s.class_name, "native")
     weak = model.weak_denoiser if s.guidance_mode == "auto" else None  # autoguidance
@@ -109,15 +109,24 @@ def estimate(model: PathupModel, settings: SynthesisSettings | RunPlan, calibrat
         return best
 
     with torch.inference_mode():
-        # each kind of call is timed only if the run makes it (guidance 1 makes no guided call)
-        guided = any(st.guided_steps for st in plan.stages)
-        plain = any(st.guided_steps < st.steps for st in plan.stages)  # steps outside the interval
-
-        def guided_call() -> None:
+        # each kind of call is timed only if the run makes it (guidance 1 makes no guided call), at
+        # each (batch size, patch size) a stage makes
+        def guided_call(x: torch.Tensor) -> None:
             guided_output(model.denoiser, x, t, cond, uncond, s.guidance, weak)
 
-        t_guided = timed(guided_call) if guided else 0.0
-        t_plain = timed(lambda: guided_output(model.denoiser, x, t, cond, None, 1.0)) if plain else 0.0
+        def plain_call(x: torch.Tensor) -> None:
+            guided_output(model.denoiser, x, t, cond, None, 1.0)
+
+        t_guided: dict[tuple[int, int], float] = {}
+        t_plain: dict[tuple[int, int], float] = {}
+        for st in plan.stages:
+            p = st.grid.patch_size
+            for batch in st.step_batches:
+                x = torch.zeros(batch, model.latent_channels, p, p, device=device, dtype=dtype)
+                if st.guided_steps and (batch, p) not in t_guided:
+                    t_guided[batch, p] = timed(lambda x=x: guided_call(x))
+                if st.guided_steps < st.steps and (batch, p) not in t_plain:  # steps outside the interval
+                    t_plain[batch, p] = timed(lambda x=x: plain_call(x))
         t_decode = timed(lambda: model.autoencoder.decode(z), repeat=2)
         t_encode = timed(
             lambda: model.autoencoder.encode(
@@ -126,8 +135,14 @@ def estimate(model: PathupModel, settings: SynthesisSettings | RunPlan, calibrat
             repeat=1,
         )
     seconds = sum(
-        st.guided_calls * t_guided
-        + (st.batch_steps - st.guided_calls) * t_plain
+        sum(
+            count
+            * (
+                st.guided_steps * t_guided.get((batch, st.grid.patch_size), 0.0)
+                + (st.steps - st.guided_steps) * t_plain.get((batch, st.grid.patch_size), 0.0)
+            )
+            for batch, count in st.step_batches.items()
+        )
         + st.tiles * (t_decode + t_encode)
         for st in plan.stages
     )

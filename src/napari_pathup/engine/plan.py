@@ -448,6 +448,13 @@ class StagePlan:
         return len(self.grid)
 
     @property
+    def step_batches(self) -> dict[int, int]:
+        """One step's patch batches as {patches in the batch: how many such batches}: full batches
+        and the remainder, e.g. {8: 10, 1: 1} for 81 patches in batches of 8."""
+        full, rest = divmod(len(self.grid), self.sampling.batch_size)
+        return {k: n for k, n in ((self.sampling.batch_size, full), (rest, 1)) if k and n}
+
+    @property
     def denoiser_calls(self) -> int:
         """Network calls: one per batch, two per guided batch with autoguidance (one of each denoiser)."""
         return self.batch_steps + (self.guided_calls if self.autoguided else 0)
