@@ -335,14 +335,14 @@ def test_every_numeric_flag_refuses_hostile_values_with_one_line_before_any_work
         ("o.png", ["--guidance", "nan"], "guidance (--guidance) must be a finite number"),
         ("o.zarr", [], "unsupported output extension"),
         ("taken.png", [], "already exists; pass --overwrite"),
+        ("o.png", ["--class", "tumor"], "unknown class 'tumor' (--class) for model"),
     ],
-    ids=["nan-setting", "output-extension", "existing-output"],
+    ids=["nan-setting", "output-extension", "existing-output", "misspelt-class"],
 )
-def test_input_that_needs_no_model_is_refused_before_torch_is_even_imported(
-    tmp_path, out_name, extra, message
-):
-    """NaN settings, an output format we cannot write and an output that exists are refused in a
-    fraction of a second, before the seconds of torch and diffusers imports; nothing is written."""
+def test_bad_input_is_refused_before_torch_is_even_imported(tmp_path, out_name, extra, message):
+    """NaN settings, an output format we cannot write, an output that exists and a class the (shipped)
+    model does not have are refused in a fraction of a second, before the seconds of torch and
+    diffusers imports; nothing is written."""
     import subprocess
     import sys
 

@@ -72,11 +72,17 @@ def execute(args: argparse.Namespace) -> int:
     #    settings against the model's configs, the budget, the reference's header
     seed = {} if args.seed is None else {"seed": args.seed}
     settings = SynthesisSettings(class_name=args.class_name, **seed, **sampling_settings(args)).check()
-    from napari_pathup.io import check_output, output_format  # no torch: a wrong --out fails at once
+    # no torch yet: a wrong --out or a misspelt class fails at once, not after seconds of imports
+    from napari_pathup.io import check_output, output_format
+    from napari_pathup.models.default import resolve_model_spec
+    from napari_pathup.models.spec import check_class_among, declared_classes
 
     out = Path(args.out)
     output_format(out)
     out = check_output(out, args.overwrite, probe=True)
+    model_folder = Path(resolve_model_spec(args.model)).expanduser()
+    if (classes := declared_classes(model_folder)) is not None:  # the folder's full check comes later
+        check_class_among(classes, settings.class_name, model_folder)
 
     from tqdm import tqdm
 

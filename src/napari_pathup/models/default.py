@@ -7,8 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from napari_pathup.errors import InputError, ModelLoadError
-from napari_pathup.models.layout import PATHUP_JSON
-from napari_pathup.models.spec import ModelInfo
+from napari_pathup.models.spec import PATHUP_JSON, ModelInfo
 
 
 def default_model_path() -> Path | None:

@@ -24,9 +24,8 @@ from diffusers import SchedulerMixin
 
 from napari_pathup.io.atomic import write_text_atomic
 from napari_pathup.models.conditioning import SCALES, num_class_embeds
+from napari_pathup.models.spec import PATHUP_FORMAT, PATHUP_JSON
 
-PATHUP_JSON = "pathup.json"
-PATHUP_FORMAT = "pathup"
 LABEL_LAYOUT = "scale-major-with-null"
 DENOISER_DIR = "denoiser"
 AUTOENCODER_DIR = "autoencoder"

@@ -9,12 +9,18 @@ the same attributes, so :meth:`~napari_pathup.engine.plan.SynthesisSettings.reso
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from diffusers import SchedulerMixin
+
+#: a PathUp model folder's metadata file and the "format" it declares (``models.layout``)
+PATHUP_JSON = "pathup.json"
+PATHUP_FORMAT = "pathup"
 
 
 class ModelInfo(Protocol):
@@ -39,13 +45,33 @@ class ModelInfo(Protocol):
 def check_known_class(model: ModelInfo, class_name: str) -> None:
     """Raise :class:`~napari_pathup.errors.SettingsError` when ``model`` (a spec or a loaded model)
     has classes and ``class_name`` is not one of them; text models (no classes) accept any."""
+    check_class_among(model.classes, class_name, model.path)
+
+
+def check_class_among(classes: Sequence[str], class_name: str, model_path: str | Path) -> None:
+    """:func:`check_known_class` for a model known by its classes and path alone."""
     from napari_pathup.errors import SettingsError
 
-    if model.classes and class_name not in model.classes:
+    if classes and class_name not in classes:
         raise SettingsError(
-            f"unknown class {class_name!r} (--class) for model {model.path}; "
-            f"expected one of {', '.join(model.classes)}"
+            f"unknown class {class_name!r} (--class) for model {model_path}; "
+            f"expected one of {', '.join(classes)}"
         )
+
+
+def declared_classes(folder: str | Path) -> list[str] | None:
+    """The classes a PathUp model folder's ``pathup.json`` declares, read as JSON alone (no torch, no
+    diffusers), or None where there is no such readable list: loading or :func:`~napari_pathup.models.load.
+    read_model_spec` then checks the folder whole and says what is wrong. For refusing a misspelt class
+    in a fraction of a second instead of after seconds of imports."""
+    try:
+        meta = json.loads((Path(folder) / PATHUP_JSON).read_text())
+    except (OSError, ValueError):
+        return None
+    classes = meta.get("classes") if isinstance(meta, dict) and meta.get("format") == PATHUP_FORMAT else None
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        return None
+    return classes
 
 
 @dataclass
