@@ -126,6 +126,8 @@ def test_refuses_what_a_leg_cannot_run_before_training(
     with pytest.raises(OutputExistsError, match="exists; a decoder leg writes a new folder") as refused:
         train_decoder_leg(patch_model, out, tiny_dataset, LEG, **quiet)
     assert "--overwrite" not in str(refused.value)  # the command has no such flag to offer
+    with pytest.raises(OutputExistsError, match="is MODEL itself; choose a new folder"):
+        train_decoder_leg(patch_model, patch_model, tiny_dataset, LEG, **quiet)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 

@@ -61,9 +61,9 @@ def check_class_among(classes: Sequence[str], class_name: str, model_path: str |
 
 def declared_classes(folder: str | Path) -> list[str] | None:
     """The classes a PathUp model folder's ``pathup.json`` declares, read as JSON alone (no torch, no
-    diffusers), or None where there is no such readable list: loading or :func:`~napari_pathup.models.load.
-    read_model_spec` then checks the folder whole and says what is wrong. For refusing a misspelt class
-    in a fraction of a second instead of after seconds of imports."""
+    diffusers), or None where there is no such readable list: ``models.load.read_model_spec`` then
+    checks the folder whole and says what is wrong. For refusing a misspelt class in a fraction of a
+    second instead of after seconds of imports."""
     try:
         meta = json.loads((Path(folder) / PATHUP_JSON).read_text())
     except (OSError, ValueError):
