@@ -359,6 +359,19 @@ def test_bad_input_is_refused_before_torch_is_even_imported(tmp_path, out_name, 
     assert (tmp_path / "taken.png").read_bytes() == b"the user's own file"
 
 
+def test_info_refuses_a_misspelt_class_before_torch_is_even_imported():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from napari_pathup.cli import main; rc = main(['info', '--class', 'tumor']); "
+        "assert rc == 2, rc; heavy = [m for m in ('torch', 'diffusers') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "unknown class 'tumor' (--class) for model" in result.stderr
+
+
 def test_a_misspelt_synthesis_default_for_training_is_refused_before_any_work(
     pathup_model_dir, tmp_path, capsys
 ):

@@ -13,6 +13,7 @@ import dataclasses
 import math
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 SIZE = re.compile(r"^(\d+)(?:x(\d+))?$")
@@ -106,6 +107,18 @@ def load_for_run(args: argparse.Namespace):
         print(f"pathup: warning: {warning}", file=sys.stderr)
     model = load_model(resolve_model_spec(args.model), allow_download=args.allow_download)
     return model.to(device, dtype)
+
+
+def check_declared_class(model: str | None, class_name: str) -> None:
+    """Refuse a class that the model folder's ``pathup.json`` does not declare, from the JSON alone:
+    before torch and diffusers import (seconds), so a misspelt ``--class`` fails at once. Folders that
+    declare no readable classes are left to the full check (:func:`read_spec`)."""
+    from napari_pathup.models.default import resolve_model_spec
+    from napari_pathup.models.spec import check_class_among, declared_classes
+
+    folder = Path(resolve_model_spec(model)).expanduser()
+    if (classes := declared_classes(folder)) is not None:
+        check_class_among(classes, class_name, folder)
 
 
 def read_spec(args: argparse.Namespace):

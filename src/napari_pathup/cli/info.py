@@ -8,6 +8,7 @@ from napari_pathup.cli._common import (
     add_model_arguments,
     add_sampling_arguments,
     add_size_argument,
+    check_declared_class,
     load_for_run,
     read_spec,
     sampling_settings,
@@ -32,11 +33,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from napari_pathup.engine.device import dtype_reason
-    from napari_pathup.engine.estimate import estimate
     from napari_pathup.engine.plan import WORK_BUDGET, SynthesisSettings
 
     SynthesisSettings(args.class_name or "any", **sampling_settings(args)).check()  # no torch yet
+    if args.class_name is not None:
+        check_declared_class(args.model, args.class_name)
+
+    from napari_pathup.engine.device import dtype_reason
+    from napari_pathup.engine.estimate import estimate
+
     spec = read_spec(args)  # settings are checked against the configs before the weights load
     class_name = args.class_name or (spec.classes[0] if spec.classes else "tumour")
     plan = SynthesisSettings(class_name, **sampling_settings(args)).resolve(spec)

@@ -15,6 +15,7 @@ from napari_pathup.cli._common import (
     add_model_arguments,
     add_sampling_arguments,
     add_size_argument,
+    check_declared_class,
     load_for_run,
     max_image_pixels,
     number,
@@ -74,15 +75,11 @@ def execute(args: argparse.Namespace) -> int:
     settings = SynthesisSettings(class_name=args.class_name, **seed, **sampling_settings(args)).check()
     # no torch yet: a wrong --out or a misspelt class fails at once, not after seconds of imports
     from napari_pathup.io import check_output, output_format
-    from napari_pathup.models.default import resolve_model_spec
-    from napari_pathup.models.spec import check_class_among, declared_classes
 
     out = Path(args.out)
     output_format(out)
     out = check_output(out, args.overwrite, probe=True)
-    model_folder = Path(resolve_model_spec(args.model)).expanduser()
-    if (classes := declared_classes(model_folder)) is not None:  # the folder's full check comes later
-        check_class_among(classes, settings.class_name, model_folder)
+    check_declared_class(args.model, settings.class_name)  # the folder's full check comes later
 
     from tqdm import tqdm
 
