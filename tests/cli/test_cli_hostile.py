@@ -336,13 +336,24 @@ def test_every_numeric_flag_refuses_hostile_values_with_one_line_before_any_work
         ("o.zarr", [], "unsupported output extension"),
         ("taken.png", [], "already exists; pass --overwrite"),
         ("o.png", ["--class", "tumor"], "unknown class 'tumor' (--class) for model"),
+        ("o.png", ["--model", "no-such-folder"], "no-such-folder does not exist"),
+        ("o.png", ["--model", "org/name"], "allow it explicitly (--allow-download)"),
+        ("o.png", ["--model", "."], "is not a model folder: expected pathup.json"),
     ],
-    ids=["nan-setting", "output-extension", "existing-output", "misspelt-class"],
+    ids=[
+        "nan-setting",
+        "output-extension",
+        "existing-output",
+        "misspelt-class",
+        "missing-model",
+        "hub-id",
+        "not-a-model",
+    ],
 )
 def test_bad_input_is_refused_before_torch_is_even_imported(tmp_path, out_name, extra, message):
-    """NaN settings, an output format we cannot write, an output that exists and a class the (shipped)
-    model does not have are refused in a fraction of a second, before the seconds of torch and
-    diffusers imports; nothing is written."""
+    """NaN settings, an output format we cannot write, an output that exists, a class the (shipped)
+    model does not have and a --model that is no model folder are refused in a fraction of a second,
+    before the seconds of torch and diffusers imports; nothing is written."""
     import subprocess
     import sys
 
@@ -353,7 +364,9 @@ def test_bad_input_is_refused_before_torch_is_even_imported(tmp_path, out_name, 
         "assert rc == 2, rc; heavy = [m for m in ('torch', 'diffusers') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(  # in tmp_path: "." is a folder that holds no model
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
     assert message in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.png"]
     assert (tmp_path / "taken.png").read_bytes() == b"the user's own file"

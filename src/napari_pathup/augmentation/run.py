@@ -107,7 +107,8 @@ def prepare_model(model: str | None, allow_download: bool) -> tuple[Path, str, A
     """(folder, checksum, :class:`~napari_pathup.models.spec.ModelSpec`) of ``--model`` or the
     embedded default; the spec comes from the configs, so no weights load on the client."""
     from napari_pathup.models.default import resolve_model_spec
-    from napari_pathup.models.load import model_hash, read_model_spec, resolve_model_path
+    from napari_pathup.models.folder import resolve_model_path
+    from napari_pathup.models.load import model_hash, read_model_spec
 
     path = resolve_model_path(resolve_model_spec(model), allow_download).resolve()
     return path, model_hash(path), read_model_spec(path)

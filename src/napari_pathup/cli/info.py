@@ -8,7 +8,7 @@ from napari_pathup.cli._common import (
     add_model_arguments,
     add_sampling_arguments,
     add_size_argument,
-    check_declared_class,
+    check_model_folder,
     load_for_run,
     read_spec,
     sampling_settings,
@@ -36,8 +36,7 @@ def execute(args: argparse.Namespace) -> int:
     from napari_pathup.engine.plan import WORK_BUDGET, SynthesisSettings
 
     SynthesisSettings(args.class_name or "any", **sampling_settings(args)).check()  # no torch yet
-    if args.class_name is not None:
-        check_declared_class(args.model, args.class_name)
+    check_model_folder(args.model, args.allow_download, args.class_name)  # no torch yet either
 
     from napari_pathup.engine.device import dtype_reason
     from napari_pathup.engine.estimate import estimate

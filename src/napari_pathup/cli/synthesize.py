@@ -15,7 +15,7 @@ from napari_pathup.cli._common import (
     add_model_arguments,
     add_sampling_arguments,
     add_size_argument,
-    check_declared_class,
+    check_model_folder,
     load_for_run,
     max_image_pixels,
     number,
@@ -73,13 +73,13 @@ def execute(args: argparse.Namespace) -> int:
     #    settings against the model's configs, the budget, the reference's header
     seed = {} if args.seed is None else {"seed": args.seed}
     settings = SynthesisSettings(class_name=args.class_name, **seed, **sampling_settings(args)).check()
-    # no torch yet: a wrong --out or a misspelt class fails at once, not after seconds of imports
+    # no torch yet: a wrong --out, --model or --class fails at once, not after seconds of imports
     from napari_pathup.io import check_output, output_format
 
     out = Path(args.out)
     output_format(out)
     out = check_output(out, args.overwrite, probe=True)
-    check_declared_class(args.model, settings.class_name)  # the folder's full check comes later
+    check_model_folder(args.model, args.allow_download, settings.class_name)  # the full check follows
 
     from tqdm import tqdm
 

@@ -8,8 +8,6 @@ half-loads. The network is touched only for a hub id with ``allow_download=True`
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,11 +24,11 @@ from napari_pathup.models.conditioning import (
     TextConditioner,
     num_class_embeds,
 )
+from napari_pathup.models.folder import detect_layout, read_json, resolve_model_path
 from napari_pathup.models.layout import (
     AUTOENCODER_DIR,
     DENOISER_DIR,
     LABEL_LAYOUT,
-    PATHUP_FORMAT,
     PATHUP_JSON,
     SCHEDULER_DIR,
     WEAK_DENOISER_DIR,
@@ -52,19 +50,6 @@ from napari_pathup.models.spec import (
 
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 AUTOENCODER_CLASSES = ("AutoencoderKL", "AutoencoderTiny", "PatchAutoencoder")
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ModelLoadError(f"missing {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ModelLoadError(f"{path} must hold a JSON object")
-    return data
 
 
 def _check_component(
@@ -73,7 +58,7 @@ def _check_component(
     """Check one component folder; return its diffusers/transformers class name and its config."""
     if not folder.is_dir():
         raise ModelLoadError(f"missing component folder {folder}")
-    config = _read_json(folder / config_name)
+    config = read_json(folder / config_name)
     class_name = config.get("_class_name") or (config.get("architectures") or [None])[0]
     if class_name not in allowed:
         raise ModelLoadError(
@@ -122,36 +107,6 @@ def _native_size(config: Any) -> int:
     return int(size[0] if isinstance(size, list | tuple) else size)
 
 
-def detect_layout(path: Path) -> str:
-    """``pathup`` or ``stable-diffusion``, from the files at the top of the folder."""
-    if (path / PATHUP_JSON).is_file() and _read_json(path / PATHUP_JSON).get("format") == PATHUP_FORMAT:
-        return "pathup"
-    if (path / "model_index.json").is_file():
-        return "stable-diffusion"
-    raise ModelLoadError(
-        f"{path} is not a model folder: expected {PATHUP_JSON} (PathUp layout) or model_index.json "
-        "(diffusers Stable Diffusion pipeline)"
-    )
-
-
-def resolve_model_path(spec: str | Path, allow_download: bool = False) -> Path:
-    """A local folder as it is; a hub id only when the user allows the download."""
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        return path
-    if HUB_ID.match(str(spec)) and not path.exists():
-        if not allow_download:
-            raise ModelLoadError(
-                f"{spec} is not a local folder; to download the hub model {spec!r} allow it explicitly "
-                "(--allow-download)"
-            )
-        from huggingface_hub import snapshot_download
-
-        patterns = ["*.json", "*.safetensors", "*.txt", "tokenizer/*", "*.model"]
-        return Path(snapshot_download(str(spec), allow_patterns=patterns))
-    raise ModelLoadError(f"model folder {path} does not exist")
-
-
 def load_model(spec: str | Path | None = None, allow_download: bool = False) -> PathupModel:
     """Load a PathUp or Stable Diffusion model folder (on the CPU, float32, the denoisers' weights laid out
     channels_last; move it with ``.to``).
@@ -191,7 +146,7 @@ def _load_scheduler(folder: Path):
 
 def _pathup_spec(path: Path) -> tuple[ModelSpec, str]:
     """Check a PathUp folder's metadata and component configs; the spec and the autoencoder class."""
-    meta = _read_json(path / PATHUP_JSON)
+    meta = read_json(path / PATHUP_JSON)
     classes, scales = meta.get("classes"), meta.get("scales", list(SCALES))
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         raise ModelLoadError(f"{path / PATHUP_JSON}: 'classes' must be a non-empty list of names")
@@ -270,8 +225,8 @@ def _load_pathup(path: Path) -> PathupModel:
 
 def _stable_diffusion_spec(path: Path) -> tuple[ModelSpec, str]:
     """Check a Stable Diffusion folder's component configs; the spec and the autoencoder class."""
-    _read_json(path / "model_index.json")
-    meta = _read_json(path / PATHUP_JSON) if (path / PATHUP_JSON).is_file() else {}
+    read_json(path / "model_index.json")
+    meta = read_json(path / PATHUP_JSON) if (path / PATHUP_JSON).is_file() else {}
     unet_class, unet_config = _check_component(path / "unet", "config.json", ("UNet2DConditionModel",))
     vae_class, vae_config = _check_component(path / "vae", "config.json", AUTOENCODER_CLASSES)
     _check_component(path / "text_encoder", "config.json", ("CLIPTextModel",))

@@ -348,7 +348,8 @@ class TextToImagePhase(Phase):
 
 def load_base(cfg: FineTuneConfig) -> tuple[Path, PathupModel]:
     """The base pipeline (checked by ``load_model``: safetensors only, every component present)."""
-    from napari_pathup.models.load import load_model, resolve_model_path
+    from napari_pathup.models.folder import resolve_model_path
+    from napari_pathup.models.load import load_model
 
     path = resolve_model_path(cfg.base, cfg.allow_download)
     model = load_model(path)
