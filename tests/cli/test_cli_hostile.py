@@ -372,17 +372,31 @@ def test_bad_input_is_refused_before_torch_is_even_imported(tmp_path, out_name, 
     assert (tmp_path / "taken.png").read_bytes() == b"the user's own file"
 
 
-def test_info_refuses_a_misspelt_class_before_torch_is_even_imported():
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["info", "--class", "tumor"], "unknown class 'tumor' (--class) for model"),
+        (["info", "--model", "no-such-folder"], "no-such-folder does not exist"),
+        (["augment", "data", "--out", "store", "--model", "no-such-folder"], "no-such-folder does not exist"),
+    ],
+    ids=["info-class", "info-model", "augment-model"],
+)
+def test_info_and_augment_refuse_a_wrong_model_or_class_before_torch_is_even_imported(
+    tmp_path, argv, message
+):
     import subprocess
     import sys
 
     code = (
-        "import sys; from napari_pathup.cli import main; rc = main(['info', '--class', 'tumor']); "
+        f"import sys; from napari_pathup.cli import main; rc = main({argv!r}); "
         "assert rc == 2, rc; heavy = [m for m in ('torch', 'diffusers') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "unknown class 'tumor' (--class) for model" in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert message in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_misspelt_synthesis_default_for_training_is_refused_before_any_work(

@@ -14,6 +14,7 @@ from napari_pathup.cli._common import (
     add_sampling_arguments,
     add_size_argument,
     add_split_argument,
+    check_model_folder,
     max_image_pixels,
     number,
     positive_int,
@@ -90,6 +91,7 @@ def execute(args: argparse.Namespace) -> int:
         raise InputError(
             "--workers sizes a local cluster; with --dask-address the cluster's workers are used"
         )
+    check_model_folder(args.model, args.allow_download)  # before the imports; DATA's classes come later
     default = warnings.showwarning
 
     def show(
