@@ -104,10 +104,15 @@ def os_error_message(path: str | Path, exc: OSError) -> str:
     return f"cannot write {path}: {reason}; nothing was written under that name"
 
 
-def check_output(final: str | Path, overwrite: bool, probe: bool = False) -> Path:
+#: what an "already exists" refusal tells the user to do, where the caller can overwrite
+OVERWRITE_HINT = "pass --overwrite (overwrite=True) to replace it"
+
+
+def check_output(final: str | Path, overwrite: bool, probe: bool = False, hint: str = OVERWRITE_HINT) -> Path:
     """Resolve ``final`` and check that it may be written; cheap, so call it before long work.
 
-    Raises :class:`OutputExistsError` if it exists and ``overwrite`` is False,
+    Raises :class:`OutputExistsError` (ending in ``hint``: a caller without an overwrite switch says
+    what to do instead) if it exists and ``overwrite`` is False,
     :class:`~napari_pathup.errors.InputError` if its parent folder does not exist, and (with
     ``probe``) :class:`~napari_pathup.errors.OutputError` if the folder is not writable (a hidden
     probe file is created and removed). Free space is part of the run's budget
@@ -117,7 +122,7 @@ def check_output(final: str | Path, overwrite: bool, probe: bool = False) -> Pat
     if not path.parent.is_dir():
         raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
     if (path.exists() or path.is_symlink()) and not overwrite:
-        raise OutputExistsError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it")
+        raise OutputExistsError(f"{path} already exists; {hint}")
     if probe:
         check_writable(path.parent, path)
     return path
@@ -174,7 +179,7 @@ def _replace(temp: Path, final: Path, overwrite: bool) -> None:
         os.rename(temp, final)
         return
     if not overwrite:  # appeared while we were writing
-        raise OutputExistsError(f"{final} already exists; pass --overwrite (overwrite=True) to replace it")
+        raise OutputExistsError(f"{final} already exists; {OVERWRITE_HINT}")
     old = _sibling(final, OLD_MARKER)
     os.rename(final, old)
     try:

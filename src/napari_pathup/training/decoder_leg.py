@@ -145,9 +145,8 @@ def train_decoder_leg(
         raise ModelLoadError(f"{model}: expected a PathUp model folder; there is no such folder")
     if out.resolve() == model.resolve():
         raise OutputExistsError(f"{out.resolve()} is MODEL itself; choose a new folder")
-    if out.exists() or out.is_symlink():  # check_output's own message offers an --overwrite this has not
-        raise OutputExistsError(f"{out.resolve()} already exists; a decoder leg writes a new folder")
-    out = check_output(out, overwrite=False, probe=True)  # before minutes of training, not after
+    # before minutes of training, not after; this command has no --overwrite to offer
+    out = check_output(out, overwrite=False, probe=True, hint="a decoder leg writes a new folder")
     device = torch.device(device)
     defaults = TrainConfig(data=Path(data), out=out)
 

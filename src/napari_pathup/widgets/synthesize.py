@@ -469,9 +469,7 @@ class SynthesizeWidget(WorkerDock):
             if out is not None:
                 if output_format(out) != "ome-zarr":
                     raise InputError(f"save to {out}: the live output is an OME-Zarr; name it *.ome.zarr")
-                if target.exists() or target.is_symlink():  # the library's message offers an --overwrite
-                    raise InputError(f"save to {out}: it already exists; choose a new name (no overwrite)")
-                check_output(out, overwrite=False)
+                check_output(out, overwrite=False, hint="choose a new name (the widget never overwrites)")
             roi, reference_path, placement = self.reference_roi()
             # the same refusals as the CLI and the library, before a layer or a store exists
             settings.check_reference(roi.image.shape, f"reference {reference_path or 'RoI'}")
