@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from napari_pathup.errors import InputError, ModelLoadError, OutputExistsError
+from napari_pathup.models.spec import PATHUP_JSON
 
 #: what a work folder records of its leg, so that a resume with other settings is refused
 _WORK_RECORD = "leg.json"
@@ -78,7 +79,7 @@ def _load_decoder_model(model: Path, leg: DecoderLeg) -> torch.nn.Module:
     from napari_pathup.models.patch_autoencoder import PatchAutoencoder
     from napari_pathup.training.train import load_autoencoder
 
-    if not (model / "pathup.json").is_file():
+    if not (model / PATHUP_JSON).is_file():
         raise ModelLoadError(f"{model}: expected a PathUp model folder (pathup.json beside autoencoder/)")
     vae = load_autoencoder(model).float()  # trained (and widened) in full precision
     if not isinstance(vae, AutoencoderTiny | PatchAutoencoder):
@@ -200,11 +201,11 @@ def train_decoder_leg(
         shutil.copytree(model, partial, ignore=lambda folder, names: [CHECKPOINTS] * (folder == top))
         shutil.rmtree(partial / "autoencoder")
         vae.save_pretrained(partial / "autoencoder", safe_serialization=True)
-        meta = json.loads((partial / "pathup.json").read_text())
+        meta = json.loads((partial / PATHUP_JSON).read_text())
         training = meta.setdefault("training", {})
         decoder = training["decoder"] = dict(training.get("decoder", {}))
         decoder["legs"] = [*decoder.get("legs", []), record]
-        (partial / "pathup.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (partial / PATHUP_JSON).write_text(json.dumps(meta, indent=2) + "\n")
     shutil.rmtree(work)
     log(f"decoder leg: wrote {out} in {result.seconds / 60:.1f} min")
     return out
