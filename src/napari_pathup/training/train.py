@@ -24,6 +24,7 @@ import torch
 from napari_pathup.datasets import DatasetIndex, discover
 from napari_pathup.errors import InputError, ModelLoadError
 from napari_pathup.models.base import Autoencoder
+from napari_pathup.models.spec import PATHUP_JSON
 from napari_pathup.training import DENOISER_GAN_JUDGES
 from napari_pathup.training.augmentation import HedJitter
 from napari_pathup.training.checkpoint import latest_checkpoint
@@ -66,7 +67,7 @@ def load_autoencoder(path: Path) -> torch.nn.Module:
     from napari_pathup.models.load import load_autoencoder_folder
 
     path = Path(path).expanduser()
-    folder = path / "autoencoder" if (path / "pathup.json").is_file() else path
+    folder = path / "autoencoder" if (path / PATHUP_JSON).is_file() else path
     if not (folder / "config.json").is_file():
         raise ModelLoadError(f"{path}: expected an autoencoder folder (config.json) or a PathUp model folder")
     return load_autoencoder_folder(folder)
@@ -491,7 +492,7 @@ def _check_class_factors(factors: dict[str, float], classes: Sequence[str], what
 
 def _recorded(model: Path, phase: str) -> dict[str, Any]:
     """What ``pathup.json`` of a trained model records of one training phase (or {})."""
-    meta = json.loads((Path(model) / "pathup.json").read_text())
+    meta = json.loads((Path(model) / PATHUP_JSON).read_text())
     return dict(meta.get("training", {}).get(phase) or {})
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from napari_pathup.datasets import discover
 from napari_pathup.errors import InputError, ModelLoadError
+from napari_pathup.models.spec import PATHUP_JSON
 from napari_pathup.training.data import load_images
 from napari_pathup.training.denoiser import holdout_latents, training_scheduler, validation_loss
 from napari_pathup.training.settings import dataset_fingerprint
@@ -25,7 +26,7 @@ def model_validation_loss(model: Path, data: Path) -> tuple[int, float]:
     the data it was trained on (same classes, images and hold-out regions)."""
     from napari_pathup.models.load import load_model
 
-    meta_path = Path(model) / "pathup.json"
+    meta_path = Path(model) / PATHUP_JSON
     try:
         training = json.loads(meta_path.read_text())["training"]
         settings = training["settings"]
