@@ -29,8 +29,8 @@ from napari_pathup.datasets import discover
 from napari_pathup.io.atomic import write_text_atomic
 from napari_pathup.io.images import read_image
 from napari_pathup.models.default import class_references
-from napari_pathup.models.layout import PATHUP_JSON
 from napari_pathup.models.load import read_model_spec
+from napari_pathup.models.spec import PATHUP_JSON
 from napari_pathup.training.data import load_images
 from napari_pathup.training.export import REFERENCE_DIR, image_references
 

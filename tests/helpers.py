@@ -196,3 +196,59 @@ def tiny_patch_model(data: Path, folder: Path) -> Path:
     vae = PatchAutoencoder(latent_channels=4, width=8, num_blocks=1).eval()
     vae.initialise_from_blocks(crops)
     return save_patch_model(folder, vae, ["stroma", "tumour"])
+
+
+#: broken copies of a PathUp model folder (:func:`broken_model`), each with the error it must give
+BROKEN_MODELS: dict[str, str] = {
+    "no-pathup-json": "not a model folder: expected pathup.json",
+    "bad-json": r"pathup.json is not valid JSON",
+    "no-classes": r"'classes' must be a non-empty list",
+    "no-scales": r"'scales' must be a list including overview, native",
+    "no-denoiser": r"missing component folder .*denoiser",
+    "pickle-only": r"no .safetensors weights in .*denoiser \(found diffusion_pytorch_model.bin: pickle",
+    "truncated-weights": r"cannot load .*denoiser",
+    "unknown-scheduler": r"scheduler_config.json names 'os.system'",
+    "no-such-scheduler": r"scheduler_config.json names 'NoSuchScheduler'; expected one of",
+    "wrong-class-count": r"num_class_embeds is 8, but 2 classes x 2 scales need 6",
+    "remote-code-class": r"config.json names \['my_module', 'Evil'\]",
+    "weak-mismatch": r"weak_denoiser/config.json: the weak denoiser must take and give what the denoiser",
+}
+
+
+def broken_model(pathup_model_dir: Path, tmp_path: Path, how: str) -> Path:
+    """A copy of ``pathup_model_dir`` broken as ``how`` (a key of :data:`BROKEN_MODELS`) says."""
+    import json
+    import shutil
+
+    folder = Path(shutil.copytree(pathup_model_dir, tmp_path / "m"))
+    weights = folder / "denoiser" / "diffusion_pytorch_model.safetensors"
+    if how == "no-pathup-json":
+        (folder / "pathup.json").unlink()
+    elif how == "bad-json":
+        (folder / "pathup.json").write_text("{not json")
+    elif how == "no-classes":
+        (folder / "pathup.json").write_text(json.dumps({"format": "pathup", "classes": []}))
+    elif how == "no-denoiser":
+        shutil.rmtree(folder / "denoiser")
+    elif how == "pickle-only":
+        weights.rename(weights.with_suffix(".bin"))
+    elif how == "truncated-weights":
+        weights.write_bytes(weights.read_bytes()[:100])
+    elif how in ("unknown-scheduler", "no-such-scheduler"):
+        cfg = folder / "scheduler" / "scheduler_config.json"
+        name = "os.system" if how == "unknown-scheduler" else "NoSuchScheduler"
+        cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "_class_name": name}))
+    elif how == "no-scales":
+        meta = json.loads((folder / "pathup.json").read_text())
+        (folder / "pathup.json").write_text(json.dumps({**meta, "scales": ["native"]}))
+    elif how == "weak-mismatch":
+        shutil.copytree(folder / "denoiser", folder / "weak_denoiser")
+        cfg = folder / "weak_denoiser" / "config.json"
+        cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "in_channels": 3}))
+    elif how == "wrong-class-count":
+        meta = json.loads((folder / "pathup.json").read_text())
+        (folder / "pathup.json").write_text(json.dumps({**meta, "classes": ["a", "b"]}))
+    elif how == "remote-code-class":
+        cfg = folder / "denoiser" / "config.json"
+        cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "_class_name": ["my_module", "Evil"]}))
+    return folder

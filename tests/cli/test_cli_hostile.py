@@ -399,6 +399,30 @@ def test_info_and_augment_refuse_a_wrong_model_or_class_before_torch_is_even_imp
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("how", ["pickle-only", "remote-code-class", "wrong-class-count", "weak-mismatch"])
+def test_a_broken_model_folder_is_refused_before_torch_is_even_imported(pathup_model_dir, tmp_path, how):
+    """A model folder whose configs or weight files are wrong (pickle weights only, a config naming
+    foreign code, a denoiser that does not fit the classes, a weak denoiser that does not fit the
+    denoiser): the same message as loading it gives, in a fresh process that never imports torch."""
+    import re
+    import subprocess
+    import sys
+
+    from helpers import BROKEN_MODELS, broken_model
+
+    model = broken_model(pathup_model_dir, tmp_path, how)
+    out = tmp_path / "out.png"
+    code = (
+        "import sys; from napari_pathup.cli import main; "
+        f"rc = main(['synthesize', '--model', {str(model)!r}, '--class', 'tumour', '--out', {str(out)!r}]); "
+        "assert rc == 2, rc; heavy = [m for m in ('torch', 'diffusers') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert re.search(BROKEN_MODELS[how], result.stderr), result.stderr
+    assert not out.exists()
+
+
 def test_a_misspelt_synthesis_default_for_training_is_refused_before_any_work(
     pathup_model_dir, tmp_path, capsys
 ):

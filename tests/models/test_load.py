@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import BROKEN_MODELS, broken_model
 from napari_pathup.engine.pipeline import SynthesisSettings, run
 from napari_pathup.errors import ModelLoadError
 from napari_pathup.models.load import load_model, model_hash
@@ -70,50 +71,10 @@ def test_model_hash_without_documentation_ignores_markdown_only(pathup_model_dir
     assert model_hash(copy, documentation=False) != model_hash(pathup_model_dir, documentation=False)
 
 
-def broken(pathup_model_dir: Path, tmp_path: Path, how: str) -> Path:
-    folder = Path(shutil.copytree(pathup_model_dir, tmp_path / "m"))
-    weights = folder / "denoiser" / "diffusion_pytorch_model.safetensors"
-    if how == "no-pathup-json":
-        (folder / "pathup.json").unlink()
-    elif how == "bad-json":
-        (folder / "pathup.json").write_text("{not json")
-    elif how == "no-classes":
-        (folder / "pathup.json").write_text(json.dumps({"format": "pathup", "classes": []}))
-    elif how == "no-denoiser":
-        shutil.rmtree(folder / "denoiser")
-    elif how == "pickle-only":
-        weights.rename(weights.with_suffix(".bin"))
-    elif how == "truncated-weights":
-        weights.write_bytes(weights.read_bytes()[:100])
-    elif how == "unknown-scheduler":
-        cfg = folder / "scheduler" / "scheduler_config.json"
-        cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "_class_name": "os.system"}))
-    elif how == "wrong-class-count":
-        meta = json.loads((folder / "pathup.json").read_text())
-        (folder / "pathup.json").write_text(json.dumps({**meta, "classes": ["a", "b"]}))
-    elif how == "remote-code-class":
-        cfg = folder / "denoiser" / "config.json"
-        cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "_class_name": ["my_module", "Evil"]}))
-    return folder
-
-
-@pytest.mark.parametrize(
-    ("how", "message"),
-    [
-        ("no-pathup-json", "not a model folder: expected pathup.json"),
-        ("bad-json", r"pathup.json is not valid JSON"),
-        ("no-classes", r"'classes' must be a non-empty list"),
-        ("no-denoiser", r"missing component folder .*denoiser"),
-        ("pickle-only", r"no .safetensors weights in .*denoiser \(found diffusion_pytorch_model.bin: pickle"),
-        ("truncated-weights", r"cannot load .*denoiser"),
-        ("unknown-scheduler", r"scheduler_config.json names 'os.system'"),
-        ("wrong-class-count", r"num_class_embeds is 8, but 2 classes x 2 scales need 6"),
-        ("remote-code-class", r"config.json names \['my_module', 'Evil'\]"),
-    ],
-)
+@pytest.mark.parametrize(("how", "message"), BROKEN_MODELS.items())
 def test_broken_folders_fail_with_one_clear_error(pathup_model_dir, tmp_path, how, message):
     with pytest.raises(ModelLoadError, match=message):
-        load_model(broken(pathup_model_dir, tmp_path, how))
+        load_model(broken_model(pathup_model_dir, tmp_path, how))
 
 
 def test_missing_folder_and_hub_id_without_permission(tmp_path):

@@ -73,28 +73,3 @@ def test_a_spec_and_the_loaded_model_refuse_an_unknown_class_alike(
         messages.append(str(caught.value).split(";")[1])
     assert messages[0] == messages[1] == f" expected one of {', '.join(pathup_model.classes)}"
     read_model_spec(sd_model_dir).check_class("any prompt")  # text models accept any class
-
-
-def test_the_declared_classes_are_the_specs_and_refuse_alike(pathup_model_dir, sd_model_dir, tmp_path):
-    """The JSON-only reading that lets `pathup synthesize` refuse a misspelt class before its imports:
-    the classes the full spec finds, the same message, and None (the full check decides) elsewhere."""
-    import shutil
-
-    from napari_pathup.errors import SettingsError
-    from napari_pathup.models.spec import check_class_among, declared_classes
-
-    spec = read_model_spec(pathup_model_dir)
-    assert declared_classes(pathup_model_dir) == spec.classes
-    with pytest.raises(SettingsError) as early:
-        check_class_among(declared_classes(pathup_model_dir), "lymphoma", spec.path)
-    with pytest.raises(SettingsError) as full:
-        spec.check_class("lymphoma")
-    assert str(early.value) == str(full.value)
-
-    assert declared_classes(sd_model_dir) is None  # a text model: any prompt
-    assert declared_classes(tmp_path / "missing") is None
-    broken = tmp_path / "broken"
-    shutil.copytree(pathup_model_dir, broken)
-    for text in ("{not json", '{"format": "pathup", "classes": []}', '{"format": "other", "classes": ["a"]}'):
-        (broken / "pathup.json").write_text(text)
-        assert declared_classes(broken) is None

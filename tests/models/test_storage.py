@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 from napari_pathup.engine.pipeline import SynthesisSettings, run
 from napari_pathup.errors import InputError
 from napari_pathup.models.base import cast_floating
-from napari_pathup.models.layout import DENOISER_DIR
 from napari_pathup.models.load import load_model, model_hash
+from napari_pathup.models.spec import DENOISER_DIR
 from napari_pathup.models.storage import store_denoiser
 
 

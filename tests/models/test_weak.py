@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 
 from napari_pathup.errors import ModelLoadError
 from napari_pathup.models.build import build_random_pathup_model
-from napari_pathup.models.layout import WEAK_DENOISER_DIR
 from napari_pathup.models.load import load_model, read_model_spec
+from napari_pathup.models.spec import WEAK_DENOISER_DIR
 from napari_pathup.models.weak import add_weak_denoiser
 
 

@@ -15,8 +15,8 @@ from napari_pathup.cli import main
 from napari_pathup.engine.pipeline import SynthesisSettings, run
 from napari_pathup.errors import InputError, ModelLoadError
 from napari_pathup.io import read_image
-from napari_pathup.models.conditioning import SCALES
 from napari_pathup.models.load import load_model
+from napari_pathup.models.spec import SCALES
 from napari_pathup.training.denoiser import diffusion_target, min_snr_weight
 from napari_pathup.training.text_to_image import FineTuneConfig, fine_tune
 

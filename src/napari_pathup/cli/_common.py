@@ -111,20 +111,20 @@ def load_for_run(args: argparse.Namespace):
 
 def check_model_folder(model: str | None, allow_download: bool, class_name: str | None = None) -> None:
     """The checks of ``--model`` and ``--class`` that need no torch: the folder exists (or is a hub id
-    the user allows to download), is a model folder, and its ``pathup.json`` declares ``class_name``.
+    the user allows to download), its files are a model's (metadata, component configs, safetensors
+    weights: :func:`~napari_pathup.models.folder.check_model_files`), and it has ``class_name``.
     They run before the seconds of torch and diffusers imports, so these mistakes fail at once; the
-    full check (:func:`read_spec`) follows, and decides wherever the JSON alone cannot."""
+    full check (:func:`read_spec`) follows, and adds the scheduler's class and the weights."""
     from napari_pathup.models.default import resolve_model_spec
-    from napari_pathup.models.folder import HUB_ID, detect_layout, resolve_model_path
-    from napari_pathup.models.spec import check_class_among, declared_classes
+    from napari_pathup.models.folder import HUB_ID, check_model_files, resolve_model_path
+    from napari_pathup.models.spec import check_class_among
 
     spec = resolve_model_spec(model)
     if allow_download and HUB_ID.match(str(spec)) and not Path(spec).expanduser().exists():
         return  # a hub model: downloaded after the imports, then checked whole
-    folder = resolve_model_path(spec, allow_download=False)
-    detect_layout(folder)
-    if class_name is not None and (classes := declared_classes(folder)) is not None:
-        check_class_among(classes, class_name, folder)
+    files = check_model_files(resolve_model_path(spec, allow_download=False))
+    if class_name is not None:
+        check_class_among(files.classes, class_name, files.path)
 
 
 def read_spec(args: argparse.Namespace):

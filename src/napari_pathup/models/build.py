@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from diffusers import AutoencoderKL, AutoencoderTiny, DDIMScheduler, UNet2DModel
 
-from napari_pathup.models.conditioning import SCALES, num_class_embeds
 from napari_pathup.models.layout import save_pathup_model
+from napari_pathup.models.spec import SCALES, num_class_embeds
 
 #: UNet sizes: ``tiny`` for tests, ``cpu`` (2.7 M parameters, the first shipped model) and ``cpu-large``
 #: (7.2 M, the current shipped model) for a 2048x2048 synthesis on a 2-core CPU, ``cpu-deep`` (10.4 M:

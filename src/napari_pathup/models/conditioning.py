@@ -9,9 +9,6 @@ from collections.abc import Sequence
 
 import torch
 
-#: PathUp conditions on the magnification: stage 1 sees shrunk whole images, stage 2 native crops
-SCALES: tuple[str, ...] = ("overview", "native")
-
 DEFAULT_PROMPT_TEMPLATE = "a {scale} magnification H&E stained histopathology image of {class_name} tissue"
 DEFAULT_SCALE_WORDS: dict[str, str] = {"overview": "low", "native": "high"}
 
@@ -23,10 +20,6 @@ def class_label(class_index: int | None, scale_index: int, n_classes: int) -> in
     """
     index = n_classes if class_index is None else class_index
     return scale_index * (n_classes + 1) + index
-
-
-def num_class_embeds(n_classes: int, n_scales: int) -> int:
-    return n_scales * (n_classes + 1)
 
 
 class ClassConditioner:

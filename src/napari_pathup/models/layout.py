@@ -23,17 +23,16 @@ import torch
 from diffusers import SchedulerMixin
 
 from napari_pathup.io.atomic import write_text_atomic
-from napari_pathup.models.conditioning import SCALES, num_class_embeds
-from napari_pathup.models.spec import PATHUP_FORMAT, PATHUP_JSON
-
-LABEL_LAYOUT = "scale-major-with-null"
-DENOISER_DIR = "denoiser"
-AUTOENCODER_DIR = "autoencoder"
-SCHEDULER_DIR = "scheduler"
-#: optional: a weaker denoiser with the same inputs and outputs (the same line trained shorter, or a
-#: smaller network), which autoguidance guides away from (``guidance_mode`` "auto"; Karras et al. 2024)
-WEAK_DENOISER_DIR = "weak_denoiser"
-
+from napari_pathup.models.spec import (
+    AUTOENCODER_DIR,
+    DENOISER_DIR,
+    LABEL_LAYOUT,
+    PATHUP_FORMAT,
+    PATHUP_JSON,
+    SCALES,
+    SCHEDULER_DIR,
+    num_class_embeds,
+)
 
 #: config keys that a diffusers class registers itself in ``__init__`` but does not accept as an
 #: argument: saved, they make every load warn ("... are not expected and will be ignored")

@@ -1,8 +1,9 @@
 """Load a model folder into a :class:`PathupModel`: safetensors only, no remote code, clear errors.
 
-Every component is checked (config present and valid JSON, known class, safetensors weights)
-before anything is loaded, so a broken folder fails with one message naming the file and nothing
-half-loads. The network is touched only for a hub id with ``allow_download=True``.
+Every component is checked (config present and valid JSON, known class, safetensors weights; by
+:func:`napari_pathup.models.folder.check_model_files`, which needs no torch) before anything is
+loaded, so a broken folder fails with one message naming the file and nothing half-loads. The
+network is touched only for a hub id with ``allow_download=True``.
 """
 
 from __future__ import annotations
@@ -19,19 +20,16 @@ from napari_pathup.models.base import Autoencoder, DenoiserFn, PathupModel
 from napari_pathup.models.conditioning import (
     DEFAULT_PROMPT_TEMPLATE,
     DEFAULT_SCALE_WORDS,
-    SCALES,
     ClassConditioner,
     TextConditioner,
-    num_class_embeds,
 )
-from napari_pathup.models.folder import detect_layout, read_json, resolve_model_path
-from napari_pathup.models.layout import (
-    AUTOENCODER_DIR,
-    DENOISER_DIR,
-    LABEL_LAYOUT,
-    PATHUP_JSON,
-    SCHEDULER_DIR,
-    WEAK_DENOISER_DIR,
+from napari_pathup.models.folder import (
+    AUTOENCODER_CLASSES,
+    SCHEDULER_CONFIG,
+    ModelFiles,
+    check_component,
+    check_model_files,
+    resolve_model_path,
 )
 from napari_pathup.models.schedulers import (
     ALLOWED_SCHEDULER_CLASSES,
@@ -41,34 +39,16 @@ from napari_pathup.models.schedulers import (
     unseeded,
 )
 from napari_pathup.models.spec import (
+    AUTOENCODER_DIR,
+    DENOISER_DIR,
+    SCALES,
+    SCHEDULER_DIR,
+    WEAK_DENOISER_DIR,
     ModelSpec,
     autoencoder_scale_factor,
     denoiser_patch_multiple,
     native_sample_size,
-    weak_denoiser_mismatch,
 )
-
-PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
-AUTOENCODER_CLASSES = ("AutoencoderKL", "AutoencoderTiny", "PatchAutoencoder")
-
-
-def _check_component(
-    folder: Path, config_name: str, allowed: tuple[str, ...] | frozenset[str]
-) -> tuple[str, dict[str, Any]]:
-    """Check one component folder; return its diffusers/transformers class name and its config."""
-    if not folder.is_dir():
-        raise ModelLoadError(f"missing component folder {folder}")
-    config = read_json(folder / config_name)
-    class_name = config.get("_class_name") or (config.get("architectures") or [None])[0]
-    if class_name not in allowed:
-        raise ModelLoadError(
-            f"{folder / config_name} names {class_name!r}; expected one of {', '.join(sorted(allowed))}"
-        )
-    if config_name != "scheduler_config.json" and not any(folder.glob("*.safetensors")):
-        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
-        hint = f" (found {', '.join(pickles)}: pickle weights are never loaded)" if pickles else ""
-        raise ModelLoadError(f"no .safetensors weights in {folder}{hint}")
-    return class_name, config
 
 
 def _from_pretrained(cls: Any, folder: Path, **kwargs: Any) -> Any:
@@ -80,7 +60,7 @@ def _from_pretrained(cls: Any, folder: Path, **kwargs: Any) -> Any:
 
 def load_autoencoder_folder(folder: Path) -> Any:
     """The autoencoder of one component folder (config.json + safetensors), checked as a model's is."""
-    class_name, _ = _check_component(folder, "config.json", AUTOENCODER_CLASSES)
+    class_name, _ = check_component(folder, "config.json", AUTOENCODER_CLASSES)
     return _from_pretrained(autoencoder_class(class_name), folder)
 
 
@@ -124,16 +104,15 @@ def load_model(spec: str | Path | None = None, allow_download: bool = False) -> 
     """
     from napari_pathup.models.default import resolve_model_spec
 
-    path = resolve_model_path(resolve_model_spec(spec), allow_download)
-    layout = detect_layout(path)
-    model = _load_pathup(path) if layout == "pathup" else _load_stable_diffusion(path)
+    files = check_model_files(resolve_model_path(resolve_model_spec(spec), allow_download))
+    model = _load_pathup(files) if files.layout == "pathup" else _load_stable_diffusion(files)
     for module in model.modules.values():
         module.eval().requires_grad_(False)
     return model.to("cpu")  # the denoisers laid out as the CPU runs them fastest, as ``.to`` lays them out
 
 
 def _load_scheduler(folder: Path):
-    class_name, _ = _check_component(folder, "scheduler_config.json", ALLOWED_SCHEDULER_CLASSES)
+    class_name, _ = check_component(folder, SCHEDULER_CONFIG, ALLOWED_SCHEDULER_CLASSES)
     if class_name in UNSEEDED:
         raise ModelLoadError(f"cannot load {folder}: {class_name} is not supported: {unseeded(class_name)}")
     try:
@@ -144,57 +123,32 @@ def _load_scheduler(folder: Path):
         raise ModelLoadError(f"cannot load {folder}: {exc}") from exc
 
 
-def _pathup_spec(path: Path) -> tuple[ModelSpec, str]:
-    """Check a PathUp folder's metadata and component configs; the spec and the autoencoder class."""
-    meta = read_json(path / PATHUP_JSON)
-    classes, scales = meta.get("classes"), meta.get("scales", list(SCALES))
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
-        raise ModelLoadError(f"{path / PATHUP_JSON}: 'classes' must be a non-empty list of names")
-    if meta.get("label_layout", LABEL_LAYOUT) != LABEL_LAYOUT:
-        raise ModelLoadError(f"{path / PATHUP_JSON}: unsupported label_layout {meta.get('label_layout')!r}")
-    missing = [s for s in SCALES if s not in scales]
-    if missing:
-        raise ModelLoadError(f"{path / PATHUP_JSON}: 'scales' must include {', '.join(missing)}")
-    unet_class, unet_config = _check_component(path / DENOISER_DIR, "config.json", ("UNet2DModel",))
-    vae_class, vae_config = _check_component(path / AUTOENCODER_DIR, "config.json", AUTOENCODER_CLASSES)
-    weak = path / WEAK_DENOISER_DIR
-    if weak.exists():
-        _, weak_config = _check_component(weak, "config.json", ("UNet2DModel",))
-        if mismatch := weak_denoiser_mismatch(unet_config, weak_config):
-            raise ModelLoadError(
-                f"{weak / 'config.json'}: the weak denoiser must take and give what the denoiser "
-                f"({path / DENOISER_DIR / 'config.json'}) does; it differs in {mismatch}"
-            )
-    scheduler = _load_scheduler(path / SCHEDULER_DIR)
-    spec = ModelSpec(
+def _pathup_spec(files: ModelFiles) -> ModelSpec:
+    """A checked PathUp folder described from its configs (the scheduler as a config object)."""
+    path, (unet_class, unet_config) = files.path, files.configs[DENOISER_DIR]
+    vae_class, vae_config = files.configs[AUTOENCODER_DIR]
+    return ModelSpec(
         kind="pathup",
         path=str(path),
-        classes=list(classes),
-        scales=list(scales),
+        classes=files.classes,
+        scales=list(files.metadata.get("scales", SCALES)),
         native_size=native_sample_size(unet_config),
         scale_factor=autoencoder_scale_factor(vae_class, vae_config),
         latent_channels=int(unet_config.get("in_channels", 4)),
         patch_multiple=denoiser_patch_multiple(unet_class, unet_config),
-        scheduler=scheduler,
-        metadata=meta,
-        has_weak_denoiser=weak.exists(),
+        scheduler=_load_scheduler(path / SCHEDULER_DIR),
+        metadata=files.metadata,
+        has_weak_denoiser=WEAK_DENOISER_DIR in files.configs,
     )
-    return spec, vae_class
 
 
-def _load_pathup(path: Path) -> PathupModel:
+def _load_pathup(files: ModelFiles) -> PathupModel:
     from diffusers import UNet2DModel
 
-    spec, vae_class = _pathup_spec(path)
+    path, spec = files.path, _pathup_spec(files)
     meta, classes, scales, scheduler = spec.metadata, spec.classes, spec.scales, spec.scheduler
     unet = _from_pretrained(UNet2DModel, path / DENOISER_DIR)
-    expected = num_class_embeds(len(classes), len(scales))
-    if unet.config.num_class_embeds != expected:
-        raise ModelLoadError(
-            f"{path / DENOISER_DIR / 'config.json'}: num_class_embeds is {unet.config.num_class_embeds}, "
-            f"but {len(classes)} classes x {len(scales)} scales need {expected}"
-        )
-    vae = _from_pretrained(autoencoder_class(vae_class), path / AUTOENCODER_DIR)
+    vae = _from_pretrained(autoencoder_class(files.configs[AUTOENCODER_DIR][0]), path / AUTOENCODER_DIR)
     modules = {"denoiser": unet, "autoencoder": vae}
     if spec.has_weak_denoiser:
         modules["weak_denoiser"] = _from_pretrained(UNet2DModel, path / WEAK_DENOISER_DIR)
@@ -223,43 +177,31 @@ def _load_pathup(path: Path) -> PathupModel:
     )
 
 
-def _stable_diffusion_spec(path: Path) -> tuple[ModelSpec, str]:
-    """Check a Stable Diffusion folder's component configs; the spec and the autoencoder class."""
-    read_json(path / "model_index.json")
-    meta = read_json(path / PATHUP_JSON) if (path / PATHUP_JSON).is_file() else {}
-    unet_class, unet_config = _check_component(path / "unet", "config.json", ("UNet2DConditionModel",))
-    vae_class, vae_config = _check_component(path / "vae", "config.json", AUTOENCODER_CLASSES)
-    _check_component(path / "text_encoder", "config.json", ("CLIPTextModel",))
-    tokenizer_dir = path / "tokenizer"
-    has_bpe_files = (tokenizer_dir / "vocab.json").is_file() and (tokenizer_dir / "merges.txt").is_file()
-    if not has_bpe_files and not (tokenizer_dir / "tokenizer.json").is_file():
-        raise ModelLoadError(
-            f"missing CLIP tokenizer files in {tokenizer_dir}: "
-            "expected vocab.json and merges.txt, or tokenizer.json"
-        )
-    spec = ModelSpec(
+def _stable_diffusion_spec(files: ModelFiles) -> ModelSpec:
+    """A checked Stable Diffusion folder described from its configs."""
+    (unet_class, unet_config), (vae_class, vae_config) = files.configs["unet"], files.configs["vae"]
+    return ModelSpec(
         kind="stable-diffusion",
-        path=str(path),
-        classes=list(meta.get("classes", [])),
+        path=str(files.path),
+        classes=files.classes,
         scales=list(SCALES),
         native_size=native_sample_size(unet_config),
         scale_factor=autoencoder_scale_factor(vae_class, vae_config),
         latent_channels=int(unet_config.get("in_channels", 4)),
         patch_multiple=denoiser_patch_multiple(unet_class, unet_config),
-        scheduler=_load_scheduler(path / "scheduler"),
-        metadata=meta,
+        scheduler=_load_scheduler(files.path / "scheduler"),
+        metadata=files.metadata,
     )
-    return spec, vae_class
 
 
-def _load_stable_diffusion(path: Path) -> PathupModel:
+def _load_stable_diffusion(files: ModelFiles) -> PathupModel:
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    spec, vae_class = _stable_diffusion_spec(path)
+    path, spec = files.path, _stable_diffusion_spec(files)
     meta, scheduler, tokenizer_dir = spec.metadata, spec.scheduler, path / "tokenizer"
     unet = _from_pretrained(UNet2DConditionModel, path / "unet")
-    vae = _from_pretrained(autoencoder_class(vae_class), path / "vae")
+    vae = _from_pretrained(autoencoder_class(files.configs["vae"][0]), path / "vae")
     text_encoder = _from_pretrained(CLIPTextModel, path / "text_encoder")
     try:
         tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
@@ -308,9 +250,8 @@ def read_model_spec(spec: str | Path | None = None, allow_download: bool = False
     """
     from napari_pathup.models.default import resolve_model_spec
 
-    path = resolve_model_path(resolve_model_spec(spec), allow_download)
-    layout = detect_layout(path)
-    return (_pathup_spec(path) if layout == "pathup" else _stable_diffusion_spec(path))[0]
+    files = check_model_files(resolve_model_path(resolve_model_spec(spec), allow_download))
+    return _pathup_spec(files) if files.layout == "pathup" else _stable_diffusion_spec(files)
 
 
 def model_hash(path: str | Path, *, documentation: bool = True) -> str:

@@ -9,7 +9,6 @@ the same attributes, so :meth:`~napari_pathup.engine.plan.SynthesisSettings.reso
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,22 @@ if TYPE_CHECKING:
 #: a PathUp model folder's metadata file and the "format" it declares (``models.layout``)
 PATHUP_JSON = "pathup.json"
 PATHUP_FORMAT = "pathup"
+#: how the denoiser's class embeddings are laid out (:func:`napari_pathup.models.conditioning.class_label`)
+LABEL_LAYOUT = "scale-major-with-null"
+#: a PathUp folder's component folders
+DENOISER_DIR = "denoiser"
+AUTOENCODER_DIR = "autoencoder"
+SCHEDULER_DIR = "scheduler"
+#: optional: a weaker denoiser with the same inputs and outputs (the same line trained shorter, or a
+#: smaller network), which autoguidance guides away from (``guidance_mode`` "auto"; Karras et al. 2024)
+WEAK_DENOISER_DIR = "weak_denoiser"
+#: PathUp conditions on the magnification: stage 1 sees shrunk whole images, stage 2 native crops
+SCALES: tuple[str, ...] = ("overview", "native")
+
+
+def num_class_embeds(n_classes: int, n_scales: int) -> int:
+    """The class embeddings a PathUp denoiser needs: each scale's classes and its null label."""
+    return n_scales * (n_classes + 1)
 
 
 class ModelInfo(Protocol):
@@ -57,21 +72,6 @@ def check_class_among(classes: Sequence[str], class_name: str, model_path: str |
             f"unknown class {class_name!r} (--class) for model {model_path}; "
             f"expected one of {', '.join(classes)}"
         )
-
-
-def declared_classes(folder: str | Path) -> list[str] | None:
-    """The classes a PathUp model folder's ``pathup.json`` declares, read as JSON alone (no torch, no
-    diffusers), or None where there is no such readable list: ``models.load.read_model_spec`` then
-    checks the folder whole and says what is wrong. For refusing a misspelt class in a fraction of a
-    second instead of after seconds of imports."""
-    try:
-        meta = json.loads((Path(folder) / PATHUP_JSON).read_text())
-    except (OSError, ValueError):
-        return None
-    classes = meta.get("classes") if isinstance(meta, dict) and meta.get("format") == PATHUP_FORMAT else None
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
-        return None
-    return classes
 
 
 @dataclass

@@ -17,7 +17,8 @@ from napari_pathup.checksum import tagged_sha256
 from napari_pathup.errors import InputError, ModelLoadError
 from napari_pathup.io.atomic import atomic_output, write_text_atomic
 from napari_pathup.models.base import cast_floating
-from napari_pathup.models.layout import DENOISER_DIR, PATHUP_JSON, clean_saved_config
+from napari_pathup.models.layout import clean_saved_config
+from napari_pathup.models.spec import DENOISER_DIR, PATHUP_JSON
 from napari_pathup.training import DENOISER_STORAGES
 
 

@@ -17,8 +17,8 @@ import torch
 
 from napari_pathup.checksum import tagged_sha256
 from napari_pathup.io.atomic import atomic_output, write_text_atomic
-from napari_pathup.models.layout import DENOISER_DIR, PATHUP_JSON, WEAK_DENOISER_DIR, clean_saved_config
-from napari_pathup.models.spec import weak_denoiser_mismatch
+from napari_pathup.models.layout import clean_saved_config
+from napari_pathup.models.spec import DENOISER_DIR, PATHUP_JSON, WEAK_DENOISER_DIR, weak_denoiser_mismatch
 
 #: the pathup.json key that records the weak denoiser's provenance
 WEAK_DENOISER_KEY = "weak_denoiser"

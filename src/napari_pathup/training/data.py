@@ -29,7 +29,7 @@ from napari_pathup.errors import InputError
 from napari_pathup.geometry import Box, window_starts
 from napari_pathup.io.images import image_shape, read_image
 from napari_pathup.metrics.nuclei import otsu_threshold
-from napari_pathup.models.conditioning import SCALES
+from napari_pathup.models.spec import SCALES
 
 NATIVE, OVERVIEW = SCALES.index("native"), SCALES.index("overview")
 #: overview crops: the stage-1 shrink factor times these (larger, so the bands around a hold-out still fit)

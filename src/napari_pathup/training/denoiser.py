@@ -29,7 +29,8 @@ from napari_pathup.engine.vae import crop_source, encode_tiled
 from napari_pathup.io.atomic import replace_atomically
 from napari_pathup.models.base import Autoencoder
 from napari_pathup.models.build import build_denoiser
-from napari_pathup.models.conditioning import SCALES, class_label
+from napari_pathup.models.conditioning import class_label
+from napari_pathup.models.spec import SCALES
 from napari_pathup.training.augmentation import HedJitter, hed_jitter
 from napari_pathup.training.data import (
     Crop,

@@ -46,8 +46,8 @@ from napari_pathup.engine.plan import check_class_defaults, check_defaults
 from napari_pathup.errors import InputError, ModelLoadError
 from napari_pathup.io.atomic import write_text_atomic
 from napari_pathup.models.base import Autoencoder, PathupModel
-from napari_pathup.models.conditioning import SCALES, TextConditioner
-from napari_pathup.models.layout import PATHUP_JSON
+from napari_pathup.models.conditioning import TextConditioner
+from napari_pathup.models.spec import PATHUP_JSON, SCALES
 from napari_pathup.training import MIXED_PRECISION
 from napari_pathup.training.checkpoint import latest_checkpoint
 from napari_pathup.training.data import (
