@@ -399,6 +399,29 @@ def test_info_and_augment_refuse_a_wrong_model_or_class_before_torch_is_even_imp
     assert list(tmp_path.iterdir()) == []
 
 
+def test_augment_refuses_data_classes_the_model_lacks_before_torch_is_even_imported(tmp_path):
+    """DATA's class folders are read (names only) before the imports: a class the model cannot draw
+    is one line in a fraction of a second, with the library's own message, and no store is made."""
+    import subprocess
+    import sys
+
+    for name in ("tumour", "lymphoma"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        Image.fromarray(rgb(64, 64)).save(tmp_path / "data" / name / "a.png")
+    code = (
+        "import sys; from napari_pathup.cli import main; "
+        "rc = main(['augment', 'data', '--out', 'store']); assert rc == 2, rc; "
+        "heavy = [m for m in ('torch', 'diffusers', 'distributed') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert "class(es) lymphoma of DATA are not classes of the model" in result.stderr, result.stderr
+    assert "(normal, stroma, tumour); train a model on these classes" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
 @pytest.mark.parametrize("how", ["pickle-only", "remote-code-class", "wrong-class-count", "weak-mismatch"])
 def test_a_broken_model_folder_is_refused_before_torch_is_even_imported(pathup_model_dir, tmp_path, how):
     """A model folder whose configs or weight files are wrong (pickle weights only, a config naming

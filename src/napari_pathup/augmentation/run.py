@@ -117,13 +117,9 @@ def prepare_model(model: str | None, allow_download: bool) -> tuple[Path, str, A
 def resolve_settings(model: Any, settings: dict[str, Any], classes: Sequence[str]) -> dict[str, RunPlan]:
     """The run plan of every class, checked: each resolved on its own, since a model's
     "class_defaults" may give a class other settings (another sampler, strength or tiling)."""
-    known = getattr(model, "classes", None)
-    missing = [c for c in classes if known and c not in known]
-    if missing:
-        raise InputError(
-            f"class(es) {', '.join(missing)} of DATA are not classes of the model {model.path} "
-            f"({', '.join(known)}); train a model on these classes (pathup train) or pass --model"
-        )
+    from napari_pathup.models.spec import check_data_classes
+
+    check_data_classes(getattr(model, "classes", None) or [], classes, model.path)
     plans = {name: SynthesisSettings(**{**settings, "class_name": name}).resolve(model) for name in classes}
     assert plans  # discover() refuses data without classes
     return plans

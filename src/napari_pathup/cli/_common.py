@@ -14,7 +14,10 @@ import math
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from napari_pathup.models.folder import ModelFiles
 
 SIZE = re.compile(r"^(\d+)(?:x(\d+))?$")
 
@@ -109,22 +112,27 @@ def load_for_run(args: argparse.Namespace):
     return model.to(device, dtype)
 
 
-def check_model_folder(model: str | None, allow_download: bool, class_name: str | None = None) -> None:
+def check_model_folder(
+    model: str | None, allow_download: bool, class_name: str | None = None
+) -> ModelFiles | None:
     """The checks of ``--model`` and ``--class`` that need no torch: the folder exists (or is a hub id
     the user allows to download), its files are a model's (metadata, component configs, safetensors
     weights: :func:`~napari_pathup.models.folder.check_model_files`), and it has ``class_name``.
     They run before the seconds of torch and diffusers imports, so these mistakes fail at once; the
-    full check (:func:`read_spec`) follows, and adds the scheduler's class and the weights."""
+    full check (:func:`read_spec`) follows, and adds the scheduler's class and the weights.
+
+    Returns the checked files, or None for a hub model (checked once downloaded, after the imports)."""
     from napari_pathup.models.default import resolve_model_spec
     from napari_pathup.models.folder import HUB_ID, check_model_files, resolve_model_path
     from napari_pathup.models.spec import check_class_among
 
     spec = resolve_model_spec(model)
     if allow_download and HUB_ID.match(str(spec)) and not Path(spec).expanduser().exists():
-        return  # a hub model: downloaded after the imports, then checked whole
+        return None  # a hub model: downloaded after the imports, then checked whole
     files = check_model_files(resolve_model_path(spec, allow_download=False))
     if class_name is not None:
         check_class_among(files.classes, class_name, files.path)
+    return files
 
 
 def read_spec(args: argparse.Namespace):

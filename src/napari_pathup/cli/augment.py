@@ -91,7 +91,12 @@ def execute(args: argparse.Namespace) -> int:
         raise InputError(
             "--workers sizes a local cluster; with --dask-address the cluster's workers are used"
         )
-    check_model_folder(args.model, args.allow_download)  # before the imports; DATA's classes come later
+    if (files := check_model_folder(args.model, args.allow_download)) is not None:  # before the imports
+        from napari_pathup.datasets import discover
+        from napari_pathup.models.spec import check_data_classes
+
+        data_classes = discover(args.data, splits=list(args.split), holdout="none").classes
+        check_data_classes(files.classes, data_classes, files.path.resolve())
     default = warnings.showwarning
 
     def show(

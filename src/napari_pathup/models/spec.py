@@ -74,6 +74,21 @@ def check_class_among(classes: Sequence[str], class_name: str, model_path: str |
         )
 
 
+def check_data_classes(
+    model_classes: Sequence[str], data_classes: Sequence[str], model_path: str | Path
+) -> None:
+    """Raise :class:`~napari_pathup.errors.InputError` when DATA has classes a model with classes
+    lacks (``pathup augment`` could not draw them); a text model (no classes) takes any."""
+    from napari_pathup.errors import InputError
+
+    missing = [c for c in data_classes if model_classes and c not in model_classes]
+    if missing:
+        raise InputError(
+            f"class(es) {', '.join(missing)} of DATA are not classes of the model {model_path} "
+            f"({', '.join(model_classes)}); train a model on these classes (pathup train) or pass --model"
+        )
+
+
 @dataclass
 class ModelSpec:
     """A model folder as its configs describe it (see the module docstring)."""
