@@ -458,6 +458,15 @@ def test_a_folder_of_other_files_is_not_used_as_a_store(data_dir, pathup_model_d
     assert [p.name for p in (tmp_path / "store").iterdir()] == ["notes.txt"]
 
 
+@pytest.mark.parametrize("name", ["synthetic.ome.zarr", "aug.zarr", "out.PNG", "x.tif"])
+def test_a_new_store_named_like_one_image_is_refused(data_dir, pathup_model_dir, tmp_path, name):
+    """``--out run.ome.zarr`` would make a folder of many images that viewers and readers open as one
+    image (and fail): refused before anything is written, saying what a store is."""
+    with pytest.raises(InputError, match=r"a store is a folder of images .* name it without that extension"):
+        augment(data_dir, tmp_path / name, settings=SETTINGS, model=str(pathup_model_dir), progress=False)
+    assert not (tmp_path / name).exists()
+
+
 def test_a_foreign_folder_under_an_output_name_is_a_failure_and_is_left_alone(
     client, clean_store, data_dir, pathup_model_dir, tmp_path
 ):

@@ -242,12 +242,26 @@ def check_computed_dtype(store: Path, recorded: str | None, computed: set[str], 
     return now
 
 
+def image_like_suffix(name: str) -> str | None:
+    """The extension of an image or of a Zarr store that ``name`` ends in, or None."""
+    from napari_pathup.io.images import SUPPORTED_IMAGE_SUFFIXES
+
+    lower = name.lower()
+    return next((s for s in (*SUPPORTED_IMAGE_SUFFIXES, ".zarr") if lower.endswith(s)), None)
+
+
 def check_store(store: Path, config: dict[str, Any]) -> None:
     """The store must be new, empty, or an earlier run of the same model, settings and seed."""
     if store.exists() and not store.is_dir():
         raise InputError(f"--out {store} is a file; expected a folder for the synthetic images")
     if not store.parent.is_dir():
         raise InputError(f"cannot write {store}: the folder {store.parent} does not exist")
+    if not store.exists() and (suffix := image_like_suffix(store.name)):
+        raise InputError(
+            f"--out {store}: a store is a folder of images (<class>/<name>_syn<k>{OUTPUT_SUFFIX} and "
+            f"{MANIFEST_NAME}), but its name ends in {suffix}, which viewers and readers take for a single "
+            f"image; name it without that extension (e.g. {store.name[: -len(suffix)] or 'store'})"
+        )
     if not store.is_dir() or not any(store.iterdir()):
         return
     path = store / CONFIG_NAME
