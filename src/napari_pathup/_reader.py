@@ -21,11 +21,9 @@ SLIDE_SUFFIXES = (".svs", ".tif", ".tiff")
 
 
 def _single(path: str | Sequence[str]) -> Path | None:
-    if isinstance(path, list | tuple):
-        if len(path) != 1:
-            return None
-        path = path[0]
-    return Path(path)
+    if isinstance(path, str):
+        return Path(path)
+    return Path(path[0]) if len(path) == 1 else None
 
 
 def _is_ome_zarr(p: Path) -> bool:

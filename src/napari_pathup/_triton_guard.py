@@ -30,5 +30,6 @@ def block_triton_if_llvm_loaded(maps: str | Path = "/proc/self/maps") -> bool:
         return False
     if "libLLVM" not in mapped:
         return False
-    sys.modules["triton"] = None  # ``import triton`` now raises ImportError; find_spec returns None
+    # ``import triton`` now raises ImportError; find_spec returns None
+    sys.modules["triton"] = None  # type: ignore[assignment]
     return True

@@ -86,9 +86,10 @@ def _subfolders(folder: Path) -> list[Path]:
 def _class_folders(folder: Path) -> tuple[str, list[tuple[str, Path]]]:
     """(layout, [(class name, folder)]) of one folder of class folders; BRACS names lose their prefix."""
     subs = _subfolders(folder)
-    if subs and all(BRACS_CLASS.match(d.name) for d in subs):
-        ordered = sorted(subs, key=lambda d: (int(BRACS_CLASS.match(d.name).group(1)), d.name))
-        return "bracs", [(BRACS_CLASS.match(d.name).group(2), d) for d in ordered]
+    named = [(match, d) for d in subs if (match := BRACS_CLASS.match(d.name))]
+    if subs and len(named) == len(subs):
+        ordered = sorted(named, key=lambda md: (int(md[0].group(1)), md[1].name))
+        return "bracs", [(match.group(2), d) for match, d in ordered]
     return "class-folders", [(d.name, d) for d in subs]
 
 

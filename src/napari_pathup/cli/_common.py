@@ -13,6 +13,7 @@ import dataclasses
 import math
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -202,7 +203,7 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, old_scheduler_flag: 
         WEIGHT_MODES,
     )
 
-    types = {
+    types: dict[str, Callable[[str], Any]] = {
         "strength": float,
         "upscale_strength": float,
         "guidance": float,
@@ -215,6 +216,7 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, old_scheduler_flag: 
     for setting in SETTINGS:
         if setting.field not in SAMPLING_FIELDS:
             continue
+        assert setting.flag is not None  # every sampling setting has one
         help_text = f"{setting.help} (default: {_default_text(setting.field)})"
         dest = setting.field
         if setting.field == "jitter":

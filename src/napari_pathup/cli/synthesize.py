@@ -129,8 +129,10 @@ def execute(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
             elif isinstance(event, PatchPreview):
+                assert bar is not None  # a stage starts before its patches
                 bar.update(1)
             elif isinstance(event, TileDecoded):
+                assert bar is not None
                 if event.tile_index == 0:
                     bar.close()
                     bar = tqdm(
@@ -145,6 +147,7 @@ def execute(args: argparse.Namespace) -> int:
                 finished = event
         if bar is not None:
             bar.close()
+        assert finished is not None  # synthesize() ends with Finished
         attrs = {**run_attributes(model, finished.settings, reference_path), **roi.attributes()}
         written = write_image(
             out, finished.image, attrs=attrs, overwrite=args.overwrite, pixel_size=roi.pixel_size

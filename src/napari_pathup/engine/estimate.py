@@ -54,7 +54,7 @@ def count_work(model: ModelInfo, settings: SynthesisSettings | RunPlan) -> tuple
     ``model`` may be a :class:`~napari_pathup.models.spec.ModelSpec`: counting needs no weights.
     """
     plan = settings if isinstance(settings, RunPlan) else settings.resolve(model)
-    return tuple(
+    one, two = (
         StageWork(
             st.latent_shape,
             st.grid.patch_size,
@@ -69,6 +69,7 @@ def count_work(model: ModelInfo, settings: SynthesisSettings | RunPlan) -> tuple
         )
         for st in plan.stages
     )
+    return one, two
 
 
 def _peak_rss() -> int:
@@ -82,6 +83,8 @@ def estimate(model: PathupModel, settings: SynthesisSettings | RunPlan, calibrat
     if not calibrate:
         return Estimate(stages, device=str(model.device))
     s = plan.settings
+    guidance = s.guidance
+    assert guidance is not None  # resolved
     device, dtype, f = model.device, model.dtype, model.vae_scale_factor
     two = stages[1]
     t = torch.tensor(500, device=device)
@@ -112,7 +115,7 @@ def estimate(model: PathupModel, settings: SynthesisSettings | RunPlan, calibrat
         # each kind of call is timed only if the run makes it (guidance 1 makes no guided call), at
         # each (batch size, patch size) a stage makes
         def guided_call(x: torch.Tensor) -> None:
-            guided_output(model.denoiser, x, t, cond, uncond, s.guidance, weak)
+            guided_output(model.denoiser, x, t, cond, uncond, guidance, weak)
 
         def plain_call(x: torch.Tensor) -> None:
             guided_output(model.denoiser, x, t, cond, None, 1.0)

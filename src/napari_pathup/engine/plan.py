@@ -174,6 +174,7 @@ def _fail(field: str, rule: str, value: Any) -> SettingsError:
 def _int(field: str, value: Any, low: int, high: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise _fail(field, "a whole number", value)
+    value = int(value)
     if value < low or (high is not None and value > high):
         rule = f"at least {low}" if high is None else f"between {low} and {high}"
         raise _fail(field, rule, value)
@@ -488,6 +489,16 @@ class RunPlan:
         from napari_pathup.engine.vae import tile_grid
         from napari_pathup.models.schedulers import run_scheduler
 
+        assert (  # resolve() completes them; this tells the type checker so
+            s.steps is not None
+            and s.strength is not None
+            and s.upscale_strength is not None
+            and s.guidance is not None
+            and s.guidance_interval is not None
+            and s.patch_size is not None
+            and s.overlap is not None
+            and s.weights is not None
+        ), "RunPlan.build takes resolved settings (SynthesisSettings.resolve)"
         f = model.vae_scale_factor
         scheduler = run_scheduler(s.scheduler, model.scheduler)
         h1, w1 = s.stage_one_shape()

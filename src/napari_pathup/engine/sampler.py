@@ -127,6 +127,7 @@ def guided_output(
     if weak is not None:
         a, c = weak(patches, t, labels), denoiser(patches, t, labels)
     else:
+        assert uncond is not None  # no weak denoiser: classifier-free guidance
         out = denoiser(torch.cat([patches, patches]), t, torch.cat([expand(uncond), labels]))
         a, c = out.chunk(2)
     return a + guidance * (c - a)

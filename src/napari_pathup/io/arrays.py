@@ -112,10 +112,10 @@ def _to_uint8(a: np.ndarray, source: str) -> np.ndarray:
         if low >= 0 and high <= 65535:
             return ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     if a.dtype.kind == "f" and np.isfinite(a).all():
-        low, high = float(a.min()), float(a.max())
-        if low >= 0 and high <= 1:
+        least, most = float(a.min()), float(a.max())
+        if least >= 0 and most <= 1:
             return np.rint(a * 255).astype(np.uint8)
-        if low >= 0 and high <= 255:
+        if least >= 0 and most <= 255:
             return np.rint(a).astype(np.uint8)
     raise InputError(f"{source}: cannot convert pixel values of type {a.dtype} to 8-bit RGB")
 

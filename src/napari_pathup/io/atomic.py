@@ -68,7 +68,7 @@ def remove_stale_temporaries(final: str | Path, prefixes: tuple[str, ...] = ()) 
     """
     path = Path(final).expanduser().resolve()
     stem, suffix = split_suffixes(path.name)
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(path.parent.iterdir())
     except OSError:
@@ -218,7 +218,7 @@ def atomic_output(final: str | Path, overwrite: bool) -> Iterator[Path]:
         raise
 
 
-def replace_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
+def replace_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Replace the internal file ``path`` with what ``write`` writes to a temporary sibling.
 
     ``write`` receives the temporary path (hidden, in the same folder, keeping the extension) and

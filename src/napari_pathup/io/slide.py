@@ -92,7 +92,7 @@ def _tiff_levels(path: Path) -> tuple[list[Any], float | None]:
     mpp = tiff_pixel_size(tif)
     store = series.aszarr()
     group = zarr.open(store, mode="r", zarr_format=2)
-    arrays = [group[str(i)] for i in range(len(series.levels))] if hasattr(group, "keys") else [group]
+    arrays = [group[str(i)] for i in range(len(series.levels))] if isinstance(group, zarr.Group) else [group]
     levels = []
     for array, level in zip(arrays, series.levels, strict=True):
         lazy = da.from_zarr(array)
@@ -270,7 +270,7 @@ def load_roi(image: Any, source: str = "reference") -> np.ndarray:
 def native_mpp(metadata: dict[str, Any]) -> float | None:
     """The model's native pixel size (``pathup.json`` "native_mpp", µm/px), or None when it records none."""
     value = metadata.get("native_mpp") if isinstance(metadata, dict) else None
-    return float(value) if _positive(value) else None
+    return float(value) if value is not None and _positive(value) else None
 
 
 @dataclass(frozen=True)

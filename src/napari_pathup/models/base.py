@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
-from diffusers import SchedulerMixin
+from diffusers import ModelMixin, SchedulerMixin
 
 from napari_pathup.models.spec import check_known_class
 
@@ -49,7 +49,7 @@ class Autoencoder:
     that tiles encode consistently and runs stay deterministic) and ``AutoencoderTiny``.
     """
 
-    def __init__(self, vae: torch.nn.Module) -> None:
+    def __init__(self, vae: ModelMixin) -> None:
         self.vae = vae
         config = vae.config
         self.scaling_factor = float(getattr(config, "scaling_factor", 1.0) or 1.0)
@@ -103,7 +103,9 @@ class PathupModel:
     kind: str
     path: str
     denoiser: DenoiserFn
-    modules: dict[str, torch.nn.Module]
+    #: the networks by role ("denoiser", "autoencoder", "weak_denoiser", "text_encoder"): diffusers
+    #: (or transformers) models, whose ``config`` the type checker cannot see
+    modules: dict[str, ModelMixin]
     autoencoder: Autoencoder
     scheduler: SchedulerMixin
     conditioner: Conditioner

@@ -19,8 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from diffusers import SchedulerMixin
+from diffusers import ModelMixin, SchedulerMixin
 
 from napari_pathup.io.atomic import write_text_atomic
 from napari_pathup.models.spec import (
@@ -54,8 +53,8 @@ def clean_saved_config(config_path: Path) -> None:
 
 def save_pathup_model(
     folder: str | Path,
-    denoiser: torch.nn.Module,
-    autoencoder: torch.nn.Module,
+    denoiser: ModelMixin,
+    autoencoder: ModelMixin,
     scheduler: SchedulerMixin,
     classes: Sequence[str],
     scales: Sequence[str] = SCALES,

@@ -46,6 +46,7 @@ class ResidualStack(nn.Module):
             for _ in range(num_blocks)
         )
         self.conv_out = nn.Conv2d(width, out_channels, 3, padding=1)
+        assert self.conv_out.bias is not None  # built with one
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
@@ -124,7 +125,7 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
         return DecoderOutput(sample=sample) if return_dict else (sample,)
 
     def forward(self, sample: torch.Tensor, return_dict: bool = True) -> DecoderOutput | tuple[torch.Tensor]:
-        return self.decode(self.encode(sample).latents, return_dict)
+        return self.decode(self.encoder(sample), return_dict)
 
     @torch.no_grad()
     def widen_decoder(self, width: int, scale: float = 1e-2, seed: int = 0) -> PatchAutoencoder:
@@ -149,6 +150,7 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
             if not isinstance(target, nn.Conv2d):
                 continue
             source = self.decoder.residual.get_submodule(name)
+            assert isinstance(source, nn.Conv2d) and source.bias is not None and target.bias is not None
             o, i = source.weight.shape[:2]
             weight = torch.randn(target.weight.shape, generator=generator, dtype=target.weight.dtype) * scale
             weight[:o] = 0.0  # old outputs read only old inputs ...
@@ -171,6 +173,8 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
         the autoencoder is then this linear codec. Returns the share of block variance the latents keep.
         """
         p, c = self.config.patch_size, self.config.latent_channels
+        projection, readout = self.encoder.projection, self.decoder.readout
+        assert projection.bias is not None and readout.bias is not None  # built with them
         blocks = F.pixel_unshuffle(images.float(), p)  # (N, 3p², h, w)
         rows = blocks.permute(0, 2, 3, 1).reshape(-1, blocks.shape[1]).double()
         if rows.shape[0] <= rows.shape[1] or rows.shape[1] < c:
@@ -183,14 +187,14 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
         eigenvalues, vectors = torch.linalg.eigh(centred.T @ centred / len(rows))
         order = eigenvalues.argsort(descending=True)[:c]
         components = (vectors[:, order] / eigenvalues[order].clamp(min=1e-12).sqrt()).T  # (c, 3p²)
-        self.encoder.projection.weight.copy_(components[:, :, None, None].float())
-        self.encoder.projection.bias.copy_((-(components @ mean)).float())
+        projection.weight.copy_(components[:, :, None, None].float())
+        projection.bias.copy_((-(components @ mean)).float())
         codes = (centred @ components.T).float().reshape(blocks.shape[0], *blocks.shape[2:], c)
         codes = codes.permute(0, 3, 1, 2)
         neighbourhoods = F.unfold(codes, 3, padding=1)  # (N, c*9, h*w), zero-padded like the readout
         design = neighbourhoods.transpose(1, 2).reshape(-1, c * 9).double()
         design = torch.cat([design, torch.ones(len(design), 1, dtype=design.dtype)], 1)
         solution = torch.linalg.lstsq(design, rows).solution  # (c*9 + 1, 3p²)
-        self.decoder.readout.weight.copy_(solution[:-1].T.reshape(-1, c, 3, 3).float())
-        self.decoder.readout.bias.copy_(solution[-1].float())
+        readout.weight.copy_(solution[:-1].T.reshape(-1, c, 3, 3).float())
+        readout.bias.copy_(solution[-1].float())
         return {"variance_kept": float(eigenvalues[order].sum() / eigenvalues.sum())}

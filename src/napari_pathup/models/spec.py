@@ -48,8 +48,11 @@ class ModelInfo(Protocol):
     patch_multiple: int
     metadata: dict[str, Any]
     scheduler: SchedulerMixin
-    #: whether the model has a weak denoiser (``weak_denoiser/``), which autoguidance needs
-    has_weak_denoiser: bool
+
+    @property
+    def has_weak_denoiser(self) -> bool:
+        """Whether the model has a weak denoiser (``weak_denoiser/``), which autoguidance needs."""
+        ...
 
     @property
     def vae_scale_factor(self) -> int: ...
