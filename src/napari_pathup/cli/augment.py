@@ -18,6 +18,7 @@ from napari_pathup.cli._common import (
     max_image_pixels,
     number,
     positive_int,
+    sampling_settings,
     whole,
 )
 
@@ -91,7 +92,11 @@ def execute(args: argparse.Namespace) -> int:
         raise InputError(
             "--workers sizes a local cluster; with --dask-address the cluster's workers are used"
         )
-    if (files := check_model_folder(args.model, args.allow_download)) is not None:  # before the imports
+    # no torch yet: the settings' own rules, then --model and DATA's classes, fail at once
+    from napari_pathup.engine.plan import SynthesisSettings
+
+    SynthesisSettings(**{**sampling_settings(args), "class_name": "any"}).check()
+    if (files := check_model_folder(args.model, args.allow_download)) is not None:
         from napari_pathup.datasets import discover
         from napari_pathup.models.spec import check_data_classes
 
@@ -123,7 +128,6 @@ def execute(args: argparse.Namespace) -> int:
 
 def _augment(args: argparse.Namespace) -> Summary:
     from napari_pathup.augmentation.run import augment
-    from napari_pathup.cli._common import sampling_settings
 
     return augment(
         args.data,
