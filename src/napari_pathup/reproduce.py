@@ -153,7 +153,7 @@ def _tiny_vit(path: Path, architecture: str) -> None:
 
 
 #: the rehearsal's sizes: tiny enough for a CPU in a few minutes, through every step of the chain
-REHEARSAL = {
+REHEARSAL: dict[str, Any] = {
     "classes": "normal,tumour",  # stroma has one demo image: no grouped folds for it
     "tile": 64,
     "per_image": 3,
@@ -197,6 +197,7 @@ def rehearse(
         if argv is not None:
             code = main(argv)
         else:
+            assert call is not None  # a step is a command or a call
             call()
             code = 0
         seconds = time.perf_counter() - start

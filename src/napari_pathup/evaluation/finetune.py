@@ -39,7 +39,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -224,10 +224,12 @@ def load_pretrained(model: nn.Module, path: Path, architecture: str) -> dict[str
     return {"classifier": sorted(k for k in model.state_dict() if k.startswith(skip))}
 
 
-def normalisation(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The model's input mean and std (0..1 scale; timm's pretrained config, ImageNet by default)."""
+def normalisation(model: nn.Module) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """The model's input mean and std per RGB channel (0..1 scale; timm's pretrained config, ImageNet by
+    default)."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
-    return tuple(cfg.get("mean", (0.485, 0.456, 0.406))), tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+    (r, g, b), (sr, sg, sb) = cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225))
+    return (float(r), float(g), float(b)), (float(sr), float(sg), float(sb))
 
 
 # ------------------------------------------------------------------------------------------ images
@@ -410,7 +412,7 @@ class FineTuner:
         model = copy.deepcopy(self.model)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(run_seed)
-            model.reset_classifier(self.n_classes)
+            cast(Any, model).reset_classifier(self.n_classes)  # a timm model's
         return model.to(self.device)
 
     def train_and_predict(
@@ -440,7 +442,7 @@ class FineTuner:
         losses: list[float] = []
         start = 0
         state = checkpoint.state() if checkpoint is not None else None
-        if state is not None and not state["done"]:
+        if checkpoint is not None and state is not None and not state["done"]:
             checkpoint.load_epoch(state, model, optimizer)
             if scaler is not None and state.get("grad_scaler"):
                 scaler.load_state_dict(state["grad_scaler"])
@@ -497,7 +499,7 @@ class FineTuner:
                 )
             if checkpoint is not None:
                 if self.processes.is_main:
-                    extra = {"losses": losses}
+                    extra: dict[str, Any] = {"losses": losses}
                     if scaler is not None:
                         extra["grad_scaler"] = scaler.state_dict()
                     checkpoint.save_epoch(epoch + 1, model, optimizer, extra)
@@ -529,7 +531,7 @@ def prepare_model(ft: FineTuneSettings, n_classes: int) -> nn.Module:
 def frozen_extractor(model: nn.Module, ft: FineTuneSettings, device: torch.device):
     """The pretrained model without its classifier, frozen, as the MIL tiles' feature extractor."""
     backbone = copy.deepcopy(model)
-    backbone.reset_classifier(0)
+    cast(Any, backbone).reset_classifier(0)  # a timm model's
     mean, std = normalisation(model)
     extractor = module_extractor(
         backbone,
