@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -105,7 +106,12 @@ def compute_metrics(
         )
     elif resize is not None and resize != extractor.resize:
         raise InputError("pass resize to the FeatureExtractor when giving one, not to compute_metrics")
-    opts = {"crops": crops, "batch_size": batch_size, "progress": progress, "on_image": on_image}
+    opts: dict[str, Any] = {
+        "crops": crops,
+        "batch_size": batch_size,
+        "progress": progress,
+        "on_image": on_image,
+    }
     real_feats, real_summary = set_features(extractor, real_set, what="real", **opts)
     synth_feats, synth_summary = set_features(extractor, synth_set, what="synthetic", **opts)
     result = compute_feature_metrics(

@@ -190,7 +190,7 @@ def frechet_distance_from_stats(
     return float(diff @ diff + np.trace(synth.sigma) + np.trace(real.sigma) - 2.0 * tr_covmean)
 
 
-def fd_method_for(n_real: int, n_synth: int, dim: int, method: FDMethod = "auto") -> str:
+def fd_method_for(n_real: int, n_synth: int, dim: int, method: FDMethod = "auto") -> FDMethod:
     """``eigvals`` (torch-fidelity's method) unless the smaller set has fewer samples than dimensions."""
     if method not in ("auto", *FD_METHODS):
         raise InputError(f"unknown Fréchet distance method {method!r}; choose auto, {', '.join(FD_METHODS)}")
@@ -242,12 +242,12 @@ def kid_subset_size(n_real: int, n_synth: int, subset_size: int) -> int:
 
 def kid_subsets(
     n_real: int, n_synth: int, subsets: int, size: int, seed: int
-) -> list[tuple[np.ndarray, ...]]:
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """(synthetic indices, real indices) of each subset, drawn as torch-fidelity draws them."""
     if subsets < 1:
         raise InputError(f"KID needs at least one subset, got {subsets}")
     rng = np.random.RandomState(seed)
-    out = []
+    out: list[tuple[np.ndarray, np.ndarray]] = []
     for _ in range(subsets):
         idx_synth = rng.choice(n_synth, size, replace=False)
         idx_real = rng.choice(n_real, size, replace=False)
@@ -255,7 +255,13 @@ def kid_subsets(
     return out
 
 
-def _mmd2_unbiased(sum_xx_off: np.ndarray, sum_yy_off: np.ndarray, sum_xy: np.ndarray, m: int) -> np.ndarray:
+def _mmd2_unbiased(
+    sum_xx_off: np.ndarray | np.float64,
+    sum_yy_off: np.ndarray | np.float64,
+    sum_xy: np.ndarray | np.float64,
+    m: int,
+) -> np.ndarray | np.floating:
+    """The unbiased MMD² of subsets of size ``m`` from their kernel sums (one subset, or an array of them)."""
     return (sum_xx_off + sum_yy_off) / (m * (m - 1)) - 2.0 * sum_xy / (m * m)
 
 
@@ -359,7 +365,7 @@ def _within_set(
                 take = min(k + 1, dist.shape[0])
                 best[cols] = _smallest(best[cols], dist.topk(take, dim=0, largest=False).values.T, k + 1)
             del dist
-            if sums is not None:
+            if sums is not None and indicators is not None:  # both or neither
                 kern = _kernel_(gram, *kernel)
                 part = (indicators[rows] * (kern @ indicators[cols])).sum(0)
                 if i == j:  # the unbiased estimator leaves out k(x, x)
@@ -387,7 +393,7 @@ def _pairwise_metrics(
     *,
     k: int,
     ball: Ball,
-    kid_plan: list[tuple[np.ndarray, ...]] | None,
+    kid_plan: list[tuple[np.ndarray, np.ndarray]] | None,
     kid_kernel: tuple[float, float, int],
     device: str | torch.device,
     block_entries: int,
@@ -426,7 +432,7 @@ def _pairwise_metrics(
         del in_real
         real_in_synth_ball[rows] = _inside(dist, r_synth[None, :], ball).any(1)
         del dist
-        if m_r is not None:
+        if m_r is not None and m_s is not None:  # both or neither
             sum_rs += (m_r[rows] * (_kernel_(gram, *kid_kernel) @ m_s)).sum(0)
 
     result = PRDCResult(
@@ -439,9 +445,10 @@ def _pairwise_metrics(
     )
     if kid_plan is None:
         return result, None
+    assert sum_rr is not None and sum_ss is not None  # computed for the kid_plan
     size = len(kid_plan[0][0])
     mmds = _mmd2_unbiased(sum_rr.cpu().numpy(), sum_ss.cpu().numpy(), sum_rs.cpu().numpy(), size)
-    return result, mmds
+    return result, np.asarray(mmds)
 
 
 def prdc(
@@ -516,6 +523,7 @@ def compute_feature_metrics(
         device=device,
         block_entries=block_entries,
     )
+    assert mmds is not None  # a kid_plan was given
     kid_result = _kid_result(mmds, size, kid_subset_size_requested, gamma, kid_coef0, kid_degree, seed)
     return FeatureMetrics(
         frechet_distance=fd,

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -247,12 +248,17 @@ def module_extractor(
         label=label or name,
         module=module,
         input_size=(int(size[0]), int(size[1])),
-        mean=tuple(255.0 * float(m) for m in mean),
-        std=tuple(255.0 * float(s) for s in std),
+        mean=_times_255(mean),
+        std=_times_255(std),
         resize=resize_method,
         weights_path=str(path) if path else None,
         weights_sha256=sha256_of(path) if path and path.is_file() else None,
     )
+
+
+def _times_255(rgb: tuple[float, float, float]) -> tuple[float, float, float]:
+    r, g, b = rgb
+    return 255.0 * float(r), 255.0 * float(g), 255.0 * float(b)
 
 
 def load_state_dict_file(path: str | Path) -> dict:
@@ -260,6 +266,7 @@ def load_state_dict_file(path: str | Path) -> dict:
     path = Path(path).expanduser()
     if not path.is_file():
         raise InputError(f"weights file {path} does not exist")
+    state: Any
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -298,7 +305,7 @@ def timm_extractor(
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise InputError(f"{weights} does not match timm model {model_name}: {exc}") from exc
-    model.reset_classifier(0)
+    cast(Any, model).reset_classifier(0)  # a timm model's
     cfg = getattr(model, "pretrained_cfg", None) or {}
     size = input_size or int(cfg.get("input_size", (3, 224, 224))[-1])
     extractor = module_extractor(
@@ -343,7 +350,7 @@ def get_extractor(
     ``auto`` is ``inception`` when Inception weights are given or named by ``$PATHUP_INCEPTION_WEIGHTS``,
     otherwise ``effnet-lite0``. ``device`` defaults to CUDA when available.
     """
-    kwargs = {"resize_method": resize_method} if resize_method else {}
+    kwargs: dict[str, Any] = {"resize_method": resize_method} if resize_method else {}
     if name == "auto":
         name = "inception" if resolve_inception_weights(inception_weights) is not None else "effnet-lite0"
     if name == "inception":

@@ -85,11 +85,11 @@ def image_set(source: ImageSource, what: str = "images") -> ImageSet:
     if not items:
         raise InputError(f"the {what} set is empty")
     if all(isinstance(item, str | Path) for item in items):
-        paths = tuple(Path(item).expanduser() for item in items)
-        missing = [str(p) for p in paths if not p.exists()]
+        files = tuple(Path(item).expanduser() for item in items)
+        missing = [str(p) for p in files if not p.exists()]
         if missing:
             raise InputError(f"{what}: no such image: {', '.join(missing[:5])}")
-        return ImageSet(source=f"{len(paths)} {what} files", paths=paths)
+        return ImageSet(source=f"{len(files)} {what} files", paths=files)
     arrays = tuple(_check_array(item, f"{what}[{i}]") for i, item in enumerate(items))
     return ImageSet(source=f"{len(arrays)} {what} arrays", arrays=arrays)
 
