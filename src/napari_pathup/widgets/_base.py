@@ -26,7 +26,7 @@ from napari.qt.threading import FunctionWorker, GeneratorWorker, thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, QSize, Signal
-from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QAbstractItemView, QFrame, QScrollArea, QTableWidget, QVBoxLayout, QWidget
 
 from napari_pathup._triton_guard import block_triton_if_llvm_loaded
 from napari_pathup.errors import InputError
@@ -40,6 +40,18 @@ def chosen_path(value: Any) -> Path | None:
     """A ``FileEdit`` value as a path, or ``None`` when the field is empty: magicgui hands an empty
     field back as ``Path(".")``, which must not read as "the working directory"."""
     return None if str(value) in ("", ".") else Path(value)
+
+
+def read_only_table(columns: list[str]) -> QTableWidget:
+    """A table of results: named columns, the last one stretching, no editing and no row numbers."""
+    table = QTableWidget(0, len(columns))
+    table.setHorizontalHeaderLabels(columns)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    horizontal, vertical = table.horizontalHeader(), table.verticalHeader()
+    assert horizontal is not None and vertical is not None  # a QTableWidget has both
+    horizontal.setStretchLastSection(True)
+    vertical.setVisible(False)
+    return table
 
 
 @dataclass
@@ -146,16 +158,17 @@ class WorkerDock(QWidget):
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         """Once shown (sizes are known only then): never narrower than the controls need."""
-        area = self._scroll
-        area.setMinimumWidth(
-            area.widget().minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width()
-        )
+        inner, bar = self._scroll.widget(), self._scroll.verticalScrollBar()
+        assert inner is not None and bar is not None  # set at construction
+        self._scroll.setMinimumWidth(inner.minimumSizeHint().width() + bar.sizeHint().width())
         super().showEvent(event)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
         """As wide and tall as the controls like (the dock area limits it; then it scrolls vertically)."""
-        inner = self._scroll.widget().sizeHint()
-        return QSize(inner.width() + self._scroll.verticalScrollBar().sizeHint().width(), inner.height())
+        inner, bar = self._scroll.widget(), self._scroll.verticalScrollBar()
+        assert inner is not None and bar is not None  # set at construction
+        size = inner.sizeHint()
+        return QSize(size.width() + bar.sizeHint().width(), size.height())
 
     def image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
         """The viewer's image layers as magicgui choices (``choices=self.image_choices``)."""

@@ -41,7 +41,7 @@ class PlotView(QLabel):
     def show_plot(self, plot: RenderedPlot) -> None:
         self.plot = plot
         h, w = plot.rgba.shape[:2]
-        image = QImage(plot.rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+        image = QImage(plot.rgba.tobytes(), w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
         self._pixmap = QPixmap.fromImage(image)
         self._pixmap.setDevicePixelRatio(w / self._size[0])
         self._rescale()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import ComboBox, Container, PushButton, Select, SpinBox
 from napari.layers import Shapes
-from qtpy.QtWidgets import QAbstractItemView, QPushButton, QTableWidget, QTableWidgetItem
+from qtpy.QtWidgets import QPushButton, QTableWidgetItem
 
 from napari_pathup.errors import InputError
 from napari_pathup.measure.compare import CompareResult, measure_compare
@@ -26,6 +26,7 @@ from napari_pathup.widgets._base import (
     WorkerDock,
     follow_real_and_synthetic,
     is_synthetic,
+    read_only_table,
     rgb_levels,
 )
 from napari_pathup.widgets._plot import PlotView
@@ -79,11 +80,7 @@ class CompareWidget(WorkerDock):
         self.side_by_side = QPushButton("Side by side (grid)")
         self.side_by_side.setCheckable(True)
         self.plot_view = PlotView()
-        self.seam_table = QTableWidget(0, 3)
-        self.seam_table.setHorizontalHeaderLabels(["synthetic layer", "seam measure", "patch / overlap"])
-        self.seam_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.seam_table.horizontalHeader().setStretchLastSection(True)
-        self.seam_table.verticalHeader().setVisible(False)
+        self.seam_table = read_only_table(["synthetic layer", "seam measure", "patch / overlap"])
         self.seam_table.setMaximumHeight(120)
         for select in (self.real, self.synthetic):
             select.native.setMaximumHeight(90)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from magicgui.types import FileDialogMode
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, Select, SpinBox
-from qtpy.QtWidgets import QAbstractItemView, QSizePolicy, QTableWidget, QTableWidgetItem
+from qtpy.QtWidgets import QSizePolicy, QTableWidgetItem
 
 from napari_pathup.errors import InputError
 from napari_pathup.measure.quality import measure_quality
@@ -26,6 +27,7 @@ from napari_pathup.widgets._base import (
     WorkerDock,
     chosen_path,
     follow_real_and_synthetic,
+    read_only_table,
     rgb_levels,
 )
 from napari_pathup.widgets._plot import PlotView, RenderedPlot
@@ -46,9 +48,9 @@ class QualityWidget(WorkerDock):
         self._extractors: dict[tuple, Any] = {}
 
         self.real_layers = Select(label="real layers", choices=self.image_choices, allow_multiple=True)
-        self.real_folder = FileEdit(label="or real folder", mode="d", value="")
+        self.real_folder = FileEdit(label="or real folder", mode=FileDialogMode.EXISTING_DIRECTORY)
         self.synth_layers = Select(label="synthetic layers", choices=self.image_choices, allow_multiple=True)
-        self.synth_folder = FileEdit(label="or synthetic folder", mode="d", value="")
+        self.synth_folder = FileEdit(label="or synthetic folder", mode=FileDialogMode.EXISTING_DIRECTORY)
         self.crops = SpinBox(
             label="crop size",
             min=0,
@@ -63,7 +65,7 @@ class QualityWidget(WorkerDock):
             value="auto",
             tooltip="auto: inception when its weights are given, else effnet-lite0; only inception gives FID",
         )
-        self.inception_weights = FileEdit(label="inception weights", mode="r", value="")
+        self.inception_weights = FileEdit(label="inception weights", mode=FileDialogMode.EXISTING_FILE)
         self.k = SpinBox(label="k (nearest neighbours)", min=1, max=100, value=3)
         self.kid_subsets = SpinBox(label="KID subsets", min=1, max=10000, value=100)
         self.kid_subset_size = SpinBox(label="KID subset size", min=2, max=100000, value=1000)
@@ -92,11 +94,7 @@ class QualityWidget(WorkerDock):
             select.native.setMaximumHeight(90)
         self.summary.native.setWordWrap(True)
         self.summary.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.table = QTableWidget(0, 2)
-        self.table.setHorizontalHeaderLabels(["metric", "value"])
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.verticalHeader().setVisible(False)
+        self.table = read_only_table(["metric", "value"])
         self.table.setMinimumHeight(200)
         self.plot_view = PlotView(size=(420, 260))
 

@@ -27,6 +27,7 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from magicgui.types import FileDialogMode
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -38,6 +39,7 @@ from magicgui.widgets import (
     SpinBox,
     TupleEdit,
 )
+from magicgui.widgets.bases import BaseValueWidget
 from napari.layers import Image, Shapes
 from napari.qt.threading import FunctionWorker, thread_worker
 from napari.utils.notifications import show_error, show_info
@@ -113,7 +115,7 @@ class SynthesizeWidget(WorkerDock):
         self._showing_defaults = False
 
         self.model_dir = FileEdit(
-            label="model", mode="d", value="", tooltip="empty: the embedded default model"
+            label="model", mode=FileDialogMode.EXISTING_DIRECTORY, tooltip="empty: the embedded default model"
         )
         self.class_name = ComboBox(label="class", choices=[])
         self.reference = ComboBox(label="reference", choices=self._reference_choices)
@@ -127,7 +129,7 @@ class SynthesizeWidget(WorkerDock):
             choices=self._level_choices,
             tooltip="pyramid level the RoI is read from; auto: the model's native µm/px, else level 0",
         )
-        self.reference_file = FileEdit(label="or file", mode="r", value="")
+        self.reference_file = FileEdit(label="or file", mode=FileDialogMode.EXISTING_FILE)
         self.out_width = SpinBox(label="width", min=64, max=65536, step=8, value=2048)
         self.out_height = SpinBox(label="height", min=64, max=65536, step=8, value=2048)
         tip = "shows the model's default until you change it"
@@ -191,8 +193,7 @@ class SynthesizeWidget(WorkerDock):
         )
         self.output = FileEdit(
             label="save to",
-            mode="w",
-            value="",
+            mode=FileDialogMode.OPTIONAL_FILE,
             filter="*.ome.zarr",
             tooltip="optional .ome.zarr: the finished store is copied there (temporary name, then rename)",
         )
@@ -202,7 +203,7 @@ class SynthesizeWidget(WorkerDock):
         )
         self.start_button = PushButton(text="Start")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.fields = {
+        self.fields: dict[str, BaseValueWidget] = {
             "steps": self.steps,
             "strength": self.strength,
             "upscale_strength": self.upscale_strength,
