@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderTiny
+from diffusers import AutoencoderTiny, ModelMixin
 
 from napari_pathup.models.patch_autoencoder import PatchAutoencoder
 from napari_pathup.training.augmentation import UNMIX
@@ -59,7 +59,7 @@ def build_autoencoder(preset: str = "cpu", latent_channels: int = 4) -> Autoenco
 
 
 def initialise(
-    vae: torch.nn.Module, sampler: CropSampler, rng: np.random.Generator, crops: int = 512
+    vae: ModelMixin, sampler: CropSampler, rng: np.random.Generator, crops: int = 512
 ) -> dict[str, float]:
     """Start a :class:`PatchAutoencoder` from the principal components of ``crops`` training crops'
     pixel blocks (see ``initialise_from_blocks``); other autoencoders keep their random start."""
@@ -106,6 +106,8 @@ def psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
 class AutoencoderPhase(Phase):
     """Train ``model`` (an AutoencoderTiny) on crops from ``sampler``; evaluate on ``eval_crops``."""
 
+    model: ModelMixin
+
     def __init__(
         self,
         *args: Any,
@@ -133,11 +135,10 @@ class AutoencoderPhase(Phase):
         return total
 
     def evaluate(self) -> dict[str, float]:
-        if self.eval_batch is None:
+        batch = self.eval_batch
+        if batch is None:
             return {}
-        return self.with_ema_weights(
-            lambda: {"psnr": reconstruct_psnr(self.model, self.eval_batch, self.device)}
-        )
+        return self.with_ema_weights(lambda: {"psnr": reconstruct_psnr(self.model, batch, self.device)})
 
 
 def reconstruct_psnr(

@@ -16,7 +16,7 @@ trained from scratch here), so nothing in training shares weights with the evalu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from napari_pathup.training.augmentation import HedJitter, hed_jitter
 from napari_pathup.training.autoencoder import psnr, stain_densities
 from napari_pathup.training.data import CropSampler, crops_to_tensor
 from napari_pathup.training.loop import Phase, make_ema, seeded_generators, update
+
+if TYPE_CHECKING:
+    from diffusers import ModelMixin
 
 
 class PatchDiscriminator(nn.Module):
@@ -117,6 +120,8 @@ class DecoderGanPhase(Phase):
     with the other network's gradients dropped, so Adam skips it.
     """
 
+    model: nn.ModuleDict
+
     def __init__(
         self,
         *args: Any,
@@ -180,24 +185,25 @@ class DecoderGanPhase(Phase):
 
     def evaluate(self) -> dict[str, float]:
         """Hold-out PSNR and sharpness (Laplacian energy of decoded / real), with the EMA weights."""
-        if self.eval_batch is None:
+        batch = self.eval_batch
+        if batch is None:
             return {}
 
         def run() -> dict[str, float]:
             outs = []
-            for i in range(0, len(self.eval_batch), 4):
-                x = self.eval_batch[i : i + 4].to(self.device)
+            for i in range(0, len(batch), 4):
+                x = batch[i : i + 4].to(self.device)
                 outs.append(self.decoder(self.encoder(x)).clamp(-1, 1).cpu())
             y = torch.cat(outs)
-            sharp, real = laplacian_energy(grey(y)).mean(), laplacian_energy(grey(self.eval_batch)).mean()
+            sharp, real = laplacian_energy(grey(y)).mean(), laplacian_energy(grey(batch)).mean()
             ratio = sharp / real.clamp(min=1e-8)
-            return {"psnr": psnr(y, self.eval_batch), "sharpness": float(ratio)}
+            return {"psnr": psnr(y, batch), "sharpness": float(ratio)}
 
         return self.with_ema_weights(run)
 
 
 def decoder_gan_phase(
-    vae: nn.Module,
+    vae: ModelMixin,
     sampler: CropSampler,
     *,
     lr: float,

@@ -23,12 +23,15 @@ import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from napari_pathup.errors import InputError, ModelLoadError, OutputExistsError
 from napari_pathup.models.spec import PATHUP_JSON
+
+if TYPE_CHECKING:
+    from diffusers import ModelMixin
 
 #: what a work folder records of its leg, so that a resume with other settings is refused
 _WORK_RECORD = "leg.json"
@@ -72,7 +75,7 @@ def _work_folder(out: Path) -> Path:
     return out.with_name(f".{out.name}.work")
 
 
-def _load_decoder_model(model: Path, leg: DecoderLeg) -> torch.nn.Module:
+def _load_decoder_model(model: Path, leg: DecoderLeg) -> ModelMixin:
     """MODEL's autoencoder, widened if asked; refused early where a leg cannot train it."""
     from diffusers import AutoencoderTiny
 

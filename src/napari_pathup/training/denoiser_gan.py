@@ -126,6 +126,8 @@ class DenoiserGanPhase(DenoiserPhase):
     :class:`PixelDiscriminator`, ``decode``'s painting (module docstring).
     """
 
+    model: nn.ModuleDict
+
     def __init__(
         self,
         *args: Any,

@@ -39,7 +39,8 @@ def image_window(
     regions, with its tissue score; None when it has no training region. Hold-out pixels are never
     part of it."""
     best: tuple[float, np.ndarray] | None = None
-    for r in training_regions(*rgb.shape[:2], holdout, CELL):
+    height, width = rgb.shape[:2]
+    for r in training_regions(height, width, holdout, CELL):
         cells = tissue_cells(rgb[r.y0 : r.y1, r.x0 : r.x1])
         wh, ww = min(cells.shape[0], max_side // CELL), min(cells.shape[1], max_side // CELL)
         table = np.zeros((cells.shape[0] + 1, cells.shape[1] + 1))

@@ -14,9 +14,14 @@ float rounding (tested), and the new layers learn from there (the zero convoluti
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import torch
 from diffusers import UNet2DModel
+
+if TYPE_CHECKING:
+    from diffusers.models.attention_processor import Attention
+    from diffusers.models.resnet import ResnetBlock2D
 
 
 def grow_depth(old: UNet2DModel, layers_per_block: int) -> UNet2DModel:
@@ -59,7 +64,7 @@ def _grown_name(name: str, extra: int) -> str:
     return name
 
 
-def _make_identity(resnet: torch.nn.Module) -> None:
+def _make_identity(resnet: ResnetBlock2D) -> None:
     """A ``ResnetBlock2D`` whose residual branch is zero: output = shortcut(input)."""
     resnet.conv2.weight.zero_()
     resnet.conv2.bias.zero_()
@@ -72,7 +77,7 @@ def _make_identity(resnet: torch.nn.Module) -> None:
     shortcut.bias.zero_()
 
 
-def _silence(attention: torch.nn.Module) -> None:
+def _silence(attention: Attention) -> None:
     """An attention block with a residual connection whose attention output is zero."""
     out = attention.to_out[0]
     out.weight.zero_()

@@ -186,7 +186,7 @@ def check_settings(saved: dict[str, Any], current: dict[str, Any], keys: tuple[s
     setting, whose default (unchanged since it was added) is what the checkpoint was made with. A warm
     start's model is compared by its hash where the saved settings record one, else by its path."""
     defaults = {
-        f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[operator]
         for f in fields(TrainConfig)
         if f.default is not MISSING or f.default_factory is not MISSING
     }

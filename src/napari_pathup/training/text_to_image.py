@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -60,6 +60,10 @@ from napari_pathup.training.data import (
 from napari_pathup.training.denoiser import diffusion_target, min_snr_weight
 from napari_pathup.training.loop import Phase, make_ema, run_phase, seeded_generators
 from napari_pathup.training.settings import RunSettings, folder_label
+
+if TYPE_CHECKING:
+    from diffusers import ModelMixin
+    from transformers import PreTrainedModel
 
 #: attention projections that LoRA adapts (as diffusers' text-to-image LoRA example)
 LORA_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
@@ -226,8 +230,8 @@ class TextToImagePhase(Phase):
     def __init__(
         self,
         *args: Any,
-        unet: torch.nn.Module,
-        text_encoder: torch.nn.Module,
+        unet: ModelMixin,
+        text_encoder: PreTrainedModel,
         train_text_encoder: bool,
         autoencoder: Autoencoder,
         sampler: CropSampler,
@@ -310,7 +314,7 @@ class TextToImagePhase(Phase):
         self.optimizer.zero_grad(set_to_none=True)
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         params = [p for p in self.model.parameters() if p.grad is not None]
-        self.processes.mean([p.grad for p in params])
+        self.processes.mean([p.grad for p in params if p.grad is not None])
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         if self.grad_clip:
@@ -367,7 +371,7 @@ def load_base(cfg: FineTuneConfig) -> tuple[Path, PathupModel]:
     return path, model
 
 
-def _unet_multiple(unet: torch.nn.Module) -> int:
+def _unet_multiple(unet: ModelMixin) -> int:
     """Crop sides must be multiples of this (8 per latent pixel, halved at every UNet level)."""
     return CELL * 2 ** (len(unet.config.block_out_channels) - 1)
 
@@ -383,6 +387,7 @@ def resolve_config(cfg: FineTuneConfig, model: PathupModel, processes: Processes
             f"--crop {crop}: this pipeline's UNet needs a positive multiple of {multiple} pixels"
         )
     lr = cfg.lr if cfg.lr is not None else (1e-4 if cfg.lora_rank else 1e-5)
+    assert isinstance(model.conditioner, TextConditioner)  # load_base takes Stable Diffusion pipelines only
     template = cfg.prompt_template or model.conditioner.template
     if "{class_name}" not in template or "{scale}" not in template:
         raise InputError(f"--prompt-template {template!r}: it must contain {{class_name}} and {{scale}}")
@@ -421,7 +426,7 @@ def autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     return torch.float16 if mode == "fp16" else torch.bfloat16
 
 
-def add_lora(unet: torch.nn.Module, rank: int, seed: int) -> None:
+def add_lora(unet: ModelMixin, rank: int, seed: int) -> None:
     """LoRA adapters (rank ``rank``, alpha = rank) on the UNet's attention projections, via peft."""
     try:
         from peft import LoraConfig
@@ -532,6 +537,7 @@ def export_pipeline(
     if cfg.lora_rank:
         unet.fuse_lora()
         unet.unload_lora()
+    assert cfg.crop is not None  # resolve_config fills it
     if cfg.crop // CELL != unet.config.sample_size:
         unet.register_to_config(sample_size=cfg.crop // CELL)  # synthesis patches at the trained size
     shutil.rmtree(staging / "unet")
@@ -606,6 +612,8 @@ def _fine_tune(cfg: FineTuneConfig, log: Callable[[str], None]) -> Path:
     check_class_defaults(cfg.class_defaults, index.classes, "--set-class-default")
     base, model = load_base(cfg)
     cfg = resolve_config(cfg, model, processes)
+    assert cfg.crop is not None and cfg.lr is not None and cfg.prompt_template is not None  # filled
+    assert isinstance(model.conditioner, TextConditioner)  # load_base takes Stable Diffusion pipelines only
     dtype = autocast_dtype(cfg.mixed_precision, device)
     say(
         f"data: {cfg.data} ({index.layout}), classes {', '.join(index.classes)}; {len(index.images)} images; "

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from diffusers import ModelMixin
 
 from napari_pathup.datasets import DatasetIndex, discover
 from napari_pathup.errors import InputError, ModelLoadError
@@ -62,7 +63,7 @@ def state_digest(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def load_autoencoder(path: Path) -> torch.nn.Module:
+def load_autoencoder(path: Path) -> ModelMixin:
     """An autoencoder folder (config.json + safetensors) or a PathUp model folder's ``autoencoder/``."""
     from napari_pathup.models.load import load_autoencoder_folder
 
@@ -83,7 +84,7 @@ def finished_info(final: Path, iterations: int) -> dict[str, Any] | None:
     return info if info.get("iterations", 0) >= iterations else None
 
 
-def save_final(vae: torch.nn.Module, final: Path, info: dict[str, Any]) -> None:
+def save_final(vae: ModelMixin, final: Path, info: dict[str, Any]) -> None:
     """Write a finished phase's autoencoder and ``trained.json`` to ``final``, atomically (temp name,
     then rename), so that a killed run never leaves a half-written ``final`` that looks finished."""
     partial = final.with_name(f".{final.name}.partial")
@@ -103,7 +104,7 @@ def train_autoencoder(
     device: torch.device,
     ckpt: Path,
     log: Callable[[str], None],
-) -> tuple[torch.nn.Module, dict[str, Any]]:
+) -> tuple[ModelMixin, dict[str, Any]]:
     """Phase 1 (or the given ``--autoencoder``); returns the autoencoder with EMA weights and latent scale."""
     from napari_pathup.training.autoencoder import (
         AutoencoderPhase,
@@ -191,11 +192,11 @@ def train_denoiser(
     cfg: TrainConfig,
     index: DatasetIndex,
     arrays: list[np.ndarray],
-    vae: torch.nn.Module,
+    vae: ModelMixin,
     device: torch.device,
     ckpt: Path,
     log: Callable[[str], None],
-) -> tuple[torch.nn.Module, Any, TrainingImages, dict[str, Any]]:
+) -> tuple[ModelMixin, Any, TrainingImages, dict[str, Any]]:
     """Phase 2; returns the UNet with EMA weights, its scheduler, the data and a summary."""
     from napari_pathup.training.denoiser import (
         BANK_OVERLAP,
@@ -506,8 +507,8 @@ def _init_schedule(model: Path, key: str, setting: str, before: int) -> list[lis
 
 
 def deepened(
-    unet: torch.nn.Module, preset: str | None, init: Path, log: Callable[[str], None] = print
-) -> torch.nn.Module:
+    unet: ModelMixin, preset: str | None, init: Path, log: Callable[[str], None] = print
+) -> ModelMixin:
     """The warm start's denoiser for ``preset``: as it is (no preset, or its own architecture), or
     grown to the preset's deeper blocks without changing its function (``training.grow``)."""
     from napari_pathup.models.build import DENOISER_PRESETS
@@ -537,7 +538,7 @@ def deepened(
     return grow_depth(unet, want["layers_per_block"])
 
 
-def load_denoiser(model: Path) -> tuple[torch.nn.Module, int]:
+def load_denoiser(model: Path) -> tuple[ModelMixin, int]:
     """A PathUp model folder's denoiser (``UNet2DModel``, safetensors) and its trained iterations."""
     from diffusers import UNet2DModel
 
@@ -585,11 +586,11 @@ def train_decoder(
     cfg: TrainConfig,
     index: DatasetIndex,
     arrays: list[np.ndarray],
-    vae: torch.nn.Module,
+    vae: ModelMixin,
     device: torch.device,
     ckpt: Path,
     log: Callable[[str], None],
-) -> tuple[torch.nn.Module, dict[str, Any]]:
+) -> tuple[ModelMixin, dict[str, Any]]:
     """Phase 1b: the decoder as a conditional GAN against the frozen encoder (``--gan-iters``, 0: skip)."""
     from diffusers import AutoencoderTiny
 
