@@ -399,26 +399,36 @@ def test_info_and_augment_refuse_a_wrong_model_or_class_before_torch_is_even_imp
     assert list(tmp_path.iterdir()) == []
 
 
-def test_augment_refuses_data_classes_the_model_lacks_before_torch_is_even_imported(tmp_path):
-    """DATA's class folders are read (names only) before the imports: a class the model cannot draw
-    is one line in a fraction of a second, with the library's own message, and no store is made."""
+@pytest.mark.parametrize(
+    ("classes", "store", "message"),
+    [
+        (("tumour", "lymphoma"), "store", "class(es) lymphoma of DATA are not classes of the model"),
+        (("tumour",), "run.ome.zarr", "a store is a folder of images"),
+    ],
+    ids=["data-class", "store-name"],
+)
+def test_augment_refuses_data_classes_and_a_store_name_before_torch_is_even_imported(
+    tmp_path, classes, store, message
+):
+    """DATA's class folders are read (names only) and the store's path checked before the imports: a
+    class the model cannot draw, or a new store named like one image, is one line in a fraction of a
+    second, with the library's own message, and no store is made."""
     import subprocess
     import sys
 
-    for name in ("tumour", "lymphoma"):
+    for name in classes:
         (tmp_path / "data" / name).mkdir(parents=True)
         Image.fromarray(rgb(64, 64)).save(tmp_path / "data" / name / "a.png")
     code = (
         "import sys; from napari_pathup.cli import main; "
-        "rc = main(['augment', 'data', '--out', 'store']); assert rc == 2, rc; "
+        f"rc = main(['augment', 'data', '--out', {store!r}]); assert rc == 2, rc; "
         "heavy = [m for m in ('torch', 'diffusers', 'distributed') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
     )
-    assert "class(es) lymphoma of DATA are not classes of the model" in result.stderr, result.stderr
-    assert "(normal, stroma, tumour); train a model on these classes" in result.stderr
+    assert message in result.stderr, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 

@@ -250,8 +250,9 @@ def image_like_suffix(name: str) -> str | None:
     return next((s for s in (*SUPPORTED_IMAGE_SUFFIXES, ".zarr") if lower.endswith(s)), None)
 
 
-def check_store(store: Path, config: dict[str, Any]) -> None:
-    """The store must be new, empty, or an earlier run of the same model, settings and seed."""
+def check_store_path(store: Path) -> None:
+    """What the store's path alone decides: not a file, in a folder that exists, and a new store not
+    named like one image. No model, settings or imports needed, so the command line checks it first."""
     if store.exists() and not store.is_dir():
         raise InputError(f"--out {store} is a file; expected a folder for the synthetic images")
     if not store.parent.is_dir():
@@ -262,6 +263,11 @@ def check_store(store: Path, config: dict[str, Any]) -> None:
             f"{MANIFEST_NAME}), but its name ends in {suffix}, which viewers and readers take for a single "
             f"image; name it without that extension (e.g. {store.name[: -len(suffix)] or 'store'})"
         )
+
+
+def check_store(store: Path, config: dict[str, Any]) -> None:
+    """The store must be new, empty, or an earlier run of the same model, settings and seed."""
+    check_store_path(store)
     if not store.is_dir() or not any(store.iterdir()):
         return
     path = store / CONFIG_NAME

@@ -92,10 +92,12 @@ def execute(args: argparse.Namespace) -> int:
         raise InputError(
             "--workers sizes a local cluster; with --dask-address the cluster's workers are used"
         )
-    # no torch yet: the settings' own rules, then --model and DATA's classes, fail at once
+    # no torch yet: the settings' own rules, the store's path, --model and DATA's classes fail at once
+    from napari_pathup.augmentation.run import check_store_path
     from napari_pathup.engine.plan import SynthesisSettings
 
     SynthesisSettings(**{**sampling_settings(args), "class_name": "any"}).check()
+    check_store_path(args.out.expanduser().resolve())
     if (files := check_model_folder(args.model, args.allow_download)) is not None:
         from napari_pathup.datasets import discover
         from napari_pathup.models.spec import check_data_classes
