@@ -14,7 +14,6 @@ import math
 import re
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -124,11 +123,11 @@ def check_model_folder(
 
     Returns the checked files, or None for a hub model (checked once downloaded, after the imports)."""
     from napari_pathup.models.default import resolve_model_spec
-    from napari_pathup.models.folder import HUB_ID, check_model_files, resolve_model_path
+    from napari_pathup.models.folder import check_model_files, is_hub_id, resolve_model_path
     from napari_pathup.models.spec import check_class_among
 
     spec = resolve_model_spec(model)
-    if allow_download and HUB_ID.match(str(spec)) and not Path(spec).expanduser().exists():
+    if allow_download and is_hub_id(spec):
         return None  # a hub model: downloaded after the imports, then checked whole
     files = check_model_files(resolve_model_path(spec, allow_download=False))
     if class_name is not None:

@@ -61,12 +61,17 @@ def detect_layout(path: Path) -> str:
     )
 
 
+def is_hub_id(spec: str | Path) -> bool:
+    """Whether ``spec`` names a hub model: ``owner/name``, and no such local path."""
+    return bool(HUB_ID.match(str(spec))) and not Path(spec).expanduser().exists()
+
+
 def resolve_model_path(spec: str | Path, allow_download: bool = False) -> Path:
     """A local folder as it is; a hub id only when the user allows the download."""
     path = Path(spec).expanduser()
     if path.is_dir():
         return path
-    if HUB_ID.match(str(spec)) and not path.exists():
+    if is_hub_id(spec):
         if not allow_download:
             raise ModelLoadError(
                 f"{spec} is not a local folder; to download the hub model {spec!r} allow it explicitly "
