@@ -19,7 +19,7 @@ import torch
 from napari_pathup.datasets import DatasetIndex, tissue_mask, training_regions
 from napari_pathup.engine.events import Finished, StageStarted, TileDecoded
 from napari_pathup.engine.pipeline import SynthesisSettings, synthesize
-from napari_pathup.models.base import DenoiserFn, PathupModel
+from napari_pathup.models.base import Autoencoder, DenoiserFn, PathupModel
 
 # ------------------------------------------------------------------------------------------ crops
 
@@ -77,7 +77,7 @@ def training_crops(
     for entry, rgb in zip(index.images, arrays, strict=True):
         label = index.classes.index(entry.class_name)
         seen: set[tuple[int, int]] = set()
-        for band in training_regions(*rgb.shape[:2], entry.holdout, min_side=size):
+        for band in training_regions(rgb.shape[0], rgb.shape[1], entry.holdout, min_side=size):
             for y in range(band.y0, band.y1 - size + 1, stride):
                 for x in range(band.x0, band.x1 - size + 1, stride):
                     tile = rgb[y : y + size, x : x + size]
@@ -221,14 +221,13 @@ def to_unit(crops: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
-def reconstruct(model: PathupModel, crops: list[np.ndarray], batch: int = 8) -> list[np.ndarray]:
+def reconstruct(autoencoder: Autoencoder, crops: list[np.ndarray], batch: int = 8) -> list[np.ndarray]:
     """decode(encode(crop)) of every crop, as uint8 (the autoencoder alone, untiled)."""
     out: list[np.ndarray] = []
     for i in range(0, len(crops), batch):
         x = to_unit(crops[i : i + batch])
-        y = model.autoencoder.decode(model.autoencoder.encode(x)).float().cpu()
-        y = ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        out += list(y)
+        y = autoencoder.decode(autoencoder.encode(x)).float().cpu()
+        out += list(((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
     return out
 
 

@@ -138,7 +138,9 @@ def main() -> None:
                 one_worker_rate = rate
             scaling = f"{rate / one_worker_rate:.2f}" if one_worker_rate else ""
             overhead = (summary.seconds * workers * threads - loop_s) / n
-            item_median = statistics.median(r.seconds for r in read_manifest(store / MANIFEST_NAME))
+            item_median = statistics.median(
+                r.seconds for r in read_manifest(store / MANIFEST_NAME) if r.seconds is not None
+            )
             rows.append(
                 [
                     "augment",

@@ -110,14 +110,21 @@ from napari_pathup.training.export import choose_references, image_references
 
 CROP = 256
 MIN_TISSUE = 0.5  # as training: real crops hold at least half tissue
-BARS = {
-    "psnr": 25.0,
-    "accuracy": 0.8,
-    "seam": 1.05,
-    "fd_ratio": 2.5,
-    "sharpness": (0.8, 1.25),
-    "stain": 0.10,
-}
+
+
+@dataclass(frozen=True)
+class Bars:
+    """The issue's bars, each named once."""
+
+    psnr: float = 25.0  # autoencoder PSNR (dB), at least
+    accuracy: float = 0.8  # linear-probe class fidelity, at least
+    seam: float = 1.05  # seam measure, at most
+    fd_ratio: float = 2.5  # FD / real-vs-real floor, at most
+    sharpness: tuple[float, float] = (0.8, 1.25)  # ratio to real, inside
+    stain: float = 0.10  # H and E optical density off real, at most
+
+
+BARS = Bars()
 OVERLAPS: tuple[tuple[str, float], ...] = (
     ("0", 0),
     ("1/8", 1 / 8),
@@ -331,9 +338,10 @@ def references_for(shared: Shared, model: PathupModel) -> tuple[dict[str, list[n
 
 def autoencoder(bench: Bench) -> dict[str, Any]:
     shared = bench.shared
-    bench.recon = reconstruct(bench.model, shared.real.images)
-    low, high = BARS["sharpness"]
-    rows, out = [], {}
+    bench.recon = reconstruct(bench.model.autoencoder, shared.real.images)
+    low, high = BARS.sharpness
+    rows: list[list[Any]] = []
+    out: dict[str, dict[str, float]] = {}
     groups = [(name, shared.real.of(c)) for c, name in enumerate(bench.classes)]
     groups.append(("all", list(range(len(shared.real.images)))))
     for name, ids in groups:
@@ -354,13 +362,13 @@ def autoencoder(bench: Bench) -> dict[str, Any]:
             "e_ratio": ratio(recon_stain["E mean"], real_stain["E mean"]),
         }
         out[name] = entry
-        stain_ok = all(abs(entry[k] - 1) <= BARS["stain"] for k in ("h_ratio", "e_ratio"))
+        stain_ok = all(abs(entry[k] - 1) <= BARS.stain for k in ("h_ratio", "e_ratio"))
         rows.append(
             [
                 "**all**" if name == "all" else name,
                 len(ids),
                 fmt(entry["psnr_db"]),
-                verdict(entry["psnr_db"] >= BARS["psnr"]),
+                verdict(entry["psnr_db"] >= BARS.psnr),
                 fmt(entry["sharpness_ratio"]),
                 verdict(within(entry["sharpness_ratio"], low, high)),
                 fmt(entry["h_ratio"]),
@@ -372,12 +380,12 @@ def autoencoder(bench: Bench) -> dict[str, Any]:
         "class",
         "crops",
         "PSNR (dB)",
-        f">= {BARS['psnr']:.0f} dB",
+        f">= {BARS.psnr:.0f} dB",
         "sharpness ratio",
         f"{low}-{high}",
         "H ratio",
         "E ratio",
-        f"H, E within {BARS['stain']:.0%}",
+        f"H, E within {BARS.stain:.0%}",
     ]
     section(
         f"1. Autoencoder reconstruction (held-out crops) — {bench.label}",
@@ -413,9 +421,9 @@ def synthesize_all(bench: Bench) -> dict[str, Any]:
             print(f"  {name} seed {seed}: {bench.runs[name][-1].seconds['total']:.1f} s", file=sys.stderr)
     torch.set_num_threads(args.threads)
     per_class = {name: {k: bench.runs[name][0].settings[k] for k in SETTING_KEYS} for name in classes}
-    settings = per_class[classes[0]]
-    differing = {name: s for name, s in per_class.items() if s != settings}  # pathup.json "class_defaults"
-    print(f"Resolved default settings: {settings}")
+    resolved = per_class[classes[0]]
+    differing = {name: s for name, s in per_class.items() if s != resolved}  # pathup.json "class_defaults"
+    print(f"Resolved default settings: {resolved}")
     for name, s in differing.items():
         print(f"  for {name}: {s}")
 
@@ -437,7 +445,7 @@ def synthesize_all(bench: Bench) -> dict[str, Any]:
         "size": args.size,
         "synthetic_stride": stride,
         "references": bench.reference_note,
-        "settings": settings,
+        "settings": resolved,
         **({"class_settings": per_class} if differing else {}),
     }
 
@@ -464,7 +472,7 @@ def frechet(bench: Bench) -> dict[str, Any]:
                 n_b,
                 *(fmt(v, 1) for v in values.values()),
                 fmt(out[name]["PathUp / floor"]),
-                verdict(out[name]["PathUp / floor"] <= BARS["fd_ratio"]),
+                verdict(out[name]["PathUp / floor"] <= BARS.fd_ratio),
                 fmt(out[name]["real training areas / floor"]),
                 fmt(out[name]["reconstruction B / floor"]),
                 tissue,
@@ -507,7 +515,7 @@ def frechet(bench: Bench) -> dict[str, Any]:
         f"halves interleave as a checkerboard of the {args.stride}-px crop grid, so neighbouring A and B "
         "crops overlap and the floor is optimistic. With far fewer crops than the 1280 feature dimensions "
         "the values are noisy and biased upwards: compare columns within a row, never with published FIDs. "
-        f"Bar: PathUp / floor <= {BARS['fd_ratio']}. 'tissue': share of PathUp crops with >= "
+        f"Bar: PathUp / floor <= {BARS.fd_ratio}. 'tissue': share of PathUp crops with >= "
         f"{MIN_TISSUE:.0%} tissue (only those are compared).",
         markdown_table(
             [
@@ -521,7 +529,7 @@ def frechet(bench: Bench) -> dict[str, Any]:
                 "real training areas",
                 "reconstruction B",
                 "PathUp / floor",
-                f"<= {BARS['fd_ratio']}",
+                f"<= {BARS.fd_ratio}",
                 "training areas / floor",
                 "reconstruction B / floor",
                 "tissue",
@@ -571,8 +579,8 @@ def class_fidelity(bench: Bench) -> dict[str, Any]:
         f"3. Class fidelity (linear probe on {shared.extractor.label} features) — {bench.label}",
         f"Probe: {probe}, trained on {len(train_y)} real {CROP}-px crops of the training areas (outside "
         f"the hold-outs; {args.stride}-px grid, at most {args.train_crops} per class). Accuracy: the share "
-        f"of crops assigned to the class they were made for. Bar: PathUp >= {BARS['accuracy']}: "
-        f"{verdict(accuracy['all']['PathUp'] >= BARS['accuracy'])}. A class that also takes the noise "
+        f"of crops assigned to the class they were made for. Bar: PathUp >= {BARS.accuracy}: "
+        f"{verdict(accuracy['all']['PathUp'] >= BARS.accuracy)}. A class that also takes the noise "
         "crops is the probe's default guess, so its accuracy alone says little.",
         markdown_table(["class", "training crops", *columns, "PathUp crops assigned to"], rows),
     )
@@ -596,7 +604,8 @@ def slide_sharpness(shared: Shared) -> dict[str, dict[str, dict[str, Any]]]:
     slides of very different sharpness, and a synthesis follows the slide of its reference."""
     _, _, train_y = probe_of(shared)
     train_sharpness = sharpness_values(shared.train_crops)
-    rows, out = [], {}
+    rows: list[list[Any]] = []
+    out: dict[str, dict[str, dict[str, Any]]] = {}
     for c, name in enumerate(shared.classes):
         held = shared.real.of(c)
         if not held:
@@ -660,8 +669,10 @@ def span_text(values: list[float], digits: int) -> str:
 def realism(bench: Bench) -> dict[str, Any]:
     """Sharpness and nucleus morphology of the synthetic crops against the real held-out crops."""
     shared = bench.shared
-    low, high = BARS["sharpness"]
-    sharp_rows, morph_rows, out = [], [], {}
+    low, high = BARS.sharpness
+    sharp_rows: list[list[Any]] = []
+    morph_rows: list[list[Any]] = []
+    out: dict[str, Any] = {}
     for c, name in enumerate(bench.classes):
         sets = {
             "PathUp": bench.crops[name]["PathUp"],
@@ -827,10 +838,10 @@ def seams(bench: Bench) -> dict[str, Any]:
     measured = [v for vs in default.values() for v in vs if not math.isnan(v)]
     worst = max(measured) if measured else math.nan
     rows = [[n, ", ".join(fmt(v, 3) for v in vs)] for n, vs in default.items()]
-    rows.append(["**max**", f"{fmt(worst, 3)} ({verdict(worst <= BARS['seam'])})"])
+    rows.append(["**max**", f"{fmt(worst, 3)} ({verdict(worst <= BARS.seam)})"])
     first_run = bench.runs[first][0].settings
     parts = [
-        f"Seam measure (1.0: no seam; bar <= {BARS['seam']}) of every {args.size}x{args.size} output at the "
+        f"Seam measure (1.0: no seam; bar <= {BARS.seam}) of every {args.size}x{args.size} output at the "
         f"default settings (patch {first_run['patch_size']}, overlap {first_run['overlap']} latent px):",
         markdown_table(["class", "seam measure per seed"], rows),
     ]
@@ -965,7 +976,7 @@ def measure(bench: Bench) -> dict[str, Any]:
 
 def summary_rows(report: dict[str, Any], classes: list[str]) -> list[tuple[str, str, str]]:
     """(measure, bar, "value (pass|fail...)") for every bar of one model's report."""
-    low, high = BARS["sharpness"]
+    low, high = BARS.sharpness
     rows: list[tuple[str, str, str]] = []
 
     def add(measure_name: str, bar: str, value: str, ok: bool, detail: str = "") -> None:
@@ -973,15 +984,15 @@ def summary_rows(report: dict[str, Any], classes: list[str]) -> list[tuple[str, 
 
     ae = report["autoencoder"]["all"]
     psnr, sharp = ae.get("psnr_db", math.nan), ae.get("sharpness_ratio", math.nan)
-    add("Autoencoder PSNR, all held-out crops", f">= {BARS['psnr']:.0f} dB", fmt(psnr), psnr >= BARS["psnr"])
+    add("Autoencoder PSNR, all held-out crops", f">= {BARS.psnr:.0f} dB", fmt(psnr), psnr >= BARS.psnr)
     add("Autoencoder sharpness ratio (decoded / real)", f"{low}-{high}", fmt(sharp), within(sharp, low, high))
     for stain, key in (("H", "h_ratio"), ("E", "e_ratio")):
         v = ae.get(key, math.nan)
         add(
             f"Autoencoder {stain} density ratio (decoded / real)",
-            f"within {BARS['stain']:.0%}",
+            f"within {BARS.stain:.0%}",
             fmt(v, 3),
-            abs(v - 1) <= BARS["stain"],
+            abs(v - 1) <= BARS.stain,
         )
     fd = report["frechet_distance"]["per_class"]
     for name in [*classes, "all"]:
@@ -990,9 +1001,9 @@ def summary_rows(report: dict[str, Any], classes: list[str]) -> list[tuple[str, 
         ours, floor = fmt(row.get("PathUp", math.nan), 1), fmt(row.get("real B (floor)", math.nan), 1)
         add(
             f"FD / floor, {name} (FD; floor)",
-            f"<= {BARS['fd_ratio']}",
+            f"<= {BARS.fd_ratio}",
             fmt(r),
-            r <= BARS["fd_ratio"],
+            r <= BARS.fd_ratio,
             f"; {ours}; {floor}",
         )
     accuracy = report["class_fidelity"]["accuracy"]
@@ -1000,9 +1011,9 @@ def summary_rows(report: dict[str, Any], classes: list[str]) -> list[tuple[str, 
     value = accuracy["all"]["PathUp"]
     add(
         "Class fidelity, PathUp crops",
-        f">= {BARS['accuracy']}",
+        f">= {BARS.accuracy}",
         fmt(value),
-        value >= BARS["accuracy"],
+        value >= BARS.accuracy,
         f"; {per_class}",
     )
     realism_report = report["realism"]
@@ -1028,7 +1039,7 @@ def summary_rows(report: dict[str, Any], classes: list[str]) -> list[tuple[str, 
             ranges,
         )
     worst = report["seams"]["max"]
-    add("Seam measure, max", f"<= {BARS['seam']}", fmt(worst, 3), worst <= BARS["seam"])
+    add("Seam measure, max", f"<= {BARS.seam}", fmt(worst, 3), worst <= BARS.seam)
     sp = report["speed"]
     rows.append(
         (
@@ -1064,7 +1075,9 @@ def summary(
 
 def write_sheet(shared: Shared, benches: list[Bench], path: Path) -> None:
     def spread(items: list[Any]) -> list[Any]:
-        picks = np.linspace(0, len(items) - 1, min(SHEET_CROPS, len(items))).astype(int) if items else []
+        if not items:
+            return []
+        picks = np.linspace(0, len(items) - 1, min(SHEET_CROPS, len(items))).astype(int)
         return [items[k] for k in picks]
 
     classes = shared.classes

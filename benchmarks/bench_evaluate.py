@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from _common import machine_info, markdown_table
+from napari_pathup.evaluation.data import add_synthetic, collect_real
+from napari_pathup.evaluation.folds import make_folds
+from napari_pathup.evaluation.mil import train_mil
+from napari_pathup.evaluation.run import EvaluateSettings, FeatureCache, evaluate, fit_predict_single
 from napari_pathup.metrics import get_extractor
-from napari_pathup.scale.evaluate import EvaluateSettings, FeatureCache, evaluate, fit_predict_single
-from napari_pathup.scale.evaluation_data import add_synthetic, collect_real
-from napari_pathup.scale.folds import make_folds
-from napari_pathup.scale.mil import train_mil
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 
@@ -75,7 +75,7 @@ def main() -> None:
         real = feats[: len(data.real)]
         y = np.array([it.class_index for it in data.real])
         single = np.stack([f.single for f in real])
-        folds = make_folds(y, [it.group for it in data.real], settings.folds, seed=0)
+        folds = make_folds(y.tolist(), [it.group for it in data.real], settings.folds, seed=0)
         with Clock() as c:
             for fold in folds:
                 fit_predict_single(single[fold.train], y[fold.train], single[fold.val], settings)

@@ -19,6 +19,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ from napari_pathup.training.loop import make_ema, run_phase
 from napari_pathup.training.train import AE_OVERVIEW_FRACTION
 
 
-def decode_ms_per_mpx(vae: torch.nn.Module, channels: int, side: int = 64, repeats: int = 3) -> float:
+def decode_ms_per_mpx(vae: Any, channels: int, side: int = 64, repeats: int = 3) -> float:
     """Mean time of ``vae.decoder`` on a ``side``² random latent (8x: ``8 * side`` px), ms per megapixel."""
     z = torch.randn(1, channels, side, side, dtype=next(vae.decoder.parameters()).dtype)
     with torch.no_grad():

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import NOTE, markdown_table
@@ -92,7 +94,7 @@ def child(size: int, model_dir: str, work_dir: str) -> dict[str, Any]:
         "startup": run_start - start,
         "marks": marks,
         "peaks": peaks,
-        "nonzero_output": bool(corner.any()),
+        "nonzero_output": bool(np.asarray(corner).any()),
         "disk_bytes": sum(
             p.stat().st_size for p in (Path(work_dir) / f"out{size}.zarr").rglob("*") if p.is_file()
         ),

@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,27 +65,27 @@ def median_ms(call: Callable[[], torch.Tensor], repeats: int) -> tuple[float, to
     return 1000 * statistics.median(times), out
 
 
+def denoiser_call(unet: Any, batch: int) -> Callable[[], torch.Tensor]:
+    """One call of ``unet`` on a seeded batch at timestep 500 (class 0 where it is class-conditioned)."""
+    side = int(unet.config.sample_size)
+    x = torch.randn(batch, unet.config.in_channels, side, side, generator=torch.Generator().manual_seed(0))
+    x = x.to(unet.dtype)
+    t = torch.full((batch,), 500)
+    labels = {"class_labels": torch.zeros(batch, dtype=torch.long)} if unet.config.num_class_embeds else {}
+    return lambda: unet(x, t, **labels).sample
+
+
 def network_calls(model_dir: Path) -> list[tuple[str, torch.nn.Module, Callable[[], torch.Tensor]]]:
     """(name, module, call) for each network of the model, at the sizes the README job runs them."""
     model = load_model(model_dir)
-    calls = []
+    calls: list[tuple[str, torch.nn.Module, Callable[[], torch.Tensor]]] = []
     for name in ("denoiser", "weak_denoiser"):
         unet = model.modules.get(name)
         if unet is None:
             continue
         unet = unet.float().eval()
-        side = int(unet.config.sample_size)
         for batch in (8, 16):  # a patch batch, and the same guided (conditional + unconditional)
-            x = torch.randn(
-                batch, unet.config.in_channels, side, side, generator=torch.Generator().manual_seed(0)
-            )
-            t = torch.full((batch,), 500)
-            labels = (
-                {"class_labels": torch.zeros(batch, dtype=torch.long)} if unet.config.num_class_embeds else {}
-            )
-            calls.append(
-                (f"{name}, batch {batch}", unet, lambda u=unet, x=x, t=t, k=labels: u(x, t, **k).sample)
-            )
+            calls.append((f"{name}, batch {batch}", unet, denoiser_call(unet, batch)))
     vae = model.modules["autoencoder"].float().eval()
     z = torch.randn(1, model.latent_channels, 64, 64, generator=torch.Generator().manual_seed(1))
     image = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(2)) * 2 - 1
@@ -149,19 +150,14 @@ def part_networks(model_dir: Path, rounds: int, repeats: int) -> None:
 def part_half(model_dir: Path) -> None:
     """One guided denoiser call (batch 16) per dtype, after two warm-up calls: half precision on a CPU
     without bfloat16 instructions is computed in software."""
-    rows = []
+    seconds: list[tuple[str, float]] = []
     for dtype in (torch.float32, torch.bfloat16, torch.float16):
         unet = load_model(model_dir).to("cpu", dtype).modules["denoiser"]
-        side = int(unet.config.sample_size)
-        x = torch.randn(16, unet.config.in_channels, side, side, generator=torch.Generator().manual_seed(0))
-        x = x.to(dtype)
-        t = torch.full((16,), 500)
-        labels = {"class_labels": torch.zeros(16, dtype=torch.long)} if unet.config.num_class_embeds else {}
-        ms, _ = median_ms(lambda u=unet, x=x, t=t, k=labels: u(x, t, **k).sample, repeats=1)
-        rows.append((str(dtype).removeprefix("torch."), f"{ms / 1000:.2f}"))
+        ms, _ = median_ms(denoiser_call(unet, 16), repeats=1)
+        seconds.append((str(dtype).removeprefix("torch."), ms / 1000))
         print(f"{dtype}: {ms / 1000:.2f} s", flush=True)
-    first = float(rows[0][1])
-    rows = [(name, s, f"{float(s) / first:.0f}x") for name, s in rows]
+    first = seconds[0][1]
+    rows = [(name, f"{s:.2f}", f"{s / first:.0f}x") for name, s in seconds]
     print(f"\nOne guided denoiser call (batch 16); auto dtype here: {auto_dtype(torch.device('cpu'))}")
     print(markdown_table(["dtype", "seconds", "ratio to float32"], rows))
 

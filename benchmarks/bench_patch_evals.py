@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -64,7 +65,7 @@ def main() -> None:
         public = PatchGrid(latent, latent, PUBLIC_PATCH, PUBLIC_PATCH - PUBLIC_STRIDE)
         cfg = 2
         stage_one = one.steps * one.patches_per_step * cfg  # stage-1 latent 64x64: one patch, both tilings
-        rows = []
+        rows: list[list[Any]] = []
         for name, per_step in (
             (f"napari-pathup default (p={two.patch_size}, o={two.overlap})", two.patches_per_step),
             (

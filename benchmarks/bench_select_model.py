@@ -232,7 +232,7 @@ def measure(args: argparse.Namespace, started: float) -> dict[str, Any]:
         shipped = model.metadata.get("references") or {}
         if not all(c in shipped for c in classes):
             raise SystemExit(f"{folder}: pathup.json 'references' must name a reference for {classes}")
-        results = {}
+        results: dict[str, dict[str, Any]] = {}
         for cls in measured_in_order:
             tiles: list[np.ndarray] = []
             seams = []

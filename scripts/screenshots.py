@@ -143,7 +143,10 @@ def main() -> None:
     from qtpy.QtWidgets import QApplication
 
     viewer = napari.Viewer(title="napari", show=True)
-    screen = QApplication.primaryScreen().availableGeometry()
+    primary = QApplication.primaryScreen()
+    if primary is None:
+        raise SystemExit("screenshots: no screen; run under a display (xvfb-run -a)")
+    screen = primary.availableGeometry()
     # a window larger than the (virtual) screen gets a clipped OpenGL canvas: the grab comes out distorted
     viewer.window._qt_window.resize(min(1800, screen.width()), min(1150, screen.height()))
     (real,) = viewer.open_sample("napari-pathup", "tumour")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from napari_pathup.models.patch_autoencoder import PatchAutoencoder
 
 #: ``pathup train`` settings of a tiny run on one thread (tests/training): tiny presets, small crops
-TINY_TRAINING = {
+TINY_TRAINING: dict[str, Any] = {
     "ae_preset": "tiny",
     "ae_iters": 3,
     "ae_batch_size": 2,
@@ -143,6 +143,7 @@ class PixelDenoiser(torch.nn.Module):
         super().__init__()
         g = torch.Generator().manual_seed(1)
         self.conv = torch.nn.Conv2d(channels, channels, 1)
+        assert self.conv.bias is not None  # Conv2d's bias=True
         with torch.no_grad():
             self.conv.weight.copy_(torch.randn(channels, channels, 1, 1, generator=g) * 0.3)
             self.conv.bias.copy_(torch.randn(channels, generator=g) * 0.1)
@@ -152,6 +153,7 @@ class PixelDenoiser(torch.nn.Module):
         # The 1x1 convolution written as elementwise sums, so that its float rounding cannot depend
         # on the spatial size (BLAS kernels for different shapes may sum in different orders).
         w, b = self.conv.weight[:, :, 0, 0], self.conv.bias
+        assert b is not None
         out = torch.stack(
             [sum(w[o, c] * x[:, c] for c in range(x.shape[1])) + b[o] for o in range(w.shape[0])], 1
         )

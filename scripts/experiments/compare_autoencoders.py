@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -65,7 +64,7 @@ def main() -> None:
     for path in args.autoencoders:
         vae = cast_floating(load_autoencoder(path).eval(), getattr(torch, args.dtype))
         ae = Autoencoder(vae)
-        recon = reconstruct(SimpleNamespace(autoencoder=ae), real.images)  # the benchmark's own
+        recon = reconstruct(ae, real.images)  # the benchmark's own
         per_class = []
         for k in range(len(index.classes)):
             ids = np.flatnonzero(real.labels == k)

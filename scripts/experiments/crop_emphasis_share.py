@@ -67,7 +67,8 @@ def main() -> None:
     print("|---|---|---|---|")
     for k in args.factors:
         sampler, rng = CropSampler(data, 0.3, {c: k}), np.random.default_rng(0)
-        shares, images = [], []
+        shares: list[float] = []
+        images: list[str] = []
         while len(shares) < args.crops:
             crop = sampler.sample(rng)
             if crop.class_index != c or crop.scale_index != NATIVE:

@@ -131,7 +131,7 @@ def main() -> None:
         rgb = np.asarray(Image.open(path).convert("RGB"))
         rgb = rgb[: rgb.shape[0] // BLOCK * BLOCK, : rgb.shape[1] // BLOCK * BLOCK]
         with torch.no_grad():
-            recon = reconstruct(model, [rgb], batch=1)[0]
+            recon = reconstruct(model.autoencoder, [rgb], batch=1)[0]
         print(row(f"{Path(path).name}, real", rgb))
         print(row(f"{Path(path).name}, reconstruction", recon, rgb))
     for path in args.synthetic:

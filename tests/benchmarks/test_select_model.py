@@ -9,6 +9,7 @@ import math
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,7 @@ def select() -> ModuleType:
         spec = importlib.util.spec_from_file_location(
             "bench_select_model", BENCHMARKS / "bench_select_model.py"
         )
+        assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # its dataclass resolves annotations through sys.modules
         spec.loader.exec_module(module)
@@ -60,8 +62,9 @@ def test_nothing_eligible_chooses_none(select: ModuleType) -> None:
     assert select.choose(rows, min_fidelity=0.9) == (None, {})
 
 
-def _report(path: Path, candidates: dict[str, dict[str, float]], **settings: object) -> Path:
-    shared = {key: 1 for key in ("feature_network", "probe", "selection_crops", "seeds", "size")}
+def _report(path: Path, candidates: dict[str, dict[str, Any]], **settings: object) -> Path:
+    keys = ("feature_network", "probe", "selection_crops", "seeds", "size")
+    shared: dict[str, object] = dict.fromkeys(keys, 1)
     shared.update(fd_crops=64, draws=5, dtype="float32")
     shared.update(settings)
     path.write_text(json.dumps({**shared, "candidates": candidates}))

@@ -54,6 +54,7 @@ def test_refuses_bad_settings_in_one_line_writing_nothing(
     out = tmp_path / "sharper"
     before = sorted(p.name for p in tmp_path.iterdir())
     argv = ["train-decoder", str(patch_model), str(tiny_dataset), "--out", str(out), "--quiet", *extra]
+    code: int | str | None
     try:
         code = main(argv)
     except SystemExit as exc:  # argparse's own refusal of a flag's type

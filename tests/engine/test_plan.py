@@ -146,7 +146,7 @@ def test_resolve_returns_a_frozen_plan_that_the_configs_and_the_loaded_model_agr
     assert [s.steps for s in from_spec.stages] == [s.steps for s in from_model.stages]
     assert count_work(spec, from_spec) == count_work(pathup_model, from_model)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        from_spec.settings = None  # type: ignore[misc]
+        from_spec.settings = None
     # complete: no None left, the defaults of the model filled in, recorded as such
     assert None not in [v for k, v in from_spec.to_dict().items() if k != "scheduler"]
     stage_one, stage_two = from_spec.stages

@@ -50,6 +50,10 @@ def store(crops: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synthetic_store(crops, tmp_path_factory.mktemp("finetune") / "store")
 
 
+def quiet(_: str) -> None:
+    """A log that prints nothing."""
+
+
 def save_vit(path: Path, architecture: str = ARCH) -> Path:
     """Random weights of a timm model at its published input size (224: a 14x14 position grid)."""
     from safetensors.torch import save_file
@@ -116,8 +120,9 @@ def test_fine_tuning_lowers_the_training_loss(crops: Path, weights: Path):
     data = collect_real(crops)
     ft = FineTuneSettings(ARCH, weights, image_size=32, lr=1e-2, epochs=6, batch_size=4)
     report = evaluate_finetune(
-        data, EvaluateSettings(folds=2, tile_size=32, mil=mil_settings(ft, 2)), ft, progress=False, log=str
+        data, EvaluateSettings(folds=2, tile_size=32, mil=mil_settings(ft, 2)), ft, progress=False, log=quiet
     )
+    assert report.protocol is not None
     for losses in report.protocol["train_loss_per_epoch"].values():
         assert np.mean(losses[-2:]) < losses[0], losses
 
@@ -128,7 +133,7 @@ def test_a_killed_run_resumes_at_its_epoch_and_ends_as_an_uninterrupted_one(
     data = add_synthetic(collect_real(crops), store)
     ft = FineTuneSettings(ARCH, weights, image_size=32, epochs=3, batch_size=4)
     settings = EvaluateSettings(folds=2, tile_size=32, mil=mil_settings(ft, 2))
-    whole = evaluate_finetune(data, settings, ft, progress=False, log=str)
+    whole = evaluate_finetune(data, settings, ft, progress=False, log=quiet)
 
     saved = finetune.FoldCheckpoint.save_epoch
     epochs: list[tuple[str, int]] = []
@@ -141,14 +146,15 @@ def test_a_killed_run_resumes_at_its_epoch_and_ends_as_an_uninterrupted_one(
 
     monkeypatch.setattr(finetune.FoldCheckpoint, "save_epoch", killed_after_fold2_epoch2)
     with pytest.raises(KeyboardInterrupt):
-        evaluate_finetune(data, settings, ft, checkpoints=tmp_path / "ckpt", progress=False, log=str)
+        evaluate_finetune(data, settings, ft, checkpoints=tmp_path / "ckpt", progress=False, log=quiet)
     assert (tmp_path / "ckpt" / "fold2-real" / "epoch-2.safetensors").is_file()
     epochs.clear()
-    resumed = evaluate_finetune(data, settings, ft, checkpoints=tmp_path / "ckpt", progress=False, log=str)
+    resumed = evaluate_finetune(data, settings, ft, checkpoints=tmp_path / "ckpt", progress=False, log=quiet)
     # fold 1 was finished; fold 2 (real) went on from epoch 3, fold 2 (real + synthetic) from the start
     assert epochs == [("fold2-real", 3), ("fold2-real-synthetic", 1), ("fold2-real-synthetic", 2),
                       ("fold2-real-synthetic", 3)]  # fmt: skip
     assert resumed.results == whole.results
+    assert resumed.protocol is not None and whole.protocol is not None
     assert resumed.protocol["train_loss_per_epoch"] == whole.protocol["train_loss_per_epoch"]
 
 
@@ -180,7 +186,9 @@ def test_a_fold_checkpoint_of_the_first_layout_still_resumes(tmp_path: Path):
     checkpoint = finetune.FoldCheckpoint(tmp_path)
     fresh = torch.nn.Linear(3, 2)
     fresh_opt = torch.optim.SGD(fresh.parameters(), lr=0.5, momentum=0.9)
-    checkpoint.load_epoch(checkpoint.state(), fresh, fresh_opt)
+    read = checkpoint.state()
+    assert read is not None
+    checkpoint.load_epoch(read, fresh, fresh_opt)
     assert fresh_opt.param_groups[0]["lr"] == 0.1
     for p, q in zip(model.parameters(), fresh.parameters(), strict=True):
         assert torch.equal(p, q)
@@ -190,8 +198,9 @@ def test_a_fold_checkpoint_of_the_first_layout_still_resumes(tmp_path: Path):
     checkpoint.save_epoch(2, fresh, fresh_opt, {"losses": [1.0, 0.5]})
     again = torch.nn.Linear(3, 2)
     again_opt = torch.optim.SGD(again.parameters(), lr=0.5, momentum=0.9)
-    checkpoint.load_epoch(checkpoint.state(), again, again_opt)
-    assert "scalars" in checkpoint.state()["optimizer"]
+    read = checkpoint.state()
+    assert read is not None and "scalars" in read["optimizer"]
+    checkpoint.load_epoch(read, again, again_opt)
     assert sorted(p.name for p in tmp_path.glob("epoch-*")) == ["epoch-2.safetensors"]
     for p, q in zip(fresh.parameters(), again.parameters(), strict=True):
         assert torch.equal(fresh_opt.state[p]["momentum_buffer"], again_opt.state[q]["momentum_buffer"])

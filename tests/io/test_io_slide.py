@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ SVS = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_sm
 def pyramidal_ome_tiff(path: Path, image: np.ndarray, mpp: float = 0.25) -> Path:
     """A 3-level pyramidal OME-TIFF (SubIFDs) with its physical pixel size, as scanners export them."""
     with tifffile.TiffWriter(path) as tif:
-        options = {"tile": (64, 64), "photometric": "rgb"}
+        options: dict[str, Any] = {"tile": (64, 64), "photometric": "rgb"}
         metadata = {"axes": "YXS", "PhysicalSizeX": mpp, "PhysicalSizeY": mpp, "PhysicalSizeXUnit": "µm"}
         tif.write(image, subifds=2, metadata=metadata, **options)
         tif.write(image[::2, ::2], subfiletype=1, **options)

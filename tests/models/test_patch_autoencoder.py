@@ -121,6 +121,7 @@ def test_a_widened_decoder_decodes_as_before_then_learns_with_its_new_channels(t
     loss = (wide.decode(z).sample - x).abs().mean()
     loss.backward()
     grad = wide.decoder.residual.conv_out.weight.grad
+    assert grad is not None
     assert grad[:, 8:].abs().sum() > 0  # the new channels are alive: their output weights learn
     torch.optim.SGD(wide.decoder.parameters(), lr=0.5).step()
     after = (wide.decode(z).sample - x).abs().mean()

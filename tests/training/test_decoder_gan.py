@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ from napari_pathup.training.settings import AUTOENCODER_PHASE_KEYS, TrainConfig
 from napari_pathup.training.train import train
 
 #: the smallest whole run: tiny presets, 2 iterations a phase, no progress bars
-TINY = dict(
+TINY: dict[str, Any] = dict(
     ae_preset="tiny",
     ae_iters=2,
     ae_batch_size=2,

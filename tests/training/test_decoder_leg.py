@@ -10,6 +10,7 @@ import json
 import runpy
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -87,7 +88,7 @@ def test_an_interrupted_leg_resumes_to_the_same_bits(
     patch_model: Path, tiny_dataset: Path, tmp_path: Path
 ) -> None:
     """Killed after its first checkpoint, the same call finishes the leg as one uninterrupted run does."""
-    quiet = {"progress": False, "log": lambda _: None}
+    quiet: dict[str, Any] = {"progress": False, "log": lambda _: None}
     whole = train_decoder_leg(patch_model, tmp_path / "whole", tiny_dataset, LEG, **quiet)
 
     out = tmp_path / "resumed"
@@ -109,7 +110,7 @@ def test_an_interrupted_leg_resumes_to_the_same_bits(
 def test_refuses_what_a_leg_cannot_run_before_training(
     patch_model: Path, tiny_dataset: Path, tmp_path: Path
 ) -> None:
-    quiet = {"progress": False, "log": lambda _: None}
+    quiet: dict[str, Any] = {"progress": False, "log": lambda _: None}
     out = tmp_path / "leg"
     with pytest.raises(InputError, match="--decoder-width 8: expected more than the decoder's current 8"):
         train_decoder_leg(patch_model, out, tiny_dataset, DecoderLeg(decoder_width=8), **quiet)
@@ -134,7 +135,7 @@ def test_refuses_what_a_leg_cannot_run_before_training(
 def test_a_work_folder_of_other_settings_is_refused_not_mixed_in(
     patch_model: Path, tiny_dataset: Path, tmp_path: Path
 ) -> None:
-    quiet = {"progress": False, "log": lambda _: None}
+    quiet: dict[str, Any] = {"progress": False, "log": lambda _: None}
     out = tmp_path / "leg"
 
     def killed(*args: object, **kwargs: object) -> None:

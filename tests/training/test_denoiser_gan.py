@@ -7,6 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
@@ -281,14 +282,15 @@ def test_the_pixel_judge_sees_real_and_predicted_latents_at_one_place_per_step()
     """A window of PIXEL_WINDOW latent pixels, the same place in every latent of a step, drawn anew each step
     from the phase's generator (so a resumed leg draws the same); latent judges see the whole latent."""
     z = torch.arange(2 * 32 * 32, dtype=torch.float32).view(1, 2, 32, 32)
-    phase = SimpleNamespace(decode=lambda x: x, torch_rng=torch.Generator().manual_seed(0))
+    phase: Any = SimpleNamespace(decode=lambda x: x, torch_rng=torch.Generator().manual_seed(0))
     places = set()
     for _ in range(8):
         real, fake = DenoiserGanPhase.window(phase, z, z + 0.5)
         assert real.shape[2:] == (PIXEL_WINDOW, PIXEL_WINDOW) and torch.equal(fake, real + 0.5)
         places.add(float(real[0, 0, 0, 0]))
     assert len(places) > 1
-    assert DenoiserGanPhase.window(SimpleNamespace(decode=None), z)[0] is z
+    no_decoder: Any = SimpleNamespace(decode=None)
+    assert DenoiserGanPhase.window(no_decoder, z)[0] is z
     logits = PixelDiscriminator(2, 7)(torch.randn(3, 3 + 2 + 1, 128, 128), torch.tensor([0, 3, 6]))
     assert logits.shape == (3, 1, 16, 16)  # one per 8x8-pixel block: a latent pixel's
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from napari_pathup.cli import main
 from napari_pathup.engine.pipeline import SynthesisSettings, run
 from napari_pathup.errors import InputError, ModelLoadError
 from napari_pathup.io import read_image
+from napari_pathup.models.conditioning import TextConditioner
 from napari_pathup.models.load import load_model
 from napari_pathup.models.spec import SCALES
 from napari_pathup.training.denoiser import diffusion_target, min_snr_weight
@@ -22,7 +24,7 @@ from napari_pathup.training.text_to_image import FineTuneConfig, fine_tune
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "demo"
 UNET_WEIGHTS = Path("unet") / "diffusion_pytorch_model.safetensors"
-TINY = {
+TINY: dict[str, Any] = {
     "iters": 4,
     "batch_size": 2,
     "crop": 64,
@@ -58,7 +60,7 @@ def real_crops(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _config(data: Path, out: Path, base: Path, **changes) -> FineTuneConfig:
+def _config(data: Path, out: Path, base: Path | str, **changes) -> FineTuneConfig:
     return FineTuneConfig(data=data, out=out, base=str(base), **{**TINY, **changes})
 
 
@@ -120,6 +122,7 @@ def test_the_pipeline_loads_with_its_classes_and_the_stored_prompts(
     assert meta["training"]["class_contrastive_term"] == "absent"
     model = load_model(fine_tuned)
     assert model.kind == "stable-diffusion" and model.classes == ["stroma", "tumour"]
+    assert isinstance(model.conditioner, TextConditioner)
     for class_name in model.classes:
         for scale in SCALES:
             assert model.conditioner.prompt(class_name, scale) == meta["prompts"][class_name][scale]
@@ -230,7 +233,7 @@ def test_bad_bases_are_refused_before_anything_is_written(
     no_text_encoder = tmp_path / "no_text_encoder"
     shutil.copytree(sd_model_dir, no_text_encoder)
     shutil.rmtree(no_text_encoder / "text_encoder")
-    cases = (
+    cases: tuple[tuple[Path | str, type[Exception], str], ...] = (
         (pickled, ModelLoadError, "pickle weights are never loaded"),
         (no_tokenizer, ModelLoadError, "missing CLIP tokenizer"),
         (no_text_encoder, ModelLoadError, "missing component folder .*text_encoder"),

@@ -64,7 +64,8 @@ def test_resume_continues_bit_for_bit(tiny_dataset: Path, tmp_path: Path) -> Non
     a = load_file(tmp_path / "whole" / "step-0000006" / "optimizer.safetensors")
     b = load_file(tmp_path / "split" / "step-0000006" / "optimizer.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert latest_checkpoint(tmp_path / "split").name == "step-0000006"
+    latest = latest_checkpoint(tmp_path / "split")
+    assert latest is not None and latest.name == "step-0000006"
     log = [json.loads(line) for line in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in log] == [3, 6]
 

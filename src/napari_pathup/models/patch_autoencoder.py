@@ -20,6 +20,8 @@ seams, as with ``AutoencoderTiny``. Images are in [-1, 1]; ``encode`` and ``deco
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import torch
 import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
@@ -114,12 +116,22 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
         # decoder_width (None: width) lets a decoder grow beside a frozen encoder (widen_decoder)
         self.decoder = PatchDecoder(patch_size, latent_channels, decoder_width or width, num_blocks)
 
+    @overload
+    def encode(self, x: torch.Tensor, return_dict: Literal[True] = True) -> AutoencoderTinyOutput: ...
+    @overload
+    def encode(self, x: torch.Tensor, return_dict: Literal[False]) -> tuple[torch.Tensor]: ...
     def encode(
         self, x: torch.Tensor, return_dict: bool = True
     ) -> AutoencoderTinyOutput | tuple[torch.Tensor]:
         latents = self.encoder(x)
         return AutoencoderTinyOutput(latents=latents) if return_dict else (latents,)
 
+    @overload
+    def decode(self, z: torch.Tensor, return_dict: Literal[True] = True) -> DecoderOutput: ...
+    @overload
+    def decode(self, z: torch.Tensor, return_dict: Literal[False]) -> tuple[torch.Tensor]: ...
+    @overload
+    def decode(self, z: torch.Tensor, return_dict: bool) -> DecoderOutput | tuple[torch.Tensor]: ...
     def decode(self, z: torch.Tensor, return_dict: bool = True) -> DecoderOutput | tuple[torch.Tensor]:
         sample = self.decoder(z)
         return DecoderOutput(sample=sample) if return_dict else (sample,)
