@@ -22,6 +22,7 @@ from napari_pathup.augmentation.plan import plan_items
 from napari_pathup.augmentation.run import (
     augment,
     check_computed_dtype,
+    check_store_path,
     stale_temporaries,
     wait_for_active,
     worker_precision,
@@ -458,13 +459,43 @@ def test_a_folder_of_other_files_is_not_used_as_a_store(data_dir, pathup_model_d
     assert [p.name for p in (tmp_path / "store").iterdir()] == ["notes.txt"]
 
 
-@pytest.mark.parametrize("name", ["synthetic.ome.zarr", "aug.zarr", "out.PNG", "x.tif"])
-def test_a_new_store_named_like_one_image_is_refused(data_dir, pathup_model_dir, tmp_path, name):
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("synthetic.ome.zarr", "viewers and readers take for a single image"),
+        ("aug.zarr", "viewers and readers take for a single image"),
+        ("out.PNG", "viewers and readers take for a single image"),
+        ("x.tif", "viewers and readers take for a single image"),
+        ("bad.txt", r"the extension of a file \(text/plain\)"),
+        ("results.CSV", r"the extension of a file \(text/csv\)"),
+        ("run.json", r"the extension of a file \(application/json\)"),
+    ],
+)
+def test_a_new_store_named_like_one_image_or_a_file_is_refused(
+    data_dir, pathup_model_dir, tmp_path, name, why
+):
     """``--out run.ome.zarr`` would make a folder of many images that viewers and readers open as one
-    image (and fail): refused before anything is written, saying what a store is."""
-    with pytest.raises(InputError, match=r"a store is a folder of images .* name it without that extension"):
+    image (and fail), ``--out results.csv`` a folder that looks like a table: refused before anything is
+    written, saying what a store is."""
+    with pytest.raises(
+        InputError, match=rf"a store is a folder of images .*{why}; name it without that extension"
+    ):
         augment(data_dir, tmp_path / name, settings=SETTINGS, model=str(pathup_model_dir), progress=False)
     assert not (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize("name", ["store", "run.v2", "synthetic_2026.12", ".hidden"])
+def test_store_names_of_no_file_type_are_accepted(tmp_path, name):
+    """Only extensions of a kind of file are refused: a version or date after a dot is a name."""
+    check_store_path(tmp_path / name)
+
+
+def test_an_earlier_store_keeps_its_name(tmp_path):
+    """The name check is for new stores: a folder that exists (an earlier run's store) is not refused
+    for its name, so that it can still be resumed."""
+    for name in ("bad.txt", "aug.zarr"):
+        (tmp_path / name).mkdir()
+        check_store_path(tmp_path / name)
 
 
 def test_a_foreign_folder_under_an_output_name_is_a_failure_and_is_left_alone(

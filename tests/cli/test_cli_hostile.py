@@ -404,8 +404,9 @@ def test_info_and_augment_refuse_a_wrong_model_or_class_before_torch_is_even_imp
     [
         (("tumour", "lymphoma"), "store", "class(es) lymphoma of DATA are not classes of the model"),
         (("tumour",), "run.ome.zarr", "a store is a folder of images"),
+        (("tumour",), "results.csv", "the extension of a file (text/csv)"),
     ],
-    ids=["data-class", "store-name"],
+    ids=["data-class", "store-name", "store-file-name"],
 )
 def test_augment_refuses_data_classes_and_a_store_name_before_torch_is_even_imported(
     tmp_path, classes, store, message

@@ -250,18 +250,39 @@ def image_like_suffix(name: str) -> str | None:
     return next((s for s in (*SUPPORTED_IMAGE_SUFFIXES, ".zarr") if lower.endswith(s)), None)
 
 
+def file_type_of(name: str) -> tuple[str, str] | None:
+    """(extension, media type) where ``name`` ends in the extension of a kind of file (``.txt``, ``.csv``,
+    ``.json``, ...) by Python's own table of media types, or None (``run.v2``: no type). The table is
+    the standard library's built-in one, not the system's, so every machine decides alike."""
+    import mimetypes
+
+    suffix = Path(name).suffix
+    kind, _ = mimetypes.MimeTypes().guess_type(name, strict=False)
+    return (suffix, kind) if suffix and kind else None
+
+
 def check_store_path(store: Path) -> None:
     """What the store's path alone decides: not a file, in a folder that exists, and a new store not
-    named like one image. No model, settings or imports needed, so the command line checks it first."""
+    named like one image or another kind of file. No model, settings or imports needed, so the command
+    line checks it first."""
     if store.exists() and not store.is_dir():
         raise InputError(f"--out {store} is a file; expected a folder for the synthetic images")
     if not store.parent.is_dir():
         raise InputError(f"cannot write {store}: the folder {store.parent} does not exist")
-    if not store.exists() and (suffix := image_like_suffix(store.name)):
+    if store.exists():
+        return  # an earlier store keeps its name, whatever it is
+    layout = f"<class>/<name>_syn<k>{OUTPUT_SUFFIX} and {MANIFEST_NAME}"
+    what = f"--out {store}: a store is a folder of images ({layout})"
+    if suffix := image_like_suffix(store.name):
         raise InputError(
-            f"--out {store}: a store is a folder of images (<class>/<name>_syn<k>{OUTPUT_SUFFIX} and "
-            f"{MANIFEST_NAME}), but its name ends in {suffix}, which viewers and readers take for a single "
+            f"{what}, but its name ends in {suffix}, which viewers and readers take for a single "
             f"image; name it without that extension (e.g. {store.name[: -len(suffix)] or 'store'})"
+        )
+    if found := file_type_of(store.name):
+        suffix, kind = found
+        raise InputError(
+            f"{what}, but its name ends in {suffix}, the extension of a file ({kind}); name it without "
+            f"that extension (e.g. {store.name[: -len(suffix)] or 'store'})"
         )
 
 
