@@ -69,6 +69,32 @@ def test_ome_zarr_pixel_size_round_trips_as_ngff_micrometres(tmp_path):
     assert ome_zarr_pixel_size(write_ome_zarr(tmp_path / "u.ome.zarr", rgb(64, 64))) is None
 
 
+@pytest.mark.parametrize(
+    ("per_unit", "unit", "mpp"),
+    [(20000, "CENTIMETER", 0.5), (101600, "INCH", 0.25), (20000, "NONE", None)],
+)
+def test_a_plain_tiff_gives_its_pixel_size_from_the_resolution_tags(tmp_path, per_unit, unit, mpp):
+    """A TIFF without SVS or OME metadata (a scanner or QuPath export) records pixels per centimetre or
+    inch; a resolution without a length unit gives none."""
+    path = tmp_path / "plain.tif"
+    tifffile.imwrite(
+        path, rgb(64, 64), photometric="rgb", resolution=(per_unit, per_unit), resolutionunit=unit
+    )
+    assert open_slide(path).mpp == (pytest.approx(mpp) if mpp else None)
+
+
+@pytest.mark.parametrize(
+    ("unit", "mpp"), [("micron", 0.5), ("\\u00B5m", 0.5), ("um", 0.5), ("mm", 500.0), ("pixel", None)]
+)
+def test_an_imagej_tiff_gives_its_pixel_size_in_its_own_unit(tmp_path, unit, mpp):
+    """ImageJ and Fiji write the resolution per their description's ``unit`` (``micron``, or ``µm``
+    escaped as ``\\u00B5m``) with a TIFF unit of NONE: a RoI saved from Fiji keeps its physical scale."""
+    path = tmp_path / "fiji.tif"
+    metadata = {"unit": unit, "axes": "YXS"}
+    tifffile.imwrite(path, rgb(64, 64), imagej=True, resolution=(2.0, 2.0), metadata=metadata)
+    assert open_slide(path).mpp == (pytest.approx(mpp) if mpp else None)
+
+
 def test_image_without_pixel_size_falls_back_and_says_so(tmp_path):
     png = tmp_path / "x.png"
     write_image(png, rgb(64, 96))

@@ -131,7 +131,8 @@ def _channels_last_lazy(array: Any, axes: str, source: str) -> Any:
 
 def tiff_pixel_size(tif: Any) -> float | None:
     """Microns per pixel of level 0 from SVS ("MPP = 0.499"), OME-XML (PhysicalSizeX) or the TIFF
-    resolution tags (pixels per centimetre or inch); None when the file records none."""
+    resolution tags (pixels per centimetre or inch, or per the ``unit`` of an ImageJ/Fiji TIFF, whose
+    tags say no unit); None when the file records none."""
     if tif.is_svs:
         match = re.search(r"\|\s*MPP\s*=\s*([0-9.eE+-]+)", tif.pages.first.description or "")
         if match and _positive(match.group(1)):
@@ -151,9 +152,18 @@ def tiff_pixel_size(tif: Any) -> float | None:
     numerator, denominator = resolution.value
     per_unit = numerator / denominator if denominator else 0.0
     microns = {2: 25400.0, 3: 10000.0}.get(int(unit.value))  # INCH, CENTIMETER; NONE has no length
+    if int(unit.value) == 1 and tif.is_imagej:  # NONE: ImageJ keeps the unit in its own description
+        microns = UNIT_MICROMETERS.get(imagej_unit(tif.imagej_metadata))
     if not microns or per_unit <= 0:
         return None
     return microns / per_unit
+
+
+def imagej_unit(metadata: dict[str, Any] | None) -> str:
+    """The length unit of an ImageJ TIFF's description, lower case: Fiji writes ``micron`` or ``\\u00B5m``
+    (escaped), ``um`` and ``µm`` are seen too; "" when it records none (ImageJ's ``pixel``)."""
+    unit = str((metadata or {}).get("unit", "")).strip().lower()
+    return unit.replace("\\u00b5", "µ")
 
 
 def _positive(value: Any) -> bool:
