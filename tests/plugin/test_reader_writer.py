@@ -80,6 +80,13 @@ def test_slide_reader_opens_svs_and_pyramidal_tiff_lazily_with_their_pixel_size(
     ((levels, meta, _),) = get_slide_reader(str(path))(str(path))
     assert meta["multiscale"] and [lv.shape for lv in levels] == [(256, 384, 3), (128, 192, 3)]
     assert meta["scale"] == pytest.approx((0.25, 0.25))
+    # a RoI saved by Fiji: the resolution is per the description's unit (micron)
+    fiji = tmp_path / "roi_fiji.tif"
+    tifffile.imwrite(
+        fiji, image, imagej=True, resolution=(2.0, 2.0), metadata={"unit": "micron", "axes": "YXS"}
+    )
+    ((_, meta, _),) = get_slide_reader(str(fiji))(str(fiji))
+    assert meta["scale"] == pytest.approx((0.5, 0.5)) and meta["units"] == ("micrometer", "micrometer")
     # not an 8-bit RGB slide: left to other readers
     tifffile.imwrite(tmp_path / "mask.tif", np.zeros((3, 32, 32), np.uint16))
     assert get_slide_reader(str(tmp_path / "mask.tif")) is None
