@@ -74,8 +74,8 @@ def test_ome_zarr_pixel_size_round_trips_as_ngff_micrometres(tmp_path):
     [(20000, "CENTIMETER", 0.5), (101600, "INCH", 0.25), (20000, "NONE", None)],
 )
 def test_a_plain_tiff_gives_its_pixel_size_from_the_resolution_tags(tmp_path, per_unit, unit, mpp):
-    """A TIFF without SVS or OME metadata (a scanner or QuPath export) records pixels per centimetre or
-    inch; a resolution without a length unit gives none."""
+    """A TIFF without SVS or OME metadata records its resolution in pixels per centimetre or inch; a
+    resolution without a length unit gives none."""
     path = tmp_path / "plain.tif"
     tifffile.imwrite(
         path, rgb(64, 64), photometric="rgb", resolution=(per_unit, per_unit), resolutionunit=unit
