@@ -330,6 +330,27 @@ def test_every_numeric_flag_refuses_hostile_values_with_one_line_before_any_work
 
 
 @pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--plot", "{out}/folds.jpg"], "--plot {out}/folds.jpg: expected a .png file"),
+        (["--json", "{out}/missing/r.json"], "the folder {out}/missing does not exist"),
+        (["--plot", "{out}/missing/p.png"], "the folder {out}/missing does not exist"),
+    ],
+    ids=["plot-not-png", "json-folder-missing", "plot-folder-missing"],
+)
+def test_evaluate_refuses_a_report_path_it_cannot_write_before_any_feature(tmp_path, capsys, extra, message):
+    """``--plot``/``--json`` are checked before DATA is read or a network loaded: a mistyped report path
+    costs one line, not a cross-validation run that fails at its end."""
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["evaluate", str(tmp_path / "data"), *[e.format(out=out) for e in extra]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message.format(out=out) in err and "Traceback" not in err
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize(
     ("out_name", "extra", "message"),
     [
         ("o.png", ["--guidance", "nan"], "guidance (--guidance) must be a finite number"),
