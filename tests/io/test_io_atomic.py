@@ -116,6 +116,31 @@ def test_overwrite_replaces_a_directory(tmp_path):
     assert entries(tmp_path) == ["out.ome.zarr"]
 
 
+def test_a_failed_final_rename_puts_the_previous_output_back(tmp_path, monkeypatch):
+    """Overwriting moves the previous output aside, then renames the new one in: when that second rename
+    fails (a full or read-only disk, a network share), the previous output is put back, the new one
+    removed, and the error is one clear line: nothing the user had is lost."""
+    import os
+
+    from napari_pathup.errors import OutputError
+
+    target = tmp_path / "out.ome.zarr"
+    (target / "old").mkdir(parents=True)
+    real_rename = os.rename
+
+    def rename(src: Path, dst: Path) -> None:
+        if ".partial-" in Path(src).name:
+            raise OSError(28, "No space left on device")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    refused = pytest.raises(OutputError, match="no space left on the device; nothing was written")
+    with refused, atomic_output(target, overwrite=True) as temp:
+        (temp / "new").mkdir(parents=True)
+    assert entries(target) == ["old"]
+    assert entries(tmp_path) == ["out.ome.zarr"]
+
+
 def test_output_created_meanwhile_is_kept_without_overwrite(tmp_path):
     target = tmp_path / "out.png"
     with pytest.raises(OutputExistsError), atomic_output(target, overwrite=False) as temp:
