@@ -14,7 +14,7 @@ from napari_pathup.errors import InputError
 from napari_pathup.geometry import Box
 from napari_pathup.io import write_image
 from napari_pathup.io.ome_zarr import ome_zarr_pixel_size, write_ome_zarr
-from napari_pathup.io.slide import choose_level, open_slide, read_region, roi_from_levels
+from napari_pathup.io.slide import choose_level, open_slide, philips_pixel_size, read_region, roi_from_levels
 
 SVS = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_small_region.svs"
 
@@ -93,6 +93,46 @@ def test_an_imagej_tiff_gives_its_pixel_size_in_its_own_unit(tmp_path, unit, mpp
     metadata = {"unit": unit, "axes": "YXS"}
     tifffile.imwrite(path, rgb(64, 64), imagej=True, resolution=(2.0, 2.0), metadata=metadata)
     assert open_slide(path).mpp == (pytest.approx(mpp) if mpp else None)
+
+
+def philips_tiff(path: Path, image: np.ndarray, spacings_mm: list[tuple[str, str]]) -> Path:
+    """A 2-level Philips TIFF as tifffile reads them: software "Philips DP", the first page's description
+    the XML whose pixel-data representations give each level's (row, column) spacing in millimetres."""
+    attribute = '<Attribute Name="{}" Group="0x0028" Element="0x0030" PMSVR="IDoubleArray">{}</Attribute>'
+    levels = "".join(
+        '<DataObject ObjectType="PixelDataRepresentation">'
+        + attribute.format("DICOM_PIXEL_SPACING", f"&quot;{h}&quot; &quot;{w}&quot;")
+        + attribute.format("PIIM_PIXEL_DATA_REPRESENTATION_NUMBER", i)
+        + "</DataObject>"
+        for i, (h, w) in enumerate(spacings_mm)
+    )
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8" ?><DataObject ObjectType="DPUfsImport">'
+        + '<Attribute Name="PIM_DP_SCANNED_IMAGES" PMSVR="IDataObjectArray"><Array>'
+        + '<DataObject ObjectType="DPScannedImage">'
+        + '<Attribute Name="PIIM_PIXEL_DATA_REPRESENTATION_SEQUENCE" PMSVR="IDataObjectArray"><Array>'
+        + levels
+        + "</Array></Attribute></DataObject></Array></Attribute></DataObject>"
+    )
+    options: dict[str, Any] = {"tile": (64, 64), "photometric": "rgb", "software": "Philips DP v1.0"}
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(image, description=xml, metadata=None, **options)
+        tif.write(image[::2, ::2], description="level 1", metadata=None, **options)
+    return path
+
+
+def test_a_philips_tiff_gives_its_pixel_size_from_its_xml(tmp_path):
+    """Philips TIFF keeps its pixel spacing (millimetres, row then column) in the XML of its first
+    page, not in the TIFF tags: level 0's column spacing (along x) gives the micrometres per pixel."""
+    path = philips_tiff(
+        tmp_path / "philips.tiff", rgb(256, 384), [("0.000243", "0.00025"), ("0.000486", "0.0005")]
+    )
+    slide = open_slide(path)
+    assert slide.mpp == pytest.approx(0.25)
+    assert [level.shape for level in slide.levels] == [(256, 384, 3), (128, 192, 3)]
+    # tifffile itself refuses level spacings it cannot read; the XML alone: level 0's or none
+    assert philips_pixel_size('<DataObject ObjectType="DPUfsImport"/>') is None
+    assert philips_pixel_size("<DataObject") is None
 
 
 def test_image_without_pixel_size_falls_back_and_says_so(tmp_path):

@@ -132,7 +132,9 @@ def _channels_last_lazy(array: Any, axes: str, source: str) -> Any:
 def tiff_pixel_size(tif: Any) -> float | None:
     """Microns per pixel of level 0 from SVS ("MPP = 0.499"), OME-XML (PhysicalSizeX) or the TIFF
     resolution tags (pixels per centimetre or inch, or per the ``unit`` of an ImageJ/Fiji TIFF, whose
-    tags say no unit); None when the file records none."""
+    tags say no unit), or a Philips TIFF's XML; None when the file records none."""
+    if tif.is_philips:
+        return philips_pixel_size(tif.philips_metadata)
     if tif.is_svs:
         match = re.search(r"\|\s*MPP\s*=\s*([0-9.eE+-]+)", tif.pages.first.description or "")
         if match and _positive(match.group(1)):
@@ -157,6 +159,22 @@ def tiff_pixel_size(tif: Any) -> float | None:
     if not microns or per_unit <= 0:
         return None
     return microns / per_unit
+
+
+def philips_pixel_size(xml: str | None) -> float | None:
+    """Microns per pixel of a Philips TIFF's level 0: the first ``DICOM_PIXEL_SPACING`` of its pixel-data
+    representations (row and column spacing in millimetres, the attributes tifffile sizes the levels
+    by); its column spacing, along x. None when the XML holds none."""
+    from xml.etree import ElementTree
+
+    try:
+        tree = ElementTree.fromstring(xml or "")
+    except ElementTree.ParseError:
+        return None
+    path = './/DataObject[@ObjectType="PixelDataRepresentation"]/Attribute[@Name="DICOM_PIXEL_SPACING"]'
+    level0 = tree.find(path)  # the representations are listed from level 0 down
+    values = (level0.text or "").replace('"', " ").split() if level0 is not None else []
+    return float(values[1]) * 1000.0 if len(values) == 2 and _positive(values[1]) else None
 
 
 def imagej_unit(metadata: dict[str, Any] | None) -> str:
