@@ -254,3 +254,63 @@ def broken_model(pathup_model_dir: Path, tmp_path: Path, how: str) -> Path:
         cfg = folder / "denoiser" / "config.json"
         cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "_class_name": ["my_module", "Evil"]}))
     return folder
+
+
+SCN_NS = "http://www.leica-microsystems.com/scn/2010/10/01"
+
+
+def leica_scn(path: Path, macro: np.ndarray, main: np.ndarray, *, resolution_tags: bool = True) -> Path:
+    """A brightfield Leica SCN as the scanner lays it out: a BigTIFF whose first page's description is
+    the XML of a collection (sizes in nanometres) holding a low-resolution macro image (IFD 0, the whole
+    slide) and the main scan (IFD 1 and its 4x-smaller level, IFD 2; 0.5 µm/px, 1 mm from the left)."""
+    height, width = main.shape[:2]
+    image = (
+        '<image name="{name}"><pixels sizeX="{w}" sizeY="{h}">{dims}</pixels>'
+        '<view sizeX="{vw}" sizeY="{vh}" offsetX="{x}" offsetY="{y}" spacingZ="0"/>'
+        "<scanSettings><objectiveSettings><objective>{objective}</objective></objectiveSettings>"
+        "<illuminationSettings><illuminationSource>brightfield</illuminationSource>"
+        "</illuminationSettings></scanSettings></image>"
+    )
+    dimension = '<dimension sizeX="{}" sizeY="{}" r="{}" ifd="{}"/>'
+    collection = (8_000_000, 3_200_000)  # nm: the macro image spans the collection
+    xml = (
+        f'<?xml version="1.0" encoding="utf-8"?><scn xmlns="{SCN_NS}">'
+        f'<collection name="slide" sizeX="{collection[0]}" sizeY="{collection[1]}">'
+        + image.format(
+            name="macro",
+            w=macro.shape[1],
+            h=macro.shape[0],
+            vw=collection[0],
+            vh=collection[1],
+            x=0,
+            y=0,
+            dims=dimension.format(macro.shape[1], macro.shape[0], 0, 0),
+            objective="0.16",
+        )
+        + image.format(
+            name="main",
+            w=width,
+            h=height,
+            vw=width * 500,
+            vh=height * 500,
+            x=1_000_000,
+            y=500_000,
+            dims=dimension.format(width, height, 0, 1) + dimension.format(width // 4, height // 4, 1, 2),
+            objective="20",
+        )
+        + "</collection></scn>"
+    )
+    import tifffile
+
+    options: dict[str, Any] = {"photometric": "rgb", "metadata": None, "compression": "zlib"}
+    tags: dict[str, Any] = (
+        {"resolution": (20000, 20000), "resolutionunit": "CENTIMETER"} if resolution_tags else {}
+    )
+    tags4: dict[str, Any] = (
+        {"resolution": (5000, 5000), "resolutionunit": "CENTIMETER"} if resolution_tags else {}
+    )
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        tif.write(macro, tile=(16, 16), description=xml, **options)
+        tif.write(main, tile=(64, 64), **tags, **options)
+        tif.write(main[::4, ::4], tile=(16, 16), **tags4, **options)
+    return path

@@ -188,7 +188,7 @@ def test_zarr_group_without_multiscales_is_not_an_image(tmp_path):
         read_image(tmp_path / "x.ome.zarr")
 
 
-@pytest.mark.parametrize("name", ["bad.png", "bad.jpg", "bad.tif", "bad.svs"])
+@pytest.mark.parametrize("name", ["bad.png", "bad.jpg", "bad.tif", "bad.svs", "bad.scn"])
 def test_corrupt_file_is_reported_with_its_name(tmp_path, name):
     (tmp_path / name).write_bytes(b"this is not an image at all")
     with pytest.raises(InputError, match="cannot read") as info:

@@ -9,12 +9,20 @@ import numpy as np
 import pytest
 import tifffile
 
-from helpers import rgb
+from helpers import SCN_NS, leica_scn, rgb
 from napari_pathup.errors import InputError
 from napari_pathup.geometry import Box
 from napari_pathup.io import write_image
+from napari_pathup.io.images import image_shape, read_image
 from napari_pathup.io.ome_zarr import ome_zarr_pixel_size, write_ome_zarr
-from napari_pathup.io.slide import choose_level, open_slide, philips_pixel_size, read_region, roi_from_levels
+from napari_pathup.io.slide import (
+    choose_level,
+    open_slide,
+    philips_pixel_size,
+    read_region,
+    roi_from_levels,
+    scn_pixel_size,
+)
 
 SVS = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_small_region.svs"
 
@@ -133,6 +141,39 @@ def test_a_philips_tiff_gives_its_pixel_size_from_its_xml(tmp_path):
     # tifffile itself refuses level spacings it cannot read; the XML alone: level 0's or none
     assert philips_pixel_size('<DataObject ObjectType="DPUfsImport"/>') is None
     assert philips_pixel_size("<DataObject") is None
+
+
+def test_a_leica_scn_opens_its_main_scan_at_its_pixel_size_as_openslide_reads_it(tmp_path):
+    """tifffile lists an SCN's macro image first: the slide opens its main scan (the largest image), at
+    the micrometres per pixel of that scan's resolution tags, or of the XML when the tags are missing;
+    its pixels are OpenSlide's at the scan's bounds (OpenSlide places it on the macro's canvas)."""
+    import openslide
+
+    macro, main = rgb(64, 160), rgb(512, 768)
+    path = leica_scn(tmp_path / "slide.scn", macro, main)
+    slide = open_slide(path)
+    assert [level.shape for level in slide.levels] == [(512, 768, 3), (128, 192, 3)]
+    assert slide.mpp == pytest.approx(0.5) and slide.downsamples == [1.0, 4.0]
+    region = Box.from_xywh(100, 40, 300, 200)
+    ours = np.asarray(read_region(slide.levels, region))
+    np.testing.assert_array_equal(ours, main[40:240, 100:400])
+    with openslide.OpenSlide(str(path)) as reference:
+        assert reference.properties["openslide.vendor"] == "leica"
+        assert float(reference.properties["openslide.mpp-x"]) == pytest.approx(slide.mpp)
+        x0, y0 = (
+            int(reference.properties["openslide.bounds-x"]),
+            int(reference.properties["openslide.bounds-y"]),
+        )
+        theirs = np.asarray(reference.read_region((x0 + 100, y0 + 40), 0, (300, 200)).convert("RGB"))
+    np.testing.assert_array_equal(ours, theirs)
+    # the whole-image readers take the same series
+    assert image_shape(path) == (512, 768) and image_shape(path, 1) == (128, 192)
+    np.testing.assert_array_equal(read_image(path, 1), main[::4, ::4])
+    # without resolution tags: the XML's view (nanometres) over the level-0 width (pixels)
+    bare = leica_scn(tmp_path / "bare.scn", macro, main, resolution_tags=False)
+    assert open_slide(bare).mpp == pytest.approx(0.5)
+    assert scn_pixel_size("<scn", "main") is None
+    assert scn_pixel_size(f'<scn xmlns="{SCN_NS}"><collection/></scn>', "main") is None
 
 
 def test_image_without_pixel_size_falls_back_and_says_so(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import rgb
+from helpers import leica_scn, rgb
 from napari_pathup._reader import get_reader, read_ome_zarr_layer
 from napari_pathup._writer import write_ome_zarr_layer
 from napari_pathup.errors import InputError
@@ -87,6 +87,11 @@ def test_slide_reader_opens_svs_and_pyramidal_tiff_lazily_with_their_pixel_size(
     )
     ((_, meta, _),) = get_slide_reader(str(fiji))(str(fiji))
     assert meta["scale"] == pytest.approx((0.5, 0.5)) and meta["units"] == ("micrometer", "micrometer")
+    # a Leica SCN: its main scan (not the macro image tifffile lists first), at its pixel size
+    scn = leica_scn(tmp_path / "slide.scn", rgb(64, 160), rgb(256, 384, seed=1))
+    ((levels, meta, _),) = get_slide_reader(str(scn))(str(scn))
+    assert [lv.shape for lv in levels] == [(256, 384, 3), (64, 96, 3)]
+    assert meta["scale"] == pytest.approx((0.5, 0.5))
     # not an 8-bit RGB slide: left to other readers
     tifffile.imwrite(tmp_path / "mask.tif", np.zeros((3, 32, 32), np.uint16))
     assert get_slide_reader(str(tmp_path / "mask.tif")) is None

@@ -20,10 +20,19 @@ from napari_pathup.io.arrays import ATTRS_KEY, channels_last, to_rgb_uint8
 from napari_pathup.io.atomic import PARTIAL_MARKER
 from napari_pathup.io.ome_zarr import ome_zarr_level_shapes, read_ome_zarr, read_ome_zarr_attrs
 
-SUPPORTED_IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".svs", ".ome.zarr")
+SUPPORTED_IMAGE_SUFFIXES: tuple[str, ...] = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    ".svs",
+    ".scn",
+    ".ome.zarr",
+)
 
 _PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg")
-_TIFF_SUFFIXES = (".tif", ".tiff", ".svs")
+_TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".scn")
 _SUPPORTED_TEXT = ", ".join(SUPPORTED_IMAGE_SUFFIXES)
 _PIL_LOCK = threading.Lock()
 
@@ -93,7 +102,7 @@ def image_shape(path: str | Path, level: int = 0) -> tuple[int, int]:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
-                levels = tif.series[0].levels
+                levels = main_series(tif).levels
                 if level >= len(levels):
                     raise InputError(
                         f"{path}: pyramid level {level} does not exist; the file has {len(levels)} level(s)"
@@ -157,6 +166,20 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: p.name)
 
 
+def main_series(tif: Any) -> Any:
+    """The series of a TIFF that holds the scan: the first, except in a Leica SCN, whose first series is
+    the slide's low-resolution macro image; there the largest image (a slide scanned in several regions
+    opens its largest, as one pyramid; OpenSlide composites them on the macro's canvas instead)."""
+    if tif.is_scn and len(tif.series) > 1:
+        return max(tif.series, key=_plane_pixels)
+    return tif.series[0]
+
+
+def _plane_pixels(series: Any) -> int:
+    axes, shape = series.axes.upper(), series.shape
+    return int(shape[axes.index("Y")]) * int(shape[axes.index("X")]) if "Y" in axes and "X" in axes else 0
+
+
 def _kind(path: Path) -> str:
     """Classify ``path`` as "pillow", "tiff" or "ome-zarr", or raise a helpful :class:`InputError`."""
     name = path.name.lower()
@@ -184,7 +207,7 @@ def _wrap_errors(path: Path, kind: str) -> Iterator[None]:
     except (PathupError, MemoryError):
         raise
     except Exception as exc:
-        what = {"pillow": "a PNG/JPEG image", "tiff": "a TIFF/SVS image", "ome-zarr": "an OME-Zarr image"}
+        what = {"pillow": "a PNG/JPEG image", "tiff": "a TIFF/SVS/SCN image", "ome-zarr": "an OME-Zarr image"}
         raise InputError(f"cannot read {path} as {what[kind]}: {type(exc).__name__}: {exc}") from exc
 
 
@@ -221,7 +244,7 @@ def _read_tiff(path: Path, level: int) -> np.ndarray:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
-        levels = tif.series[0].levels
+        levels = main_series(tif).levels
         if level >= len(levels):
             raise InputError(
                 f"{path}: pyramid level {level} does not exist; the file has {len(levels)} level(s)"

@@ -1,9 +1,10 @@
 """Whole-slide images without loading them: lazy pyramid levels, their pixel size, and RoI reads.
 
-A slide (Aperio SVS, pyramidal (OME-)TIFF, OME-Zarr) opens as a :class:`Slide`: every pyramid level as a
-lazy (H, W, 3) uint8 dask array (tifffile's zarr interface for TIFF/SVS, zarr for OME-Zarr) and the
-microns per pixel of level 0 from the file's metadata when it records one. A region of interest is given
-in level-0 pixels and read from one level only, so a gigapixel slide is never loaded.
+A slide (Aperio SVS, Leica SCN, pyramidal (OME-)TIFF, OME-Zarr) opens as a :class:`Slide`: every
+pyramid level as a lazy (H, W, 3) uint8 dask array (tifffile's zarr interface for TIFF/SVS/SCN, zarr for
+OME-Zarr) and the microns per pixel of level 0 from the file's metadata when it records one. A region
+of interest is given in level-0 pixels and read from one level only, so a gigapixel slide is never
+loaded.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Slide:
 
 
 def open_slide(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS) -> Slide:
-    """Open an SVS, (pyramidal, OME-)TIFF or OME-Zarr slide lazily; a PNG/JPEG is one level, checked from
+    """Open an SVS, SCN, (pyramidal, OME-)TIFF or OME-Zarr slide lazily; a PNG/JPEG is one level, checked from
     its header (refused above ``max_pixels``) and decoded whole when its pixels are first read (so the
     napari widget's click does not decode the reference; its worker does).
 
@@ -81,15 +82,17 @@ def _tiff_levels(path: Path) -> tuple[list[Any], float | None]:
     import tifffile
     import zarr
 
+    from napari_pathup.io.images import main_series
+
     tif = tifffile.TiffFile(path)  # kept open by the zarr store for as long as the levels live
-    series = tif.series[0]
+    series = main_series(tif)
     axes = series.axes.upper()
     if "Y" not in axes or "X" not in axes or series.dtype != np.uint8:
         tif.close()
         raise InputError(
             f"{path}: expected an 8-bit RGB slide, found axes {series.axes!r} and dtype {series.dtype}"
         )
-    mpp = tiff_pixel_size(tif)
+    mpp = tiff_pixel_size(tif, series)
     store = series.aszarr()
     group = zarr.open(store, mode="r", zarr_format=2)
     arrays = [group[str(i)] for i in range(len(series.levels))] if isinstance(group, zarr.Group) else [group]
@@ -129,10 +132,12 @@ def _channels_last_lazy(array: Any, axes: str, source: str) -> Any:
     return array[..., :3]
 
 
-def tiff_pixel_size(tif: Any) -> float | None:
-    """Microns per pixel of level 0 from SVS ("MPP = 0.499"), OME-XML (PhysicalSizeX) or the TIFF
-    resolution tags (pixels per centimetre or inch, or per the ``unit`` of an ImageJ/Fiji TIFF, whose
-    tags say no unit), or a Philips TIFF's XML; None when the file records none."""
+def tiff_pixel_size(tif: Any, series: Any = None) -> float | None:
+    """Microns per pixel of level 0 of ``series`` (default: the first) from SVS ("MPP = 0.499"), OME-XML
+    (PhysicalSizeX) or the TIFF resolution tags of the series' first page (pixels per centimetre or inch,
+    or per the ``unit`` of an ImageJ/Fiji TIFF, whose tags say no unit), a Philips TIFF's XML, or, for a
+    Leica SCN without resolution tags, its XML (the image's ``view`` width in nanometres over its
+    level-0 width in pixels); None when the file records none."""
     if tif.is_philips:
         return philips_pixel_size(tif.philips_metadata)
     if tif.is_svs:
@@ -146,7 +151,14 @@ def tiff_pixel_size(tif: Any) -> float | None:
             factor = UNIT_MICROMETERS.get(unit.group(1) if unit else "µm")
             if factor is not None:
                 return float(match.group(1)) * factor
-    page = tif.pages.first
+    page = tif.pages.first if series is None else series.keyframe
+    mpp = _resolution_tags_mpp(tif, page)
+    if mpp is None and tif.is_scn and series is not None:
+        return scn_pixel_size(tif.pages.first.description, series.name)
+    return mpp
+
+
+def _resolution_tags_mpp(tif: Any, page: Any) -> float | None:
     resolution = page.tags.get("XResolution")
     unit = page.tags.get("ResolutionUnit")
     if resolution is None or unit is None:
@@ -175,6 +187,33 @@ def philips_pixel_size(xml: str | None) -> float | None:
     level0 = tree.find(path)  # the representations are listed from level 0 down
     values = (level0.text or "").replace('"', " ").split() if level0 is not None else []
     return float(values[1]) * 1000.0 if len(values) == 2 and _positive(values[1]) else None
+
+
+def scn_pixel_size(xml: str | None, image: str) -> float | None:
+    """Microns per pixel of the Leica SCN image named ``image``: its ``view`` width (in nanometres, the
+    collection's unit) over its level-0 ``dimension`` width in pixels. None when the XML says neither."""
+    from xml.etree import ElementTree
+
+    try:
+        tree = ElementTree.fromstring(xml or "")
+    except ElementTree.ParseError:
+        return None
+    for element in tree.iter():
+        if not element.tag.endswith("}image") or element.attrib.get("name", "Unknown") != image:
+            continue
+        view = next((e for e in element if e.tag.endswith("}view")), None)
+        dimensions = [
+            e for e in element.iter() if e.tag.endswith("}dimension") and e.attrib.get("r", "0") == "0"
+        ]
+        if view is None or not dimensions:
+            return None
+        nanometres, pixels = view.attrib.get("sizeX", ""), dimensions[0].attrib.get("sizeX", "")
+        return (
+            float(nanometres) / float(pixels) / 1000.0
+            if _positive(nanometres) and _positive(pixels)
+            else None
+        )
+    return None
 
 
 def imagej_unit(metadata: dict[str, Any] | None) -> str:
