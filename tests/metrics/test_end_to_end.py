@@ -49,8 +49,9 @@ def test_tiles_cover_the_image_in_full_crops_only():
 
 
 def test_empty_and_missing_folders_are_errors(tmp_path):
-    with pytest.raises(InputError, match="holds no images"):
+    with pytest.raises(InputError, match="holds no images") as info:
         image_set(tmp_path, "real")
+    assert ".scn" in str(info.value) and ".ome.zarr" in str(info.value)  # every format the readers take
     with pytest.raises(InputError, match="no such"):
         image_set(tmp_path / "missing", "real")
     with pytest.raises(InputError, match="uint8"):

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from napari_pathup.errors import InputError
 from napari_pathup.geometry import window_starts
-from napari_pathup.io.images import image_shape, list_images, read_image
+from napari_pathup.io.images import SUPPORTED_IMAGE_SUFFIXES, image_shape, list_images, read_image
 from napari_pathup.metrics.inception import resize_bilinear_tf1
 
 ResizeMethod = Literal["tf1-bilinear", "bilinear-antialias"]
@@ -75,7 +75,7 @@ def image_set(source: ImageSource, what: str = "images") -> ImageSet:
             if not paths:
                 raise InputError(
                     f"{path}: folder holds no images for the {what} set "
-                    "(expected .png, .jpg, .tif, .svs files or .ome.zarr stores)"
+                    f"(expected {', '.join(SUPPORTED_IMAGE_SUFFIXES)} images)"
                 )
             return ImageSet(source=str(path), paths=tuple(paths))
         if not path.exists():
