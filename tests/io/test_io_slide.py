@@ -92,7 +92,8 @@ def test_a_plain_tiff_gives_its_pixel_size_from_the_resolution_tags(tmp_path, pe
 
 
 @pytest.mark.parametrize(
-    ("unit", "mpp"), [("micron", 0.5), ("\\u00B5m", 0.5), ("um", 0.5), ("mm", 500.0), ("pixel", None)]
+    ("unit", "mpp"),
+    [("micron", 0.5), ("\\u00B5m", 0.5), ("um", 0.5), ("mm", 500.0), ("inch", 12700.0), ("pixel", None)],
 )
 def test_an_imagej_tiff_gives_its_pixel_size_in_its_own_unit(tmp_path, unit, mpp):
     """ImageJ and Fiji write the resolution per their description's ``unit`` (``micron``, or ``µm``

@@ -33,6 +33,7 @@ UNIT_MICROMETERS: dict[str, float] = {
     "cm": 1e4,
     "meter": 1e6,
     "m": 1e6,
+    "inch": 25400.0,  # an NGFF unit, and ImageJ's for a resolution in dots per inch
 }
 
 
