@@ -469,6 +469,9 @@ def test_a_folder_of_other_files_is_not_used_as_a_store(data_dir, pathup_model_d
         ("bad.txt", r"the extension of a file \(text/plain\)"),
         ("results.CSV", r"the extension of a file \(text/csv\)"),
         ("run.json", r"the extension of a file \(application/json\)"),
+        ("backup.tar.gz", r"ends in \.tar\.gz, the extension of a file \(application/x-tar\)"),
+        ("logs.gz", r"ends in \.gz, the extension of a file \(gzip-compressed data\)"),
+        ("run.2026.xz", r"ends in \.xz, the extension of a file \(xz-compressed data\)"),
     ],
 )
 def test_a_new_store_named_like_one_image_or_a_file_is_refused(

@@ -252,13 +252,17 @@ def image_like_suffix(name: str) -> str | None:
 
 def file_type_of(name: str) -> tuple[str, str] | None:
     """(extension, media type) where ``name`` ends in the extension of a kind of file (``.txt``, ``.csv``,
-    ``.json``, ...) by Python's own table of media types, or None (``run.v2``: no type). The table is
-    the standard library's built-in one, not the system's, so every machine decides alike."""
+    ``.json``, ...) or of compressed data (``.tar.gz``, ``.gz``, ``.xz``, ...) by Python's own table of
+    media types, or None (``run.v2``: no type). The table is the standard library's built-in one, not
+    the system's, so every machine decides alike."""
     import mimetypes
 
-    suffix = Path(name).suffix
-    kind, _ = mimetypes.MimeTypes().guess_type(name, strict=False)
-    return (suffix, kind) if suffix and kind else None
+    path = Path(name)
+    kind, encoding = mimetypes.MimeTypes().guess_type(name, strict=False)
+    if encoding:  # compressed: the type is the inner name's (a.tar.gz), if it has one (a.gz: none)
+        inner = Path(path.stem).suffix if kind else ""
+        return inner + path.suffix, kind or f"{encoding}-compressed data"
+    return (path.suffix, kind) if path.suffix and kind else None
 
 
 def check_store_path(store: Path) -> None:
