@@ -260,9 +260,13 @@ SCN_NS = "http://www.leica-microsystems.com/scn/2010/10/01"
 
 
 def leica_scn(path: Path, macro: np.ndarray, main: np.ndarray, *, resolution_tags: bool = True) -> Path:
-    """A brightfield Leica SCN as the scanner lays it out: a BigTIFF whose first page's description is
-    the XML of a collection (sizes in nanometres) holding a low-resolution macro image (IFD 0, the whole
-    slide) and the main scan (IFD 1 and its 4x-smaller level, IFD 2; 0.5 µm/px, 1 mm from the left)."""
+    """A brightfield Leica SCN as OpenSlide's and tifffile's Leica readers take it (no scanner's file is
+    at hand offline; OpenSlide opens this one as vendor "leica"): a BigTIFF whose first page's
+    description is the XML of a collection (sizes in nanometres) holding a low-resolution macro image
+    (IFD 0, the whole slide) and the main scan (IFD 1 and its 4x-smaller level, IFD 2; 0.5 µm/px, 1 mm
+    from the left)."""
+    import tifffile
+
     height, width = main.shape[:2]
     image = (
         '<image name="{name}"><pixels sizeX="{w}" sizeY="{h}">{dims}</pixels>'
@@ -300,8 +304,6 @@ def leica_scn(path: Path, macro: np.ndarray, main: np.ndarray, *, resolution_tag
         )
         + "</collection></scn>"
     )
-    import tifffile
-
     options: dict[str, Any] = {"photometric": "rgb", "metadata": None, "compression": "zlib"}
     tags: dict[str, Any] = (
         {"resolution": (20000, 20000), "resolutionunit": "CENTIMETER"} if resolution_tags else {}
