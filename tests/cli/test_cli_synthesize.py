@@ -20,7 +20,7 @@ SHARED_TUMOUR = "tumour_stardist.jpg"
 
 @pytest.mark.parametrize("suffix", [".ome.zarr", ".tif", ".png"])
 def test_every_output_format_holds_the_same_image_and_its_provenance(
-    pathup_model_dir, reference_file, tmp_path, suffix
+    pathup_model_dir, reference_file, tmp_path, suffix, capsys
 ):
     out = tmp_path / f"synthetic{suffix}"
     assert main(synthesize_argv(pathup_model_dir, reference_file, out, "--seed", "5", size="192x128")) == 0
@@ -31,6 +31,11 @@ def test_every_output_format_holds_the_same_image_and_its_provenance(
     assert attrs["settings"]["patch_size"] == 16 and attrs["settings"]["width"] == 192
     assert attrs["model"]["hash"].startswith("sha256:")
     assert attrs["reference"]["sha256"].startswith("sha256:")
+    if suffix == ".png":  # `pathup info` names the model by the hash its images record
+        capsys.readouterr()
+        assert main(["info", "--model", str(pathup_model_dir), "--no-calibrate", "--device", "cpu"]) == 0
+        (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("hash")]
+        assert line.split()[1] == attrs["model"]["hash"]
     reference_png = tmp_path / "again.png"
     assert (
         main(synthesize_argv(pathup_model_dir, reference_file, reference_png, "--seed", "5", size="192x128"))

@@ -40,12 +40,14 @@ def execute(args: argparse.Namespace) -> int:
 
     from napari_pathup.engine.device import dtype_reason
     from napari_pathup.engine.estimate import estimate
+    from napari_pathup.models.load import model_hash
 
     spec = read_spec(args)  # settings are checked against the configs before the weights load
     class_name = args.class_name or (spec.classes[0] if spec.classes else "tumour")
     plan = SynthesisSettings(class_name, **sampling_settings(args)).resolve(spec)
     model = load_for_run(args)
     print(f"model       {model.path}")
+    print(f"hash        {model_hash(model.path)} (what every image made with it records)")
     print(f"kind        {model.kind}")
     print(f"classes     {', '.join(model.classes) if model.classes else '(any text; prompt-conditioned)'}")
     print(f"scales      {', '.join(model.scales)}")
