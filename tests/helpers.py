@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -259,15 +260,22 @@ def broken_model(pathup_model_dir: Path, tmp_path: Path, how: str) -> Path:
 SCN_NS = "http://www.leica-microsystems.com/scn/2010/10/01"
 
 
-def leica_scn(path: Path, macro: np.ndarray, main: np.ndarray, *, resolution_tags: bool = True) -> Path:
+def leica_scn(
+    path: Path,
+    macro: np.ndarray,
+    main: np.ndarray,
+    *,
+    resolution_tags: bool = True,
+    more: Sequence[tuple[np.ndarray, tuple[int, int]]] = (),
+) -> Path:
     """A brightfield Leica SCN as OpenSlide's and tifffile's Leica readers take it (no scanner's file is
     at hand offline; OpenSlide opens this one as vendor "leica"): a BigTIFF whose first page's
     description is the XML of a collection (sizes in nanometres) holding a low-resolution macro image
     (IFD 0, the whole slide) and the main scan (IFD 1 and its 4x-smaller level, IFD 2; 0.5 µm/px, 1 mm
-    from the left)."""
+    from the left, 0.5 mm from the top), then each of ``more`` (a further scanned region and its
+    (x, y) offset in nanometres, at the same resolution)."""
     import tifffile
 
-    height, width = main.shape[:2]
     image = (
         '<image name="{name}"><pixels sizeX="{w}" sizeY="{h}">{dims}</pixels>'
         '<view sizeX="{vw}" sizeY="{vh}" offsetX="{x}" offsetY="{y}" spacingZ="0"/>'
@@ -277,6 +285,7 @@ def leica_scn(path: Path, macro: np.ndarray, main: np.ndarray, *, resolution_tag
     )
     dimension = '<dimension sizeX="{}" sizeY="{}" r="{}" ifd="{}"/>'
     collection = (8_000_000, 3_200_000)  # nm: the macro image spans the collection
+    regions = [(main, (1_000_000, 500_000)), *more]
     xml = (
         f'<?xml version="1.0" encoding="utf-8"?><scn xmlns="{SCN_NS}">'
         f'<collection name="slide" sizeX="{collection[0]}" sizeY="{collection[1]}">'
@@ -291,16 +300,20 @@ def leica_scn(path: Path, macro: np.ndarray, main: np.ndarray, *, resolution_tag
             dims=dimension.format(macro.shape[1], macro.shape[0], 0, 0),
             objective="0.16",
         )
-        + image.format(
-            name="main",
-            w=width,
-            h=height,
-            vw=width * 500,
-            vh=height * 500,
-            x=1_000_000,
-            y=500_000,
-            dims=dimension.format(width, height, 0, 1) + dimension.format(width // 4, height // 4, 1, 2),
-            objective="20",
+        + "".join(
+            image.format(
+                name=f"main{k}",
+                w=region.shape[1],
+                h=region.shape[0],
+                vw=region.shape[1] * 500,
+                vh=region.shape[0] * 500,
+                x=x,
+                y=y,
+                dims=dimension.format(region.shape[1], region.shape[0], 0, 1 + 2 * k)
+                + dimension.format(region.shape[1] // 4, region.shape[0] // 4, 1, 2 + 2 * k),
+                objective="20",
+            )
+            for k, (region, (x, y)) in enumerate(regions)
         )
         + "</collection></scn>"
     )
@@ -313,6 +326,7 @@ def leica_scn(path: Path, macro: np.ndarray, main: np.ndarray, *, resolution_tag
     )
     with tifffile.TiffWriter(path, bigtiff=True) as tif:
         tif.write(macro, tile=(16, 16), description=xml, **options)
-        tif.write(main, tile=(64, 64), **tags, **options)
-        tif.write(main[::4, ::4], tile=(16, 16), **tags4, **options)
+        for region, _ in regions:
+            tif.write(region, tile=(64, 64), **tags, **options)
+            tif.write(region[::4, ::4], tile=(16, 16), **tags4, **options)
     return path

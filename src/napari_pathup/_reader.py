@@ -14,7 +14,7 @@ from typing import Any
 
 from napari_pathup.errors import InputError
 from napari_pathup.io.ome_zarr import lazy_rgb_levels, read_ome_zarr_attrs
-from napari_pathup.io.slide import Slide, open_slide
+from napari_pathup.io.slide import Slide, open_slide, open_slide_regions
 
 LayerData = tuple[Any, dict[str, Any], str]
 SLIDE_SUFFIXES = (".svs", ".scn", ".tif", ".tiff")
@@ -67,8 +67,7 @@ def read_slide_layer(path: str | Sequence[str]) -> list[LayerData]:
     p = _single(path)
     if p is None:
         raise InputError(f"{path}: expected one slide file")
-    slide = open_slide(p)
-    return [_layer(slide, {})]
+    return [_layer(slide, {}) for slide in open_slide_regions(p)]  # a Leica SCN: each scanned region
 
 
 def _layer(slide: Slide, metadata: dict[str, Any]) -> LayerData:
@@ -82,4 +81,6 @@ def _layer(slide: Slide, metadata: dict[str, Any]) -> LayerData:
     if slide.mpp is not None:
         meta["scale"] = (slide.mpp, slide.mpp)
         meta["units"] = ("micrometer", "micrometer")
+        if slide.offset_um != (0.0, 0.0):  # where the region lies on the glass, beside the others
+            meta["translate"] = slide.offset_um
     return (levels if len(levels) > 1 else levels[0], meta, "image")

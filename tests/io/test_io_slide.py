@@ -18,10 +18,12 @@ from napari_pathup.io.ome_zarr import ome_zarr_pixel_size, write_ome_zarr
 from napari_pathup.io.slide import (
     choose_level,
     open_slide,
+    open_slide_regions,
     philips_pixel_size,
     read_region,
     roi_from_levels,
     scn_pixel_size,
+    scn_regions,
 )
 
 SVS = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_small_region.svs"
@@ -175,6 +177,40 @@ def test_a_leica_scn_opens_its_main_scan_at_its_pixel_size_as_openslide_reads_it
     assert open_slide(bare).mpp == pytest.approx(0.5)
     assert scn_pixel_size("<scn", "main") is None
     assert scn_pixel_size(f'<scn xmlns="{SCN_NS}"><collection/></scn>', "main") is None
+
+
+def test_a_leica_scn_scanned_in_two_regions_opens_each_where_it_lies_on_the_glass(tmp_path):
+    """Two sections scanned on one glass: each region opens on its own pixel grid and scale, placed by
+    its offset on the glass (µm from the first region); OpenSlide, which composites the regions onto
+    one canvas, shows the same pixels at the same places. ``open_slide`` takes the largest region."""
+    import openslide
+
+    first, second = rgb(256, 384, seed=1), rgb(320, 256, seed=2)  # 98,304 and 81,920 pixels
+    path = leica_scn(tmp_path / "two.scn", rgb(64, 160), first, more=[(second, (1_500_000, 700_000))])
+    regions = open_slide_regions(path)
+    assert [r.name for r in regions] == ["two.scn [region 1]", "two.scn [region 2]"]
+    assert [r.levels[0].shape for r in regions] == [(256, 384, 3), (320, 256, 3)]
+    assert [r.mpp for r in regions] == [pytest.approx(0.5), pytest.approx(0.5)]
+    # the first region lies at (x 1.0 mm, y 0.5 mm) on the glass, the second at (1.5 mm, 0.7 mm)
+    assert regions[0].offset_um == (0.0, 0.0) and regions[1].offset_um == pytest.approx((200.0, 500.0))
+    with openslide.OpenSlide(str(path)) as reference:
+        mpp = float(reference.properties["openslide.mpp-x"])
+        x0, y0 = (
+            int(reference.properties["openslide.bounds-x"]),
+            int(reference.properties["openslide.bounds-y"]),
+        )
+        for region, image in zip(regions, (first, second), strict=True):
+            y, x = (round(offset / mpp) for offset in region.offset_um)
+            theirs = reference.read_region((x0 + x, y0 + y), 0, (image.shape[1], image.shape[0]))
+            np.testing.assert_array_equal(np.asarray(theirs.convert("RGB")), image)
+            np.testing.assert_array_equal(np.asarray(region.levels[0]), image)
+    assert open_slide(path).levels[0].shape == (256, 384, 3)
+    # a slide of one region is that region, unmoved; other formats are open_slide's
+    (single,) = open_slide_regions(leica_scn(tmp_path / "one.scn", rgb(64, 160), first))
+    assert single.name == "one.scn" and single.offset_um == (0.0, 0.0)
+    (svs,) = open_slide_regions(SVS)
+    assert svs.levels[0].shape == open_slide(SVS).levels[0].shape and svs.offset_um == (0.0, 0.0)
+    assert scn_regions("<scn", 2) == [] and scn_regions(f'<scn xmlns="{SCN_NS}"/>', 2) == []
 
 
 def test_image_without_pixel_size_falls_back_and_says_so(tmp_path):

@@ -91,7 +91,13 @@ def test_slide_reader_opens_svs_and_pyramidal_tiff_lazily_with_their_pixel_size(
     scn = leica_scn(tmp_path / "slide.scn", rgb(64, 160), rgb(256, 384, seed=1))
     ((levels, meta, _),) = get_slide_reader(str(scn))(str(scn))
     assert [lv.shape for lv in levels] == [(256, 384, 3), (64, 96, 3)]
-    assert meta["scale"] == pytest.approx((0.5, 0.5))
+    assert meta["scale"] == pytest.approx((0.5, 0.5)) and "translate" not in meta
+    # scanned in two regions: a layer each, placed where it lies on the glass (µm)
+    more = [(rgb(128, 192, seed=2), (1_500_000, 700_000))]
+    two = leica_scn(tmp_path / "two.scn", rgb(64, 160), rgb(256, 384, seed=1), more=more)
+    layers = get_slide_reader(str(two))(str(two))
+    assert [meta["name"] for _, meta, _ in layers] == ["two.scn [region 1]", "two.scn [region 2]"]
+    assert "translate" not in layers[0][1] and layers[1][1]["translate"] == pytest.approx((200.0, 500.0))
     # not an 8-bit RGB slide: left to other readers
     tifffile.imwrite(tmp_path / "mask.tif", np.zeros((3, 32, 32), np.uint16))
     assert get_slide_reader(str(tmp_path / "mask.tif")) is None

@@ -46,6 +46,29 @@ def draw(viewer, rectangle, shape_type="rectangle"):
     return viewer.add_shapes([rectangle], shape_type=shape_type, name="RoI")
 
 
+def test_a_rectangle_on_the_second_region_of_a_leica_scn_reads_that_regions_pixels(
+    make_napari_viewer, tmp_path
+):
+    """Each scanned region of an SCN is a layer placed where it lies on the glass: a rectangle drawn on
+    the second region (world µm) is read from that region's own pixels, at its own pixel grid."""
+    from helpers import leica_scn, rgb
+    from napari_pathup.widgets._roi import layer_reference
+
+    second = rgb(320, 256, seed=2)
+    more = [(second, (1_500_000, 700_000))]  # 500 µm right and 200 µm below the first region
+    path = leica_scn(tmp_path / "two.scn", rgb(64, 160), rgb(256, 384, seed=1), more=more)
+    viewer = make_napari_viewer()
+    _, region2 = viewer.open(str(path), plugin="napari-pathup")
+    assert tuple(region2.translate) == pytest.approx((200.0, 500.0))
+    x, y, w, h = 40, 60, 128, 96  # the second region's pixels
+    shapes = viewer.add_shapes(
+        [np.add(world_rectangle(x, y, w, h, mpp=0.5), (200.0, 500.0))], shape_type="rectangle"
+    )
+    roi, placement = layer_reference(region2, shapes, level=0, min_size=1, model_mpp=None)
+    np.testing.assert_array_equal(np.asarray(roi.image), second[y : y + h, x : x + w])
+    assert placement.scale == pytest.approx((0.5, 0.5))
+
+
 def test_the_svs_opens_lazily_in_micrometres(slide_widget):
     _, slide = slide_widget
     assert slide.rgb and tuple(slide.scale) == pytest.approx((MPP, MPP))

@@ -168,8 +168,8 @@ def list_images(folder: str | Path) -> list[Path]:
 
 def main_series(tif: Any) -> Any:
     """The series of a TIFF that holds the scan: the first, except in a Leica SCN, whose first series is
-    the slide's low-resolution macro image; there the largest image (a slide scanned in several regions
-    opens its largest, as one pyramid; OpenSlide composites them on the macro's canvas instead)."""
+    the slide's low-resolution macro image; there the largest image (of a slide scanned in several
+    regions, its largest; ``io.slide.open_slide_regions`` opens each)."""
     if tif.is_scn and len(tif.series) > 1:
         return max(tif.series, key=_plane_pixels)
     return tif.series[0]

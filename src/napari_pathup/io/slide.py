@@ -29,12 +29,15 @@ MAX_ROI_PIXELS = 8192 * 8192
 
 @dataclass(frozen=True)
 class Slide:
-    """Lazy pyramid levels (largest first) of an RGB slide and the microns per pixel of level 0."""
+    """Lazy pyramid levels (largest first) of an RGB slide and the microns per pixel of level 0; for one
+    of several scanned regions of a slide (:func:`open_slide_regions`), where its corner lies, (y, x) in
+    micrometres from the first region's."""
 
     levels: list[Any]
     mpp: float | None
     name: str
     source: str
+    offset_um: tuple[float, float] = (0.0, 0.0)
 
     @property
     def downsamples(self) -> list[float]:
@@ -77,22 +80,100 @@ def open_slide(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS) -> S
     return Slide(levels=levels, mpp=mpp, name=name, source=str(path))
 
 
-def _tiff_levels(path: Path) -> tuple[list[Any], float | None]:
-    import dask.array as da
+def open_slide_regions(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS) -> list[Slide]:
+    """Every scanned region of a slide, each a :class:`Slide` placed by ``offset_um``: a Leica SCN's
+    main images (its macro image left out), in the file's order, each from the XML's ``view`` offset;
+    any other slide is one region, :func:`open_slide`'s. OpenSlide composites an SCN's regions onto the
+    macro image's canvas instead; this keeps each region's own pixel grid."""
+    path = Path(path).expanduser()
+    if not path.name.lower().endswith(".scn"):
+        return [open_slide(path, max_pixels)]
     import tifffile
-    import zarr
+
+    from napari_pathup.io.images import _wrap_errors
+
+    with _wrap_errors(path, "tiff"):
+        tif = tifffile.TiffFile(path)  # kept open by the zarr stores for as long as the levels live
+        regions = scn_regions(tif.pages.first.description if tif.is_scn else None, len(tif.series))
+        if not regions:
+            tif.close()
+            return [open_slide(path, max_pixels)]
+        first = (min(r.offset_nm[0] for r in regions), min(r.offset_nm[1] for r in regions))
+        slides = []
+        for k, region in enumerate(regions, start=1):
+            series = tif.series[region.series]
+            slides.append(
+                Slide(
+                    levels=_series_levels(tif, series, path),
+                    mpp=tiff_pixel_size(tif, series),
+                    name=f"{path.name} [region {k}]" if len(regions) > 1 else path.name,
+                    source=str(path),
+                    offset_um=(
+                        (region.offset_nm[0] - first[0]) / 1000.0,
+                        (region.offset_nm[1] - first[1]) / 1000.0,
+                    ),
+                )
+            )
+    return slides
+
+
+@dataclass(frozen=True)
+class ScnRegion:
+    """A Leica SCN main image: its tifffile series index and its ``view`` offset (y, x) in nanometres."""
+
+    series: int
+    offset_nm: tuple[float, float]
+
+
+def scn_regions(xml: str | None, series_count: int) -> list[ScnRegion]:
+    """The main images of a Leica SCN's XML, in order: every image with pixel data (tifffile makes one
+    series of each, in the same order) but the macro image, which spans the whole collection from its
+    origin (OpenSlide's rule). Empty when the XML cannot be read or does not match the series."""
+    from xml.etree import ElementTree
+
+    def number(element: Any, name: str) -> float:
+        return float(element.attrib.get(name, "0")) if element is not None else 0.0
+
+    try:
+        tree = ElementTree.fromstring(xml or "")
+        found: list[ScnRegion] = []
+        index = 0
+        for collection in (e for e in tree if e.tag.endswith("}collection")):
+            size = (number(collection, "sizeY"), number(collection, "sizeX"))
+            for image in (e for e in collection if e.tag.endswith("}image")):
+                if not any(d.tag.endswith("}dimension") for d in image.iter()):
+                    continue  # no pixel data: no series
+                view = next((e for e in image if e.tag.endswith("}view")), None)
+                offset = (number(view, "offsetY"), number(view, "offsetX"))
+                if offset != (0.0, 0.0) or (number(view, "sizeY"), number(view, "sizeX")) != size:
+                    found.append(ScnRegion(index, offset))  # not the macro image
+                index += 1
+    except (ElementTree.ParseError, ValueError):
+        return []
+    return found if index == series_count else []
+
+
+def _tiff_levels(path: Path) -> tuple[list[Any], float | None]:
+    import tifffile
 
     from napari_pathup.io.images import main_series
 
     tif = tifffile.TiffFile(path)  # kept open by the zarr store for as long as the levels live
     series = main_series(tif)
+    return _series_levels(tif, series, path), tiff_pixel_size(tif, series)
+
+
+def _series_levels(tif: Any, series: Any, path: Path) -> list[Any]:
+    """The lazy (H, W, 3) uint8 levels of one tifffile series (its zarr store keeps ``tif`` open)."""
+    import dask.array as da
+    import zarr
+
     axes = series.axes.upper()
     if "Y" not in axes or "X" not in axes or series.dtype != np.uint8:
         tif.close()
         raise InputError(
             f"{path}: expected an 8-bit RGB slide, found axes {series.axes!r} and dtype {series.dtype}"
         )
-    mpp = tiff_pixel_size(tif, series)
     store = series.aszarr()
     group = zarr.open(store, mode="r", zarr_format=2)
     arrays = [group[str(i)] for i in range(len(series.levels))] if isinstance(group, zarr.Group) else [group]
@@ -100,7 +181,7 @@ def _tiff_levels(path: Path) -> tuple[list[Any], float | None]:
     for array, level in zip(arrays, series.levels, strict=True):
         lazy = da.from_zarr(array)
         levels.append(_channels_last_lazy(lazy, level.axes.upper(), str(path)))
-    return levels, mpp
+    return levels
 
 
 def _channels_last_lazy(array: Any, axes: str, source: str) -> Any:
