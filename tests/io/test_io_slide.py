@@ -181,7 +181,7 @@ def test_a_leica_scn_opens_its_main_scan_at_its_pixel_size_as_openslide_reads_it
 
 def test_a_leica_scn_scanned_in_two_regions_opens_each_where_it_lies_on_the_glass(tmp_path):
     """Two sections scanned on one glass: each region opens on its own pixel grid and scale, placed by
-    its offset on the glass (µm from the first region); OpenSlide, which composites the regions onto
+    its offset on the glass (µm from the corner of the box around both); OpenSlide, which composites the regions onto
     one canvas, shows the same pixels at the same places. ``open_slide`` takes the largest region."""
     import openslide
 

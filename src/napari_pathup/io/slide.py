@@ -31,7 +31,7 @@ MAX_ROI_PIXELS = 8192 * 8192
 class Slide:
     """Lazy pyramid levels (largest first) of an RGB slide and the microns per pixel of level 0; for one
     of several scanned regions of a slide (:func:`open_slide_regions`), where its corner lies, (y, x) in
-    micrometres from the first region's."""
+    micrometres from the top-left corner of the box around all the regions (OpenSlide's bounds)."""
 
     levels: list[Any]
     mpp: float | None
