@@ -11,10 +11,12 @@ import tifffile
 
 import napari_pathup.widgets._base as base_module
 import napari_pathup.widgets.synthesize as synth_module
+from helpers import leica_scn, rgb
 from napari_pathup.engine.device import select_dtype
 from napari_pathup.engine.pipeline import SynthesisSettings, run
 from napari_pathup.io.ome_zarr import lazy_rgb_levels, ome_zarr_pixel_size
 from napari_pathup.models.load import load_model
+from napari_pathup.widgets._roi import layer_reference
 from napari_pathup.widgets.synthesize import SynthesizeWidget
 
 SVS = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_small_region.svs"
@@ -51,9 +53,6 @@ def test_a_rectangle_on_the_second_region_of_a_leica_scn_reads_that_regions_pixe
 ):
     """Each scanned region of an SCN is a layer placed where it lies on the glass: a rectangle drawn on
     the second region (world µm) is read from that region's own pixels, at its own pixel grid."""
-    from helpers import leica_scn, rgb
-    from napari_pathup.widgets._roi import layer_reference
-
     second = rgb(320, 256, seed=2)
     more = [(second, (1_500_000, 700_000))]  # 500 µm right and 200 µm below the first region
     path = leica_scn(tmp_path / "two.scn", rgb(64, 160), rgb(256, 384, seed=1), more=more)
