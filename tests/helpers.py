@@ -267,17 +267,19 @@ def leica_scn(
     *,
     resolution_tags: bool = True,
     more: Sequence[tuple[np.ndarray, tuple[int, int]]] = (),
+    names: bool = True,
 ) -> Path:
     """A brightfield Leica SCN as OpenSlide's and tifffile's Leica readers take it (no scanner's file is
     at hand offline; OpenSlide opens this one as vendor "leica"): a BigTIFF whose first page's
     description is the XML of a collection (sizes in nanometres) holding a low-resolution macro image
     (IFD 0, the whole slide) and the main scan (IFD 1 and its 4x-smaller level, IFD 2; 0.5 µm/px, 1 mm
     from the left, 0.5 mm from the top), then each of ``more`` (a further scanned region and its
-    (x, y) offset in nanometres, at the same resolution)."""
+    (x, y) offset in nanometres, at the same resolution). ``names=False``: the images carry no ``name``
+    attribute (it is optional; tifffile then names every series "Unknown")."""
     import tifffile
 
     image = (
-        '<image name="{name}"><pixels sizeX="{w}" sizeY="{h}">{dims}</pixels>'
+        '<image{name}><pixels sizeX="{w}" sizeY="{h}">{dims}</pixels>'
         '<view sizeX="{vw}" sizeY="{vh}" offsetX="{x}" offsetY="{y}" spacingZ="0"/>'
         "<scanSettings><objectiveSettings><objective>{objective}</objective></objectiveSettings>"
         "<illuminationSettings><illuminationSource>brightfield</illuminationSource>"
@@ -290,7 +292,7 @@ def leica_scn(
         f'<?xml version="1.0" encoding="utf-8"?><scn xmlns="{SCN_NS}">'
         f'<collection name="slide" sizeX="{collection[0]}" sizeY="{collection[1]}">'
         + image.format(
-            name="macro",
+            name=' name="macro"' if names else "",
             w=macro.shape[1],
             h=macro.shape[0],
             vw=collection[0],
@@ -302,7 +304,7 @@ def leica_scn(
         )
         + "".join(
             image.format(
-                name=f"main{k}",
+                name=f' name="main{k}"' if names else "",
                 w=region.shape[1],
                 h=region.shape[0],
                 vw=region.shape[1] * 500,

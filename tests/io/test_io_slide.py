@@ -22,8 +22,7 @@ from napari_pathup.io.slide import (
     philips_pixel_size,
     read_region,
     roi_from_levels,
-    scn_pixel_size,
-    scn_regions,
+    scn_images,
 )
 
 SVS = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_small_region.svs"
@@ -175,8 +174,11 @@ def test_a_leica_scn_opens_its_main_scan_at_its_pixel_size_as_openslide_reads_it
     # without resolution tags: the XML's view (nanometres) over the level-0 width (pixels)
     bare = leica_scn(tmp_path / "bare.scn", macro, main, resolution_tags=False)
     assert open_slide(bare).mpp == pytest.approx(0.5)
-    assert scn_pixel_size("<scn", "main") is None
-    assert scn_pixel_size(f'<scn xmlns="{SCN_NS}"><collection/></scn>', "main") is None
+    assert scn_images("<scn", 2) == []
+    assert scn_images(f'<scn xmlns="{SCN_NS}"><collection/></scn>', 2) == []
+    # image names are optional (tifffile then names every series "Unknown"): matched by position
+    unnamed = leica_scn(tmp_path / "unnamed.scn", macro, main, resolution_tags=False, names=False)
+    assert open_slide(unnamed).mpp == pytest.approx(0.5)
 
 
 def test_a_leica_scn_scanned_in_two_regions_opens_each_where_it_lies_on_the_glass(tmp_path):
@@ -212,7 +214,7 @@ def test_a_leica_scn_scanned_in_two_regions_opens_each_where_it_lies_on_the_glas
     assert single.name == "one.scn" and single.offset_um == (0.0, 0.0)
     (svs,) = open_slide_regions(SVS)
     assert svs.levels[0].shape == open_slide(SVS).levels[0].shape and svs.offset_um == (0.0, 0.0)
-    assert scn_regions("<scn", 2) == [] and scn_regions(f'<scn xmlns="{SCN_NS}"/>', 2) == []
+    assert scn_images("<scn", 2) == [] and scn_images(f'<scn xmlns="{SCN_NS}"/>', 2) == []
 
 
 def test_image_without_pixel_size_falls_back_and_says_so(tmp_path):

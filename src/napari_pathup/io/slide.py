@@ -94,14 +94,15 @@ def open_slide_regions(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXE
 
     with _wrap_errors(path, "tiff"):
         tif = tifffile.TiffFile(path)  # kept open by the zarr stores for as long as the levels live
-        regions = scn_regions(tif.pages.first.description if tif.is_scn else None, len(tif.series))
+        images = scn_images(tif.pages.first.description if tif.is_scn else None, len(tif.series))
+        regions = [(index, image) for index, image in enumerate(images) if not image.macro]
         if not regions:
             tif.close()
             return [open_slide(path, max_pixels)]
-        first = (min(r.offset_nm[0] for r in regions), min(r.offset_nm[1] for r in regions))
+        first = (min(r.offset_nm[0] for _, r in regions), min(r.offset_nm[1] for _, r in regions))
         slides = []
-        for k, region in enumerate(regions, start=1):
-            series = tif.series[region.series]
+        for k, (index, region) in enumerate(regions, start=1):
+            series = tif.series[index]
             slides.append(
                 Slide(
                     levels=_series_levels(tif, series, path),
@@ -118,17 +119,28 @@ def open_slide_regions(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXE
 
 
 @dataclass(frozen=True)
-class ScnRegion:
-    """A Leica SCN main image: its tifffile series index and its ``view`` offset (y, x) in nanometres."""
+class ScnImage:
+    """An image of a Leica SCN's XML that holds pixel data (tifffile makes one series of each, in the same
+    order): its ``view`` offset and size (y, x) in nanometres, the collection's unit, its level-0 width in
+    pixels, and whether it is the macro image, which spans the whole collection from its origin
+    (OpenSlide's rule)."""
 
-    series: int
     offset_nm: tuple[float, float]
+    size_nm: tuple[float, float]
+    width_px: float
+    macro: bool
+
+    @property
+    def mpp(self) -> float | None:
+        """Microns per pixel of level 0: the view's width over the level-0 width; None if either is 0."""
+        mpp = self.size_nm[1] / self.width_px / 1000.0 if self.size_nm[1] > 0 and self.width_px > 0 else None
+        return mpp if mpp is not None and math.isfinite(mpp) else None
 
 
-def scn_regions(xml: str | None, series_count: int) -> list[ScnRegion]:
-    """The main images of a Leica SCN's XML, in order: every image with pixel data (tifffile makes one
-    series of each, in the same order) but the macro image, which spans the whole collection from its
-    origin (OpenSlide's rule). Empty when the XML cannot be read or does not match the series."""
+def scn_images(xml: str | None, series_count: int) -> list[ScnImage]:
+    """The images of a Leica SCN's XML that hold pixel data, in order, one per tifffile series (images are
+    matched to series by position: their ``name`` is optional and need not be unique). Empty when the XML
+    cannot be read or does not list ``series_count`` such images."""
     from xml.etree import ElementTree
 
     def number(element: Any, name: str) -> float:
@@ -136,21 +148,22 @@ def scn_regions(xml: str | None, series_count: int) -> list[ScnRegion]:
 
     try:
         tree = ElementTree.fromstring(xml or "")
-        found: list[ScnRegion] = []
-        index = 0
+        found: list[ScnImage] = []
         for collection in (e for e in tree if e.tag.endswith("}collection")):
             size = (number(collection, "sizeY"), number(collection, "sizeX"))
             for image in (e for e in collection if e.tag.endswith("}image")):
-                if not any(d.tag.endswith("}dimension") for d in image.iter()):
+                dimensions = [d for d in image.iter() if d.tag.endswith("}dimension")]
+                if not dimensions:
                     continue  # no pixel data: no series
+                level0 = next((d for d in dimensions if d.attrib.get("r", "0") == "0"), None)
                 view = next((e for e in image if e.tag.endswith("}view")), None)
                 offset = (number(view, "offsetY"), number(view, "offsetX"))
-                if offset != (0.0, 0.0) or (number(view, "sizeY"), number(view, "sizeX")) != size:
-                    found.append(ScnRegion(index, offset))  # not the macro image
-                index += 1
+                extent = (number(view, "sizeY"), number(view, "sizeX"))
+                macro = offset == (0.0, 0.0) and extent == size
+                found.append(ScnImage(offset, extent, number(level0, "sizeX"), macro))
     except (ElementTree.ParseError, ValueError):
         return []
-    return found if index == series_count else []
+    return found if len(found) == series_count else []
 
 
 def _tiff_levels(path: Path) -> tuple[list[Any], float | None]:
@@ -235,7 +248,8 @@ def tiff_pixel_size(tif: Any, series: Any = None) -> float | None:
     page = tif.pages.first if series is None else series.keyframe
     mpp = _resolution_tags_mpp(tif, page)
     if mpp is None and tif.is_scn and series is not None:
-        return scn_pixel_size(tif.pages.first.description, series.name)
+        images = scn_images(tif.pages.first.description, len(tif.series))
+        return images[tif.series.index(series)].mpp if images else None
     return mpp
 
 
@@ -268,33 +282,6 @@ def philips_pixel_size(xml: str | None) -> float | None:
     level0 = tree.find(path)  # the representations are listed from level 0 down
     values = (level0.text or "").replace('"', " ").split() if level0 is not None else []
     return float(values[1]) * 1000.0 if len(values) == 2 and _positive(values[1]) else None
-
-
-def scn_pixel_size(xml: str | None, image: str) -> float | None:
-    """Microns per pixel of the Leica SCN image named ``image``: its ``view`` width (in nanometres, the
-    collection's unit) over its level-0 ``dimension`` width in pixels. None when the XML says neither."""
-    from xml.etree import ElementTree
-
-    try:
-        tree = ElementTree.fromstring(xml or "")
-    except ElementTree.ParseError:
-        return None
-    for element in tree.iter():
-        if not element.tag.endswith("}image") or element.attrib.get("name", "Unknown") != image:
-            continue
-        view = next((e for e in element if e.tag.endswith("}view")), None)
-        dimensions = [
-            e for e in element.iter() if e.tag.endswith("}dimension") and e.attrib.get("r", "0") == "0"
-        ]
-        if view is None or not dimensions:
-            return None
-        nanometres, pixels = view.attrib.get("sizeX", ""), dimensions[0].attrib.get("sizeX", "")
-        return (
-            float(nanometres) / float(pixels) / 1000.0
-            if _positive(nanometres) and _positive(pixels)
-            else None
-        )
-    return None
 
 
 def imagej_unit(metadata: dict[str, Any] | None) -> str:
