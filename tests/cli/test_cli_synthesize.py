@@ -229,6 +229,44 @@ def test_region_of_a_slide_is_the_reference_and_the_output_keeps_its_pixel_size(
     assert ome_zarr_pixel_size(out) == pytest.approx(0.499)
 
 
+def test_a_roi_of_a_slide_scanned_in_two_regions_is_read_from_the_region_asked_for(
+    pathup_model_dir, tmp_path, capsys
+):
+    """``--scan-region 2 --region ...``: the RoI in the second region's own pixels (the default is the
+    largest region); the output records which region; a region the slide lacks is refused, naming it."""
+    from helpers import leica_scn, rgb
+    from napari_pathup.io.slide import read_reference_roi
+    from napari_pathup.models.load import read_model_spec
+
+    first, second = rgb(256, 384, seed=1), rgb(320, 256, seed=2)
+    slide = leica_scn(tmp_path / "two.scn", rgb(64, 160), first, more=[(second, (1_500_000, 300_000))])
+    spec = read_model_spec(pathup_model_dir)
+    roi = read_reference_roi(slide, "0,64,256,256", 0, None, spec, scan_region=2)
+    np.testing.assert_array_equal(np.asarray(roi.image), second[64:320, 0:256])
+    out = tmp_path / "out" / "roi.ome.zarr"
+    out.parent.mkdir()
+    argv = synthesize_argv(pathup_model_dir, slide, out, "--region", "0,64,256,256", size="192x128")
+    assert main([*argv, "--scan-region", "2"]) == 0
+    attrs = read_attrs(out)
+    assert attrs["reference_region"] == {
+        "x": 0,
+        "y": 64,
+        "width": 256,
+        "height": 256,
+        "level": 0,
+        "scan_region": 2,
+    }
+    assert attrs["pixel_size_um"] == pytest.approx(0.5)
+    capsys.readouterr()
+    refused = synthesize_argv(pathup_model_dir, slide, tmp_path / "out" / "x.ome.zarr", size="192x128")
+    assert main([*refused, "--scan-region", "3"]) == 2
+    assert (
+        "two.scn: scanned region 3 asked for; the slide has 2 scanned regions (1-2)"
+        in capsys.readouterr().err
+    )
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["roi.ome.zarr"]
+
+
 def test_region_outside_the_slide_is_an_error_and_nothing_is_written(pathup_model_dir, tmp_path, capsys):
     from pathlib import Path
 

@@ -17,6 +17,7 @@ from napari_pathup.io.images import image_shape, read_image
 from napari_pathup.io.ome_zarr import ome_zarr_pixel_size, write_ome_zarr
 from napari_pathup.io.slide import (
     choose_level,
+    open_scan_region,
     open_slide,
     open_slide_regions,
     philips_pixel_size,
@@ -209,6 +210,17 @@ def test_a_leica_scn_scanned_in_two_regions_opens_each_where_it_lies_on_the_glas
             np.testing.assert_array_equal(np.asarray(theirs.convert("RGB")), image)
             np.testing.assert_array_equal(np.asarray(region.levels[0]), image)
     assert open_slide(path).levels[0].shape == (256, 384, 3)
+    # a RoI is read from the scanned region asked for, in that region's own level-0 pixels
+    assert open_scan_region(path, None).levels[0].shape == (256, 384, 3)
+    np.testing.assert_array_equal(np.asarray(open_scan_region(path, 2).levels[0]), second)
+    with pytest.raises(
+        InputError, match=r"two.scn: scanned region 3 asked for; the slide has 2 scanned regions \(1-2\)"
+    ):
+        open_scan_region(path, 3)
+    with pytest.raises(
+        InputError, match=r"scanned region 2 asked for; the slide has one scanned region \(1\)"
+    ):
+        open_scan_region(SVS, 2)
     # a slide of one region is that region, unmoved; other formats are open_slide's
     (single,) = open_slide_regions(leica_scn(tmp_path / "one.scn", rgb(64, 160), first))
     assert single.name == "one.scn" and single.offset_um == (0.0, 0.0)

@@ -48,6 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="RoI of the reference in level-0 pixels (left, top, width, height); read from one pyramid "
         "level only, never the whole slide (SVS, SCN, pyramidal (OME-)TIFF, OME-Zarr)",
     )
+    p.add_argument(
+        "--scan-region",
+        type=whole(1),
+        metavar="N",
+        help="for a slide scanned in several regions (Leica SCN): the one --region lies in, 1, 2, ... "
+        "in the file's order, as napari's reader names them '[region N]' (default: the largest)",
+    )
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--level", type=whole(0), metavar="N", help="pyramid level to read the RoI from (0: full resolution)"
@@ -101,11 +108,21 @@ def execute(args: argparse.Namespace) -> int:
         Path(args.reference) if args.reference else reference_for_class(spec, args.class_name, settings.seed)
     )
     limit = max_image_pixels(args)
-    if args.region is None and args.level is None and args.mpp is None:  # the whole image: its header
+    whole_image = args.region is None and args.level is None and args.mpp is None
+    if whole_image and args.scan_region is None:  # the whole image: its header
         check_pixels(reference_path, *image_shape(reference_path), limit)
     roi = read_reference_roi(
-        reference_path, args.region, args.level, args.mpp, spec, lazy=True, max_pixels=limit
+        reference_path,
+        args.region,
+        args.level,
+        args.mpp,
+        spec,
+        lazy=True,
+        max_pixels=limit,
+        scan_region=args.scan_region,
     )
+    if whole_image and args.scan_region is not None and roi.region is not None:  # its level 0's size
+        check_pixels(reference_path, roi.region.height, roi.region.width, limit)
     plan.check_reference(roi.image.shape, f"reference {reference_path}")
     fit_note = plan.reference_note(roi.image.shape, f"the reference {reference_path.name}")
     for line in [*roi.notes, *([fit_note] if fit_note else [])]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +116,24 @@ def open_slide_regions(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXE
                 )
             )
     return slides
+
+
+def open_scan_region(
+    path: str | Path, scan_region: int | None, max_pixels: int | None = MAX_IMAGE_PIXELS
+) -> Slide:
+    """The scanned region ``scan_region`` of a slide (1, 2, ... in the file's order, the ``[region N]``
+    of :func:`open_slide_regions`' names), or :func:`open_slide`'s largest when None.
+
+    Raises :class:`InputError` naming the file and the regions it has when there is no such region.
+    """
+    if scan_region is None:
+        return open_slide(path, max_pixels)
+    regions = open_slide_regions(path, max_pixels)
+    if not 1 <= scan_region <= len(regions):
+        count = len(regions)
+        has = "one scanned region (1)" if count == 1 else f"{count} scanned regions (1-{count})"
+        raise InputError(f"{Path(path).name}: scanned region {scan_region} asked for; the slide has {has}")
+    return regions[scan_region - 1]
 
 
 @dataclass(frozen=True)
@@ -422,13 +440,15 @@ class ReferenceRoi:
     level: int
     pixel_size: float | None
     notes: tuple[str, ...] = ()
+    scan_region: int | None = None  # which scanned region of the slide, when one was asked for
 
     def attributes(self) -> dict[str, Any]:
         """What the output file records about the RoI (beside the run's own attributes)."""
+        scan = {} if self.scan_region is None else {"scan_region": self.scan_region}
         return {
             "reference_region": None
             if self.region is None
-            else {**self.region.to_json(), "level": self.level},
+            else {**self.region.to_json(), "level": self.level, **scan},
             "pixel_size_um": self.pixel_size,
         }
 
@@ -476,13 +496,15 @@ def read_reference_roi(
     *,
     lazy: bool = False,
     max_pixels: int | None = MAX_IMAGE_PIXELS,
+    scan_region: int | None = None,
 ) -> ReferenceRoi:
-    """The reference for a run from a file: a RoI of a slide (``region``, level-0 pixels) read from one
-    pyramid level, or the whole image; the model's native patch is the smallest RoI side allowed."""
-    slide = open_slide(path, max_pixels)
+    """The reference for a run from a file: a RoI of a slide (``region``, level-0 pixels of the scanned
+    region ``scan_region``, else of the largest) read from one pyramid level, or the whole image; the
+    model's native patch is the smallest RoI side allowed."""
+    slide = open_scan_region(path, scan_region, max_pixels)
     if isinstance(region, str):
         region = Box.parse_xywh(region)
-    return roi_from_levels(
+    roi = roi_from_levels(
         slide.levels,
         slide.mpp,
         region,
@@ -493,3 +515,4 @@ def read_reference_roi(
         source=str(path),
         lazy=lazy,
     )
+    return roi if scan_region is None else replace(roi, scan_region=scan_region)
