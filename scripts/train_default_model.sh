@@ -39,9 +39,15 @@
 #                                                  # no normal guidance entries; 4.9 itself was 4.8's
 #                                                  # folder given the weak one by add_weak_denoiser.py)
 #   python scripts/store_denoiser.py out/v46-model bfloat16
-#                                                  # the shipped version 4.10: version 4.9's folder with
-#                                                  # its denoiser stored in bfloat16 (the same bits where
+#                                                  # version 4.10: version 4.9's folder with its
+#                                                  # denoiser stored in bfloat16 (the same bits where
 #                                                  # the model runs in bfloat16; docs/model_card.md)
+#   pathup train-decoder out/v46-model data/demo --out out/v411-model --iters 4500 --glass 0.25 \
+#       --decoder-width 128 --device cpu --threads 1
+#                                                  # the shipped version 4.11: version 4.10's folder (the
+#                                                  # line above) with its decoder widened to 128 channels
+#                                                  # and trained on with a glass term, the encoder frozen
+#                                                  # (docs/training.md, "decoder leg")
 #                                                  # version 4.5: version 4's leg from the
 #                                                  # committed 39,000 of the sixteen-channel line with
 #                                                  # seed 3, a reference from each slide of normal and
@@ -195,7 +201,7 @@ fi
 [ -n "$INIT" ] || PRESET="${PRESET:-cpu-large}"
 STORAGE="${STORAGE:-float32}"  # the exported denoiser's weights: float16 keeps cpu-deep under MAX_MB
 MAX_MB=45  # 40 until version 4.9 (44.2 MB with its float32 denoiser and weak one); the shipped folder
-           # is 29.8 MB since version 4.10 re-stored that denoiser in bfloat16 (store_denoiser.py, after
+           # is 29.8 MB since version 4.10 (30.6 MB in 4.11) re-stored that denoiser in bfloat16 (store_denoiser.py, after
            # the float32 export and average), and the package's test holds it to 40 again
 
 [ -n "$DATA" ] || [ -f data/demo/holdout.json ] || "$PYTHON" scripts/prepare_demo_data.py
