@@ -48,9 +48,13 @@ def settle(seconds: float = 0.5) -> None:
 
 def save(viewer, path: Path) -> None:
     """The whole window, downscaled to WIDTH, as a PNG under MAX_BYTES (palette if needed)."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
     from napari_pathup.io.atomic import atomic_output
 
     viewer.reset_view()  # docks change the canvas size after napari framed the layers
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+        toast.close()  # a run's notes (e.g. "no pixel size") would cover the canvas with a local path
     settle()
     rgba = viewer.screenshot(canvas_only=False, flash=False)
     image = Image.fromarray(np.asarray(rgba)[..., :3])
@@ -149,7 +153,9 @@ def main() -> None:
     screen = primary.availableGeometry()
     # a window larger than the (virtual) screen gets a clipped OpenGL canvas: the grab comes out distorted
     viewer.window._qt_window.resize(min(1800, screen.width()), min(1150, screen.height()))
-    (real,) = viewer.open_sample("napari-pathup", "tumour")
+    real, *others = viewer.open_sample("napari-pathup", "tumour")  # a layer per reference of the class
+    for layer in others:  # the first (the nest) is the one the run starts from
+        viewer.layers.remove(layer)
     settle(1.0)
     synth_dock, synthetic = synthesize(viewer, args.out, args.size, real)
     viewer.window.remove_dock_widget(synth_dock)  # room for the other widgets' tables and plots
