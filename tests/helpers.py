@@ -332,3 +332,16 @@ def leica_scn(
             tif.write(region, tile=(64, 64), **tags, **options)
             tif.write(region[::4, ::4], tile=(16, 16), **tags4, **options)
     return path
+
+
+def pyramidal_ome_tiff(path: Path, image: np.ndarray, mpp: float = 0.25) -> Path:
+    """A 3-level pyramidal OME-TIFF (SubIFDs) with its physical pixel size, as scanners export them."""
+    import tifffile
+
+    with tifffile.TiffWriter(path) as tif:
+        options: dict[str, Any] = {"tile": (64, 64), "photometric": "rgb"}
+        metadata = {"axes": "YXS", "PhysicalSizeX": mpp, "PhysicalSizeY": mpp, "PhysicalSizeXUnit": "µm"}
+        tif.write(image, subifds=2, metadata=metadata, **options)
+        tif.write(image[::2, ::2], subfiletype=1, **options)
+        tif.write(image[::4, ::4], subfiletype=1, **options)
+    return path

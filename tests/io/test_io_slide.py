@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from helpers import SCN_NS, leica_scn, rgb
+from helpers import SCN_NS, leica_scn, pyramidal_ome_tiff, rgb
 from napari_pathup.errors import InputError
 from napari_pathup.geometry import Box
 from napari_pathup.io import write_image
@@ -27,17 +27,6 @@ from napari_pathup.io.slide import (
 )
 
 SVS = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_small_region.svs"
-
-
-def pyramidal_ome_tiff(path: Path, image: np.ndarray, mpp: float = 0.25) -> Path:
-    """A 3-level pyramidal OME-TIFF (SubIFDs) with its physical pixel size, as scanners export them."""
-    with tifffile.TiffWriter(path) as tif:
-        options: dict[str, Any] = {"tile": (64, 64), "photometric": "rgb"}
-        metadata = {"axes": "YXS", "PhysicalSizeX": mpp, "PhysicalSizeY": mpp, "PhysicalSizeXUnit": "µm"}
-        tif.write(image, subifds=2, metadata=metadata, **options)
-        tif.write(image[::2, ::2], subfiletype=1, **options)
-        tif.write(image[::4, ::4], subfiletype=1, **options)
-    return path
 
 
 def test_svs_opens_lazily_with_its_microns_per_pixel():

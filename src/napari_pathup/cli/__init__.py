@@ -22,6 +22,7 @@ from napari_pathup.errors import PathupError
 COMMANDS: tuple[str, ...] = (
     "synthesize",
     "info",
+    "slide",
     "metrics",
     "prepare",
     "train",

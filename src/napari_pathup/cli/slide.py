@@ -1,0 +1,44 @@
+"""``pathup slide``: a slide's scanned regions, pyramid levels and pixel sizes, read from its headers, so
+that ``pathup synthesize``'s ``--scan-region``, ``--region``, ``--level`` and ``--mpp`` can be chosen
+without opening napari. No pixel is decoded and no torch is imported."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "slide",
+        help="list a slide's scanned regions, pyramid levels and pixel sizes",
+        description="List a slide's scanned regions (a Leica SCN may hold several), and for each its "
+        "pyramid levels with their sizes and µm/px, read from the file's headers: what `pathup "
+        "synthesize --reference SLIDE` takes as --scan-region, --region (level-0 pixels of the region), "
+        "--level and --mpp.",
+    )
+    p.add_argument("slide", metavar="SLIDE", help="SVS, SCN, (pyramidal, OME-)TIFF, OME-Zarr, PNG or JPEG")
+    p.set_defaults(func=execute)
+
+
+def execute(args: argparse.Namespace) -> int:
+    from napari_pathup.io.slide import open_slide_regions
+
+    path = Path(args.slide).expanduser()
+    regions = open_slide_regions(path, max_pixels=None)  # headers only: nothing is decoded
+    print(f"slide       {path}")
+    if len(regions) > 1:
+        print(f"regions     {len(regions)} scanned regions (--scan-region N; without it, the largest)")
+    for number, region in enumerate(regions, start=1):
+        if len(regions) > 1:
+            y, x = region.offset_um
+            print(f"\nregion {number}    {region.name}, at x {x:g} µm, y {y:g} µm on the glass")
+        mpp = "none recorded (so --mpp cannot choose a level)" if region.mpp is None else ""
+        print(f"pixel size  {mpp or f'{region.mpp:g} µm/px at level 0'}")
+        print("level  width x height     downsample  µm/px")
+        for level, (array, downsample) in enumerate(zip(region.levels, region.downsamples, strict=True)):
+            height, width = int(array.shape[0]), int(array.shape[1])
+            size = region.level_mpp(level)
+            shown = "-" if size is None else f"{size:.4g}"
+            print(f"{level:<6} {f'{width}x{height}':<18} {downsample:<11.4g} {shown}")
+    return 0

@@ -1,0 +1,59 @@
+"""``pathup slide``: what a user needs to choose --scan-region, --region, --level and --mpp."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import leica_scn, pyramidal_ome_tiff, rgb
+from napari_pathup.cli import main
+
+SVS = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_small_region.svs"
+
+
+def test_a_pyramid_is_listed_level_by_level_with_sizes_and_pixel_sizes(tmp_path, capsys):
+    slide = pyramidal_ome_tiff(tmp_path / "slide.ome.tif", rgb(256, 384), mpp=0.25)
+    assert main(["slide", str(slide)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "pixel size  0.25 µm/px at level 0" in lines
+    header = next(k for k, line in enumerate(lines) if line.startswith("level"))
+    rows = [line.split() for line in lines[header + 1 :]]
+    assert rows == [["0", "384x256", "1", "0.25"], ["1", "192x128", "2", "0.5"], ["2", "96x64", "4", "1"]]
+
+
+def test_a_slide_scanned_in_two_regions_lists_each_as_scan_region_numbers_them(tmp_path, capsys):
+    first, second = rgb(256, 384, seed=1), rgb(320, 256, seed=2)
+    slide = leica_scn(tmp_path / "two.scn", rgb(64, 160), first, more=[(second, (1_500_000, 300_000))])
+    assert main(["slide", str(slide)]) == 0
+    out = capsys.readouterr().out
+    assert "regions     2 scanned regions (--scan-region N; without it, the largest)" in out
+    assert "region 1    two.scn [region 1], at x 0 µm, y 200 µm on the glass" in out
+    assert "region 2    two.scn [region 2], at x 500 µm, y 0 µm on the glass" in out
+    assert out.index("384x256") < out.index("region 2") < out.index("256x320")
+
+
+def test_an_image_without_a_pixel_size_says_so_and_a_missing_file_is_one_line(tmp_path, capsys):
+    from napari_pathup.io import write_image
+
+    png = tmp_path / "roi.png"
+    write_image(png, rgb(64, 96))
+    assert main(["slide", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "pixel size  none recorded (so --mpp cannot choose a level)" in out and "96x64" in out
+    assert main(["slide", str(tmp_path / "missing.svs")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pathup slide: error: {tmp_path / 'missing.svs'}: no such file; expected an image "
+        "(.png, .jpg, .jpeg, .tif, .tiff, .svs, .scn, .ome.zarr)"
+    )
+
+
+def test_listing_a_slide_imports_no_torch():
+    code = (
+        "import sys; from napari_pathup.cli import main; "
+        f"assert main(['slide', {str(SVS)!r}]) == 0; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "2220x2967" in done.stdout and "0.499 µm/px" in done.stdout
