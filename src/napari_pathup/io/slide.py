@@ -106,7 +106,7 @@ def open_slide_regions(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXE
             slides.append(
                 Slide(
                     levels=_series_levels(tif, series, path),
-                    mpp=tiff_pixel_size(tif, series),
+                    mpp=tiff_pixel_size(tif, series, scn=images),  # the XML read once, above
                     name=f"{path.name} [region {k}]" if len(regions) > 1 else path.name,
                     source=str(path),
                     offset_um=(
@@ -244,12 +244,13 @@ def _channels_last_lazy(array: Any, axes: str, source: str) -> Any:
     return array[..., :3]
 
 
-def tiff_pixel_size(tif: Any, series: Any = None) -> float | None:
+def tiff_pixel_size(tif: Any, series: Any = None, scn: Sequence[ScnImage] | None = None) -> float | None:
     """Microns per pixel of level 0 of ``series`` (default: the first) from SVS ("MPP = 0.499"), OME-XML
     (PhysicalSizeX) or the TIFF resolution tags of the series' first page (pixels per centimetre or inch,
     or per the ``unit`` of an ImageJ/Fiji TIFF, whose tags say no unit), a Philips TIFF's XML, or, for a
     Leica SCN without resolution tags, its XML (the image's ``view`` width in nanometres over its
-    level-0 width in pixels); None when the file records none."""
+    level-0 width in pixels; ``scn``: its :func:`scn_images` when the caller has read them); None when
+    the file records none."""
     if tif.is_philips:
         return philips_pixel_size(tif.philips_metadata)
     if tif.is_svs:
@@ -266,7 +267,7 @@ def tiff_pixel_size(tif: Any, series: Any = None) -> float | None:
     page = tif.pages.first if series is None else series.keyframe
     mpp = _resolution_tags_mpp(tif, page)
     if mpp is None and tif.is_scn and series is not None:
-        images = scn_images(tif.pages.first.description, len(tif.series))
+        images = scn_images(tif.pages.first.description, len(tif.series)) if scn is None else scn
         return images[tif.series.index(series)].mpp if images else None
     return mpp
 
