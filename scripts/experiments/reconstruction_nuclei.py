@@ -16,26 +16,15 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _quality import grid_tiles, hed_stats, reconstruct, with_tissue  # noqa: E402
+from _quality import Morphology, grid_tiles, hed_stats, reconstruct, with_tissue  # noqa: E402
 from napari_pathup.io import read_image  # noqa: E402
-from napari_pathup.metrics.nuclei import haematoxylin_components, haematoxylin_threshold  # noqa: E402
+from napari_pathup.metrics.nuclei import haematoxylin_threshold  # noqa: E402
 from napari_pathup.models.load import load_model  # noqa: E402
-
-
-def median_area(tiles: list[np.ndarray], threshold: float) -> float:
-    """Median over the tiles (those with components) of each tile's median component area."""
-    per_tile = [
-        float(np.median(s.areas))
-        for s in (haematoxylin_components(t, threshold) for t in tiles)
-        if len(s.areas)
-    ]
-    return float(np.median(per_tile)) if per_tile else float("nan")
 
 
 def main() -> None:
@@ -58,10 +47,11 @@ def main() -> None:
     for path in args.images:
         tiles, _ = with_tissue(grid_tiles(read_image(path), 256, 128), 0.5)
         threshold = haematoxylin_threshold(tiles)
-        cells = [f"{median_area(tiles, threshold):.2f} / {hed_stats(tiles)['H mean']:.4f}"]
+        cells = [f"{Morphology.of(tiles, threshold).median_area:.2f} / {hed_stats(tiles)['H mean']:.4f}"]
         for name in names:
             decoded = reconstruct(autoencoders[name], tiles)
-            cells.append(f"{median_area(decoded, threshold):.2f} / {hed_stats(decoded)['H mean']:.4f}")
+            area = Morphology.of(decoded, threshold).median_area
+            cells.append(f"{area:.2f} / {hed_stats(decoded)['H mean']:.4f}")
         print(f"| {path.name} | {len(tiles)} | " + " | ".join(cells) + " |", flush=True)
 
 
