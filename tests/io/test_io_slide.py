@@ -210,6 +210,12 @@ def test_a_leica_scn_scanned_in_two_regions_opens_each_where_it_lies_on_the_glas
         InputError, match=r"scanned region 2 asked for; the slide has one scanned region \(1\)"
     ):
         open_scan_region(SVS, 2)
+    plain = tmp_path / "field.png"
+    write_image(plain, rgb(64, 64))
+    with pytest.raises(
+        InputError, match=r"field.png: scanned region 2 asked for; the image is one region \(1\)"
+    ):
+        open_scan_region(plain, 2)
     # a slide of one region is that region, unmoved; other formats are open_slide's
     (single,) = open_slide_regions(leica_scn(tmp_path / "one.scn", rgb(64, 160), first))
     assert single.name == "one.scn" and single.offset_um == (0.0, 0.0)

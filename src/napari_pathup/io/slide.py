@@ -131,8 +131,14 @@ def open_scan_region(
     regions = open_slide_regions(path, max_pixels)
     if not 1 <= scan_region <= len(regions):
         count = len(regions)
-        has = "one scanned region (1)" if count == 1 else f"{count} scanned regions (1-{count})"
-        raise InputError(f"{Path(path).name}: scanned region {scan_region} asked for; the slide has {has}")
+        slide = Path(path).name.lower().endswith((".svs", ".scn")) or len(regions[0].levels) > 1
+        if count == 1 and not slide:  # a plain image (PNG, JPEG, a flat TIFF, OME-Zarr of one level)
+            has = "the image is one region (1); scanned regions are those of a slide scanned in several"
+        else:
+            has = "the slide has " + (
+                "one scanned region (1)" if count == 1 else f"{count} scanned regions (1-{count})"
+            )
+        raise InputError(f"{Path(path).name}: scanned region {scan_region} asked for; {has}")
     return regions[scan_region - 1]
 
 
