@@ -7,7 +7,9 @@ seeds 100-101, 2048x2048, the model's defaults) and scores its 256-px tiles agai
 training-area crops with that benchmark's ``SelectionTissue`` (FD on EfficientNet-Lite0 features,
 sharpness ratio, the linear probe's class fidelity, nucleus area), three times: raw, and after a
 global per-channel mean/std match in CIELAB (Reinhard) of each output to (a) its reference, (b) its
-stage-1 result, the colour fix of diffusion upscalers (StableSR). The raw row reproduces the
+stage-1 result, the colour fix of diffusion upscalers (StableSR); then twice more after a Macenko
+stain match to its reference (``stain_match.py`` beside this script), the output's own stains estimated on
+(c) the output, (d) its stage-1 result (forty-eighth session). The raw row reproduces the
 benchmark's figures (thirty-first session: `normal` 196.3 on version 4.3; matched 197.4 and 199.1).
 """
 
@@ -23,6 +25,8 @@ from skimage.color import lab2rgb, rgb2lab
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from stain_match import StainMatch, fit  # noqa: E402  (beside this script)
 
 import bench_select_model as select  # noqa: E402
 from _quality import grid_tiles  # noqa: E402
@@ -80,6 +84,8 @@ def main() -> None:
         "raw": [],
         "matched to its reference": [],
         "matched to its stage 1": [],
+        "Macenko to its reference, fitted on the output": [],
+        "Macenko to its reference, fitted on stage 1": [],
     }
     for seed in SEEDS:
         reference = read_image(reference_for_class(model, args.class_name, seed))
@@ -87,6 +93,10 @@ def main() -> None:
         sets["raw"] += grid_tiles(image, select.CROP)
         sets["matched to its reference"] += grid_tiles(reinhard(image, reference), select.CROP)
         sets["matched to its stage 1"] += grid_tiles(reinhard(image, stage1), select.CROP)
+        target = fit(reference, name="reference")
+        for fitted_on, source in (("the output", image), ("stage 1", stage1)):
+            matched = StainMatch(fit(source), target)(image)
+            sets[f"Macenko to its reference, fitted on {fitted_on}"] += grid_tiles(matched, select.CROP)
     print(f"{args.model}, {args.class_name}, seeds {SEEDS[0]}-{SEEDS[-1]}, {SIZE}x{SIZE} (training areas)")
     for name, tiles in sets.items():
         score = tissue.score(tiles, args.class_name, 64, 5)
