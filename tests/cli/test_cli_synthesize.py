@@ -243,6 +243,13 @@ def test_a_roi_of_a_slide_scanned_in_two_regions_is_read_from_the_region_asked_f
     spec = read_model_spec(pathup_model_dir)
     roi = read_reference_roi(slide, "0,64,256,256", 0, None, spec, scan_region=2)
     np.testing.assert_array_equal(np.asarray(roi.image), second[64:320, 0:256])
+    assert not any("scanned regions" in note for note in roi.notes)
+    # without --scan-region: the largest region, and a note that says so and how to read another
+    roi = read_reference_roi(slide, "0,0,256,256", 0, None, spec)
+    np.testing.assert_array_equal(np.asarray(roi.image), first[0:256, 0:256])
+    (note,) = [note for note in roi.notes if "scanned regions" in note]
+    assert "two.scn holds 2 scanned regions; the reference is read from region 1, the largest" in note
+    assert "--scan-region N" in note
     out = tmp_path / "out" / "roi.ome.zarr"
     out.parent.mkdir()
     argv = synthesize_argv(pathup_model_dir, slide, out, "--region", "0,64,256,256", size="192x128")

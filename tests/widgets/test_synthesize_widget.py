@@ -157,6 +157,22 @@ def test_engine_error_becomes_a_notification(widget, qtbot, monkeypatch):
     assert widget.layer.metadata["pathup"]["status"].startswith("failed")
 
 
+def test_a_slide_scanned_in_two_regions_as_the_file_is_read_from_the_largest_saying_so(
+    widget, qtbot, monkeypatch, tmp_path
+):
+    from helpers import leica_scn, rgb
+
+    infos = []
+    monkeypatch.setattr(synth_module, "show_info", infos.append)
+    first, second = rgb(256, 384, seed=1), rgb(320, 256, seed=2)
+    slide = leica_scn(tmp_path / "two.scn", rgb(64, 160), first, more=[(second, (1_500_000, 300_000))])
+    widget.reference_file.value = str(slide)
+    assert widget.start() is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert widget.layer.metadata["pathup"]["status"] == "finished"
+    assert any("two.scn holds 2 scanned regions; the reference is read from region 1" in m for m in infos)
+
+
 def test_invalid_settings_are_reported_without_a_layer(widget, monkeypatch):
     errors = []
     monkeypatch.setattr(synth_module, "show_error", errors.append)

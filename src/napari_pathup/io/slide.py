@@ -506,8 +506,8 @@ def read_reference_roi(
     scan_region: int | None = None,
 ) -> ReferenceRoi:
     """The reference for a run from a file: a RoI of a slide (``region``, level-0 pixels of the scanned
-    region ``scan_region``, else of the largest) read from one pyramid level, or the whole image; the
-    model's native patch is the smallest RoI side allowed."""
+    region ``scan_region``, else of the largest, saying so in a note when the slide has several) read from
+    one pyramid level, or the whole image; the model's native patch is the smallest RoI side allowed."""
     slide = open_scan_region(path, scan_region, max_pixels)
     if isinstance(region, str):
         region = Box.parse_xywh(region)
@@ -522,4 +522,25 @@ def read_reference_roi(
         source=str(path),
         lazy=lazy,
     )
-    return roi if scan_region is None else replace(roi, scan_region=scan_region)
+    if scan_region is not None:
+        return replace(roi, scan_region=scan_region)
+    chosen = _largest_of_several(path, max_pixels)
+    return roi if chosen is None else replace(roi, notes=(*roi.notes, chosen))
+
+
+def _largest_of_several(path: str | Path, max_pixels: int | None) -> str | None:
+    """A note naming the scanned region a slide scanned in several is read from (the largest, as
+    :func:`open_slide` takes it), and how to read another; None for a slide of one region."""
+    name = Path(path).name
+    if not name.lower().endswith(".scn"):
+        return None
+    regions = open_slide_regions(path, max_pixels)
+    if len(regions) < 2:
+        return None
+    areas = [int(r.levels[0].shape[0]) * int(r.levels[0].shape[1]) for r in regions]
+    largest = areas.index(max(areas)) + 1
+    return (
+        f"note: {name} holds {len(regions)} scanned regions; the reference is read from region {largest}, "
+        "the largest (pathup synthesize --scan-region N reads another, `pathup slide` lists them; in "
+        "napari the slide opens as one layer per region)"
+    )
