@@ -331,16 +331,26 @@ def level_downsamples(levels: Sequence[Any]) -> list[float]:
 
 
 def choose_level(
-    levels: Sequence[Any], mpp: float | None, *, level: int | None = None, target_mpp: float | None = None
+    levels: Sequence[Any],
+    mpp: float | None,
+    *,
+    level: int | None = None,
+    target_mpp: float | None = None,
+    source: str | None = None,
 ) -> int:
     """The pyramid level to read a RoI from: ``level`` when given, else the one whose pixel size is
-    closest (in ratio) to ``target_mpp``, else level 0. Raises :class:`InputError` for a level that
-    does not exist or a target pixel size on a slide that records none."""
+    closest (in ratio) to ``target_mpp``, else level 0. Raises :class:`InputError` (naming ``source``,
+    the file, when given) for a level that does not exist or a target pixel size on a slide that records
+    none."""
+    named = f"{source}: " if source else ""
     if level is not None and target_mpp is not None:
         raise InputError("give a pyramid level or a pixel size (µm/px) for the RoI, not both")
     if level is not None:
         if not 0 <= level < len(levels):
-            raise InputError(f"pyramid level {level} does not exist; the slide has {len(levels)} level(s)")
+            count = len(levels)
+            raise InputError(
+                f"{named}pyramid level {level} does not exist; the slide has {count} level(s) (0-{count - 1})"
+            )
         return level
     if target_mpp is None:
         return 0
@@ -348,7 +358,7 @@ def choose_level(
         raise InputError(f"pixel size must be a positive number of µm/px, got {target_mpp}")
     if mpp is None:
         raise InputError(
-            f"cannot choose a level for {target_mpp} µm/px: the slide records no pixel size; "
+            f"{named}cannot choose a level for {target_mpp} µm/px: the slide records no pixel size; "
             "give a pyramid level instead"
         )
     ratios = [abs(math.log(mpp * d / target_mpp)) for d in level_downsamples(levels)]
@@ -478,7 +488,7 @@ def roi_from_levels(
     notes: list[str] = []
     if level is None and target_mpp is None and model_mpp is not None and mpp is not None:
         target_mpp = model_mpp
-    chosen = choose_level(levels, mpp, level=level, target_mpp=target_mpp)
+    chosen = choose_level(levels, mpp, level=level, target_mpp=target_mpp, source=source)
     if region is None:
         region = Box(0, 0, int(levels[0].shape[0]), int(levels[0].shape[1]))
     image = read_region(levels, region, chosen, min_size=min_size, source=source, lazy=lazy)
