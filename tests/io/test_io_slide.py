@@ -256,10 +256,10 @@ def test_region_outside_too_small_or_bad_level_is_refused():
         read_region(slide.levels, Box.from_xywh(2000, 0, 512, 512))
     with pytest.raises(InputError, match="smaller than the model's native patch of 128x128"):
         read_region(slide.levels, Box.from_xywh(0, 0, 100, 512), min_size=128)
-    with pytest.raises(InputError, match="level 3 does not exist; the slide has 1 level"):
+    with pytest.raises(InputError, match="level 3 does not exist; it has 1 level"):
         choose_level(slide.levels, slide.mpp, level=3)
     with pytest.raises(
-        InputError, match=r"^small.svs: pyramid level 3 does not exist; the slide has 1 level\(s\) \(0-0\)"
+        InputError, match=r"^small.svs: pyramid level 3 does not exist; it has 1 level\(s\) \(0-0\)"
     ):
         choose_level(slide.levels, slide.mpp, level=3, source="small.svs")
     with pytest.raises(InputError, match="not both"):

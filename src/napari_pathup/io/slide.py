@@ -349,7 +349,7 @@ def choose_level(
         if not 0 <= level < len(levels):
             count = len(levels)
             raise InputError(
-                f"{named}pyramid level {level} does not exist; the slide has {count} level(s) (0-{count - 1})"
+                f"{named}pyramid level {level} does not exist; it has {count} level(s) (0-{count - 1})"
             )
         return level
     if target_mpp is None:
@@ -358,7 +358,7 @@ def choose_level(
         raise InputError(f"pixel size must be a positive number of µm/px, got {target_mpp}")
     if mpp is None:
         raise InputError(
-            f"{named}cannot choose a level for {target_mpp} µm/px: the slide records no pixel size; "
+            f"{named}cannot choose a level for {target_mpp} µm/px: it records no pixel size; "
             "give a pyramid level instead"
         )
     ratios = [abs(math.log(mpp * d / target_mpp)) for d in level_downsamples(levels)]
@@ -534,23 +534,28 @@ def read_reference_roi(
     )
     if scan_region is not None:
         return replace(roi, scan_region=scan_region)
-    chosen = _largest_of_several(path, max_pixels)
+    chosen = _largest_of_several(path)
     return roi if chosen is None else replace(roi, notes=(*roi.notes, chosen))
 
 
-def _largest_of_several(path: str | Path, max_pixels: int | None) -> str | None:
+def _largest_of_several(path: str | Path) -> str | None:
     """A note naming the scanned region a slide scanned in several is read from (the largest, as
     :func:`open_slide` takes it), and how to read another; None for a slide of one region."""
     name = Path(path).name
     if not name.lower().endswith(".scn"):
         return None
-    regions = open_slide_regions(path, max_pixels)
-    if len(regions) < 2:
+    import tifffile
+
+    from napari_pathup.io.images import _plane_pixels
+
+    with tifffile.TiffFile(Path(path).expanduser()) as tif:  # headers only: no pixel store is opened
+        images = scn_images(tif.pages.first.description if tif.is_scn else None, len(tif.series))
+        areas = [_plane_pixels(tif.series[i]) for i, image in enumerate(images) if not image.macro]
+    if len(areas) < 2:
         return None
-    areas = [int(r.levels[0].shape[0]) * int(r.levels[0].shape[1]) for r in regions]
     largest = areas.index(max(areas)) + 1
     return (
-        f"note: {name} holds {len(regions)} scanned regions; the reference is read from region {largest}, "
+        f"note: {name} holds {len(areas)} scanned regions; the reference is read from region {largest}, "
         "the largest (pathup synthesize --scan-region N reads another, `pathup slide` lists them; in "
         "napari the slide opens as one layer per region)"
     )
