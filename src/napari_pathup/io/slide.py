@@ -539,23 +539,25 @@ def read_reference_roi(
 
 
 def _largest_of_several(path: str | Path) -> str | None:
-    """A note naming the scanned region a slide scanned in several is read from (the largest, as
-    :func:`open_slide` takes it), and how to read another; None for a slide of one region."""
+    """A note naming the scanned region a slide scanned in several is read from (the series
+    :func:`~napari_pathup.io.images.main_series` picks for :func:`open_slide`, the largest), and how to
+    read another; None for a slide of one region."""
     name = Path(path).name
     if not name.lower().endswith(".scn"):
         return None
     import tifffile
 
-    from napari_pathup.io.images import _plane_pixels
+    from napari_pathup.io.images import main_series
 
     with tifffile.TiffFile(Path(path).expanduser()) as tif:  # headers only: no pixel store is opened
         images = scn_images(tif.pages.first.description if tif.is_scn else None, len(tif.series))
-        areas = [_plane_pixels(tif.series[i]) for i, image in enumerate(images) if not image.macro]
-    if len(areas) < 2:
+        regions = [index for index, image in enumerate(images) if not image.macro]
+        read = tif.series.index(main_series(tif))
+    if len(regions) < 2 or read not in regions:
         return None
-    largest = areas.index(max(areas)) + 1
     return (
-        f"note: {name} holds {len(areas)} scanned regions; the reference is read from region {largest}, "
+        f"note: {name} holds {len(regions)} scanned regions; the reference is read from region "
+        f"{regions.index(read) + 1}, "
         "the largest (pathup synthesize --scan-region N reads another, `pathup slide` lists them; in "
         "napari the slide opens as one layer per region)"
     )
