@@ -345,3 +345,68 @@ def pyramidal_ome_tiff(path: Path, image: np.ndarray, mpp: float = 0.25) -> Path
         tif.write(image[::2, ::2], subfiletype=1, **options)
         tif.write(image[::4, ::4], subfiletype=1, **options)
     return path
+
+
+def hamamatsu_ndpi(
+    path: Path, main: np.ndarray, macro: np.ndarray, mpp: float = 0.5, lens: float = 20.0
+) -> Path:
+    """A Hamamatsu NDPI as OpenSlide's and tifffile's NDPI readers take it (no scanner's file is at hand
+    offline; OpenSlide opens this one as vendor "hamamatsu"): a little-endian classic TIFF whose header
+    and IFDs carry NDPI's 64-bit next-IFD offsets and the high 32 bits of every tag's value after the
+    IFD, holding ``main`` and its 4x-smaller level, then ``macro`` (source lens -1), each one JPEG
+    (YCbCr) strip, with the pixel size in the resolution tags (pixels per centimetre) and the NDPI tags
+    (65420 format flag, 65421 source lens, 65422-65424 offsets from the slide's centre)."""
+    import struct
+
+    import imagecodecs
+
+    pages = [(main, lens, mpp), (main[::4, ::4], lens / 4, mpp * 4), (macro, -1.0, mpp * 20)]
+    out = bytearray(b"II*\x00" + bytes(8))  # classic TIFF magic; the first IFD's offset in 8 bytes
+    next_offset_at = 4
+    for image, source_lens, microns in pages:
+        height, width = image.shape[:2]
+        strip = imagecodecs.jpeg_encode(np.ascontiguousarray(image), level=90)
+        extras = {}
+        for name, value in (
+            ("strip", strip),
+            ("make", b"Hamamatsu\x00"),
+            ("bits", struct.pack("<3H", 8, 8, 8)),
+        ):
+            out += bytes(len(out) % 2)
+            extras[name] = len(out)
+            out += value
+        out += bytes(len(out) % 2)
+        extras["resolution"] = len(out)
+        out += struct.pack("<2I", round(10_000 / microns), 1)  # pixels per centimetre
+        # code: (type, count, value packed in 4 bytes, or the offset of values stored above)
+        tags: dict[int, tuple[int, int, bytes]] = {
+            256: (4, 1, struct.pack("<I", width)),
+            257: (4, 1, struct.pack("<I", height)),
+            258: (3, 3, struct.pack("<I", extras["bits"])),
+            259: (3, 1, struct.pack("<HH", 7, 0)),  # JPEG
+            262: (3, 1, struct.pack("<HH", 6, 0)),  # YCbCr
+            271: (2, 10, struct.pack("<I", extras["make"])),
+            273: (4, 1, struct.pack("<I", extras["strip"])),
+            277: (3, 1, struct.pack("<HH", 3, 0)),
+            278: (4, 1, struct.pack("<I", height)),
+            279: (4, 1, struct.pack("<I", len(strip))),
+            282: (5, 1, struct.pack("<I", extras["resolution"])),
+            283: (5, 1, struct.pack("<I", extras["resolution"])),
+            296: (3, 1, struct.pack("<HH", 3, 0)),  # centimetre
+            65420: (4, 1, struct.pack("<I", 1)),
+            65421: (11, 1, struct.pack("<f", source_lens)),
+            65422: (9, 1, struct.pack("<i", 0)),
+            65423: (9, 1, struct.pack("<i", 0)),
+            65424: (9, 1, struct.pack("<i", 0)),
+        }
+        out += bytes(len(out) % 2)
+        ifd = len(out)
+        struct.pack_into("<Q", out, next_offset_at, ifd)
+        out += struct.pack("<H", len(tags))
+        for code in sorted(tags):
+            kind, count, value = tags[code]
+            out += struct.pack("<HHI", code, kind, count) + value
+        next_offset_at = len(out)
+        out += bytes(8) + bytes(4 * len(tags))  # the next IFD's offset (0: the last), the high bits
+    path.write_bytes(bytes(out))
+    return path

@@ -17,7 +17,7 @@ from napari_pathup.io.ome_zarr import lazy_rgb_levels, read_ome_zarr_attrs
 from napari_pathup.io.slide import Slide, open_slide, open_slide_regions
 
 LayerData = tuple[Any, dict[str, Any], str]
-SLIDE_SUFFIXES = (".svs", ".scn", ".tif", ".tiff")
+SLIDE_SUFFIXES = (".svs", ".scn", ".ndpi", ".tif", ".tiff")
 
 
 def _single(path: str | Sequence[str]) -> Path | None:
@@ -43,7 +43,7 @@ def get_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerData]] | 
 
 
 def get_slide_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerData]] | None:
-    """The reader for an 8-bit RGB SVS, SCN or (pyramidal, OME-)TIFF slide, or None (other readers may
+    """The reader for an 8-bit RGB SVS, SCN, NDPI or (pyramidal, OME-)TIFF slide, or None (other readers may
     then take it: multi-channel fluorescence, 16-bit data, ...)."""
     p = _single(path)
     if p is None or not p.name.lower().endswith(SLIDE_SUFFIXES) or not p.is_file():

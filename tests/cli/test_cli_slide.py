@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import leica_scn, pyramidal_ome_tiff, rgb
+from helpers import hamamatsu_ndpi, leica_scn, pyramidal_ome_tiff, rgb
 from napari_pathup.cli import main
 
 SVS = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_small_region.svs"
@@ -20,6 +20,25 @@ def test_a_pyramid_is_listed_level_by_level_with_sizes_and_pixel_sizes(tmp_path,
     header = next(k for k, line in enumerate(lines) if line.startswith("level"))
     rows = [line.split() for line in lines[header + 1 :]]
     assert rows == [["0", "384x256", "1", "0.25"], ["1", "192x128", "2", "0.5"], ["2", "96x64", "4", "1"]]
+
+
+def test_a_hamamatsu_ndpi_is_listed_without_its_macro_image(tmp_path, capsys):
+    slide = hamamatsu_ndpi(tmp_path / "slide.ndpi", rgb(256, 384), rgb(64, 160, seed=1), mpp=0.25)
+    assert main(["slide", str(slide)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "pixel size  0.25 µm/px at level 0" in lines
+    header = next(k for k, line in enumerate(lines) if line.startswith("level"))
+    rows = [line.split() for line in lines[header + 1 :]]
+    assert rows == [["0", "384x256", "1", "0.25"], ["1", "96x64", "4", "1"]]
+
+
+def test_a_bif_is_refused_naming_the_reader_that_opens_it(tmp_path, capsys):
+    bif = tmp_path / "slide.bif"
+    bif.write_bytes(bytes(16))
+    assert main(["slide", str(bif)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"pathup slide: error: {bif}: .bif slides are not read by napari-pathup itself")
+    assert "open it in napari with napari-wsi (OpenSlide)" in err
 
 
 def test_a_slide_scanned_in_two_regions_lists_each_as_scan_region_numbers_them(tmp_path, capsys):
@@ -44,7 +63,7 @@ def test_an_image_without_a_pixel_size_says_so_and_a_missing_file_is_one_line(tm
     assert main(["slide", str(tmp_path / "missing.svs")]) == 2
     assert capsys.readouterr().err.strip() == (
         f"pathup slide: error: {tmp_path / 'missing.svs'}: no such file; expected an image "
-        "(.png, .jpg, .jpeg, .tif, .tiff, .svs, .scn, .ome.zarr)"
+        "(.png, .jpg, .jpeg, .tif, .tiff, .svs, .scn, .ndpi, .ome.zarr)"
     )
 
 

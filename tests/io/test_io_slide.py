@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from helpers import SCN_NS, leica_scn, pyramidal_ome_tiff, rgb
+from helpers import DEMO, SCN_NS, hamamatsu_ndpi, leica_scn, pyramidal_ome_tiff, rgb
 from napari_pathup.errors import InputError
 from napari_pathup.geometry import Box
 from napari_pathup.io import write_image
@@ -222,6 +222,50 @@ def test_a_leica_scn_scanned_in_two_regions_opens_each_where_it_lies_on_the_glas
     (svs,) = open_slide_regions(SVS)
     assert svs.levels[0].shape == open_slide(SVS).levels[0].shape and svs.offset_um == (0.0, 0.0)
     assert scn_images("<scn", 2) == [] and scn_images(f'<scn xmlns="{SCN_NS}"/>', 2) == []
+
+
+def test_a_hamamatsu_ndpi_opens_its_scan_at_its_pixel_size_as_openslide_reads_it(tmp_path):
+    """An NDPI (64-bit offsets in a classic TIFF) opens its scan as a pyramid, its macro image left out,
+    at the µm/px of its resolution tags; its pixels at every level are OpenSlide's (the same JPEG
+    strips, decoded alike); the whole-image readers, the RoI reader and the plugin's reader take it."""
+    import openslide
+
+    from napari_pathup._reader import get_slide_reader
+
+    main = read_image(DEMO / "stroma" / "hgsc_stroma.jpg")[:512, :768]  # real H&E
+    path = hamamatsu_ndpi(tmp_path / "slide.ndpi", main, rgb(100, 300, seed=1), mpp=0.5)
+    slide = open_slide(path)
+    assert [level.shape for level in slide.levels] == [(512, 768, 3), (128, 192, 3)]
+    assert slide.mpp == pytest.approx(0.5) and slide.downsamples == [1.0, 4.0]
+    region = Box.from_xywh(100, 40, 300, 200)
+    ours = np.asarray(read_region(slide.levels, region))
+    with openslide.OpenSlide(str(path)) as reference:
+        assert reference.properties["openslide.vendor"] == "hamamatsu"
+        assert float(reference.properties["openslide.mpp-x"]) == pytest.approx(slide.mpp)
+        theirs = np.asarray(reference.read_region((100, 40), 0, (300, 200)).convert("RGB"))
+        coarse = reference.get_best_level_for_downsample(4.0)
+        theirs_coarse = np.asarray(reference.read_region((0, 0), coarse, (192, 128)).convert("RGB"))
+    np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_array_equal(np.asarray(slide.levels[1]), theirs_coarse)
+    assert np.abs(ours.astype(int) - main[40:240, 100:400]).mean() < 4  # JPEG, quality 90
+    assert image_shape(path) == (512, 768) and image_shape(path, 1) == (128, 192)
+    np.testing.assert_array_equal(read_image(path, 1), theirs_coarse)
+    roi = roi_from_levels(slide.levels, slide.mpp, region, target_mpp=2.0)  # 4x coarser: level 1
+    assert roi.level == 1 and roi.image.shape == (50, 75, 3) and roi.pixel_size == pytest.approx(2.0)
+    (layer,) = get_slide_reader(str(path))(str(path))
+    assert layer[1]["scale"] == pytest.approx((0.5, 0.5)) and layer[1]["multiscale"]
+
+
+@pytest.mark.parametrize("suffix", [".bif", ".mrxs", ".vms"])
+def test_an_openslide_only_slide_is_refused_with_where_to_open_it(tmp_path, suffix):
+    """A whole-slide format tifffile cannot read correctly (a Ventana BIF's tiles overlap) is refused from
+    its name, before any read, pointing to the napari reader that opens it."""
+    path = tmp_path / f"slide{suffix}"
+    path.write_bytes(b"II*\x00" + bytes(16))
+    with pytest.raises(InputError, match=rf"slide\{suffix}: \{suffix} slides are not read by napari-pathup"):
+        open_slide(path)
+    with pytest.raises(InputError, match="open it in napari with napari-wsi"):
+        read_image(path)
 
 
 def test_image_without_pixel_size_falls_back_and_says_so(tmp_path):

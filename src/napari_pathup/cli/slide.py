@@ -17,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "synthesize --reference SLIDE` takes as --scan-region, --region (level-0 pixels of the region), "
         "--level and --mpp.",
     )
-    p.add_argument("slide", metavar="SLIDE", help="SVS, SCN, (pyramidal, OME-)TIFF, OME-Zarr, PNG or JPEG")
+    p.add_argument(
+        "slide", metavar="SLIDE", help="SVS, SCN, NDPI, (pyramidal, OME-)TIFF, OME-Zarr, PNG or JPEG"
+    )
     p.set_defaults(func=execute)
 
 

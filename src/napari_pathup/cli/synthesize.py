@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--region",
         metavar="X,Y,W,H",
         help="RoI of the reference in level-0 pixels (left, top, width, height); read from one pyramid "
-        "level only, never the whole slide (SVS, SCN, pyramidal (OME-)TIFF, OME-Zarr)",
+        "level only, never the whole slide (SVS, SCN, NDPI, pyramidal (OME-)TIFF, OME-Zarr)",
     )
     p.add_argument(
         "--scan-region",

@@ -1,7 +1,8 @@
 """Read H&E images of the common formats as (H, W, 3) uint8 RGB (the writers live in their own modules).
 
-Pathology images come as PNG/JPEG crops, (OME-)TIFF and Aperio SVS slides or OME-Zarr stores; every
-reader returns the same layout so that the engine never has to care where an image came from.
+Pathology images come as PNG/JPEG crops, (OME-)TIFF, Aperio SVS, Leica SCN and Hamamatsu NDPI slides or
+OME-Zarr stores; every reader returns the same layout so that the engine never has to care where an image
+came from.
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ SUPPORTED_IMAGE_SUFFIXES: tuple[str, ...] = (
     ".tiff",
     ".svs",
     ".scn",
+    ".ndpi",
     ".ome.zarr",
 )
 
 _PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg")
-_TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".scn")
+_TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".scn", ".ndpi")
+#: whole-slide formats that OpenSlide reads and tifffile does not (or not correctly: a Ventana BIF's tiles
+#: overlap, and tifffile does not stitch them); refused with a pointer to a reader that does
+_OPENSLIDE_ONLY_SUFFIXES = (".bif", ".mrxs", ".vms", ".vmu", ".svslide", ".czi", ".dcm")
 _SUPPORTED_TEXT = ", ".join(SUPPORTED_IMAGE_SUFFIXES)
 _PIL_LOCK = threading.Lock()
 
@@ -196,6 +201,12 @@ def _kind(path: Path) -> str:
     if name.endswith(_TIFF_SUFFIXES):
         return "tiff"
     suffix = path.suffix or "(none)"
+    if name.endswith(_OPENSLIDE_ONLY_SUFFIXES):
+        raise InputError(
+            f"{path}: {suffix} slides are not read by napari-pathup itself (supported: {_SUPPORTED_TEXT}); "
+            "open it in napari with napari-wsi (OpenSlide) and use that layer as the reference, "
+            "or convert it to OME-TIFF or OME-Zarr (e.g. with bioformats2raw)"
+        )
     raise InputError(f"{path}: unsupported image type {suffix}; supported: {_SUPPORTED_TEXT}")
 
 
@@ -207,7 +218,11 @@ def _wrap_errors(path: Path, kind: str) -> Iterator[None]:
     except (PathupError, MemoryError):
         raise
     except Exception as exc:
-        what = {"pillow": "a PNG/JPEG image", "tiff": "a TIFF/SVS/SCN image", "ome-zarr": "an OME-Zarr image"}
+        what = {
+            "pillow": "a PNG/JPEG image",
+            "tiff": "a TIFF/SVS/SCN/NDPI image",
+            "ome-zarr": "an OME-Zarr image",
+        }
         raise InputError(f"cannot read {path} as {what[kind]}: {type(exc).__name__}: {exc}") from exc
 
 

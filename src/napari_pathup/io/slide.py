@@ -1,9 +1,9 @@
 """Whole-slide images without loading them: lazy pyramid levels, their pixel size, and RoI reads.
 
-A slide (Aperio SVS, Leica SCN, pyramidal (OME-)TIFF, OME-Zarr) opens as a :class:`Slide`: every
-pyramid level as a lazy (H, W, 3) uint8 dask array (tifffile's zarr interface for TIFF/SVS/SCN, zarr for
-OME-Zarr) and the microns per pixel of level 0 from the file's metadata when it records one. A region
-of interest is given in level-0 pixels and read from one level only, so a gigapixel slide is never
+A slide (Aperio SVS, Leica SCN, Hamamatsu NDPI, pyramidal (OME-)TIFF, OME-Zarr) opens as a :class:`Slide`:
+every pyramid level as a lazy (H, W, 3) uint8 dask array (tifffile's zarr interface for TIFF/SVS/SCN/NDPI,
+zarr for OME-Zarr) and the microns per pixel of level 0 from the file's metadata when it records one. A
+region of interest is given in level-0 pixels and read from one level only, so a gigapixel slide is never
 loaded.
 """
 
@@ -48,9 +48,9 @@ class Slide:
 
 
 def open_slide(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS) -> Slide:
-    """Open an SVS, SCN, (pyramidal, OME-)TIFF or OME-Zarr slide lazily; a PNG/JPEG is one level, checked from
-    its header (refused above ``max_pixels``) and decoded whole when its pixels are first read (so the
-    napari widget's click does not decode the reference; its worker does).
+    """Open an SVS, SCN, NDPI, (pyramidal, OME-)TIFF or OME-Zarr slide lazily; a PNG/JPEG is one level,
+    checked from its header (refused above ``max_pixels``) and decoded whole when its pixels are first read
+    (so the napari widget's click does not decode the reference; its worker does).
 
     Raises :class:`InputError` naming the file when it is not a 2-D RGB(A) image.
     """
@@ -131,7 +131,7 @@ def open_scan_region(
     regions = open_slide_regions(path, max_pixels)
     if not 1 <= scan_region <= len(regions):
         count = len(regions)
-        slide = Path(path).name.lower().endswith((".svs", ".scn")) or len(regions[0].levels) > 1
+        slide = Path(path).name.lower().endswith((".svs", ".scn", ".ndpi")) or len(regions[0].levels) > 1
         if count == 1 and not slide:  # a plain image (PNG, JPEG, a flat TIFF, OME-Zarr of one level)
             has = "the image is one region (1); scanned regions are those of a slide scanned in several"
         else:
