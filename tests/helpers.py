@@ -348,22 +348,32 @@ def pyramidal_ome_tiff(path: Path, image: np.ndarray, mpp: float = 0.25) -> Path
 
 
 def hamamatsu_ndpi(
-    path: Path, main: np.ndarray, macro: np.ndarray, mpp: float = 0.5, lens: float = 20.0
+    path: Path,
+    main: np.ndarray,
+    macro: np.ndarray,
+    mpp: float = 0.5,
+    lens: float = 20.0,
+    planes: Sequence[tuple[np.ndarray, int]] = (),
 ) -> Path:
     """A Hamamatsu NDPI as OpenSlide's and tifffile's NDPI readers take it (no scanner's file is at hand
     offline; OpenSlide opens this one as vendor "hamamatsu"): a little-endian classic TIFF whose header
     and IFDs carry NDPI's 64-bit next-IFD offsets and the high 32 bits of every tag's value after the
     IFD, holding ``main`` and its 4x-smaller level, then ``macro`` (source lens -1), each one JPEG
     (YCbCr) strip, with the pixel size in the resolution tags (pixels per centimetre) and the NDPI tags
-    (65420 format flag, 65421 source lens, 65422-65424 offsets from the slide's centre)."""
+    (65420 format flag, 65421 source lens, 65422-65424 offsets from the slide's centre). ``planes``:
+    further focal planes of the scan and their Z offsets (nm; ``main`` is at 0), each level's planes
+    stored one after another in order of Z."""
     import struct
 
     import imagecodecs
 
-    pages = [(main, lens, mpp), (main[::4, ::4], lens / 4, mpp * 4), (macro, -1.0, mpp * 20)]
+    stack = sorted([(main, 0), *planes], key=lambda plane: plane[1])
+    pages = [(image, lens, mpp, z) for image, z in stack]
+    pages += [(image[::4, ::4], lens / 4, mpp * 4, z) for image, z in stack]
+    pages += [(macro, -1.0, mpp * 20, 0)]
     out = bytearray(b"II*\x00" + bytes(8))  # classic TIFF magic; the first IFD's offset in 8 bytes
     next_offset_at = 4
-    for image, source_lens, microns in pages:
+    for image, source_lens, microns, z in pages:
         height, width = image.shape[:2]
         strip = imagecodecs.jpeg_encode(np.ascontiguousarray(image), level=90)
         extras = {}
@@ -397,7 +407,7 @@ def hamamatsu_ndpi(
             65421: (11, 1, struct.pack("<f", source_lens)),
             65422: (9, 1, struct.pack("<i", 0)),
             65423: (9, 1, struct.pack("<i", 0)),
-            65424: (9, 1, struct.pack("<i", 0)),
+            65424: (9, 1, struct.pack("<i", z)),
         }
         out += bytes(len(out) % 2)
         ifd = len(out)

@@ -256,6 +256,27 @@ def test_a_hamamatsu_ndpi_opens_its_scan_at_its_pixel_size_as_openslide_reads_it
     assert layer[1]["scale"] == pytest.approx((0.5, 0.5)) and layer[1]["multiscale"]
 
 
+def test_an_ndpi_scanned_at_several_focal_planes_reads_the_nominal_one_as_openslide(tmp_path):
+    """A Z-stack NDPI (planes stored in order of Z, the nominal one second here) reads the plane at Z
+    offset 0 at every level, lazily and whole, as OpenSlide does; the other planes are never mixed in."""
+    import openslide
+
+    field = read_image(DEMO / "stroma" / "hgsc_stroma.jpg")  # real H&E: three fields as three planes
+    main, above, below = field[:256, :384], field[256:512, :384], field[512:768, :384]
+    path = hamamatsu_ndpi(tmp_path / "stack.ndpi", main, rgb(50, 100), planes=[(above, -2000), (below, 2000)])
+    slide = open_slide(path)
+    assert [level.shape for level in slide.levels] == [(256, 384, 3), (64, 96, 3)]
+    with openslide.OpenSlide(str(path)) as reference:
+        theirs = np.asarray(reference.read_region((0, 0), 0, (384, 256)).convert("RGB"))
+        coarse = reference.get_best_level_for_downsample(4.0)
+        theirs_coarse = np.asarray(reference.read_region((0, 0), coarse, (96, 64)).convert("RGB"))
+    np.testing.assert_array_equal(np.asarray(slide.levels[0]), theirs)
+    np.testing.assert_array_equal(np.asarray(slide.levels[1]), theirs_coarse)
+    np.testing.assert_array_equal(read_image(path), theirs)
+    np.testing.assert_array_equal(read_image(path, 1), theirs_coarse)
+    assert np.abs(theirs.astype(int) - main).mean() < 4  # the nominal plane (JPEG, quality 90)
+
+
 @pytest.mark.parametrize("suffix", [".bif", ".mrxs", ".vms"])
 def test_an_openslide_only_slide_is_refused_with_where_to_open_it(tmp_path, suffix):
     """A whole-slide format tifffile cannot read correctly (a Ventana BIF's tiles overlap) is refused from

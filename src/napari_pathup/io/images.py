@@ -180,6 +180,21 @@ def main_series(tif: Any) -> Any:
     return tif.series[0]
 
 
+#: the NDPI tag of a page's focal plane: its Z offset from the slide's nominal focus, in nanometres
+NDPI_FOCAL_PLANE_TAG = 65424
+
+
+def focal_plane(series: Any) -> int | None:
+    """For a pyramid level of a Hamamatsu NDPI scanned at several focal planes (tifffile stacks them on
+    the level's first axis, Z or I), the index of the plane nearest the nominal focus (Z offset 0, the
+    plane OpenSlide reads); None for any other series, whose planes are refused as not one H&E image."""
+    axes = series.axes.upper()
+    if axes[:1] not in ("Z", "I") or series.shape[0] < 2 or not series.keyframe.is_ndpi:
+        return None
+    offsets = [page.tags.valueof(NDPI_FOCAL_PLANE_TAG) or 0 for page in series.pages]
+    return min(range(len(offsets)), key=lambda k: abs(offsets[k]))
+
+
 def _plane_pixels(series: Any) -> int:
     axes, shape = series.axes.upper(), series.shape
     return int(shape[axes.index("Y")]) * int(shape[axes.index("X")]) if "Y" in axes and "X" in axes else 0
@@ -265,5 +280,7 @@ def _read_tiff(path: Path, level: int) -> np.ndarray:
                 f"{path}: pyramid level {level} does not exist; the file has {len(levels)} level(s)"
             )
         series = levels[level]
-        array, axes = series.asarray(), series.axes
+        plane = focal_plane(series)
+        part = series if plane is None else series.pages[plane]  # one focal plane of several: its page
+        array, axes = part.asarray(), part.axes
     return to_rgb_uint8(channels_last(array, axes, str(path)), str(path))

@@ -21,7 +21,7 @@ import numpy as np
 from napari_pathup.errors import InputError
 from napari_pathup.geometry import Box
 from napari_pathup.io.arrays import UNIT_MICROMETERS
-from napari_pathup.io.images import MAX_IMAGE_PIXELS
+from napari_pathup.io.images import MAX_IMAGE_PIXELS, focal_plane
 
 #: a RoI read at its level may hold at most this many pixels (8192^2 RGB: 192 MiB)
 MAX_ROI_PIXELS = 8192 * 8192
@@ -217,7 +217,12 @@ def _series_levels(tif: Any, series: Any, path: Path) -> list[Any]:
     levels = []
     for array, level in zip(arrays, series.levels, strict=True):
         lazy = da.from_zarr(array)
-        levels.append(_channels_last_lazy(lazy, level.axes.upper(), str(path)))
+        plane = focal_plane(level)
+        if plane is not None:  # an NDPI scanned at several focal planes: the nominal one, as OpenSlide
+            lazy, axes = lazy[plane], level.axes.upper()[1:]
+        else:
+            axes = level.axes.upper()
+        levels.append(_channels_last_lazy(lazy, axes, str(path)))
     return levels
 
 
