@@ -365,8 +365,6 @@ def hamamatsu_ndpi(
     stored one after another in order of Z."""
     import struct
 
-    import imagecodecs
-
     stack = sorted([(main, 0), *planes], key=lambda plane: plane[1])
     pages = [(image, lens, mpp, z) for image, z in stack]
     pages += [(image[::4, ::4], lens / 4, mpp * 4, z) for image, z in stack]
@@ -375,12 +373,13 @@ def hamamatsu_ndpi(
     next_offset_at = 4
     for image, source_lens, microns, z in pages:
         height, width = image.shape[:2]
-        strip = imagecodecs.jpeg_encode(np.ascontiguousarray(image), level=90)
+        strip, starts = _jpeg_with_restarts(image) if source_lens > 0 else (_jpeg(image), [])
         extras = {}
         for name, value in (
             ("strip", strip),
             ("make", b"Hamamatsu\x00"),
             ("bits", struct.pack("<3H", 8, 8, 8)),
+            ("starts", struct.pack(f"<{len(starts)}I", *starts)),
         ):
             out += bytes(len(out) % 2)
             extras[name] = len(out)
@@ -409,6 +408,8 @@ def hamamatsu_ndpi(
             65423: (9, 1, struct.pack("<i", 0)),
             65424: (9, 1, struct.pack("<i", z)),
         }
+        if starts:  # McuStarts: where each restart interval's data begins, so readers decode only those
+            tags[65426] = (4, len(starts), struct.pack("<I", extras["starts"]))
         out += bytes(len(out) % 2)
         ifd = len(out)
         struct.pack_into("<Q", out, next_offset_at, ifd)
@@ -420,3 +421,32 @@ def hamamatsu_ndpi(
         out += bytes(8) + bytes(4 * len(tags))  # the next IFD's offset (0: the last), the high bits
     path.write_bytes(bytes(out))
     return path
+
+
+def _jpeg(image: np.ndarray, **options: Any) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, "JPEG", quality=90, **options)
+    return buffer.getvalue()
+
+
+def _jpeg_with_restarts(image: np.ndarray) -> tuple[bytes, list[int]]:
+    """A JPEG (4:4:4, 8x8-pixel MCUs) with a restart marker after every half row of MCUs (a whole row when
+    the row's MCU count is odd), as an NDPI scan's strips are, so that readers decode it tile by tile,
+    and the byte offsets where each restart interval's entropy-coded data begins (NDPI's McuStarts)."""
+    per_row = -(-image.shape[1] // 8)
+    data = _jpeg(
+        image, subsampling="4:4:4", restart_marker_blocks=per_row // 2 if per_row % 2 == 0 else per_row
+    )
+    at = 2  # after SOI: marker segments up to the start of scan
+    while data[at + 1] != 0xDA:
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    start = at + 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    starts = [start]
+    for k in range(start, len(data) - 1):
+        if data[k] == 0xFF and 0xD0 <= data[k + 1] <= 0xD7:  # RSTn: the next interval begins after it
+            starts.append(k + 2)
+    return data, starts

@@ -226,8 +226,10 @@ def test_a_leica_scn_scanned_in_two_regions_opens_each_where_it_lies_on_the_glas
 
 def test_a_hamamatsu_ndpi_opens_its_scan_at_its_pixel_size_as_openslide_reads_it(tmp_path):
     """An NDPI (64-bit offsets in a classic TIFF) opens its scan as a pyramid, its macro image left out,
-    at the µm/px of its resolution tags; its pixels at every level are OpenSlide's (the same JPEG
-    strips, decoded alike); the whole-image readers, the RoI reader and the plugin's reader take it."""
+    at the µm/px of its resolution tags, each level in tiles of one JPEG restart interval (its McuStarts),
+    so that a RoI decodes only the intervals it covers; its pixels at every level are OpenSlide's (the
+    same JPEG strips, decoded alike); the whole-image readers, the RoI reader and the plugin's reader
+    take it."""
     import openslide
 
     from napari_pathup._reader import get_slide_reader
@@ -237,6 +239,7 @@ def test_a_hamamatsu_ndpi_opens_its_scan_at_its_pixel_size_as_openslide_reads_it
     slide = open_slide(path)
     assert [level.shape for level in slide.levels] == [(512, 768, 3), (128, 192, 3)]
     assert slide.mpp == pytest.approx(0.5) and slide.downsamples == [1.0, 4.0]
+    assert slide.levels[0].chunksize == (8, 384, 3)  # 8x8-pixel MCUs, a restart every half row
     region = Box.from_xywh(100, 40, 300, 200)
     ours = np.asarray(read_region(slide.levels, region))
     with openslide.OpenSlide(str(path)) as reference:
