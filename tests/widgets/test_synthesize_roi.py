@@ -11,7 +11,7 @@ import tifffile
 
 import napari_pathup.widgets._base as base_module
 import napari_pathup.widgets.synthesize as synth_module
-from helpers import leica_scn, rgb
+from helpers import DEMO, hamamatsu_ndpi, leica_scn, rgb
 from napari_pathup.engine.device import select_dtype
 from napari_pathup.engine.pipeline import SynthesisSettings, run
 from napari_pathup.io.ome_zarr import lazy_rgb_levels, ome_zarr_pixel_size
@@ -66,6 +66,28 @@ def test_a_rectangle_on_the_second_region_of_a_leica_scn_reads_that_regions_pixe
     roi, placement = layer_reference(region2, shapes, level=0, min_size=1, model_mpp=None)
     np.testing.assert_array_equal(np.asarray(roi.image), second[y : y + h, x : x + w])
     assert placement.scale == pytest.approx((0.5, 0.5))
+
+
+def test_a_rectangle_on_an_ndpi_opened_in_napari_reads_openslides_pixels(make_napari_viewer, tmp_path):
+    """File > Open on a Hamamatsu NDPI offers napari-pathup's reader: the scan opens lazily in
+    micrometres, and a rectangle drawn on it reads the pixels OpenSlide reads there."""
+    import openslide
+
+    from napari_pathup.io import read_image
+
+    field = read_image(DEMO / "stroma" / "hgsc_stroma.jpg")[:512, :768]
+    path = hamamatsu_ndpi(tmp_path / "slide.ndpi", field, field[::8, ::8], mpp=0.25)
+    viewer = make_napari_viewer()
+    (slide,) = viewer.open(str(path), plugin="napari-pathup")
+    assert tuple(slide.scale) == pytest.approx((0.25, 0.25)) and slide.multiscale
+    assert not isinstance(slide.data[0], np.ndarray)
+    x, y, w, h = 200, 100, 320, 256
+    shapes = viewer.add_shapes([world_rectangle(x, y, w, h, mpp=0.25)], shape_type="rectangle")
+    roi, placement = layer_reference(slide, shapes, level=0, min_size=1, model_mpp=None)
+    with openslide.OpenSlide(str(path)) as reference:
+        theirs = np.asarray(reference.read_region((x, y), 0, (w, h)).convert("RGB"))
+    np.testing.assert_array_equal(np.asarray(roi.image), theirs)
+    assert placement.scale == pytest.approx((0.25, 0.25))
 
 
 def test_the_svs_opens_lazily_in_micrometres(slide_widget):
