@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -290,6 +291,31 @@ def test_an_openslide_only_slide_is_refused_with_where_to_open_it(tmp_path, suff
         open_slide(path)
     with pytest.raises(InputError, match="open it in napari with napari-wsi"):
         read_image(path)
+
+
+def test_a_ventana_scan_saved_as_tif_is_refused_not_read_unstitched(tmp_path):
+    """A Ventana/Roche scan is a BigTIFF whose tiles overlap (stitched by OpenSlide from its XMP);
+    tifffile would place them unstitched, so a .tif that holds one is refused, naming the file, and the
+    plugin's reader leaves it to other readers (napari-wsi)."""
+    from napari_pathup._reader import get_slide_reader
+
+    xmp = b'<?xml version="1.0"?><Metadata><iScan ScanRes="0.25" Magnification="40"/></Metadata>'
+    path = tmp_path / "ventana.tif"
+    tifffile.imwrite(
+        path,
+        rgb(256, 256),
+        photometric="rgb",
+        tile=(128, 128),
+        bigtiff=True,
+        software="ScanOutputManager 1.1.0.15854",
+        description="level=0 mag=40 quality=90",
+        extratags=[(700, 1, len(xmp), xmp, True)],
+    )
+    message = "^" + re.escape(f"{path}: a Ventana/Roche (BIF) scan, whose overlapping tiles")
+    for read in (open_slide, read_image, image_shape):
+        with pytest.raises(InputError, match=message):
+            read(path)
+    assert get_slide_reader(str(path)) is None
 
 
 def test_image_without_pixel_size_falls_back_and_says_so(tmp_path):

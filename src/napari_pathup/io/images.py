@@ -174,7 +174,17 @@ def list_images(folder: str | Path) -> list[Path]:
 def main_series(tif: Any) -> Any:
     """The series of a TIFF that holds the scan: the first, except in a Leica SCN, whose first series is
     the slide's low-resolution macro image; there the largest image (of a slide scanned in several
-    regions, its largest; ``io.slide.open_slide_regions`` opens each)."""
+    regions, its largest; ``io.slide.open_slide_regions`` opens each).
+
+    Raises :class:`InputError` for a Ventana/Roche scan (BIF, or the same saved as .tif): its tiles are
+    stored in serpentine order and overlap, and tifffile places them without stitching, so its pixels
+    would be silently misplaced."""
+    if tif.is_bif:
+        raise InputError(
+            f"{tif.filehandle.path}: a Ventana/Roche (BIF) scan, whose overlapping tiles napari-pathup "
+            "does not stitch; open it in napari with napari-wsi (OpenSlide) and use that layer as the "
+            "reference, or convert it to OME-TIFF or OME-Zarr"
+        )
     if tif.is_scn and len(tif.series) > 1:
         return max(tif.series, key=_plane_pixels)
     return tif.series[0]
