@@ -218,7 +218,14 @@ class Bench:
 
     @property
     def classes(self) -> list[str]:
-        return self.shared.classes
+        """The classes synthesised and measured: ``--classes``, in the data's order, else every class."""
+        chosen = self.args.classes
+        return [c for c in self.shared.classes if not chosen or c in chosen]
+
+    def label_of(self, name: str) -> int:
+        """The data's label of class ``name`` (the real crops, the probe and the seeds of the draws use
+        it, so that a class measured alone scores as it does beside the others)."""
+        return self.shared.classes.index(name)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -240,6 +247,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "measured before/after); per-image: one reference per training image of the class (its window "
         "with the most tissue, never from a hold-out), seed s of a class from reference s mod their "
         "number, as augmentation draws them from real RoIs",
+    )
+    p.add_argument(
+        "--classes",
+        nargs="+",
+        metavar="CLASS",
+        help="synthesise and measure only these classes (default: every class): each scores as it does "
+        "beside the others (same crops, seeds and draws); the 'all' rows then pool only these classes, and "
+        "the autoencoder's figures stay over every class",
     )
     p.add_argument("--images", type=int, help="synthetic images per class (default 3; --quick 1)")
     p.add_argument(
@@ -342,7 +357,7 @@ def autoencoder(bench: Bench) -> dict[str, Any]:
     low, high = BARS.sharpness
     rows: list[list[Any]] = []
     out: dict[str, dict[str, float]] = {}
-    groups = [(name, shared.real.of(c)) for c, name in enumerate(bench.classes)]
+    groups = [(name, shared.real.of(c)) for c, name in enumerate(shared.classes)]
     groups.append(("all", list(range(len(shared.real.images)))))
     for name, ids in groups:
         if not ids:
@@ -428,7 +443,8 @@ def synthesize_all(bench: Bench) -> dict[str, Any]:
         print(f"  for {name}: {s}")
 
     stride = args.synthetic_stride
-    for c, name in enumerate(classes):
+    for name in classes:
+        c = bench.label_of(name)
         grids = [grid_tiles(r.image, CROP, stride) for r in bench.runs[name]]
         tiles = [t for grid in grids for t in grid]
         kept, bench.tissue[name] = tissue_selection(tiles, MIN_TISSUE)
@@ -454,7 +470,8 @@ def frechet(bench: Bench) -> dict[str, Any]:
     args, shared = bench.args, bench.shared
     real, feats = shared.real, shared.real_feats
     _, _, train_y = probe_of(shared)  # its crops of the training areas are a real set as well
-    trained = [shared.train_feats[train_y == c] for c in range(len(bench.classes))]
+    labels = [bench.label_of(name) for name in bench.classes]
+    trained = [shared.train_feats[train_y == c] for c in labels]
     rows, out = [], {}
 
     # half B decoded from its own latents: what a denoiser that drew real latents exactly would score
@@ -479,24 +496,27 @@ def frechet(bench: Bench) -> dict[str, Any]:
             ]
         )
 
-    for c, name in enumerate(bench.classes):
+    for k_class, (c, name) in enumerate(zip(labels, bench.classes, strict=True)):
         a, b = real.of(c, 0), real.of(c, 1)
         values = {"real B (floor)": matched_fd(feats[a], [feats[b]], [len(b)], 1, 0)}
         values |= {k: matched_fd(feats[a], [bench.feats[name][k]], [len(b)], args.draws, c) for k in KINDS}
-        values["real training areas"] = matched_fd(feats[a], [trained[c]], [len(b)], args.draws, c)
+        values["real training areas"] = matched_fd(feats[a], [trained[k_class]], [len(b)], args.draws, c)
         values["reconstruction B"] = (
             matched_fd(feats[a], [recon_feats[b]], [len(b)], 1, 0) if recon_feats is not None else math.nan
         )
         add(name, values, len(a), len(b), f"{bench.tissue[name]:.0%}")
-    a, b = feats[real.half == 0], feats[real.half == 1]
-    sizes = [len(real.of(c, 1)) for c in range(len(bench.classes))]
+    measured = np.isin(real.labels, labels)  # every crop when every class is measured
+    a, b = feats[measured & (real.half == 0)], feats[measured & (real.half == 1)]
+    sizes = [len(real.of(c, 1)) for c in labels]
     values = {"real B (floor)": matched_fd(a, [b], [len(b)], 1, 0)}
     values |= {
         k: matched_fd(a, [bench.feats[n][k] for n in bench.classes], sizes, args.draws, 99) for k in KINDS
     }
     values["real training areas"] = matched_fd(a, trained, sizes, args.draws, 99)
     values["reconstruction B"] = (
-        matched_fd(a, [recon_feats[real.half == 1]], [len(b)], 1, 0) if recon_feats is not None else math.nan
+        matched_fd(a, [recon_feats[measured & (real.half == 1)]], [len(b)], 1, 0)
+        if recon_feats is not None
+        else math.nan
     )
     add("all", values, len(a), len(b), "")
     stage_one = bench.runs[bench.classes[0]][0].stage_one.shape[0]
@@ -562,11 +582,12 @@ def class_fidelity(bench: Bench) -> dict[str, Any]:
     counts: dict[str, list[int]] = {k: [] for k in columns}
     confusion: dict[str, dict[str, int]] = {}  # class asked for → class the probe sees in PathUp crops
     rows = []
-    for c, name in enumerate(classes):
+    for name in classes:
+        c = bench.label_of(name)
         sets = {"real held-out": shared.real_feats[shared.real.of(c)], **bench.feats[name]}
         predicted = {k: predict(v) if len(v) else np.zeros(0, int) for k, v in sets.items()}
         accuracy[name] = {k: float(np.mean(v == c)) if len(v) else math.nan for k, v in predicted.items()}
-        confusion[name] = {n: int((predicted["PathUp"] == j).sum()) for j, n in enumerate(classes)}
+        confusion[name] = {n: int((predicted["PathUp"] == j).sum()) for j, n in enumerate(shared.classes)}
         for k in columns:
             counts[k].append(len(sets[k]))
         seen = ", ".join(f"{n} {v}" for n, v in confusion[name].items())
@@ -673,7 +694,8 @@ def realism(bench: Bench) -> dict[str, Any]:
     sharp_rows: list[list[Any]] = []
     morph_rows: list[list[Any]] = []
     out: dict[str, Any] = {}
-    for c, name in enumerate(bench.classes):
+    for name in bench.classes:
+        c = bench.label_of(name)
         sets = {
             "PathUp": bench.crops[name]["PathUp"],
             "stage-1 upsampled": bench.crops[name]["stage-1 upsampled"],
@@ -892,7 +914,8 @@ def sweep(bench: Bench, parts: list[str]) -> dict[str, Any]:
 def stain(bench: Bench) -> dict[str, Any]:
     shared = bench.shared
     rows, out = [], {}
-    for c, name in enumerate(bench.classes):
+    for name in bench.classes:
+        c = bench.label_of(name)
         groups = {
             "real held-out": shared.real_of(c),
             "reconstruction": [bench.recon[i] for i in shared.real.of(c)],
@@ -1053,7 +1076,11 @@ def summary_rows(report: dict[str, Any], classes: list[str]) -> list[tuple[str, 
 
 
 def summary(
-    reports: dict[str, dict[str, Any]], classes: list[str], extractor: str, own_references: bool = False
+    reports: dict[str, dict[str, Any]],
+    classes: list[str],
+    extractor: str,
+    own_references: bool = False,
+    every_class: bool = True,
 ) -> list[list[str]]:
     """Print the summary table (one value column per model) and return its rows."""
     per_model = {label: summary_rows(r, classes) for label, r in reports.items()}
@@ -1067,7 +1094,8 @@ def summary(
     section(
         "Summary" + (" (before/after)" if len(reports) > 1 else ""),
         f"{paths}. Same real crops and seeds for every model, {references}, each at its own default "
-        f"settings; FD and class fidelity in {extractor} features.",
+        f"settings; FD and class fidelity in {extractor} features."
+        + ("" if every_class else f" Classes measured: {', '.join(classes)} ('all' pools only these)."),
         markdown_table(["measure", "bar", *per_model], rows),
     )
     return rows
@@ -1080,8 +1108,8 @@ def write_sheet(shared: Shared, benches: list[Bench], path: Path) -> None:
         picks = np.linspace(0, len(items) - 1, min(SHEET_CROPS, len(items))).astype(int)
         return [items[k] for k in picks]
 
-    classes = shared.classes
-    groups = [("real, held-out", {n: spread(shared.real_of(c)) for c, n in enumerate(classes)})]
+    classes = benches[0].classes
+    groups = [("real, held-out", {n: spread(shared.real_of(shared.classes.index(n))) for n in classes})]
 
     def tiles(bench: Bench, name: str) -> list[np.ndarray]:  # non-overlapping, spread over every image
         grid = [t for run in bench.runs[name] for t in grid_tiles(run.image, CROP)]
@@ -1116,6 +1144,9 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(
                 f"{label} {model.path}: classes {model.classes} differ from the data's {list(index.classes)}"
             )
+    unknown = sorted(set(args.classes or ()) - set(index.classes))
+    if unknown:
+        raise SystemExit(f"--classes {' '.join(unknown)}: not a class of {args.data} ({list(index.classes)})")
     holdout = {e.key: e.holdout.to_json() for e in index.images if e.holdout is not None}
     for label, model in models.items():
         if model.metadata.get("holdout", holdout) != holdout:
@@ -1151,9 +1182,15 @@ def main(argv: list[str] | None = None) -> None:
     }
     if "baseline" in reports:
         report["baseline"] = reports["baseline"]
-    report["summary"] = summary(reports, shared.classes, extractor.label, args.references == "own")
+    measured = benches[0].classes
+    report["classes_measured"] = measured
+    report["summary"] = summary(
+        reports, measured, extractor.label, args.references == "own", measured == shared.classes
+    )
     args.out.mkdir(parents=True, exist_ok=True)
-    suffix = "_quick" if args.quick else ""
+    suffix = ("_quick" if args.quick else "") + (
+        "" if measured == shared.classes else "_" + "-".join(measured)
+    )
     sheet_path = args.out / f"default_model_contact_sheet{suffix}.png"
     write_sheet(shared, benches, sheet_path)
     json_path = args.out / f"default_model_quality{suffix}.json"
