@@ -30,6 +30,14 @@ def test_a_hamamatsu_ndpi_is_listed_without_its_macro_image(tmp_path, capsys):
     header = next(k for k, line in enumerate(lines) if line.startswith("level"))
     rows = [line.split() for line in lines[header + 1 :]]
     assert rows == [["0", "384x256", "1", "0.25"], ["1", "96x64", "4", "1"]]
+    assert not any(line.startswith("note") for line in lines)
+    planes = [(rgb(256, 384, seed=2), -1000), (rgb(256, 384, seed=3), 1000), (rgb(256, 384, seed=4), 2000)]
+    stack = hamamatsu_ndpi(tmp_path / "stack.ndpi", rgb(256, 384), rgb(64, 160, seed=1), planes=planes)
+    assert main(["slide", str(stack)]) == 0
+    assert (
+        "note        scanned at 4 focal planes (Z -1000 to 2000 nm from the nominal focus); the plane at Z 0 "
+        "nm is read, as OpenSlide does"
+    ) in capsys.readouterr().out.splitlines()
 
 
 def test_a_bif_is_refused_naming_the_reader_that_opens_it(tmp_path, capsys):

@@ -274,6 +274,32 @@ def test_a_roi_of_a_slide_scanned_in_two_regions_is_read_from_the_region_asked_f
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["roi.ome.zarr"]
 
 
+def test_a_roi_of_a_z_stack_ndpi_is_read_from_the_nominal_plane_and_says_so(
+    pathup_model_dir, tmp_path, capsys
+):
+    """A Hamamatsu NDPI scanned at three focal planes as the reference: the RoI is read from the plane at
+    the nominal focus, at the slide's µm/px, and a note on stderr says which plane of how many."""
+    from helpers import DEMO, hamamatsu_ndpi
+    from napari_pathup.io import read_image
+
+    field = read_image(DEMO / "stroma" / "hgsc_stroma.jpg")
+    main_plane, above, below = field[:256, :384], field[256:512, :384], field[512:768, :384]
+    slide = hamamatsu_ndpi(
+        tmp_path / "stack.ndpi", main_plane, field[::20, ::20], planes=[(above, -1500), (below, 1500)]
+    )
+    out = tmp_path / "roi.ome.zarr"
+    argv = synthesize_argv(pathup_model_dir, slide, out, "--region", "0,0,256,256", size="192x128")
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert (
+        "stack.ndpi: scanned at 3 focal planes (Z -1500 to 1500 nm from the nominal focus); the plane at "
+        "Z 0 nm is read, as OpenSlide does" in err
+    )
+    attrs = read_attrs(out)
+    assert attrs["pixel_size_um"] == pytest.approx(0.5)
+    assert attrs["reference_region"] == {"x": 0, "y": 0, "width": 256, "height": 256, "level": 0}
+
+
 def test_region_outside_the_slide_is_an_error_and_nothing_is_written(pathup_model_dir, tmp_path, capsys):
     from pathlib import Path
 

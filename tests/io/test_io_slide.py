@@ -239,7 +239,7 @@ def test_a_hamamatsu_ndpi_opens_its_scan_at_its_pixel_size_as_openslide_reads_it
     path = hamamatsu_ndpi(tmp_path / "slide.ndpi", main, rgb(100, 300, seed=1), mpp=0.5)
     slide = open_slide(path)
     assert [level.shape for level in slide.levels] == [(512, 768, 3), (128, 192, 3)]
-    assert slide.mpp == pytest.approx(0.5) and slide.downsamples == [1.0, 4.0]
+    assert slide.mpp == pytest.approx(0.5) and slide.downsamples == [1.0, 4.0] and slide.notes == ()
     assert slide.levels[0].chunksize == (8, 384, 3)  # 8x8-pixel MCUs, a restart every half row
     region = Box.from_xywh(100, 40, 300, 200)
     ours = np.asarray(read_region(slide.levels, region))
@@ -270,6 +270,10 @@ def test_an_ndpi_scanned_at_several_focal_planes_reads_the_nominal_one_as_opensl
     path = hamamatsu_ndpi(tmp_path / "stack.ndpi", main, rgb(50, 100), planes=[(above, -2000), (below, 2000)])
     slide = open_slide(path)
     assert [level.shape for level in slide.levels] == [(256, 384, 3), (64, 96, 3)]
+    assert slide.notes == (
+        "scanned at 3 focal planes (Z -2000 to 2000 nm from the nominal focus); the plane at Z 0 nm is "
+        "read, as OpenSlide does",
+    )
     with openslide.OpenSlide(str(path)) as reference:
         theirs = np.asarray(reference.read_region((0, 0), 0, (384, 256)).convert("RGB"))
         coarse = reference.get_best_level_for_downsample(4.0)

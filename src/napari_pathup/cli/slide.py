@@ -37,6 +37,8 @@ def execute(args: argparse.Namespace) -> int:
             print(f"\nregion {number}    {region.name}, at x {x:g} µm, y {y:g} µm on the glass")
         mpp = "none recorded (so --mpp cannot choose a level)" if region.mpp is None else ""
         print(f"pixel size  {mpp or f'{region.mpp:g} µm/px at level 0'}")
+        for note in region.notes:
+            print(f"note        {note}")
         print("level  width x height     downsample  µm/px")
         for level, (array, downsample) in enumerate(zip(region.levels, region.downsamples, strict=True)):
             height, width = int(array.shape[0]), int(array.shape[1])

@@ -194,15 +194,26 @@ def main_series(tif: Any) -> Any:
 NDPI_FOCAL_PLANE_TAG = 65424
 
 
-def focal_plane(series: Any) -> int | None:
+def focal_offsets(series: Any) -> list[int] | None:
     """For a pyramid level of a Hamamatsu NDPI scanned at several focal planes (tifffile stacks them on
-    the level's first axis, Z or I), the index of the plane nearest the nominal focus (Z offset 0, the
-    plane OpenSlide reads); None for any other series, whose planes are refused as not one H&E image."""
+    the level's first axis, Z or I), each plane's Z offset from the nominal focus in nanometres, in the
+    order of that axis; None for any other series, whose planes are refused as not one H&E image."""
     axes = series.axes.upper()
     if axes[:1] not in ("Z", "I") or series.shape[0] < 2 or not series.keyframe.is_ndpi:
         return None
-    offsets = [page.tags.valueof(NDPI_FOCAL_PLANE_TAG) or 0 for page in series.pages]
+    return [int(page.tags.valueof(NDPI_FOCAL_PLANE_TAG) or 0) for page in series.pages]
+
+
+def nominal_plane(offsets: list[int]) -> int:
+    """The index of the plane nearest the nominal focus (Z offset 0, the plane OpenSlide reads)."""
     return min(range(len(offsets)), key=lambda k: abs(offsets[k]))
+
+
+def focal_plane(series: Any) -> int | None:
+    """:func:`nominal_plane` of an NDPI level scanned at several focal planes (:func:`focal_offsets`);
+    None for any other series."""
+    offsets = focal_offsets(series)
+    return None if offsets is None else nominal_plane(offsets)
 
 
 def _plane_pixels(series: Any) -> int:

@@ -21,7 +21,7 @@ import numpy as np
 from napari_pathup.errors import InputError
 from napari_pathup.geometry import Box
 from napari_pathup.io.arrays import UNIT_MICROMETERS
-from napari_pathup.io.images import MAX_IMAGE_PIXELS, focal_plane
+from napari_pathup.io.images import MAX_IMAGE_PIXELS, focal_offsets, focal_plane, nominal_plane
 
 #: a RoI read at its level may hold at most this many pixels (8192^2 RGB: 192 MiB)
 MAX_ROI_PIXELS = 8192 * 8192
@@ -38,6 +38,7 @@ class Slide:
     name: str
     source: str
     offset_um: tuple[float, float] = (0.0, 0.0)
+    notes: tuple[str, ...] = ()  # what was chosen for the user when the file held more (focal planes)
 
     @property
     def downsamples(self) -> list[float]:
@@ -59,9 +60,10 @@ def open_slide(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS) -> S
     path = Path(path).expanduser()
     kind = _kind(path)
     name = path.name
+    notes: tuple[str, ...] = ()
     with _wrap_errors(path, kind):
         if kind == "tiff":
-            levels, mpp = _tiff_levels(path)
+            levels, mpp, notes = _tiff_levels(path)
         elif kind == "ome-zarr":
             from napari_pathup.io.ome_zarr import lazy_rgb_levels, ome_zarr_pixel_size
 
@@ -77,7 +79,7 @@ def open_slide(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS) -> S
             check_pixels(path, height, width, max_pixels)
             pixels = dask.delayed(read_image, pure=True)(path, max_pixels=max_pixels)
             levels, mpp = [da.from_delayed(pixels, shape=(height, width, 3), dtype=np.uint8)], None
-    return Slide(levels=levels, mpp=mpp, name=name, source=str(path))
+    return Slide(levels=levels, mpp=mpp, name=name, source=str(path), notes=notes)
 
 
 def open_slide_regions(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS) -> list[Slide]:
@@ -190,14 +192,24 @@ def scn_images(xml: str | None, series_count: int) -> list[ScnImage]:
     return found if len(found) == series_count else []
 
 
-def _tiff_levels(path: Path) -> tuple[list[Any], float | None]:
+def _tiff_levels(path: Path) -> tuple[list[Any], float | None, tuple[str, ...]]:
     import tifffile
 
     from napari_pathup.io.images import main_series
 
     tif = tifffile.TiffFile(path)  # kept open by the zarr store for as long as the levels live
     series = main_series(tif)
-    return _series_levels(tif, series, path), tiff_pixel_size(tif, series)
+    offsets = focal_offsets(series)
+    notes = () if offsets is None else (_focal_note(offsets),)
+    return _series_levels(tif, series, path), tiff_pixel_size(tif, series), notes
+
+
+def _focal_note(offsets: list[int]) -> str:
+    read = offsets[nominal_plane(offsets)]
+    return (
+        f"scanned at {len(offsets)} focal planes (Z {min(offsets)} to {max(offsets)} nm from the nominal "
+        f"focus); the plane at Z {read} nm is read, as OpenSlide does"
+    )
 
 
 def _series_levels(tif: Any, series: Any, path: Path) -> list[Any]:
@@ -537,6 +549,8 @@ def read_reference_roi(
         source=str(path),
         lazy=lazy,
     )
+    if slide.notes:  # e.g. which focal plane of several is read
+        roi = replace(roi, notes=(*(f"{Path(path).name}: {note}" for note in slide.notes), *roi.notes))
     if scan_region is not None:
         return replace(roi, scan_region=scan_region)
     chosen = _largest_of_several(path)
