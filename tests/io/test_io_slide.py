@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -319,7 +320,16 @@ def test_a_ventana_scan_saved_as_tif_is_refused_not_read_unstitched(tmp_path):
     for read in (open_slide, read_image, image_shape):
         with pytest.raises(InputError, match=message):
             read(path)
+        assert not open_handles(path)  # refused and closed, not left to the garbage collector
     assert get_slide_reader(str(path)) is None
+
+
+def open_handles(path: Path) -> list[str]:
+    """This process's open file descriptors on ``path`` (Linux's /proc; none where it has no /proc)."""
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        return []
+    return [fd.name for fd in fds.iterdir() if os.path.realpath(fd) == os.path.realpath(path)]
 
 
 def test_image_without_pixel_size_falls_back_and_says_so(tmp_path):

@@ -198,7 +198,11 @@ def _tiff_levels(path: Path) -> tuple[list[Any], float | None, tuple[str, ...]]:
     from napari_pathup.io.images import main_series
 
     tif = tifffile.TiffFile(path)  # kept open by the zarr store for as long as the levels live
-    series = main_series(tif)
+    try:
+        series = main_series(tif)
+    except InputError:  # e.g. a Ventana scan: refused, and its file closed now
+        tif.close()
+        raise
     offsets = focal_offsets(series)
     notes = () if offsets is None else (_focal_note(offsets),)
     return _series_levels(tif, series, path), tiff_pixel_size(tif, series), notes
