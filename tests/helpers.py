@@ -435,8 +435,9 @@ def _jpeg(image: np.ndarray, **options: Any) -> bytes:
 
 def _jpeg_with_restarts(image: np.ndarray) -> tuple[bytes, list[int]]:
     """A JPEG (4:4:4, 8x8-pixel MCUs) with a restart marker after every half row of MCUs (a whole row when
-    the row's MCU count is odd), as an NDPI scan's strips are, so that readers decode it tile by tile,
-    and the byte offsets where each restart interval's entropy-coded data begins (NDPI's McuStarts)."""
+    the row's MCU count is odd), so that readers decode it tile by tile as they do an NDPI scan's strips
+    (OpenSlide refused this encoder's 4:2:0 output tiled so), and the byte offsets where each restart
+    interval's entropy-coded data begins (NDPI's McuStarts)."""
     per_row = -(-image.shape[1] // 8)
     data = _jpeg(
         image, subsampling="4:4:4", restart_marker_blocks=per_row // 2 if per_row % 2 == 0 else per_row
