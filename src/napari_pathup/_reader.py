@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from napari_pathup.errors import InputError
+from napari_pathup.io.images import SLIDE_SUFFIXES
 from napari_pathup.io.ome_zarr import lazy_rgb_levels, read_ome_zarr_attrs
 from napari_pathup.io.slide import Slide, open_slide, open_slide_regions
 
 LayerData = tuple[Any, dict[str, Any], str]
-SLIDE_SUFFIXES = (".svs", ".scn", ".ndpi", ".tif", ".tiff")
 
 
 def _single(path: str | Sequence[str]) -> Path | None:

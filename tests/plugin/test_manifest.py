@@ -17,6 +17,18 @@ def test_manifest_validates_and_is_registered():
     assert entry.value == "napari_pathup:napari.yaml"
 
 
+def test_manifest_slide_patterns_are_the_suffixes_the_slide_reader_takes():
+    """napari offers the slide reader exactly the files it reads: a suffix added to the reader but not to
+    the manifest (or the other way round) would leave those slides to other readers, or to none."""
+    npe2 = pytest.importorskip("npe2")
+    from napari_pathup.io.images import SLIDE_SUFFIXES, SUPPORTED_IMAGE_SUFFIXES
+
+    manifest = npe2.PluginManifest.from_file(str(resources.files("napari_pathup") / "napari.yaml"))
+    (slide_reader,) = [r for r in manifest.contributions.readers if r.command.endswith("get_slide_reader")]
+    assert sorted(slide_reader.filename_patterns) == sorted(f"*{s}" for s in SLIDE_SUFFIXES)
+    assert set(SLIDE_SUFFIXES) <= set(SUPPORTED_IMAGE_SUFFIXES)  # a slide is a reference wherever one is read
+
+
 def test_core_packages_import_no_qt():
     import subprocess
     import sys

@@ -34,7 +34,9 @@ SUPPORTED_IMAGE_SUFFIXES: tuple[str, ...] = (
 )
 
 _PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg")
-_TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".scn", ".ndpi")
+#: the files tifffile reads as slides (a pyramid or a single level); the plugin's slide reader and its
+#: manifest pattern (napari.yaml) take exactly these
+SLIDE_SUFFIXES: tuple[str, ...] = (".svs", ".scn", ".ndpi", ".tif", ".tiff")
 #: whole-slide formats that OpenSlide reads and tifffile does not (or not correctly: a Ventana BIF's tiles
 #: overlap, and tifffile does not stitch them); refused with a pointer to a reader that does
 _OPENSLIDE_ONLY_SUFFIXES = (".bif", ".mrxs", ".vms", ".vmu", ".svslide", ".czi", ".dcm")
@@ -234,7 +236,7 @@ def _kind(path: Path) -> str:
         raise InputError(f"{path}: expected an OME-Zarr folder, found a file")
     if name.endswith(_PILLOW_SUFFIXES):
         return "pillow"
-    if name.endswith(_TIFF_SUFFIXES):
+    if name.endswith(SLIDE_SUFFIXES):
         return "tiff"
     suffix = path.suffix or "(none)"
     if name.endswith(_OPENSLIDE_ONLY_SUFFIXES):
