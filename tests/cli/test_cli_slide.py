@@ -6,8 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from helpers import hamamatsu_ndpi, leica_scn, pyramidal_ome_tiff, rgb
 from napari_pathup.cli import main
+from napari_pathup.io import read_attrs, read_image
 
 SVS = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_small_region.svs"
 
@@ -84,3 +88,32 @@ def test_listing_a_slide_imports_no_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "2220x2967" in done.stdout and "0.499 µm/px" in done.stdout
+
+
+def test_associated_images_are_listed_and_one_is_written_as_openslide_reads_it(tmp_path, capsys):
+    openslide = pytest.importorskip("openslide")
+    assert main(["slide", str(SVS)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        "associated  label 387x463, macro 1280x431, thumbnail 574x768 "
+        "(--associated NAME --out FILE writes one)"
+    ) in out
+    label = tmp_path / "label.png"
+    assert main(["slide", str(SVS), "--associated", "label", "--out", str(label)]) == 0
+    with openslide.OpenSlide(str(SVS)) as reference:
+        expected = np.asarray(reference.associated_images["label"].convert("RGB"))
+    np.testing.assert_array_equal(read_image(label), expected)
+    assert read_attrs(label) == {"associated_image": "label", "source": str(SVS)}
+    # an existing output is kept, and a name the slide lacks says which it has
+    before = label.read_bytes()
+    assert main(["slide", str(SVS), "--associated", "macro", "--out", str(label)]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert label.read_bytes() == before
+    ndpi = hamamatsu_ndpi(tmp_path / "slide.ndpi", rgb(256, 384), rgb(64, 160, seed=1))
+    assert main(["slide", str(ndpi), "--associated", "label", "--out", str(tmp_path / "l.png")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pathup slide: error: {ndpi}: the slide has no label image; its associated images: macro"
+    )
+    assert not (tmp_path / "l.png").exists()
+    assert main(["slide", str(ndpi), "--out", str(tmp_path / "l.png")]) == 2
+    assert "--associated NAME and --out FILE go together" in capsys.readouterr().err

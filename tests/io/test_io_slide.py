@@ -390,3 +390,11 @@ def test_an_image_file_is_checked_from_its_header_and_decoded_only_when_read(tmp
     assert len(decoded) == 1
     with pytest.raises(InputError, match="max-image-pixels"):
         open_slide(png, max_pixels=64 * 96 - 1)
+
+
+def test_a_slide_cut_short_is_refused_as_holding_no_image_naming_it(tmp_path):
+    broken = tmp_path / "broken.svs"
+    broken.write_bytes(SVS.read_bytes()[:4096])  # the header, no IFD: tifffile finds no page
+    refused = "broken.svs: the TIFF holds no readable image (is the file cut short or damaged?)"
+    with pytest.raises(InputError, match=re.escape(refused)):
+        open_slide(broken)

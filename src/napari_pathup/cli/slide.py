@@ -20,15 +20,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "slide", metavar="SLIDE", help="SVS, SCN, NDPI, (pyramidal, OME-)TIFF, OME-Zarr, PNG or JPEG"
     )
+    p.add_argument(
+        "--associated",
+        metavar="NAME",
+        help="write the slide's associated image NAME (label, macro or thumbnail, as listed) to --out "
+        "instead of listing (a label may carry patient identifiers)",
+    )
+    p.add_argument("--out", metavar="FILE", help="with --associated: a .png, .tif or .ome.zarr to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=execute)
 
 
 def execute(args: argparse.Namespace) -> int:
+    from napari_pathup.io.associated import associated_images
     from napari_pathup.io.slide import open_slide_regions
 
     path = Path(args.slide).expanduser()
+    if args.associated is not None or args.out is not None:
+        return _write_associated(args, path)
     regions = open_slide_regions(path, max_pixels=None)  # headers only: nothing is decoded
     print(f"slide       {path}")
+    associated = associated_images(path)
+    if associated:
+        listed = ", ".join(f"{image.name} {image.width}x{image.height}" for image in associated)
+        print(f"associated  {listed} (--associated NAME --out FILE writes one)")
     if len(regions) > 1:
         print(f"regions     {len(regions)} scanned regions (--scan-region N; without it, the largest)")
     for number, region in enumerate(regions, start=1):
@@ -45,4 +60,22 @@ def execute(args: argparse.Namespace) -> int:
             size = region.level_mpp(level)
             shown = "-" if size is None else f"{size:.4g}"
             print(f"{level:<6} {f'{width}x{height}':<18} {downsample:<11.4g} {shown}")
+    return 0
+
+
+def _write_associated(args: argparse.Namespace, path: Path) -> int:
+    """Write the associated image ``--associated`` of ``path`` to ``--out`` (atomically)."""
+    from napari_pathup.errors import InputError
+    from napari_pathup.io.associated import read_associated_image
+    from napari_pathup.io.atomic import check_output
+    from napari_pathup.io.writers import output_format, write_image
+
+    if args.associated is None or args.out is None:
+        raise InputError("--associated NAME and --out FILE go together: name the image and where to write it")
+    output_format(args.out)
+    out = check_output(args.out, args.overwrite, probe=True)
+    image = read_associated_image(path, args.associated)
+    attrs = {"associated_image": args.associated, "source": str(path)}
+    written = write_image(out, image, attrs=attrs, overwrite=args.overwrite)
+    print(f"wrote {args.associated} image of {path.name} ({image.shape[1]}x{image.shape[0]}) to {written}")
     return 0

@@ -180,16 +180,23 @@ def main_series(tif: Any) -> Any:
 
     Raises :class:`InputError` for a Ventana/Roche scan (BIF, or the same saved as .tif): its tiles are
     stored in serpentine order and overlap, and tifffile places them without stitching, so its pixels
-    would be silently misplaced."""
+    would be silently misplaced; and for a file in which tifffile finds no image (cut short)."""
     if tif.is_bif:
         raise InputError(
             f"{tif.filehandle.path}: a Ventana/Roche (BIF) scan, whose overlapping tiles napari-pathup "
             "does not stitch; open it in napari with napari-wsi (OpenSlide) and use that layer as the "
             "reference, or convert it to OME-TIFF or OME-Zarr"
         )
+    if not tif.series:
+        raise InputError(no_image_message(tif.filehandle.path))
     if tif.is_scn and len(tif.series) > 1:
         return max(tif.series, key=_plane_pixels)
     return tif.series[0]
+
+
+def no_image_message(path: str | Path) -> str:
+    """What a TIFF whose header leads to no image (cut short, or damaged) is told."""
+    return f"{path}: the TIFF holds no readable image (is the file cut short or damaged?)"
 
 
 #: the NDPI tag of a page's focal plane: its Z offset from the slide's nominal focus, in nanometres
