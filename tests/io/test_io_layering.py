@@ -19,6 +19,7 @@ ALLOWED = {
     "images": {"arrays", "atomic", "ome_zarr"},
     "live_zarr": {"arrays", "atomic", "ome_zarr"},
     "slide": {"arrays", "images", "ome_zarr"},
+    "associated": {"arrays", "images", "slide"},
 }
 
 
