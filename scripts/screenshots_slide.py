@@ -5,7 +5,9 @@
 Opens the demo SVS with the plugin's slide reader (micrometres), draws a rectangle on it as the
 reference RoI, docks the Synthesize widget and runs the default model from that RoI: one screenshot
 with the slide, the RoI and the widget before Start, one while the zarr-backed output assembles beside
-the RoI, one when it is done. Same helpers and PNG budget as scripts/screenshots.py.
+the RoI, one when it is done; and one of the slide's label, macro and thumbnail opened beside it
+(Layers > Metadata; ``--associated-only`` takes that one alone). Same helpers and PNG budget as
+scripts/screenshots.py.
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=1024, help="output width and height (default 1024)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "images")
+    parser.add_argument("--associated-only", action="store_true", help="the associated images' one alone")
     args = parser.parse_args()
+    associated(args.out)
+    if args.associated_only:
+        return
 
     viewer = napari.Viewer()
     viewer.window._qt_window.resize(1800, 1100)
@@ -70,6 +76,21 @@ def main() -> None:
     save(viewer, args.out / "slide_running.png")
     wait_until(lambda: widget.worker is None, 1800, "the synthesis to finish")
     save(viewer, args.out / "slide_done.png")
+    viewer.close()
+
+
+def associated(out: Path) -> None:
+    """The slide with its label, macro and thumbnail beside it, as Layers > Metadata opens them."""
+    import napari
+    from napari._app_model import get_app_model
+
+    viewer = napari.Viewer()
+    viewer.window._qt_window.resize(1800, 1100)
+    (slide,) = viewer.open(str(SVS), plugin="napari-pathup")
+    viewer.layers.selection.active = slide
+    get_app_model().commands.execute_command("napari-pathup.open_associated_images").result()
+    viewer.scale_bar.visible = True
+    save(viewer, out / "slide_associated.png")
     viewer.close()
 
 
