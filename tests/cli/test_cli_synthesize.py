@@ -208,13 +208,17 @@ def test_without_a_default_model_the_error_says_what_to_do(reference_file, tmp_p
     assert "--model" in capsys.readouterr().err
 
 
-def test_region_of_a_slide_is_the_reference_and_the_output_keeps_its_pixel_size(pathup_model_dir, tmp_path):
+@pytest.mark.parametrize("suffix", [".ome.zarr", ".tif"])
+def test_region_of_a_slide_is_the_reference_and_the_output_keeps_its_pixel_size(
+    pathup_model_dir, tmp_path, suffix
+):
+    """The output's µm/px is where other tools look for it: OME-Zarr's scale, TIFF's resolution tags."""
     from pathlib import Path
 
-    from napari_pathup.io.ome_zarr import ome_zarr_pixel_size
+    from napari_pathup.io.slide import open_slide
 
     svs = Path(__file__).resolve().parents[2] / "data" / "demo" / "normal" / "cmu_small_region.svs"
-    out = tmp_path / "roi.ome.zarr"
+    out = tmp_path / f"roi{suffix}"
     assert (
         main(
             synthesize_argv(
@@ -226,7 +230,7 @@ def test_region_of_a_slide_is_the_reference_and_the_output_keeps_its_pixel_size(
     attrs = read_attrs(out)
     assert attrs["reference_region"] == {"x": 100, "y": 2000, "width": 640, "height": 512, "level": 0}
     assert attrs["pixel_size_um"] == pytest.approx(0.499)
-    assert ome_zarr_pixel_size(out) == pytest.approx(0.499)
+    assert open_slide(out).mpp == pytest.approx(0.499)
 
 
 def test_a_roi_of_a_slide_scanned_in_two_regions_is_read_from_the_region_asked_for(

@@ -52,6 +52,34 @@ def test_attrs_are_json_in_the_image_description(tmp_path):
     assert read_attrs(tmp_path / "a.tif") == {"seed": 3, "classes": ["tumour"], "scale": 0.5}
 
 
+def test_the_pixel_size_is_every_levels_resolution_as_tifffile_and_openslide_read_it(tmp_path):
+    openslide = pytest.importorskip("openslide")
+    from napari_pathup.io.slide import open_slide
+
+    out = write_tiff(tmp_path / "a.tif", rgb(1100, 700), min_level_size=128, pixel_size=0.499)
+    with tifffile.TiffFile(out) as tif:
+        pages = [tif.pages.first, *tif.series[0].levels[1:]]
+        per_cm = [page.keyframe.tags["XResolution"].value for page in pages]
+        units = {page.keyframe.tags["ResolutionUnit"].value for page in pages}
+    assert units == {tifffile.RESUNIT.CENTIMETER}
+    assert [1e4 * d / n for n, d in per_cm] == pytest.approx([0.499, 0.998, 1.996])  # µm/px, 2x a level
+    slide = open_slide(out)
+    assert slide.mpp == pytest.approx(0.499) and slide.level_mpp(2) == pytest.approx(1.996)
+    with openslide.OpenSlide(str(out)) as reference:
+        assert float(reference.properties["openslide.mpp-x"]) == pytest.approx(0.499)
+        assert float(reference.properties["openslide.mpp-y"]) == pytest.approx(0.499)
+    # without one, no resolution is claimed
+    plain = write_tiff(tmp_path / "b.tif", rgb(64, 64))
+    assert open_slide(plain).mpp is None
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.5, float("nan"), float("inf")])
+def test_a_pixel_size_that_is_not_a_length_is_refused_and_leaves_nothing(tmp_path, bad):
+    with pytest.raises(InputError, match="pixel size must be a positive number of µm/px"):
+        write_tiff(tmp_path / "a.tif", rgb(64, 64), pixel_size=bad)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_zarr_and_dask_input_are_streamed(tmp_path):
     image = rgb(1100, 700)
     expected_level1 = mean_2x2_reference(image)

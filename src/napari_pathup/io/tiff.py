@@ -2,13 +2,16 @@
 
 This is the layout QuPath, OpenSlide-style viewers and tifffile read as a pyramid. Our attributes are
 stored as JSON ``{"pathup": {...}}`` in the ImageDescription tag of the first page (no OME-XML, so the
-file is a plain pyramidal TIFF rather than an OME-TIFF).
+file is a plain pyramidal TIFF rather than an OME-TIFF). A known pixel size is written as every level's
+resolution tags (pixels per centimetre), where OpenSlide (a test checks), TIFF readers in general and our
+own readers find it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,15 +44,21 @@ def write_tiff(
     overwrite: bool = False,
     tile: int = 256,
     min_level_size: int = 256,
+    pixel_size: float | None = None,
 ) -> Path:
     """Write an (H, W, 3) uint8 array-like as a tiled, pyramidal, deflate-compressed RGB TIFF.
 
     Tiles are streamed to tifffile, so zarr and dask inputs are never loaded whole (their smaller
-    levels are staged in a temporary zarr store beside the output). Returns the resolved output path.
+    levels are staged in a temporary zarr store beside the output). ``pixel_size``: µm/px of the image,
+    written as each level's resolution (level k: 2^k times coarser). Returns the resolved output path.
     """
     import tifffile
 
     image = check_rgb_image(image, path)
+    if pixel_size is not None and not (math.isfinite(pixel_size) and pixel_size > 0):
+        raise InputError(
+            f"cannot write {path}: pixel size must be a positive number of µm/px, got {pixel_size}"
+        )
     description = json.dumps({ATTRS_KEY: json.loads(attrs_json(attrs, path))})
     tile = int(tile)
     if tile < 16 or tile % 16:
@@ -77,10 +86,26 @@ def write_tiff(
             description=description,
             software="napari-pathup",
             **options,
+            **_resolution(pixel_size, 0),
         )
-        for level in levels[1:]:
-            tw.write(_tiles(level, tile), shape=tuple(level.shape), subfiletype=1, **options)
+        for k, level in enumerate(levels[1:], start=1):
+            tw.write(
+                _tiles(level, tile),
+                shape=tuple(level.shape),
+                subfiletype=1,
+                **options,
+                **_resolution(pixel_size, k),
+            )
     return Path(path).expanduser().resolve()
+
+
+def _resolution(pixel_size: float | None, level: int) -> dict[str, Any]:
+    """tifffile's resolution keywords for pyramid level ``level`` of an image of ``pixel_size`` µm/px
+    (pixels per centimetre); none when the pixel size is unknown."""
+    if pixel_size is None:
+        return {}
+    per_cm = 1e4 / (pixel_size * 2**level)
+    return {"resolution": (per_cm, per_cm), "resolutionunit": "CENTIMETER"}
 
 
 @contextlib.contextmanager

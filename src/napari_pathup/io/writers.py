@@ -45,7 +45,8 @@ def write_image(
         image: numpy, zarr or dask array; zarr and dask are written chunk by chunk (not for PNG).
         attrs: JSON-serialisable metadata, read back by :func:`~napari_pathup.io.images.read_attrs`.
         overwrite: replace an existing output (the old one is kept until the new one is complete).
-        pixel_size: µm/px; becomes OME-Zarr's micrometre scale (TIFF and PNG record it in ``attrs`` only).
+        pixel_size: µm/px; becomes OME-Zarr's micrometre scale and TIFF's resolution tags (PNG records it
+            in ``attrs`` only).
 
     Returns:
         The resolved output path.
@@ -59,7 +60,7 @@ def write_image(
     if kind == "ome-zarr":
         return write_ome_zarr(path, image, attrs=attrs, overwrite=overwrite, pixel_size=pixel_size)
     if kind == "tiff":
-        return write_tiff(path, image, attrs=attrs, overwrite=overwrite)
+        return write_tiff(path, image, attrs=attrs, overwrite=overwrite, pixel_size=pixel_size)
     return write_png(path, image, attrs=attrs, overwrite=overwrite)
 
 
