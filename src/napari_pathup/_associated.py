@@ -1,7 +1,7 @@
 """napari command (Layers > Metadata): open the associated images of the selected slide layer (its label,
 macro and thumbnail, ``io.associated``) beside it, to check which slide it is and where on the glass its
-tissue lies. Associated images have no pixel size of their own: each is placed right of the slide, scaled
-to the slide's height, and says so in its metadata."""
+tissue lies. They are photographs of the glass, not at the slide's scale (a label records no pixel size
+at all): each is placed right of the slide, scaled to the slide's height, and says so in its metadata."""
 
 from __future__ import annotations
 

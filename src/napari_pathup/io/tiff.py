@@ -1,6 +1,7 @@
 """Tiled pyramidal TIFF output: lossless (deflate), RGB, with sub-resolution levels as SubIFDs.
 
-This is the layout QuPath, OpenSlide-style viewers and tifffile read as a pyramid. Our attributes are
+This is the layout of OME-TIFF pyramids, which QuPath and tifffile read as a pyramid (OpenSlide reads its
+level 0 only: it takes levels from the chain of IFDs, not from SubIFDs). Our attributes are
 stored as JSON ``{"pathup": {...}}`` in the ImageDescription tag of the first page (no OME-XML, so the
 file is a plain pyramidal TIFF rather than an OME-TIFF). A known pixel size is written as every level's
 resolution tags (pixels per centimetre), where OpenSlide (a test checks), TIFF readers in general and our
