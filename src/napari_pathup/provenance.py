@@ -1,18 +1,24 @@
 """What a synthetic image records about how it was made, so that it can be reproduced.
 
 The CLI writes these attributes into every output file; the napari widget puts the same dictionary
-in the layer's metadata (under "pathup"), where the OME-Zarr writer finds it.
+in the layer's metadata (under "pathup"), where the OME-Zarr writer finds it. :func:`synthesize_command`
+turns them back into the ``pathup synthesize`` command that makes the image again (``pathup slide IMAGE``
+prints it); nothing here imports torch until a run's attributes are recorded.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from napari_pathup import __version__
 from napari_pathup.checksum import tagged_sha256
-from napari_pathup.models.base import PathupModel
-from napari_pathup.models.load import model_hash
+
+if TYPE_CHECKING:
+    from napari_pathup.models.base import PathupModel
+
+#: the stand-in for a reference the attributes cannot name (a napari layer held in memory)
+REFERENCE_PLACEHOLDER = "REFERENCE"
 
 
 def file_sha256(path: str | Path) -> str:
@@ -26,6 +32,8 @@ def run_attributes(
 ) -> dict[str, Any]:
     """Settings, seed, model hash and reference of a finished run (``settings`` as resolved)."""
     import torch
+
+    from napari_pathup.models.load import model_hash
 
     return {
         "generator": f"napari-pathup {__version__}",
@@ -43,3 +51,74 @@ def run_attributes(
         "dtype": str(model.dtype).replace("torch.", ""),
         "torch": torch.__version__,
     }
+
+
+def is_run_record(attrs: dict[str, Any]) -> bool:
+    """Whether ``attrs`` (an image's napari-pathup attributes) record a synthesis run."""
+    return str(attrs.get("generator", "")).startswith("napari-pathup") and isinstance(
+        attrs.get("settings"), dict
+    )
+
+
+def synthesize_command(attrs: dict[str, Any], out: str = "again.ome.zarr") -> tuple[list[str], list[str]]:
+    """The ``pathup synthesize`` argv (without ``pathup``) that makes the image these attributes describe
+    again, writing ``out``, and notes on what it cannot carry over (a reference held only in napari,
+    library-only settings, another version of napari-pathup or torch, which may draw other bits).
+
+    Every recorded sampling setting is passed explicitly, so the command does not depend on the model's
+    or the library's defaults of the day."""
+    from napari_pathup.engine.plan import SAMPLING_FIELDS, SETTINGS, SynthesisSettings
+
+    settings = attrs["settings"]
+    notes: list[str] = []
+    argv = ["synthesize", "--model", str(attrs["model"]["path"])]
+    reference = str((attrs.get("reference") or {}).get("path") or "")
+    if not reference:
+        reference = REFERENCE_PLACEHOLDER
+        notes.append(
+            f"the reference was an image held in napari, not a file: replace {reference} with its file"
+        )
+    argv += ["--reference", reference]
+    region = attrs.get("reference_region")
+    if region:
+        argv += ["--region", f"{region['x']},{region['y']},{region['width']},{region['height']}"]
+        argv += ["--level", str(region["level"])]
+        if region.get("scan_region") is not None:
+            argv += ["--scan-region", str(region["scan_region"])]
+    argv += ["--class", str(settings["class_name"]), "--seed", str(settings["seed"])]
+    argv += ["--size", f"{settings['width']}x{settings['height']}"]
+    for setting in SETTINGS:
+        value = settings.get(setting.field)
+        if setting.flag is None or setting.field not in SAMPLING_FIELDS or value is None:
+            continue
+        if isinstance(value, bool):
+            argv += [setting.flag] if value else []
+        elif isinstance(value, list | tuple):
+            argv += [setting.flag, ",".join(repr(float(v)) for v in value)]
+        else:
+            argv += [setting.flag, repr(value) if isinstance(value, float) else str(value)]
+    argv += ["--device", str(attrs.get("device", "auto")), "--dtype", str(attrs.get("dtype", "auto"))]
+    argv += ["--out", out]
+    defaults = SynthesisSettings("x")
+    for setting in SETTINGS:
+        if setting.flag is None and settings.get(setting.field, getattr(defaults, setting.field)) != getattr(
+            defaults, setting.field
+        ):
+            notes.append(f"{setting.field} was {settings[setting.field]} (set from Python; no flag sets it)")
+    made_by, this = str(attrs.get("generator", "")), f"napari-pathup {__version__}"
+    if made_by != this:
+        notes.append(f"made by {made_by}; this is {this}: its pictures may differ")
+    torch_then, torch_now = str(attrs.get("torch", "")), _installed_version("torch")
+    if torch_then and torch_now and torch_then.split("+")[0] != torch_now.split("+")[0]:  # not the build tag
+        notes.append(f"made with torch {torch_then}; this is torch {torch_now}: float rounding may differ")
+    return argv, notes
+
+
+def _installed_version(package: str) -> str:
+    """An installed distribution's version, without importing it ("" when it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return ""

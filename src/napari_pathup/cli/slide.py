@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="List a slide's scanned regions (a Leica SCN may hold several), and for each its "
         "pyramid levels with their sizes and µm/px, read from the file's headers: what `pathup "
         "synthesize --reference SLIDE` takes as --scan-region, --region (level-0 pixels of the region), "
-        "--level and --mpp.",
+        "--level and --mpp; its associated images (label, macro, thumbnail); and for an image napari-pathup "
+        "made, how it was made and the `pathup synthesize` command that makes it again.",
     )
     p.add_argument(
         "slide", metavar="SLIDE", help="SVS, SCN, NDPI, (pyramidal, OME-)TIFF, OME-Zarr, PNG or JPEG"
@@ -60,7 +61,34 @@ def execute(args: argparse.Namespace) -> int:
             size = region.level_mpp(level)
             shown = "-" if size is None else f"{size:.4g}"
             print(f"{level:<6} {f'{width}x{height}':<18} {downsample:<11.4g} {shown}")
+    _print_run_record(path)
     return 0
+
+
+def _print_run_record(path: Path) -> None:
+    """For an image napari-pathup made: how (class, seed, model, reference) and the command that makes
+    it again, from the attributes its file records."""
+    import shlex
+
+    from napari_pathup.io.images import read_attrs
+    from napari_pathup.provenance import is_run_record, synthesize_command
+
+    attrs = read_attrs(path)
+    if not is_run_record(attrs):
+        return
+    settings, model, reference = attrs["settings"], attrs.get("model", {}), attrs.get("reference", {})
+    print(
+        f"\nmade by     {attrs['generator']}: class {settings['class_name']}, seed {settings['seed']}, "
+        f"on {attrs.get('device', '?')} in {attrs.get('dtype', '?')} (torch {attrs.get('torch', '?')})"
+    )
+    print(f"model       {model.get('path', '?')} ({model.get('hash', 'no hash recorded')})")
+    if reference.get("path"):
+        print(f"reference   {reference['path']} ({reference.get('sha256') or 'a folder'})")
+    stem = path.name.split(".")[0] or "again"
+    argv, notes = synthesize_command(attrs, out=f"{stem}-again{''.join(path.suffixes) or '.ome.zarr'}")
+    print(f"again       {shlex.join(['pathup', *argv])}")
+    for note in notes:
+        print(f"note        {note}")
 
 
 def _write_associated(args: argparse.Namespace, path: Path) -> int:
