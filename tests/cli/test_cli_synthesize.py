@@ -18,7 +18,7 @@ from napari_pathup.io.ome_zarr import ome_zarr_level_shapes
 SHARED_TUMOUR = "tumour_stardist.jpg"
 
 
-@pytest.mark.parametrize("suffix", [".ome.zarr", ".tif", ".png"])
+@pytest.mark.parametrize("suffix", [".ome.zarr", ".ome.tif", ".tif", ".png"])
 def test_every_output_format_holds_the_same_image_and_its_provenance(
     pathup_model_dir, reference_file, tmp_path, suffix, capsys
 ):
@@ -208,7 +208,7 @@ def test_without_a_default_model_the_error_says_what_to_do(reference_file, tmp_p
     assert "--model" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("suffix", [".ome.zarr", ".tif"])
+@pytest.mark.parametrize("suffix", [".ome.zarr", ".ome.tif", ".tif"])
 def test_region_of_a_slide_is_the_reference_and_the_output_keeps_its_pixel_size(
     pathup_model_dir, tmp_path, suffix
 ):

@@ -16,7 +16,7 @@ ALLOWED = {
     "ome_zarr": {"arrays", "atomic"},
     "tiff": {"arrays", "atomic"},
     "writers": {"arrays", "atomic", "ome_zarr", "tiff"},
-    "images": {"arrays", "atomic", "ome_zarr"},
+    "images": {"arrays", "atomic", "ome_zarr", "tiff"},
     "live_zarr": {"arrays", "atomic", "ome_zarr"},
     "slide": {"arrays", "images", "ome_zarr"},
     "associated": {"arrays", "images", "slide"},

@@ -73,6 +73,35 @@ def test_the_pixel_size_is_every_levels_resolution_as_tifffile_and_openslide_rea
     assert open_slide(plain).mpp is None
 
 
+def test_an_ome_tiff_is_valid_ome_xml_with_its_pixel_size_and_our_attributes(tmp_path):
+    """``.ome.tif``: a pyramidal OME-TIFF (SubIFD levels) that the OME schema accepts, whose OME-XML holds
+    the pixel size and our attributes; read back by our readers as any other output."""
+    ome_types = pytest.importorskip("ome_types")
+    from napari_pathup.io import write_image
+    from napari_pathup.io.slide import open_slide
+
+    image = rgb(700, 600)
+    attrs = {"seed": 3, "note": "<&> survive XML"}
+    out = write_image(tmp_path / "a.ome.tif", image, attrs=attrs, pixel_size=0.25)
+    ome = ome_types.from_tiff(out, validate=True)  # raises on OME-XML the schema refuses
+    (image_meta,) = ome.images
+    pixels = image_meta.pixels
+    assert (pixels.size_x, pixels.size_y, pixels.size_c) == (600, 700, 3)
+    assert (pixels.physical_size_x, pixels.physical_size_y) == (0.25, 0.25)
+    assert pixels.physical_size_x_unit.value == "µm"
+    (comment,) = ome.structured_annotations.comment_annotations
+    assert comment.namespace == "napari-pathup" and json.loads(comment.value) == {"pathup": attrs}
+    with tifffile.TiffFile(out) as tif:
+        assert tif.is_ome and len(tif.pages) == 1  # levels as SubIFDs, as OME-TIFF pyramids are
+        assert [level.shape for level in tif.series[0].levels] == [(700, 600, 3), (350, 300, 3)]
+    np.testing.assert_array_equal(read_image(out), image)
+    assert read_attrs(out) == attrs and open_slide(out).mpp == pytest.approx(0.25)
+    # without a pixel size the OME-XML claims none
+    plain = write_image(tmp_path / "b.ome.tiff", rgb(64, 64))
+    assert ome_types.from_tiff(plain, validate=True).images[0].pixels.physical_size_x is None
+    assert open_slide(plain).mpp is None and read_attrs(plain) == {}
+
+
 @pytest.mark.parametrize("bad", [0.0, -0.5, float("nan"), float("inf")])
 def test_a_pixel_size_that_is_not_a_length_is_refused_and_leaves_nothing(tmp_path, bad):
     with pytest.raises(InputError, match="pixel size must be a positive number of µm/px"):

@@ -27,7 +27,8 @@ def rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
         ("A.OME.ZARR", "ome-zarr"),
         ("dir/a.tif", "tiff"),
         ("a.TIFF", "tiff"),
-        ("a.ome.tif", "tiff"),
+        ("a.ome.tif", "ome-tiff"),
+        ("A.OME.TIFF", "ome-tiff"),
         ("a.png", "png"),
     ],
 )
@@ -41,12 +42,12 @@ def test_unsupported_output_extension(name):
     with pytest.raises(InputError, match="unsupported output extension") as info:
         output_format(name)
     assert name in str(info.value)
-    assert "expected one of .ome.zarr, .tif, .tiff, .png" in str(info.value)
+    assert "expected one of .ome.zarr, .ome.tif, .ome.tiff, .tif, .tiff, .png" in str(info.value)
 
 
 def test_output_formats_table():
-    assert set(OUTPUT_FORMATS) == {".ome.zarr", ".tif", ".tiff", ".png"}
-    assert set(OUTPUT_FORMATS.values()) == {"ome-zarr", "tiff", "png"}
+    assert set(OUTPUT_FORMATS) == {".ome.zarr", ".ome.tif", ".ome.tiff", ".tif", ".tiff", ".png"}
+    assert set(OUTPUT_FORMATS.values()) == {"ome-zarr", "ome-tiff", "tiff", "png"}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -27,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write the slide's associated image NAME (label, macro or thumbnail, as listed) to --out "
         "instead of listing (a label may carry patient identifiers)",
     )
-    p.add_argument("--out", metavar="FILE", help="with --associated: a .png, .tif or .ome.zarr to write")
+    p.add_argument(
+        "--out", metavar="FILE", help="with --associated: a .png, .tif, .ome.tif or .ome.zarr to write"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=execute)
 

@@ -31,9 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "synthesize",
         help="synthesise a large H&E image of a class (PathUp, two stages)",
         description="Synthesise a large H&E image of CLASS from a real reference RoI with PathUp's two "
-        "stages. The output format follows the extension: .ome.zarr, .tif/.tiff or .png. Settings, the "
-        "output folder, the reference's size and the run's estimated work, memory and disk are checked "
-        "before the model loads; runs above the budget need --allow-large-run.",
+        "stages. The output format follows the extension: .ome.zarr, .ome.tif, .tif/.tiff or .png. "
+        "Settings, the output folder, the reference's size and the run's estimated work, memory and disk "
+        "are checked before the model loads; runs above the budget need --allow-large-run.",
     )
     p.add_argument("--class", dest="class_name", required=True, help="tissue class (see `pathup info`)")
     add_model_arguments(p)
@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="read the RoI from the level closest to M µm/px (default: the model's native pixel size "
         "when it records one, else level 0)",
     )
-    p.add_argument("--out", required=True, metavar="PATH", help="output: .ome.zarr, .tif, .tiff or .png")
+    p.add_argument("--out", required=True, metavar="PATH", help="output: .ome.zarr, .ome.tif, .tif or .png")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_size_argument(p)
     add_sampling_arguments(p)

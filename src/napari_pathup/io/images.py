@@ -20,6 +20,7 @@ from napari_pathup.errors import ImageTooLargeError, InputError, PathupError
 from napari_pathup.io.arrays import ATTRS_KEY, channels_last, to_rgb_uint8
 from napari_pathup.io.atomic import PARTIAL_MARKER
 from napari_pathup.io.ome_zarr import ome_zarr_level_shapes, read_ome_zarr, read_ome_zarr_attrs
+from napari_pathup.io.tiff import ome_attributes
 
 SUPPORTED_IMAGE_SUFFIXES: tuple[str, ...] = (
     ".png",
@@ -142,6 +143,8 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
 
         with tifffile.TiffFile(path) as tif:
             description = tif.pages.first.description
+            if tif.is_ome and tif.ome_metadata:  # ours: the attributes in the OME-XML
+                description = ome_attributes(tif.ome_metadata) or ""
         try:
             meta = json.loads(description)
         except ValueError:

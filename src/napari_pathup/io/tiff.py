@@ -33,6 +33,9 @@ from napari_pathup.io.arrays import (
 )
 from napari_pathup.io.atomic import atomic_output
 
+#: the namespace of the OME-XML CommentAnnotation that holds our attributes in an OME-TIFF
+OME_NAMESPACE = "napari-pathup"
+
 # Above this many uncompressed bytes use BigTIFF: classic TIFF offsets are 32-bit.
 _BIGTIFF_BYTES = 2**31
 
@@ -46,12 +49,15 @@ def write_tiff(
     tile: int = 256,
     min_level_size: int = 256,
     pixel_size: float | None = None,
+    ome: bool = False,
 ) -> Path:
     """Write an (H, W, 3) uint8 array-like as a tiled, pyramidal, deflate-compressed RGB TIFF.
 
     Tiles are streamed to tifffile, so zarr and dask inputs are never loaded whole (their smaller
     levels are staged in a temporary zarr store beside the output). ``pixel_size``: µm/px of the image,
-    written as each level's resolution (level k: 2^k times coarser). Returns the resolved output path.
+    written as each level's resolution (level k: 2^k times coarser). ``ome``: a pyramidal OME-TIFF, whose
+    OME-XML holds the pixel size (PhysicalSizeX/Y) and our attributes (a CommentAnnotation in the
+    "napari-pathup" namespace). Returns the resolved output path.
     """
     import tifffile
 
@@ -61,6 +67,9 @@ def write_tiff(
             f"cannot write {path}: pixel size must be a positive number of µm/px, got {pixel_size}"
         )
     description = json.dumps({ATTRS_KEY: json.loads(attrs_json(attrs, path))})
+    first: dict[str, Any] = {"description": description, "metadata": None}
+    if ome:
+        first = {"metadata": _ome_metadata(description, pixel_size)}
     tile = int(tile)
     if tile < 16 or tile % 16:
         raise InputError(f"cannot write {path}: tile must be a multiple of 16, got {tile}")
@@ -78,15 +87,14 @@ def write_tiff(
     with (
         atomic_output(path, overwrite) as temp,
         _levels(image, len(shapes), tile, temp) as levels,
-        tifffile.TiffWriter(temp, bigtiff=bigtiff) as tw,
+        tifffile.TiffWriter(temp, bigtiff=bigtiff, ome=ome) as tw,
     ):
         tw.write(
             _tiles(levels[0], tile),
             shape=(*shapes[0], 3),
             subifds=len(levels) - 1,
-            description=description,
             software="napari-pathup",
-            **options,
+            **{**options, **first},
             **_resolution(pixel_size, 0),
         )
         for k, level in enumerate(levels[1:], start=1):
@@ -98,6 +106,39 @@ def write_tiff(
                 **_resolution(pixel_size, k),
             )
     return Path(path).expanduser().resolve()
+
+
+def _ome_metadata(description: str, pixel_size: float | None) -> dict[str, Any]:
+    """tifffile's OME metadata for level 0: RGB axes, the pixel size in micrometres when known, and our
+    attributes' JSON (``description``) as a CommentAnnotation in the :data:`OME_NAMESPACE` namespace."""
+    metadata: dict[str, Any] = {
+        "axes": "YXS",
+        "Name": "napari-pathup synthesis",
+        "CommentAnnotation": {"Namespace": OME_NAMESPACE, "Value": description},
+    }
+    if pixel_size is not None:
+        metadata |= {
+            "PhysicalSizeX": pixel_size,
+            "PhysicalSizeXUnit": "µm",
+            "PhysicalSizeY": pixel_size,
+            "PhysicalSizeYUnit": "µm",
+        }
+    return metadata
+
+
+def ome_attributes(ome_xml: str) -> str | None:
+    """Our attributes' JSON from an OME-TIFF's OME-XML (:func:`write_tiff` with ``ome``), None if absent."""
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(ome_xml)
+    except ElementTree.ParseError:
+        return None
+    for element in root.iter():
+        if element.tag.endswith("}CommentAnnotation") and element.attrib.get("Namespace") == OME_NAMESPACE:
+            value = next((e.text for e in element if e.tag.endswith("}Value")), None)
+            return value
+    return None
 
 
 def _resolution(pixel_size: float | None, level: int) -> dict[str, Any]:

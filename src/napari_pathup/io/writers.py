@@ -1,4 +1,4 @@
-"""Write an image in the format its file name asks for (OME-Zarr, TIFF or PNG), atomically."""
+"""Write an image in the format its file name asks for (OME-Zarr, OME-TIFF, TIFF or PNG), atomically."""
 
 from __future__ import annotations
 
@@ -13,12 +13,20 @@ from napari_pathup.io.atomic import atomic_output
 from napari_pathup.io.ome_zarr import write_ome_zarr
 from napari_pathup.io.tiff import write_tiff
 
-#: Output extension -> format name. ``.ome.zarr`` must be tested before shorter suffixes.
-OUTPUT_FORMATS: dict[str, str] = {".ome.zarr": "ome-zarr", ".tif": "tiff", ".tiff": "tiff", ".png": "png"}
+#: Output extension -> format name. Compound suffixes (``.ome.zarr``, ``.ome.tif``) must be tested before
+#: shorter ones.
+OUTPUT_FORMATS: dict[str, str] = {
+    ".ome.zarr": "ome-zarr",
+    ".ome.tif": "ome-tiff",
+    ".ome.tiff": "ome-tiff",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".png": "png",
+}
 
 
 def output_format(path: str | Path) -> str:
-    """Return "ome-zarr", "tiff" or "png" for an output path, or raise :class:`InputError`.
+    """Return "ome-zarr", "ome-tiff", "tiff" or "png" for an output path, or raise :class:`InputError`.
 
     Cheap: call it to validate an output name before starting long work.
     """
@@ -41,12 +49,13 @@ def write_image(
     """Write an (H, W, 3) uint8 array-like in the format ``path``'s extension names, atomically.
 
     Args:
-        path: ``.ome.zarr`` (multiscale OME-Zarr), ``.tif``/``.tiff`` (tiled pyramidal TIFF) or ``.png``.
+        path: ``.ome.zarr`` (multiscale OME-Zarr), ``.ome.tif``/``.ome.tiff`` (pyramidal OME-TIFF),
+            ``.tif``/``.tiff`` (tiled pyramidal TIFF) or ``.png``.
         image: numpy, zarr or dask array; zarr and dask are written chunk by chunk (not for PNG).
         attrs: JSON-serialisable metadata, read back by :func:`~napari_pathup.io.images.read_attrs`.
         overwrite: replace an existing output (the old one is kept until the new one is complete).
-        pixel_size: µm/px; becomes OME-Zarr's micrometre scale and TIFF's resolution tags (PNG records it
-            in ``attrs`` only).
+        pixel_size: µm/px; becomes OME-Zarr's micrometre scale, OME-TIFF's PhysicalSizeX/Y and TIFF's
+            resolution tags (PNG records it in ``attrs`` only).
 
     Returns:
         The resolved output path.
@@ -59,8 +68,9 @@ def write_image(
     kind = output_format(path)
     if kind == "ome-zarr":
         return write_ome_zarr(path, image, attrs=attrs, overwrite=overwrite, pixel_size=pixel_size)
-    if kind == "tiff":
-        return write_tiff(path, image, attrs=attrs, overwrite=overwrite, pixel_size=pixel_size)
+    if kind in ("tiff", "ome-tiff"):
+        ome = kind == "ome-tiff"
+        return write_tiff(path, image, attrs=attrs, overwrite=overwrite, pixel_size=pixel_size, ome=ome)
     return write_png(path, image, attrs=attrs, overwrite=overwrite)
 
 
