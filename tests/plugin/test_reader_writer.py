@@ -59,6 +59,37 @@ def test_round_trip_through_a_napari_viewer(make_napari_viewer, tmp_path):
     assert np.asarray(data[0] if isinstance(data, list) else data).shape == (300, 400, 3)
 
 
+def test_a_layer_saved_as_ome_tiff_reopens_at_its_pixel_size_with_its_metadata(make_napari_viewer, tmp_path):
+    """File > Save Selected Layers... as .ome.tif: a valid OME-TIFF (for QuPath and other OME readers) that
+    the plugin's slide reader opens at the layer's µm/px, with its PathUp metadata; a non-RGB layer is
+    refused without writing."""
+    ome_types = pytest.importorskip("ome_types")
+    from napari_pathup._writer import write_ome_tiff_layer
+    from napari_pathup.io import read_attrs
+
+    viewer = make_napari_viewer()
+    image = rgb(300, 400, seed=4)
+    viewer.add_image(
+        image,
+        rgb=True,
+        name="synthetic",
+        scale=(0.5, 0.5),
+        units=("micrometer", "micrometer"),
+        metadata={"pathup": {"seed": 4}},
+    )
+    path = str(tmp_path / "saved.ome.tif")
+    viewer.layers.save(path, selected=False, plugin="napari-pathup")
+    assert ome_types.from_tiff(path, validate=True).images[0].pixels.physical_size_x == 0.5
+    np.testing.assert_array_equal(read_image(path), image)
+    assert read_attrs(path) == {"seed": 4}
+    (opened,) = viewer.open(path, plugin="napari-pathup")
+    assert tuple(opened.scale) == pytest.approx((0.5, 0.5)) and opened.metadata["pixel_size_um"] == 0.5
+    target = tmp_path / "labels.ome.tif"
+    with pytest.raises(InputError, match=r"the OME-TIFF writer saves RGB uint8 images of shape \(H, W, 3\)"):
+        write_ome_tiff_layer(str(target), np.zeros((32, 32), np.uint16), {"name": "labels"})
+    assert not target.exists()
+
+
 def test_slide_reader_opens_svs_and_pyramidal_tiff_lazily_with_their_pixel_size(tmp_path):
     from pathlib import Path
 
