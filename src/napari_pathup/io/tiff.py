@@ -1,11 +1,12 @@
 """Tiled pyramidal TIFF output: lossless (deflate), RGB, with sub-resolution levels as SubIFDs.
 
-This is the layout of OME-TIFF pyramids, which QuPath and tifffile read as a pyramid (OpenSlide reads its
-level 0 only: it takes levels from the chain of IFDs, not from SubIFDs). Our attributes are
-stored as JSON ``{"pathup": {...}}`` in the ImageDescription tag of the first page (no OME-XML, so the
-file is a plain pyramidal TIFF rather than an OME-TIFF). A known pixel size is written as every level's
-resolution tags (pixels per centimetre), where OpenSlide (a test checks), TIFF readers in general and our
-own readers find it.
+This is the layout of pyramidal OME-TIFF, which tifffile reads as a pyramid (OpenSlide reads level 0
+only: it takes levels from the chain of IFDs, not from SubIFDs; QuPath and Bio-Formats are not installed
+here to check). In a plain TIFF (``.tif``) our attributes are JSON ``{"pathup": {...}}`` in the
+ImageDescription tag of the first page; in an OME-TIFF (``.ome.tif``, ``ome=True``) the OME-XML holds them
+as a CommentAnnotation and the pixel size as PhysicalSizeX/Y. A known pixel size is also written as every
+level's resolution tags (pixels per centimetre), where OpenSlide (a test checks), TIFF readers in general
+and our own readers find it.
 """
 
 from __future__ import annotations
