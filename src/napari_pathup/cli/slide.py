@@ -72,6 +72,7 @@ def _print_run_record(path: Path) -> None:
     it again, from the attributes its file records."""
     import shlex
 
+    from napari_pathup.io.atomic import split_suffixes
     from napari_pathup.io.images import read_attrs
     from napari_pathup.provenance import is_run_record, synthesize_command
 
@@ -86,8 +87,8 @@ def _print_run_record(path: Path) -> None:
     print(f"model       {model.get('path', '?')} ({model.get('hash', 'no hash recorded')})")
     if reference.get("path"):
         print(f"reference   {reference['path']} ({reference.get('sha256') or 'a folder'})")
-    stem = path.name.split(".")[0] or "again"
-    argv, notes = synthesize_command(attrs, out=f"{stem}-again{''.join(path.suffixes) or '.ome.zarr'}")
+    stem, suffix = split_suffixes(path.name)
+    argv, notes = synthesize_command(attrs, out=f"{stem}-again{suffix or '.ome.zarr'}")
     print(f"again       {shlex.join(['pathup', *argv])}")
     for note in notes:
         print(f"note        {note}")
