@@ -54,6 +54,10 @@ def test_a_file_that_napari_pathup_did_not_make_prints_no_command(tmp_path, caps
     out = capsys.readouterr().out
     assert "made by" not in out and "again" not in out
     assert not is_run_record({}) and not is_run_record({"generator": "napari-pathup 1", "settings": None})
+    assert is_run_record(_attrs())
+    for key in ("model", "settings"):  # a record edited by hand: no command rather than a traceback
+        assert not is_run_record({k: v for k, v in _attrs().items() if k != key})
+    assert not is_run_record(_attrs(seed=None) | {"settings": {"class_name": "tumour"}})
 
 
 def _attrs(**changes):

@@ -53,10 +53,20 @@ def run_attributes(
     }
 
 
+#: the settings a run record must hold for :func:`synthesize_command` to rebuild its command
+RECORD_SETTINGS = ("class_name", "seed", "height", "width")
+
+
 def is_run_record(attrs: dict[str, Any]) -> bool:
-    """Whether ``attrs`` (an image's napari-pathup attributes) record a synthesis run."""
-    return str(attrs.get("generator", "")).startswith("napari-pathup") and isinstance(
-        attrs.get("settings"), dict
+    """Whether ``attrs`` (an image's napari-pathup attributes) record a synthesis run: the generator, the
+    model's path and the settings a command needs (a file edited by hand may lack them)."""
+    settings, model = attrs.get("settings"), attrs.get("model")
+    return (
+        str(attrs.get("generator", "")).startswith("napari-pathup")
+        and isinstance(settings, dict)
+        and all(key in settings for key in RECORD_SETTINGS)
+        and isinstance(model, dict)
+        and bool(model.get("path"))
     )
 
 
