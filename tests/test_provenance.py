@@ -58,6 +58,8 @@ def test_a_file_that_napari_pathup_did_not_make_prints_no_command(tmp_path, caps
     for key in ("model", "settings"):  # a record edited by hand: no command rather than a traceback
         assert not is_run_record({k: v for k, v in _attrs().items() if k != key})
     assert not is_run_record(_attrs(seed=None) | {"settings": {"class_name": "tumour"}})
+    argv, _ = synthesize_command(_attrs(reference_region={"x": 1}))  # a partial region is left out
+    assert "--region" not in argv
 
 
 def _attrs(**changes):

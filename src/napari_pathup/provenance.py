@@ -90,7 +90,7 @@ def synthesize_command(attrs: dict[str, Any], out: str = "again.ome.zarr") -> tu
         )
     argv += ["--reference", reference]
     region = attrs.get("reference_region")
-    if region:
+    if isinstance(region, dict) and all(k in region for k in ("x", "y", "width", "height", "level")):
         argv += ["--region", f"{region['x']},{region['y']},{region['width']},{region['height']}"]
         argv += ["--level", str(region["level"])]
         if region.get("scan_region") is not None:
