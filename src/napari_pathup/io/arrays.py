@@ -49,6 +49,14 @@ def scale_pixel_size(scale: Any, units: Any) -> float | None:
 # ------------------------------------------------------------------------------------------ conversion
 
 
+def check_pixel_size(path: str | Path, pixel_size: float | None) -> None:
+    """Refuse, before anything is written to ``path``, a pixel size that is not a length (None: unknown)."""
+    if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
+        raise InputError(
+            f"cannot write {path}: pixel size must be a positive number of µm/px, got {pixel_size}"
+        )
+
+
 def channels_last(array: np.ndarray, axes: str, source: str) -> np.ndarray:
     """Reorder an array with tifffile-style axes (e.g. ``"SYX"``, ``"YXS"``, ``"CYX"``) to (Y, X[, C]).
 

@@ -20,6 +20,7 @@ from napari_pathup.io.arrays import (
     ATTRS_KEY,
     attrs_json,
     channels_last,
+    check_pixel_size,
     check_rgb_image,
     dask_pyramid,
     pyramid_shapes,
@@ -73,8 +74,7 @@ def write_ome_zarr(
     chunk = int(chunk)
     if chunk < 2 or chunk % 2:
         raise InputError(f"cannot write {path}: chunk must be an even number >= 2, got {chunk}")
-    if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
-        raise InputError(f"cannot write {path}: pixel size must be a positive number of µm, got {pixel_size}")
+    check_pixel_size(path, pixel_size)
     shapes = pyramid_shapes(image.shape[0], image.shape[1], min_level_size)
     with atomic_output(path, overwrite) as temp:
         levels = [level.transpose(2, 0, 1) for level in dask_pyramid(image, len(shapes), chunk)]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from napari_pathup.errors import InputError
 from napari_pathup.io.arrays import (
     ATTRS_KEY,
     attrs_json,
+    check_pixel_size,
     check_rgb_image,
     dask_pyramid,
     is_in_memory,
@@ -63,10 +63,7 @@ def write_tiff(
     import tifffile
 
     image = check_rgb_image(image, path)
-    if pixel_size is not None and not (math.isfinite(pixel_size) and pixel_size > 0):
-        raise InputError(
-            f"cannot write {path}: pixel size must be a positive number of µm/px, got {pixel_size}"
-        )
+    check_pixel_size(path, pixel_size)
     description = json.dumps({ATTRS_KEY: json.loads(attrs_json(attrs, path))})
     first: dict[str, Any] = {"description": description, "metadata": None}
     if ome:
@@ -137,8 +134,7 @@ def ome_attributes(ome_xml: str) -> str | None:
         return None
     for element in root.iter():
         if element.tag.endswith("}CommentAnnotation") and element.attrib.get("Namespace") == OME_NAMESPACE:
-            value = next((e.text for e in element if e.tag.endswith("}Value")), None)
-            return value
+            return next((e.text for e in element if e.tag.endswith("}Value")), None)
     return None
 
 
